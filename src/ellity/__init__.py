@@ -1,0 +1,1 @@
+"""Ellity: loyalty points for e-shops, integrated with Ecomail."""

@@ -1,0 +1,529 @@
+"""SQL implementations of the storage ports, on one ``AsyncConnection`` per unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql.tables import customers, ledger_entries, merchants, point_lots, staff_users
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ledger import (
+    Entry,
+    EntryKind,
+    Expiration,
+    LastChange,
+    Ledger,
+    LedgerSummary,
+    Lot,
+)
+from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.money import Points
+from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
+
+_UNIQUE_FIELDS = ("shop_customer_id", "referral_code", "order_ref", "email", "slug")
+
+
+@asynccontextmanager
+async def unique_violations() -> AsyncIterator[None]:
+    """Turn a unique-index failure into the port's ``UniqueViolation`` naming the field."""
+    try:
+        yield
+    except IntegrityError as exc:
+        text = str(exc.orig)
+        for field in _UNIQUE_FIELDS:
+            if field in text:
+                raise UniqueViolation(field) from None
+        raise
+
+
+class SqlMerchantRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, merchant: Merchant, *, at: datetime) -> Merchant:
+        async with unique_violations():
+            result = await self.conn.execute(
+                merchants.insert()
+                .values(slug=merchant.slug, created_at=at, **_settings_columns(merchant.settings))
+                .returning(merchants.c.id)
+            )
+        merchant.id = result.scalar_one()
+        return merchant
+
+    async def get(self, merchant_id: int) -> Merchant | None:
+        return await self._one(merchants.c.id == merchant_id)
+
+    async def get_by_slug(self, slug: str) -> Merchant | None:
+        return await self._one(merchants.c.slug == slug)
+
+    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None:
+        await self.conn.execute(
+            merchants.update()
+            .where(merchants.c.id == merchant_id)
+            .values(**_settings_columns(settings))
+        )
+
+    async def count(self) -> int:
+        result = await self.conn.execute(sa.select(sa.func.count()).select_from(merchants))
+        return int(result.scalar_one())
+
+    async def _one(self, condition: sa.ColumnElement[bool]) -> Merchant | None:
+        row = (await self.conn.execute(sa.select(merchants).where(condition))).mappings().first()
+        if row is None:
+            return None
+        settings = MerchantSettings(
+            name=row["name"],
+            shop_url=row["shop_url"],
+            referral_link_template=row["referral_link_template"],
+            referral_bonus=Points(row["referral_bonus_cents"]),
+            validity_months=row["validity_months"],
+            locale=row["locale"],
+            timezone=row["timezone"],
+        )
+        return Merchant(slug=row["slug"], settings=settings, id=row["id"])
+
+
+def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
+    return {
+        "name": settings.name,
+        "shop_url": settings.shop_url,
+        "referral_link_template": settings.referral_link_template,
+        "referral_bonus_cents": settings.referral_bonus.hundredths,
+        "validity_months": settings.validity_months,
+        "locale": settings.locale,
+        "timezone": settings.timezone,
+    }
+
+
+class SqlStaffRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+        async with unique_violations():
+            result = await self.conn.execute(
+                staff_users.insert()
+                .values(
+                    merchant_id=merchant_id,
+                    email=email,
+                    email_key=email_key(email),
+                    password_hash=password_hash,
+                    created_at=at,
+                )
+                .returning(staff_users.c.id)
+            )
+        return int(result.scalar_one())
+
+
+_IDENTITY = (
+    customers.c.id,
+    customers.c.merchant_id,
+    customers.c.email,
+    customers.c.first_name,
+    customers.c.last_name,
+    customers.c.shop_customer_id,
+    customers.c.registered,
+    customers.c.pin,
+    customers.c.referral_code,
+    customers.c.referred_by_id,
+    customers.c.created_at,
+    customers.c.updated_at,
+)
+
+
+def _customer(row: Any) -> Customer:
+    return Customer(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        shop_customer_id=row.shop_customer_id,
+        registered=row.registered,
+        pin=row.pin,
+        referral_code=row.referral_code,
+        referred_by_id=row.referred_by_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _identity_columns(customer: Customer) -> dict[str, Any]:
+    return {
+        "email": customer.email,
+        "email_key": customer.email_key,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "shop_customer_id": customer.shop_customer_id,
+        "registered": customer.registered,
+        "pin": customer.pin,
+        "updated_at": customer.updated_at,
+    }
+
+
+class SqlCustomerRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, customer: Customer) -> Customer:
+        async with unique_violations():
+            result = await self.conn.execute(
+                customers.insert()
+                .values(
+                    merchant_id=customer.merchant_id,
+                    referral_code=customer.referral_code,
+                    referred_by_id=customer.referred_by_id,
+                    created_at=customer.created_at,
+                    **_identity_columns(customer),
+                )
+                .returning(customers.c.id)
+            )
+        customer.id = result.scalar_one()
+        return customer
+
+    async def get(
+        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+    ) -> Customer | None:
+        query = sa.select(*_IDENTITY).where(
+            customers.c.merchant_id == merchant_id, customers.c.id == customer_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        return await self._first(query)
+
+    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+        return await self._first(
+            sa.select(*_IDENTITY).where(
+                customers.c.merchant_id == merchant_id, customers.c.email_key == email_key(email)
+            )
+        )
+
+    async def find_by_shop_customer_id(
+        self, merchant_id: int, shop_customer_id: str
+    ) -> Customer | None:
+        return await self._first(
+            sa.select(*_IDENTITY).where(
+                customers.c.merchant_id == merchant_id,
+                customers.c.shop_customer_id == shop_customer_id,
+            )
+        )
+
+    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None:
+        return await self._first(
+            sa.select(*_IDENTITY).where(
+                customers.c.merchant_id == merchant_id, customers.c.referral_code == code
+            )
+        )
+
+    async def update(self, customer: Customer) -> None:
+        async with unique_violations():
+            await self.conn.execute(
+                customers.update()
+                .where(
+                    customers.c.merchant_id == customer.merchant_id,
+                    customers.c.id == customer.id,
+                )
+                .values(**_identity_columns(customer))
+            )
+
+    async def _first(self, query: sa.Select[Any]) -> Customer | None:
+        row = (await self.conn.execute(query)).first()
+        return None if row is None else _customer(row)
+
+
+_LOYALTY = (
+    customers.c.id,
+    customers.c.email,
+    customers.c.first_name,
+    customers.c.last_name,
+    customers.c.registered,
+    customers.c.pin,
+    customers.c.referral_code,
+    customers.c.balance_cents,
+    customers.c.next_expiry_on,
+    customers.c.next_expiry_cents,
+    customers.c.last_change_on,
+    customers.c.last_change_cents,
+)
+
+
+def _loyalty(row: Any) -> CustomerLoyalty:
+    (
+        cid,
+        email,
+        first,
+        last,
+        registered,
+        pin,
+        code,
+        balance,
+        nxt_on,
+        nxt_cents,
+        last_on,
+        last_cents,
+    ) = row
+    return CustomerLoyalty(
+        customer_id=cid,
+        email=email,
+        first_name=first,
+        last_name=last,
+        registered=registered,
+        pin=pin,
+        referral_code=code,
+        summary=LedgerSummary(
+            balance=Points(balance),
+            next_expiration=Expiration(nxt_on, Points(nxt_cents)) if nxt_on is not None else None,
+            last_change=LastChange(last_on, Points(last_cents)) if last_on is not None else None,
+        ),
+    )
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        kind=EntryKind(row.kind),
+        points=Points(row.points_cents),
+        at=row.at,
+        balance_after=Points(row.balance_after_cents),
+        note=row.note,
+        order_ref=row.order_ref,
+    )
+
+
+class SqlLedgerRepository:
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+
+    async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
+        lots = await self.conn.execute(
+            sa.select(
+                point_lots.c.id,
+                point_lots.c.earned_at,
+                point_lots.c.expires_on,
+                point_lots.c.amount_cents,
+                point_lots.c.remaining_cents,
+            ).where(
+                point_lots.c.merchant_id == merchant_id,
+                point_lots.c.customer_id == customer_id,
+                point_lots.c.remaining_cents > 0,
+            )
+        )
+        last = (
+            await self.conn.execute(
+                sa.select(customers.c.last_change_on, customers.c.last_change_cents).where(
+                    customers.c.merchant_id == merchant_id, customers.c.id == customer_id
+                )
+            )
+        ).first()
+        return Ledger(
+            customer_id=customer_id,
+            policy=policy,
+            lots=[
+                Lot(
+                    id=lot_id,
+                    earned_at=earned_at,
+                    expires_on=expires_on,
+                    amount=Points(amount),
+                    remaining=Points(remaining),
+                )
+                for lot_id, earned_at, expires_on, amount, remaining in lots
+            ],
+            last_change=(
+                LastChange(last[0], Points(last[1]))
+                if last is not None and last[0] is not None
+                else None
+            ),
+        )
+
+    async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
+        for lot in ledger.lots:
+            if lot.is_new:
+                result = await self.conn.execute(
+                    point_lots.insert()
+                    .values(
+                        merchant_id=merchant_id,
+                        customer_id=ledger.customer_id,
+                        earned_at=lot.earned_at,
+                        expires_on=lot.expires_on,
+                        amount_cents=lot.amount.hundredths,
+                        remaining_cents=lot.remaining.hundredths,
+                    )
+                    .returning(point_lots.c.id)
+                )
+                lot.id = result.scalar_one()
+            elif lot.is_changed:
+                await self.conn.execute(
+                    point_lots.update()
+                    .where(point_lots.c.id == lot.id, point_lots.c.merchant_id == merchant_id)
+                    .values(remaining_cents=lot.remaining.hundredths)
+                )
+            lot.loaded_remaining = lot.remaining
+        if ledger.new_entries:
+            async with unique_violations():
+                await self.conn.execute(
+                    ledger_entries.insert(),
+                    [
+                        {
+                            "merchant_id": merchant_id,
+                            "customer_id": ledger.customer_id,
+                            "kind": entry.kind.value,
+                            "points_cents": entry.points.hundredths,
+                            "balance_after_cents": entry.balance_after.hundredths,
+                            "at": entry.at,
+                            "note": entry.note,
+                            "order_ref": entry.order_ref,
+                        }
+                        for entry in ledger.new_entries
+                    ],
+                )
+            ledger.new_entries.clear()
+        summary = ledger.summary()
+        nxt, last = summary.next_expiration, summary.last_change
+        await self.conn.execute(
+            customers.update()
+            .where(customers.c.merchant_id == merchant_id, customers.c.id == ledger.customer_id)
+            .values(
+                balance_cents=summary.balance.hundredths,
+                next_expiry_on=nxt.on if nxt else None,
+                next_expiry_cents=nxt.points.hundredths if nxt else 0,
+                last_change_on=last.on if last else None,
+                last_change_cents=last.points.hundredths if last else None,
+            )
+        )
+
+    async def find_order(
+        self, merchant_id: int, kind: EntryKind, order_ref: str
+    ) -> OrderUse | None:
+        row = (
+            await self.conn.execute(
+                sa.select(ledger_entries).where(
+                    ledger_entries.c.merchant_id == merchant_id,
+                    ledger_entries.c.kind == kind.value,
+                    ledger_entries.c.order_ref == order_ref,
+                )
+            )
+        ).first()
+        return None if row is None else OrderUse(customer_id=row.customer_id, entry=_entry(row))
+
+    async def entries(
+        self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
+    ) -> list[StoredEntry]:
+        query = (
+            sa.select(ledger_entries)
+            .where(
+                ledger_entries.c.merchant_id == merchant_id,
+                ledger_entries.c.customer_id == customer_id,
+            )
+            .order_by(ledger_entries.c.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            query = query.where(ledger_entries.c.id < before_id)
+        rows = await self.conn.execute(query)
+        return [
+            StoredEntry(id=row.id, customer_id=row.customer_id, entry=_entry(row)) for row in rows
+        ]
+
+    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
+        """Four set-based statements; the new expiry entries (kind, at) mark the customers hit."""
+        due = sa.and_(
+            point_lots.c.merchant_id == merchant_id,
+            point_lots.c.remaining_cents > 0,
+            point_lots.c.expires_on < today,
+        )
+        if self.locks_rows:  # PostgreSQL: lock the customers first, in the order spends do
+            await self.conn.execute(
+                sa.select(customers.c.id)
+                .where(
+                    customers.c.merchant_id == merchant_id,
+                    customers.c.id.in_(sa.select(point_lots.c.customer_id).where(due)),
+                )
+                .order_by(customers.c.id)
+                .with_for_update()
+            )
+        expired = sa.func.sum(point_lots.c.remaining_cents)
+        inserted = await self.conn.execute(
+            ledger_entries.insert().from_select(
+                ["merchant_id", "customer_id", "kind", "points_cents", "balance_after_cents", "at"],
+                sa.select(
+                    sa.literal(merchant_id),
+                    point_lots.c.customer_id,
+                    sa.literal(EntryKind.EXPIRE.value),
+                    -expired,
+                    customers.c.balance_cents - expired,
+                    sa.literal(at, ledger_entries.c.at.type),
+                )
+                .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
+                .where(due)
+                .group_by(point_lots.c.customer_id, customers.c.balance_cents),
+            )
+        )
+        if not inserted.rowcount:
+            return 0
+        await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
+        entry = ledger_entries.alias("expiry_entry")
+        this_run = sa.and_(
+            entry.c.merchant_id == merchant_id,
+            entry.c.kind == EntryKind.EXPIRE.value,
+            entry.c.at == sa.literal(at, ledger_entries.c.at.type),
+        )
+        change = (
+            sa.select(entry.c.points_cents)
+            .where(this_run, entry.c.customer_id == customers.c.id)
+            .scalar_subquery()
+        )
+        open_lots = sa.and_(
+            point_lots.c.customer_id == customers.c.id, point_lots.c.remaining_cents > 0
+        )
+        first_expiry = (
+            sa.select(sa.func.min(point_lots.c.expires_on)).where(open_lots).scalar_subquery()
+        )
+        held_then = (
+            sa.select(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
+            .where(open_lots, point_lots.c.expires_on == first_expiry)
+            .scalar_subquery()
+        )
+        await self.conn.execute(
+            customers.update()
+            .where(
+                customers.c.merchant_id == merchant_id,
+                customers.c.id.in_(sa.select(entry.c.customer_id).where(this_run)),
+            )
+            .values(
+                balance_cents=customers.c.balance_cents + change,
+                last_change_on=today,
+                last_change_cents=change,
+                next_expiry_on=first_expiry,
+                next_expiry_cents=held_then,
+            )
+        )
+        return int(inserted.rowcount)
+
+    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
+        if not customer_ids:
+            return []
+        rows = await self.conn.execute(
+            sa.select(*_LOYALTY)
+            .where(customers.c.merchant_id == merchant_id, customers.c.id.in_(list(customer_ids)))
+            .order_by(customers.c.id)
+        )
+        return [_loyalty(row) for row in rows]
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int
+    ) -> list[CustomerLoyalty]:
+        rows = await self.conn.execute(
+            sa.select(*_LOYALTY)
+            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
+            .order_by(customers.c.id)
+            .limit(limit)
+        )
+        return [_loyalty(row) for row in rows]

@@ -1,0 +1,185 @@
+"""The database schema. SQLModel and SQLAlchemy live only in this package.
+
+Customer rows carry their ledger summary (balance, next expiration, last change), kept in the
+same transaction as every ledger change, so a contact snapshot is one indexed read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC; read back aware (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=sa.Column(UtcDateTime(), nullable=False, **kw))
+
+
+class MerchantRow(SQLModel, table=True):
+    __tablename__ = "merchants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=63, unique=True)
+    name: str = Field(max_length=100)
+    shop_url: str = Field(max_length=500)
+    referral_link_template: str = Field(max_length=500)
+    referral_bonus_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    validity_months: int
+    locale: str = Field(max_length=2)
+    timezone: str = Field(max_length=64)
+    created_at: datetime = _ts()
+
+
+class StaffUserRow(SQLModel, table=True):
+    __tablename__ = "staff_users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: int = Field(foreign_key="merchants.id", index=True)
+    email: str = Field(max_length=254)
+    email_key: str = Field(max_length=254, unique=True)
+    password_hash: str = Field(max_length=255)
+    created_at: datetime = _ts()
+
+
+_BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class CustomerRow(SQLModel, table=True):
+    __tablename__ = "customers"
+    __table_args__ = (
+        sa.Index("ux_customers_merchant_email_key", "merchant_id", "email_key", unique=True),
+        sa.Index(
+            "ux_customers_merchant_shop_customer_id", "merchant_id", "shop_customer_id", unique=True
+        ),
+        sa.Index(
+            "ux_customers_merchant_referral_code", "merchant_id", "referral_code", unique=True
+        ),
+        sa.Index("ix_customers_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    email: str | None = Field(default=None, max_length=254)
+    email_key: str | None = Field(default=None, max_length=254)
+    first_name: str = Field(default="", max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    shop_customer_id: str | None = Field(default=None, max_length=100)
+    registered: bool = False
+    pin: str | None = Field(default=None, max_length=6)
+    referral_code: str = Field(max_length=8)
+    referred_by_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("customers.id"), nullable=True),
+    )
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    balance_cents: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
+    next_expiry_on: date | None = None
+    next_expiry_cents: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
+    last_change_on: date | None = None
+    last_change_cents: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, nullable=True)
+    )
+
+
+_OPEN = sa.text("remaining_cents > 0")
+
+
+class PointLotRow(SQLModel, table=True):
+    """Points earned together; ``remaining_cents`` falls as they are spent or expire."""
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        sa.Index(
+            "ix_point_lots_open_by_customer",
+            "customer_id",
+            "expires_on",
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
+        sa.Index(
+            "ix_point_lots_open_by_merchant_expiry",
+            "merchant_id",
+            "expires_on",
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("customers.id"), nullable=False)
+    )
+    earned_at: datetime = _ts()
+    expires_on: date | None = None
+    amount_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    remaining_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+_WITH_REF = sa.text("order_ref IS NOT NULL")
+
+
+class LedgerEntryRow(SQLModel, table=True):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        sa.Index(
+            "ux_ledger_entries_merchant_kind_order_ref",
+            "merchant_id",
+            "kind",
+            "order_ref",
+            unique=True,
+            sqlite_where=_WITH_REF,
+            postgresql_where=_WITH_REF,
+        ),
+        sa.Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
+        sa.Index("ix_ledger_entries_merchant_at", "merchant_id", "at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("customers.id"), nullable=False)
+    )
+    kind: str = Field(max_length=32)
+    points_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    balance_after_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    at: datetime = _ts()
+    note: str | None = Field(default=None, max_length=500)
+    order_ref: str | None = Field(default=None, max_length=100)
+
+
+merchants = MerchantRow.__table__  # type: ignore[attr-defined]
+staff_users = StaffUserRow.__table__  # type: ignore[attr-defined]
+customers = CustomerRow.__table__  # type: ignore[attr-defined]
+point_lots = PointLotRow.__table__  # type: ignore[attr-defined]
+ledger_entries = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+metadata = SQLModel.metadata

@@ -1,0 +1,72 @@
+"""The SQL unit of work: one connection, one transaction, rolled back unless committed."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
+
+from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.repositories import (
+    SqlCustomerRepository,
+    SqlLedgerRepository,
+    SqlMerchantRepository,
+    SqlStaffRepository,
+)
+from ellity.ports.storage import (
+    CustomerRepository,
+    LedgerRepository,
+    MerchantRepository,
+    StaffRepository,
+)
+
+
+class SqlUnitOfWork:
+    merchants: MerchantRepository
+    staff: StaffRepository
+    customers: CustomerRepository
+    ledgers: LedgerRepository
+
+    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+        self._database = database
+        self._read_only = read_only
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        engine = self._database.engine if self._read_only else self._database.write_engine
+        self._conn = await engine.connect()
+        self._tx = await self._conn.begin()
+        conn = self._conn
+        self.merchants = SqlMerchantRepository(conn)
+        self.staff = SqlStaffRepository(conn)
+        self.customers = SqlCustomerRepository(conn)
+        self.ledgers = SqlLedgerRepository(conn, locks_rows=not self._database.is_sqlite)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = self._tx = None
+
+    async def commit(self) -> None:
+        if self._tx is None:
+            raise RuntimeError("commit() outside the unit of work")
+        await self._tx.commit()
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.database, read_only=read_only)

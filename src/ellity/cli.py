@@ -1,0 +1,126 @@
+"""The ``ellity`` command: serve, migrate, create-merchant, settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from ellity.adapters.sql import migrate
+from ellity.bootstrap import build_deps
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
+from ellity.domain.model.merchant import MerchantSettings
+from ellity.domain.services import merchants
+from ellity.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ellity", description="Ellity loyalty points.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web app (migrations applied first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    commands.add_parser("migrate", help="apply the database migrations")
+
+    create = commands.add_parser("create-merchant", help="a merchant and its first admin")
+    create.add_argument("--slug", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--admin-email", required=True)
+    create.add_argument("--admin-password", required=True)
+    create.add_argument("--shop-url", default="", help="the e-shop's address (optional)")
+
+    settings = commands.add_parser(
+        "settings", help="print a merchant's settings, or set them with KEY=VALUE"
+    )
+    settings.add_argument("--merchant", required=True, metavar="SLUG")
+    settings.add_argument("changes", nargs="*", metavar="KEY=VALUE")
+    return parser
+
+
+def _with_deps(settings: Settings, use: Callable[[Deps], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with build_deps(settings) as deps:
+            return await use(deps)
+
+    return asyncio.run(run())
+
+
+def _parse_changes(pairs: Sequence[str]) -> dict[str, str]:
+    changes: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DomainError(f"'{pair}' is not KEY=VALUE.")
+        changes[key.strip()] = value
+    return changes
+
+
+def _print_settings(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        print(f"{key}={value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    try:
+        if args.command == "serve":
+            serve(settings, host=args.host, port=args.port)
+        elif args.command == "migrate":
+            migrate.upgrade(settings.database_url)
+            print("The database is up to date.")
+        elif args.command == "create-merchant":
+            migrate.upgrade(settings.database_url)
+            merchant_settings = MerchantSettings(name=args.name, shop_url=args.shop_url)
+            merchant = _with_deps(
+                settings,
+                lambda deps: merchants.create_merchant(
+                    slug=args.slug,
+                    settings=merchant_settings,
+                    admin_email=args.admin_email,
+                    admin_password=args.admin_password,
+                    uow=deps.uow(),
+                    clock=deps.clock,
+                    hasher=deps.hasher,
+                ),
+            )
+            print(f"Created merchant '{merchant.slug}' with admin {args.admin_email.strip()}.")
+        elif args.command == "settings":
+            changes = _parse_changes(args.changes)
+            if changes:
+                merchant = _with_deps(
+                    settings,
+                    lambda deps: merchants.change_settings(args.merchant, changes, uow=deps.uow()),
+                )
+            else:
+                merchant = _with_deps(
+                    settings,
+                    lambda deps: merchants.merchant_by_slug(
+                        args.merchant, uow=deps.uow(read_only=True)
+                    ),
+                )
+            _print_settings(merchant.settings.as_strings())
+    except DomainError as exc:
+        print(f"ellity: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from ellity.web.app import create_app  # noqa: PLC0415
+
+    migrate.upgrade(settings.database_url)
+    uvicorn.run(create_app(lambda: build_deps(settings)), host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

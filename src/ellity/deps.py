@@ -1,0 +1,25 @@
+"""The bundle of ready adapters every edge (web, worker, CLI) works with; typed by ports only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.settings import Settings
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    uow: UnitOfWorkFactory
+    clock: Clock
+    rng: RandomSource
+    hasher: PasswordHasher
+    ping_database: Callable[[], Awaitable[None]]
+
+
+#: How an edge gets its ``Deps``: ``bootstrap.build_deps`` bound to the settings, or test fakes.
+DepsProvider = Callable[[], AbstractAsyncContextManager[Deps]]

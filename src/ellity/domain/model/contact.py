@@ -1,0 +1,102 @@
+"""The contact snapshot: the eleven ``ellity_*`` values written to Ecomail and exported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ellity.domain.model.ledger import LedgerSummary
+from ellity.domain.model.money import Locale
+from ellity.domain.model.referral import referral_link
+
+#: Field names in the order of the product specification (and of the CSV export).
+FIELD_NAMES: tuple[str, ...] = (
+    "ellity_credit",
+    "ellity_credit_num",
+    "ellity_pin",
+    "ellity_registered",
+    "ellity_next_expiration_date",
+    "ellity_next_expiration_value",
+    "ellity_next_expiration_value_num",
+    "ellity_last_change_date",
+    "ellity_last_change_value",
+    "ellity_referral_code",
+    "ellity_referral_link",
+)
+
+#: Ecomail custom-field types of the fields above.
+FIELD_TYPES: dict[str, str] = {
+    "ellity_credit": "string",
+    "ellity_credit_num": "int",
+    "ellity_pin": "string",
+    "ellity_registered": "string",
+    "ellity_next_expiration_date": "date",
+    "ellity_next_expiration_value": "string",
+    "ellity_next_expiration_value_num": "int",
+    "ellity_last_change_date": "date",
+    "ellity_last_change_value": "string",
+    "ellity_referral_code": "string",
+    "ellity_referral_link": "string",
+}
+
+FieldValue = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerLoyalty:
+    """What the snapshot is made of: one customer's identity and ledger summary."""
+
+    customer_id: int
+    email: str | None
+    first_name: str
+    last_name: str
+    registered: bool
+    pin: str | None
+    referral_code: str
+    summary: LedgerSummary
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeLook:
+    """The merchant settings that shape how a snapshot reads."""
+
+    locale: Locale
+    shop_url: str
+    referral_link_template: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSnapshot:
+    customer_id: int
+    email: str | None
+    first_name: str
+    last_name: str
+    fields: dict[str, FieldValue]
+
+
+def contact_snapshot(customer: CustomerLoyalty, look: ProgrammeLook) -> ContactSnapshot:
+    """Empty text for what does not exist (no PIN, nothing expiring, no change yet);
+    0 for numbers."""
+    summary = customer.summary
+    nxt, last = summary.next_expiration, summary.last_change
+    fields: dict[str, FieldValue] = {
+        "ellity_credit": summary.balance.display(look.locale),
+        "ellity_credit_num": summary.balance.whole(),
+        "ellity_pin": "" if customer.registered else (customer.pin or ""),
+        "ellity_registered": "registered" if customer.registered else "anonymous",
+        "ellity_next_expiration_date": nxt.on.isoformat() if nxt else "",
+        "ellity_next_expiration_value": nxt.points.display(look.locale) if nxt else "",
+        "ellity_next_expiration_value_num": nxt.points.whole() if nxt else 0,
+        "ellity_last_change_date": last.on.isoformat() if last else "",
+        "ellity_last_change_value": last.points.display(look.locale) if last else "",
+        "ellity_referral_code": customer.referral_code,
+        "ellity_referral_link": referral_link(
+            look.referral_link_template, shop_url=look.shop_url, code=customer.referral_code
+        ),
+    }
+    return ContactSnapshot(
+        customer_id=customer.customer_id,
+        email=customer.email,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        fields=fields,
+    )

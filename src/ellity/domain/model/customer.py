@@ -1,0 +1,98 @@
+"""Customers of one merchant: identity, registration state, PIN and referral code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
+from ellity.domain.model.pin import RandomBelow, generate_pin
+
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 100
+MAX_SHOP_ID_LENGTH = 100
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def clean_email(email: str | None) -> str | None:
+    """Trimmed and checked; ``None`` or blank means no email."""
+    if email is None or not email.strip():
+        return None
+    email = email.strip()
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+        raise InvalidInput(f"'{email[:MAX_EMAIL_LENGTH]}' is not a valid email address.")
+    return email
+
+
+def email_key(email: str | None) -> str | None:
+    """The form emails are compared in: case-insensitive."""
+    return email.casefold() if email is not None else None
+
+
+def clean_name(value: str | None, what: str) -> str:
+    value = (value or "").strip()
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"The {what} may have at most {MAX_NAME_LENGTH} characters.")
+    if any(ord(ch) < 32 for ch in value):
+        raise InvalidInput(f"The {what} must not contain control characters.")
+    return value
+
+
+def clean_shop_customer_id(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > MAX_SHOP_ID_LENGTH:
+        raise InvalidInput(
+            f"The shop customer id may have at most {MAX_SHOP_ID_LENGTH} characters."
+        )
+    return value
+
+
+@dataclass
+class Customer:
+    """A customer; an anonymous one always holds a PIN, a registered one never does."""
+
+    merchant_id: int
+    referral_code: str
+    created_at: datetime
+    updated_at: datetime
+    email: str | None = None
+    first_name: str = ""
+    last_name: str = ""
+    shop_customer_id: str | None = None
+    registered: bool = False
+    pin: str | None = None
+    referred_by_id: int | None = None
+    id: int | None = None
+
+    @property
+    def email_key(self) -> str | None:
+        return email_key(self.email)
+
+    def register(self, *, at: datetime) -> bool:
+        """Become a registered member; the PIN is dropped. False if nothing changed."""
+        if self.registered:
+            return False
+        self.registered = True
+        self.pin = None
+        self.updated_at = at
+        return True
+
+    def make_anonymous(self, randbelow: RandomBelow, *, at: datetime) -> bool:
+        if not self.registered:
+            return False
+        self.registered = False
+        self.pin = generate_pin(randbelow)
+        self.updated_at = at
+        return True
+
+    def regenerate_pin(self, randbelow: RandomBelow, *, at: datetime) -> str:
+        if self.registered:
+            raise RegisteredCustomerHasNoPin()
+        old, self.pin = self.pin, generate_pin(randbelow)
+        while self.pin == old:
+            self.pin = generate_pin(randbelow)
+        self.updated_at = at
+        return self.pin

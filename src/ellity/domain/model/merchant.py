@@ -1,0 +1,133 @@
+"""A merchant and the settings of its points programme."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.expiry import MAX_VALIDITY_MONTHS, ExpiryPolicy, zone
+from ellity.domain.model.money import LOCALES, Locale, Points
+from ellity.domain.model.referral import DEFAULT_LINK_TEMPLATE, validate_link_template
+
+MAX_PROGRAMME_NAME = 100
+MAX_URL_LENGTH = 500
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def clean_slug(slug: str) -> str:
+    slug = slug.strip()
+    if not _SLUG.match(slug):
+        raise InvalidInput(
+            "A slug is 1 to 63 lower-case letters, digits or hyphens,"
+            " starting with a letter or digit."
+        )
+    return slug
+
+
+def clean_shop_url(url: str) -> str:
+    """An http(s) URL without the trailing slash; empty means not set yet."""
+    url = url.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"'{url[:80]}' is not a shop URL; use one like https://shop.example.cz.")
+    return url.rstrip("/")
+
+
+def _parse_int(value: str, what: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidInput(f"The {what} must be a whole number, not '{value}'.") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantSettings:
+    """What a merchant configures; construction validates every value."""
+
+    name: str
+    shop_url: str = ""
+    referral_link_template: str = DEFAULT_LINK_TEMPLATE
+    referral_bonus: Points = Points(0)  # noqa: RUF009 - Points is frozen
+    validity_months: int = 12
+    locale: Locale = "cs"
+    timezone: str = "Europe/Prague"
+
+    def __post_init__(self) -> None:
+        name = self.name.strip()
+        if not name or len(name) > MAX_PROGRAMME_NAME:
+            raise InvalidInput(
+                f"The programme name must have 1 to {MAX_PROGRAMME_NAME} characters."
+            )
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "shop_url", clean_shop_url(self.shop_url))
+        object.__setattr__(
+            self, "referral_link_template", validate_link_template(self.referral_link_template)
+        )
+        if self.referral_bonus.hundredths < 0:
+            raise InvalidInput("The referral bonus cannot be negative.")
+        if self.locale not in LOCALES:
+            raise InvalidInput(f"The locale must be one of {', '.join(LOCALES)}.")
+        zone(self.timezone)
+        if not 0 <= self.validity_months <= MAX_VALIDITY_MONTHS:
+            raise InvalidInput(
+                f"Validity must be between 0 (never expires) and {MAX_VALIDITY_MONTHS} months."
+            )
+
+    @property
+    def expiry_policy(self) -> ExpiryPolicy:
+        return ExpiryPolicy(self.validity_months, self.timezone)
+
+    def as_strings(self) -> dict[str, str]:
+        """The settings as ``ellity settings`` prints them."""
+        return {
+            "name": self.name,
+            "shop_url": self.shop_url,
+            "referral_link_template": self.referral_link_template,
+            "referral_bonus": self.referral_bonus.decimal_string(),
+            "validity_months": str(self.validity_months),
+            "locale": self.locale,
+            "timezone": self.timezone,
+        }
+
+    def with_changes(self, changes: dict[str, str]) -> MerchantSettings:
+        """New settings from ``KEY=VALUE`` text, validated exactly like the settings page."""
+        unknown = sorted(set(changes) - set(SETTING_KEYS))
+        if unknown:
+            raise InvalidInput(
+                f"Unknown setting {', '.join(unknown)}; known settings: {', '.join(SETTING_KEYS)}."
+            )
+        parsed: dict[str, object] = {}
+        for key, raw in changes.items():
+            if key == "referral_bonus":
+                parsed[key] = Points.parse(raw)
+            elif key == "validity_months":
+                parsed[key] = _parse_int(raw, "validity in months")
+            elif key == "locale":
+                parsed[key] = cast(Locale, raw.strip())
+            else:
+                parsed[key] = raw
+        return dataclasses.replace(self, **parsed)  # type: ignore[arg-type]
+
+
+SETTING_KEYS: tuple[str, ...] = (
+    "name",
+    "shop_url",
+    "referral_link_template",
+    "referral_bonus",
+    "validity_months",
+    "locale",
+    "timezone",
+)
+
+
+@dataclass
+class Merchant:
+    slug: str
+    settings: MerchantSettings
+    id: int | None = None

@@ -1,0 +1,94 @@
+"""Points: exact amounts with two decimal places, kept as integer hundredths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from ellity.domain.model.errors import InvalidInput
+
+Locale = Literal["cs", "en"]
+LOCALES: tuple[Locale, ...] = ("cs", "en")
+
+#: The largest amount one operation may carry (a guard against typos and overflow).
+MAX_HUNDREDTHS = 100_000_000_000  # 1 000 000 000.00 points
+_MAX_POINTS = Decimal(MAX_HUNDREDTHS).scaleb(-2)
+_CENT = Decimal("0.01")
+
+_SEPARATORS: dict[str, tuple[str, str]] = {"cs": (" ", ","), "en": (",", ".")}
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Points:
+    """An exact number of points. Never a float: ``hundredths`` is the whole truth."""
+
+    hundredths: int
+
+    @classmethod
+    def zero(cls) -> Points:
+        return cls(0)
+
+    @classmethod
+    def parse(cls, value: str | int | Decimal) -> Points:
+        """Read a decimal string (``"12.50"``), an int or a Decimal; at most two decimals."""
+        if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+            raise InvalidInput("Points must be a decimal number such as 12.50.")
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            raise InvalidInput(f"'{value}' is not a number of points.") from None
+        if not number.is_finite():
+            raise InvalidInput(f"'{value}' is not a number of points.")
+        # Compare before any arithmetic: Decimal arithmetic rounds to 28 digits and can
+        # overflow, which would silently accept extra decimals or raise decimal.Overflow.
+        if number.copy_abs() > _MAX_POINTS:
+            # Not echoed: str() of a huge int raises ValueError (int_max_str_digits).
+            raise InvalidInput(
+                f"That is more points than one operation may carry (at most {_MAX_POINTS})."
+            )
+        cents = number.quantize(_CENT)
+        if cents != number:
+            raise InvalidInput(f"'{value}' has more than two decimal places.")
+        return cls(int(cents.scaleb(2)))
+
+    def __add__(self, other: Points) -> Points:
+        return Points(self.hundredths + other.hundredths)
+
+    def __sub__(self, other: Points) -> Points:
+        return Points(self.hundredths - other.hundredths)
+
+    def __neg__(self) -> Points:
+        return Points(-self.hundredths)
+
+    def __bool__(self) -> bool:
+        return self.hundredths != 0
+
+    def is_positive(self) -> bool:
+        return self.hundredths > 0
+
+    def whole(self) -> int:
+        """The whole-number form: rounded down (towards minus infinity)."""
+        return self.hundredths // 100
+
+    def decimal_string(self) -> str:
+        """The API form: always two decimals, ``"12.50"``, ``"-3.00"``."""
+        sign = "-" if self.hundredths < 0 else ""
+        units, cents = divmod(abs(self.hundredths), 100)
+        return f"{sign}{units}.{cents:02d}"
+
+    def display(self, locale: Locale) -> str:
+        """Display text for people: ``1 250,50`` (cs), ``1,250.50`` (en), ``-120``.
+
+        Decimals are shown only when the amount has a fractional part.
+        """
+        thousands, decimal_mark = _SEPARATORS[locale]
+        sign = "-" if self.hundredths < 0 else ""
+        units, cents = divmod(abs(self.hundredths), 100)
+        grouped = f"{units:,}".replace(",", thousands)
+        if cents:
+            return f"{sign}{grouped}{decimal_mark}{cents:02d}"
+        return f"{sign}{grouped}"
+
+    def __str__(self) -> str:
+        return self.decimal_string()

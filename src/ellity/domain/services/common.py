@@ -1,0 +1,75 @@
+"""Pieces shared by the use cases: loading the merchant and reading a customer's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ellity.domain.model.contact import (
+    ContactSnapshot,
+    CustomerLoyalty,
+    ProgrammeLook,
+    contact_snapshot,
+)
+from ellity.domain.model.customer import Customer
+from ellity.domain.model.errors import CustomerNotFound, MerchantNotFound
+from ellity.domain.model.ledger import LedgerSummary
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.referral import referral_link
+from ellity.ports.storage import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    """A customer as the pages and the API show it."""
+
+    customer: Customer
+    summary: LedgerSummary
+    referral_link: str
+
+
+def stored_id(value: int | None) -> int:
+    """The id of an object that has been stored (they all have one)."""
+    if value is None:
+        raise ValueError("the object has not been stored yet")
+    return value
+
+
+async def load_merchant(uow: UnitOfWork, merchant_id: int) -> Merchant:
+    merchant = await uow.merchants.get(merchant_id)
+    if merchant is None:
+        raise MerchantNotFound(str(merchant_id))
+    return merchant
+
+
+async def load_customer(
+    uow: UnitOfWork, merchant_id: int, customer_id: int, *, for_update: bool = False
+) -> Customer:
+    customer = await uow.customers.get(merchant_id, customer_id, for_update=for_update)
+    if customer is None:
+        raise CustomerNotFound(customer_id)
+    return customer
+
+
+def look_of(merchant: Merchant) -> ProgrammeLook:
+    s = merchant.settings
+    return ProgrammeLook(
+        locale=s.locale, shop_url=s.shop_url, referral_link_template=s.referral_link_template
+    )
+
+
+async def view_of(uow: UnitOfWork, merchant: Merchant, customer: Customer) -> CustomerView:
+    (loyalty,) = await uow.ledgers.loyalty(stored_id(merchant.id), [stored_id(customer.id)])
+    return CustomerView(
+        customer=customer,
+        summary=loyalty.summary,
+        referral_link=referral_link(
+            merchant.settings.referral_link_template,
+            shop_url=merchant.settings.shop_url,
+            code=customer.referral_code,
+        ),
+    )
+
+
+def snapshots_of(merchant: Merchant, rows: list[CustomerLoyalty]) -> list[ContactSnapshot]:
+    look = look_of(merchant)
+    return [contact_snapshot(row, look) for row in rows]

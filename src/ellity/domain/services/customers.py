@@ -1,0 +1,278 @@
+"""Use cases about customers: create or update, register, PINs, contact snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from ellity.domain.model.contact import ContactSnapshot
+from ellity.domain.model.customer import (
+    Customer,
+    clean_email,
+    clean_name,
+    clean_shop_customer_id,
+)
+from ellity.domain.model.errors import (
+    CustomerNotFound,
+    DuplicateCustomer,
+    InvalidInput,
+)
+from ellity.domain.model.pin import generate_pin
+from ellity.domain.model.referral import generate_referral_code, normalize_referral_code
+from ellity.domain.services.common import (
+    CustomerView,
+    load_customer,
+    load_merchant,
+    snapshots_of,
+    stored_id,
+    view_of,
+)
+from ellity.ports.clock import Clock, RandomSource
+from ellity.ports.storage import UniqueViolation, UnitOfWork, UnitOfWorkFactory
+
+REFERRAL_CODE_ATTEMPTS = 10
+SNAPSHOT_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInput:
+    """What the shop or the staff may set; ``None`` means "leave as it is"."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    shop_customer_id: str | None = None
+    registered: bool | None = None
+    referred_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    view: CustomerView
+    created: bool
+
+
+_DUPLICATE_MESSAGES = {
+    "email": "Another customer already has this email address.",
+    "shop_customer_id": "Another customer already has this shop customer id.",
+}
+
+
+async def upsert_customer(
+    merchant_id: int,
+    data: CustomerInput,
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    rng: RandomSource,
+) -> UpsertResult:
+    """Create the customer, or update the one with the same shop customer id or email."""
+    email = clean_email(data.email)
+    shop_id = clean_shop_customer_id(data.shop_customer_id)
+    if email is None and shop_id is None:
+        raise InvalidInput("A customer needs an email or a shop customer id.")
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        existing = None
+        if shop_id is not None:
+            existing = await uow.customers.find_by_shop_customer_id(merchant_id, shop_id)
+        if existing is None and email is not None:
+            existing = await uow.customers.find_by_email(merchant_id, email)
+        if existing is None:
+            customer = await _create(
+                merchant_id, data, email, shop_id, uow=uow, clock=clock, rng=rng
+            )
+        else:
+            customer = await load_customer(
+                uow, merchant_id, stored_id(existing.id), for_update=True
+            )
+            await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return UpsertResult(view=view, created=existing is None)
+
+
+async def update_customer(
+    merchant_id: int,
+    customer_id: int,
+    data: CustomerInput,
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    rng: RandomSource,
+) -> CustomerView:
+    email = clean_email(data.email)
+    shop_id = clean_shop_customer_id(data.shop_customer_id)
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return view
+
+
+async def get_customer(merchant_id: int, customer_id: int, *, uow: UnitOfWork) -> CustomerView:
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id)
+        return await view_of(uow, merchant, customer)
+
+
+async def find_customer_by_email(
+    merchant_id: int, email: str, *, uow: UnitOfWork
+) -> CustomerView | None:
+    cleaned = clean_email(email)
+    if cleaned is None:
+        raise InvalidInput("Give the email address to look for.")
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await uow.customers.find_by_email(merchant_id, cleaned)
+        return None if customer is None else await view_of(uow, merchant, customer)
+
+
+async def register_customer(
+    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
+) -> CustomerView:
+    """A registered member has no PIN."""
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        if customer.register(at=clock.now()):
+            await uow.customers.update(customer)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return view
+
+
+async def regenerate_pin(
+    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock, rng: RandomSource
+) -> CustomerView:
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        customer.regenerate_pin(rng.randbelow, at=clock.now())
+        await uow.customers.update(customer)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return view
+
+
+async def contact_snapshots(
+    merchant_id: int, customer_ids: Sequence[int], *, uow: UnitOfWork
+) -> list[ContactSnapshot]:
+    """Snapshots of the given customers (one query); unknown or foreign ids are left out."""
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        rows = await uow.ledgers.loyalty(merchant_id, customer_ids)
+    return snapshots_of(merchant, rows)
+
+
+async def contact_snapshot(
+    merchant_id: int, customer_id: int, *, uow: UnitOfWork
+) -> ContactSnapshot:
+    snapshots = await contact_snapshots(merchant_id, [customer_id], uow=uow)
+    if not snapshots:
+        raise CustomerNotFound(customer_id)
+    return snapshots[0]
+
+
+async def all_contact_snapshots(
+    merchant_id: int, *, uow_factory: UnitOfWorkFactory, batch_size: int = SNAPSHOT_BATCH
+) -> AsyncIterator[list[ContactSnapshot]]:
+    """Every customer's snapshot in id order, a batch per short read-only transaction."""
+    async with uow_factory(read_only=True) as uow:
+        merchant = await load_merchant(uow, merchant_id)
+    after_id = 0
+    while True:
+        async with uow_factory(read_only=True) as uow:
+            rows = await uow.ledgers.loyalty_page(merchant_id, after_id=after_id, limit=batch_size)
+        if not rows:
+            return
+        yield snapshots_of(merchant, rows)
+        after_id = rows[-1].customer_id
+
+
+# -- internals ----------------------------------------------------------------------------
+
+
+async def _create(
+    merchant_id: int,
+    data: CustomerInput,
+    email: str | None,
+    shop_id: str | None,
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    rng: RandomSource,
+) -> Customer:
+    now = clock.now()
+    referred_by_id = None
+    if data.referred_by:
+        referrer = await uow.customers.find_by_referral_code(
+            merchant_id, normalize_referral_code(data.referred_by)
+        )
+        if referrer is None:
+            raise InvalidInput(
+                f"No customer has the referral code '{data.referred_by.strip()[:20]}'."
+            )
+        referred_by_id = referrer.id
+    registered = bool(data.registered)
+    for _ in range(REFERRAL_CODE_ATTEMPTS):
+        code = generate_referral_code(rng.randbelow)
+        if await uow.customers.find_by_referral_code(merchant_id, code) is None:
+            break
+    else:
+        raise RuntimeError("could not draw an unused referral code")
+    customer = Customer(
+        merchant_id=merchant_id,
+        referral_code=code,
+        created_at=now,
+        updated_at=now,
+        email=email,
+        first_name=clean_name(data.first_name, "first name"),
+        last_name=clean_name(data.last_name, "last name"),
+        shop_customer_id=shop_id,
+        registered=registered,
+        pin=None if registered else generate_pin(rng.randbelow),
+        referred_by_id=referred_by_id,
+    )
+    try:
+        return await uow.customers.add(customer)
+    except UniqueViolation as exc:
+        raise DuplicateCustomer(
+            _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
+        ) from None
+
+
+async def _apply(
+    customer: Customer,
+    data: CustomerInput,
+    email: str | None,
+    shop_id: str | None,
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    rng: RandomSource,
+) -> None:
+    """Change only what ``data`` sets; the referrer is fixed at creation."""
+    now = clock.now()
+    if email is not None:
+        customer.email = email
+    if shop_id is not None:
+        customer.shop_customer_id = shop_id
+    if data.first_name is not None:
+        customer.first_name = clean_name(data.first_name, "first name")
+    if data.last_name is not None:
+        customer.last_name = clean_name(data.last_name, "last name")
+    if data.registered is True:
+        customer.register(at=now)
+    elif data.registered is False:
+        customer.make_anonymous(rng.randbelow, at=now)
+    customer.updated_at = now
+    try:
+        await uow.customers.update(customer)
+    except UniqueViolation as exc:
+        raise DuplicateCustomer(
+            _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
+        ) from None

@@ -1,0 +1,180 @@
+"""Use cases that change balances: earn, spend, adjust, expire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ellity.domain.model.errors import OrderAlreadyUsed
+from ellity.domain.model.expiry import local_date
+from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.money import Points
+from ellity.domain.services.common import (
+    CustomerView,
+    load_customer,
+    load_merchant,
+    stored_id,
+    view_of,
+)
+from ellity.ports.clock import Clock
+from ellity.ports.storage import StoredEntry, UniqueViolation, UnitOfWork
+
+MAX_LEDGER_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PointsResult:
+    view: CustomerView
+    entry: Entry | None  # None when an idempotent repeat changed nothing
+
+
+def referral_order_ref(customer_id: int) -> str:
+    """The bonus for referring ``customer_id`` is recorded once under this reference."""
+    return f"referral:{customer_id}"
+
+
+async def earn_points(
+    merchant_id: int,
+    customer_id: int,
+    points: Points,
+    *,
+    order_ref: str,
+    note: str | None = None,
+    uow: UnitOfWork,
+    clock: Clock,
+) -> PointsResult:
+    """Points for a purchase; the same order reference earns once per merchant.
+
+    The customer's first purchase also pays their referrer the merchant's referral bonus, once.
+    """
+    ref = clean_order_ref(order_ref)
+    if ref is None:
+        raise ValueError("order_ref is required")
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        used = await uow.ledgers.find_order(merchant_id, EntryKind.EARN, ref)
+        if used is not None:
+            if used.customer_id != customer_id:
+                raise OrderAlreadyUsed(ref)
+            return PointsResult(view=await view_of(uow, merchant, customer), entry=None)
+        now = clock.now()
+        ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
+        entry = ledger.earn(points, at=now, order_ref=ref, note=note)
+        await _save(uow, merchant_id, ledger, now, ref)
+        if customer.referred_by_id is not None:
+            await _pay_referral_bonus(uow, merchant, customer.referred_by_id, customer_id, now)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return PointsResult(view=view, entry=entry)
+
+
+async def spend_points(
+    merchant_id: int,
+    customer_id: int,
+    points: Points,
+    *,
+    order_ref: str | None = None,
+    note: str | None = None,
+    uow: UnitOfWork,
+    clock: Clock,
+) -> PointsResult:
+    """Redeem points, oldest first; refused past the balance. An order reference spends once."""
+    ref = clean_order_ref(order_ref)
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        if ref is not None:
+            used = await uow.ledgers.find_order(merchant_id, EntryKind.SPEND, ref)
+            if used is not None:
+                if used.customer_id != customer_id:
+                    raise OrderAlreadyUsed(ref)
+                return PointsResult(view=await view_of(uow, merchant, customer), entry=None)
+        now = clock.now()
+        ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
+        entry = ledger.spend(points, at=now, order_ref=ref, note=note)
+        await _save(uow, merchant_id, ledger, now, ref)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return PointsResult(view=view, entry=entry)
+
+
+async def adjust_points(
+    merchant_id: int,
+    customer_id: int,
+    delta: Points,
+    *,
+    note: str | None,
+    uow: UnitOfWork,
+    clock: Clock,
+) -> PointsResult:
+    """A manual correction with a note; a negative one cannot take more than the balance."""
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        now = clock.now()
+        ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
+        entry = ledger.adjust(delta, at=now, note=note)
+        await uow.ledgers.save(merchant_id, ledger, at=now)
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return PointsResult(view=view, entry=entry)
+
+
+async def ledger_entries(
+    merchant_id: int,
+    customer_id: int,
+    *,
+    limit: int = 100,
+    before_id: int | None = None,
+    uow: UnitOfWork,
+) -> list[StoredEntry]:
+    """A customer's entries, newest first."""
+    async with uow:
+        await load_customer(uow, merchant_id, customer_id)
+        return await uow.ledgers.entries(
+            merchant_id, customer_id, limit=max(1, min(limit, MAX_LEDGER_PAGE)), before_id=before_id
+        )
+
+
+async def expire_due_points(merchant_id: int, *, uow: UnitOfWork, clock: Clock) -> int:
+    """Expire, for all the merchant's customers at once, the points whose last day has passed.
+
+    Returns how many customers lost points.
+    """
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        now = clock.now()
+        today = local_date(now, merchant.settings.timezone)
+        count = await uow.ledgers.expire_due(merchant_id, at=now, today=today)
+        await uow.commit()
+    return count
+
+
+async def _save(
+    uow: UnitOfWork, merchant_id: int, ledger: Ledger, now: datetime, ref: str | None
+) -> None:
+    """Save; a concurrent use of the same order reference surfaces as ``OrderAlreadyUsed``."""
+    try:
+        await uow.ledgers.save(merchant_id, ledger, at=now)
+    except UniqueViolation:
+        raise OrderAlreadyUsed(ref or "") from None
+
+
+async def _pay_referral_bonus(
+    uow: UnitOfWork, merchant: Merchant, referrer_id: int, referred_id: int, now: datetime
+) -> None:
+    """The referrer earns the bonus on the referred customer's first purchase, once ever."""
+    bonus = merchant.settings.referral_bonus
+    merchant_id = stored_id(merchant.id)
+    ref = referral_order_ref(referred_id)
+    if not bonus.is_positive():
+        return
+    if await uow.ledgers.find_order(merchant_id, EntryKind.REFERRAL_BONUS, ref) is not None:
+        return
+    if await uow.customers.get(merchant_id, referrer_id, for_update=True) is None:
+        return
+    ledger = await uow.ledgers.get(merchant_id, referrer_id, merchant.settings.expiry_policy)
+    ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
+    await uow.ledgers.save(merchant_id, ledger, at=now)

@@ -1,0 +1,152 @@
+"""Storage ports: repositories scoped by merchant, and the unit of work that owns a transaction.
+
+Every repository method that reads or writes customer data takes the ``merchant_id``: nothing
+can be reached without naming the merchant it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import TracebackType
+from typing import Protocol
+
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer import Customer
+from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ledger import Entry, EntryKind, Ledger
+from ellity.domain.model.merchant import Merchant, MerchantSettings
+
+
+class UniqueViolation(Exception):
+    """A value that must be unique is taken. ``field`` names it (``email``, ``slug`` ...)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"duplicate {field}")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUse:
+    """An order reference already recorded in a ledger."""
+
+    customer_id: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: int
+    customer_id: int
+    entry: Entry
+
+
+class MerchantRepository(Protocol):
+    async def add(self, merchant: Merchant, *, at: datetime) -> Merchant:
+        """Store a new merchant; raises ``UniqueViolation("slug")``."""
+        ...
+
+    async def get(self, merchant_id: int) -> Merchant | None: ...
+
+    async def get_by_slug(self, slug: str) -> Merchant | None: ...
+
+    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None: ...
+
+    async def count(self) -> int: ...
+
+
+class StaffRepository(Protocol):
+    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+        """A staff user; raises ``UniqueViolation("email")`` (emails are unique overall)."""
+        ...
+
+
+class CustomerRepository(Protocol):
+    async def add(self, customer: Customer) -> Customer:
+        """Store and give an id; raises ``UniqueViolation`` for email, shop id or referral code."""
+        ...
+
+    async def get(
+        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+    ) -> Customer | None:
+        """With ``for_update`` the customer is locked until the transaction ends."""
+        ...
+
+    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+        """Case-insensitive."""
+        ...
+
+    async def find_by_shop_customer_id(
+        self, merchant_id: int, shop_customer_id: str
+    ) -> Customer | None: ...
+
+    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None: ...
+
+    async def update(self, customer: Customer) -> None:
+        """Write back identity fields; raises ``UniqueViolation`` like ``add``."""
+        ...
+
+
+class LedgerRepository(Protocol):
+    async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
+        """The customer's open lots; lock the customer (``CustomerRepository.get``) first."""
+        ...
+
+    async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
+        """Write the ledger's new entries, new and changed lots and its summary."""
+        ...
+
+    async def find_order(
+        self, merchant_id: int, kind: EntryKind, order_ref: str
+    ) -> OrderUse | None: ...
+
+    async def entries(
+        self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
+    ) -> list[StoredEntry]:
+        """Newest first."""
+        ...
+
+    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
+        """Empty every lot of the merchant whose last valid day is before ``today``.
+
+        One expiry entry per affected customer, summaries updated; set-based. Returns the
+        number of customers whose points expired.
+        """
+        ...
+
+    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
+        """Identity and summary of the given customers, in one query."""
+        ...
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int
+    ) -> list[CustomerLoyalty]:
+        """Customers with ``id > after_id`` in id order (keyset paging), in one query."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without ``commit()`` rolls everything back."""
+
+    merchants: MerchantRepository
+    staff: StaffRepository
+    customers: CustomerRepository
+    ledgers: LedgerRepository
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work; ``read_only`` ones never take write locks."""
+        ...

@@ -1,0 +1,71 @@
+"""Deployment settings, read once at start-up from the environment and an optional ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ellity.db"
+DEFAULT_ECOMAIL_API_URL = "https://api2.ecomailapp.cz"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    base_url: str
+    ecomail_api_url: str
+    var_dir: Path
+
+    def __repr__(self) -> str:  # never print the secret key
+        return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines and ``#`` comments skipped, optional quotes removed."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip().removeprefix("export ").strip()] = value
+    return values
+
+
+def _secret_key(var_dir: Path) -> str:
+    """Generated into ``var/secret_key`` (mode 600) on first run and reused after."""
+    path = var_dir / "secret_key"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return key
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path = Path(".env")
+) -> Settings:
+    env = {**read_dotenv(dotenv), **(os.environ if environ is None else environ)}
+    var_dir = Path(env.get("ELLITY_VAR_DIR", "var"))
+    return Settings(
+        database_url=env.get("ELLITY_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redis_url=env.get("REDIS_URL") or None,
+        secret_key=env.get("ELLITY_SECRET_KEY") or _secret_key(var_dir),
+        base_url=(env.get("ELLITY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        ecomail_api_url=(env.get("ELLITY_ECOMAIL_API_URL") or DEFAULT_ECOMAIL_API_URL).rstrip("/"),
+        var_dir=var_dir,
+    )

@@ -1,0 +1,509 @@
+"""Hand-written in-memory fakes of every port.
+
+The storage fake keeps plain domain objects in one ``StoreState``. A unit of work works on a
+deep copy of it and publishes the copy on ``commit()``; leaving the block without committing
+discards it. Writers hold the store's lock from ``__aenter__`` to ``__aexit__`` (SQLite's
+``BEGIN IMMEDIATE``), readers work on the state as it was when they began. Every repository
+call yields to the event loop once, like real I/O, so concurrent use cases really interleave.
+
+Objects go in and come out as copies: changing a returned ``Customer`` changes nothing until
+``update()`` writes it back, as with a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ledger import (
+    Entry,
+    EntryKind,
+    Expiration,
+    LastChange,
+    Ledger,
+    LedgerSummary,
+    Lot,
+)
+from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.money import Points
+from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
+
+if TYPE_CHECKING:
+    from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+    from ellity.ports.storage import (
+        CustomerRepository,
+        LedgerRepository,
+        MerchantRepository,
+        StaffRepository,
+        UnitOfWorkFactory,
+    )
+
+DEFAULT_NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
+
+
+# -- clock, randomness, passwords ---------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that stands still until a test moves it; always aware UTC."""
+
+    def __init__(self, now: datetime = DEFAULT_NOW) -> None:
+        self._now = DEFAULT_NOW
+        self.set(now)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware datetime")
+        self._now = at.astimezone(UTC)
+
+    def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
+        """Move forward by ``delta`` or by ``timedelta(**units)``; returns the new now."""
+        self._now += delta if delta is not None else timedelta(**units)
+        return self._now
+
+
+class FakeRandom:
+    """Deterministic ``randbelow``: scripted values first, then a seeded generator."""
+
+    def __init__(self, seed: int = 0, *, script: Iterable[int] = ()) -> None:
+        self._random = random.Random(seed)
+        self._script: deque[int] = deque(script)
+
+    def queue(self, *values: int) -> None:
+        """The next calls return these values, in order."""
+        self._script.extend(values)
+
+    def randbelow(self, n: int) -> int:
+        if self._script:
+            value = self._script.popleft()
+            if not 0 <= value < n:
+                raise ValueError(f"scripted value {value} is not in [0, {n})")
+            return value
+        return self._random.randrange(n)
+
+
+class FakePasswordHasher:
+    """Readable, not secure: ``hash("secret")`` is ``"fake-hash:secret"``."""
+
+    PREFIX = "fake-hash:"
+
+    def hash(self, password: str) -> str:
+        return self.PREFIX + password
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return password_hash == self.PREFIX + password
+
+
+# -- storage: the state -------------------------------------------------------------------
+
+
+@dataclass
+class StaffUser:
+    id: int
+    merchant_id: int
+    email: str
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass
+class LotRow:
+    merchant_id: int
+    customer_id: int
+    lot: Lot
+
+
+@dataclass
+class EntryRow:
+    merchant_id: int
+    customer_id: int
+    entry: Entry
+
+
+@dataclass
+class StoreState:
+    """Everything stored, keyed by id. Tests may read it; they should not write it."""
+
+    merchants: dict[int, Merchant] = field(default_factory=dict)
+    merchant_created_at: dict[int, datetime] = field(default_factory=dict)
+    staff: dict[int, StaffUser] = field(default_factory=dict)
+    customers: dict[int, Customer] = field(default_factory=dict)
+    lots: dict[int, LotRow] = field(default_factory=dict)
+    entries: dict[int, EntryRow] = field(default_factory=dict)
+    #: Per customer id: what the SQL adapter keeps in its summary columns.
+    summaries: dict[int, LedgerSummary] = field(default_factory=dict)
+    last_ids: dict[str, int] = field(default_factory=dict)
+
+    def next_id(self, table: str) -> int:
+        self.last_ids[table] = self.last_ids.get(table, 0) + 1
+        return self.last_ids[table]
+
+
+EMPTY_SUMMARY = LedgerSummary(balance=Points.zero(), next_expiration=None, last_change=None)
+
+
+def summary_of(lots: Iterable[Lot], last_change: LastChange | None) -> LedgerSummary:
+    """Balance, next expiration and last change, computed like ``Ledger.summary()``."""
+    held = [lot for lot in lots if lot.remaining]
+    balance = Points(sum(lot.remaining.hundredths for lot in held))
+    dates = [lot.expires_on for lot in held if lot.expires_on is not None]
+    next_expiration = None
+    if dates:
+        first = min(dates)
+        value = sum(lot.remaining.hundredths for lot in held if lot.expires_on == first)
+        next_expiration = Expiration(on=first, points=Points(value))
+    return LedgerSummary(balance=balance, next_expiration=next_expiration, last_change=last_change)
+
+
+async def _io() -> None:
+    """Give other tasks a turn, as a database round trip would."""
+    await asyncio.sleep(0)
+
+
+# -- storage: repositories ----------------------------------------------------------------
+
+
+class InMemoryMerchantRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, merchant: Merchant, *, at: datetime) -> Merchant:
+        await _io()
+        state = self._uow.state
+        if any(m.slug == merchant.slug for m in state.merchants.values()):
+            raise UniqueViolation("slug")
+        merchant_id = state.next_id("merchants")
+        state.merchants[merchant_id] = dataclasses.replace(copy.deepcopy(merchant), id=merchant_id)
+        state.merchant_created_at[merchant_id] = at
+        return copy.deepcopy(state.merchants[merchant_id])
+
+    async def get(self, merchant_id: int) -> Merchant | None:
+        await _io()
+        return copy.deepcopy(self._uow.state.merchants.get(merchant_id))
+
+    async def get_by_slug(self, slug: str) -> Merchant | None:
+        await _io()
+        found = (m for m in self._uow.state.merchants.values() if m.slug == slug)
+        return copy.deepcopy(next(found, None))
+
+    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None:
+        await _io()
+        merchant = self._uow.state.merchants.get(merchant_id)
+        if merchant is None:
+            raise LookupError(f"no merchant {merchant_id}")
+        merchant.settings = settings
+
+    async def count(self) -> int:
+        await _io()
+        return len(self._uow.state.merchants)
+
+
+class InMemoryStaffRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+        await _io()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")
+        if any(email_key(s.email) == email_key(email) for s in state.staff.values()):
+            raise UniqueViolation("email")
+        staff_id = state.next_id("staff")
+        state.staff[staff_id] = StaffUser(staff_id, merchant_id, email, password_hash, at)
+        return staff_id
+
+
+class InMemoryCustomerRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, customer: Customer) -> Customer:
+        await _io()
+        state = self._uow.state
+        if customer.merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {customer.merchant_id}")
+        self._check_unique(customer, ignore_id=None)
+        customer_id = state.next_id("customers")
+        state.customers[customer_id] = dataclasses.replace(copy.deepcopy(customer), id=customer_id)
+        return copy.deepcopy(state.customers[customer_id])
+
+    async def get(
+        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+    ) -> Customer | None:
+        # for_update needs nothing more: writers are serialized by the store's lock.
+        await _io()
+        return copy.deepcopy(self._own(merchant_id, customer_id))
+
+    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+        await _io()
+        key = email_key(email)
+        return self._first(merchant_id, lambda c: c.email is not None and c.email_key == key)
+
+    async def find_by_shop_customer_id(
+        self, merchant_id: int, shop_customer_id: str
+    ) -> Customer | None:
+        await _io()
+        return self._first(merchant_id, lambda c: c.shop_customer_id == shop_customer_id)
+
+    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None:
+        await _io()
+        return self._first(merchant_id, lambda c: c.referral_code == code)
+
+    async def update(self, customer: Customer) -> None:
+        await _io()
+        if customer.id is None:
+            raise ValueError("update needs a stored customer")
+        stored = self._own(customer.merchant_id, customer.id)
+        if stored is None:
+            raise LookupError(f"no customer {customer.id} of merchant {customer.merchant_id}")
+        self._check_unique(customer, ignore_id=customer.id)
+        self._uow.state.customers[customer.id] = dataclasses.replace(
+            copy.deepcopy(customer), created_at=stored.created_at
+        )
+
+    def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
+        customer = self._uow.state.customers.get(customer_id)
+        return customer if customer is not None and customer.merchant_id == merchant_id else None
+
+    def _first(self, merchant_id: int, matches: Callable[[Customer], bool]) -> Customer | None:
+        for customer in self._uow.state.customers.values():
+            if customer.merchant_id == merchant_id and matches(customer):
+                return copy.deepcopy(customer)
+        return None
+
+    def _check_unique(self, customer: Customer, *, ignore_id: int | None) -> None:
+        others = [
+            c
+            for c in self._uow.state.customers.values()
+            if c.merchant_id == customer.merchant_id and c.id != ignore_id
+        ]
+        if customer.email is not None and any(c.email_key == customer.email_key for c in others):
+            raise UniqueViolation("email")
+        if customer.shop_customer_id is not None and any(
+            c.shop_customer_id == customer.shop_customer_id for c in others
+        ):
+            raise UniqueViolation("shop_customer_id")
+        if any(c.referral_code == customer.referral_code for c in others):
+            raise UniqueViolation("referral_code")
+
+
+class InMemoryLedgerRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
+        await _io()
+        state = self._uow.state
+        lots = [
+            dataclasses.replace(copy.deepcopy(row.lot), id=lot_id, loaded_remaining=None)
+            for lot_id, row in state.lots.items()
+            if (row.merchant_id, row.customer_id) == (merchant_id, customer_id) and row.lot.remaining
+        ]
+        summary = state.summaries.get(customer_id) if self._owns(merchant_id, customer_id) else None
+        return Ledger(
+            customer_id=customer_id,
+            policy=policy,
+            lots=lots,
+            last_change=summary.last_change if summary else None,
+        )
+
+    async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
+        """Writes ``ledger.new_entries``, lots without an id and changed lots, then the summary."""
+        await _io()
+        state = self._uow.state
+        customer_id = ledger.customer_id
+        if not self._owns(merchant_id, customer_id):
+            raise LookupError(f"no customer {customer_id} of merchant {merchant_id}")
+        self._check_order_refs(merchant_id, ledger.new_entries)
+        for lot in ledger.lots:
+            if lot.is_new:
+                lot_id = state.next_id("lots")
+                stored = dataclasses.replace(copy.deepcopy(lot), id=lot_id, loaded_remaining=None)
+                state.lots[lot_id] = LotRow(merchant_id, customer_id, stored)
+            elif lot.is_changed and lot.id is not None:
+                row = state.lots.get(lot.id)
+                if row is None or (row.merchant_id, row.customer_id) != (merchant_id, customer_id):
+                    raise LookupError(f"no lot {lot.id} of customer {customer_id}")
+                row.lot.remaining = lot.remaining
+        for entry in ledger.new_entries:
+            state.entries[state.next_id("entries")] = EntryRow(merchant_id, customer_id, entry)
+        state.summaries[customer_id] = summary_of(self._lots_of(customer_id), ledger.last_change)
+
+    async def find_order(self, merchant_id: int, kind: EntryKind, order_ref: str) -> OrderUse | None:
+        await _io()
+        for row in self._uow.state.entries.values():
+            if (row.merchant_id, row.entry.kind, row.entry.order_ref) == (merchant_id, kind, order_ref):
+                return OrderUse(customer_id=row.customer_id, entry=row.entry)
+        return None
+
+    async def entries(
+        self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
+    ) -> list[StoredEntry]:
+        await _io()
+        found = [
+            StoredEntry(id=entry_id, customer_id=row.customer_id, entry=row.entry)
+            for entry_id, row in self._uow.state.entries.items()
+            if (row.merchant_id, row.customer_id) == (merchant_id, customer_id)
+            and (before_id is None or entry_id < before_id)
+        ]
+        found.sort(key=lambda stored: stored.id, reverse=True)
+        return found[:limit]
+
+    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
+        await _io()
+        state = self._uow.state
+        expired: dict[int, int] = {}  # customer id -> hundredths expired
+        for row in state.lots.values():
+            lot = row.lot
+            if (
+                row.merchant_id == merchant_id
+                and lot.expires_on is not None
+                and lot.expires_on < today
+                and lot.remaining.is_positive()
+            ):
+                expired[row.customer_id] = expired.get(row.customer_id, 0) + lot.remaining.hundredths
+                lot.remaining = Points.zero()
+        for customer_id in sorted(expired):
+            change = LastChange(on=today, points=Points(-expired[customer_id]))
+            summary = summary_of(self._lots_of(customer_id), change)
+            entry = Entry(
+                kind=EntryKind.EXPIRE, points=change.points, at=at, balance_after=summary.balance
+            )
+            state.entries[state.next_id("entries")] = EntryRow(merchant_id, customer_id, entry)
+            state.summaries[customer_id] = summary
+        return len(expired)
+
+    async def loyalty(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[CustomerLoyalty]:
+        await _io()
+        wanted = sorted(set(customer_ids))
+        return [self._loyalty_of(i) for i in wanted if self._owns(merchant_id, i)]
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int
+    ) -> list[CustomerLoyalty]:
+        await _io()
+        ids = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id
+        )
+        return [self._loyalty_of(i) for i in ids[:limit]]
+
+    def _owns(self, merchant_id: int, customer_id: int) -> bool:
+        customer = self._uow.state.customers.get(customer_id)
+        return customer is not None and customer.merchant_id == merchant_id
+
+    def _lots_of(self, customer_id: int) -> list[Lot]:
+        return [row.lot for row in self._uow.state.lots.values() if row.customer_id == customer_id]
+
+    def _loyalty_of(self, customer_id: int) -> CustomerLoyalty:
+        c = self._uow.state.customers[customer_id]
+        return CustomerLoyalty(
+            customer_id=customer_id,
+            email=c.email,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            registered=c.registered,
+            pin=c.pin,
+            referral_code=c.referral_code,
+            summary=self._uow.state.summaries.get(customer_id, EMPTY_SUMMARY),
+        )
+
+    def _check_order_refs(self, merchant_id: int, new_entries: Sequence[Entry]) -> None:
+        """(merchant, kind, order_ref) is unique among entries that have an order_ref."""
+        taken = {
+            (row.entry.kind, row.entry.order_ref)
+            for row in self._uow.state.entries.values()
+            if row.merchant_id == merchant_id and row.entry.order_ref is not None
+        }
+        for entry in new_entries:
+            if entry.order_ref is None:
+                continue
+            key = (entry.kind, entry.order_ref)
+            if key in taken:
+                raise UniqueViolation("order_ref")
+            taken.add(key)
+
+
+# -- storage: unit of work and store ------------------------------------------------------
+
+
+class InMemoryUnitOfWork:
+    """One transaction on a private copy of the store's state."""
+
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
+        self._store = store
+        self.read_only = read_only
+        self._state: StoreState | None = None
+        self.merchants: MerchantRepository = InMemoryMerchantRepository(self)
+        self.staff: StaffRepository = InMemoryStaffRepository(self)
+        self.customers: CustomerRepository = InMemoryCustomerRepository(self)
+        self.ledgers: LedgerRepository = InMemoryLedgerRepository(self)
+
+    @property
+    def state(self) -> StoreState:
+        if self._state is None:
+            raise RuntimeError("use the unit of work inside `async with`")
+        return self._state
+
+    async def __aenter__(self) -> InMemoryUnitOfWork:
+        if self._state is not None:
+            raise RuntimeError("this unit of work is already open")
+        if not self.read_only:
+            await self._store.write_lock.acquire()
+        self._state = copy.deepcopy(self._store.state)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = None  # whatever was not committed is gone
+        if not self.read_only:
+            self._store.write_lock.release()
+
+    async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        await _io()
+        self._store.state = copy.deepcopy(self.state)
+        self._store.commits += 1
+
+
+class InMemoryStore:
+    """The database: committed state, the writers' lock, and the unit-of-work factory."""
+
+    def __init__(self) -> None:
+        self.state = StoreState()
+        self.write_lock = asyncio.Lock()
+        self.commits = 0
+
+    def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
+        """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""
+        return InMemoryUnitOfWork(self, read_only=read_only)
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes satisfy the ports
+    _clock: Clock = FakeClock()
+    _random: RandomSource = FakeRandom()
+    _hasher: PasswordHasher = FakePasswordHasher()
+    _factory: UnitOfWorkFactory = InMemoryStore().unit_of_work
