@@ -297,6 +297,17 @@ def _entry(row: Any) -> Entry:
     )
 
 
+def _first_expiry_of_customer() -> sa.ScalarSelect[Any]:
+    """The earliest last valid day among the open lots of the customer being updated."""
+    lot = point_lots.alias("open_lot")
+    return (
+        sa.select(sa.func.min(lot.c.expires_on))
+        .where(lot.c.customer_id == customers.c.id, lot.c.remaining_cents > 0)
+        .correlate(customers)
+        .scalar_subquery()
+    )
+
+
 class SqlLedgerRepository:
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
         self.conn = conn
@@ -480,15 +491,15 @@ class SqlLedgerRepository:
             .where(this_run, entry.c.customer_id == customers.c.id)
             .scalar_subquery()
         )
-        open_lots = sa.and_(
-            point_lots.c.customer_id == customers.c.id, point_lots.c.remaining_cents > 0
-        )
-        first_expiry = (
-            sa.select(sa.func.min(point_lots.c.expires_on)).where(open_lots).scalar_subquery()
-        )
+        first_expiry = _first_expiry_of_customer()
         held_then = (
             sa.select(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
-            .where(open_lots, point_lots.c.expires_on == first_expiry)
+            .where(
+                point_lots.c.customer_id == customers.c.id,
+                point_lots.c.remaining_cents > 0,
+                point_lots.c.expires_on == _first_expiry_of_customer(),
+            )
+            .correlate(customers)
             .scalar_subquery()
         )
         await self.conn.execute(

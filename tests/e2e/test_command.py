@@ -1,0 +1,158 @@
+"""The ``ellity`` command as an operator runs it: real processes on a fresh SQLite file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ELLITY = [sys.executable, "-m", "ellity.cli"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
+    return subprocess.run(
+        [*ELLITY, *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_migrates_the_default_sqlite_file_and_answers_health(workdir: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
+    server = subprocess.Popen(
+        [*ELLITY, "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "database": "ok"}
+        assert (workdir / "var" / "ellity.db").is_file()
+        assert (workdir / "var" / "secret_key").stat().st_mode & 0o077 == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> None:
+    created = run(
+        workdir,
+        "create-merchant",
+        "--slug",
+        "shop",
+        "--name",
+        "My Shop",
+        "--admin-email",
+        "admin@shop.cz",
+        "--admin-password",
+        "a long password",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "a long password" not in created.stdout + created.stderr
+
+    changed = run(
+        workdir,
+        "settings",
+        "--merchant",
+        "shop",
+        "validity_months=6",
+        "locale=en",
+        "shop_url=https://shop.cz/",
+        "referral_bonus=25.5",
+    )
+    assert changed.returncode == 0, changed.stderr
+    shown = dict(
+        line.split("=", 1)
+        for line in run(workdir, "settings", "--merchant", "shop").stdout.splitlines()
+    )
+    assert shown == {
+        "name": "My Shop",
+        "shop_url": "https://shop.cz",
+        "referral_link_template": "{shop_url}/?ref={code}",
+        "referral_bonus": "25.50",
+        "validity_months": "6",
+        "locale": "en",
+        "timezone": "Europe/Prague",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["settings", "--merchant", "shop", "locale=de"], "locale must be one of cs, en"),
+        (["settings", "--merchant", "shop", "timezone=Mars/Base"], "not a known time zone"),
+        (["settings", "--merchant", "shop", "colour=red"], "Unknown setting colour"),
+        (["settings", "--merchant", "shop", "validity_months=x"], "whole number"),
+        (["settings", "--merchant", "nobody"], "No merchant with the slug 'nobody'"),
+        (
+            [
+                "create-merchant",
+                "--slug",
+                "shop",
+                "--name",
+                "Again",
+                "--admin-email",
+                "b@shop.cz",
+                "--admin-password",
+                "a long password",
+            ],
+            "exists already",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message_and_nothing_changes(
+    workdir: Path, args: list[str], message: str
+) -> None:
+    run(
+        workdir,
+        "create-merchant",
+        "--slug",
+        "shop",
+        "--name",
+        "My Shop",
+        "--admin-email",
+        "admin@shop.cz",
+        "--admin-password",
+        "a long password",
+    )
+    before = run(workdir, "settings", "--merchant", "shop").stdout
+    refused = run(workdir, *args)
+    assert refused.returncode == 2
+    assert message in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert run(workdir, "settings", "--merchant", "shop").stdout == before

@@ -1,0 +1,350 @@
+"""One contract for every storage backend: the fake, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from ellity.domain.model.customer import Customer
+from ellity.domain.model.ledger import Entry, EntryKind, Ledger
+from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.money import Points
+from ellity.ports.storage import UniqueViolation, UnitOfWorkFactory
+
+T0 = datetime(2025, 1, 31, 10, 0, tzinfo=UTC)
+
+
+def settings(**changes: object) -> MerchantSettings:
+    base: dict[str, object] = {"name": "Shop", "shop_url": "https://shop.example.cz"}
+    return MerchantSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> int:
+    async with uow_factory() as uow:
+        merchant = await uow.merchants.add(Merchant(slug=slug, settings=settings()), at=T0)
+        await uow.commit()
+    assert merchant.id is not None
+    return merchant.id
+
+
+def new_customer(merchant_id: int, code: str, **fields: object) -> Customer:
+    return Customer(
+        merchant_id=merchant_id, referral_code=code, created_at=T0, updated_at=T0, **fields
+    )  # type: ignore[arg-type]
+
+
+async def add_customer(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, code: str, **fields: object
+) -> int:
+    async with uow_factory() as uow:
+        customer = await uow.customers.add(new_customer(merchant_id, code, **fields))
+        await uow.commit()
+    assert customer.id is not None
+    return customer.id
+
+
+async def test_merchants_are_stored_found_by_slug_and_updated(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        by_slug = await uow.merchants.get_by_slug("shop")
+        assert by_slug is not None and by_slug.id == merchant_id
+        assert by_slug.settings == settings()
+        changed = settings(validity_months=6, locale="en", referral_bonus=Points(1050))
+        await uow.merchants.update_settings(merchant_id, changed)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        merchant = await uow.merchants.get(merchant_id)
+        assert merchant is not None and merchant.settings == changed
+        assert await uow.merchants.count() == 1
+        assert await uow.merchants.get_by_slug("other") is None
+
+
+async def test_a_merchant_slug_is_unique(uow_factory: UnitOfWorkFactory) -> None:
+    await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        with pytest.raises(UniqueViolation) as caught:
+            await uow.merchants.add(Merchant(slug="shop", settings=settings()), at=T0)
+    assert caught.value.field == "slug"
+
+
+async def test_staff_emails_are_unique_whatever_their_case(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        await uow.staff.add(merchant_id, email="Admin@Shop.cz", password_hash="h", at=T0)
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(UniqueViolation) as caught:
+            await uow.staff.add(merchant_id, email="admin@shop.CZ", password_hash="h", at=T0)
+    assert caught.value.field == "email"
+
+
+async def test_customers_are_found_by_email_case_insensitively_shop_id_and_code(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    customer_id = await add_customer(
+        uow_factory,
+        merchant_id,
+        "ABCDEFGH",
+        email="Ann@Example.cz",
+        shop_customer_id="77",
+        first_name="Ann",
+        pin="012345",
+    )
+    async with uow_factory(read_only=True) as uow:
+        for found in (
+            await uow.customers.find_by_email(merchant_id, "ann@example.CZ"),
+            await uow.customers.find_by_shop_customer_id(merchant_id, "77"),
+            await uow.customers.find_by_referral_code(merchant_id, "ABCDEFGH"),
+            await uow.customers.get(merchant_id, customer_id),
+        ):
+            assert found is not None
+            assert (found.id, found.email, found.first_name, found.pin) == (
+                customer_id,
+                "Ann@Example.cz",
+                "Ann",
+                "012345",
+            )
+            assert found.created_at == T0
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"email": "ANN@example.cz"}, "email"),
+        ({"shop_customer_id": "77"}, "shop_customer_id"),
+    ],
+)
+async def test_customer_identities_are_unique_per_merchant(
+    uow_factory: UnitOfWorkFactory, fields: dict[str, str], expected: str
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    other_id = await add_merchant(uow_factory, "other")
+    await add_customer(
+        uow_factory, merchant_id, "AAAAAAAA", email="ann@example.cz", shop_customer_id="77"
+    )
+    async with uow_factory() as uow:
+        with pytest.raises(UniqueViolation) as caught:
+            await uow.customers.add(new_customer(merchant_id, "BBBBBBBB", **fields))
+    assert caught.value.field == expected
+    # the same values are free for another merchant
+    await add_customer(uow_factory, other_id, "AAAAAAAA", **fields)
+
+
+async def test_a_referral_code_is_unique_per_merchant(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    await add_customer(uow_factory, merchant_id, "AAAAAAAA")
+    async with uow_factory() as uow:
+        with pytest.raises(UniqueViolation) as caught:
+            await uow.customers.add(new_customer(merchant_id, "AAAAAAAA"))
+    assert caught.value.field == "referral_code"
+
+
+async def test_another_merchants_customer_is_never_returned(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    other_id = await add_merchant(uow_factory, "other")
+    customer_id = await add_customer(
+        uow_factory, merchant_id, "AAAAAAAA", email="ann@x.cz", shop_customer_id="1"
+    )
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.customers.get(other_id, customer_id) is None
+        assert await uow.customers.get(other_id, customer_id, for_update=False) is None
+        assert await uow.customers.find_by_email(other_id, "ann@x.cz") is None
+        assert await uow.customers.find_by_shop_customer_id(other_id, "1") is None
+        assert await uow.customers.find_by_referral_code(other_id, "AAAAAAAA") is None
+        assert await uow.ledgers.loyalty(other_id, [customer_id]) == []
+        assert await uow.ledgers.loyalty_page(other_id, after_id=0, limit=10) == []
+        assert await uow.ledgers.entries(other_id, customer_id, limit=10) == []
+
+
+async def test_updates_write_back_identity_fields(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    customer_id = await add_customer(uow_factory, merchant_id, "AAAAAAAA", pin="111111")
+    later = T0 + timedelta(days=1)
+    async with uow_factory() as uow:
+        customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
+        assert customer is not None
+        customer.email, customer.last_name = "new@x.cz", "Nová"
+        customer.register(at=later)
+        await uow.customers.update(customer)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        stored = await uow.customers.find_by_email(merchant_id, "NEW@x.cz")
+    assert stored is not None
+    assert (stored.last_name, stored.registered, stored.pin, stored.updated_at) == (
+        "Nová",
+        True,
+        None,
+        later,
+    )
+
+
+async def test_leaving_without_commit_stores_nothing(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        await uow.customers.add(new_customer(merchant_id, "AAAAAAAA", email="gone@x.cz"))
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.customers.find_by_email(merchant_id, "gone@x.cz") is None
+
+
+async def _ledger_session(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, change: object
+) -> Ledger:
+    policy = settings().expiry_policy
+    async with uow_factory() as uow:
+        await uow.customers.get(merchant_id, customer_id, for_update=True)
+        ledger = await uow.ledgers.get(merchant_id, customer_id, policy)
+        change(ledger)  # type: ignore[operator]
+        await uow.ledgers.save(merchant_id, ledger, at=T0)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        return await uow.ledgers.get(merchant_id, customer_id, policy)
+
+
+async def test_a_saved_ledger_reloads_with_its_open_lots_and_summary(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    customer_id = await add_customer(uow_factory, merchant_id, "AAAAAAAA")
+    reference = Ledger(customer_id=customer_id, policy=settings().expiry_policy)
+
+    def change(ledger: Ledger) -> None:
+        for target in (ledger, reference):
+            target.earn(Points(10000), at=T0, order_ref="o-1")
+            target.earn(Points(5050), at=T0 + timedelta(days=1), order_ref="o-2")
+            target.spend(Points(12000), at=T0 + timedelta(days=2), note="redeemed")
+
+    reloaded = await _ledger_session(uow_factory, merchant_id, customer_id, change)
+    assert [lot.remaining for lot in reloaded.lots] == [Points(3050)]
+    assert reloaded.summary() == reference.summary()
+    async with uow_factory(read_only=True) as uow:
+        (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id])
+        entries = await uow.ledgers.entries(merchant_id, customer_id, limit=2)
+        older = await uow.ledgers.entries(
+            merchant_id, customer_id, limit=5, before_id=entries[-1].id
+        )
+        used = await uow.ledgers.find_order(merchant_id, EntryKind.EARN, "o-2")
+    assert loyalty.summary == reference.summary()
+    assert [e.entry for e in entries] == reference.new_entries[::-1][:2]
+    assert [e.entry for e in older] == reference.new_entries[:1]
+    assert used is not None and used.customer_id == customer_id
+    assert used.entry == reference.new_entries[1]
+
+
+async def test_an_order_reference_is_recorded_once_per_merchant_and_kind(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    first = await add_customer(uow_factory, merchant_id, "AAAAAAAA")
+    second = await add_customer(uow_factory, merchant_id, "BBBBBBBB")
+    await _ledger_session(
+        uow_factory,
+        merchant_id,
+        first,
+        lambda ledger: ledger.earn(Points(100), at=T0, order_ref="o-1"),
+    )
+    with pytest.raises(UniqueViolation) as caught:
+        await _ledger_session(
+            uow_factory,
+            merchant_id,
+            second,
+            lambda ledger: ledger.earn(Points(100), at=T0, order_ref="o-1"),
+        )
+    assert caught.value.field == "order_ref"
+    # the same reference may name a spend
+    await _ledger_session(
+        uow_factory,
+        merchant_id,
+        first,
+        lambda ledger: ledger.spend(Points(50), at=T0, order_ref="o-1"),
+    )
+
+
+async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    ids = [await add_customer(uow_factory, merchant_id, f"AAAAAAA{n}") for n in range(2, 7)]
+    async with uow_factory(read_only=True) as uow:
+        first = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=3)
+        rest = await uow.ledgers.loyalty_page(merchant_id, after_id=first[-1].customer_id, limit=3)
+        chosen = await uow.ledgers.loyalty(merchant_id, [ids[3], ids[0], 10**9])
+    assert [row.customer_id for row in first + rest] == ids
+    assert [row.customer_id for row in chosen] == [ids[0], ids[3]]
+    assert first[0].summary.balance == Points(0) and first[0].summary.next_expiration is None
+
+
+async def test_expire_due_empties_past_lots_like_the_ledger_does(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """The set-based expiry leaves the same lots, entries and summaries as ``Ledger.expire``."""
+    merchant_id = await add_merchant(uow_factory)
+    other_id = await add_merchant(uow_factory, "other")
+    policy = settings().expiry_policy  # 12 months, Europe/Prague
+    plans = {
+        "expires twice": [
+            (T0 - timedelta(days=800), 1000),
+            (T0 - timedelta(days=400), 2000),
+            (T0, 500),
+        ],
+        "nothing due": [(T0, 700)],
+        "all due": [(T0 - timedelta(days=500), 1234)],
+    }
+    customers: dict[str, int] = {}
+    references: dict[str, Ledger] = {}
+    for n, (name, lots) in enumerate(plans.items()):
+        customer_id = await add_customer(uow_factory, merchant_id, f"CCCCCCC{n + 2}")
+        customers[name] = customer_id
+        references[name] = Ledger(customer_id=customer_id, policy=policy)
+
+        def change(
+            ledger: Ledger, lots: list[tuple[datetime, int]] = lots, name: str = name
+        ) -> None:
+            for target in (ledger, references[name]):
+                for at, cents in lots:
+                    target.earn(Points(cents), at=at)
+                target.spend(Points(300), at=T0)
+
+        await _ledger_session(uow_factory, merchant_id, customer_id, change)
+    foreign = await add_customer(uow_factory, other_id, "DDDDDDDD")
+    await _ledger_session(
+        uow_factory,
+        other_id,
+        foreign,
+        lambda ledger: ledger.earn(Points(900), at=T0 - timedelta(days=800)),
+    )
+
+    now = T0 + timedelta(days=1)
+    today = date(2025, 2, 1)
+    async with uow_factory() as uow:
+        count = await uow.ledgers.expire_due(merchant_id, at=now, today=today)
+        await uow.commit()
+    assert count == 2
+    for name, customer_id in customers.items():
+        expected_entry = references[name].expire(at=now)
+        async with uow_factory(read_only=True) as uow:
+            reloaded = await uow.ledgers.get(merchant_id, customer_id, policy)
+            (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id])
+            (newest,) = await uow.ledgers.entries(merchant_id, customer_id, limit=1)
+        assert loyalty.summary == references[name].summary(), name
+        assert reloaded.balance() == references[name].balance(), name
+        if expected_entry is None:
+            assert newest.entry.kind is EntryKind.SPEND
+        else:
+            assert newest.entry == Entry(
+                kind=EntryKind.EXPIRE,
+                points=expected_entry.points,
+                at=now,
+                balance_after=expected_entry.balance_after,
+            )
+    async with uow_factory(read_only=True) as uow:
+        (untouched,) = await uow.ledgers.loyalty(other_id, [foreign])
+    assert untouched.summary.balance == Points(900)
+    # running it again changes nothing
+    async with uow_factory() as uow:
+        assert (
+            await uow.ledgers.expire_due(merchant_id, at=now + timedelta(seconds=1), today=today)
+            == 0
+        )
+        await uow.commit()
