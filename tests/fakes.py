@@ -6,8 +6,9 @@ discards it. Writers hold the store's lock from ``__aenter__`` to ``__aexit__`` 
 ``BEGIN IMMEDIATE``), readers work on the state as it was when they began. Every repository
 call yields to the event loop once, like real I/O, so concurrent use cases really interleave.
 
-Objects go in and come out as copies: changing a returned ``Customer`` changes nothing until
-``update()`` writes it back, as with a database.
+What is stored is a copy: changing a returned ``Customer`` changes nothing until ``update()``
+writes it back, as with a database. Like the SQL adapter, ``add`` sets the id on the object it
+is given and ``LedgerRepository.save`` marks the ledger saved.
 """
 
 from __future__ import annotations
@@ -186,10 +187,10 @@ class InMemoryMerchantRepository:
         state = self._uow.state
         if any(m.slug == merchant.slug for m in state.merchants.values()):
             raise UniqueViolation("slug")
-        merchant_id = state.next_id("merchants")
-        state.merchants[merchant_id] = dataclasses.replace(copy.deepcopy(merchant), id=merchant_id)
-        state.merchant_created_at[merchant_id] = at
-        return copy.deepcopy(state.merchants[merchant_id])
+        merchant.id = state.next_id("merchants")  # like the SQL adapter: the id is set in place
+        state.merchants[merchant.id] = copy.deepcopy(merchant)
+        state.merchant_created_at[merchant.id] = at
+        return merchant
 
     async def get(self, merchant_id: int) -> Merchant | None:
         await _io()
@@ -238,9 +239,9 @@ class InMemoryCustomerRepository:
         if customer.merchant_id not in state.merchants:
             raise LookupError(f"no merchant {customer.merchant_id}")
         self._check_unique(customer, ignore_id=None)
-        customer_id = state.next_id("customers")
-        state.customers[customer_id] = dataclasses.replace(copy.deepcopy(customer), id=customer_id)
-        return copy.deepcopy(state.customers[customer_id])
+        customer.id = state.next_id("customers")  # like the SQL adapter: the id is set in place
+        state.customers[customer.id] = copy.deepcopy(customer)
+        return customer
 
     async def get(
         self, merchant_id: int, customer_id: int, *, for_update: bool = False
@@ -271,10 +272,18 @@ class InMemoryCustomerRepository:
         stored = self._own(customer.merchant_id, customer.id)
         if stored is None:
             raise LookupError(f"no customer {customer.id} of merchant {customer.merchant_id}")
-        self._check_unique(customer, ignore_id=customer.id)
-        self._uow.state.customers[customer.id] = dataclasses.replace(
-            copy.deepcopy(customer), created_at=stored.created_at
+        written = dataclasses.replace(  # the identity fields, as the SQL adapter writes them
+            stored,
+            email=customer.email,
+            first_name=customer.first_name,
+            last_name=customer.last_name,
+            shop_customer_id=customer.shop_customer_id,
+            registered=customer.registered,
+            pin=customer.pin,
+            updated_at=customer.updated_at,
         )
+        self._check_unique(written, ignore_id=customer.id)
+        self._uow.state.customers[customer.id] = written
 
     def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
         customer = self._uow.state.customers.get(customer_id)
@@ -312,7 +321,8 @@ class InMemoryLedgerRepository:
         lots = [
             dataclasses.replace(copy.deepcopy(row.lot), id=lot_id, loaded_remaining=None)
             for lot_id, row in state.lots.items()
-            if (row.merchant_id, row.customer_id) == (merchant_id, customer_id) and row.lot.remaining
+            if (row.merchant_id, row.customer_id) == (merchant_id, customer_id)
+            and row.lot.remaining
         ]
         summary = state.summaries.get(customer_id) if self._owns(merchant_id, customer_id) else None
         return Ledger(
@@ -323,7 +333,11 @@ class InMemoryLedgerRepository:
         )
 
     async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
-        """Writes ``ledger.new_entries``, lots without an id and changed lots, then the summary."""
+        """Writes new entries, new and changed lots, then the summary.
+
+        Like the SQL adapter it marks the ledger saved: new lots get their ids, every lot's
+        ``loaded_remaining`` becomes its ``remaining`` and ``new_entries`` is emptied.
+        """
         await _io()
         state = self._uow.state
         customer_id = ledger.customer_id
@@ -332,22 +346,29 @@ class InMemoryLedgerRepository:
         self._check_order_refs(merchant_id, ledger.new_entries)
         for lot in ledger.lots:
             if lot.is_new:
-                lot_id = state.next_id("lots")
-                stored = dataclasses.replace(copy.deepcopy(lot), id=lot_id, loaded_remaining=None)
-                state.lots[lot_id] = LotRow(merchant_id, customer_id, stored)
+                lot.id = state.next_id("lots")
+                state.lots[lot.id] = LotRow(merchant_id, customer_id, copy.deepcopy(lot))
             elif lot.is_changed and lot.id is not None:
                 row = state.lots.get(lot.id)
                 if row is None or (row.merchant_id, row.customer_id) != (merchant_id, customer_id):
                     raise LookupError(f"no lot {lot.id} of customer {customer_id}")
                 row.lot.remaining = lot.remaining
+            lot.loaded_remaining = lot.remaining
         for entry in ledger.new_entries:
             state.entries[state.next_id("entries")] = EntryRow(merchant_id, customer_id, entry)
+        ledger.new_entries.clear()
         state.summaries[customer_id] = summary_of(self._lots_of(customer_id), ledger.last_change)
 
-    async def find_order(self, merchant_id: int, kind: EntryKind, order_ref: str) -> OrderUse | None:
+    async def find_order(
+        self, merchant_id: int, kind: EntryKind, order_ref: str
+    ) -> OrderUse | None:
         await _io()
         for row in self._uow.state.entries.values():
-            if (row.merchant_id, row.entry.kind, row.entry.order_ref) == (merchant_id, kind, order_ref):
+            if (row.merchant_id, row.entry.kind, row.entry.order_ref) == (
+                merchant_id,
+                kind,
+                order_ref,
+            ):
                 return OrderUse(customer_id=row.customer_id, entry=row.entry)
         return None
 
@@ -376,7 +397,9 @@ class InMemoryLedgerRepository:
                 and lot.expires_on < today
                 and lot.remaining.is_positive()
             ):
-                expired[row.customer_id] = expired.get(row.customer_id, 0) + lot.remaining.hundredths
+                expired[row.customer_id] = (
+                    expired.get(row.customer_id, 0) + lot.remaining.hundredths
+                )
                 lot.remaining = Points.zero()
         for customer_id in sorted(expired):
             change = LastChange(on=today, points=Points(-expired[customer_id]))
@@ -388,9 +411,7 @@ class InMemoryLedgerRepository:
             state.summaries[customer_id] = summary
         return len(expired)
 
-    async def loyalty(
-        self, merchant_id: int, customer_ids: Sequence[int]
-    ) -> list[CustomerLoyalty]:
+    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
         await _io()
         wanted = sorted(set(customer_ids))
         return [self._loyalty_of(i) for i in wanted if self._owns(merchant_id, i)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -15,6 +16,8 @@ LOCALES: tuple[Locale, ...] = ("cs", "en")
 MAX_HUNDREDTHS = 100_000_000_000  # 1 000 000 000.00 points
 _MAX_POINTS = Decimal(MAX_HUNDREDTHS).scaleb(-2)
 _CENT = Decimal("0.01")
+
+_DECIMAL_TEXT = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$", re.ASCII)
 
 _SEPARATORS: dict[str, tuple[str, str]] = {"cs": (" ", ","), "en": (",", ".")}
 
@@ -34,6 +37,8 @@ class Points:
         """Read a decimal string (``"12.50"``), an int or a Decimal; at most two decimals."""
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise InvalidInput("Points must be a decimal number such as 12.50.")
+        if isinstance(value, str) and not _DECIMAL_TEXT.match(value.strip()):
+            raise InvalidInput(f"'{value[:40]}' is not a number of points such as 12.50.")
         try:
             number = Decimal(value.strip() if isinstance(value, str) else value)
         except InvalidOperation:

@@ -1,0 +1,131 @@
+"""The contact snapshot: the eleven ellity_* values, formatted for the merchant's locale."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ellity.domain.model.contact import (
+    FIELD_NAMES,
+    FIELD_TYPES,
+    CustomerLoyalty,
+    ProgrammeLook,
+    contact_snapshot,
+)
+from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
+from ellity.domain.model.money import Points
+
+P = Points.parse
+CZECH = ProgrammeLook(
+    locale="cs", shop_url="https://anna.example.cz", referral_link_template="{shop_url}/?ref={code}"
+)
+ENGLISH = ProgrammeLook(
+    locale="en", shop_url="https://bob.example.com/", referral_link_template="{shop_url}/r/{code}"
+)
+HOLDING = LedgerSummary(
+    balance=P("1250.50"),
+    next_expiration=Expiration(on=date(2025, 1, 31), points=P("120.75")),
+    last_change=LastChange(on=date(2024, 3, 10), points=P("-120")),
+)
+NOTHING = LedgerSummary(balance=Points.zero(), next_expiration=None, last_change=None)
+
+
+def loyalty(
+    *, registered: bool = False, pin: str | None = "004217", summary: LedgerSummary = HOLDING
+) -> CustomerLoyalty:
+    return CustomerLoyalty(
+        customer_id=7,
+        email="ann@example.cz",
+        first_name="Anna",
+        last_name="Nováková",
+        registered=registered,
+        pin=pin,
+        referral_code="AB23CD45",
+        summary=summary,
+    )
+
+
+def test_the_snapshot_has_the_eleven_fields_in_the_specified_order() -> None:
+    assert FIELD_NAMES == (
+        "ellity_credit",
+        "ellity_credit_num",
+        "ellity_pin",
+        "ellity_registered",
+        "ellity_next_expiration_date",
+        "ellity_next_expiration_value",
+        "ellity_next_expiration_value_num",
+        "ellity_last_change_date",
+        "ellity_last_change_value",
+        "ellity_referral_code",
+        "ellity_referral_link",
+    )
+    assert list(contact_snapshot(loyalty(), CZECH).fields) == list(FIELD_NAMES)
+    assert list(FIELD_TYPES) == list(FIELD_NAMES)
+
+
+def test_an_anonymous_customer_holding_points_reads_in_czech() -> None:
+    snapshot = contact_snapshot(loyalty(), CZECH)
+    assert snapshot.fields == {
+        "ellity_credit": "1 250,50",
+        "ellity_credit_num": 1250,
+        "ellity_pin": "004217",
+        "ellity_registered": "anonymous",
+        "ellity_next_expiration_date": "2025-01-31",
+        "ellity_next_expiration_value": "120,75",
+        "ellity_next_expiration_value_num": 120,
+        "ellity_last_change_date": "2024-03-10",
+        "ellity_last_change_value": "-120",
+        "ellity_referral_code": "AB23CD45",
+        "ellity_referral_link": "https://anna.example.cz/?ref=AB23CD45",
+    }
+    assert (snapshot.customer_id, snapshot.email, snapshot.first_name, snapshot.last_name) == (
+        7,
+        "ann@example.cz",
+        "Anna",
+        "Nováková",
+    )
+
+
+def test_the_same_customer_reads_in_english_with_the_english_programme_look() -> None:
+    fields = contact_snapshot(loyalty(), ENGLISH).fields
+    assert fields["ellity_credit"] == "1,250.50"
+    assert fields["ellity_next_expiration_value"] == "120.75"
+    assert fields["ellity_referral_link"] == "https://bob.example.com/r/AB23CD45"
+
+
+@pytest.mark.parametrize("pin", ["004217", None])
+def test_a_registered_customer_shows_no_pin(pin: str | None) -> None:
+    fields = contact_snapshot(loyalty(registered=True, pin=pin), CZECH).fields
+    assert (fields["ellity_pin"], fields["ellity_registered"]) == ("", "registered")
+
+
+def test_a_customer_without_points_or_history_has_zeros_and_empty_text() -> None:
+    fields = contact_snapshot(loyalty(summary=NOTHING), CZECH).fields
+    assert {name: fields[name] for name in FIELD_NAMES[:9]} == {
+        "ellity_credit": "0",
+        "ellity_credit_num": 0,
+        "ellity_pin": "004217",
+        "ellity_registered": "anonymous",
+        "ellity_next_expiration_date": "",
+        "ellity_next_expiration_value": "",
+        "ellity_next_expiration_value_num": 0,
+        "ellity_last_change_date": "",
+        "ellity_last_change_value": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("balance", "text", "number"),
+    [("0.99", "0,99", 0), ("1000000", "1 000 000", 1000000), ("0.05", "0,05", 0)],
+)
+def test_the_numeric_fields_are_the_display_values_rounded_down(
+    balance: str, text: str, number: int
+) -> None:
+    summary = LedgerSummary(P(balance), Expiration(date(2025, 1, 1), P(balance)), None)
+    fields = contact_snapshot(loyalty(summary=summary), CZECH).fields
+    assert (fields["ellity_credit"], fields["ellity_credit_num"]) == (text, number)
+    assert (fields["ellity_next_expiration_value"], fields["ellity_next_expiration_value_num"]) == (
+        text,
+        number,
+    )
