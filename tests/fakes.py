@@ -372,6 +372,13 @@ class InMemoryLedgerRepository:
                 return OrderUse(customer_id=row.customer_id, entry=row.entry)
         return None
 
+    async def has_entry(self, merchant_id: int, customer_id: int, kind: EntryKind) -> bool:
+        await _io()
+        return any(
+            (row.merchant_id, row.customer_id, row.entry.kind) == (merchant_id, customer_id, kind)
+            for row in self._uow.state.entries.values()
+        )
+
     async def entries(
         self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
     ) -> list[StoredEntry]:

@@ -227,7 +227,10 @@ async def test_a_saved_ledger_reloads_with_its_open_lots_and_summary(
             merchant_id, customer_id, limit=5, before_id=entries[-1].id
         )
         used = await uow.ledgers.find_order(merchant_id, EntryKind.EARN, "o-2")
+        has_earned = await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.EARN)
+        has_bonus = await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.REFERRAL_BONUS)
     assert loyalty.summary == reference.summary()
+    assert (has_earned, has_bonus) == (True, False)
     assert [e.entry for e in entries] == reference.new_entries[::-1][:2]
     assert [e.entry for e in older] == reference.new_entries[:1]
     assert used is not None and used.customer_id == customer_id

@@ -569,3 +569,19 @@ async def test_expiry_run_concurrently_with_spends_never_overdraws(
     assert entries[0].entry.balance_after == balance
     assert sum(e.entry.points.hundredths for e in entries) == balance.hundredths
     assert spent >= 3
+
+
+async def test_a_referral_bonus_turned_on_after_the_first_purchase_is_not_paid_later(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    await change_settings(merchant.slug, {"referral_bonus": "0"}, uow=uow_factory())
+    ann = await new_customer(merchant, email="ann@example.cz")
+    bob = await new_customer(merchant, email="bob@example.cz", referred_by=ann.referral_code)
+    await earn_points(merchant.id, bob.id, P("5"), order_ref="o-1", uow=uow_factory(), clock=clock)
+    await change_settings(merchant.slug, {"referral_bonus": "50"}, uow=uow_factory())
+    await earn_points(merchant.id, bob.id, P("5"), order_ref="o-2", uow=uow_factory(), clock=clock)
+
+    assert await balance_of(uow_factory, merchant, ann.id) == Points.zero()

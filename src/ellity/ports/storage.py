@@ -101,6 +101,10 @@ class LedgerRepository(Protocol):
         self, merchant_id: int, kind: EntryKind, order_ref: str
     ) -> OrderUse | None: ...
 
+    async def has_entry(self, merchant_id: int, customer_id: int, kind: EntryKind) -> bool:
+        """Whether the customer's ledger holds any entry of ``kind``."""
+        ...
+
     async def entries(
         self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
     ) -> list[StoredEntry]:

@@ -424,6 +424,18 @@ class SqlLedgerRepository:
         ).first()
         return None if row is None else OrderUse(customer_id=row.customer_id, entry=_entry(row))
 
+    async def has_entry(self, merchant_id: int, customer_id: int, kind: EntryKind) -> bool:
+        found = await self.conn.execute(
+            sa.select(ledger_entries.c.id)
+            .where(
+                ledger_entries.c.merchant_id == merchant_id,
+                ledger_entries.c.customer_id == customer_id,
+                ledger_entries.c.kind == kind.value,
+            )
+            .limit(1)
+        )
+        return found.first() is not None
+
     async def entries(
         self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
     ) -> list[StoredEntry]:

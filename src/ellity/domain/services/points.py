@@ -60,10 +60,11 @@ async def earn_points(
                 raise OrderAlreadyUsed(ref)
             return PointsResult(view=await view_of(uow, merchant, customer), entry=None)
         now = clock.now()
+        first_purchase = not await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.EARN)
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.earn(points, at=now, order_ref=ref, note=note)
         await _save(uow, merchant_id, ledger, now, ref)
-        if customer.referred_by_id is not None:
+        if first_purchase and customer.referred_by_id is not None:
             await _pay_referral_bonus(uow, merchant, customer.referred_by_id, customer_id, now)
         view = await view_of(uow, merchant, customer)
         await uow.commit()
@@ -165,7 +166,10 @@ async def _save(
 async def _pay_referral_bonus(
     uow: UnitOfWork, merchant: Merchant, referrer_id: int, referred_id: int, now: datetime
 ) -> None:
-    """The referrer earns the bonus on the referred customer's first purchase, once ever."""
+    """The referrer earns the bonus with the referred customer's first purchase, once ever.
+
+    A bonus that was off (0) at that first purchase is not paid later.
+    """
     bonus = merchant.settings.referral_bonus
     merchant_id = stored_id(merchant.id)
     ref = referral_order_ref(referred_id)
