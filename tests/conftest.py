@@ -32,7 +32,7 @@ def postgres_admin_url() -> str:
     return os.environ.get("ELLITY_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
 
 
-async def _recreate_postgres_database(name: str) -> str:
+async def _admin(*statements: str) -> None:
     admin = make_url(postgres_admin_url())
     conn = await asyncpg.connect(
         host=admin.host,
@@ -42,11 +42,15 @@ async def _recreate_postgres_database(name: str) -> str:
         database=admin.database,
     )
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            await conn.execute(statement)
     finally:
         await conn.close()
-    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+async def _recreate_postgres_database(name: str) -> str:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    return make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +64,13 @@ async def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
 
 @pytest.fixture(scope="session")
 async def postgres_database() -> AsyncIterator[Database]:
-    url = await _recreate_postgres_database(f"ellity_test_{os.getpid()}")
+    name = f"ellity_test_{os.getpid()}"
+    url = await _recreate_postgres_database(name)
     await asyncio.to_thread(migrate.upgrade, url)
     database = create_database(url, pool_size=20)
     yield database
     await database.dispose()
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def empty_tables(database: Database) -> None:
