@@ -90,7 +90,7 @@ class Points:
         thousands, decimal_mark = _SEPARATORS[locale]
         sign = "-" if self.hundredths < 0 else ""
         units, cents = divmod(abs(self.hundredths), 100)
-        grouped = f"{units:,}".replace(",", thousands)
+        grouped = str(units) if units < 1000 else f"{units:,}".replace(",", thousands)
         if cents:
             return f"{sign}{grouped}{decimal_mark}{cents:02d}"
         return f"{sign}{grouped}"

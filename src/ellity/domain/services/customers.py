@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ellity.domain.model.contact import ContactSnapshot
+from ellity.domain.model.contact import ContactSnapshot, CustomerLoyalty
 from ellity.domain.model.customer import (
     Customer,
     clean_email,
@@ -180,17 +181,25 @@ async def contact_snapshot(
 async def all_contact_snapshots(
     merchant_id: int, *, uow_factory: UnitOfWorkFactory, batch_size: int = SNAPSHOT_BATCH
 ) -> AsyncIterator[list[ContactSnapshot]]:
-    """Every customer's snapshot in id order, a batch per short read-only transaction."""
+    """Every customer's snapshot in id order, a batch per short read-only transaction.
+
+    The next page is read while the caller works on the current one.
+    """
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
-    after_id = 0
-    while True:
+
+    async def page(after_id: int) -> list[CustomerLoyalty]:
         async with uow_factory(read_only=True) as uow:
-            rows = await uow.ledgers.loyalty_page(merchant_id, after_id=after_id, limit=batch_size)
-        if not rows:
-            return
-        yield snapshots_of(merchant, rows)
-        after_id = rows[-1].customer_id
+            return await uow.ledgers.loyalty_page(merchant_id, after_id=after_id, limit=batch_size)
+
+    rows = await page(0)
+    while rows:
+        following = asyncio.ensure_future(page(rows[-1].customer_id))
+        try:
+            yield snapshots_of(merchant, rows)
+            rows = await following
+        finally:
+            following.cancel()
 
 
 # -- internals ----------------------------------------------------------------------------
