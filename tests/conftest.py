@@ -23,7 +23,15 @@ from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-TABLES = ("ledger_entries", "point_lots", "customers", "staff_users", "merchants")
+TABLES = (
+    "outbox",
+    "api_tokens",
+    "ledger_entries",
+    "point_lots",
+    "customers",
+    "staff_users",
+    "merchants",
+)
 BACKENDS = ("memory", "sqlite", "postgres")
 SQL_BACKENDS = ("sqlite", "postgres")
 

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.expiry import ExpiryPolicy
@@ -36,13 +37,16 @@ from ellity.domain.model.ledger import (
     LedgerSummary,
     Lot,
 )
-from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.ports.secrets import SecretUnreadable
 from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
 
 if TYPE_CHECKING:
     from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+    from ellity.ports.secrets import SecretBox
     from ellity.ports.storage import (
+        ApiTokenRepository,
         CustomerRepository,
         LedgerRepository,
         MerchantRepository,
@@ -109,6 +113,20 @@ class FakePasswordHasher:
         return password_hash == self.PREFIX + password
 
 
+class FakeSecretBox:
+    """Reversible and readable in tests; not a cipher. Refuses what it did not produce."""
+
+    PREFIX = "sealed:"
+
+    def encrypt(self, plaintext: str) -> str:
+        return self.PREFIX + plaintext[::-1]
+
+    def decrypt(self, ciphertext: str) -> str:
+        if not ciphertext.startswith(self.PREFIX):
+            raise SecretUnreadable("not sealed by this box")
+        return ciphertext.removeprefix(self.PREFIX)[::-1]
+
+
 # -- storage: the state -------------------------------------------------------------------
 
 
@@ -147,6 +165,9 @@ class StoreState:
     entries: dict[int, EntryRow] = field(default_factory=dict)
     #: Per customer id: what the SQL adapter keeps in its summary columns.
     summaries: dict[int, LedgerSummary] = field(default_factory=dict)
+    smtp_passwords: dict[int, str] = field(default_factory=dict)
+    api_tokens: dict[int, ApiToken] = field(default_factory=dict)
+    api_token_digests: dict[int, str] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:
@@ -211,6 +232,75 @@ class InMemoryMerchantRepository:
     async def count(self) -> int:
         await _io()
         return len(self._uow.state.merchants)
+
+    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
+        await _io()
+        merchant = self._uow.state.merchants.get(merchant_id)
+        if merchant is None:
+            raise LookupError(f"no merchant {merchant_id}")
+        merchant.smtp = smtp
+
+    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+        await _io()
+        if encrypted is None:
+            self._uow.state.smtp_passwords.pop(merchant_id, None)
+        else:
+            self._uow.state.smtp_passwords[merchant_id] = encrypted
+
+    async def smtp_password(self, merchant_id: int) -> str | None:
+        await _io()
+        return self._uow.state.smtp_passwords.get(merchant_id)
+
+
+class InMemoryApiTokenRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(
+        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+    ) -> ApiToken:
+        await _io()
+        state = self._uow.state
+        if token_digest in state.api_token_digests.values():
+            raise UniqueViolation("token_hash")
+        token = ApiToken(
+            id=state.next_id("api_tokens"),
+            merchant_id=merchant_id,
+            name=name,
+            hint=hint,
+            created_at=at,
+        )
+        state.api_tokens[token.id] = token
+        state.api_token_digests[token.id] = token_digest
+        return token
+
+    async def find_active(self, token_digest: str) -> ApiToken | None:
+        await _io()
+        state = self._uow.state
+        for token_id, digest in state.api_token_digests.items():
+            token = state.api_tokens[token_id]
+            if digest == token_digest and token.is_active:
+                return token
+        return None
+
+    async def list(self, merchant_id: int) -> list[ApiToken]:
+        await _io()
+        found = [t for t in self._uow.state.api_tokens.values() if t.merchant_id == merchant_id]
+        return sorted(found, key=lambda t: t.id, reverse=True)
+
+    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+        await _io()
+        token = self._uow.state.api_tokens.get(token_id)
+        if token is None or token.merchant_id != merchant_id or not token.is_active:
+            return False
+        self._uow.state.api_tokens[token_id] = dataclasses.replace(token, revoked_at=at)
+        return True
+
+    async def touch(self, token_id: int, *, at: datetime) -> None:
+        await _io()
+        token = self._uow.state.api_tokens.get(token_id)
+        if token is not None:
+            self._uow.state.api_tokens[token_id] = dataclasses.replace(token, last_used_at=at)
 
 
 class InMemoryStaffRepository:
@@ -482,6 +572,7 @@ class InMemoryUnitOfWork:
         self._state: StoreState | None = None
         self.merchants: MerchantRepository = InMemoryMerchantRepository(self)
         self.staff: StaffRepository = InMemoryStaffRepository(self)
+        self.api_tokens: ApiTokenRepository = InMemoryApiTokenRepository(self)
         self.customers: CustomerRepository = InMemoryCustomerRepository(self)
         self.ledgers: LedgerRepository = InMemoryLedgerRepository(self)
 
@@ -534,4 +625,5 @@ if TYPE_CHECKING:  # mypy checks that the fakes satisfy the ports
     _clock: Clock = FakeClock()
     _random: RandomSource = FakeRandom()
     _hasher: PasswordHasher = FakePasswordHasher()
+    _box: SecretBox = FakeSecretBox()
     _factory: UnitOfWorkFactory = InMemoryStore().unit_of_work

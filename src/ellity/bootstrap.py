@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ellity.adapters.passwords import Argon2PasswordHasher
+from ellity.adapters.secret_box import FernetSecretBox
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
@@ -23,6 +24,7 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             clock=SystemClock(),
             rng=SecretsRandom(),
             hasher=Argon2PasswordHasher(),
+            secret_box=FernetSecretBox(settings.secret_key),
             ping_database=database.ping,
         )
     finally:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.settings import Settings
 
@@ -18,6 +19,7 @@ class Deps:
     clock: Clock
     rng: RandomSource
     hasher: PasswordHasher
+    secret_box: SecretBox
     ping_database: Callable[[], Awaitable[None]]
 
 

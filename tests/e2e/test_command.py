@@ -108,6 +108,7 @@ def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> Non
         "validity_months": "6",
         "locale": "en",
         "timezone": "Europe/Prague",
+        "send_system_emails": "false",
     }
 
 

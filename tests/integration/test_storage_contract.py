@@ -8,7 +8,7 @@ import pytest
 
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
-from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.ports.storage import UniqueViolation, UnitOfWorkFactory
 
@@ -351,3 +351,57 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
             == 0
         )
         await uow.commit()
+
+
+async def test_api_tokens_are_found_by_digest_until_revoked_and_scoped_by_merchant(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    other_id = await add_merchant(uow_factory, "other")
+    async with uow_factory() as uow:
+        first = await uow.api_tokens.add(
+            merchant_id, name="eshop", token_digest="d1", hint="abcd", at=T0
+        )
+        second = await uow.api_tokens.add(
+            merchant_id, name="backup", token_digest="d2", hint="wxyz", at=T0
+        )
+        await uow.commit()
+    later = T0 + timedelta(hours=1)
+    async with uow_factory() as uow:
+        found = await uow.api_tokens.find_active("d1")
+        assert found == first and found.name == "eshop" and found.hint == "abcd"
+        assert await uow.api_tokens.revoke(other_id, first.id, at=later) is False
+        assert await uow.api_tokens.revoke(merchant_id, first.id, at=later) is True
+        assert await uow.api_tokens.revoke(merchant_id, first.id, at=later) is False
+        await uow.api_tokens.touch(second.id, at=later)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.api_tokens.find_active("d1") is None
+        assert await uow.api_tokens.find_active("nope") is None
+        listed = await uow.api_tokens.list(merchant_id)
+        assert await uow.api_tokens.list(other_id) == []
+    assert [t.id for t in listed] == [second.id, first.id]
+    assert listed[0].last_used_at == later and listed[1].revoked_at == later
+
+
+async def test_smtp_settings_and_the_encrypted_password_are_kept_apart(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    smtp = SmtpSettings(
+        host="smtp.example.cz", port=465, username="u", sender="shop@example.cz", security="tls"
+    )
+    async with uow_factory() as uow:
+        await uow.merchants.update_smtp(merchant_id, smtp)
+        await uow.merchants.set_smtp_password(merchant_id, "ciphertext")
+        await uow.merchants.update_settings(merchant_id, settings(send_system_emails=True))
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        merchant = await uow.merchants.get(merchant_id)
+        assert await uow.merchants.smtp_password(merchant_id) == "ciphertext"
+    assert merchant is not None and merchant.smtp == smtp and merchant.settings.send_system_emails
+    async with uow_factory() as uow:
+        await uow.merchants.set_smtp_password(merchant_id, None)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.merchants.smtp_password(merchant_id) is None

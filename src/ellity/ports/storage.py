@@ -12,11 +12,12 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Protocol
 
+from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
-from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 
 
 class UniqueViolation(Exception):
@@ -53,12 +54,44 @@ class MerchantRepository(Protocol):
 
     async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None: ...
 
+    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None: ...
+
+    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+        """Store the encrypted SMTP password (``None`` removes it)."""
+        ...
+
+    async def smtp_password(self, merchant_id: int) -> str | None:
+        """The encrypted SMTP password, if one is set."""
+        ...
+
     async def count(self) -> int: ...
 
 
 class StaffRepository(Protocol):
     async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
         """A staff user; raises ``UniqueViolation("email")`` (emails are unique overall)."""
+        ...
+
+
+class ApiTokenRepository(Protocol):
+    async def add(
+        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+    ) -> ApiToken: ...
+
+    async def find_active(self, token_digest: str) -> ApiToken | None:
+        """The unrevoked token with this digest, whichever merchant owns it."""
+        ...
+
+    async def list(self, merchant_id: int) -> list[ApiToken]:
+        """Newest first, revoked ones included."""
+        ...
+
+    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+        """False when the merchant has no such unrevoked token."""
+        ...
+
+    async def touch(self, token_id: int, *, at: datetime) -> None:
+        """Record a use of the token."""
         ...
 
 
@@ -135,6 +168,7 @@ class UnitOfWork(Protocol):
 
     merchants: MerchantRepository
     staff: StaffRepository
+    api_tokens: ApiTokenRepository
     customers: CustomerRepository
     ledgers: LedgerRepository
 

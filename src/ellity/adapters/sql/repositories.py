@@ -11,9 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import customers, ledger_entries, merchants, point_lots, staff_users
+from ellity.adapters.sql.tables import (
+    api_tokens,
+    customers,
+    ledger_entries,
+    merchants,
+    point_lots,
+    staff_users,
+)
+from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
-from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.customer import Customer, email_key, name_key
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import (
     Entry,
@@ -24,7 +32,7 @@ from ellity.domain.model.ledger import (
     LedgerSummary,
     Lot,
 )
-from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
 
@@ -75,6 +83,32 @@ class SqlMerchantRepository:
         result = await self.conn.execute(sa.select(sa.func.count()).select_from(merchants))
         return int(result.scalar_one())
 
+    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
+        await self.conn.execute(
+            merchants.update()
+            .where(merchants.c.id == merchant_id)
+            .values(
+                smtp_host=smtp.host,
+                smtp_port=smtp.port,
+                smtp_username=smtp.username,
+                smtp_sender=smtp.sender,
+                smtp_security=smtp.security,
+            )
+        )
+
+    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+        await self.conn.execute(
+            merchants.update()
+            .where(merchants.c.id == merchant_id)
+            .values(smtp_password_encrypted=encrypted)
+        )
+
+    async def smtp_password(self, merchant_id: int) -> str | None:
+        result = await self.conn.execute(
+            sa.select(merchants.c.smtp_password_encrypted).where(merchants.c.id == merchant_id)
+        )
+        return result.scalar_one_or_none()
+
     async def _one(self, condition: sa.ColumnElement[bool]) -> Merchant | None:
         row = (await self.conn.execute(sa.select(merchants).where(condition))).mappings().first()
         if row is None:
@@ -87,8 +121,16 @@ class SqlMerchantRepository:
             validity_months=row["validity_months"],
             locale=row["locale"],
             timezone=row["timezone"],
+            send_system_emails=row["send_system_emails"],
         )
-        return Merchant(slug=row["slug"], settings=settings, id=row["id"])
+        smtp = SmtpSettings(
+            host=row["smtp_host"],
+            port=row["smtp_port"],
+            username=row["smtp_username"],
+            sender=row["smtp_sender"],
+            security=row["smtp_security"],
+        )
+        return Merchant(slug=row["slug"], settings=settings, id=row["id"], smtp=smtp)
 
 
 def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
@@ -100,6 +142,7 @@ def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
         "validity_months": settings.validity_months,
         "locale": settings.locale,
         "timezone": settings.timezone,
+        "send_system_emails": settings.send_system_emails,
     }
 
 
@@ -121,6 +164,85 @@ class SqlStaffRepository:
                 .returning(staff_users.c.id)
             )
         return int(result.scalar_one())
+
+
+def _api_token(row: Any) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        name=row.name,
+        hint=row.hint,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+_TOKEN_COLUMNS = (
+    api_tokens.c.id,
+    api_tokens.c.merchant_id,
+    api_tokens.c.name,
+    api_tokens.c.hint,
+    api_tokens.c.created_at,
+    api_tokens.c.last_used_at,
+    api_tokens.c.revoked_at,
+)
+
+
+class SqlApiTokenRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(
+        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+    ) -> ApiToken:
+        result = await self.conn.execute(
+            api_tokens.insert()
+            .values(
+                merchant_id=merchant_id,
+                name=name,
+                token_hash=token_digest,
+                hint=hint,
+                created_at=at,
+            )
+            .returning(*_TOKEN_COLUMNS)
+        )
+        return _api_token(result.one())
+
+    async def find_active(self, token_digest: str) -> ApiToken | None:
+        row = (
+            await self.conn.execute(
+                sa.select(*_TOKEN_COLUMNS).where(
+                    api_tokens.c.token_hash == token_digest, api_tokens.c.revoked_at.is_(None)
+                )
+            )
+        ).first()
+        return None if row is None else _api_token(row)
+
+    async def list(self, merchant_id: int) -> list[ApiToken]:
+        rows = await self.conn.execute(
+            sa.select(*_TOKEN_COLUMNS)
+            .where(api_tokens.c.merchant_id == merchant_id)
+            .order_by(api_tokens.c.id.desc())
+        )
+        return [_api_token(row) for row in rows]
+
+    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+        result = await self.conn.execute(
+            api_tokens.update()
+            .where(
+                api_tokens.c.merchant_id == merchant_id,
+                api_tokens.c.id == token_id,
+                api_tokens.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def touch(self, token_id: int, *, at: datetime) -> None:
+        await self.conn.execute(
+            api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=at)
+        )
 
 
 _IDENTITY = (
@@ -162,6 +284,8 @@ def _identity_columns(customer: Customer) -> dict[str, Any]:
         "email_key": customer.email_key,
         "first_name": customer.first_name,
         "last_name": customer.last_name,
+        "first_name_key": name_key(customer.first_name),
+        "last_name_key": name_key(customer.last_name),
         "shop_customer_id": customer.shop_customer_id,
         "registered": customer.registered,
         "pin": customer.pin,

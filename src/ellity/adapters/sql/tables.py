@@ -39,6 +39,10 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_column=sa.Column(UtcDateTime(), nullable=False, **kw))
 
 
+def _ts_or_none() -> Any:
+    return Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
 class MerchantRow(SQLModel, table=True):
     __tablename__ = "merchants"
 
@@ -51,6 +55,15 @@ class MerchantRow(SQLModel, table=True):
     validity_months: int
     locale: str = Field(max_length=2)
     timezone: str = Field(max_length=64)
+    send_system_emails: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    smtp_host: str = Field(default="", max_length=253, sa_column_kwargs={"server_default": ""})
+    smtp_port: int = Field(default=587, sa_column_kwargs={"server_default": "587"})
+    smtp_username: str = Field(default="", max_length=254, sa_column_kwargs={"server_default": ""})
+    smtp_password_encrypted: str | None = Field(default=None, max_length=1000)
+    smtp_sender: str = Field(default="", max_length=254, sa_column_kwargs={"server_default": ""})
+    smtp_security: str = Field(
+        default="starttls", max_length=16, sa_column_kwargs={"server_default": "starttls"}
+    )
     created_at: datetime = _ts()
 
 
@@ -79,6 +92,8 @@ class CustomerRow(SQLModel, table=True):
             "ux_customers_merchant_referral_code", "merchant_id", "referral_code", unique=True
         ),
         sa.Index("ix_customers_merchant_id_id", "merchant_id", "id"),
+        sa.Index("ix_customers_merchant_first_name_key", "merchant_id", "first_name_key"),
+        sa.Index("ix_customers_merchant_last_name_key", "merchant_id", "last_name_key"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
@@ -87,6 +102,8 @@ class CustomerRow(SQLModel, table=True):
     email_key: str | None = Field(default=None, max_length=254)
     first_name: str = Field(default="", max_length=100)
     last_name: str = Field(default="", max_length=100)
+    first_name_key: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
+    last_name_key: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
     shop_customer_id: str | None = Field(default=None, max_length=100)
     registered: bool = False
     pin: str | None = Field(default=None, max_length=6)
@@ -177,9 +194,66 @@ class LedgerEntryRow(SQLModel, table=True):
     order_ref: str | None = Field(default=None, max_length=100)
 
 
+class ApiTokenRow(SQLModel, table=True):
+    """E-shop API tokens: only a SHA-256 of the token is kept; ``hint`` is its last 4 characters."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: int = Field(foreign_key="merchants.id", index=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    hint: str = Field(max_length=4)
+    created_at: datetime = _ts()
+    last_used_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+
+
+class OutboxRow(SQLModel, table=True):
+    """Work for the outside world (emails, Ecomail calls), written in the transaction that
+    causes it and delivered afterwards by the worker.
+
+    ``status``: pending, delivered or failed. A worker claims a pending item by setting
+    ``claim_token`` and ``claimed_until``; a claim that runs out (worker killed) is taken over.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_status_available_at", "status", "available_at"),
+        sa.Index("ix_outbox_merchant_status", "merchant_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("customers.id"), nullable=True),
+    )
+    topic: str = Field(max_length=64)
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    created_at: datetime = _ts()
+    available_at: datetime = _ts()
+    claimed_until: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+    claim_token: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+
+
 merchants = MerchantRow.__table__  # type: ignore[attr-defined]
 staff_users = StaffUserRow.__table__  # type: ignore[attr-defined]
 customers = CustomerRow.__table__  # type: ignore[attr-defined]
 point_lots = PointLotRow.__table__  # type: ignore[attr-defined]
 ledger_entries = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+api_tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
+outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

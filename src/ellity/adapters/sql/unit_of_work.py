@@ -8,12 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.repositories import (
+    SqlApiTokenRepository,
     SqlCustomerRepository,
     SqlLedgerRepository,
     SqlMerchantRepository,
     SqlStaffRepository,
 )
 from ellity.ports.storage import (
+    ApiTokenRepository,
     CustomerRepository,
     LedgerRepository,
     MerchantRepository,
@@ -24,6 +26,7 @@ from ellity.ports.storage import (
 class SqlUnitOfWork:
     merchants: MerchantRepository
     staff: StaffRepository
+    api_tokens: ApiTokenRepository
     customers: CustomerRepository
     ledgers: LedgerRepository
 
@@ -40,6 +43,7 @@ class SqlUnitOfWork:
         conn = self._conn
         self.merchants = SqlMerchantRepository(conn)
         self.staff = SqlStaffRepository(conn)
+        self.api_tokens = SqlApiTokenRepository(conn)
         self.customers = SqlCustomerRepository(conn)
         self.ledgers = SqlLedgerRepository(conn, locks_rows=not self._database.is_sqlite)
         return self

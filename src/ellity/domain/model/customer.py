@@ -30,6 +30,11 @@ def email_key(email: str | None) -> str | None:
     return email.casefold() if email is not None else None
 
 
+def name_key(name: str) -> str:
+    """The form names are searched in: case-folded, at most the stored length."""
+    return name.casefold()[:MAX_NAME_LENGTH]
+
+
 def clean_name(value: str | None, what: str) -> str:
     value = (value or "").strip()
     if len(value) > MAX_NAME_LENGTH:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from ellity.domain.model.errors import InvalidInput
@@ -39,6 +39,15 @@ def clean_shop_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def parse_bool(value: str, what: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"The {what} setting must be true or false, not '{value}'.")
+
+
 def _parse_int(value: str, what: str) -> int:
     try:
         return int(value.strip())
@@ -57,6 +66,7 @@ class MerchantSettings:
     validity_months: int = 12
     locale: Locale = "cs"
     timezone: str = "Europe/Prague"
+    send_system_emails: bool = False
 
     def __post_init__(self) -> None:
         name = self.name.strip()
@@ -93,6 +103,7 @@ class MerchantSettings:
             "validity_months": str(self.validity_months),
             "locale": self.locale,
             "timezone": self.timezone,
+            "send_system_emails": "true" if self.send_system_emails else "false",
         }
 
     def with_changes(self, changes: dict[str, str]) -> MerchantSettings:
@@ -108,6 +119,8 @@ class MerchantSettings:
                 parsed[key] = Points.parse(raw)
             elif key == "validity_months":
                 parsed[key] = _parse_int(raw, "validity in months")
+            elif key == "send_system_emails":
+                parsed[key] = parse_bool(raw, "send_system_emails")
             elif key == "locale":
                 parsed[key] = cast(Locale, raw.strip())
             else:
@@ -123,7 +136,44 @@ SETTING_KEYS: tuple[str, ...] = (
     "validity_months",
     "locale",
     "timezone",
+    "send_system_emails",
 )
+
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SMTP_SECURITY: tuple[SmtpSecurity, ...] = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where the merchant's system emails are sent through. The password is kept apart,
+    encrypted, and never part of this object."""
+
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    sender: str = ""
+    security: SmtpSecurity = "starttls"
+
+    def __post_init__(self) -> None:
+        host = self.host.strip()
+        if len(host) > 253 or any(ch.isspace() for ch in host):
+            raise InvalidInput("The SMTP host must be a host name such as smtp.example.cz.")
+        object.__setattr__(self, "host", host)
+        if not 1 <= self.port <= 65535:
+            raise InvalidInput("The SMTP port must be between 1 and 65535.")
+        if len(self.username) > 254:
+            raise InvalidInput("The SMTP user name may have at most 254 characters.")
+        sender = self.sender.strip()
+        if sender and (len(sender) > 254 or "@" not in sender or any(c in sender for c in "\r\n")):
+            raise InvalidInput("The sender must be an email address such as shop@example.cz.")
+        object.__setattr__(self, "sender", sender)
+        if self.security not in SMTP_SECURITY:
+            raise InvalidInput(f"The SMTP security must be one of {', '.join(SMTP_SECURITY)}.")
+
+    @property
+    def is_configured(self) -> bool:
+        return bool(self.host and self.sender)
 
 
 @dataclass
@@ -131,3 +181,4 @@ class Merchant:
     slug: str
     settings: MerchantSettings
     id: int | None = None
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)

@@ -1,0 +1,49 @@
+"""API tokens for the merchant's e-shop: shown once, kept only as a SHA-256 digest."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.pin import RandomBelow
+
+TOKEN_PREFIX = "ell_"
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+TOKEN_RANDOM_CHARS = 40  # about 238 bits
+MAX_TOKEN_NAME = 100
+MAX_TOKEN_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    merchant_id: int
+    name: str
+    hint: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+def generate_token(randbelow: RandomBelow) -> str:
+    return TOKEN_PREFIX + "".join(
+        _ALPHABET[randbelow(len(_ALPHABET))] for _ in range(TOKEN_RANDOM_CHARS)
+    )
+
+
+def token_digest(token: str) -> str:
+    """What is stored and looked up: the token's SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def clean_token_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_TOKEN_NAME:
+        raise InvalidInput(f"A token's name must have 1 to {MAX_TOKEN_NAME} characters.")
+    return name
