@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(BIN)/ellity serve --host $(HOST) --port $(PORT)
 
+# make worker [BURST=1]: the background worker, against REDIS_URL (`make run` runs its own
+# inside the web process); BURST=1 delivers everything due now and exits
+.PHONY: worker
+worker: install
+	$(BIN)/ellity worker $(if $(BURST),--burst)
+
 migrate: install
 	$(BIN)/ellity migrate
 
@@ -38,6 +44,14 @@ unit: install
 
 bench: install
 	$(BIN)/python bench/core.py --customers $(N)
+	$(BIN)/python bench/export.py --customers $(N)
+	$(BIN)/python bench/web.py
+
+# make export MERCHANT=<slug> [OUT=<file>]: the customer CSV (stdout without OUT)
+.PHONY: export
+export: install
+	@test -n "$(MERCHANT)" || { echo "usage: make export MERCHANT=<slug> [OUT=<file>]" >&2; exit 2; }
+	@$(BIN)/ellity export --merchant '$(MERCHANT)' $(if $(OUT),--out '$(OUT)')
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

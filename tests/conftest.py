@@ -24,6 +24,8 @@ from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "web_sessions",
+    "login_attempts",
     "outbox",
     "api_tokens",
     "ledger_entries",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -24,9 +25,12 @@ from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ellity.domain.model import staff as staff_model
+from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
-from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.customer import Customer, email_key, name_key
+from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import (
     Entry,
@@ -39,20 +43,34 @@ from ellity.domain.model.ledger import (
 )
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    FailedDelivery,
+    OutboxItem,
+    OutboxStatus,
+    Payload,
+)
+from ellity.domain.model.system_email import OutgoingEmail
 from ellity.ports.secrets import SecretUnreadable
 from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
+from ellity.ports.web_state import AttemptCount, StoredSession
 
 if TYPE_CHECKING:
     from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+    from ellity.ports.export import Cell, Column, TableEncoder
+    from ellity.ports.mailer import Mailer
+    from ellity.ports.queue import JobQueue
     from ellity.ports.secrets import SecretBox
     from ellity.ports.storage import (
         ApiTokenRepository,
         CustomerRepository,
         LedgerRepository,
         MerchantRepository,
+        OutboxRepository,
         StaffRepository,
         UnitOfWorkFactory,
     )
+    from ellity.ports.web_state import LoginAttempts, SessionStore
 
 DEFAULT_NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 
@@ -127,6 +145,86 @@ class FakeSecretBox:
         return ciphertext.removeprefix(self.PREFIX)[::-1]
 
 
+# -- export ------------------------------------------------------------------------------
+
+
+class JsonLinesTableEncoder:
+    """A table as JSON lines: ints stay ints, so tests see exactly what the use case handed
+    over. ``decode`` reads the bytes back."""
+
+    media_type = "application/jsonl"
+    file_extension = "jsonl"
+
+    def header(self, columns: Sequence[Column]) -> bytes:
+        return self._lines([{"header": [column.name for column in columns]}])
+
+    def rows(self, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> bytes:
+        return self._lines([{"row": list(row)} for row in rows])
+
+    @staticmethod
+    def _lines(items: Iterable[object]) -> bytes:
+        return b"".join(json.dumps(item, ensure_ascii=False).encode() + b"\n" for item in items)
+
+    @staticmethod
+    def decode(data: bytes) -> tuple[list[str], list[list[Cell]]]:
+        """The header and the rows."""
+        items = [json.loads(line) for line in data.decode().split("\n") if line]
+        if not items or "header" not in items[0]:
+            raise ValueError("the table does not start with its header")
+        return items[0]["header"], [item["row"] for item in items[1:]]
+
+
+# -- mail and the job queue ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    email: OutgoingEmail
+    server: SmtpSettings
+    password: str | None = field(repr=False)
+
+
+class FakeMailer:
+    """Records what it sent. ``fail_next`` makes the next sends raise the given errors;
+    ``stall`` makes sends hang (for timeouts); ``while_sending`` runs during each send."""
+
+    def __init__(self) -> None:
+        self.sent: list[SentEmail] = []
+        self.attempts = 0
+        self.stall = False
+        self.while_sending: Callable[[], None] | None = None
+        self._failures: deque[Exception] = deque()
+
+    def fail_next(self, *errors: Exception) -> None:
+        self._failures.extend(errors)
+
+    def to(self, address: str) -> list[OutgoingEmail]:
+        return [sent.email for sent in self.sent if sent.email.to == address]
+
+    async def send(
+        self, email: OutgoingEmail, *, server: SmtpSettings, password: str | None
+    ) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        if self.while_sending is not None:
+            self.while_sending()
+        if self.stall:
+            await asyncio.Event().wait()
+        if self._failures:
+            raise self._failures.popleft()
+        self.sent.append(SentEmail(email, server, password))
+
+
+class FakeJobQueue:
+    """Records nudges: ``None`` for "now", else the time asked for."""
+
+    def __init__(self) -> None:
+        self.nudges: list[datetime | None] = []
+
+    async def nudge_delivery(self, *, at: datetime | None = None) -> None:
+        self.nudges.append(at)
+
+
 # -- storage: the state -------------------------------------------------------------------
 
 
@@ -168,6 +266,7 @@ class StoreState:
     smtp_passwords: dict[int, str] = field(default_factory=dict)
     api_tokens: dict[int, ApiToken] = field(default_factory=dict)
     api_token_digests: dict[int, str] = field(default_factory=dict)
+    outbox: dict[int, OutboxRecord] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:
@@ -232,6 +331,12 @@ class InMemoryMerchantRepository:
     async def count(self) -> int:
         await _io()
         return len(self._uow.state.merchants)
+
+    async def add_first(self, merchant: Merchant, *, at: datetime) -> Merchant | None:
+        # Writers hold the store's lock for their whole unit of work: no race to guard.
+        if await self.count():
+            return None
+        return await self.add(merchant, at=at)
 
     async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
         await _io()
@@ -318,6 +423,22 @@ class InMemoryStaffRepository:
         state.staff[staff_id] = StaffUser(staff_id, merchant_id, email, password_hash, at)
         return staff_id
 
+    async def get(self, staff_id: int) -> staff_model.StaffUser | None:
+        await _io()
+        return self._user(self._uow.state.staff.get(staff_id))
+
+    async def find_by_email(self, email: str) -> staff_model.StaffUser | None:
+        await _io()
+        key = email_key(email)
+        found = (s for s in self._uow.state.staff.values() if email_key(s.email) == key)
+        return self._user(next(found, None))
+
+    @staticmethod
+    def _user(row: StaffUser | None) -> staff_model.StaffUser | None:
+        if row is None:
+            return None
+        return staff_model.StaffUser(row.id, row.merchant_id, row.email, row.password_hash)
+
 
 class InMemoryCustomerRepository:
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
@@ -374,6 +495,23 @@ class InMemoryCustomerRepository:
         )
         self._check_unique(written, ignore_id=customer.id)
         self._uow.state.customers[customer.id] = written
+
+    async def count(self, merchant_id: int) -> int:
+        await _io()
+        return sum(1 for c in self._uow.state.customers.values() if c.merchant_id == merchant_id)
+
+    async def search(
+        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+    ) -> list[CustomerLoyalty]:
+        await _io()
+        state = self._uow.state
+        mine = sorted(
+            (c for c in state.customers.values() if c.merchant_id == merchant_id),
+            key=lambda c: c.id or 0,
+        )
+        loyalty = InMemoryLedgerRepository(self._uow)
+        found = search_in_memory(mine, query, after_id=after_id, limit=limit)
+        return [loyalty._loyalty_of(c.id) for c in found if c.id is not None]
 
     def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
         customer = self._uow.state.customers.get(customer_id)
@@ -513,6 +651,49 @@ class InMemoryLedgerRepository:
         wanted = sorted(set(customer_ids))
         return [self._loyalty_of(i) for i in wanted if self._owns(merchant_id, i)]
 
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        await _io()
+        sums: dict[date, list[int]] = {}
+        for row in self._uow.state.entries.values():
+            if row.merchant_id != merchant_id:
+                continue
+            entry = row.entry
+            period = next((p for p in periods if p.start <= entry.at < p.end), None)
+            if period is None:
+                continue
+            totals = sums.setdefault(period.day, [0, 0, 0])
+            cents = entry.points.hundredths
+            if entry.kind is EntryKind.EXPIRE:
+                totals[2] -= cents
+            elif cents > 0:
+                totals[0] += cents
+            else:
+                totals[1] -= cents
+        return [
+            DayTotals(p.day, *(Points(v) for v in sums[p.day])) for p in periods if p.day in sums
+        ]
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        await _io()
+        held: dict[date, tuple[int, set[int]]] = {}
+        for row in self._uow.state.lots.values():
+            lot = row.lot
+            if (
+                row.merchant_id == merchant_id
+                and lot.remaining.is_positive()
+                and lot.expires_on is not None
+                and first_day <= lot.expires_on <= last_day
+            ):
+                cents, holders = held.get(lot.expires_on, (0, set()))
+                holders = holders | {row.customer_id}
+                held[lot.expires_on] = (cents + lot.remaining.hundredths, holders)
+        return [
+            ExpiryTotal(day, Points(cents), len(holders))
+            for day, (cents, holders) in sorted(held.items())
+        ]
+
     async def loyalty_page(
         self, merchant_id: int, *, after_id: int, limit: int
     ) -> list[CustomerLoyalty]:
@@ -560,6 +741,303 @@ class InMemoryLedgerRepository:
             taken.add(key)
 
 
+def _search_keys(customer: Customer) -> dict[SearchField, str | None]:
+    return {
+        "email": customer.email_key,
+        "first_name": name_key(customer.first_name),
+        "last_name": name_key(customer.last_name),
+    }
+
+
+def search_in_memory(
+    customers: Sequence[Customer], query: CustomerQuery, *, after_id: int | None, limit: int
+) -> list[Customer]:
+    """``CustomerRepository.search`` over customers in id order, as the SQL adapter pages."""
+    if query.referral_code is not None:
+        if after_id is not None:
+            return []
+        return [c for c in customers if c.referral_code == query.referral_code][:limit]
+    if query.is_everyone:
+        newest = [c for c in reversed(customers) if after_id is None or (c.id or 0) < after_id]
+        return newest[:limit]
+    alternatives = query.alternatives
+    listed: list[tuple[int, str, int, Customer]] = []  # (alternative, key, id, customer)
+    for customer in customers:
+        keys = _search_keys(customer)
+        for index, alternative in enumerate(alternatives):
+            if alternative.matches(keys):
+                key = keys[alternative.order_field] or ""
+                listed.append((index, key, customer.id or 0, customer))
+                break
+    listed.sort(key=lambda item: item[:3])
+    if after_id is not None:
+        at = next((i for i, item in enumerate(listed) if item[2] == after_id), None)
+        if at is None:
+            return []
+        listed = listed[at + 1 :]
+    return [item[3] for item in listed[:limit]]
+
+
+# -- web state ----------------------------------------------------------------------------
+
+
+class InMemorySessionStore:
+    def __init__(self) -> None:
+        self.sessions: dict[str, StoredSession] = {}
+
+    async def get(self, session_id: str, *, now: datetime) -> StoredSession | None:
+        await _io()
+        found = self.sessions.get(session_id)
+        return found if found is not None and found.expires_at > now else None
+
+    async def set(self, session_id: str, data: bytes, *, expires_at: datetime) -> None:
+        await _io()
+        self.sessions[session_id] = StoredSession(data, expires_at)
+
+    async def renew(self, session_id: str, *, expires_at: datetime) -> None:
+        await _io()
+        if session_id in self.sessions:
+            self.sessions[session_id] = StoredSession(self.sessions[session_id].data, expires_at)
+
+    async def delete(self, session_id: str) -> None:
+        await _io()
+        self.sessions.pop(session_id, None)
+
+    async def prune(self, *, now: datetime) -> int:
+        await _io()
+        gone = [key for key, s in self.sessions.items() if s.expires_at <= now]
+        for key in gone:
+            del self.sessions[key]
+        return len(gone)
+
+
+class InMemoryLoginAttempts:
+    def __init__(self) -> None:
+        self.counts: dict[str, AttemptCount] = {}
+
+    async def add(self, key: str, *, at: datetime, window: timedelta) -> AttemptCount:
+        await _io()
+        current = self.counts.get(key)
+        if current is None or current.window_ends_at <= at:
+            current = AttemptCount(0, at + window)
+        self.counts[key] = AttemptCount(current.attempts + 1, current.window_ends_at)
+        return self.counts[key]
+
+    async def forgive(self, key: str, *, reset: bool = False) -> None:
+        await _io()
+        current = self.counts.get(key)
+        if current is None:
+            return
+        if reset:
+            del self.counts[key]
+        else:
+            self.counts[key] = AttemptCount(max(0, current.attempts - 1), current.window_ends_at)
+
+    async def prune(self, *, now: datetime) -> int:
+        await _io()
+        gone = [key for key, c in self.counts.items() if c.window_ends_at < now]
+        for key in gone:
+            del self.counts[key]
+        return len(gone)
+
+
+# -- storage: the outbox ------------------------------------------------------------------
+
+
+@dataclass
+class OutboxRecord:
+    """One outbox row; the payload is kept as JSON text, as the SQL adapter keeps it."""
+
+    id: int
+    merchant_id: int
+    customer_id: int | None
+    topic: str
+    payload: str
+    created_at: datetime
+    available_at: datetime
+    status: str = OutboxStatus.PENDING.value
+    attempts: int = 0
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    def claimable_from(self) -> datetime:
+        if self.claimed_until is not None and self.claimed_until > self.available_at:
+            return self.claimed_until
+        return self.available_at
+
+
+class InMemoryOutboxRepository:
+    """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(
+        self,
+        merchant_id: int,
+        topic: str,
+        payload: Payload,
+        *,
+        customer_id: int | None = None,
+        at: datetime,
+    ) -> int:
+        await _io()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")
+        record = OutboxRecord(
+            id=state.next_id("outbox"),
+            merchant_id=merchant_id,
+            customer_id=customer_id,
+            topic=topic,
+            payload=json.dumps(payload, ensure_ascii=False),
+            created_at=at,
+            available_at=at,
+        )
+        state.outbox[record.id] = record
+        self._uow.made_outbox_work = True
+        return record.id
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        await _io()
+        due = sorted(
+            (
+                r
+                for r in self._uow.state.outbox.values()
+                if r.status == OutboxStatus.PENDING.value
+                and r.available_at <= now
+                and (r.claimed_until is None or r.claimed_until <= now)
+            ),
+            key=lambda r: (r.available_at, r.id),
+        )[:limit]
+        for record in due:
+            record.claim_token, record.claimed_until = token, now + lease
+            record.attempts += 1
+            record.last_attempt_at = now
+        return [
+            OutboxItem(
+                id=r.id,
+                merchant_id=r.merchant_id,
+                customer_id=r.customer_id,
+                topic=r.topic,
+                payload=json.loads(r.payload),
+                attempts=r.attempts,
+                created_at=r.created_at,
+            )
+            for r in sorted(due, key=lambda r: r.id)
+        ]
+
+    async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.DELIVERED.value, delivered_at=at, last_error=None
+        )
+
+    async def mark_skipped(self, item_id: int, *, token: str, reason: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.SKIPPED.value, delivered_at=at, last_error=reason
+        )
+
+    async def mark_failed(
+        self, item_id: int, *, token: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> bool:
+        if retry_at is None:
+            return await self._settle(
+                item_id, token, status=OutboxStatus.FAILED.value, last_error=error
+            )
+        return await self._settle(item_id, token, available_at=retry_at, last_error=error)
+
+    async def _settle(self, item_id: int, token: str, **changes: object) -> bool:
+        await _io()
+        record = self._uow.state.outbox.get(item_id)
+        if (
+            record is None
+            or record.claim_token != token
+            or record.status != OutboxStatus.PENDING.value
+        ):
+            return False
+        record.claim_token = record.claimed_until = None
+        for name, value in changes.items():
+            setattr(record, name, value)
+        return True
+
+    async def next_due(self) -> datetime | None:
+        await _io()
+        pending = [
+            r.claimable_from()
+            for r in self._uow.state.outbox.values()
+            if r.status == OutboxStatus.PENDING.value
+        ]
+        return min(pending, default=None)
+
+    async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        await _io()
+        found = sorted(
+            (r for r in self._mine(merchant_id) if r.status == OutboxStatus.FAILED.value),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            FailedDelivery(
+                id=r.id,
+                topic=r.topic,
+                customer_id=r.customer_id,
+                attempts=r.attempts,
+                last_error=r.last_error or "",
+                created_at=r.created_at,
+                last_attempt_at=r.last_attempt_at,
+            )
+            for r in found
+        ]
+
+    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+        await _io()
+        count = 0
+        for record in self._mine(merchant_id):
+            if record.status == OutboxStatus.FAILED.value and item_id in (None, record.id):
+                record.status, record.attempts, record.available_at = "pending", 0, at
+                record.claim_token = record.claimed_until = None
+                count += 1
+        if count:
+            self._uow.made_outbox_work = True
+        return count
+
+    async def health(self, merchant_id: int) -> DeliveryHealth:
+        await _io()
+        mine = list(self._mine(merchant_id))
+        pending = [r for r in mine if r.status == OutboxStatus.PENDING.value]
+        delivered = [
+            r.delivered_at
+            for r in mine
+            if r.status == OutboxStatus.DELIVERED.value and r.delivered_at is not None
+        ]
+        return DeliveryHealth(
+            pending=len(pending),
+            failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
+            oldest_pending_at=min((r.created_at for r in pending), default=None),
+            last_delivered_at=max(delivered, default=None),
+        )
+
+    async def purge_settled(self, *, before: datetime) -> int:
+        await _io()
+        settled = (OutboxStatus.DELIVERED.value, OutboxStatus.SKIPPED.value)
+        gone = [
+            r.id
+            for r in self._uow.state.outbox.values()
+            if r.status in settled and r.delivered_at is not None and r.delivered_at < before
+        ]
+        for record_id in gone:
+            del self._uow.state.outbox[record_id]
+        return len(gone)
+
+    def _mine(self, merchant_id: int) -> Iterable[OutboxRecord]:
+        return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)
+
+
 # -- storage: unit of work and store ------------------------------------------------------
 
 
@@ -575,6 +1053,8 @@ class InMemoryUnitOfWork:
         self.api_tokens: ApiTokenRepository = InMemoryApiTokenRepository(self)
         self.customers: CustomerRepository = InMemoryCustomerRepository(self)
         self.ledgers: LedgerRepository = InMemoryLedgerRepository(self)
+        self.outbox: OutboxRepository = InMemoryOutboxRepository(self)
+        self.made_outbox_work = False
 
     @property
     def state(self) -> StoreState:
@@ -606,6 +1086,9 @@ class InMemoryUnitOfWork:
         await _io()
         self._store.state = copy.deepcopy(self.state)
         self._store.commits += 1
+        if self.made_outbox_work:
+            self.made_outbox_work = False
+            self._store.outbox_commits += 1
 
 
 class InMemoryStore:
@@ -615,6 +1098,7 @@ class InMemoryStore:
         self.state = StoreState()
         self.write_lock = asyncio.Lock()
         self.commits = 0
+        self.outbox_commits = 0  # commits that gave the worker work (the SQL one nudges then)
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""
@@ -626,4 +1110,9 @@ if TYPE_CHECKING:  # mypy checks that the fakes satisfy the ports
     _random: RandomSource = FakeRandom()
     _hasher: PasswordHasher = FakePasswordHasher()
     _box: SecretBox = FakeSecretBox()
+    _mailer: Mailer = FakeMailer()
+    _queue: JobQueue = FakeJobQueue()
+    _sessions: SessionStore = InMemorySessionStore()
+    _attempts: LoginAttempts = InMemoryLoginAttempts()
+    _encoder: TableEncoder = JsonLinesTableEncoder()
     _factory: UnitOfWorkFactory = InMemoryStore().unit_of_work

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ellity.adapters.arq_queue import ArqJobQueue, NoJobQueue
+from ellity.adapters.csv_export import CsvTableEncoder
+from ellity.adapters.email_templates import JinjaEmailTemplates
 from ellity.adapters.passwords import Argon2PasswordHasher
 from ellity.adapters.secret_box import FernetSecretBox
+from ellity.adapters.smtp_mailer import SmtpMailer
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
+from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.deps import Deps
 from ellity.settings import Settings
@@ -17,15 +22,26 @@ from ellity.settings import Settings
 @asynccontextmanager
 async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
     database = create_database(settings.database_url)
+    queue = (
+        ArqJobQueue(settings.redis_url, queue_name=settings.queue_name)
+        if settings.redis_url
+        else NoJobQueue()
+    )
     try:
         yield Deps(
             settings=settings,
-            uow=SqlUnitOfWorkFactory(database),
+            uow=SqlUnitOfWorkFactory(database, on_outbox_work=queue.nudge_delivery),
             clock=SystemClock(),
             rng=SecretsRandom(),
             hasher=Argon2PasswordHasher(),
             secret_box=FernetSecretBox(settings.secret_key),
             ping_database=database.ping,
+            export_encoder=CsvTableEncoder(),
+            mailer=SmtpMailer(JinjaEmailTemplates()),
+            queue=queue,
+            sessions=SqlSessionStore(database),
+            login_attempts=SqlLoginAttempts(database),
         )
     finally:
+        await queue.close()
         await database.dispose()

@@ -1,19 +1,24 @@
-"""The ``ellity`` command: serve, migrate, create-merchant, settings."""
+"""The ``ellity`` command: serve, worker, migrate, create-merchant, settings."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
+from ellity.cli_export import run_export
 from ellity.deps import Deps
+from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.merchant import MerchantSettings
-from ellity.domain.services import merchants
+from ellity.domain.services import api_tokens, merchants
+from ellity.domain.services.common import stored_id
 from ellity.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -29,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply the database migrations")
 
+    worker = commands.add_parser("worker", help="run the background worker (needs REDIS_URL)")
+    worker.add_argument(
+        "--burst", action="store_true", help="deliver everything due now, then exit (no Redis)"
+    )
+
     create = commands.add_parser("create-merchant", help="a merchant and its first admin")
     create.add_argument("--slug", required=True)
     create.add_argument("--name", required=True)
@@ -41,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     settings.add_argument("--merchant", required=True, metavar="SLUG")
     settings.add_argument("changes", nargs="*", metavar="KEY=VALUE")
+
+    token = commands.add_parser(
+        "create-api-token", help="print a new API token for the merchant's e-shop (once)"
+    )
+    token.add_argument("--merchant", required=True, metavar="SLUG")
+    token.add_argument("--name", default="e-shop", help="what the token is for (default e-shop)")
+
+    export = commands.add_parser("export", help="the customer CSV (stdout without --out)")
+    export.add_argument("--merchant", required=True, metavar="SLUG")
+    export.add_argument(
+        "--out", type=Path, metavar="FILE", help="write to FILE (replaced only when complete)"
+    )
     return parser
 
 
@@ -67,12 +89,23 @@ def _print_settings(values: dict[str, str]) -> None:
         print(f"{key}={value}")
 
 
+async def _create_api_token(deps: Deps, slug: str, name: str) -> tuple[ApiToken, str]:
+    merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
+    return await api_tokens.create_api_token(
+        stored_id(merchant.id), name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings()
     try:
         if args.command == "serve":
             serve(settings, host=args.host, port=args.port)
+        elif args.command == "worker":
+            from ellity import worker  # noqa: PLC0415 - only the worker needs arq
+
+            return worker.run(settings, burst=args.burst)
         elif args.command == "migrate":
             migrate.upgrade(settings.database_url)
             print("The database is up to date.")
@@ -107,6 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                 )
             _print_settings(merchant.settings.as_strings())
+        elif args.command == "create-api-token":
+            migrate.upgrade(settings.database_url)
+            stored, token = _with_deps(
+                settings, lambda deps: _create_api_token(deps, args.merchant, args.name)
+            )
+            print(token)
+            print(
+                f"Created API token '{stored.name}' (ending {stored.hint}) for merchant"
+                f" '{args.merchant.strip()}'. It is shown only this once.",
+                file=sys.stderr,
+            )
+        elif args.command == "export":
+            return run_export(settings, args.merchant, args.out)
     except DomainError as exc:
         print(f"ellity: {exc.message}", file=sys.stderr)
         return 2
@@ -116,10 +162,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(settings: Settings, *, host: str, port: int) -> None:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
+    from ellity import worker  # noqa: PLC0415
+    from ellity.adapters.embedded_redis import embedded_redis  # noqa: PLC0415
     from ellity.web.app import create_app  # noqa: PLC0415
 
     migrate.upgrade(settings.database_url)
-    uvicorn.run(create_app(lambda: build_deps(settings)), host=host, port=port, log_level="info")
+    worker.configure_logging()
+    if settings.redis_url:  # the workers run as their own processes (`ellity worker`)
+        app = create_app(lambda: build_deps(settings))
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    with embedded_redis(settings.var_dir / "embedded-redis.log") as redis_url:
+        provide = worker.with_in_process_worker(dataclasses.replace(settings, redis_url=redis_url))
+        uvicorn.run(create_app(provide), host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+from ellity.ports.export import TableEncoder
+from ellity.ports.mailer import Mailer
+from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.web_state import LoginAttempts, SessionStore
 from ellity.settings import Settings
 
 
@@ -21,6 +25,11 @@ class Deps:
     hasher: PasswordHasher
     secret_box: SecretBox
     ping_database: Callable[[], Awaitable[None]]
+    export_encoder: TableEncoder
+    mailer: Mailer
+    queue: JobQueue  # nudges the worker; the unit of work nudges after outbox commits
+    sessions: SessionStore  # the merchant pages' sessions, shared by all web processes
+    login_attempts: LoginAttempts  # log-in throttling counts, shared likewise
 
 
 #: How an edge gets its ``Deps``: ``bootstrap.build_deps`` bound to the settings, or test fakes.

@@ -11,6 +11,8 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ellity.db"
 DEFAULT_ECOMAIL_API_URL = "https://api2.ecomailapp.cz"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_QUEUE_NAME = "ellity:queue"
+DEFAULT_DELIVERY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Settings:
     base_url: str
     ecomail_api_url: str
     var_dir: Path
+    queue_name: str = DEFAULT_QUEUE_NAME  # the arq queue in Redis (ELLITY_QUEUE_NAME)
+    delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT  # seconds per outbox delivery
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -68,4 +72,20 @@ def load_settings(
         base_url=(env.get("ELLITY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
         ecomail_api_url=(env.get("ELLITY_ECOMAIL_API_URL") or DEFAULT_ECOMAIL_API_URL).rstrip("/"),
         var_dir=var_dir,
+        queue_name=env.get("ELLITY_QUEUE_NAME") or DEFAULT_QUEUE_NAME,
+        delivery_timeout=_positive_seconds(
+            env.get("ELLITY_DELIVERY_TIMEOUT"), DEFAULT_DELIVERY_TIMEOUT, "ELLITY_DELIVERY_TIMEOUT"
+        ),
     )
+
+
+def _positive_seconds(value: str | None, default: float, name: str) -> float:
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 3600:
+        raise ValueError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
+    return seconds

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol
 
+from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
+from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxItem, Payload
+from ellity.domain.model.staff import StaffUser
 
 
 class UniqueViolation(Exception):
@@ -66,10 +70,21 @@ class MerchantRepository(Protocol):
 
     async def count(self) -> int: ...
 
+    async def add_first(self, merchant: Merchant, *, at: datetime) -> Merchant | None:
+        """Store the merchant only if there is no merchant at all (the first-run setup);
+        None otherwise. Of concurrent calls at most one stores its merchant."""
+        ...
+
 
 class StaffRepository(Protocol):
     async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
         """A staff user; raises ``UniqueViolation("email")`` (emails are unique overall)."""
+        ...
+
+    async def get(self, staff_id: int) -> StaffUser | None: ...
+
+    async def find_by_email(self, email: str) -> StaffUser | None:
+        """Case-insensitive; staff emails are unique across all merchants."""
         ...
 
 
@@ -120,6 +135,19 @@ class CustomerRepository(Protocol):
         """Write back identity fields; raises ``UniqueViolation`` like ``add``."""
         ...
 
+    async def count(self, merchant_id: int) -> int:
+        """How many customers the merchant has."""
+        ...
+
+    async def search(
+        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+    ) -> list[CustomerLoyalty]:
+        """A page of the customers the query finds (see ``customer_query``), keyset-paged:
+        ``after_id`` is the last customer of the previous page. Everyone is listed newest
+        first; an alternative in its key order, then by id. Each alternative is an index
+        range read, never a scan of all customers."""
+        ...
+
 
 class LedgerRepository(Protocol):
     async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
@@ -156,10 +184,86 @@ class LedgerRepository(Protocol):
         """Identity and summary of the given customers, in one query."""
         ...
 
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        """Points issued, spent and expired within each period, in one set-based query; days
+        without entries are left out."""
+        ...
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        """What the open lots whose last valid day is in ``[first_day, last_day]`` hold, per
+        day, in day order; days when nothing expires are left out."""
+        ...
+
     async def loyalty_page(
         self, merchant_id: int, *, after_id: int, limit: int
     ) -> list[CustomerLoyalty]:
         """Customers with ``id > after_id`` in id order (keyset paging), in one query."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    """Work for the outside world, written in the transaction that causes it.
+
+    Claims are exclusive: while a claim lives, no other claimer gets the item, however many
+    claim at once. Settling an item (delivered, skipped, failed) needs the token of the claim
+    that holds it; a worker whose claim was taken over learns it from a ``False``.
+    """
+
+    async def add(
+        self,
+        merchant_id: int,
+        topic: str,
+        payload: Payload,
+        *,
+        customer_id: int | None = None,
+        at: datetime,
+    ) -> int:
+        """Record an item in this transaction; claimable from ``at`` once committed."""
+        ...
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        """Up to ``limit`` due items (pending, available, no live claim), oldest first, claimed
+        with ``token`` until ``now + lease``; each claim counts as an attempt. Expired claims
+        are taken over. The claims hold once the unit of work commits."""
+        ...
+
+    async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
+        """False (and nothing changed) unless ``token`` holds the item."""
+        ...
+
+    async def mark_skipped(self, item_id: int, *, token: str, reason: str, at: datetime) -> bool:
+        """Settle without delivering: there is nothing to send any more."""
+        ...
+
+    async def mark_failed(
+        self, item_id: int, *, token: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> bool:
+        """Record a failed attempt and its error: pending again from ``retry_at``, or, with
+        ``None``, given up (status failed) until the merchant retries it."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending item can next be claimed (its available time, or the end
+        of its live claim); ``None`` when nothing is pending."""
+        ...
+
+    async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        """The merchant's given-up items, newest first."""
+        ...
+
+    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+        """Make the merchant's failed item (or all of them, with ``None``) pending again with
+        a fresh count of attempts. Returns how many."""
+        ...
+
+    async def health(self, merchant_id: int) -> DeliveryHealth: ...
+
+    async def purge_settled(self, *, before: datetime) -> int:
+        """Delete delivered and skipped items settled before ``before``; failed ones stay."""
         ...
 
 
@@ -171,6 +275,7 @@ class UnitOfWork(Protocol):
     api_tokens: ApiTokenRepository
     customers: CustomerRepository
     ledgers: LedgerRepository
+    outbox: OutboxRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

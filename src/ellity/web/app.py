@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.response import Response
 
 from ellity.deps import Deps, DepsProvider
+from ellity.web.api import EshopApiPlugin
+from ellity.web.pages.errors import not_found
+from ellity.web.pages.routes import pages_router, static_files, template_config
+from ellity.web.security import SecurityHeaders, WebSecurity
 
 
-@get("/health", sync_to_thread=False, opt={"public": True})
+@get("/health", opt={"public": True})
 async def health(state: State) -> Response[dict[str, str]]:
     """``ok`` when the database answers; 503 otherwise."""
     deps: Deps = state.deps
@@ -25,19 +30,22 @@ async def health(state: State) -> Response[dict[str, str]]:
 
 def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
     """The app; ``provide_deps`` is entered once for the app's lifetime."""
+    security = WebSecurity()  # CSRF, session cookies and headers of the merchant pages
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with provide_deps() as deps:
             app.state.deps = deps
+            security.configure(deps.settings)
             yield
 
-    def _not_found(_: Request[object, object, State], exc: Exception) -> Response[dict[str, str]]:
-        return Response({"error": "not_found", "message": "No such page."}, status_code=404)
-
     return Litestar(
-        route_handlers=[health],
+        route_handlers=[health, pages_router(security), static_files()],
         lifespan=[lifespan],
         debug=debug,
-        exception_handlers={404: _not_found},
+        exception_handlers={404: not_found},  # HTML for browsers, JSON for the API
+        plugins=[EshopApiPlugin()],  # the e-shop API under /api/v1
+        csrf_config=security.csrf,
+        template_config=template_config(),
+        middleware=[DefineMiddleware(SecurityHeaders, security=security)],
     )

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.tables import (
     api_tokens,
     customers,
     ledger_entries,
     merchants,
+    outbox,
     point_lots,
     staff_users,
 )
+from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, email_key, name_key
+from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import (
     Entry,
@@ -34,6 +39,14 @@ from ellity.domain.model.ledger import (
 )
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    FailedDelivery,
+    OutboxItem,
+    OutboxStatus,
+    Payload,
+)
+from ellity.domain.model.staff import StaffUser
 from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
 
 _UNIQUE_FIELDS = ("shop_customer_id", "referral_code", "order_ref", "email", "slug")
@@ -82,6 +95,16 @@ class SqlMerchantRepository:
     async def count(self) -> int:
         result = await self.conn.execute(sa.select(sa.func.count()).select_from(merchants))
         return int(result.scalar_one())
+
+    async def add_first(self, merchant: Merchant, *, at: datetime) -> Merchant | None:
+        # SQLite: writers already run one at a time (BEGIN IMMEDIATE). PostgreSQL: a lock
+        # mode that conflicts with itself and with inserts keeps a second setup waiting
+        # until the first commits, and then it sees the first merchant.
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(sa.text("LOCK TABLE merchants IN SHARE ROW EXCLUSIVE MODE"))
+        if await self.count():
+            return None
+        return await self.add(merchant, at=at)
 
     async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
         await self.conn.execute(
@@ -164,6 +187,25 @@ class SqlStaffRepository:
                 .returning(staff_users.c.id)
             )
         return int(result.scalar_one())
+
+    async def get(self, staff_id: int) -> StaffUser | None:
+        return await self._first(staff_users.c.id == staff_id)
+
+    async def find_by_email(self, email: str) -> StaffUser | None:
+        return await self._first(staff_users.c.email_key == email_key(email))
+
+    async def _first(self, condition: sa.ColumnElement[bool]) -> StaffUser | None:
+        row = (
+            await self.conn.execute(
+                sa.select(
+                    staff_users.c.id,
+                    staff_users.c.merchant_id,
+                    staff_users.c.email,
+                    staff_users.c.password_hash,
+                ).where(condition)
+            )
+        ).first()
+        return None if row is None else StaffUser(*row)
 
 
 def _api_token(row: Any) -> ApiToken:
@@ -357,6 +399,22 @@ class SqlCustomerRepository:
                 )
                 .values(**_identity_columns(customer))
             )
+
+    async def count(self, merchant_id: int) -> int:
+        result = await self.conn.execute(
+            sa.select(sa.func.count())
+            .select_from(customers)
+            .where(customers.c.merchant_id == merchant_id)
+        )
+        return int(result.scalar_one())
+
+    async def search(
+        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+    ) -> list[CustomerLoyalty]:
+        rows = await customer_search.search_rows(
+            self.conn, _LOYALTY, merchant_id, query, after_id=after_id, limit=limit
+        )
+        return [_loyalty(row) for row in rows]
 
     async def _first(self, query: sa.Select[Any]) -> Customer | None:
         row = (await self.conn.execute(query)).first()
@@ -664,6 +722,16 @@ class SqlLedgerRepository:
         )
         return [_loyalty(row) for row in rows]
 
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        return await activity.daily_totals(self.conn, merchant_id, periods)
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        return await activity.upcoming_expiries(
+            self.conn, merchant_id, first_day=first_day, last_day=last_day
+        )
+
     async def loyalty_page(
         self, merchant_id: int, *, after_id: int, limit: int
     ) -> list[CustomerLoyalty]:
@@ -674,3 +742,216 @@ class SqlLedgerRepository:
             .limit(limit)
         )
         return [_loyalty(row) for row in rows]
+
+
+_OUTBOX_CLAIMED = (
+    outbox.c.id,
+    outbox.c.merchant_id,
+    outbox.c.customer_id,
+    outbox.c.topic,
+    outbox.c.payload,
+    outbox.c.attempts,
+    outbox.c.created_at,
+)
+_PENDING = OutboxStatus.PENDING.value
+_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
+
+
+class SqlOutboxRepository:
+    """The outbox table. On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``,
+    so claimers never wait for each other; on SQLite the claim runs inside the writer's
+    ``BEGIN IMMEDIATE`` transaction, which serializes claimers.
+
+    ``made_work`` tells the unit of work that this transaction gave the worker something to
+    do (it nudges the worker after the commit).
+    """
+
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+        self.made_work = False
+
+    async def add(
+        self,
+        merchant_id: int,
+        topic: str,
+        payload: Payload,
+        *,
+        customer_id: int | None = None,
+        at: datetime,
+    ) -> int:
+        result = await self.conn.execute(
+            outbox.insert()
+            .values(
+                merchant_id=merchant_id,
+                customer_id=customer_id,
+                topic=topic,
+                payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                status=_PENDING,
+                attempts=0,
+                created_at=at,
+                available_at=at,
+            )
+            .returning(outbox.c.id)
+        )
+        self.made_work = True
+        return int(result.scalar_one())
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        live_claim = sa.and_(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until > now)
+        due = (
+            sa.select(outbox.c.id)
+            .where(outbox.c.status == _PENDING, outbox.c.available_at <= now, sa.not_(live_claim))
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(limit)
+        )
+        if self.locks_rows:
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await self.conn.execute(due)).scalars())
+        if not ids:
+            return []
+        rows = await self.conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(ids))
+            .values(
+                claim_token=token,
+                claimed_until=now + lease,
+                attempts=outbox.c.attempts + 1,
+                last_attempt_at=now,
+            )
+            .returning(*_OUTBOX_CLAIMED)
+        )
+        items = [
+            OutboxItem(
+                id=row.id,
+                merchant_id=row.merchant_id,
+                customer_id=row.customer_id,
+                topic=row.topic,
+                payload=json.loads(row.payload),
+                attempts=row.attempts,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+        return sorted(items, key=lambda item: item.id)
+
+    async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.DELIVERED.value, delivered_at=at, last_error=None
+        )
+
+    async def mark_skipped(self, item_id: int, *, token: str, reason: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.SKIPPED.value, delivered_at=at, last_error=reason
+        )
+
+    async def mark_failed(
+        self, item_id: int, *, token: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> bool:
+        if retry_at is None:
+            return await self._settle(
+                item_id, token, status=OutboxStatus.FAILED.value, last_error=error
+            )
+        return await self._settle(item_id, token, available_at=retry_at, last_error=error)
+
+    async def _settle(self, item_id: int, token: str, **values: Any) -> bool:
+        result = await self.conn.execute(
+            outbox.update()
+            .where(
+                outbox.c.id == item_id,
+                outbox.c.claim_token == token,
+                outbox.c.status == _PENDING,
+            )
+            .values(**_NO_CLAIM, **values)
+        )
+        return result.rowcount == 1
+
+    async def next_due(self) -> datetime | None:
+        claimable_from = sa.case(
+            (outbox.c.claimed_until > outbox.c.available_at, outbox.c.claimed_until),
+            else_=outbox.c.available_at,
+        )
+        result = await self.conn.execute(
+            sa.select(sa.func.min(claimable_from)).where(outbox.c.status == _PENDING)
+        )
+        due: datetime | None = result.scalar_one_or_none()
+        return due
+
+    async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        rows = await self.conn.execute(
+            sa.select(
+                outbox.c.id,
+                outbox.c.topic,
+                outbox.c.customer_id,
+                outbox.c.attempts,
+                outbox.c.last_error,
+                outbox.c.created_at,
+                outbox.c.last_attempt_at,
+            )
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status == OutboxStatus.FAILED.value,
+            )
+            .order_by(outbox.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            FailedDelivery(
+                id=row.id,
+                topic=row.topic,
+                customer_id=row.customer_id,
+                attempts=row.attempts,
+                last_error=row.last_error or "",
+                created_at=row.created_at,
+                last_attempt_at=row.last_attempt_at,
+            )
+            for row in rows
+        ]
+
+    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+        query = outbox.update().where(
+            outbox.c.merchant_id == merchant_id, outbox.c.status == OutboxStatus.FAILED.value
+        )
+        if item_id is not None:
+            query = query.where(outbox.c.id == item_id)
+        result = await self.conn.execute(
+            query.values(status=_PENDING, attempts=0, available_at=at, **_NO_CLAIM)
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
+
+    async def health(self, merchant_id: int) -> DeliveryHealth:
+        counts = await self.conn.execute(
+            sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status.in_([_PENDING, OutboxStatus.FAILED.value]),
+            )
+            .group_by(outbox.c.status)
+        )
+        by_status = {status: (int(count), oldest) for status, count, oldest in counts}
+        last = await self.conn.execute(
+            sa.select(sa.func.max(outbox.c.delivered_at)).where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status == OutboxStatus.DELIVERED.value,
+            )
+        )
+        pending, oldest = by_status.get(_PENDING, (0, None))
+        return DeliveryHealth(
+            pending=pending,
+            failed=by_status.get(OutboxStatus.FAILED.value, (0, None))[0],
+            oldest_pending_at=oldest,
+            last_delivered_at=last.scalar_one_or_none(),
+        )
+
+    async def purge_settled(self, *, before: datetime) -> int:
+        result = await self.conn.execute(
+            outbox.delete().where(
+                outbox.c.status.in_([OutboxStatus.DELIVERED.value, OutboxStatus.SKIPPED.value]),
+                outbox.c.delivered_at < before,
+            )
+        )
+        return int(result.rowcount)

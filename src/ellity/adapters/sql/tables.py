@@ -142,10 +142,13 @@ class PointLotRow(SQLModel, table=True):
             sqlite_where=_OPEN,
             postgresql_where=_OPEN,
         ),
+        # Also covers the dashboard's upcoming expiries: they read only the index.
         sa.Index(
-            "ix_point_lots_open_by_merchant_expiry",
+            "ix_point_lots_open_by_merchant_expiry_holder",
             "merchant_id",
             "expires_on",
+            "customer_id",
+            "remaining_cents",
             sqlite_where=_OPEN,
             postgresql_where=_OPEN,
         ),
@@ -178,7 +181,10 @@ class LedgerEntryRow(SQLModel, table=True):
             postgresql_where=_WITH_REF,
         ),
         sa.Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
-        sa.Index("ix_ledger_entries_merchant_at", "merchant_id", "at"),
+        # Covers the dashboard's daily totals: they read only the index.
+        sa.Index(
+            "ix_ledger_entries_merchant_at_kind_points", "merchant_id", "at", "kind", "points_cents"
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
@@ -217,14 +223,17 @@ class OutboxRow(SQLModel, table=True):
     """Work for the outside world (emails, Ecomail calls), written in the transaction that
     causes it and delivered afterwards by the worker.
 
-    ``status``: pending, delivered or failed. A worker claims a pending item by setting
-    ``claim_token`` and ``claimed_until``; a claim that runs out (worker killed) is taken over.
+    ``status``: pending, delivered, skipped (nothing left to send) or failed (given up). A
+    worker claims a pending item by setting ``claim_token`` and ``claimed_until``; a claim that
+    runs out (worker killed) is taken over. ``attempts`` counts claims; ``last_attempt_at`` is
+    the latest. ``delivered_at`` is when it was settled as delivered or skipped.
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         sa.Index("ix_outbox_status_available_at", "status", "available_at"),
         sa.Index("ix_outbox_merchant_status", "merchant_id", "status", "id"),
+        sa.Index("ix_outbox_merchant_delivered_at", "merchant_id", "delivered_at"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
@@ -244,9 +253,32 @@ class OutboxRow(SQLModel, table=True):
     )
     claim_token: str | None = Field(default=None, max_length=64)
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    last_attempt_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
     delivered_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
     )
+
+
+class WebSessionRow(SQLModel, table=True):
+    """Server-side sessions of the merchant pages; ``id_digest`` is the SHA-256 of the id."""
+
+    __tablename__ = "web_sessions"
+
+    id_digest: str = Field(max_length=64, primary_key=True)
+    data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    expires_at: datetime = _ts(index=True)
+
+
+class LoginAttemptRow(SQLModel, table=True):
+    """Log-in attempts per key (``email:...``, ``client:...``) in a fixed window."""
+
+    __tablename__ = "login_attempts"
+
+    key: str = Field(max_length=260, primary_key=True)
+    attempts: int
+    window_ends_at: datetime = _ts(index=True)
 
 
 merchants = MerchantRow.__table__  # type: ignore[attr-defined]
@@ -256,4 +288,6 @@ point_lots = PointLotRow.__table__  # type: ignore[attr-defined]
 ledger_entries = LedgerEntryRow.__table__  # type: ignore[attr-defined]
 api_tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
 outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+web_sessions = WebSessionRow.__table__  # type: ignore[attr-defined]
+login_attempts = LoginAttemptRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

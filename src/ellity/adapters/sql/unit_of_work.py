@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
@@ -12,6 +13,7 @@ from ellity.adapters.sql.repositories import (
     SqlCustomerRepository,
     SqlLedgerRepository,
     SqlMerchantRepository,
+    SqlOutboxRepository,
     SqlStaffRepository,
 )
 from ellity.ports.storage import (
@@ -19,8 +21,12 @@ from ellity.ports.storage import (
     CustomerRepository,
     LedgerRepository,
     MerchantRepository,
+    OutboxRepository,
     StaffRepository,
 )
+
+#: Called after a commit that gave the worker something to do (``JobQueue.nudge_delivery``).
+OutboxWorkHook = Callable[[], Awaitable[None]]
 
 
 class SqlUnitOfWork:
@@ -29,10 +35,19 @@ class SqlUnitOfWork:
     api_tokens: ApiTokenRepository
     customers: CustomerRepository
     ledgers: LedgerRepository
+    outbox: OutboxRepository
 
-    def __init__(self, database: Database, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        read_only: bool = False,
+        on_outbox_work: OutboxWorkHook | None = None,
+    ) -> None:
         self._database = database
         self._read_only = read_only
+        self._on_outbox_work = on_outbox_work
+        self._outbox: SqlOutboxRepository | None = None
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
 
@@ -46,6 +61,9 @@ class SqlUnitOfWork:
         self.api_tokens = SqlApiTokenRepository(conn)
         self.customers = SqlCustomerRepository(conn)
         self.ledgers = SqlLedgerRepository(conn, locks_rows=not self._database.is_sqlite)
+        self.outbox = self._outbox = SqlOutboxRepository(
+            conn, locks_rows=not self._database.is_sqlite
+        )
         return self
 
     async def __aexit__(
@@ -66,11 +84,16 @@ class SqlUnitOfWork:
         if self._tx is None:
             raise RuntimeError("commit() outside the unit of work")
         await self._tx.commit()
+        if self._outbox is not None and self._outbox.made_work:
+            self._outbox.made_work = False
+            if self._on_outbox_work is not None:
+                await self._on_outbox_work()
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, on_outbox_work: OutboxWorkHook | None = None) -> None:
         self.database = database
+        self.on_outbox_work = on_outbox_work
 
     def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.database, read_only=read_only)
+        return SqlUnitOfWork(self.database, read_only=read_only, on_outbox_work=self.on_outbox_work)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.pin import RandomBelow
+from ellity.domain.model.text import has_control_characters
 
 TOKEN_PREFIX = "ell_"
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -46,4 +47,6 @@ def clean_token_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_TOKEN_NAME:
         raise InvalidInput(f"A token's name must have 1 to {MAX_TOKEN_NAME} characters.")
+    if has_control_characters(name):
+        raise InvalidInput("A token's name must not contain control characters.")
     return name

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
 from ellity.domain.model.pin import RandomBelow, generate_pin
+from ellity.domain.model.text import has_control_characters
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
@@ -20,6 +21,8 @@ def clean_email(email: str | None) -> str | None:
     if email is None or not email.strip():
         return None
     email = email.strip()
+    if has_control_characters(email):
+        raise InvalidInput("An email address must not contain control characters.")
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         raise InvalidInput(f"'{email[:MAX_EMAIL_LENGTH]}' is not a valid email address.")
     return email
@@ -39,7 +42,7 @@ def clean_name(value: str | None, what: str) -> str:
     value = (value or "").strip()
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"The {what} may have at most {MAX_NAME_LENGTH} characters.")
-    if any(ord(ch) < 32 for ch in value):
+    if has_control_characters(value):
         raise InvalidInput(f"The {what} must not contain control characters.")
     return value
 
@@ -52,6 +55,8 @@ def clean_shop_customer_id(value: str | None) -> str | None:
         raise InvalidInput(
             f"The shop customer id may have at most {MAX_SHOP_ID_LENGTH} characters."
         )
+    if has_control_characters(value):
+        raise InvalidInput("The shop customer id must not contain control characters.")
     return value
 
 

@@ -33,6 +33,17 @@ class MerchantNotFound(NotFound):
         super().__init__(f"No merchant with the slug '{slug}' exists.")
 
 
+class ApiTokenNotFound(NotFound):
+    def __init__(self, token_id: int) -> None:
+        super().__init__(f"No active API token {token_id} exists in this programme.")
+
+
+class InvalidApiToken(DomainError):
+    """A request to the e-shop API carries no API token, or one that is wrong or revoked."""
+
+    code = "unauthorized"
+
+
 class Conflict(DomainError):
     """The request contradicts the current state; repeating it will not help."""
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from ellity.domain.model.errors import InsufficientPoints, InvalidInput
 from ellity.domain.model.expiry import ExpiryPolicy, local_date
 from ellity.domain.model.money import Points
+from ellity.domain.model.text import has_control_characters
 
 MAX_NOTE_LENGTH = 500
 MAX_ORDER_REF_LENGTH = 100
@@ -85,6 +86,8 @@ def clean_note(note: str | None) -> str | None:
     note = note.strip()
     if len(note) > MAX_NOTE_LENGTH:
         raise InvalidInput(f"A note may have at most {MAX_NOTE_LENGTH} characters.")
+    if has_control_characters(note, allow_line_breaks=True):
+        raise InvalidInput("A note must not contain control characters other than line breaks.")
     return note or None
 
 
@@ -98,6 +101,8 @@ def clean_order_ref(order_ref: str | None) -> str | None:
         raise InvalidInput(
             f"An order reference may have at most {MAX_ORDER_REF_LENGTH} characters."
         )
+    if has_control_characters(order_ref):
+        raise InvalidInput("An order reference must not contain control characters.")
     return order_ref
 
 

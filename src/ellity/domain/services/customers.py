@@ -20,6 +20,9 @@ from ellity.domain.model.errors import (
 )
 from ellity.domain.model.pin import generate_pin
 from ellity.domain.model.referral import generate_referral_code, normalize_referral_code
+from ellity.domain.model.system_email import PinReason
+from ellity.domain.model.text import has_control_characters
+from ellity.domain.services import notifications
 from ellity.domain.services.common import (
     CustomerView,
     load_customer,
@@ -83,11 +86,17 @@ async def upsert_customer(
             customer = await _create(
                 merchant_id, data, email, shop_id, uow=uow, clock=clock, rng=rng
             )
+            await notifications.pin_issued(
+                uow, merchant, customer, PinReason.CREATED, at=customer.created_at
+            )
         else:
             customer = await load_customer(
                 uow, merchant_id, stored_id(existing.id), for_update=True
             )
-            await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng)
+            if await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
+                await notifications.pin_issued(
+                    uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
+                )
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return UpsertResult(view=view, created=existing is None)
@@ -107,7 +116,10 @@ async def update_customer(
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
-        await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng)
+        if await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
+            await notifications.pin_issued(
+                uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
+            )
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return view
@@ -154,6 +166,9 @@ async def regenerate_pin(
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
         customer.regenerate_pin(rng.randbelow, at=clock.now())
         await uow.customers.update(customer)
+        await notifications.pin_issued(
+            uow, merchant, customer, PinReason.REGENERATED, at=customer.updated_at
+        )
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return view
@@ -218,8 +233,12 @@ async def _create(
     now = clock.now()
     referred_by_id = None
     if data.referred_by:
-        referrer = await uow.customers.find_by_referral_code(
-            merchant_id, normalize_referral_code(data.referred_by)
+        code = normalize_referral_code(data.referred_by)
+        # No code holds a control character (and PostgreSQL cannot even compare NUL).
+        referrer = (
+            None
+            if has_control_characters(code)
+            else await uow.customers.find_by_referral_code(merchant_id, code)
         )
         if referrer is None:
             raise InvalidInput(
@@ -263,8 +282,11 @@ async def _apply(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
-) -> None:
-    """Change only what ``data`` sets; the referrer is fixed at creation."""
+) -> bool:
+    """Change only what ``data`` sets; the referrer is fixed at creation.
+
+    True when the customer became anonymous, and so got a new PIN.
+    """
     now = clock.now()
     if email is not None:
         customer.email = email
@@ -274,10 +296,11 @@ async def _apply(
         customer.first_name = clean_name(data.first_name, "first name")
     if data.last_name is not None:
         customer.last_name = clean_name(data.last_name, "last name")
+    new_pin = False
     if data.registered is True:
         customer.register(at=now)
     elif data.registered is False:
-        customer.make_anonymous(rng.randbelow, at=now)
+        new_pin = customer.make_anonymous(rng.randbelow, at=now)
     customer.updated_at = now
     try:
         await uow.customers.update(customer)
@@ -285,3 +308,4 @@ async def _apply(
         raise DuplicateCustomer(
             _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
         ) from None
+    return new_pin

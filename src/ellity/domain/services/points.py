@@ -1,4 +1,8 @@
-"""Use cases that change balances: earn, spend, adjust, expire."""
+"""Use cases that change balances: earn, spend, adjust, expire.
+
+Each change records the customer's "points changed" email in the same transaction
+(``notifications``), except the set-based expiry, which records none yet.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
+from ellity.domain.services import notifications
 from ellity.domain.services.common import (
     CustomerView,
     load_customer,
@@ -64,6 +69,7 @@ async def earn_points(
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.earn(points, at=now, order_ref=ref, note=note)
         await _save(uow, merchant_id, ledger, now, ref)
+        await notifications.points_changed(uow, merchant, customer, ledger, entry)
         if first_purchase and customer.referred_by_id is not None:
             await _pay_referral_bonus(uow, merchant, customer.referred_by_id, customer_id, now)
         view = await view_of(uow, merchant, customer)
@@ -96,6 +102,7 @@ async def spend_points(
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.spend(points, at=now, order_ref=ref, note=note)
         await _save(uow, merchant_id, ledger, now, ref)
+        await notifications.points_changed(uow, merchant, customer, ledger, entry)
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
@@ -118,6 +125,7 @@ async def adjust_points(
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.adjust(delta, at=now, note=note)
         await uow.ledgers.save(merchant_id, ledger, at=now)
+        await notifications.points_changed(uow, merchant, customer, ledger, entry)
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
@@ -142,7 +150,8 @@ async def ledger_entries(
 async def expire_due_points(merchant_id: int, *, uow: UnitOfWork, clock: Clock) -> int:
     """Expire, for all the merchant's customers at once, the points whose last day has passed.
 
-    Returns how many customers lost points.
+    Returns how many customers lost points. Records no "points changed" email: that needs the
+    set of customers the statement touched (to do with the nightly job).
     """
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
@@ -177,8 +186,10 @@ async def _pay_referral_bonus(
         return
     if await uow.ledgers.find_order(merchant_id, EntryKind.REFERRAL_BONUS, ref) is not None:
         return
-    if await uow.customers.get(merchant_id, referrer_id, for_update=True) is None:
+    referrer = await uow.customers.get(merchant_id, referrer_id, for_update=True)
+    if referrer is None:
         return
     ledger = await uow.ledgers.get(merchant_id, referrer_id, merchant.settings.expiry_policy)
-    ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
+    entry = ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
     await uow.ledgers.save(merchant_id, ledger, at=now)
+    await notifications.points_changed(uow, merchant, referrer, ledger, entry)

@@ -1,0 +1,247 @@
+"""Benchmark of the customer list page through the real app over HTTP.
+
+    make bench                                   # runs bench/core.py first, then this
+    python bench/web.py [--db var/bench/core.db] [--requests 200]
+
+Works on the database bench/core.py seeds (``var/bench/core.db``, merchant 1, slug ``bench``;
+seeded here with ``--customers`` only when the file is missing). It brings the file to the
+newest schema, fills the name search keys bench/core.py's bulk seed leaves empty, adds a staff
+user for the merchant, then serves the app (``create_app`` + ``build_deps``, as ``ellity
+serve`` does) with uvicorn in a subprocess and logs in over HTTP like a browser.
+
+Measured, each over ``--requests`` sequential requests with varying search text: the first
+page of the list, an email-prefix search, a last-name search, a "first last" search, a deep
+keyset page of the list and a deep keyset page of an email search. Every request includes
+what a real one costs: the session read, the logged-in staff look-up and the page render.
+The dashboard is timed too, for information. Median and p95 are printed (target: p95 below
+100 ms) and merged into ``var/bench/latest.json`` under ``"web"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from core import MERCHANT_ID, seed
+
+from ellity.adapters.passwords import Argon2PasswordHasher
+from ellity.adapters.sql import migrate
+
+STAFF_EMAIL = "staff@bench.example.cz"
+STAFF_PASSWORD = "bench staff password"
+P95_TARGET_MS = 100.0
+
+SERVER = """
+import sys
+import uvicorn
+from ellity.bootstrap import build_deps
+from ellity.settings import load_settings
+from ellity.web.app import create_app
+
+settings = load_settings()
+app = create_app(lambda: build_deps(settings))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def prepare(path: Path) -> int:
+    """Newest schema, search keys, a staff user, fresh statistics; returns the customer count."""
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        missing = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merchant_id = ?"
+            " AND first_name_key = '' AND first_name != '' LIMIT 1)",
+            (MERCHANT_ID,),
+        ).fetchone()[0]
+        if missing:
+            started = time.perf_counter()
+            # The bench names are ASCII, where lower() is the application's casefold().
+            conn.execute(
+                "UPDATE customers SET first_name_key = lower(first_name),"
+                " last_name_key = lower(last_name) WHERE merchant_id = ?",
+                (MERCHANT_ID,),
+            )
+            conn.execute("ANALYZE")
+            print(f"  filled the name search keys in {time.perf_counter() - started:.1f} s")
+        if not conn.execute(
+            "SELECT 1 FROM staff_users WHERE email_key = ?", (STAFF_EMAIL,)
+        ).fetchone():
+            conn.execute(
+                "INSERT INTO staff_users (merchant_id, email, email_key, password_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    MERCHANT_ID,
+                    STAFF_EMAIL,
+                    STAFF_EMAIL,
+                    Argon2PasswordHasher().hash(STAFF_PASSWORD),
+                    datetime.now(UTC).replace(tzinfo=None).isoformat(" "),
+                ),
+            )
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM customers WHERE merchant_id = ?", (MERCHANT_ID,)
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(path: Path, var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"}
+    env.update(
+        ELLITY_DATABASE_URL=f"sqlite+aiosqlite:///{path.resolve()}",
+        ELLITY_VAR_DIR=str(var_dir),
+        ELLITY_SECRET_KEY="bench-secret-key",
+    )
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=var_dir)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("the app did not start")
+        time.sleep(0.2)
+
+
+def log_in(client: httpx.Client) -> None:
+    page = client.get("/login")
+    token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text)
+    if token is None:
+        raise RuntimeError(f"no log-in form: {page.status_code}")
+    answer = client.post(
+        "/login",
+        data={"_csrf_token": token.group(1), "email": STAFF_EMAIL, "password": STAFF_PASSWORD},
+    )
+    if answer.status_code != 303 or client.get("/customers").status_code != 200:
+        raise RuntimeError(f"could not log in: {answer.status_code}")
+
+
+def listed(page: httpx.Response) -> list[int]:
+    return [int(n) for n in re.findall(r'href="/customers/(\d+)"', page.text)]
+
+
+def timed(client: httpx.Client, paths: list[str], expect_rows: bool) -> dict[str, float]:
+    latencies = []
+    for path in paths:
+        started = time.perf_counter()
+        answer = client.get(path)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 200 or (expect_rows and not listed(answer)):
+            raise RuntimeError(f"{path}: {answer.status_code}, {len(listed(answer))} rows")
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "median_ms": statistics.median(latencies),
+        "p95_ms": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "max_ms": latencies[-1],
+    }
+
+
+def scenarios(
+    client: httpx.Client, n: int, count: int
+) -> dict[str, Callable[[], dict[str, float]]]:
+    pick = random.Random(20240310)
+
+    def some(k: int) -> list[int]:
+        return [pick.randint(1, n) for _ in range(k)]
+
+    # deep in the list: among the oldest 5 % of customers
+    deep_list = [f"/customers?after={pick.randint(2, max(3, n // 20))}" for _ in range(count)]
+    # a deep page of an email search: continue after a customer far down the email order
+    deep_email = [f"/customers?q=customer&after={max(1, i)}" for i in some(count)]
+    return {
+        "first_page": lambda: timed(client, ["/customers"] * count, True),
+        "email_prefix": lambda: timed(
+            client, [f"/customers?q=customer{max(1, i // 100)}" for i in some(count)], True
+        ),
+        "name_search": lambda: timed(client, [f"/customers?q=last{i}" for i in some(count)], True),
+        "full_name_search": lambda: timed(
+            client, [f"/customers?q=First{i}+Last{i}" for i in some(count)], True
+        ),
+        "deep_keyset_page": lambda: timed(client, deep_list, True),
+        "deep_email_search_page": lambda: timed(client, deep_email, False),
+        "dashboard (info)": lambda: timed(client, ["/"] * max(3, count // 20), False),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", type=Path, default=Path("var/bench/core.db"))
+    parser.add_argument("--customers", type=int, default=100_000, help="seed when --db is missing")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
+    args = parser.parse_args()
+    if not args.db.exists():
+        print(f"Seeding {args.customers:,} customers into {args.db} ...", flush=True)
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+        seed(args.db, args.customers)
+    print(f"Preparing {args.db} ...", flush=True)
+    n = prepare(args.db)
+    with tempfile.TemporaryDirectory() as var_dir:
+        server, base = start_server(args.db, Path(var_dir))
+        try:
+            with httpx.Client(base_url=base, headers={"accept": "text/html"}, timeout=60) as client:
+                log_in(client)
+                for path in ("/customers", "/customers?q=customer1", "/customers?q=last1", "/"):
+                    client.get(path)  # warm up: templates compiled, caches filled
+                results = {name: run() for name, run in scenarios(client, n, args.requests).items()}
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+    print(f"Customer list over HTTP, {n:,} customers ({args.requests} requests each):")
+    for name, figures in results.items():
+        verdict = ""
+        if "info" not in name:
+            verdict = "ok" if figures["p95_ms"] < P95_TARGET_MS else "OVER TARGET"
+        print(
+            f"  {name:24} median {figures['median_ms']:7.1f} ms   p95 {figures['p95_ms']:7.1f} ms"
+            f"   max {figures['max_ms']:7.1f} ms   {verdict}"
+        )
+    report: dict[str, Any] = {}
+    if args.out.exists():
+        report = json.loads(args.out.read_text(encoding="utf-8"))
+    report["web"] = {
+        "at": datetime.now(UTC).isoformat(),
+        "database": "sqlite",
+        "customers": n,
+        "p95_target_ms": P95_TARGET_MS,
+        "customer_list": {k: v for k, v in results.items() if "info" not in k},
+        "dashboard": results["dashboard (info)"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f'Merged into {args.out} under "web"')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Nudging the worker through arq (Redis).
+
+A nudge queues a ``deliver_outbox`` job. Many nudges close together become one job: the job
+id names a half-second slot and the job is deferred to the slot's end, so the job always
+starts after every commit that nudged it (no nudge is lost to a job that already claimed), and
+a burst of commits costs one job per slot. A nudge for a later time gets the id of that
+second. arq keeps no result of these jobs (``keep_result=0`` in the worker), so an id is free
+again as soon as its job has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+DELIVER_JOB = "deliver_outbox"
+SLOT_SECONDS = 0.5
+NUDGE_TIMEOUT = 1.0
+
+
+def redis_settings(redis_url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(redis_url)
+
+
+class ArqJobQueue:
+    def __init__(self, redis_url: str, *, queue_name: str) -> None:
+        self._settings = dataclasses.replace(redis_settings(redis_url), conn_retries=0)
+        self._queue_name = queue_name
+        self._pool: ArqRedis | None = None
+        self._connecting = asyncio.Lock()
+
+    async def nudge_delivery(self, *, at: datetime | None = None) -> None:
+        if at is None:
+            slot = int(time.time() / SLOT_SECONDS) + 1
+            job_id = f"{self._queue_name}:deliver:slot:{slot}"
+            at = datetime.fromtimestamp(slot * SLOT_SECONDS, UTC)
+        else:
+            job_id = f"{self._queue_name}:deliver:at:{int(at.timestamp())}"
+        try:
+            async with asyncio.timeout(NUDGE_TIMEOUT):
+                pool = await self._connected()
+                await pool.enqueue_job(
+                    DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "could not nudge the worker (%s); it delivers within a minute anyway",
+                str(exc) or type(exc).__name__,
+            )
+
+    async def _connected(self) -> ArqRedis:
+        async with self._connecting:
+            if self._pool is None:
+                self._pool = await create_pool(self._settings, default_queue_name=self._queue_name)
+            return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose(close_connection_pool=True)
+            self._pool = None
+
+
+class NoJobQueue:
+    """Without Redis (one-off commands): nothing to nudge; a worker delivers on its cron."""
+
+    async def nudge_delivery(self, *, at: datetime | None = None) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,104 @@
+"""What the staff's customer pages need beyond the shared customer use cases: the search with
+keyset paging, one customer with a page of their ledger, and creating a customer by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer import clean_email, clean_shop_customer_id
+from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
+from ellity.domain.model.errors import DuplicateCustomer
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.services.common import CustomerView, load_customer, load_merchant, view_of
+from ellity.domain.services.customers import CustomerInput, upsert_customer
+from ellity.ports.clock import Clock, RandomSource
+from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
+
+PAGE_SIZE = 50
+LEDGER_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPage:
+    merchant: Merchant
+    query: CustomerQuery
+    customers: list[CustomerLoyalty]
+    next_after: int | None  # the cursor of the next page; None on the last page
+
+
+async def search_customers(
+    merchant_id: int,
+    text: str,
+    *,
+    after_id: int | None = None,
+    uow: UnitOfWork,
+    limit: int = PAGE_SIZE,
+) -> CustomerPage:
+    """One page of what ``text`` finds (see ``customer_query``). A word shaped like a
+    referral code that is nobody's code is searched as a name or email instead."""
+    query = parse_customer_query(text)
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        rows = await uow.customers.search(merchant_id, query, after_id=after_id, limit=limit + 1)
+        if not rows and query.referral_code is not None:
+            query = query.without_code()
+            rows = await uow.customers.search(
+                merchant_id, query, after_id=after_id, limit=limit + 1
+            )
+    shown = rows[:limit]
+    more = len(rows) > limit
+    return CustomerPage(merchant, query, shown, shown[-1].customer_id if more else None)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDetail:
+    merchant: Merchant
+    view: CustomerView
+    entries: list[StoredEntry]  # newest first
+    next_before: int | None  # the cursor of the next (older) page of the ledger
+
+
+async def customer_detail(
+    merchant_id: int,
+    customer_id: int,
+    *,
+    before_id: int | None = None,
+    uow: UnitOfWork,
+    limit: int = LEDGER_PAGE_SIZE,
+) -> CustomerDetail:
+    """The customer and a page of their ledger, newest first, keyset-paged by entry id."""
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await load_customer(uow, merchant_id, customer_id)
+        view = await view_of(uow, merchant, customer)
+        entries = await uow.ledgers.entries(
+            merchant_id, customer_id, limit=limit + 1, before_id=before_id
+        )
+    shown = entries[:limit]
+    more = len(entries) > limit
+    return CustomerDetail(merchant, view, shown, shown[-1].id if more else None)
+
+
+async def create_customer(
+    merchant_id: int,
+    data: CustomerInput,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    rng: RandomSource,
+) -> CustomerView:
+    """A new customer; unlike the e-shop's upsert, an existing email or shop customer id is
+    refused rather than updated. (Only a customer created by someone else in the same
+    instant can still turn this into an update of that customer.)"""
+    email, shop_id = clean_email(data.email), clean_shop_customer_id(data.shop_customer_id)
+    async with uow_factory(read_only=True) as uow:
+        await load_merchant(uow, merchant_id)
+        if email is not None and await uow.customers.find_by_email(merchant_id, email):
+            raise DuplicateCustomer("Another customer already has this email address.")
+        if shop_id is not None and await uow.customers.find_by_shop_customer_id(
+            merchant_id, shop_id
+        ):
+            raise DuplicateCustomer("Another customer already has this shop customer id.")
+    result = await upsert_customer(merchant_id, data, uow=uow_factory(), clock=clock, rng=rng)
+    return result.view

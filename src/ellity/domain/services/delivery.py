@@ -1,0 +1,316 @@
+"""Delivering the outbox: what the worker does with the items the use cases recorded.
+
+A run claims a small batch in one short transaction, delivers each item outside any
+transaction, and records each outcome in its own short transaction, so no database lock is
+held while an SMTP server (or later Ecomail) takes its time. Each delivery is bounded by
+``delivery_timeout`` and the claim's lease covers the whole batch, so a live worker never
+outlives its claim; a worker that dies leaves claims that run out and are taken over.
+
+Delivery is at-least-once: a worker killed after the SMTP server accepted an email and before
+the outcome was recorded leaves the item to be sent again. The email's ``Message-ID`` is the
+same both times, so mail clients can recognise the repeat.
+
+Each topic has one handler in ``HANDLERS``. A handler raises ``NothingToSend`` (settled as
+skipped), ``TryLater`` (retried with backoff, given up after ``RetryPolicy.max_attempts``) or
+``GiveUp`` (failed at once; the merchant sees why and may retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+from ellity.domain.model.customer import Customer
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.outbox import OutboxItem, RetryPolicy, Topic, clip_error
+from ellity.domain.model.system_email import (
+    EmailTemplate,
+    MalformedPayload,
+    OutgoingEmail,
+    PointsChanged,
+    pin_reason,
+)
+from ellity.ports.clock import Clock
+from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
+from ellity.ports.queue import JobQueue
+from ellity.ports.secrets import SecretBox, SecretUnreadable
+from ellity.ports.storage import UnitOfWorkFactory
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 10
+DELIVERY_TIMEOUT = 30.0  # seconds for one item: reading what to send and sending it
+RETRY_POLICY = RetryPolicy()
+MAX_CLAIM_TOKEN = 64
+
+_claims = itertools.count(1)
+
+
+class NothingToSend(Exception):
+    """The item no longer needs delivering (the reason is recorded)."""
+
+
+class TryLater(Exception):
+    """This attempt failed; another may succeed. The message is for the merchant."""
+
+
+class GiveUp(Exception):
+    """No attempt will succeed as things are. The message is for the merchant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Courier:
+    """What handlers deliver with."""
+
+    uow_factory: UnitOfWorkFactory
+    mailer: Mailer
+    secret_box: SecretBox
+
+
+Handler = Callable[[Courier, OutboxItem], Awaitable[None]]
+
+
+async def deliver_pending(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    secret_box: SecretBox,
+    clock: Clock,
+    worker_token: str,
+    limit: int,
+    batch_size: int = BATCH_SIZE,
+    delivery_timeout: float = DELIVERY_TIMEOUT,
+    policy: RetryPolicy = RETRY_POLICY,
+) -> int:
+    """Deliver up to ``limit`` due items, a batch at a time; returns how many were delivered.
+
+    ``worker_token`` must be unique per worker process; each claim adds a counter to it.
+    Items that fail are rescheduled by ``policy``, so a run ends when nothing is due.
+    """
+    courier = Courier(uow_factory=uow_factory, mailer=mailer, secret_box=secret_box)
+    lease = timedelta(seconds=delivery_timeout * (batch_size + 1))
+    delivered = handled = 0
+    while handled < limit:
+        token = f"{worker_token[: MAX_CLAIM_TOKEN - 12]}:{next(_claims)}"
+        async with uow_factory() as uow:
+            items = await uow.outbox.claim(
+                token=token, now=clock.now(), lease=lease, limit=min(batch_size, limit - handled)
+            )
+            await uow.commit()
+        if not items:
+            break
+        for item in items:
+            outcome = await _attempt(
+                courier, item, delivery_timeout=delivery_timeout, policy=policy
+            )
+            held = await _record(uow_factory, item, token, outcome, clock=clock, policy=policy)
+            if held and outcome.kind is _Kind.DELIVERED:
+                delivered += 1
+            handled += 1
+    return delivered
+
+
+async def schedule_next_delivery(
+    *, uow_factory: UnitOfWorkFactory, queue: JobQueue, clock: Clock
+) -> datetime | None:
+    """Ask for a run when the earliest pending item becomes due (a retry, or a claim that runs
+    out), so neither waits for the minute cron. At least a second from now, so a run never
+    collapses into the one that asks for it. Returns the time asked for."""
+    async with uow_factory(read_only=True) as uow:
+        due = await uow.outbox.next_due()
+    if due is None:
+        return None
+    at = max(due, clock.now() + timedelta(seconds=1))
+    await queue.nudge_delivery(at=at)
+    return at
+
+
+async def forget_settled(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: timedelta) -> int:
+    """Delete delivered and skipped items older than ``keep``; failed ones stay."""
+    async with uow_factory() as uow:
+        count = await uow.outbox.purge_settled(before=clock.now() - keep)
+        await uow.commit()
+    return count
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    merchant: Merchant
+    customer: Customer
+    email: str
+    password: str | None = field(repr=False)
+
+
+async def _recipient(courier: Courier, item: OutboxItem) -> _Recipient:
+    """The merchant's settings and the customer as they are now, in a short read."""
+    async with courier.uow_factory(read_only=True) as uow:
+        merchant = await uow.merchants.get(item.merchant_id)
+        customer = (
+            None
+            if item.customer_id is None
+            else await uow.customers.get(item.merchant_id, item.customer_id)
+        )
+        encrypted = await uow.merchants.smtp_password(item.merchant_id)
+    if merchant is None or not merchant.settings.send_system_emails:
+        raise NothingToSend("Sending emails from Ellity was switched off before delivery.")
+    if customer is None or customer.email is None:
+        raise NothingToSend("The customer has no email address any more.")
+    if not merchant.smtp.is_configured:
+        raise TryLater("SMTP is not set up: enter the SMTP server and the sender address.")
+    try:
+        password = None if encrypted is None else courier.secret_box.decrypt(encrypted)
+    except SecretUnreadable:
+        raise TryLater(
+            "The stored SMTP password cannot be decrypted (was ELLITY_SECRET_KEY changed?);"
+            " enter the password again."
+        ) from None
+    return _Recipient(merchant=merchant, customer=customer, email=customer.email, password=password)
+
+
+def _email(
+    item: OutboxItem, to: _Recipient, template: EmailTemplate, values: dict[str, str]
+) -> OutgoingEmail:
+    settings = to.merchant.settings
+    return OutgoingEmail(
+        to=to.email,
+        sender_name=settings.name,
+        template=template,
+        locale=settings.locale,
+        message_id=f"ellity.{item.id}.{int(item.created_at.timestamp())}",
+        values={
+            "programme": settings.name,
+            "shop_url": settings.shop_url,
+            "first_name": to.customer.first_name,
+            **values,
+        },
+    )
+
+
+async def _send(courier: Courier, to: _Recipient, email: OutgoingEmail) -> None:
+    try:
+        await courier.mailer.send(email, server=to.merchant.smtp, password=to.password)
+    except MailerUnavailable as exc:
+        raise TryLater(str(exc)) from None
+    except MailerRejected as exc:
+        raise GiveUp(str(exc)) from None
+
+
+async def _send_points_changed(courier: Courier, item: OutboxItem) -> None:
+    facts = PointsChanged.from_payload(item.payload)
+    to = await _recipient(courier, item)
+    values = facts.email_values(to.merchant.settings.locale)
+    await _send(courier, to, _email(item, to, EmailTemplate.POINTS_CHANGED, values))
+
+
+async def _send_pin_issued(courier: Courier, item: OutboxItem) -> None:
+    reason = pin_reason(item.payload)
+    to = await _recipient(courier, item)
+    if to.customer.pin is None:
+        raise NothingToSend("The customer is registered now and has no PIN.")
+    values = {"pin": to.customer.pin, "reason": reason.value}
+    await _send(courier, to, _email(item, to, EmailTemplate.PIN_ISSUED, values))
+
+
+HANDLERS: Mapping[str, Handler] = {
+    Topic.POINTS_CHANGED_EMAIL.value: _send_points_changed,
+    Topic.PIN_ISSUED_EMAIL.value: _send_pin_issued,
+}
+
+
+# -- one attempt and its outcome ----------------------------------------------------------
+
+
+class _Kind(Enum):
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"
+    RETRY = "retry"
+    GIVE_UP = "give up"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: _Kind
+    message: str = ""
+
+
+async def _attempt(
+    courier: Courier, item: OutboxItem, *, delivery_timeout: float, policy: RetryPolicy
+) -> _Outcome:
+    if item.attempts > policy.max_attempts:  # the earlier claims all died unfinished
+        return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
+    handler = HANDLERS.get(item.topic)
+    if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
+        return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
+    try:
+        async with asyncio.timeout(delivery_timeout):
+            await handler(courier, item)
+    except NothingToSend as exc:
+        return _Outcome(_Kind.SKIPPED, str(exc))
+    except TryLater as exc:
+        return _Outcome(_Kind.RETRY, str(exc))
+    except (GiveUp, MalformedPayload) as exc:
+        return _Outcome(_Kind.GIVE_UP, str(exc))
+    except TimeoutError:
+        return _Outcome(_Kind.RETRY, f"Delivery took longer than {delivery_timeout:g} seconds.")
+    except Exception as exc:  # one broken item must not stop the others; logged, retried
+        logger.exception("outbox item %s (%s) failed unexpectedly", item.id, item.topic)
+        return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(exc).__name__}).")
+    return _Outcome(_Kind.DELIVERED)
+
+
+async def _record(
+    uow_factory: UnitOfWorkFactory,
+    item: OutboxItem,
+    token: str,
+    outcome: _Outcome,
+    *,
+    clock: Clock,
+    policy: RetryPolicy,
+) -> bool:
+    """Record the outcome if our claim still holds the item; False when it was taken over."""
+    message = clip_error(outcome.message)
+    retry_at = None
+    async with uow_factory() as uow:
+        now = clock.now()
+        if outcome.kind is _Kind.DELIVERED:
+            held = await uow.outbox.mark_delivered(item.id, token=token, at=now)
+        elif outcome.kind is _Kind.SKIPPED:
+            held = await uow.outbox.mark_skipped(item.id, token=token, reason=message, at=now)
+        else:
+            if outcome.kind is _Kind.RETRY:
+                retry_at = policy.next_attempt_at(item.attempts, item_id=item.id, now=now)
+            held = await uow.outbox.mark_failed(
+                item.id, token=token, error=message, retry_at=retry_at, at=now
+            )
+        await uow.commit()
+    _log(item, outcome, retry_at, held=held)
+    return held
+
+
+def _log(item: OutboxItem, outcome: _Outcome, retry_at: datetime | None, *, held: bool) -> None:
+    """Ids, topics and merchant-readable errors only: never a payload or an email's values."""
+    what = f"outbox item {item.id} ({item.topic}, merchant {item.merchant_id})"
+    if not held:
+        logger.warning("%s: the claim was taken over before the outcome was recorded", what)
+    elif outcome.kind is _Kind.DELIVERED:
+        logger.info("%s delivered", what)
+    elif outcome.kind is _Kind.SKIPPED:
+        logger.info("%s skipped: %s", what, outcome.message)
+    elif retry_at is not None:
+        logger.warning(
+            "%s attempt %d failed, retry at %s: %s",
+            what,
+            item.attempts,
+            retry_at.isoformat(timespec="seconds"),
+            outcome.message,
+        )
+    else:
+        logger.error("%s given up after %d attempts: %s", what, item.attempts, outcome.message)

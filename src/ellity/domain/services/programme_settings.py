@@ -1,0 +1,95 @@
+"""The basic settings page: the programme's settings and the SMTP account, saved together.
+
+The SMTP password is stored encrypted and never read back for display: staff only learn
+whether one is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.merchant import Merchant, SmtpSecurity, SmtpSettings
+from ellity.domain.model.text import has_control_characters
+from ellity.domain.services.common import load_merchant
+from ellity.ports.secrets import SecretBox
+from ellity.ports.storage import UnitOfWork
+
+MAX_SMTP_PASSWORD = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsView:
+    merchant: Merchant
+    smtp_password_set: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpChange:
+    """The SMTP part of the form, as typed. An empty ``password`` keeps the stored one."""
+
+    host: str = ""
+    port: str = "587"
+    username: str = ""
+    sender: str = ""
+    security: str = "starttls"
+    password: str = ""
+    remove_password: bool = False
+
+    def settings(self) -> SmtpSettings:
+        try:
+            port = int(self.port.strip())
+        except ValueError:
+            raise InvalidInput(
+                f"The SMTP port must be a whole number, not '{self.port[:20]}'."
+            ) from None
+        return SmtpSettings(
+            host=self.host,
+            port=port,
+            username=self.username.strip(),
+            sender=self.sender,
+            security=cast(SmtpSecurity, self.security.strip()),
+        )
+
+    def new_password(self) -> str | None:
+        if len(self.password) > MAX_SMTP_PASSWORD:
+            raise InvalidInput(
+                f"The SMTP password may have at most {MAX_SMTP_PASSWORD} characters."
+            )
+        if has_control_characters(self.password):
+            raise InvalidInput("The SMTP password must not contain control characters.")
+        return self.password or None
+
+
+async def read_settings(merchant_id: int, *, uow: UnitOfWork) -> SettingsView:
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        password = await uow.merchants.smtp_password(merchant_id)
+    return SettingsView(merchant, smtp_password_set=password is not None)
+
+
+async def save_settings(
+    merchant_id: int,
+    changes: dict[str, str],
+    smtp: SmtpChange,
+    *,
+    uow: UnitOfWork,
+    secret_box: SecretBox,
+) -> SettingsView:
+    """Everything is validated before anything is stored: one bad value changes nothing."""
+    smtp_settings = smtp.settings()
+    password = smtp.new_password()
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        merchant.settings = merchant.settings.with_changes(changes)
+        merchant.smtp = smtp_settings
+        await uow.merchants.update_settings(merchant_id, merchant.settings)
+        await uow.merchants.update_smtp(merchant_id, smtp_settings)
+        if smtp.remove_password:
+            await uow.merchants.set_smtp_password(merchant_id, None)
+        elif password is not None:
+            await uow.merchants.set_smtp_password(merchant_id, secret_box.encrypt(password))
+        password_set = await uow.merchants.smtp_password(merchant_id) is not None
+        await uow.commit()
+    return SettingsView(merchant, smtp_password_set=password_set)

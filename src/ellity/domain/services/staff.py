@@ -1,0 +1,142 @@
+"""Use cases of staff users: logging in (throttled), who is logged in, the first-run setup."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ellity.domain.model.customer import clean_email
+from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.merchant import Merchant, MerchantSettings, clean_slug
+from ellity.domain.model.staff import (
+    LOGIN_WINDOW,
+    MAX_FAILED_LOGINS,
+    AlreadySetUp,
+    InvalidCredentials,
+    LoginThrottled,
+    StaffIdentity,
+    StaffUser,
+    client_throttle_key,
+    email_throttle_key,
+    slug_from_name,
+)
+from ellity.domain.services.common import stored_id
+from ellity.domain.services.merchants import MAX_PASSWORD_LENGTH, check_password
+from ellity.ports.clock import Clock, PasswordHasher
+from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
+from ellity.ports.web_state import LoginAttempts
+
+_DECOY_HASHES: dict[type, str] = {}
+
+
+def _decoy_hash(hasher: PasswordHasher) -> str:
+    """Verified against when the email is unknown, so both cases take the same time."""
+    kind = type(hasher)
+    if kind not in _DECOY_HASHES:
+        _DECOY_HASHES[kind] = hasher.hash("no staff user has this password, it only takes time")
+    return _DECOY_HASHES[kind]
+
+
+async def log_in(
+    email: str,
+    password: str,
+    *,
+    client: str,
+    uow_factory: UnitOfWorkFactory,
+    attempts: LoginAttempts,
+    clock: Clock,
+    hasher: PasswordHasher,
+) -> StaffIdentity:
+    """The staff user with this email and password.
+
+    Every attempt is counted first, per email and per client, in windows of
+    ``LOGIN_WINDOW``; past ``MAX_FAILED_LOGINS`` in a window the attempt is refused
+    without looking at the password. Counting before checking keeps a burst of concurrent
+    guesses within the limit too. A successful log-in takes its own attempt back and clears
+    the email's count.
+    """
+    now = clock.now()
+    keys = (email_throttle_key(email), client_throttle_key(client))
+    counts = [await attempts.add(key, at=now, window=LOGIN_WINDOW) for key in keys]
+    over = [count for count in counts if count.attempts > MAX_FAILED_LOGINS]
+    if over:
+        raise LoginThrottled(retry_at=max(c.window_ends_at for c in over), now=now)
+    staff: StaffUser | None = None
+    merchant: Merchant | None = None
+    if email.strip() and len(password) <= MAX_PASSWORD_LENGTH:
+        async with uow_factory(read_only=True) as uow:
+            staff = await uow.staff.find_by_email(email.strip())
+            merchant = None if staff is None else await uow.merchants.get(staff.merchant_id)
+    password_hash = _decoy_hash(hasher) if staff is None else staff.password_hash
+    valid = await asyncio.to_thread(hasher.verify, password_hash, password)
+    if staff is None or merchant is None or not valid:
+        raise InvalidCredentials()
+    await attempts.forgive(keys[0], reset=True)
+    await attempts.forgive(keys[1])
+    await attempts.prune(now=now)
+    return _identity(staff.id, staff.email, merchant)
+
+
+async def current_staff(staff_id: int, *, uow: UnitOfWork) -> StaffIdentity | None:
+    """Who a session belongs to, or None when the staff user no longer exists."""
+    async with uow:
+        staff = await uow.staff.get(staff_id)
+        if staff is None:
+            return None
+        merchant = await uow.merchants.get(staff.merchant_id)
+    return None if merchant is None else _identity(staff.id, staff.email, merchant)
+
+
+async def needs_setup(*, uow: UnitOfWork) -> bool:
+    """True while there is no merchant at all: the first-run page is open."""
+    async with uow:
+        return await uow.merchants.count() == 0
+
+
+async def set_up_first_merchant(
+    *,
+    name: str,
+    slug: str,
+    shop_url: str,
+    admin_email: str,
+    admin_password: str,
+    password_again: str,
+    uow: UnitOfWork,
+    clock: Clock,
+    hasher: PasswordHasher,
+) -> Merchant:
+    """The first merchant and its admin, only while the database has no merchant.
+
+    Refused with ``AlreadySetUp`` once any merchant exists, also when two setups race.
+    An empty slug is made from the programme name.
+    """
+    settings = MerchantSettings(name=name, shop_url=shop_url)
+    slug = clean_slug(slug if slug.strip() else slug_from_name(settings.name))
+    email = clean_email(admin_email)
+    if email is None:
+        raise InvalidInput("The admin needs an email address.")
+    check_password(admin_password)
+    if admin_password != password_again:
+        raise InvalidInput("The two passwords are not the same.")
+    password_hash = await asyncio.to_thread(hasher.hash, admin_password)
+    now = clock.now()
+    async with uow:
+        merchant = await uow.merchants.add_first(Merchant(slug=slug, settings=settings), at=now)
+        if merchant is None:
+            raise AlreadySetUp()
+        await uow.staff.add(
+            stored_id(merchant.id), email=email, password_hash=password_hash, at=now
+        )
+        await uow.commit()
+    return merchant
+
+
+def _identity(staff_id: int, email: str, merchant: Merchant) -> StaffIdentity:
+    return StaffIdentity(
+        staff_id=staff_id,
+        merchant_id=stored_id(merchant.id),
+        email=email,
+        merchant_slug=merchant.slug,
+        programme_name=merchant.settings.name,
+        locale=merchant.settings.locale,
+        time_zone=merchant.settings.timezone,
+    )

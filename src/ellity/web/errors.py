@@ -1,0 +1,275 @@
+"""How errors become HTTP answers: one table for the domain errors, one JSON shape for the API.
+
+Every error of the e-shop API is ``{"error": "<code>", "message": "<what is wrong>"}``:
+
+=====  =====================================  ==============================================
+ 400   ``bad_request``                        the request does not fit the API's schema: the
+                                              body is not JSON or not an object, a field has
+                                              the wrong JSON type (points sent as a number),
+                                              a required field is missing, a field is unknown
+                                              (refused, so a misspelt field never passes
+                                              silently), a parameter is not a whole number or
+                                              is outside its documented range
+ 401   ``unauthorized``                       no API token, or a wrong or revoked one
+                                              (with ``WWW-Authenticate: Bearer``)
+ 404   ``not_found``                          no such customer for this merchant (another
+                                              merchant's customer included), no such URL
+ 405   ``method_not_allowed``                 with the ``Allow`` header
+ 409   the conflict's own code                ``insufficient_points``, ``order_already_used``,
+                                              ``duplicate_customer``,
+                                              ``registered_customer_has_no_pin``
+ 413   ``body_too_large``                     a body over the API's limit
+ 422   ``invalid_input``                      the request fits the schema but a value breaks a
+                                              rule: not an email, points with three decimals
+                                              or not above zero, a name too long ...
+ 500   ``internal_error``                     a bug; logged (the use case's transaction rolls back)
+=====  =====================================  ==============================================
+
+So 400 means "fix how the request is built", 422 "fix the value". Booleans are read the way
+Litestar reads them everywhere: ``true``/``false``, and also ``"true"``/``"false"``/``1``/``0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions.responses import create_exception_response
+from litestar.response import Response
+from litestar.types import ExceptionHandler, ExceptionHandlersMap
+
+from ellity.domain.model.errors import (
+    Conflict,
+    DomainError,
+    InvalidApiToken,
+    InvalidInput,
+    NotFound,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The domain errors, by class; the closest class in an error's MRO decides.
+DOMAIN_ERROR_STATUS: Mapping[type[DomainError], int] = {
+    InvalidApiToken: 401,
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    DomainError: 422,
+}
+
+#: Codes for what Litestar itself refuses (routing, parsing, limits).
+_HTTP_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+API_PATH_PREFIX = "/api/"
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class ErrorBody(msgspec.Struct):
+    """What every error of the API answers."""
+
+    error: str
+    message: str
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error, from ``DOMAIN_ERROR_STATUS``."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_ERROR_STATUS:
+            return DOMAIN_ERROR_STATUS[cls]
+    return 422
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(error=code, message=message),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
+
+
+# -- the handlers -------------------------------------------------------------------------
+
+
+def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[ErrorBody]:
+    status = status_of(exc)
+    headers = BEARER_CHALLENGE if status == 401 else None
+    return error_response(status, exc.code, exc.message, headers)
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    """Litestar's own refusals (routing, parsing, limits) in the API's shape."""
+    status = exc.status_code
+    if status >= 500:
+        return internal_error(request, exc)
+    code = _HTTP_CODES.get(status) or _code_of_status(status)
+    headers = dict(exc.headers or {})
+    if status == 401:
+        headers.update(BEARER_CHALLENGE)
+    return error_response(status, code, _message(request, exc), headers)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    message = "Ellity failed to handle this request; the error is logged."
+    if request.app.debug:
+        message += f" ({type(exc).__name__}: {exc})"
+    return error_response(500, "internal_error", message)
+
+
+def api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """Any exception, answered in the API's shape."""
+    if isinstance(exc, DomainError):
+        return domain_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return http_error(request, exc)
+    if isinstance(exc, RecursionError):  # the JSON decoder's depth limit; nothing else recurses
+        return error_response(400, "bad_request", "The body is nested too deeply to be read.")
+    return internal_error(request, exc)
+
+
+def api_exception_handlers() -> ExceptionHandlersMap:
+    """Handlers for the API router.
+
+    Litestar prefers a status-code key over an exception-class key, and a router's keys over
+    the app's, so every status and the base classes are claimed here: whatever the app
+    registers for its HTML pages never answers an API request.
+    """
+    handlers: dict[int | type[Exception], ExceptionHandler[Any]] = {
+        status: api_error for status in range(400, 600)
+    }
+    handlers[DomainError] = api_error
+    handlers[HTTPException] = api_error
+    handlers[Exception] = api_error
+    return handlers
+
+
+def for_api_paths(fallback: ExceptionHandlersMap) -> ExceptionHandlersMap:
+    """The app's handlers, answering in the API's shape for requests under ``/api/``.
+
+    Routing failures (no such URL, wrong method) happen before any router is chosen, so only
+    the app's handlers see them; elsewhere ``fallback`` answers as it did.
+    """
+    wrapped: dict[int | type[Exception], ExceptionHandler[Any]] = dict(fallback)
+    for status in (400, 404, 405):
+        wrapped[status] = _api_or(fallback)
+    return wrapped
+
+
+def _api_or(fallback: ExceptionHandlersMap) -> ExceptionHandler[Any]:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        if request.url.path.startswith(API_PATH_PREFIX):
+            return api_error(request, exc)
+        handler = _resolve(fallback, exc) or create_exception_response
+        return handler(request, exc)
+
+    return handle
+
+
+def _resolve(handlers: ExceptionHandlersMap, exc: Exception) -> ExceptionHandler[Any] | None:
+    """The handler Litestar would pick from ``handlers``: status first, then the MRO."""
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+
+
+# -- messages -----------------------------------------------------------------------------
+
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+_OUT_OF_RANGE = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<rule>[<>]=? ?\S+)$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_POINTS_FIELDS = frozenset({"points"})
+_JSON_TYPES = {
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+}
+
+
+def _code_of_status(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def _message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    status = exc.status_code
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        return " ".join(_field_message(item) for item in exc.extra if isinstance(item, dict))
+    if status == 404:
+        return f"There is no {request.method} {request.url.path} in the API."
+    if status == 405:
+        allowed = (exc.headers or {}).get("allow", "")
+        return f"{request.method} is not allowed on {request.url.path}; use {allowed}."
+    if status == 413:
+        return f"The request body is larger than the API accepts ({_body_limit(request)})."
+    detail = exc.detail or ""
+    if isinstance(exc.__cause__, SerializationException):  # the body could not be decoded
+        return f"The body is not valid JSON ({detail.removeprefix('JSON is malformed: ')})."
+    try:
+        generic = detail == HTTPStatus(status).phrase
+    except ValueError:
+        generic = False
+    return detail if detail and not generic else f"The request was refused ({status})."
+
+
+def _field_message(item: dict[str, Any]) -> str:
+    """One of Litestar's validation messages, said plainly."""
+    raw = str(item.get("message", "")).strip()
+    key = str(item.get("key", ""))
+    source = str(getattr(item.get("source"), "value", item.get("source", "")))
+    if source == "body" and key == "data":
+        if raw == "'data'":
+            return "The request needs a JSON object as its body."
+        if m := _MISSING.match(raw):
+            return f"The field '{m['field']}' is required."
+        if m := _UNKNOWN.match(raw):
+            return f"The field '{m['field']}' is not part of this call; check its spelling."
+        if m := _EXPECTED.match(raw):
+            return f"The body must be a JSON object, not {_describe(m['got'])}."
+        return f"The body is not valid: {raw}."
+    where = f"The field '{key}'" if source == "body" else f"The {source} parameter '{key}'"
+    if (m := _EXPECTED.match(raw)) is not None:
+        if source == "body" and key in _POINTS_FIELDS and m["got"] in ("int", "float"):
+            return (
+                f"The field '{key}' must be a decimal string such as \"12.50\";"
+                " points are never sent as JSON numbers."
+            )
+        return f"{where} must be {_describe(m['want'])}, not {_describe(m['got'])}."
+    if (m := _OUT_OF_RANGE.match(raw)) is not None:
+        return f"{where} must be {_describe(m['want'])} {m['rule']}."
+    return f"{where} is not valid: {raw}." if raw else f"{where} is not valid."
+
+
+def _describe(json_type: str) -> str:
+    return " or ".join(_JSON_TYPES.get(part.strip(), part.strip()) for part in json_type.split("|"))
+
+
+def _body_limit(request: Request[Any, Any, Any]) -> str:
+    limit = request.route_handler.resolve_request_max_body_size()
+    if not limit:
+        return "a smaller one"
+    return f"at most {limit // 1024} KiB" if limit % 1024 == 0 else f"at most {limit} bytes"

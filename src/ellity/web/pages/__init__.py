@@ -1,0 +1,1 @@
+"""The merchant's web pages: plain server-rendered HTML, usable without JavaScript."""

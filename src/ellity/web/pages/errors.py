@@ -1,0 +1,98 @@
+"""Errors on the merchant pages, in one table.
+
+A domain error from a form is shown on that form, with what the user typed kept, under the
+status below (handlers catch ``FORM_ERRORS``). Any other domain error, a missing page, a
+failed CSRF check or a missing log-in becomes a page of its own. Requests that do not ask for
+HTML (the e-shop API) keep getting JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import MediaType, Response
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
+from litestar.response import Redirect
+from litestar.types import ExceptionHandlersMap
+
+from ellity.domain.model.errors import Conflict, DomainError, InvalidInput, NotFound
+from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
+from ellity.web.pages.common import AnyRequest, render
+
+STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    InvalidCredentials: 400,
+    NotFound: 404,
+    Conflict: 409,
+    LoginThrottled: 429,
+}
+
+#: What the user can correct on the form they sent.
+FORM_ERRORS = (InvalidInput, Conflict)
+
+_CSRF_MESSAGE = (
+    "This form has expired or did not come from an Ellity page. Go back, reload the page "
+    "and send the form again."
+)
+
+
+def status_for(error: DomainError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 400
+
+
+def wants_html(request: AnyRequest) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def _json(code: str, message: str, status: int) -> Response[Any]:
+    return Response(
+        {"error": code, "message": message}, status_code=status, media_type=MediaType.JSON
+    )
+
+
+def _page(request: AnyRequest, message: str, status: int) -> Response[Any]:
+    return render(request, "error.html", status_code=status, message=message, status=status)
+
+
+def domain_error(request: AnyRequest, exc: DomainError) -> Response[Any]:
+    return _page(request, exc.message, status_for(exc))
+
+
+def not_logged_in(request: AnyRequest, exc: NotAuthorizedException) -> Response[Any]:
+    if not wants_html(request):
+        return _json("unauthorized", "Log in first.", 401)
+    target = "/login"
+    if request.method == "GET" and request.url.path != "/":
+        query = f"?{request.url.query}" if request.url.query else ""
+        target += "?" + urlencode({"next": request.url.path + query})
+    return Redirect(target, status_code=303)
+
+
+def forbidden(request: AnyRequest, exc: PermissionDeniedException) -> Response[Any]:
+    if not wants_html(request):
+        return _json("forbidden", str(exc.detail), 403)
+    return _page(request, _CSRF_MESSAGE, 403)
+
+
+def not_found(request: AnyRequest, exc: Exception) -> Response[Any]:
+    if not wants_html(request):
+        return _json("not_found", "No such page.", 404)
+    return _page(request, "There is no such page here.", 404)
+
+
+PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: domain_error,
+    NotAuthorizedException: not_logged_in,
+    PermissionDeniedException: forbidden,
+    NotFoundException: not_found,
+}

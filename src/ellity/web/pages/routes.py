@@ -1,0 +1,70 @@
+"""The merchant pages as one router, with their templates and static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Router
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from ellity.web import auth
+from ellity.web.pages import api_tokens, customers, dashboard, settings, setup
+from ellity.web.pages.common import FILTERS
+from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS
+from ellity.web.security import WebSecurity
+
+WEB = Path(__file__).resolve().parent.parent
+
+
+def pages_router(security: WebSecurity) -> Router:
+    return Router(
+        path="/",
+        route_handlers=[
+            auth.login_page,
+            auth.log_in,
+            auth.log_out,
+            setup.setup_page,
+            setup.set_up,
+            dashboard.dashboard_page,
+            customers.customer_list,
+            customers.export_points,
+            customers.new_customer_page,
+            customers.add_customer,
+            customers.customer_page,
+            customers.earn,
+            customers.spend,
+            customers.adjust,
+            customers.new_pin,
+            customers.register,
+            customers.edit,
+            settings.settings_page,
+            settings.save_settings,
+            api_tokens.tokens_page,
+            api_tokens.create_token,
+            api_tokens.revoke_token,
+        ],
+        middleware=[auth.session_auth(security.sessions).middleware],
+        exception_handlers=PAGE_EXCEPTION_HANDLERS,
+        include_in_schema=False,
+    )
+
+
+def static_files() -> Router:
+    return create_static_files_router(
+        path="/static",
+        directories=[WEB / "static"],
+        opt={"exclude_from_csrf": True, "public": True},
+        include_in_schema=False,
+    )
+
+
+def _add_filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters.update(FILTERS)
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(
+        directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_add_filters
+    )

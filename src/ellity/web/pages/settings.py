@@ -1,0 +1,127 @@
+"""Basic settings: the programme, system emails and the SMTP account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import get, post
+from litestar.params import URLEncodedBody
+from litestar.response import Response, Template
+
+from ellity.domain.model.merchant import SMTP_SECURITY
+from ellity.domain.model.money import LOCALES
+from ellity.domain.services import programme_settings
+from ellity.domain.services.programme_settings import SettingsView, SmtpChange
+from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
+from ellity.web.pages.errors import FORM_ERRORS, status_for
+
+COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
+
+
+@dataclass
+class SettingsForm:
+    name: str = ""
+    shop_url: str = ""
+    referral_link_template: str = ""
+    referral_bonus: str = ""
+    validity_months: str = ""
+    locale: str = ""
+    timezone: str = ""
+    send_system_emails: str = ""  # a checkbox: "on" or absent
+    smtp_host: str = ""
+    smtp_port: str = ""
+    smtp_username: str = ""
+    smtp_sender: str = ""
+    smtp_security: str = ""
+    smtp_password: str = ""
+    smtp_remove_password: str = ""
+
+    @classmethod
+    def of(cls, view: SettingsView) -> SettingsForm:
+        values = view.merchant.settings.as_strings()
+        smtp = view.merchant.smtp
+        return cls(
+            **{k: v for k, v in values.items() if k != "send_system_emails"},
+            send_system_emails="on" if view.merchant.settings.send_system_emails else "",
+            smtp_host=smtp.host,
+            smtp_port=str(smtp.port),
+            smtp_username=smtp.username,
+            smtp_sender=smtp.sender,
+            smtp_security=smtp.security,
+        )
+
+    def changes(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "shop_url": self.shop_url,
+            "referral_link_template": self.referral_link_template,
+            "referral_bonus": self.referral_bonus.strip().replace(",", "."),
+            "validity_months": self.validity_months,
+            "locale": self.locale,
+            "timezone": self.timezone,
+            "send_system_emails": "true" if self.send_system_emails else "false",
+        }
+
+    def smtp(self) -> SmtpChange:
+        return SmtpChange(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            username=self.smtp_username,
+            sender=self.smtp_sender,
+            security=self.smtp_security,
+            password=self.smtp_password,
+            remove_password=bool(self.smtp_remove_password),
+        )
+
+
+def _page(
+    request: AnyRequest,
+    form: SettingsForm,
+    password_set: bool,
+    *,
+    error: str = "",
+    status_code: int = 200,
+) -> Template:
+    form.smtp_password = ""  # never sent back, not even what was just typed
+    return render(
+        request,
+        "settings.html",
+        status_code=status_code,
+        form=form,
+        password_set=password_set,
+        error=error,
+        locales=LOCALES,
+        securities=SMTP_SECURITY,
+        zones=COMMON_ZONES,
+    )
+
+
+@get("/settings")
+async def settings_page(request: AnyRequest) -> Template:
+    deps = deps_of(request)
+    view = await programme_settings.read_settings(
+        staff_of(request).merchant_id, uow=deps.uow(read_only=True)
+    )
+    return _page(request, SettingsForm.of(view), view.smtp_password_set)
+
+
+@post("/settings")
+async def save_settings(request: AnyRequest, data: URLEncodedBody[SettingsForm]) -> Response[Any]:
+    deps = deps_of(request)
+    merchant_id = staff_of(request).merchant_id
+    try:
+        await programme_settings.save_settings(
+            merchant_id, data.changes(), data.smtp(), uow=deps.uow(), secret_box=deps.secret_box
+        )
+    except FORM_ERRORS as error:
+        view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
+        return _page(
+            request,
+            data,
+            view.smtp_password_set,
+            error=error.message,
+            status_code=status_for(error),
+        )
+    flash(request, "The settings are saved.")
+    return see_other("/settings")

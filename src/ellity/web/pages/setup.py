@@ -1,0 +1,59 @@
+"""The first-run page: creates the first merchant and its admin while there is none."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import get, post
+from litestar.params import URLEncodedBody
+from litestar.response import Response, Template
+
+from ellity.domain.model.staff import AlreadySetUp
+from ellity.domain.services import staff
+from ellity.web.pages.common import PUBLIC, AnyRequest, deps_of, flash, render, see_other
+from ellity.web.pages.errors import FORM_ERRORS, status_for
+
+
+@dataclass
+class SetupForm:
+    name: str = ""
+    slug: str = ""
+    shop_url: str = ""
+    email: str = ""
+    password: str = ""
+    password_again: str = ""
+
+
+@get("/setup", opt=PUBLIC)
+async def setup_page(request: AnyRequest) -> Template:
+    if not await staff.needs_setup(uow=deps_of(request).uow(read_only=True)):
+        raise AlreadySetUp()
+    return render(request, "setup.html", form=SetupForm())
+
+
+@post("/setup", opt=PUBLIC)
+async def set_up(request: AnyRequest, data: URLEncodedBody[SetupForm]) -> Response[Any]:
+    deps = deps_of(request)
+    if not await staff.needs_setup(uow=deps.uow(read_only=True)):
+        raise AlreadySetUp()  # whatever the form says; set_up_first_merchant also checks
+    try:
+        await staff.set_up_first_merchant(
+            name=data.name,
+            slug=data.slug,
+            shop_url=data.shop_url,
+            admin_email=data.email,
+            admin_password=data.password,
+            password_again=data.password_again,
+            uow=deps.uow(),
+            clock=deps.clock,
+            hasher=deps.hasher,
+        )
+    except FORM_ERRORS as error:
+        kept = dataclasses.replace(data, password="", password_again="")
+        return render(
+            request, "setup.html", status_code=status_for(error), form=kept, error=error.message
+        )
+    flash(request, "Your loyalty programme is ready. Log in as its admin.")
+    return see_other("/login")

@@ -1,0 +1,193 @@
+"""The background worker (arq): thin jobs around the delivery use cases.
+
+- ``ellity worker`` runs ``WorkerSettings`` against ``REDIS_URL``; run as many as you like.
+- ``ellity serve`` without ``REDIS_URL`` runs the same worker inside the web process, against
+  an embedded Redis (``running_in_process``).
+- ``ellity worker --burst`` delivers everything that is due, then exits; it needs no Redis.
+
+Work arrives three ways: a nudge after each commit that records outbox items (the unit of
+work calls ``JobQueue.nudge_delivery``), a follow-up each run asks for when the next retry is
+due, and a cron every minute (and at start-up) as the safety net. Every run is safe on any
+number of workers at once: the outbox claims are exclusive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from datetime import UTC, timedelta
+from typing import Any, ClassVar, cast
+
+from arq import cron, func
+from arq.typing import WorkerSettingsType
+from arq.worker import create_worker
+from redis.exceptions import RedisError
+
+from ellity.adapters.arq_queue import DELIVER_JOB, redis_settings
+from ellity.bootstrap import build_deps
+from ellity.deps import Deps, DepsProvider
+from ellity.domain.services import delivery
+from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_LIMIT = 200  # items per job; a longer backlog continues in the follow-up job
+KEEP_SETTLED = timedelta(days=30)
+
+
+def new_worker_token() -> str:
+    """Unique per process: claims made by this worker carry it."""
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def deliver_outbox(ctx: dict[str, Any]) -> int:
+    deps: Deps = ctx["deps"]
+    delivered = await delivery.deliver_pending(
+        uow_factory=deps.uow,
+        mailer=deps.mailer,
+        secret_box=deps.secret_box,
+        clock=deps.clock,
+        worker_token=ctx["worker_token"],
+        limit=DELIVERY_LIMIT,
+        delivery_timeout=deps.settings.delivery_timeout,
+    )
+    await delivery.schedule_next_delivery(uow_factory=deps.uow, queue=deps.queue, clock=deps.clock)
+    return delivered
+
+
+async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
+    deps: Deps = ctx["deps"]
+    return await delivery.forget_settled(uow_factory=deps.uow, clock=deps.clock, keep=KEEP_SETTLED)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Build the adapters once per worker process, from the settings ``ellity worker`` read."""
+    stack = AsyncExitStack()
+    settings: Settings = ctx.get("settings") or load_settings()
+    ctx["deps"] = await stack.enter_async_context(build_deps(settings))
+    ctx["exit_stack"] = stack
+    ctx["worker_token"] = new_worker_token()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    stack: AsyncExitStack | None = ctx.get("exit_stack")
+    if stack is not None:
+        await stack.aclose()
+
+
+class WorkerSettings:
+    """arq reads these from the class itself (inherited attributes are ignored)."""
+
+    functions: ClassVar = [func(deliver_outbox, name=DELIVER_JOB, keep_result=0, max_tries=1)]
+    cron_jobs: ClassVar = [
+        cron(deliver_outbox, name="cron:deliver_outbox", second=0, run_at_startup=True),
+        cron(forget_settled_deliveries, hour=3, minute=17, second=0),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = DEFAULT_QUEUE_NAME
+    keep_result = 0
+    max_jobs = 4  # concurrent runs per process; scale out with more processes
+    job_timeout = 900
+    max_tries = 1
+    timezone = UTC
+    health_check_interval = 60
+
+
+_SETTINGS = cast(WorkerSettingsType, WorkerSettings)  # arq's Protocol lists only some attributes
+
+
+@asynccontextmanager
+async def running_in_process(deps: Deps) -> AsyncIterator[None]:
+    """The worker as a task of the current process (``ellity serve`` without ``REDIS_URL``)."""
+    if not deps.settings.redis_url:
+        raise ValueError("the in-process worker needs the (embedded) Redis URL")
+    worker = create_worker(
+        _SETTINGS,
+        redis_settings=redis_settings(deps.settings.redis_url),
+        queue_name=deps.settings.queue_name,
+        handle_signals=False,
+        on_startup=None,
+        on_shutdown=None,
+        ctx={"deps": deps, "worker_token": new_worker_token()},
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        with suppress(asyncio.CancelledError):
+            await worker.close()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+def with_in_process_worker(settings: Settings) -> DepsProvider:
+    """The ``Deps`` of a web process that also runs the worker, for its whole lifespan."""
+
+    @asynccontextmanager
+    async def provide() -> AsyncIterator[Deps]:
+        async with build_deps(settings) as deps, running_in_process(deps):
+            yield deps
+
+    return provide
+
+
+def configure_logging() -> None:
+    """Ellity's and arq's INFO lines on stderr (uvicorn configures only its own loggers).
+
+    The database drivers log every statement with its parameters at DEBUG, PINs included:
+    they stay at WARNING even when the root logger is turned up.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("ellity", "arq"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def _burst(settings: Settings) -> int:
+    async with build_deps(settings) as deps:
+        return await delivery.deliver_pending(
+            uow_factory=deps.uow,
+            mailer=deps.mailer,
+            secret_box=deps.secret_box,
+            clock=deps.clock,
+            worker_token=new_worker_token(),
+            limit=sys.maxsize,
+            delivery_timeout=settings.delivery_timeout,
+        )
+
+
+def run(settings: Settings, *, burst: bool) -> int:
+    """``ellity worker [--burst]``; returns the exit code."""
+    configure_logging()
+    if burst:
+        delivered = asyncio.run(_burst(settings))
+        logger.info("burst done: %d delivered, nothing more is due now", delivered)
+        return 0
+    if not settings.redis_url:
+        print(
+            "ellity: REDIS_URL is not set. `ellity serve` runs the worker inside the web"
+            " process; set REDIS_URL to run workers separately, or use --burst.",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = create_worker(
+        _SETTINGS,
+        redis_settings=redis_settings(settings.redis_url),
+        queue_name=settings.queue_name,
+        ctx={"settings": settings},
+    )
+    try:
+        worker.run()
+    except (RedisError, OSError) as exc:  # arq has retried for a few seconds already
+        print(f"ellity: the worker cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,201 @@
+"""``ellity export`` as an operator runs it: real processes on a fresh SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import pty
+import select
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ellity.adapters.sql.database import create_database
+from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
+from ellity.adapters.system_clock import SecretsRandom, SystemClock
+from ellity.cli_export import AtomicFile
+from ellity.domain.model.money import Points
+from ellity.domain.services import customers, merchants, points
+from ellity.domain.services.export import EXPORT_COLUMNS
+from tests.e2e.test_command import ELLITY, run
+
+CUSTOMERS = 12
+
+
+def seed(workdir: Path) -> None:
+    """A merchant made by the command, then customers through the services on the same file."""
+    created = run(
+        workdir,
+        "create-merchant",
+        "--slug",
+        "shop",
+        "--name",
+        "My Shop",
+        "--admin-email",
+        "admin@shop.cz",
+        "--admin-password",
+        "a long password",
+        "--shop-url",
+        "https://shop.cz",
+    )
+    assert created.returncode == 0, created.stderr
+
+    async def add_customers() -> None:
+        database = create_database(f"sqlite+aiosqlite:///{workdir / 'var' / 'ellity.db'}")
+        uow = SqlUnitOfWorkFactory(database)
+        try:
+            merchant = await merchants.merchant_by_slug("shop", uow=uow(read_only=True))
+            assert merchant.id is not None
+            for n in range(CUSTOMERS):
+                made = await customers.upsert_customer(
+                    merchant.id,
+                    customers.CustomerInput(
+                        email=f"c{n}@shop.cz" if n else None,
+                        shop_customer_id=f"s-{n}",
+                        first_name='=HYPERLINK("http://x")' if n == 1 else f"Name{n}",
+                    ),
+                    uow=uow(),
+                    clock=SystemClock(),
+                    rng=SecretsRandom(),
+                )
+                customer_id = made.view.customer.id
+                assert customer_id is not None
+                await points.earn_points(
+                    merchant.id,
+                    customer_id,
+                    Points.parse("200"),
+                    order_ref=f"o-{n}",
+                    uow=uow(),
+                    clock=SystemClock(),
+                )
+                await points.adjust_points(
+                    merchant.id,
+                    customer_id,
+                    Points(-12000),
+                    note="x",
+                    uow=uow(),
+                    clock=SystemClock(),
+                )
+        finally:
+            await database.dispose()
+
+    asyncio.run(add_customers())
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("seeded")
+    seed(folder)
+    return folder
+
+
+@pytest.fixture
+def workdir(seeded: Path, tmp_path: Path) -> Path:
+    """A working folder of its own, holding a copy of the seeded database."""
+    shutil.copytree(seeded / "var", tmp_path / "var")
+    return tmp_path
+
+
+def rows_of(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def run_bytes(workdir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
+    return subprocess.run(
+        [*ELLITY, *args], cwd=workdir, env=env, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_export_writes_the_csv_to_stdout_and_the_same_csv_to_the_file_given(
+    workdir: Path,
+) -> None:
+    to_stdout = run_bytes(workdir, "export", "--merchant", "shop")
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert to_stdout.stderr == b""  # no progress bar when stderr is not a terminal
+
+    to_file = run_bytes(workdir, "export", "--merchant", "shop", "--out", "customers.csv")
+    assert to_file.returncode == 0, to_file.stderr
+    assert to_file.stdout == b""
+    written = (workdir / "customers.csv").read_bytes()
+    assert written == to_stdout.stdout
+
+    table = rows_of(written)
+    assert table[0] == list(EXPORT_COLUMNS)
+    assert len(table) == CUSTOMERS + 1
+    assert table[1][:2] == ["", "Name0"]  # without an email, exported all the same
+    assert table[2][:2] == ["c1@shop.cz", '\'=HYPERLINK("http://x")']
+    last_change = EXPORT_COLUMNS.index("ellity_last_change_value")
+    assert {row[last_change] for row in table[1:]} == {"-120"}
+    assert (workdir / "customers.csv").stat().st_mode & 0o077 == 0  # PINs inside: owner only
+    assert sorted(p.name for p in workdir.iterdir()) == ["customers.csv", "var"]
+
+
+def test_an_unknown_merchant_is_refused_and_no_file_is_written(workdir: Path) -> None:
+    refused = run(workdir, "export", "--merchant", "nobody", "--out", "customers.csv")
+    assert refused.returncode == 2
+    assert "No merchant with the slug 'nobody'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == ["var"]
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("missing/customers.csv", "cannot write missing/customers.csv"), ("var", "is a directory")],
+)
+def test_an_output_that_cannot_be_written_is_refused_with_a_message(
+    workdir: Path, out: str, message: str
+) -> None:
+    refused = run(workdir, "export", "--merchant", "shop", "--out", out)
+    assert refused.returncode == 2
+    assert message in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_failed_export_leaves_the_previous_file_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "customers.csv"
+    target.write_bytes(b"the previous export\r\n")
+    with pytest.raises(RuntimeError), AtomicFile(target) as handle:
+        handle.write(b"half of a new")
+        raise RuntimeError("the database went away")
+    assert target.read_bytes() == b"the previous export\r\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["customers.csv"]
+
+    with AtomicFile(target) as handle:
+        handle.write(b"the new export\r\n")
+    assert target.read_bytes() == b"the new export\r\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["customers.csv"]
+
+
+def test_a_progress_bar_is_drawn_when_stderr_is_a_terminal(workdir: Path) -> None:
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
+    try:
+        process = subprocess.Popen(
+            [*ELLITY, "export", "--merchant", "shop"],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        stdout, _ = process.communicate(timeout=60)
+        shown = b""
+        while select.select([controller], [], [], 1)[0]:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(controller)
+    assert process.returncode == 0
+    assert f"100%  {CUSTOMERS} / {CUSTOMERS} customers".encode() in shown
+    assert b"export [" not in stdout
+    assert len(rows_of(stdout)) == CUSTOMERS + 1

@@ -1,0 +1,744 @@
+"""The merchant's web pages over HTTP: the whole app on SQLite and on PostgreSQL.
+
+A client that sends ``Accept: text/html`` plays the browser: it keeps cookies, reads the CSRF
+token from the forms it is shown and posts them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import html
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from litestar import Litestar
+
+from ellity.adapters.sql.database import Database
+from ellity.deps import Deps
+from ellity.domain.model.merchant import MerchantSettings
+from ellity.domain.model.money import Points
+from ellity.domain.services import api_tokens, customers, merchants, points
+from ellity.web.app import create_app
+from ellity.web.auth import safe_next
+from tests.e2e.conftest import BASE_URL, deps_on, running
+from tests.fakes import FakeClock
+
+PASSWORD = "a long password"
+HTML = {"accept": "text/html"}
+TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
+SESSION = "ellity_session"
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A merchant with one customer who holds points, and an API token."""
+
+    id: int
+    admin: str
+    name: str
+    customer_id: int
+    customer_email: str
+    customer_last_name: str
+    referral_code: str
+    token_id: int
+    token_name: str
+
+    @property
+    def markers(self) -> list[str]:
+        """Text that only this merchant's pages may show."""
+        return [
+            self.name,
+            self.admin,
+            self.customer_email,
+            self.customer_last_name,
+            self.referral_code,
+            self.token_name,
+        ]
+
+
+@dataclass
+class Site:
+    app: Litestar
+    deps: Deps
+    database: Database
+    clock: FakeClock
+    anna: Shop | None = None
+    bob: Shop | None = None
+
+    def browser(self, base_url: str = BASE_URL) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url=base_url, headers=HTML
+        )
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.database.engine.connect() as conn:
+            return (await conn.execute(sa.text(sql), params)).scalar()
+
+    async def rows_of(self, shop: Shop) -> dict[str, list[Any]]:
+        """Everything stored for the merchant, to compare before and after."""
+        found: dict[str, list[Any]] = {}
+        async with self.database.engine.connect() as conn:
+            for table in ("customers", "ledger_entries", "point_lots", "api_tokens", "staff_users"):
+                result = await conn.execute(
+                    sa.text(f"SELECT * FROM {table} WHERE merchant_id = :m ORDER BY id"),
+                    {"m": shop.id},
+                )
+                found[table] = [tuple(row) for row in result]
+            merchant = await conn.execute(
+                sa.text("SELECT * FROM merchants WHERE id = :m"), {"m": shop.id}
+            )
+            found["merchants"] = [tuple(row) for row in merchant]
+        return found
+
+    async def balance(self, shop: Shop) -> int:
+        cents = await self.scalar(
+            "SELECT balance_cents FROM customers WHERE id = :c", c=shop.customer_id
+        )
+        return int(cents)
+
+
+async def new_shop(
+    deps: Deps, slug: str, name: str, customer: tuple[str, str, str], points_earned: str
+) -> Shop:
+    admin = f"admin@{slug}.example.cz"
+    merchant = await merchants.create_merchant(
+        slug=slug,
+        settings=MerchantSettings(name=name, shop_url=f"https://{slug}.example.cz"),
+        admin_email=admin,
+        admin_password=PASSWORD,
+        uow=deps.uow(),
+        clock=deps.clock,
+        hasher=deps.hasher,
+    )
+    assert merchant.id is not None
+    email, first, last = customer
+    created = await customers.upsert_customer(
+        merchant.id,
+        customers.CustomerInput(email=email, first_name=first, last_name=last),
+        uow=deps.uow(),
+        clock=deps.clock,
+        rng=deps.rng,
+    )
+    view = created.view
+    assert view.customer.id is not None
+    await points.earn_points(
+        merchant.id,
+        view.customer.id,
+        Points.parse(points_earned),
+        order_ref=f"{slug}-order-1",
+        uow=deps.uow(),
+        clock=deps.clock,
+    )
+    token, _ = await api_tokens.create_api_token(
+        merchant.id, f"{slug}-eshop-token", uow=deps.uow(), clock=deps.clock, rng=deps.rng
+    )
+    return Shop(
+        id=merchant.id,
+        admin=admin,
+        name=name,
+        customer_id=view.customer.id,
+        customer_email=email,
+        customer_last_name=last,
+        referral_code=view.customer.referral_code,
+        token_id=token.id,
+        token_name=token.name,
+    )
+
+
+@asynccontextmanager
+async def site_on(
+    database: Database, var_dir: Path, *, base_url: str = BASE_URL
+) -> AsyncIterator[Site]:
+    clock = FakeClock()  # 2024-03-10 09:00 UTC
+    holder: list[Deps] = []
+
+    @asynccontextmanager
+    async def provide_deps() -> AsyncIterator[Deps]:
+        async with deps_on(database, var_dir, clock) as deps:
+            settings = dataclasses.replace(deps.settings, base_url=base_url)
+            holder.append(dataclasses.replace(deps, settings=settings))
+            yield holder[0]
+
+    app = create_app(provide_deps, debug=True)
+    async with running(app):
+        yield Site(app=app, deps=holder[0], database=database, clock=clock)
+
+
+@pytest.fixture
+async def empty_site(sql_database: Database, tmp_path: Path) -> AsyncIterator[Site]:
+    """The app on an empty database: SQLite, then PostgreSQL."""
+    async with site_on(sql_database, tmp_path) as site:
+        yield site
+
+
+@pytest.fixture
+async def site(empty_site: Site) -> Site:
+    """Two merchants: Anna's café and Bob's bookshop, each with a customer and a token."""
+    deps = empty_site.deps
+    empty_site.anna = await new_shop(
+        deps, "anna", "Cafe Anna", ("ann@anna-customers.cz", "Ann", "Annesley"), "100"
+    )
+    empty_site.bob = await new_shop(
+        deps, "bob", "Bookshop Bob", ("bella@bob-customers.com", "Bella", "Bobova"), "70"
+    )
+    return empty_site
+
+
+def shops(site: Site) -> tuple[Shop, Shop]:
+    assert site.anna is not None
+    assert site.bob is not None
+    return site.anna, site.bob
+
+
+async def form_token(client: httpx.AsyncClient, path: str = "/login") -> str:
+    page = await client.get(path)
+    found = TOKEN_INPUT.search(page.text)
+    assert found, f"no form on {path}: {page.status_code}"
+    return html.unescape(found.group(1))
+
+
+async def log_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    token = await form_token(client)
+    return await client.post(
+        "/login", data={"_csrf_token": token, "email": email, "password": password, "next": "/"}
+    )
+
+
+@asynccontextmanager
+async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with site.browser() as client:
+        answer = await log_in(client, shop.admin)
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def listed(page: httpx.Response) -> list[int]:
+    """The customers a list page links to, in order."""
+    return [int(n) for n in re.findall(r'href="/customers/(\d+)"', page.text)]
+
+
+def plant(client: httpx.AsyncClient, session_id: str) -> None:
+    """Set the session cookie as the site itself would (same host and path)."""
+    client.cookies.set(SESSION, session_id, domain="testserver.local", path="/")
+
+
+def error_on(page: httpx.Response) -> str:
+    found = re.search(r'class="error" role="alert">([^<]+)<', page.text)
+    assert found, page.text
+    return html.unescape(found.group(1))
+
+
+# -- CSRF, sessions, log-in ------------------------------------------------------------------
+
+
+async def test_a_form_posted_without_its_csrf_token_is_refused_and_changes_nothing(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client, site.browser() as stranger:
+        foreign_token = await form_token(stranger)  # well signed, but not this browser's
+        earn = f"/customers/{anna.customer_id}/earn"
+        form = {"points": "5", "order_ref": "csrf-1"}
+        for token in ({}, {"_csrf_token": "forged"}, {"_csrf_token": foreign_token}):
+            refused = await client.post(earn, data={**form, **token})
+            assert refused.status_code == 403
+            assert "This form has expired" in refused.text
+        assert await site.balance(anna) == 100_00
+
+        anonymous = await stranger.post("/login", data={"email": anna.admin, "password": PASSWORD})
+        assert anonymous.status_code == 403
+
+        accepted = await client.post(
+            earn, data={**form, "_csrf_token": await form_token(client, earn[:-5])}
+        )
+        assert accepted.status_code == 303
+        assert await site.balance(anna) == 105_00
+
+
+async def test_a_session_id_set_by_the_client_before_login_is_not_the_one_used_after(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    planted = "f" * 64
+    async with site.browser() as victim, site.browser() as attacker:
+        plant(victim, planted)
+        answer = await log_in(victim, anna.admin)
+        assert answer.status_code == 303
+        issued = victim.cookies[SESSION]
+        assert issued != planted
+        assert (await victim.get("/")).status_code == 200
+
+        plant(attacker, planted)
+        assert (await attacker.get("/customers")).headers["location"].startswith("/login")
+
+        # An id that was valid before logging in is replaced too, and stops working.
+        again = await log_in(victim, anna.admin)
+        assert again.status_code == 303
+        assert victim.cookies[SESSION] not in (issued, planted)
+        plant(attacker, issued)
+        assert (await attacker.get("/customers")).headers["location"].startswith("/login")
+        assert (await victim.get("/customers")).status_code == 200
+
+
+async def test_the_eleventh_rapid_failed_login_is_throttled_with_a_clear_page(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with site.browser() as client:
+        for _ in range(10):
+            failed = await log_in(client, anna.admin, "not the password")
+            assert failed.status_code == 400
+            assert error_on(failed) == "The email or the password is wrong."
+        throttled = await log_in(client, anna.admin)  # even the right password now
+        assert throttled.status_code == 429
+        assert int(throttled.headers["retry-after"]) == 15 * 60
+        assert "Too many failed log-ins" in error_on(throttled)
+        assert SESSION not in client.cookies
+        assert await site.scalar("SELECT count(*) FROM web_sessions") == 0
+
+        site.clock.advance(minutes=15)
+        assert (await log_in(client, anna.admin)).status_code == 303
+
+
+async def test_failed_logins_from_one_client_are_throttled_whichever_email_they_try(
+    site: Site,
+) -> None:
+    _, bob = shops(site)
+    async with site.browser() as client:
+        for n in range(10):
+            assert (await log_in(client, f"guess{n}@anna.example.cz")).status_code == 400
+        assert (await log_in(client, bob.admin)).status_code == 429
+
+
+async def test_logging_out_ends_the_session_for_good(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client, site.browser() as replay:
+        session_id = client.cookies[SESSION]
+        assert (await client.get("/")).status_code == 200
+        out = await client.post("/logout", data={"_csrf_token": await form_token(client, "/")})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/login"
+        assert SESSION not in client.cookies
+        back = await client.get("/customers?q=ann")
+        assert back.status_code == 303
+        assert back.headers["location"] == "/login?next=%2Fcustomers%3Fq%3Dann"
+
+        plant(replay, session_id)
+        assert (await replay.get("/")).headers["location"] == "/login"
+        assert await site.scalar("SELECT count(*) FROM web_sessions") == 0
+
+
+async def test_pages_send_security_headers_and_cookies_are_httponly_and_samesite(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with site.browser() as client:
+        page = await client.get("/login")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "same-origin"
+        csrf_cookie = page.headers["set-cookie"].lower()
+        assert "httponly" in csrf_cookie
+        assert "samesite=lax" in csrf_cookie
+        assert "secure" not in csrf_cookie
+        answer = await log_in(client, anna.admin)
+        session_cookie = answer.headers["set-cookie"].lower()
+        assert session_cookie.startswith(SESSION)
+        assert "httponly" in session_cookie
+        assert "samesite=lax" in session_cookie
+        assert "secure" not in session_cookie
+
+
+async def test_cookies_are_secure_when_the_site_is_served_over_https(
+    sql_database: Database, tmp_path: Path
+) -> None:
+    async with site_on(sql_database, tmp_path, base_url="https://loyalty.example.cz") as https:
+        await new_shop(https.deps, "anna", "Cafe Anna", ("a@x.cz", "A", "B"), "1")
+        async with https.browser("https://testserver.local") as client:
+            page = await client.get("/login")
+            assert "secure" in page.headers["set-cookie"].lower()
+            assert page.headers["strict-transport-security"].startswith("max-age=")
+            answer = await log_in(client, "admin@anna.example.cz")
+            assert "secure" in answer.headers["set-cookie"].lower()
+
+
+# -- first run ----------------------------------------------------------------------------------
+
+
+async def test_the_first_run_page_creates_the_first_merchant_and_then_is_gone(
+    empty_site: Site,
+) -> None:
+    site = empty_site
+    async with site.browser() as client:
+        assert (await client.get("/")).headers["location"] == "/login"
+        assert (await client.get("/login")).headers["location"] == "/setup"
+        token = await form_token(client, "/setup")
+        form = {
+            "_csrf_token": token,
+            "name": "Kavárna U Anny",
+            "slug": "",
+            "shop_url": "https://anna.example.cz",
+            "email": "anna@example.cz",
+            "password": PASSWORD,
+            "password_again": "not the same",
+        }
+        mismatch = await client.post("/setup", data=form)
+        assert mismatch.status_code == 400
+        assert error_on(mismatch) == "The two passwords are not the same."
+        assert 'value="Kavárna U Anny"' in mismatch.text
+        assert PASSWORD not in mismatch.text
+
+        created = await client.post("/setup", data={**form, "password_again": PASSWORD})
+        assert created.status_code == 303
+        assert created.headers["location"] == "/login"
+        assert "ready" in (await client.get("/login")).text
+
+        assert (await client.get("/setup")).status_code == 404
+        second = await client.post("/setup", data={**form, "slug": "second"})
+        assert second.status_code == 404
+        assert await site.scalar("SELECT count(*) FROM merchants") == 1
+        assert await site.scalar("SELECT slug FROM merchants") == "kavarna-u-anny"
+
+        assert (await log_in(client, "anna@example.cz")).status_code == 303
+        assert "Kavárna U Anny" in (await client.get("/")).text
+
+
+async def test_concurrent_first_runs_create_exactly_one_merchant(empty_site: Site) -> None:
+    site = empty_site
+
+    async def attempt(n: int) -> int:
+        async with site.browser() as client:
+            token = await form_token(client, "/setup")
+            answer = await client.post(
+                "/setup",
+                data={
+                    "_csrf_token": token,
+                    "name": f"Shop {n}",
+                    "email": f"admin{n}@example.cz",
+                    "password": PASSWORD,
+                    "password_again": PASSWORD,
+                },
+            )
+            return answer.status_code
+
+    statuses = await asyncio.gather(*(attempt(n) for n in range(4)))
+    assert sorted(statuses) == [303, 404, 404, 404]
+    assert await site.scalar("SELECT count(*) FROM merchants") == 1
+    assert await site.scalar("SELECT count(*) FROM staff_users") == 1
+
+
+# -- tenant isolation -----------------------------------------------------------------------------
+
+WALK_FORM = {
+    "points": "1",
+    "order_ref": "walk-1",
+    "note": "walk",
+    "email": "walker@anna-customers.cz",
+    "first_name": "Walker",
+    "last_name": "Walkington",
+    "name": "Walk",
+    "referred_by": "",
+    "shop_url": "https://anna.example.cz",
+    "referral_link_template": "{shop_url}/?ref={code}",
+    "referral_bonus": "0",
+    "validity_months": "12",
+    "locale": "cs",
+    "timezone": "Europe/Prague",
+    "smtp_port": "587",
+    "smtp_security": "starttls",
+}
+NOT_WALKED = {"/login", "/logout", "/health"}
+
+
+def typed(query_string: str) -> str:
+    """What a search typed (the page shows it back in the search box)."""
+    found = re.search(r"q=([^&]*)", query_string)
+    return found.group(1) if found else ""
+
+
+def page_routes(app: Litestar) -> list[tuple[str, str]]:
+    """Every (method, path) of the merchant pages; the API, schema and static files aside."""
+    found = []
+    for route in app.routes:
+        if route.path.startswith(("/api/", "/schema", "/static")) or route.path in NOT_WALKED:
+            continue
+        found += [(m, route.path) for m in sorted(route.methods - {"OPTIONS", "HEAD"})]
+    return found
+
+
+async def test_no_route_shows_changes_or_exports_another_merchants_data(site: Site) -> None:
+    anna, bob = shops(site)
+    before = await site.rows_of(bob)
+    bob_entry = await site.scalar(
+        "SELECT max(id) FROM ledger_entries WHERE merchant_id = :m", m=bob.id
+    )
+    routes = page_routes(site.app)
+    assert len([path for _, path in routes if "{" in path]) >= 8  # the walk sees them all
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/")
+        for method, path in routes:
+            url = path.replace("{customer_id:int}", str(bob.customer_id)).replace(
+                "{token_id:int}", str(bob.token_id)
+            )
+            if method == "GET":
+                variants = [""]
+                if path == "/customers":
+                    variants += [
+                        f"?q={bob.customer_email}",
+                        f"?q={bob.customer_last_name}",
+                        f"?q={bob.referral_code}",
+                        f"?after={bob.customer_id + 1}",
+                        f"?q=bella&after={bob.customer_id}",
+                    ]
+                if path == "/customers/{customer_id:int}":
+                    variants += [f"?before={bob_entry + 1}"]
+                answers = [(await client.get(url + v), typed(v)) for v in variants]
+            else:
+                posted = await client.post(url, data={**WALK_FORM, "_csrf_token": token})
+                answers = [(posted, "")]
+            for answer, query in answers:
+                assert answer.status_code < 500, (method, url, answer.text)
+                shown = answer.text.replace(html.escape(query), "") if query else answer.text
+                for marker in bob.markers:
+                    assert marker not in shown, (method, url, marker)
+                if "{" in path or path == "/setup":
+                    assert answer.status_code == 404, (method, url, answer.status_code)
+        # Anna's own pages did work while Bob's stayed out of reach.
+        mine = await client.get(f"/customers/{anna.customer_id}")
+        assert anna.customer_email in mine.text
+        exported = await client.get("/customers/export.csv")
+        assert anna.customer_email in exported.text
+        assert bob.customer_email not in exported.text
+    assert await site.rows_of(bob) == before
+
+
+# -- forms ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "kept"),
+    [
+        ({"validity_months": "twelve"}, "validity in months must be a whole number", "twelve"),
+        ({"locale": "de"}, "locale must be one of cs, en", "Renamed Programme"),
+        ({"timezone": "Mars/Olympus"}, "not a known time zone", "Mars/Olympus"),
+        ({"referral_link_template": "https://x.cz/"}, "must contain {code}", "https://x.cz/"),
+        ({"smtp_port": "99999"}, "between 1 and 65535", "smtp.anna.example.cz"),
+        ({"smtp_sender": "not-an-address"}, "sender must be an email", "not-an-address"),
+    ],
+)
+async def test_settings_with_an_error_keep_the_input_and_change_nothing(
+    site: Site, changes: dict[str, str], message: str, kept: str
+) -> None:
+    anna, _ = shops(site)
+    before = await site.rows_of(anna)
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/settings")
+        form = {
+            **WALK_FORM,
+            "_csrf_token": token,
+            "name": "Renamed Programme",
+            "smtp_host": "smtp.anna.example.cz",
+            "smtp_sender": "shop@anna.example.cz",
+            "smtp_password": "Typed-Secret-1234",
+            **changes,
+        }
+        refused = await client.post("/settings", data=form)
+        assert refused.status_code == 400
+        assert message in error_on(refused)
+        assert 'value="Renamed Programme"' in refused.text
+        assert html.escape(kept) in refused.text
+        assert "Typed-Secret-1234" not in refused.text
+    assert await site.rows_of(anna) == before
+
+
+async def test_the_smtp_password_is_stored_encrypted_and_never_appears_in_any_page(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    secret = "Smtp-Pa55word-7f3e"
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/settings")
+        saved = await client.post(
+            "/settings",
+            data={
+                **WALK_FORM,
+                "_csrf_token": token,
+                "name": "Cafe Anna",
+                "send_system_emails": "on",
+                "smtp_host": "smtp.anna.example.cz",
+                "smtp_username": "anna",
+                "smtp_sender": "shop@anna.example.cz",
+                "smtp_password": secret,
+            },
+        )
+        assert saved.status_code == 303
+        settings = await client.get("/settings")
+        assert "The settings are saved." in settings.text
+        assert "(set)" in settings.text
+        assert 'name="send_system_emails" checked' in settings.text
+        stored = await site.scalar(
+            "SELECT smtp_password_encrypted FROM merchants WHERE id = :m", m=anna.id
+        )
+        assert secret not in stored
+        assert site.deps.secret_box.decrypt(stored) == secret
+
+        pages = [path for method, path in page_routes(site.app) if method == "GET"]
+        for path in pages:
+            answer = await client.get(path.replace("{customer_id:int}", str(anna.customer_id)))
+            assert secret not in answer.text, path
+
+        kept = await client.post(  # saving again without typing it keeps the password
+            "/settings",
+            data={**WALK_FORM, "_csrf_token": token, "smtp_host": "smtp.anna.example.cz"},
+        )
+        assert kept.status_code == 303
+        assert await site.scalar(
+            "SELECT smtp_password_encrypted FROM merchants WHERE id = :m", m=anna.id
+        )
+        removed = await client.post(
+            "/settings",
+            data={**WALK_FORM, "_csrf_token": token, "smtp_remove_password": "on"},
+        )
+        assert removed.status_code == 303
+        assert "(not set)" in (await client.get("/settings")).text
+
+
+async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Site) -> None:
+    anna, _ = shops(site)
+    page = f"/customers/{anna.customer_id}"
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, page)
+        too_much = await client.post(
+            f"{page}/spend", data={"_csrf_token": token, "points": "5000", "note": "big order"}
+        )
+        assert too_much.status_code == 409
+        assert error_on(too_much) == "The customer holds 100 points; 5,000 points cannot be taken."
+        assert 'value="5000"' in too_much.text
+        assert 'value="big order"' in too_much.text
+
+        no_order = await client.post(
+            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": " "}
+        )
+        assert no_order.status_code == 400
+        assert "order reference must not be empty" in error_on(no_order)
+        assert 'value="12,50"' in no_order.text
+
+        earned = await client.post(
+            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": "o-77"}
+        )
+        assert earned.status_code == 303
+        shown = await client.get(page)
+        assert re.search(r'id="balance">112,50<', shown.text)
+        assert "o-77" in shown.text
+        assert await site.balance(anna) == 112_50
+
+
+async def test_the_customer_list_pages_by_keyset_cursor(site: Site) -> None:
+    anna, _ = shops(site)
+    for n in range(55):
+        await customers.upsert_customer(
+            anna.id,
+            customers.CustomerInput(email=f"c{n:02d}@anna-customers.cz", last_name=f"Pager{n:02d}"),
+            uow=site.deps.uow(),
+            clock=site.clock,
+            rng=site.deps.rng,
+        )
+    async with logged_in(site, anna) as client:
+        first = await client.get("/customers")
+        assert first.status_code == 200
+        assert len(listed(first)) == 50
+        following = re.search(r'rel="next" href="([^"]+)"', first.text)
+        assert following
+        link = html.unescape(following.group(1))
+        assert "offset" not in link
+        assert "after=" in link
+        second = await client.get(link)
+        assert len(listed(second)) == 6
+        assert not set(listed(first)) & set(listed(second))
+        assert anna.customer_email in second.text  # the oldest customer comes last
+        assert 'rel="next"' not in second.text
+
+        search = await client.get("/customers?q=pager5")
+        assert [m for m in re.findall(r"Pager\d\d", search.text)] == [
+            f"Pager{n}" for n in range(50, 55)
+        ]
+
+
+async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        board = await client.get("/")
+        assert board.status_code == 200
+        assert re.search(r'<dd class="issued">100</dd>', board.text)
+        assert "<svg" in board.text
+        assert '<rect class="issued"' in board.text
+        assert "2024-03-10: issued 100, spent 0, expired 0" in board.text
+
+
+async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/api-tokens")
+        created = await client.post("/api-tokens", data={"_csrf_token": token, "name": "Till"})
+        assert created.status_code == 303
+        shown = await client.get("/api-tokens")
+        plain = re.search(r'<code id="new-token">(ell_[A-Za-z0-9]+)</code>', shown.text)
+        assert plain
+        assert plain.group(1) not in (await client.get("/api-tokens")).text
+
+        api = await client.get(
+            "/api/v1/customers?email=ann@anna-customers.cz",
+            headers={"Authorization": f"Bearer {plain.group(1)}", "accept": "application/json"},
+        )
+        assert api.status_code == 200
+
+        token_id = await site.scalar(
+            "SELECT id FROM api_tokens WHERE merchant_id = :m AND name = 'Till'", m=anna.id
+        )
+        revoked = await client.post(f"/api-tokens/{token_id}/revoke", data={"_csrf_token": token})
+        assert revoked.status_code == 303
+        assert "revoked" in (await client.get("/api-tokens")).text
+        assert await site.scalar("SELECT revoked_at FROM api_tokens WHERE id = :t", t=token_id)
+
+
+async def test_the_export_downloads_the_merchants_customers_as_a_dated_csv(site: Site) -> None:
+    anna, bob = shops(site)
+    async with logged_in(site, anna) as client:
+        page = await client.get("/customers")
+        assert 'href="/customers/export.csv"' in page.text
+        exported = await client.get("/customers/export.csv")
+        assert exported.status_code == 200
+        assert exported.headers["content-type"].startswith("text/csv")
+        assert (
+            exported.headers["content-disposition"]
+            == 'attachment; filename="ellity-anna-2024-03-10.csv"'
+        )
+        lines = exported.text.splitlines()
+        assert lines[0].startswith('"email","first_name","last_name","ellity_credit"')
+        assert anna.customer_email in lines[1]
+        assert bob.customer_email not in exported.text
+
+
+@pytest.mark.parametrize(
+    ("wanted", "followed"),
+    [
+        ("/customers?q=ann", "/customers?q=ann"),
+        ("/customers/5#ledger", "/customers/5#ledger"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_logging_in_only_a_path_on_this_site_is_followed(wanted: str, followed: str) -> None:
+    assert safe_next(wanted) == followed

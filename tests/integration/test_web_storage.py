@@ -1,0 +1,313 @@
+"""Storage behind the merchant pages, on the fake, SQLite and PostgreSQL alike: the customer
+search and its keyset paging, the dashboard aggregates, staff look-ups, the first-run insert,
+and the shared session and log-in attempt stores."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
+from ellity.domain.model.activity import DayTotals, ExpiryTotal, day_periods
+from ellity.domain.model.customer_query import parse_customer_query
+from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.money import Points
+from ellity.domain.services import customers, merchants, points
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.web_state import LoginAttempts, SessionStore
+from tests.conftest import BACKENDS
+from tests.fakes import (
+    FakeClock,
+    FakePasswordHasher,
+    FakeRandom,
+    InMemoryLoginAttempts,
+    InMemorySessionStore,
+)
+
+NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
+
+
+async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str, **settings: object) -> int:
+    merchant = await merchants.create_merchant(
+        slug=slug,
+        settings=MerchantSettings(name=slug.title(), **settings),  # type: ignore[arg-type]
+        admin_email=f"Admin@{slug}.example.cz",
+        admin_password="a long password",
+        uow=uow_factory(),
+        clock=FakeClock(NOW),
+        hasher=FakePasswordHasher(),
+    )
+    assert merchant.id is not None
+    return merchant.id
+
+
+async def add(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, email: str | None, first: str, last: str
+) -> int:
+    result = await customers.upsert_customer(
+        merchant_id,
+        customers.CustomerInput(
+            email=email, first_name=first, last_name=last, shop_customer_id=f"{email}/{first}"
+        ),
+        uow=uow_factory(),
+        clock=FakeClock(NOW),
+        rng=FakeRandom(),
+    )
+    assert result.view.customer.id is not None
+    return result.view.customer.id
+
+
+async def found(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, text: str, after: int | None = None
+) -> list[int]:
+    async with uow_factory(read_only=True) as uow:
+        rows = await uow.customers.search(
+            merchant_id, parse_customer_query(text), after_id=after, limit=100
+        )
+    return [row.customer_id for row in rows]
+
+
+async def all_pages(uow_factory: UnitOfWorkFactory, merchant_id: int, text: str) -> list[int]:
+    """Page through with pages of 2, each from the previous page's last id."""
+    query, seen, after = parse_customer_query(text), [], None
+    while True:
+        async with uow_factory(read_only=True) as uow:
+            page = await uow.customers.search(merchant_id, query, after_id=after, limit=2)
+        if not page:
+            return seen
+        seen += [row.customer_id for row in page]
+        after = page[-1].customer_id
+
+
+async def test_the_search_finds_by_email_prefix_name_prefix_full_name_and_referral_code(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    other = await make_merchant(uow_factory, "other")
+    ann = await add(uow_factory, shop, "ann@example.cz", "Ann", "Nováková")
+    anna = await add(uow_factory, shop, "anna@example.cz", "Anna", "Svobodová")
+    jan = await add(uow_factory, shop, "jan@example.cz", "Jan", "Novák")
+    karel = await add(uow_factory, shop, None, "Karel", "Annus")
+    await add(uow_factory, other, "ann@example.cz", "Ann", "Nováková")  # never found for shop
+
+    assert await found(uow_factory, shop, "") == [karel, jan, anna, ann]  # newest first
+    assert await found(uow_factory, shop, "ANN@") == [ann]
+    assert await found(uow_factory, shop, "ann@example.cz") == [ann]
+    assert await found(uow_factory, shop, "ja@") == []
+    # one word: last names first (in key order), then first names, then emails
+    assert await found(uow_factory, shop, "ann") == [karel, ann, anna]
+    assert await found(uow_factory, shop, "NOVÁK") == [jan, ann]
+    assert await found(uow_factory, shop, "nov") == [jan, ann]
+    assert await found(uow_factory, shop, "jan nov") == [jan]
+    assert await found(uow_factory, shop, "novák jan") == [jan]
+    assert await found(uow_factory, shop, "x") == []
+
+    async with uow_factory(read_only=True) as uow:
+        code = (await uow.customers.get(shop, anna)).referral_code  # type: ignore[union-attr]
+        by_code = await uow.customers.search(
+            shop, parse_customer_query(code.lower()), after_id=None, limit=10
+        )
+    assert [row.customer_id for row in by_code] == [anna]
+
+
+async def test_keyset_pages_of_every_search_list_each_customer_once_in_order(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    ids = [
+        await add(uow_factory, shop, f"{first.lower()}.{last.lower()}@example.cz", first, last)
+        for first, last in [
+            ("Nora", "Adams"),
+            ("Ann", "Novak"),
+            ("Noah", "Novak"),
+            ("Bea", "Nolan"),
+            ("Nina", "Brown"),
+            ("Ned", "Nash"),
+            ("Zoe", "Smith"),
+        ]
+    ]
+    for text in ("", "no", "n", "novak", "noah novak", "nora.adams@", "@"):
+        whole = await found(uow_factory, shop, text)
+        assert await all_pages(uow_factory, shop, text) == whole, text
+        assert len(set(whole)) == len(whole)
+    # Nolan, Novak, Novak by last name; then Nora by first name (Noah matched already)
+    assert await found(uow_factory, shop, "no") == [ids[3], ids[1], ids[2], ids[0]]
+    assert await found(uow_factory, shop, "", after=ids[3]) == [ids[2], ids[1], ids[0]]
+
+
+async def test_a_cursor_from_another_merchant_gives_an_empty_page(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    other = await make_merchant(uow_factory, "other")
+    await add(uow_factory, shop, "ann@example.cz", "Ann", "Novak")
+    foreign = await add(uow_factory, other, "ann@example.cz", "Ann", "Novak")
+    assert await found(uow_factory, shop, "ann", after=foreign) == []
+
+
+async def test_daily_totals_split_issued_spent_and_expired_by_local_day(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop", validity_months=1)
+    other = await make_merchant(uow_factory, "other")
+    ann = await add(uow_factory, shop, "ann@example.cz", "Ann", "Novak")
+    bob = await add(uow_factory, other, "bob@example.cz", "Bob", "Brown")
+    clock = FakeClock(datetime(2024, 3, 9, 22, 30, tzinfo=UTC))  # 23:30 on 9 March in Prague
+    await points.earn_points(
+        shop, ann, Points.parse("100"), order_ref="o1", uow=uow_factory(), clock=clock
+    )
+    clock.set(datetime(2024, 3, 9, 23, 30, tzinfo=UTC))  # 00:30 on 10 March in Prague
+    await points.earn_points(
+        shop, ann, Points.parse("20.50"), order_ref="o2", uow=uow_factory(), clock=clock
+    )
+    await points.spend_points(shop, ann, Points.parse("30"), uow=uow_factory(), clock=clock)
+    await points.adjust_points(
+        shop, ann, Points.parse("-5"), note="typo", uow=uow_factory(), clock=clock
+    )
+    await points.earn_points(
+        other, bob, Points.parse("999"), order_ref="o1", uow=uow_factory(), clock=clock
+    )
+    clock.set(datetime(2024, 4, 11, 8, 0, tzinfo=UTC))
+    await points.expire_due_points(shop, uow=uow_factory(), clock=clock)
+
+    periods = day_periods(date(2024, 4, 11), 34, "Europe/Prague")
+    async with uow_factory(read_only=True) as uow:
+        totals = await uow.ledgers.daily_totals(shop, periods)
+    assert totals == [
+        DayTotals(date(2024, 3, 9), Points(10000), Points(0), Points(0)),
+        DayTotals(date(2024, 3, 10), Points(2050), Points(3500), Points(0)),
+        DayTotals(date(2024, 4, 11), Points(0), Points(0), Points(8550)),
+    ]
+
+
+async def test_upcoming_expiries_sum_the_open_lots_per_last_valid_day(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop", validity_months=1)
+    ann = await add(uow_factory, shop, "ann@example.cz", "Ann", "Novak")
+    bea = await add(uow_factory, shop, "bea@example.cz", "Bea", "Novak")
+    clock = FakeClock(NOW)
+    for customer, ref in ((ann, "a1"), (bea, "b1")):
+        await points.earn_points(
+            shop, customer, Points.parse("10"), order_ref=ref, uow=uow_factory(), clock=clock
+        )
+    await points.spend_points(shop, bea, Points.parse("4"), uow=uow_factory(), clock=clock)
+    clock.advance(days=3)
+    await points.earn_points(
+        shop, ann, Points.parse("1"), order_ref="a2", uow=uow_factory(), clock=clock
+    )
+    async with uow_factory(read_only=True) as uow:
+        ahead = await uow.ledgers.upcoming_expiries(
+            shop, first_day=date(2024, 4, 10), last_day=date(2024, 4, 12)
+        )
+    assert ahead == [ExpiryTotal(date(2024, 4, 10), Points(1600), 2)]
+
+
+async def test_staff_are_found_by_email_case_insensitively_and_by_id(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    async with uow_factory(read_only=True) as uow:
+        admin = await uow.staff.find_by_email("ADMIN@shop.EXAMPLE.cz")
+        assert admin is not None
+        assert (admin.merchant_id, admin.email) == (shop, "Admin@shop.example.cz")
+        assert admin.password_hash == "fake-hash:a long password"
+        assert await uow.staff.get(admin.id) == admin
+        assert await uow.staff.find_by_email("nobody@shop.example.cz") is None
+        assert await uow.staff.get(admin.id + 100) is None
+
+
+async def test_the_first_merchant_is_stored_only_while_there_is_none(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    settings = MerchantSettings(name="First")
+
+    async def attempt(slug: str) -> Merchant | None:
+        async with uow_factory() as uow:
+            stored = await uow.merchants.add_first(Merchant(slug, settings), at=NOW)
+            await asyncio.sleep(0.01)  # hold the transaction open while the others try
+            await uow.commit()
+        return stored
+
+    results = await asyncio.gather(*(attempt(f"shop-{i}") for i in range(5)))
+    assert len([r for r in results if r is not None]) == 1
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.merchants.count() == 1
+
+
+# -- sessions and log-in attempts --------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def web_state(request: pytest.FixtureRequest) -> tuple[SessionStore, LoginAttempts]:
+    if request.param == "memory":
+        return InMemorySessionStore(), InMemoryLoginAttempts()
+    database: Database = request.getfixturevalue(f"clean_{request.param}")
+    return SqlSessionStore(database), SqlLoginAttempts(database)
+
+
+async def test_a_session_lives_until_it_expires_and_is_gone_once_deleted(
+    web_state: tuple[SessionStore, LoginAttempts],
+) -> None:
+    sessions, _ = web_state
+    await sessions.set("abc", b'{"staff_id": 1}', expires_at=NOW + timedelta(hours=1))
+    stored = await sessions.get("abc", now=NOW)
+    assert stored is not None
+    assert (stored.data, stored.expires_at) == (b'{"staff_id": 1}', NOW + timedelta(hours=1))
+    assert await sessions.get("abd", now=NOW) is None
+    assert await sessions.get("abc", now=NOW + timedelta(hours=1)) is None
+
+    await sessions.set("abc", b"{}", expires_at=NOW + timedelta(hours=2))
+    await sessions.renew("abc", expires_at=NOW + timedelta(hours=3))
+    again = await sessions.get("abc", now=NOW + timedelta(hours=2))
+    assert again is not None
+    assert again.data == b"{}"
+    await sessions.set("old", b"{}", expires_at=NOW)
+    assert await sessions.prune(now=NOW + timedelta(minutes=1)) == 1
+    await sessions.delete("abc")
+    await sessions.delete("never-there")
+    assert await sessions.get("abc", now=NOW) is None
+
+
+async def test_the_sql_session_store_keeps_only_a_digest_of_the_id(sql_database: Database) -> None:
+    store = SqlSessionStore(sql_database)
+    await store.set("the-secret-session-id", b"{}", expires_at=NOW + timedelta(hours=1))
+    async with sql_database.engine.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT id_digest FROM web_sessions"))).scalars().all()
+    assert len(stored) == 1
+    assert "the-secret-session-id" not in stored[0]
+
+
+async def test_attempts_count_within_a_window_and_start_over_after_it(
+    web_state: tuple[SessionStore, LoginAttempts],
+) -> None:
+    _, attempts = web_state
+    window = timedelta(minutes=15)
+    counts = [await attempts.add("email:ann", at=NOW, window=window) for _ in range(3)]
+    assert [c.attempts for c in counts] == [1, 2, 3]
+    assert {c.window_ends_at for c in counts} == {NOW + window}
+    assert (await attempts.add("client:1.2.3.4", at=NOW, window=window)).attempts == 1
+
+    await attempts.forgive("email:ann")
+    assert (await attempts.add("email:ann", at=NOW, window=window)).attempts == 3
+    await attempts.forgive("email:ann", reset=True)
+    assert (await attempts.add("email:ann", at=NOW, window=window)).attempts == 1
+
+    later = NOW + window
+    fresh = await attempts.add("email:ann", at=later, window=window)
+    assert (fresh.attempts, fresh.window_ends_at) == (1, later + window)
+    assert await attempts.prune(now=later + timedelta(seconds=1)) == 1  # the client's counter
+
+
+async def test_concurrent_attempts_are_each_counted_once(
+    web_state: tuple[SessionStore, LoginAttempts],
+) -> None:
+    _, attempts = web_state
+    counts = await asyncio.gather(
+        *(attempts.add("email:ann", at=NOW, window=timedelta(minutes=15)) for _ in range(20))
+    )
+    assert sorted(c.attempts for c in counts) == list(range(1, 21))

@@ -1,0 +1,92 @@
+"""What a customer search means, index ranges for prefixes, and local days for the dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from ellity.domain.model.activity import day_periods
+from ellity.domain.model.customer_query import parse_customer_query, prefix_end
+
+
+def shape(text: str) -> tuple[list[list[tuple[str, str]]], str | None]:
+    query = parse_customer_query(text)
+    alternatives = [[(p.field, p.text) for p in alt.prefixes] for alt in query.alternatives]
+    return alternatives, query.referral_code
+
+
+@pytest.mark.parametrize(
+    ("text", "alternatives", "code"),
+    [
+        ("", [], None),
+        ("   ", [], None),
+        ("Ann@Ex", [[("email", "ann@ex")]], None),
+        (
+            "Nov",
+            [[("last_name", "nov")], [("first_name", "nov")], [("email", "nov")]],
+            None,
+        ),
+        (
+            "  Jan   Novák ",
+            [
+                [("last_name", "novák"), ("first_name", "jan")],
+                [("last_name", "jan"), ("first_name", "novák")],
+                [("last_name", "jan novák")],
+            ],
+            None,
+        ),
+        (
+            "ab2cd3ef",
+            [[("last_name", "ab2cd3ef")], [("first_name", "ab2cd3ef")], [("email", "ab2cd3ef")]],
+            "AB2CD3EF",
+        ),
+        (
+            "AB0CD3EF",
+            [[("last_name", "ab0cd3ef")], [("first_name", "ab0cd3ef")], [("email", "ab0cd3ef")]],
+            None,
+        ),
+        (
+            "Straße",
+            [[("last_name", "strasse")], [("first_name", "strasse")], [("email", "strasse")]],
+            None,
+        ),
+    ],
+)
+def test_the_search_text_decides_what_is_searched(
+    text: str, alternatives: list[list[tuple[str, str]]], code: str | None
+) -> None:
+    assert shape(text) == (alternatives, code)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "end"),
+    [
+        ("ann", "ano"),
+        ("a", "b"),
+        ("az", "a{"),
+        ("\U0010ffff", None),
+        ("a\U0010ffff", "b"),
+        ("\ud7ff", "\ue000"),
+    ],
+)
+def test_a_prefix_range_ends_just_above_every_key_that_starts_with_it(
+    prefix: str, end: str | None
+) -> None:
+    assert prefix_end(prefix) == end
+
+
+def test_local_days_follow_midnights_across_the_change_to_summer_time() -> None:
+    days = day_periods(date(2024, 3, 31), 2, "Europe/Prague")
+    assert [(d.day, d.start, d.end) for d in days] == [
+        (
+            date(2024, 3, 30),
+            datetime(2024, 3, 29, 23, 0, tzinfo=UTC),
+            datetime(2024, 3, 30, 23, 0, tzinfo=UTC),
+        ),
+        (  # 23 hours long
+            date(2024, 3, 31),
+            datetime(2024, 3, 30, 23, 0, tzinfo=UTC),
+            datetime(2024, 3, 31, 22, 0, tzinfo=UTC),
+        ),
+    ]

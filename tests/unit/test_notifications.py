@@ -1,0 +1,212 @@
+"""System emails are recorded in the outbox in the same transaction as the change that causes
+them, only while the merchant's switch is on and only for customers with an email."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ellity.domain.model.errors import InsufficientPoints
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.money import Points
+from ellity.domain.services.customers import CustomerInput, regenerate_pin, update_customer
+from ellity.domain.services.merchants import change_settings
+from ellity.domain.services.points import (
+    adjust_points,
+    earn_points,
+    expire_due_points,
+    spend_points,
+)
+from ellity.ports.storage import UnitOfWorkFactory
+from tests.fakes import FakeClock, FakeRandom, InMemoryStore, OutboxRecord
+from tests.unit.conftest import NewCustomer
+
+P = Points.parse
+
+
+def outbox(store: InMemoryStore) -> list[OutboxRecord]:
+    return sorted(store.state.outbox.values(), key=lambda record: record.id)
+
+
+def topics(store: InMemoryStore) -> list[tuple[str, int | None]]:
+    return [(record.topic, record.customer_id) for record in outbox(store)]
+
+
+@pytest.fixture
+async def emails_on(merchant: Merchant, uow_factory: UnitOfWorkFactory) -> Merchant:
+    """Anna's shop with "Send emails from Ellity" switched on."""
+    return await change_settings(merchant.slug, {"send_system_emails": "true"}, uow=uow_factory())
+
+
+async def test_earning_records_the_change_the_new_balance_and_the_next_expiry(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    commits = store.commits
+    await earn_points(
+        emails_on.id, ann.id, P("120.50"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    assert store.commits == commits + 1  # one transaction for the points and the email
+    [record] = outbox(store)
+    assert (record.topic, record.customer_id, record.status) == (
+        "email.points_changed",
+        ann.id,
+        "pending",
+    )
+    assert record.available_at == clock.now()
+    assert record.payload == (
+        '{"kind": "earn", "change": 12050, "balance": 12050, "next_expiry_on": "2025-03-10",'
+        ' "next_expiry_points": 12050, "at": "2024-03-10T09:00:00+00:00"}'
+    )
+
+
+async def test_spending_and_adjusting_each_record_an_email(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    await earn_points(
+        emails_on.id, ann.id, P("100"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    await spend_points(emails_on.id, ann.id, P("30"), uow=uow_factory(), clock=clock)
+    await adjust_points(emails_on.id, ann.id, P("-5"), note="typo", uow=uow_factory(), clock=clock)
+    payloads = [json.loads(record.payload) for record in outbox(store)]
+    assert [(p["kind"], p["change"], p["balance"]) for p in payloads] == [
+        ("earn", 10000, 10000),
+        ("spend", -3000, 7000),
+        ("adjust", -500, 6500),
+    ]
+
+
+async def test_the_referrer_gets_an_email_about_the_referral_bonus(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    bob = await new_customer(
+        emails_on, email="bob@example.cz", registered=True, referred_by=ann.referral_code
+    )
+    await earn_points(
+        emails_on.id, bob.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    assert topics(store) == [("email.points_changed", bob.id), ("email.points_changed", ann.id)]
+    bonus = json.loads(outbox(store)[1].payload)
+    assert (bonus["kind"], bonus["change"], bonus["balance"]) == ("referral_bonus", 5000, 5000)
+
+
+async def test_with_the_switch_off_nothing_is_recorded(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    clock: FakeClock,
+    rng: FakeRandom,
+    store: InMemoryStore,
+) -> None:
+    assert merchant.settings.send_system_emails is False
+    ann = await new_customer(merchant, email="ann@example.cz")  # anonymous: has a PIN
+    await earn_points(
+        merchant.id, ann.id, P("10"), order_ref="o-1", uow=store.unit_of_work(), clock=clock
+    )
+    await regenerate_pin(merchant.id, ann.id, uow=store.unit_of_work(), clock=clock, rng=rng)
+    assert outbox(store) == []
+
+
+async def test_a_customer_without_an_email_gets_no_email(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    walk_in = await new_customer(emails_on, shop_customer_id="shop-7")  # anonymous, no email
+    await earn_points(
+        emails_on.id, walk_in.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    assert outbox(store) == []
+
+
+async def test_a_refused_spend_and_a_repeated_order_record_nothing(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    await earn_points(
+        emails_on.id, ann.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    with pytest.raises(InsufficientPoints):
+        await spend_points(emails_on.id, ann.id, P("11"), uow=uow_factory(), clock=clock)
+    await earn_points(
+        emails_on.id, ann.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    assert len(outbox(store)) == 1
+
+
+async def test_the_set_based_expiry_records_no_email_yet(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    await earn_points(
+        emails_on.id, ann.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+    clock.advance(days=800)
+    assert await expire_due_points(emails_on.id, uow=uow_factory(), clock=clock) == 1
+    assert len(outbox(store)) == 1  # the earn only
+
+
+async def test_a_new_anonymous_customer_with_an_email_gets_a_pin_email_without_the_pin_stored(
+    emails_on: Merchant, new_customer: NewCustomer, store: InMemoryStore
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz")
+    await new_customer(emails_on, email="reg@example.cz", registered=True)
+    [record] = outbox(store)
+    assert (record.topic, record.customer_id) == ("email.pin_issued", ann.id)
+    assert record.payload == '{"reason": "created"}'
+    assert ann.pin is not None and ann.pin not in record.payload
+
+
+async def test_regenerating_a_pin_and_becoming_anonymous_each_record_a_pin_email(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    clock: FakeClock,
+    rng: FakeRandom,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
+    await update_customer(
+        emails_on.id,
+        ann.id,
+        CustomerInput(registered=False),
+        uow=store.unit_of_work(),
+        clock=clock,
+        rng=rng,
+    )
+    await regenerate_pin(emails_on.id, ann.id, uow=store.unit_of_work(), clock=clock, rng=rng)
+    await update_customer(  # already anonymous: no new PIN, no email
+        emails_on.id,
+        ann.id,
+        CustomerInput(registered=False),
+        uow=store.unit_of_work(),
+        clock=clock,
+        rng=rng,
+    )
+    assert [record.payload for record in outbox(store)] == [
+        '{"reason": "anonymous"}',
+        '{"reason": "regenerated"}',
+    ]

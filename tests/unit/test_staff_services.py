@@ -1,0 +1,197 @@
+"""Logging in, its throttling, and the first-run setup, on the in-memory fakes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.staff import (
+    MAX_FAILED_LOGINS,
+    AlreadySetUp,
+    InvalidCredentials,
+    LoginThrottled,
+    slug_from_name,
+)
+from ellity.domain.services import staff
+from ellity.ports.storage import UnitOfWorkFactory
+from tests.fakes import FakeClock, FakePasswordHasher, InMemoryLoginAttempts
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def attempts() -> InMemoryLoginAttempts:
+    return InMemoryLoginAttempts()
+
+
+async def log_in(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    *,
+    email: str = "admin@anna.example.cz",
+    password: str = PASSWORD,
+    client: str = "10.0.0.1",
+) -> staff.StaffIdentity:
+    return await staff.log_in(
+        email,
+        password,
+        client=client,
+        uow_factory=uow_factory,
+        attempts=attempts,
+        clock=clock,
+        hasher=FakePasswordHasher(),
+    )
+
+
+async def test_the_right_password_logs_in_as_the_merchants_staff(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    me = await log_in(uow_factory, attempts, clock, email=" ADMIN@anna.example.cz ")
+    assert (me.merchant_id, me.email, me.merchant_slug) == (
+        merchant.id,
+        "admin@anna.example.cz",
+        "anna",
+    )
+    assert await staff.current_staff(me.staff_id, uow=uow_factory()) == me
+    assert await staff.current_staff(me.staff_id + 1, uow=uow_factory()) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("admin@anna.example.cz", "wrong password"), ("nobody@anna.example.cz", PASSWORD)],
+)
+async def test_a_wrong_password_and_an_unknown_email_are_refused_alike(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+    email: str,
+    password: str,
+) -> None:
+    with pytest.raises(InvalidCredentials) as refused:
+        await log_in(uow_factory, attempts, clock, email=email, password=password)
+    assert refused.value.message == "The email or the password is wrong."
+
+
+async def test_the_eleventh_failed_attempt_within_the_window_is_throttled_even_if_right(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(InvalidCredentials):
+            await log_in(uow_factory, attempts, clock, password="guess")
+    with pytest.raises(LoginThrottled) as throttled:
+        await log_in(uow_factory, attempts, clock)
+    assert throttled.value.retry_after_seconds == 15 * 60
+    assert "15 minutes" in throttled.value.message
+
+    clock.advance(minutes=15)
+    assert (await log_in(uow_factory, attempts, clock)).merchant_id == merchant.id
+
+
+async def test_failures_from_one_client_are_throttled_across_emails(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    for n in range(MAX_FAILED_LOGINS):
+        with pytest.raises(InvalidCredentials):
+            await log_in(uow_factory, attempts, clock, email=f"user{n}@anna.example.cz")
+    with pytest.raises(LoginThrottled):
+        await log_in(uow_factory, attempts, clock)
+    # another client may still log in as the admin
+    assert await log_in(uow_factory, attempts, clock, client="10.0.0.2")
+
+
+async def test_a_burst_of_concurrent_guesses_gets_no_more_than_the_limit_checked(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    results = await asyncio.gather(
+        *(log_in(uow_factory, attempts, clock, password=f"guess {n}") for n in range(25)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, InvalidCredentials) for r in results) == MAX_FAILED_LOGINS
+    assert sum(isinstance(r, LoginThrottled) for r in results) == 25 - MAX_FAILED_LOGINS
+
+
+async def test_successful_log_ins_do_not_count_towards_the_limit(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    for _ in range(3 * MAX_FAILED_LOGINS):
+        await log_in(uow_factory, attempts, clock)
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(InvalidCredentials):
+            await log_in(uow_factory, attempts, clock, password="guess")
+
+
+async def set_up(uow_factory: UnitOfWorkFactory, clock: FakeClock, **fields: str) -> Merchant:
+    values = {
+        "name": "Kavárna U Anny",
+        "slug": "",
+        "shop_url": "",
+        "admin_email": "anna@example.cz",
+        "admin_password": PASSWORD,
+        "password_again": PASSWORD,
+        **fields,
+    }
+    return await staff.set_up_first_merchant(
+        **values, uow=uow_factory(), clock=clock, hasher=FakePasswordHasher()
+    )
+
+
+async def test_the_first_run_creates_the_merchant_and_its_admin_once(
+    uow_factory: UnitOfWorkFactory, attempts: InMemoryLoginAttempts, clock: FakeClock
+) -> None:
+    assert await staff.needs_setup(uow=uow_factory())
+    merchant = await set_up(uow_factory, clock)
+    assert merchant.slug == "kavarna-u-anny"
+    assert not await staff.needs_setup(uow=uow_factory())
+    assert (await log_in(uow_factory, attempts, clock, email="anna@example.cz")).merchant_id == (
+        merchant.id
+    )
+    with pytest.raises(AlreadySetUp):
+        await set_up(uow_factory, clock, slug="second", admin_email="b@example.cz")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": " "}, "programme name"),
+        ({"slug": "Bad Slug"}, "slug"),
+        ({"admin_email": "nope"}, "not a valid email"),
+        ({"admin_password": "short", "password_again": "short"}, "10 to 1024"),
+        ({"password_again": "something else"}, "not the same"),
+        ({"shop_url": "ftp://x"}, "shop URL"),
+    ],
+)
+async def test_the_first_run_refuses_bad_input_and_stores_nothing(
+    uow_factory: UnitOfWorkFactory, clock: FakeClock, fields: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        await set_up(uow_factory, clock, **fields)
+    assert await staff.needs_setup(uow=uow_factory())
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Kavárna U Anny", "kavarna-u-anny"), ("Bob's Books!", "bob-s-books"), ("¿?", "shop")],
+)
+def test_a_slug_is_made_from_the_programme_name(name: str, slug: str) -> None:
+    assert slug_from_name(name) == slug
