@@ -36,7 +36,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install lint
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: install $(CHROMIUM) lint
 	$(BIN)/pytest
 
 unit: install

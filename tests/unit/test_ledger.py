@@ -306,3 +306,13 @@ def test_blank_or_overlong_order_references_and_notes_are_refused(
 def test_a_blank_note_is_stored_as_no_note() -> None:
     entry = ledger_with().earn(P("1"), at=LATER, note="   ")
     assert entry.note is None
+
+
+@pytest.mark.parametrize("note", [None, "", "   "])
+def test_an_adjustment_without_a_note_is_refused_and_changes_nothing(note: str | None) -> None:
+    ledger = ledger_with("10")
+    with pytest.raises(InvalidInput):
+        ledger.adjust(P("-5"), at=LATER, note=note)
+    with pytest.raises(InvalidInput):
+        ledger.adjust(P("5"), at=LATER, note=note)
+    assert remaining(ledger) == ["10.00"] and len(ledger.new_entries) == 1

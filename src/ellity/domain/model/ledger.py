@@ -172,7 +172,10 @@ class Ledger:
         return self._record(kind, -amount, at, note=note, order_ref=order_ref)
 
     def adjust(self, delta: Points, *, at: datetime, note: str | None) -> Entry:
-        """A manual correction: positive adds a lot, negative consumes like a spend."""
+        """A manual correction with a note saying why: positive adds a lot, negative consumes
+        like a spend."""
+        if clean_note(note) is None:
+            raise InvalidInput("An adjustment needs a note saying why it is made.")
         if not delta:
             raise InvalidInput("An adjustment must change the balance; zero points given.")
         if delta.is_positive():
