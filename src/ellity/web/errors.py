@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -51,16 +52,28 @@ from ellity.domain.model.errors import (
     InvalidInput,
     NotFound,
 )
+from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
 
 logger = logging.getLogger(__name__)
 
-#: The domain errors, by class; the closest class in an error's MRO decides.
-DOMAIN_ERROR_STATUS: Mapping[type[DomainError], int] = {
-    InvalidApiToken: 401,
-    InvalidInput: 422,
-    NotFound: 404,
-    Conflict: 409,
-    DomainError: 422,
+
+@dataclass(frozen=True)
+class Statuses:
+    """A domain error's HTTP status on each edge."""
+
+    api: int  # the JSON API: 400 is kept for requests that do not fit the schema
+    page: int  # a merchant page or form: a value to correct on the form is a plain 400
+
+
+#: The one table of domain errors, by class; the closest class in an error's MRO decides.
+DOMAIN_ERRORS: Mapping[type[DomainError], Statuses] = {
+    InvalidApiToken: Statuses(api=401, page=401),
+    InvalidCredentials: Statuses(api=401, page=400),
+    LoginThrottled: Statuses(api=429, page=429),
+    InvalidInput: Statuses(api=422, page=400),
+    NotFound: Statuses(api=404, page=404),
+    Conflict: Statuses(api=409, page=409),
+    DomainError: Statuses(api=422, page=400),
 }
 
 #: Codes for what Litestar itself refuses (routing, parsing, limits).
@@ -86,12 +99,21 @@ class ErrorBody(msgspec.Struct):
     message: str
 
 
-def status_of(exc: DomainError) -> int:
-    """The HTTP status of a domain error, from ``DOMAIN_ERROR_STATUS``."""
+def _statuses(exc: DomainError) -> Statuses:
     for cls in type(exc).__mro__:
-        if cls in DOMAIN_ERROR_STATUS:
-            return DOMAIN_ERROR_STATUS[cls]
-    return 422
+        if cls in DOMAIN_ERRORS:
+            return DOMAIN_ERRORS[cls]
+    return DOMAIN_ERRORS[DomainError]
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error in the API, from ``DOMAIN_ERRORS``."""
+    return _statuses(exc).api
+
+
+def page_status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error on a merchant page, from ``DOMAIN_ERRORS``."""
+    return _statuses(exc).page
 
 
 def error_response(

@@ -1,9 +1,9 @@
-"""Errors on the merchant pages, in one table.
+"""Errors on the merchant pages.
 
-A domain error from a form is shown on that form, with what the user typed kept, under the
-status below (handlers catch ``FORM_ERRORS``). Any other domain error, a missing page, a
-failed CSRF check or a missing log-in becomes a page of its own. Requests that do not ask for
-HTML (the e-shop API) keep getting JSON.
+A domain error from a form is shown on that form, with what the user typed kept, under its
+page status in ``ellity.web.errors.DOMAIN_ERRORS`` (handlers catch ``FORM_ERRORS``). Any other
+domain error, a missing page, a failed CSRF check or a missing log-in becomes a page of its
+own. Requests that do not ask for HTML (the e-shop API) keep getting JSON.
 """
 
 from __future__ import annotations
@@ -20,17 +20,9 @@ from litestar.exceptions import (
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
-from ellity.domain.model.errors import Conflict, DomainError, InvalidInput, NotFound
-from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
+from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
+from ellity.web.errors import page_status_of
 from ellity.web.pages.common import AnyRequest, render
-
-STATUS: dict[type[DomainError], int] = {
-    InvalidInput: 400,
-    InvalidCredentials: 400,
-    NotFound: 404,
-    Conflict: 409,
-    LoginThrottled: 429,
-}
 
 #: What the user can correct on the form they sent.
 FORM_ERRORS = (InvalidInput, Conflict)
@@ -42,10 +34,8 @@ _CSRF_MESSAGE = (
 
 
 def status_for(error: DomainError) -> int:
-    for kind in type(error).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]
-    return 400
+    """The page status of a domain error, from the one table in ``ellity.web.errors``."""
+    return page_status_of(error)
 
 
 def wants_html(request: AnyRequest) -> bool:

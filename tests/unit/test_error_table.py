@@ -1,0 +1,38 @@
+"""One table gives every domain error its status on the API and on the merchant pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ellity.domain.model.errors import (
+    CustomerNotFound,
+    DomainError,
+    InsufficientPoints,
+    InvalidApiToken,
+    InvalidInput,
+    OrderAlreadyUsed,
+)
+from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
+from ellity.web.errors import page_status_of, status_of
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("error", "api", "page"),
+    [
+        (InvalidInput("bad"), 422, 400),
+        (CustomerNotFound(7), 404, 404),
+        (InsufficientPoints(available="1", wanted="2"), 409, 409),
+        (OrderAlreadyUsed("o-1"), 409, 409),
+        (InvalidApiToken("no token"), 401, 401),
+        (InvalidCredentials(), 401, 400),
+        (LoginThrottled(retry_at=LATER, now=NOW), 429, 429),
+        (DomainError("other"), 422, 400),
+    ],
+)
+def test_each_domain_error_has_one_status_per_edge(error: DomainError, api: int, page: int) -> None:
+    assert (status_of(error), page_status_of(error)) == (api, page)
