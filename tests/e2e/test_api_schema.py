@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -38,6 +37,7 @@ from ellity.domain.services.merchants import create_merchant
 from ellity.settings import load_settings
 from ellity.web.app import create_app
 from tests.fakes import FakePasswordHasher
+from tests.processes import free_port
 
 SEED = 20240310
 MAX_EXAMPLES = 25
@@ -48,12 +48,6 @@ class LiveApi:
     base_url: str
     token: str
     customer_id: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def seed(url: str) -> tuple[str, int]:

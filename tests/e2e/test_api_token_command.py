@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,22 +12,9 @@ from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.errors import InvalidApiToken
 from ellity.domain.services.api_tokens import authenticate_api_token, list_api_tokens
 from tests.fakes import FakeClock
+from tests.processes import run_ellity as run
 
-ELLITY = [sys.executable, "-m", "ellity.cli"]
 TOKEN = re.compile(r"^ell_[A-Za-z0-9]{40}$")
-
-
-def run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
-    return subprocess.run(
-        [*ELLITY, *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from ellity.cli_export import AtomicFile
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, merchants, points
 from ellity.domain.services.export import EXPORT_COLUMNS
-from tests.e2e.test_command import ELLITY, run
+from tests.processes import ELLITY
+from tests.processes import run_ellity as run
 
 CUSTOMERS = 12
 

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,9 +39,9 @@ from ellity.domain.services.points import earn_points
 from ellity.ports.queue import JobQueue
 from tests.conftest import postgres_admin_url
 from tests.fakes import FakePasswordHasher
-from tests.smtp_server import SmtpServer, free_port
+from tests.processes import ELLITY, free_port
+from tests.smtp_server import SmtpServer
 
-ELLITY = [sys.executable, "-m", "ellity.cli"]
 SECRET = "e2e-worker-secret-key"
 REDIS_DB = 11  # ours; each test also has a queue of its own
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
