@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import clean_email, clean_shop_customer_id
 from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
-from ellity.domain.model.errors import DuplicateCustomer
+from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.services.common import CustomerView, load_customer, load_merchant, view_of
-from ellity.domain.services.customers import CustomerInput, upsert_customer
+from ellity.domain.services.customers import CustomerInput, create_new_customer
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
 
@@ -88,17 +88,16 @@ async def create_customer(
     clock: Clock,
     rng: RandomSource,
 ) -> CustomerView:
-    """A new customer; unlike the e-shop's upsert, an existing email or shop customer id is
-    refused rather than updated. (Only a customer created by someone else in the same
-    instant can still turn this into an update of that customer.)"""
+    """A new customer; unlike the e-shop's upsert, an email or shop customer id already in
+    use is refused (by the unique indexes, in the same transaction), never updated."""
     email, shop_id = clean_email(data.email), clean_shop_customer_id(data.shop_customer_id)
-    async with uow_factory(read_only=True) as uow:
-        await load_merchant(uow, merchant_id)
-        if email is not None and await uow.customers.find_by_email(merchant_id, email):
-            raise DuplicateCustomer("Another customer already has this email address.")
-        if shop_id is not None and await uow.customers.find_by_shop_customer_id(
-            merchant_id, shop_id
-        ):
-            raise DuplicateCustomer("Another customer already has this shop customer id.")
-    result = await upsert_customer(merchant_id, data, uow=uow_factory(), clock=clock, rng=rng)
-    return result.view
+    if email is None and shop_id is None:
+        raise InvalidInput("A customer needs an email or a shop customer id.")
+    async with uow_factory() as uow:
+        merchant = await load_merchant(uow, merchant_id)
+        customer = await create_new_customer(
+            merchant, data, email, shop_id, uow=uow, clock=clock, rng=rng
+        )
+        view = await view_of(uow, merchant, customer)
+        await uow.commit()
+    return view

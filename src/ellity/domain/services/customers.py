@@ -18,6 +18,7 @@ from ellity.domain.model.errors import (
     DuplicateCustomer,
     InvalidInput,
 )
+from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.pin import generate_pin
 from ellity.domain.model.referral import generate_referral_code, normalize_referral_code
 from ellity.domain.model.system_email import PinReason
@@ -83,11 +84,8 @@ async def upsert_customer(
         if existing is None and email is not None:
             existing = await uow.customers.find_by_email(merchant_id, email)
         if existing is None:
-            customer = await _create(
-                merchant_id, data, email, shop_id, uow=uow, clock=clock, rng=rng
-            )
-            await notifications.pin_issued(
-                uow, merchant, customer, PinReason.CREATED, at=customer.created_at
+            customer = await create_new_customer(
+                merchant, data, email, shop_id, uow=uow, clock=clock, rng=rng
             )
         else:
             customer = await load_customer(
@@ -220,8 +218,8 @@ async def all_contact_snapshots(
 # -- internals ----------------------------------------------------------------------------
 
 
-async def _create(
-    merchant_id: int,
+async def create_new_customer(
+    merchant: Merchant,
     data: CustomerInput,
     email: str | None,
     shop_id: str | None,
@@ -230,6 +228,11 @@ async def _create(
     clock: Clock,
     rng: RandomSource,
 ) -> Customer:
+    """Store a new customer in the caller's transaction (with the PIN email, when that is on).
+
+    An email, shop customer id or referral code already in use raises ``DuplicateCustomer``.
+    """
+    merchant_id = stored_id(merchant.id)
     now = clock.now()
     referred_by_id = None
     if data.referred_by:
@@ -266,11 +269,13 @@ async def _create(
         referred_by_id=referred_by_id,
     )
     try:
-        return await uow.customers.add(customer)
+        await uow.customers.add(customer)
     except UniqueViolation as exc:
         raise DuplicateCustomer(
             _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
         ) from None
+    await notifications.pin_issued(uow, merchant, customer, PinReason.CREATED, at=now)
+    return customer
 
 
 async def _apply(

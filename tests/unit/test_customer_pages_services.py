@@ -1,0 +1,64 @@
+"""Creating a customer by hand: refused, never merged, when the email or shop id is taken."""
+
+from __future__ import annotations
+
+import pytest
+
+from ellity.domain.model.errors import DuplicateCustomer, InvalidInput
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.services.customer_pages import create_customer
+from ellity.domain.services.customers import CustomerInput, get_customer
+from ellity.ports.storage import UnitOfWorkFactory
+from tests.fakes import FakeClock, FakeRandom
+from tests.unit.conftest import NewCustomer
+
+
+async def test_a_customer_created_by_hand_is_stored_with_a_pin(
+    merchant: Merchant, uow_factory: UnitOfWorkFactory, clock: FakeClock, rng: FakeRandom
+) -> None:
+    view = await create_customer(
+        merchant.id,
+        CustomerInput(email="ann@example.cz", first_name="Ann"),
+        uow_factory=uow_factory,
+        clock=clock,
+        rng=rng,
+    )
+    assert view.customer.id is not None
+    stored = await get_customer(merchant.id, view.customer.id, uow=uow_factory())
+    assert stored.customer.first_name == "Ann" and stored.customer.pin is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        CustomerInput(email="ANN@example.cz", first_name="Other"),
+        CustomerInput(shop_customer_id="s-1", first_name="Other"),
+    ],
+)
+async def test_an_email_or_shop_id_in_use_is_refused_and_the_existing_customer_is_unchanged(  # noqa: PLR0917 - fixtures
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    rng: FakeRandom,
+    data: CustomerInput,
+) -> None:
+    ann = await new_customer(
+        merchant, email="ann@example.cz", shop_customer_id="s-1", first_name="Ann"
+    )
+    with pytest.raises(DuplicateCustomer):
+        await create_customer(merchant.id, data, uow_factory=uow_factory, clock=clock, rng=rng)
+    assert (await get_customer(merchant.id, ann.id, uow=uow_factory())).customer.first_name == "Ann"
+
+
+async def test_a_customer_needs_an_email_or_a_shop_id(
+    merchant: Merchant, uow_factory: UnitOfWorkFactory, clock: FakeClock, rng: FakeRandom
+) -> None:
+    with pytest.raises(InvalidInput):
+        await create_customer(
+            merchant.id,
+            CustomerInput(first_name="Nobody"),
+            uow_factory=uow_factory,
+            clock=clock,
+            rng=rng,
+        )
