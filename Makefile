@@ -51,12 +51,21 @@ bench: install
 	$(BIN)/python bench/core.py --customers $(N)
 	$(BIN)/python bench/export.py --customers $(N)
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/ecomail.py --customers $(N)
 
 # make export MERCHANT=<slug> [OUT=<file>]: the customer CSV (stdout without OUT)
 .PHONY: export
 export: install
 	@test -n "$(MERCHANT)" || { echo "usage: make export MERCHANT=<slug> [OUT=<file>]" >&2; exit 2; }
 	@$(BIN)/ellity export --merchant '$(MERCHANT)' $(if $(OUT),--out '$(OUT)')
+
+# make ecomail-emulator [PORT=8025] [KEY=demo-key]: a local, in-memory Ecomail API with one
+# list "Newsletter"; point ELLITY_ECOMAIL_API_URL at the URL it prints
+.PHONY: ecomail-emulator
+ecomail-emulator: PORT = 8025
+ecomail-emulator: KEY ?= demo-key
+ecomail-emulator: install
+	$(BIN)/python -m tests.ecomail_emulator --port $(PORT) --api-key '$(KEY)' --list Newsletter
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,8 @@ DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
     "web_sessions",
     "login_attempts",
+    "ecomail_contacts",
+    "ecomail_integrations",
     "outbox",
     "api_tokens",
     "ledger_entries",

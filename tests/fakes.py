@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import itertools
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ellity.adapters.csv_export import CsvTableEncoder
 from ellity.domain.model import staff as staff_model
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
@@ -32,6 +34,7 @@ from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, email_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.domain.model.ledger import (
     Entry,
     EntryKind,
@@ -51,19 +54,42 @@ from ellity.domain.model.outbox import (
     Payload,
 )
 from ellity.domain.model.system_email import OutgoingEmail
+from ellity.domain.services.export import SnapshotRows
+from ellity.ports.marketing import (
+    BULK_LIMIT,
+    ContactData,
+    ContactList,
+    InvalidApiKey,
+    ListDetail,
+    ListNotFound,
+    MarketingRejected,
+    Membership,
+    SubscriptionStatus,
+    TrackerEvent,
+)
 from ellity.ports.secrets import SecretUnreadable
-from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
+from ellity.ports.storage import (
+    ClaimedContact,
+    ContactSyncFailure,
+    ContactSyncHealth,
+    OrderUse,
+    StoredEntry,
+    UniqueViolation,
+)
 from ellity.ports.web_state import AttemptCount, StoredSession
 
 if TYPE_CHECKING:
     from ellity.ports.clock import Clock, PasswordHasher, RandomSource
-    from ellity.ports.export import Cell, Column, TableEncoder
+    from ellity.ports.export import Cell, Column, CustomerRowSource, TableEncoder
     from ellity.ports.mailer import Mailer
+    from ellity.ports.marketing import MarketingPlatform, MarketingPlatforms
     from ellity.ports.queue import JobQueue
     from ellity.ports.secrets import SecretBox
     from ellity.ports.storage import (
         ApiTokenRepository,
+        ContactSyncRepository,
         CustomerRepository,
+        EcomailRepository,
         LedgerRepository,
         MerchantRepository,
         OutboxRepository,
@@ -154,6 +180,7 @@ class JsonLinesTableEncoder:
 
     media_type = "application/jsonl"
     file_extension = "jsonl"
+    format = "jsonl"
 
     def header(self, columns: Sequence[Column]) -> bytes:
         return self._lines([{"header": [column.name for column in columns]}])
@@ -172,6 +199,14 @@ class JsonLinesTableEncoder:
         if not items or "header" not in items[0]:
             raise ValueError("the table does not start with its header")
         return items[0]["header"], [item["row"] for item in items[1:]]
+
+
+class InMemoryCustomerRowSource(SnapshotRows):
+    """The export's rows from the in-memory store in CSV, the Python way (contact snapshots
+    and ``CsvTableEncoder``): the bytes ``SqlCustomerRowSource`` must write for the same data."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        super().__init__(store.unit_of_work, CsvTableEncoder())
 
 
 # -- mail and the job queue ---------------------------------------------------------------
@@ -225,6 +260,249 @@ class FakeJobQueue:
         self.nudges.append(at)
 
 
+# -- the marketing platform (Ecomail) -----------------------------------------------------
+
+FAKE_WRONG_KEY = "Ecomail does not accept the API key."
+
+
+@dataclass
+class FakeMember:
+    """One email's membership of one list (Ecomail keeps custom-field keys lower case)."""
+
+    email: str
+    status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
+    fields: dict[str, str | int] = field(default_factory=dict)
+    name: str = ""
+    surname: str = ""
+    subscribed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+@dataclass
+class FakeContactList:
+    id: str
+    name: str
+    #: custom-field key -> its type, fixed by the first write (or by ``add_list``)
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    #: lower-cased email -> membership
+    members: dict[str, FakeMember] = field(default_factory=dict)
+
+
+class FakeMarketingPlatform:
+    """One Ecomail account in memory, behaving as the port and ecomail-api.md describe.
+
+    - ``add_contacts`` adds new members as subscribed and updates existing ones (fields and
+      non-empty names), never touching a member's status; returns how many it added.
+    - ``update_contacts`` updates members only; returns how many it updated.
+    - A custom field is created with its type on its first write; a later write of another
+      type keeps the field's type.
+    - ``send_event`` refuses (404) an email that is in none of the account's lists.
+    - Bulk calls refuse more than ``BULK_LIMIT`` contacts (like the client adapter), and a
+      whole bulk call is refused (422) when it holds an email in ``refuse``.
+
+    Every call is recorded in ``calls`` as ``(method, contacts sent)``. Faults: ``fail_with``
+    holds errors the next calls raise, one per call (``None``: that call goes through);
+    ``valid = False`` makes every call raise ``InvalidApiKey`` (a regenerated key).
+    """
+
+    def __init__(
+        self, key: str = "fake-key", *, valid: bool = True, clock: Clock | None = None
+    ) -> None:
+        self.key = key
+        self.valid = valid
+        self.clock = clock
+        self.contact_lists: dict[str, FakeContactList] = {}
+        self.calls: list[tuple[str, int]] = []
+        self.events: list[TrackerEvent] = []
+        self.fail_with: list[Exception | None] = []
+        self.refuse: dict[str, str] = {}  # lower-cased email -> Ecomail's reason
+        self._list_ids = itertools.count(1)
+
+    # -- what happens in Ecomail itself (tests set the scene with these)
+
+    def add_list(
+        self, name: str, *, list_id: str | None = None, fields: Mapping[str, str] | None = None
+    ) -> FakeContactList:
+        """A new list; ``fields``: custom fields it has already (key -> type)."""
+        new_id = list_id if list_id is not None else str(next(self._list_ids))
+        if new_id in self.contact_lists:
+            raise ValueError(f"list {new_id} exists already")
+        created = FakeContactList(new_id, name, {k.lower(): t for k, t in (fields or {}).items()})
+        self.contact_lists[new_id] = created
+        return created
+
+    def delete_list(self, list_id: str) -> None:
+        del self.contact_lists[list_id]
+
+    def add_member(
+        self,
+        list_id: str,
+        email: str,
+        *,
+        status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED,
+        fields: Mapping[str, str | int] | None = None,
+        name: str = "",
+        surname: str = "",
+    ) -> FakeMember:
+        """Someone joins the list in Ecomail (a form, an import); new fields get a type from
+        their value."""
+        target = self.contact_lists[list_id]
+        member = FakeMember(email.strip().lower(), status, name=name, surname=surname)
+        member.subscribed_at = self._now()
+        for raw_key, value in (fields or {}).items():
+            key = raw_key.strip().lower()
+            target.custom_fields.setdefault(key, "int" if isinstance(value, int) else "string")
+            member.fields[key] = value
+        target.members[member.email] = member
+        return member
+
+    def unsubscribe(self, list_id: str, email: str) -> None:
+        """The person clicks the unsubscribe link."""
+        member = self.contact_lists[list_id].members[email.strip().lower()]
+        member.status = SubscriptionStatus.UNSUBSCRIBED
+        member.unsubscribed_at = self._now()
+
+    def member(self, list_id: str, email: str) -> FakeMember | None:
+        return self.contact_lists[list_id].members.get(email.strip().lower())
+
+    def in_any_list(self, email: str) -> bool:
+        key = email.strip().lower()
+        return any(key in target.members for target in self.contact_lists.values())
+
+    @property
+    def call_names(self) -> list[str]:
+        return [method for method, _ in self.calls]
+
+    # -- the port
+
+    async def check_key(self) -> None:
+        await self._call("check_key")
+
+    async def lists(self) -> list[ContactList]:
+        await self._call("lists")
+        return [ContactList(id=t.id, name=t.name) for t in self.contact_lists.values()]
+
+    async def list_detail(self, list_id: str) -> ListDetail:
+        await self._call("list_detail")
+        target = self._list(list_id)
+        return ListDetail(id=target.id, name=target.name, custom_fields=dict(target.custom_fields))
+
+    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        await self._call("add_contacts", len(contacts))
+        target = self._bulk(list_id, contacts)
+        added = 0
+        for contact in contacts:
+            key = contact.email.strip().lower()
+            member = target.members.get(key)
+            if member is None:
+                member = FakeMember(key, subscribed_at=self._now())
+                target.members[key] = member
+                added += 1
+            self._write(target, member, contact)
+        return added
+
+    async def update_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        await self._call("update_contacts", len(contacts))
+        target = self._bulk(list_id, contacts)
+        updated = 0
+        for contact in contacts:
+            member = target.members.get(contact.email.strip().lower())
+            if member is not None:
+                self._write(target, member, contact)
+                updated += 1
+        return updated
+
+    async def membership(self, list_id: str, email: str) -> Membership | None:
+        await self._call("membership")
+        member = self._list(list_id).members.get(email.strip().lower())
+        if member is None:
+            return None
+        return Membership(
+            email=member.email,
+            status=member.status,
+            subscribed_at=member.subscribed_at,
+            unsubscribed_at=member.unsubscribed_at,
+            custom_fields=dict(member.fields),
+        )
+
+    async def send_event(self, event: TrackerEvent) -> None:
+        await self._call("send_event")
+        if not self.in_any_list(event.email):
+            raise MarketingRejected(
+                "Ecomail refused the request (HTTP 404): Subscriber not found", status=404
+            )
+        self.events.append(event)
+
+    # -- internals
+
+    async def _call(self, method: str, size: int = 0) -> None:
+        await asyncio.sleep(0)  # like a request: other tasks get a turn
+        self.calls.append((method, size))
+        if self.fail_with:
+            error = self.fail_with.pop(0)
+            if error is not None:
+                raise error
+        if not self.valid:
+            raise InvalidApiKey(FAKE_WRONG_KEY)
+
+    def _now(self) -> datetime:
+        return self.clock.now() if self.clock is not None else DEFAULT_NOW
+
+    def _list(self, list_id: str) -> FakeContactList:
+        target = self.contact_lists.get(list_id)
+        if target is None:
+            raise ListNotFound(
+                f"The Ecomail list {list_id} does not exist (any more); choose another list.",
+                status=404,
+            )
+        return target
+
+    def _bulk(self, list_id: str, contacts: Sequence[ContactData]) -> FakeContactList:
+        if len(contacts) > BULK_LIMIT:
+            raise ValueError(f"at most {BULK_LIMIT} contacts per call, not {len(contacts)}")
+        target = self._list(list_id)
+        for contact in contacts:
+            reason = self.refuse.get(contact.email.strip().lower())
+            if reason is not None:
+                raise MarketingRejected(
+                    f"Ecomail refused the request (HTTP 422): {reason}", status=422
+                )
+        return target
+
+    @staticmethod
+    def _write(target: FakeContactList, member: FakeMember, contact: ContactData) -> None:
+        if contact.first_name:
+            member.name = contact.first_name
+        if contact.last_name:
+            member.surname = contact.last_name
+        for raw_key, typed in contact.custom_fields.items():
+            key = raw_key.strip().lower()
+            target.custom_fields.setdefault(key, typed.type)
+            member.fields[key] = typed.value
+
+
+class FakeMarketingPlatforms:
+    """Ecomail's accounts by API key. An unknown key gets an account whose every call raises
+    ``InvalidApiKey``. ``accounts_asked`` records whose traffic each platform was for."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock
+        self.accounts: dict[str, FakeMarketingPlatform] = {}
+        self.accounts_asked: list[str] = []
+
+    def add_account(self, key: str) -> FakeMarketingPlatform:
+        platform = FakeMarketingPlatform(key, clock=self.clock)
+        self.accounts[key] = platform
+        return platform
+
+    def for_key(self, api_key: str, *, account: str) -> FakeMarketingPlatform:
+        self.accounts_asked.append(account)
+        platform = self.accounts.get(api_key)
+        if platform is None:
+            return FakeMarketingPlatform(api_key, valid=False, clock=self.clock)
+        return platform
+
+
 # -- storage: the state -------------------------------------------------------------------
 
 
@@ -267,6 +545,10 @@ class StoreState:
     api_tokens: dict[int, ApiToken] = field(default_factory=dict)
     api_token_digests: dict[int, str] = field(default_factory=dict)
     outbox: dict[int, OutboxRecord] = field(default_factory=dict)
+    #: Per merchant id: its Ecomail integration.
+    ecomail: dict[int, EcomailRecord] = field(default_factory=dict)
+    #: Per customer id: its contact's way to the Ecomail list.
+    contacts: dict[int, ContactRecord] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:
@@ -951,6 +1233,12 @@ class InMemoryOutboxRepository:
             )
         return await self._settle(item_id, token, available_at=retry_at, last_error=error)
 
+    async def defer(self, item_id: int, *, token: str, until: datetime) -> bool:
+        record = self._uow.state.outbox.get(item_id)
+        # the claim counted an attempt (at least 1 while a claim holds it): take it back
+        attempts = record.attempts - 1 if record is not None else 0
+        return await self._settle(item_id, token, available_at=until, attempts=attempts)
+
     async def _settle(self, item_id: int, token: str, **changes: object) -> bool:
         await _io()
         record = self._uow.state.outbox.get(item_id)
@@ -1038,6 +1326,421 @@ class InMemoryOutboxRepository:
         return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)
 
 
+# -- storage: the Ecomail integration and its contacts -------------------------------------
+
+
+@dataclass
+class EcomailRecord:
+    """One merchant's integration row, as the SQL adapter keeps it."""
+
+    merchant_id: int
+    api_key_encrypted: str
+    key_hint: str
+    updated_at: datetime
+    list_id: str | None = None
+    list_name: str = ""
+    active: bool = False
+    activated_at: datetime | None = None
+    backfill_requested_at: datetime | None = None
+    backfill_after_id: int = 0
+    backfill_marked: int = 0
+    backfill_finished_at: datetime | None = None
+    last_success_at: datetime | None = None
+
+
+class InMemoryEcomailRepository:
+    """Updates of a merchant without an integration change nothing, as an SQL ``UPDATE``."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, merchant_id: int) -> EcomailIntegration | None:
+        await _io()
+        row = self._uow.state.ecomail.get(merchant_id)
+        if row is None:
+            return None
+        backfill = None
+        if row.backfill_requested_at is not None:
+            backfill = Backfill(
+                requested_at=row.backfill_requested_at,
+                after_id=row.backfill_after_id,
+                marked=row.backfill_marked,
+                finished_marking_at=row.backfill_finished_at,
+            )
+        return EcomailIntegration(
+            merchant_id=row.merchant_id,
+            key_hint=row.key_hint,
+            list_id=row.list_id,
+            list_name=row.list_name,
+            active=row.active,
+            activated_at=row.activated_at,
+            backfill=backfill,
+            last_success_at=row.last_success_at,
+        )
+
+    async def api_key(self, merchant_id: int) -> str | None:
+        await _io()
+        row = self._uow.state.ecomail.get(merchant_id)
+        return None if row is None else row.api_key_encrypted
+
+    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+        await _io()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")
+        row = state.ecomail.get(merchant_id)
+        if row is None:
+            row = state.ecomail[merchant_id] = EcomailRecord(merchant_id, encrypted, hint, at)
+        # activated_at and last_success_at stay, as the SQL upsert leaves them
+        _assign(
+            row,
+            api_key_encrypted=encrypted,
+            key_hint=hint,
+            list_id=None,
+            list_name="",
+            active=False,
+            **_backfill_cleared(),
+            updated_at=at,
+        )
+
+    async def activate(
+        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+    ) -> None:
+        await self._update(
+            merchant_id,
+            list_id=list_id,
+            list_name=list_name[:200],
+            active=True,
+            activated_at=at,
+            **_backfill_from_start(at),
+        )
+
+    async def deactivate(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, active=False, updated_at=at)
+
+    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, **_backfill_from_start(at))
+
+    async def advance_backfill(
+        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+    ) -> None:
+        await self._update(
+            merchant_id,
+            backfill_after_id=after_id,
+            backfill_marked=marked,
+            backfill_finished_at=finished_at,
+        )
+
+    async def record_success(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, last_success_at=at)
+
+    async def active_list(self, merchant_id: int) -> str | None:
+        await _io()
+        row = self._uow.state.ecomail.get(merchant_id)
+        return row.list_id if row is not None and row.active else None
+
+    async def backfilling(self) -> list[int]:
+        await _io()
+        return sorted(
+            row.merchant_id
+            for row in self._uow.state.ecomail.values()
+            if row.active
+            and row.backfill_requested_at is not None
+            and row.backfill_finished_at is None
+        )
+
+    async def _update(self, merchant_id: int, **values: object) -> None:
+        await _io()
+        row = self._uow.state.ecomail.get(merchant_id)
+        if row is not None:
+            _assign(row, **values)
+
+
+def _assign(row: object, **values: object) -> None:
+    for name, value in values.items():
+        if not hasattr(row, name):
+            raise AttributeError(f"{type(row).__name__} has no {name}")
+        setattr(row, name, value)
+
+
+def _backfill_cleared() -> dict[str, object]:
+    return {
+        "backfill_requested_at": None,
+        "backfill_after_id": 0,
+        "backfill_marked": 0,
+        "backfill_finished_at": None,
+    }
+
+
+def _backfill_from_start(at: datetime) -> dict[str, object]:
+    return {**_backfill_cleared(), "backfill_requested_at": at, "updated_at": at}
+
+
+def _later(*instants: datetime | None) -> datetime | None:
+    known = [instant for instant in instants if instant is not None]
+    return max(known, default=None)
+
+
+@dataclass
+class ContactRecord:
+    """One customer's contact row, as the SQL adapter keeps it (see ``EcomailContactRow``)."""
+
+    customer_id: int
+    merchant_id: int
+    pending_since: datetime | None = None
+    change_seq: int = 0
+    claimed_seq: int | None = None
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    failed_at: datetime | None = None
+    in_list: bool = False
+    added_at: datetime | None = None
+    synced_at: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Pending and not failed."""
+        return self.pending_since is not None and self.failed_at is None
+
+    def due(self, now: datetime) -> bool:
+        return (
+            self.waiting
+            and (self.next_attempt_at is None or self.next_attempt_at <= now)
+            and (self.claimed_until is None or self.claimed_until <= now)
+        )
+
+    def unclaim(self) -> None:
+        self.claim_token = self.claimed_until = self.claimed_seq = None
+
+
+class InMemoryContactSyncRepository:
+    """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``).
+    Marking and retrying tell the unit of work that the worker has work (it counts the
+    commit in ``InMemoryStore.outbox_commits``, where the SQL one nudges the worker)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def mark_changed(
+        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+    ) -> None:
+        await _io()
+        if not customer_ids:
+            return
+        self._mark(merchant_id, set(customer_ids), at=at, moved=moved)
+        self._uow.made_outbox_work = True
+
+    async def mark_all(
+        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
+    ) -> tuple[int, int | None]:
+        await _io()
+        chunk = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id and c.email is not None
+        )[:limit]
+        if not chunk:
+            return 0, None
+        self._mark(merchant_id, set(chunk), at=at, moved=False)
+        self._uow.made_outbox_work = True
+        return len(chunk), chunk[-1]
+
+    def _mark(self, merchant_id: int, customer_ids: set[int], *, at: datetime, moved: bool) -> None:
+        state = self._uow.state
+        for customer_id in sorted(customer_ids):
+            customer = state.customers.get(customer_id)
+            if customer is None or customer.merchant_id != merchant_id or customer.email is None:
+                continue
+            row = state.contacts.get(customer_id)
+            if row is None:
+                state.contacts[customer_id] = ContactRecord(
+                    customer_id=customer_id, merchant_id=merchant_id, pending_since=at
+                )
+                continue
+            if row.pending_since is None:
+                row.pending_since = at
+            row.change_seq += 1
+            row.failed_at = None
+            if moved:
+                row.in_list = False
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]:
+        await _io()
+        due = sorted(
+            (r for r in self._mine(merchant_id) if r.due(now)),
+            key=lambda r: (r.pending_since, r.customer_id),
+        )[:limit]
+        for row in due:
+            row.claim_token, row.claimed_until = token, now + lease
+            row.claimed_seq = row.change_seq
+        return [
+            ClaimedContact(customer_id=r.customer_id, in_list=r.in_list)
+            for r in sorted(due, key=lambda r: r.customer_id)
+        ]
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added_at: datetime | None,
+        at: datetime,
+    ) -> int:
+        await _io()
+        wanted = set(customer_ids)
+        held = [r for r in self._claimed(merchant_id, token) if r.customer_id in wanted]
+        for row in held:
+            if row.change_seq == row.claimed_seq:  # not changed since the claim
+                row.pending_since = None
+                row.in_list = True
+            row.attempts, row.last_error, row.next_attempt_at = 0, None, None
+            row.synced_at = at
+            if added_at is not None:
+                row.added_at = added_at
+            row.unclaim()
+        return len(held)
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        await _io()
+        held = list(self._claimed(merchant_id, token))
+        for row in held:
+            row.attempts += 1
+            row.next_attempt_at, row.last_error = retry_at, error
+            row.unclaim()
+        return len(held)
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        await _io()
+        wanted = None if customer_ids is None else set(customer_ids)
+        held = [
+            r
+            for r in self._claimed(merchant_id, token)
+            if wanted is None or r.customer_id in wanted
+        ]
+        for row in held:
+            row.attempts += 1
+            row.failed_at, row.last_error = at, error
+            row.unclaim()
+        return len(held)
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        await _io()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return  # another merchant's customer: nothing is recorded, as in SQL
+        row = state.contacts.get(customer_id)
+        if row is None:
+            row = state.contacts[customer_id] = ContactRecord(customer_id, merchant_id)
+        row.in_list, row.synced_at = True, at
+        if added_at is not None:
+            row.added_at = added_at
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        await _io()
+        return max((r.attempts for r in self._claimed(merchant_id, token)), default=0)
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        await _io()
+        row = self._uow.state.contacts.get(customer_id)
+        return row is not None and row.merchant_id == merchant_id and row.waiting
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        await _io()
+        state = self._uow.state
+        return sorted(
+            merchant_id
+            for merchant_id, integration in state.ecomail.items()
+            if integration.active and any(r.due(now) for r in self._mine(merchant_id))
+        )
+
+    async def next_due(self) -> datetime | None:
+        await _io()
+        state = self._uow.state
+        active = {m for m, integration in state.ecomail.items() if integration.active}
+        dues = [
+            _later(r.pending_since, r.next_attempt_at, r.claimed_until)
+            for r in state.contacts.values()
+            if r.waiting and r.merchant_id in active
+        ]
+        return min((due for due in dues if due is not None), default=None)
+
+    async def health(self, merchant_id: int) -> ContactSyncHealth:
+        await _io()
+        mine = list(self._mine(merchant_id))
+        waiting = [r.pending_since for r in mine if r.waiting and r.pending_since is not None]
+        integration = self._uow.state.ecomail.get(merchant_id)
+        return ContactSyncHealth(
+            pending=len(waiting),
+            failed=sum(r.failed_at is not None for r in mine),
+            oldest_pending_at=min(waiting, default=None),
+            last_synced_at=None if integration is None else integration.last_success_at,
+        )
+
+    async def failures(self, merchant_id: int, *, limit: int) -> list[ContactSyncFailure]:
+        await _io()
+        customers = self._uow.state.customers
+        failed = sorted(
+            (
+                r
+                for r in self._mine(merchant_id)
+                if r.failed_at is not None and r.customer_id in customers
+            ),
+            key=lambda r: (r.failed_at, r.customer_id),
+            reverse=True,
+        )[:limit]
+        return [
+            ContactSyncFailure(
+                customer_id=r.customer_id,
+                email=customers[r.customer_id].email,
+                error=r.last_error or "",
+                failed_at=r.failed_at,
+            )
+            for r in failed
+            if r.failed_at is not None
+        ]
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+        await _io()
+        failed = [r for r in self._mine(merchant_id) if r.failed_at is not None]
+        for row in failed:  # the last error stays, as in the SQL adapter
+            row.failed_at, row.attempts, row.next_attempt_at = None, 0, None
+            if row.pending_since is None:
+                row.pending_since = at
+        if failed:
+            self._uow.made_outbox_work = True
+        return len(failed)
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        await _io()
+        row = self._uow.state.contacts.get(customer_id)
+        return row.added_at if row is not None and row.merchant_id == merchant_id else None
+
+    def _mine(self, merchant_id: int) -> Iterable[ContactRecord]:
+        return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
+
+    def _claimed(self, merchant_id: int, token: str) -> Iterable[ContactRecord]:
+        return (r for r in self._mine(merchant_id) if r.claim_token == token)
+
+
 # -- storage: unit of work and store ------------------------------------------------------
 
 
@@ -1054,7 +1757,9 @@ class InMemoryUnitOfWork:
         self.customers: CustomerRepository = InMemoryCustomerRepository(self)
         self.ledgers: LedgerRepository = InMemoryLedgerRepository(self)
         self.outbox: OutboxRepository = InMemoryOutboxRepository(self)
-        self.made_outbox_work = False
+        self.ecomail: EcomailRepository = InMemoryEcomailRepository(self)
+        self.contacts: ContactSyncRepository = InMemoryContactSyncRepository(self)
+        self.made_outbox_work = False  # outbox items or contact marks: the worker has work
 
     @property
     def state(self) -> StoreState:
@@ -1098,7 +1803,9 @@ class InMemoryStore:
         self.state = StoreState()
         self.write_lock = asyncio.Lock()
         self.commits = 0
-        self.outbox_commits = 0  # commits that gave the worker work (the SQL one nudges then)
+        # commits that gave the worker work: outbox items, contact marks, retries (the SQL
+        # unit of work nudges the worker then)
+        self.outbox_commits = 0
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""
@@ -1115,4 +1822,7 @@ if TYPE_CHECKING:  # mypy checks that the fakes satisfy the ports
     _sessions: SessionStore = InMemorySessionStore()
     _attempts: LoginAttempts = InMemoryLoginAttempts()
     _encoder: TableEncoder = JsonLinesTableEncoder()
+    _rows: CustomerRowSource = InMemoryCustomerRowSource(InMemoryStore())
+    _platform: MarketingPlatform = FakeMarketingPlatform()
+    _platforms: MarketingPlatforms = FakeMarketingPlatforms()
     _factory: UnitOfWorkFactory = InMemoryStore().unit_of_work

@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 from ellity.adapters.arq_queue import ArqJobQueue, NoJobQueue
 from ellity.adapters.csv_export import CsvTableEncoder
+from ellity.adapters.ecomail.limiter import request_limiter
+from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.email_templates import JinjaEmailTemplates
 from ellity.adapters.passwords import Argon2PasswordHasher
 from ellity.adapters.secret_box import FernetSecretBox
 from ellity.adapters.smtp_mailer import SmtpMailer
 from ellity.adapters.sql.database import create_database
+from ellity.adapters.sql.export_rows import SqlCustomerRowSource
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
@@ -27,6 +30,10 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
         if settings.redis_url
         else NoJobQueue()
     )
+    marketing = EcomailPlatforms(
+        request_limiter(settings.redis_url),
+        EcomailSettings(base_url=settings.ecomail_api_url),
+    )
     try:
         yield Deps(
             settings=settings,
@@ -37,11 +44,14 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             secret_box=FernetSecretBox(settings.secret_key),
             ping_database=database.ping,
             export_encoder=CsvTableEncoder(),
+            export_rows=SqlCustomerRowSource(database),
             mailer=SmtpMailer(JinjaEmailTemplates()),
+            marketing=marketing,
             queue=queue,
             sessions=SqlSessionStore(database),
             login_attempts=SqlLoginAttempts(database),
         )
     finally:
+        await marketing.aclose()
         await queue.close()
         await database.dispose()

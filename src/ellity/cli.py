@@ -1,4 +1,4 @@
-"""The ``ellity`` command: serve, worker, migrate, create-merchant, settings."""
+"""The ``ellity`` command: serve, worker, migrate, create-merchant, settings, export, ecomail."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from ellity import cli_ecomail
 from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
 from ellity.cli_export import run_export
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", type=Path, metavar="FILE", help="write to FILE (replaced only when complete)"
     )
+    cli_ecomail.add_commands(commands)
     return parser
 
 
@@ -130,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if changes:
                 merchant = _with_deps(
                     settings,
-                    lambda deps: merchants.change_settings(args.merchant, changes, uow=deps.uow()),
+                    lambda deps: merchants.change_settings(
+                        args.merchant, changes, uow=deps.uow(), clock=deps.clock
+                    ),
                 )
             else:
                 merchant = _with_deps(
@@ -153,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "export":
             return run_export(settings, args.merchant, args.out)
+        elif args.command == "ecomail":
+            migrate.upgrade(settings.database_url)
+            return cli_ecomail.run(settings, args)
     except DomainError as exc:
         print(f"ellity: {exc.message}", file=sys.stderr)
         return 2

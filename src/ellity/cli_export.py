@@ -103,7 +103,11 @@ async def _export(settings: Settings, slug: str, out: Path | None) -> int:
             total = await export.count_customers(merchant_id, uow=deps.uow(read_only=True))
             bar = ProgressBar(total, sys.stderr)
         chunks = export.export_customers(
-            merchant_id, uow_factory=deps.uow, encoder=deps.export_encoder, progress=bar
+            merchant_id,
+            uow_factory=deps.uow,
+            encoder=deps.export_encoder,
+            rows=deps.export_rows,
+            progress=bar,
         )
         try:
             return await _write(chunks, out)
@@ -131,9 +135,11 @@ async def _write(chunks: AsyncGenerator[bytes, None], out: Path | None) -> int:
 
 
 async def _drain(chunks: AsyncGenerator[bytes, None], sink: BinaryIO) -> None:
+    """Chunks are written from a worker thread: the next one is read from the database
+    meanwhile (a chunk is some megabytes)."""
     async with aclosing(chunks):
         async for chunk in chunks:
-            sink.write(chunk)
+            await asyncio.to_thread(sink.write, chunk)
     sink.flush()
 
 

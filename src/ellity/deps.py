@@ -7,8 +7,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ellity.ports.clock import Clock, PasswordHasher, RandomSource
-from ellity.ports.export import TableEncoder
+from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.mailer import Mailer
+from ellity.ports.marketing import MarketingPlatforms
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
@@ -26,7 +27,9 @@ class Deps:
     secret_box: SecretBox
     ping_database: Callable[[], Awaitable[None]]
     export_encoder: TableEncoder
+    export_rows: CustomerRowSource  # the export's rows written by the database, in CSV
     mailer: Mailer
+    marketing: MarketingPlatforms  # Ecomail, reached with each merchant's key
     queue: JobQueue  # nudges the worker; the unit of work nudges after outbox commits
     sessions: SessionStore  # the merchant pages' sessions, shared by all web processes
     login_attempts: LoginAttempts  # log-in throttling counts, shared likewise

@@ -21,7 +21,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 
 from arq import cron, func
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from ellity.adapters.arq_queue import DELIVER_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
-from ellity.domain.services import delivery
+from ellity.domain.services import contact_sync, delivery
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -46,19 +46,43 @@ def new_worker_token() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-async def deliver_outbox(ctx: dict[str, Any]) -> int:
-    deps: Deps = ctx["deps"]
+async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
+    """Write pending Ecomail contacts first, then deliver the outbox (emails, Ecomail events:
+    an event follows its contact's fields); returns how many were written and delivered."""
+    written = await contact_sync.sync_contacts(
+        uow_factory=deps.uow,
+        platforms=deps.marketing,
+        secret_box=deps.secret_box,
+        clock=deps.clock,
+        worker_token=worker_token,
+    )
     delivered = await delivery.deliver_pending(
         uow_factory=deps.uow,
         mailer=deps.mailer,
         secret_box=deps.secret_box,
         clock=deps.clock,
-        worker_token=ctx["worker_token"],
-        limit=DELIVERY_LIMIT,
+        worker_token=worker_token,
+        limit=limit,
         delivery_timeout=deps.settings.delivery_timeout,
+        platforms=deps.marketing,
     )
-    await delivery.schedule_next_delivery(uow_factory=deps.uow, queue=deps.queue, clock=deps.clock)
-    return delivered
+    return written + delivered
+
+
+async def next_due(deps: Deps) -> datetime | None:
+    """When the next pending contact or outbox item becomes due."""
+    async with deps.uow(read_only=True) as uow:
+        dues = [await uow.outbox.next_due(), await uow.contacts.next_due()]
+    return min((due for due in dues if due is not None), default=None)
+
+
+async def deliver_outbox(ctx: dict[str, Any]) -> int:
+    deps: Deps = ctx["deps"]
+    done = await deliver_once(deps, ctx["worker_token"], limit=DELIVERY_LIMIT)
+    due = await next_due(deps)
+    if due is not None:
+        await deps.queue.nudge_delivery(at=max(due, deps.clock.now() + timedelta(seconds=1)))
+    return done
 
 
 async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
@@ -151,17 +175,27 @@ def configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+BURST_FOLLOW_UP = timedelta(seconds=5)  # work due this soon (an event after its contact) waits
+BURST_IDLE_ROUNDS = 5  # ... but not for ever: then what is left waits for a worker
+
+
 async def _burst(settings: Settings) -> int:
+    token = new_worker_token()
+    total = idle = 0
     async with build_deps(settings) as deps:
-        return await delivery.deliver_pending(
-            uow_factory=deps.uow,
-            mailer=deps.mailer,
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-            worker_token=new_worker_token(),
-            limit=sys.maxsize,
-            delivery_timeout=settings.delivery_timeout,
-        )
+        while True:
+            done = await deliver_once(deps, token, limit=sys.maxsize)
+            total += done
+            idle = 0 if done else idle + 1
+            if done:
+                continue
+            if idle > BURST_IDLE_ROUNDS:
+                return total
+            due = await next_due(deps)
+            now = deps.clock.now()
+            if due is None or due > now + BURST_FOLLOW_UP:
+                return total
+            await asyncio.sleep(max(0.0, (due - now).total_seconds()) + 0.05)
 
 
 def run(settings: Settings, *, burst: bool) -> int:

@@ -35,7 +35,10 @@ BASE_URL = "http://testserver.local"
 
 
 @asynccontextmanager
-async def deps_on(database: Database, var_dir: Path, clock: FakeClock) -> AsyncIterator[Deps]:
+async def deps_on(
+    database: Database, var_dir: Path, clock: FakeClock, *, ecomail_api_url: str = ""
+) -> AsyncIterator[Deps]:
+    """``ecomail_api_url`` points the app's Ecomail client at an emulator."""
     url = database.engine.url.render_as_string(hide_password=False)
     settings = load_settings(
         {
@@ -43,6 +46,7 @@ async def deps_on(database: Database, var_dir: Path, clock: FakeClock) -> AsyncI
             "ELLITY_SECRET_KEY": "e2e-secret-key",
             "ELLITY_VAR_DIR": str(var_dir),
             "ELLITY_BASE_URL": BASE_URL,
+            "ELLITY_ECOMAIL_API_URL": ecomail_api_url,
         },
         dotenv=var_dir / "no.env",
     )

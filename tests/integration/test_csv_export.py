@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ellity.adapters.csv_export import CsvTableEncoder
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.export_rows import SqlCustomerRowSource
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.contact import FIELD_NAMES
@@ -114,11 +115,13 @@ async def add_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, **field
     return created.view.customer.id
 
 
-async def export_csv(uow_factory: UnitOfWorkFactory, merchant_id: int, **options: int) -> bytes:
+async def export_csv(uow_factory: SqlUnitOfWorkFactory, merchant_id: int, **options: int) -> bytes:
+    """The whole file, its rows written by the database as in production."""
+    rows = SqlCustomerRowSource(uow_factory.database)
     chunks = [
         chunk
         async for chunk in export.export_customers(
-            merchant_id, uow_factory=uow_factory, encoder=ENCODER, **options
+            merchant_id, uow_factory=uow_factory, encoder=ENCODER, rows=rows, **options
         )
     ]
     return b"".join(chunks)
@@ -198,10 +201,11 @@ async def test_the_export_streams_a_chunk_per_batch(sql_database: Database) -> N
     for n in range(7):
         await add_customer(uow, shop, email=f"c{n}@shop.cz")
 
+    rows = SqlCustomerRowSource(sql_database)
     chunks = [
         chunk
         async for chunk in export.export_customers(
-            shop, uow_factory=uow, encoder=ENCODER, batch_size=3
+            shop, uow_factory=uow, encoder=ENCODER, rows=rows, batch_size=3
         )
     ]
 

@@ -325,7 +325,7 @@ async def test_no_referral_bonus_is_paid_when_the_merchant_set_it_to_zero(
     clock: FakeClock,
     store: InMemoryStore,
 ) -> None:
-    await change_settings("bob", {"referral_bonus": "0"}, uow=uow_factory())
+    await change_settings("bob", {"referral_bonus": "0"}, clock=FakeClock(), uow=uow_factory())
     ann = await new_customer(other_merchant, email="ann@example.com")
     bob = await new_customer(other_merchant, email="bob@example.com", referred_by=ann.referral_code)
     await earn_points(

@@ -25,6 +25,7 @@ from tests.fakes import (
     FakeClock,
     FakeJobQueue,
     FakeMailer,
+    FakeMarketingPlatforms,
     FakeSecretBox,
     InMemoryStore,
     OutboxRecord,
@@ -61,7 +62,7 @@ def deliver(store: InMemoryStore, mailer: FakeMailer, clock: FakeClock) -> Deliv
 
 async def set_up_mail(store: InMemoryStore, merchant: Merchant) -> Merchant:
     merchant = await change_settings(
-        merchant.slug, {"send_system_emails": "true"}, uow=store.unit_of_work()
+        merchant.slug, {"send_system_emails": "true"}, clock=FakeClock(), uow=store.unit_of_work()
     )
     async with store.unit_of_work() as uow:
         await uow.merchants.update_smtp(merchant.id, SMTP)
@@ -204,7 +205,9 @@ async def test_switching_emails_off_before_delivery_sends_nothing(
     deliver: Deliver,
 ) -> None:
     await new_customer(anna, email="ann@example.cz")
-    await change_settings(anna.slug, {"send_system_emails": "false"}, uow=store.unit_of_work())
+    await change_settings(
+        anna.slug, {"send_system_emails": "false"}, clock=FakeClock(), uow=store.unit_of_work()
+    )
     assert await deliver() == 0
     assert mailer.attempts == 0
     assert the_record(store).status == "skipped"
@@ -347,7 +350,7 @@ async def test_missing_smtp_settings_and_an_unreadable_password_are_retried_with
     merchant: Merchant, w: MailWorld
 ) -> None:
     shop = await change_settings(
-        merchant.slug, {"send_system_emails": "true"}, uow=w.store.unit_of_work()
+        merchant.slug, {"send_system_emails": "true"}, clock=FakeClock(), uow=w.store.unit_of_work()
     )
     await w.new_customer(shop, email="ann@example.cz")
     await w.deliver()
@@ -470,6 +473,7 @@ async def test_the_deliver_outbox_job_delivers_and_asks_for_the_next_run(
         secret_box=FakeSecretBox(),
         mailer=w.mailer,
         queue=queue,
+        marketing=FakeMarketingPlatforms(),
     )
     await w.new_customer(anna, email="ann@example.cz")
     await w.new_customer(anna, email="bob@example.cz")
@@ -509,3 +513,4 @@ class JobDeps:
     secret_box: FakeSecretBox
     mailer: FakeMailer
     queue: FakeJobQueue
+    marketing: FakeMarketingPlatforms

@@ -128,6 +128,7 @@ async def test_settings_changes_are_validated_and_stored(
     changed = await change_settings(
         "anna",
         {"referral_bonus": "12.50", "locale": "en", "validity_months": "6"},
+        clock=FakeClock(),
         uow=uow_factory(),
     )
     stored = await merchant_by_slug("anna", uow=uow_factory(read_only=True))
@@ -158,7 +159,7 @@ async def test_a_bad_settings_change_stores_nothing(
     changes: dict[str, str],
 ) -> None:
     with pytest.raises(InvalidInput):
-        await change_settings("anna", changes, uow=uow_factory())
+        await change_settings("anna", changes, clock=FakeClock(), uow=uow_factory())
     stored = await merchant_by_slug("anna", uow=uow_factory())
     assert stored.settings == merchant.settings
 
@@ -167,7 +168,7 @@ async def test_changing_settings_of_an_unknown_merchant_is_refused(
     uow_factory: UnitOfWorkFactory,
 ) -> None:
     with pytest.raises(MerchantNotFound):
-        await change_settings("nobody", {"locale": "en"}, uow=uow_factory())
+        await change_settings("nobody", {"locale": "en"}, clock=FakeClock(), uow=uow_factory())
 
 
 # -- tenant isolation ------------------------------------------------------------------------

@@ -36,7 +36,9 @@ def topics(store: InMemoryStore) -> list[tuple[str, int | None]]:
 @pytest.fixture
 async def emails_on(merchant: Merchant, uow_factory: UnitOfWorkFactory) -> Merchant:
     """Anna's shop with "Send emails from Ellity" switched on."""
-    return await change_settings(merchant.slug, {"send_system_emails": "true"}, uow=uow_factory())
+    return await change_settings(
+        merchant.slug, {"send_system_emails": "true"}, clock=FakeClock(), uow=uow_factory()
+    )
 
 
 async def test_earning_records_the_change_the_new_balance_and_the_next_expiry(

@@ -417,7 +417,7 @@ async def test_points_that_never_expire_survive_the_nightly_expiry(
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
 ) -> None:
-    await change_settings("anna", {"validity_months": "0"}, uow=uow_factory())
+    await change_settings("anna", {"validity_months": "0"}, clock=FakeClock(), uow=uow_factory())
     ann = await new_customer(merchant, email="ann@example.cz")
     earned = await earn_points(
         merchant.id, ann.id, P("5"), order_ref="o-1", uow=uow_factory(), clock=clock
@@ -577,11 +577,15 @@ async def test_a_referral_bonus_turned_on_after_the_first_purchase_is_not_paid_l
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
 ) -> None:
-    await change_settings(merchant.slug, {"referral_bonus": "0"}, uow=uow_factory())
+    await change_settings(
+        merchant.slug, {"referral_bonus": "0"}, clock=FakeClock(), uow=uow_factory()
+    )
     ann = await new_customer(merchant, email="ann@example.cz")
     bob = await new_customer(merchant, email="bob@example.cz", referred_by=ann.referral_code)
     await earn_points(merchant.id, bob.id, P("5"), order_ref="o-1", uow=uow_factory(), clock=clock)
-    await change_settings(merchant.slug, {"referral_bonus": "50"}, uow=uow_factory())
+    await change_settings(
+        merchant.slug, {"referral_bonus": "50"}, clock=FakeClock(), uow=uow_factory()
+    )
     await earn_points(merchant.id, bob.id, P("5"), order_ref="o-2", uow=uow_factory(), clock=clock)
 
     assert await balance_of(uow_factory, merchant, ann.id) == Points.zero()

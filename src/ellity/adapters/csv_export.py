@@ -41,6 +41,9 @@ from collections.abc import Sequence
 
 from ellity.ports.export import Cell, Column
 
+#: ``TableEncoder.format`` of this CSV: ``adapters.sql.export_rows`` writes the same bytes.
+CSV_FORMAT = "csv"
+
 #: Cell starts a spreadsheet may run as a formula (OWASP CSV Injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -69,6 +72,7 @@ def safe_cell(value: Cell, kind: str) -> Cell:
 class CsvTableEncoder:
     media_type = "text/csv; charset=utf-8"
     file_extension = "csv"
+    format = CSV_FORMAT
 
     def header(self, columns: Sequence[Column]) -> bytes:
         return self._encode([[inert(column.name) for column in columns]])

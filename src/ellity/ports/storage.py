@@ -18,6 +18,7 @@ from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.integration import EcomailIntegration
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxItem, Payload
@@ -246,6 +247,11 @@ class OutboxRepository(Protocol):
         ``None``, given up (status failed) until the merchant retries it."""
         ...
 
+    async def defer(self, item_id: int, *, token: str, until: datetime) -> bool:
+        """Pending again from ``until`` without counting this claim as an attempt (the item
+        waits for something else to happen first)."""
+        ...
+
     async def next_due(self) -> datetime | None:
         """When the earliest pending item can next be claimed (its available time, or the end
         of its live claim); ``None`` when nothing is pending."""
@@ -267,6 +273,161 @@ class OutboxRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedContact:
+    customer_id: int
+    in_list: bool  # Ellity has written this customer's contact to the list before
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSyncHealth:
+    pending: int
+    failed: int
+    oldest_pending_at: datetime | None
+    last_synced_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSyncFailure:
+    customer_id: int
+    email: str | None
+    error: str
+    failed_at: datetime
+
+
+class EcomailRepository(Protocol):
+    """The merchant's Ecomail integration (at most one)."""
+
+    async def get(self, merchant_id: int) -> EcomailIntegration | None: ...
+
+    async def api_key(self, merchant_id: int) -> str | None:
+        """The encrypted API key."""
+        ...
+
+    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+        """Store a verified key; the integration is inactive (and without a list) until
+        activated again, since a new key may belong to another account."""
+        ...
+
+    async def activate(
+        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+    ) -> None:
+        """Active with this list, and a backfill of every customer requested."""
+        ...
+
+    async def deactivate(self, merchant_id: int, *, at: datetime) -> None: ...
+
+    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+        """Push every customer again (restarts a backfill in progress)."""
+        ...
+
+    async def advance_backfill(
+        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+    ) -> None: ...
+
+    async def record_success(self, merchant_id: int, *, at: datetime) -> None: ...
+
+    async def active_list(self, merchant_id: int) -> str | None:
+        """The list id while the integration is active; ``None`` otherwise."""
+        ...
+
+    async def backfilling(self) -> list[int]:
+        """Active merchants whose backfill still has customers to mark."""
+        ...
+
+
+class ContactSyncRepository(Protocol):
+    """Customers whose contact in the merchant's Ecomail list needs writing.
+
+    A change *marks* the customer pending (coalescing: however many changes, one pending
+    row, and the worker sends the state as it is when it sends). A worker *claims* pending
+    contacts for a lease, writes them, and *settles* them: a contact changed again since its
+    claim stays pending. Claims are exclusive across workers.
+    """
+
+    async def mark_changed(
+        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+    ) -> None:
+        """Pending from now. ``moved``: the email changed, so the contact under the new
+        email is not known to be in the list."""
+        ...
+
+    async def mark_all(
+        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
+    ) -> tuple[int, int | None]:
+        """Mark the next ``limit`` customers with an email after ``after_id`` (id order);
+        returns how many and the last id, or ``None`` for the id when none was left."""
+        ...
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]: ...
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added_at: datetime | None,
+        at: datetime,
+    ) -> int:
+        """Written to the list (``added_at``: by an add call that added contacts): in the
+        list from now on; no longer pending unless changed since the claim."""
+        ...
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        """This claim's contacts could not be written now; pending again from ``retry_at``."""
+        ...
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        """These of this claim's contacts (``None``: all of them) will not be written as
+        things are; failed until retried."""
+        ...
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        """The contact was written outside a claim (activation writes the first one)."""
+        ...
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        """The most failed attempts among this claim's contacts."""
+        ...
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        """Pending and not failed: its contact is still on its way."""
+        ...
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        """Merchants with an active integration and contacts due now."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending contact of an active integration can next be claimed."""
+        ...
+
+    async def health(self, merchant_id: int) -> ContactSyncHealth: ...
+
+    async def failures(self, merchant_id: int, *, limit: int) -> list[ContactSyncFailure]: ...
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int: ...
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        """When an add call of Ellity's that added contacts included this customer."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without ``commit()`` rolls everything back."""
 
@@ -276,6 +437,8 @@ class UnitOfWork(Protocol):
     customers: CustomerRepository
     ledgers: LedgerRepository
     outbox: OutboxRepository
+    ecomail: EcomailRepository
+    contacts: ContactSyncRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -53,6 +53,14 @@ from ellity.domain.model.errors import (
     NotFound,
 )
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
+from ellity.ports.marketing import (
+    InvalidApiKey,
+    ListNotFound,
+    MarketingError,
+    MarketingRateLimited,
+    MarketingRejected,
+    MarketingUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +74,8 @@ class Statuses:
 
 
 #: The one table of domain errors, by class; the closest class in an error's MRO decides.
-DOMAIN_ERRORS: Mapping[type[DomainError], Statuses] = {
+#: Ecomail's errors reach only the integration page (the API never calls Ecomail).
+DOMAIN_ERRORS: Mapping[type[DomainError | MarketingError], Statuses] = {
     InvalidApiToken: Statuses(api=401, page=401),
     InvalidCredentials: Statuses(api=401, page=400),
     LoginThrottled: Statuses(api=429, page=429),
@@ -74,6 +83,11 @@ DOMAIN_ERRORS: Mapping[type[DomainError], Statuses] = {
     NotFound: Statuses(api=404, page=404),
     Conflict: Statuses(api=409, page=409),
     DomainError: Statuses(api=422, page=400),
+    InvalidApiKey: Statuses(api=502, page=400),
+    MarketingRateLimited: Statuses(api=503, page=429),
+    MarketingUnavailable: Statuses(api=503, page=503),
+    ListNotFound: Statuses(api=409, page=409),
+    MarketingRejected: Statuses(api=502, page=502),
 }
 
 #: Codes for what Litestar itself refuses (routing, parsing, limits).
@@ -99,7 +113,7 @@ class ErrorBody(msgspec.Struct):
     message: str
 
 
-def _statuses(exc: DomainError) -> Statuses:
+def _statuses(exc: DomainError | MarketingError) -> Statuses:
     for cls in type(exc).__mro__:
         if cls in DOMAIN_ERRORS:
             return DOMAIN_ERRORS[cls]
@@ -111,7 +125,7 @@ def status_of(exc: DomainError) -> int:
     return _statuses(exc).api
 
 
-def page_status_of(exc: DomainError) -> int:
+def page_status_of(exc: DomainError | MarketingError) -> int:
     """The HTTP status of a domain error on a merchant page, from ``DOMAIN_ERRORS``."""
     return _statuses(exc).page
 

@@ -856,6 +856,12 @@ class SqlOutboxRepository:
             )
         return await self._settle(item_id, token, available_at=retry_at, last_error=error)
 
+    async def defer(self, item_id: int, *, token: str, until: datetime) -> bool:
+        # the claim counted an attempt (``attempts`` is at least 1 here): take it back
+        return await self._settle(
+            item_id, token, available_at=until, attempts=outbox.c.attempts - 1
+        )
+
     async def _settle(self, item_id: int, token: str, **values: Any) -> bool:
         result = await self.conn.execute(
             outbox.update()

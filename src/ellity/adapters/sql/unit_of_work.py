@@ -8,6 +8,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
 from ellity.adapters.sql.repositories import (
     SqlApiTokenRepository,
     SqlCustomerRepository,
@@ -18,7 +19,9 @@ from ellity.adapters.sql.repositories import (
 )
 from ellity.ports.storage import (
     ApiTokenRepository,
+    ContactSyncRepository,
     CustomerRepository,
+    EcomailRepository,
     LedgerRepository,
     MerchantRepository,
     OutboxRepository,
@@ -36,6 +39,8 @@ class SqlUnitOfWork:
     customers: CustomerRepository
     ledgers: LedgerRepository
     outbox: OutboxRepository
+    ecomail: EcomailRepository
+    contacts: ContactSyncRepository
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class SqlUnitOfWork:
         self._read_only = read_only
         self._on_outbox_work = on_outbox_work
         self._outbox: SqlOutboxRepository | None = None
+        self._contacts: SqlContactSyncRepository | None = None
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
 
@@ -62,6 +68,10 @@ class SqlUnitOfWork:
         self.customers = SqlCustomerRepository(conn)
         self.ledgers = SqlLedgerRepository(conn, locks_rows=not self._database.is_sqlite)
         self.outbox = self._outbox = SqlOutboxRepository(
+            conn, locks_rows=not self._database.is_sqlite
+        )
+        self.ecomail = SqlEcomailRepository(conn)
+        self.contacts = self._contacts = SqlContactSyncRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
         return self
@@ -84,10 +94,13 @@ class SqlUnitOfWork:
         if self._tx is None:
             raise RuntimeError("commit() outside the unit of work")
         await self._tx.commit()
-        if self._outbox is not None and self._outbox.made_work:
-            self._outbox.made_work = False
-            if self._on_outbox_work is not None:
-                await self._on_outbox_work()
+        made_work = False
+        for repository in (self._outbox, self._contacts):
+            if repository is not None and repository.made_work:
+                repository.made_work = False
+                made_work = True
+        if made_work and self._on_outbox_work is not None:
+            await self._on_outbox_work()
 
 
 class SqlUnitOfWorkFactory:

@@ -12,6 +12,7 @@ from ellity.domain.model.customer import (
     clean_email,
     clean_name,
     clean_shop_customer_id,
+    email_key,
 )
 from ellity.domain.model.errors import (
     CustomerNotFound,
@@ -91,7 +92,9 @@ async def upsert_customer(
             customer = await load_customer(
                 uow, merchant_id, stored_id(existing.id), for_update=True
             )
-            if await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
+            if await _apply(
+                merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
+            ):
                 await notifications.pin_issued(
                     uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
                 )
@@ -114,7 +117,7 @@ async def update_customer(
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
-        if await _apply(customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
+        if await _apply(merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
             await notifications.pin_issued(
                 uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
             )
@@ -151,6 +154,7 @@ async def register_customer(
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
         if customer.register(at=clock.now()):
             await uow.customers.update(customer)
+            await notifications.contact_changed(uow, merchant, customer, at=customer.updated_at)
         view = await view_of(uow, merchant, customer)
         await uow.commit()
     return view
@@ -274,11 +278,13 @@ async def create_new_customer(
         raise DuplicateCustomer(
             _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
         ) from None
+    await notifications.contact_changed(uow, merchant, customer, at=now)
     await notifications.pin_issued(uow, merchant, customer, PinReason.CREATED, at=now)
     return customer
 
 
 async def _apply(
+    merchant: Merchant,
     customer: Customer,
     data: CustomerInput,
     email: str | None,
@@ -293,6 +299,7 @@ async def _apply(
     True when the customer became anonymous, and so got a new PIN.
     """
     now = clock.now()
+    before = (customer.email, customer.first_name, customer.last_name, customer.registered)
     if email is not None:
         customer.email = email
     if shop_id is not None:
@@ -313,4 +320,8 @@ async def _apply(
         raise DuplicateCustomer(
             _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
         ) from None
+    after = (customer.email, customer.first_name, customer.last_name, customer.registered)
+    if after != before:
+        moved = email_key(customer.email) != email_key(before[0])
+        await notifications.contact_changed(uow, merchant, customer, at=now, moved=moved)
     return new_pin

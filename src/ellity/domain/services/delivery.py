@@ -11,8 +11,10 @@ the outcome was recorded leaves the item to be sent again. The email's ``Message
 same both times, so mail clients can recognise the repeat.
 
 Each topic has one handler in ``HANDLERS``. A handler raises ``NothingToSend`` (settled as
-skipped), ``TryLater`` (retried with backoff, given up after ``RetryPolicy.max_attempts``) or
-``GiveUp`` (failed at once; the merchant sees why and may retry).
+skipped), ``TryLater`` (retried with backoff, given up after ``RetryPolicy.max_attempts``),
+``GiveUp`` (failed at once; the merchant sees why and may retry) or ``WaitFor`` (tried again
+shortly without counting an attempt: an Ecomail event waits until its customer's contact
+fields have been written, so an automation that reads them sees the new values).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.integration import EVENT_ACTION, EVENT_CATEGORY
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.outbox import OutboxItem, RetryPolicy, Topic, clip_error
 from ellity.domain.model.system_email import (
@@ -35,8 +38,16 @@ from ellity.domain.model.system_email import (
     PointsChanged,
     pin_reason,
 )
+from ellity.domain.services.contact_sync import KEY_REJECTED, KEY_UNREADABLE, connection
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
+from ellity.ports.marketing import (
+    InvalidApiKey,
+    MarketingPlatforms,
+    MarketingRejected,
+    MarketingUnavailable,
+    TrackerEvent,
+)
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox, SecretUnreadable
 from ellity.ports.storage import UnitOfWorkFactory
@@ -63,6 +74,14 @@ class GiveUp(Exception):
     """No attempt will succeed as things are. The message is for the merchant."""
 
 
+class WaitFor(Exception):
+    """Not yet: something this item must follow has not happened yet."""
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Courier:
     """What handlers deliver with."""
@@ -70,6 +89,7 @@ class Courier:
     uow_factory: UnitOfWorkFactory
     mailer: Mailer
     secret_box: SecretBox
+    platforms: MarketingPlatforms | None = None
 
 
 Handler = Callable[[Courier, OutboxItem], Awaitable[None]]
@@ -83,6 +103,7 @@ async def deliver_pending(
     clock: Clock,
     worker_token: str,
     limit: int,
+    platforms: MarketingPlatforms | None = None,
     batch_size: int = BATCH_SIZE,
     delivery_timeout: float = DELIVERY_TIMEOUT,
     policy: RetryPolicy = RETRY_POLICY,
@@ -92,7 +113,9 @@ async def deliver_pending(
     ``worker_token`` must be unique per worker process; each claim adds a counter to it.
     Items that fail are rescheduled by ``policy``, so a run ends when nothing is due.
     """
-    courier = Courier(uow_factory=uow_factory, mailer=mailer, secret_box=secret_box)
+    courier = Courier(
+        uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms
+    )
     lease = timedelta(seconds=delivery_timeout * (batch_size + 1))
     delivered = handled = 0
     while handled < limit:
@@ -219,9 +242,50 @@ async def _send_pin_issued(courier: Courier, item: OutboxItem) -> None:
     await _send(courier, to, _email(item, to, EmailTemplate.PIN_ISSUED, values))
 
 
+CONTACT_WAIT = 2.0  # seconds an event waits for its contact's fields before looking again
+
+
+async def _send_ecomail_event(courier: Courier, item: OutboxItem) -> None:
+    label, value = item.payload.get("label"), item.payload.get("value")
+    if not isinstance(label, str) or not isinstance(value, dict) or item.customer_id is None:
+        raise MalformedPayload("An Ecomail event needs a label, a value and a customer.")
+    if courier.platforms is None:
+        raise TryLater("This worker is not set up to reach Ecomail.")
+    try:
+        link = await connection(
+            item.merchant_id,
+            uow_factory=courier.uow_factory,
+            platforms=courier.platforms,
+            secret_box=courier.secret_box,
+        )
+    except SecretUnreadable:
+        raise GiveUp(KEY_UNREADABLE) from None
+    if link is None:
+        raise NothingToSend("The Ecomail integration was deactivated before delivery.")
+    async with courier.uow_factory(read_only=True) as uow:
+        customer = await uow.customers.get(item.merchant_id, item.customer_id)
+        waiting = await uow.contacts.is_pending(item.merchant_id, item.customer_id)
+    if customer is None or customer.email is None:
+        raise NothingToSend("The customer has no email address any more.")
+    if waiting:
+        raise WaitFor("Waiting for the contact's fields to reach Ecomail.", seconds=CONTACT_WAIT)
+    event = TrackerEvent(
+        email=customer.email, category=EVENT_CATEGORY, action=EVENT_ACTION, label=label, value=value
+    )
+    try:
+        await link.platform.send_event(event)
+    except MarketingUnavailable as exc:
+        raise TryLater(str(exc)) from None
+    except InvalidApiKey:
+        raise GiveUp(KEY_REJECTED) from None
+    except MarketingRejected as exc:
+        raise GiveUp(f"Ecomail refused the event: {exc}") from None
+
+
 HANDLERS: Mapping[str, Handler] = {
     Topic.POINTS_CHANGED_EMAIL.value: _send_points_changed,
     Topic.PIN_ISSUED_EMAIL.value: _send_pin_issued,
+    Topic.ECOMAIL_EVENT.value: _send_ecomail_event,
 }
 
 
@@ -233,12 +297,14 @@ class _Kind(Enum):
     SKIPPED = "skipped"
     RETRY = "retry"
     GIVE_UP = "give up"
+    WAIT = "wait"
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     kind: _Kind
     message: str = ""
+    wait: float = 0.0
 
 
 async def _attempt(
@@ -254,6 +320,8 @@ async def _attempt(
             await handler(courier, item)
     except NothingToSend as exc:
         return _Outcome(_Kind.SKIPPED, str(exc))
+    except WaitFor as exc:
+        return _Outcome(_Kind.WAIT, str(exc), wait=exc.seconds)
     except TryLater as exc:
         return _Outcome(_Kind.RETRY, str(exc))
     except (GiveUp, MalformedPayload) as exc:
@@ -284,6 +352,9 @@ async def _record(
             held = await uow.outbox.mark_delivered(item.id, token=token, at=now)
         elif outcome.kind is _Kind.SKIPPED:
             held = await uow.outbox.mark_skipped(item.id, token=token, reason=message, at=now)
+        elif outcome.kind is _Kind.WAIT:
+            until = now + timedelta(seconds=outcome.wait)
+            held = await uow.outbox.defer(item.id, token=token, until=until)
         else:
             if outcome.kind is _Kind.RETRY:
                 retry_at = policy.next_attempt_at(item.attempts, item_id=item.id, now=now)
@@ -304,6 +375,8 @@ def _log(item: OutboxItem, outcome: _Outcome, retry_at: datetime | None, *, held
         logger.info("%s delivered", what)
     elif outcome.kind is _Kind.SKIPPED:
         logger.info("%s skipped: %s", what, outcome.message)
+    elif outcome.kind is _Kind.WAIT:
+        logger.debug("%s waits: %s", what, outcome.message)
     elif retry_at is not None:
         logger.warning(
             "%s attempt %d failed, retry at %s: %s",

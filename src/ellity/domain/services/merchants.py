@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ellity.domain.model.customer import clean_email
 from ellity.domain.model.errors import DuplicateMerchant, InvalidInput, MerchantNotFound
 from ellity.domain.model.merchant import Merchant, MerchantSettings, clean_slug
+from ellity.domain.services import notifications
 from ellity.ports.clock import Clock, PasswordHasher
 from ellity.ports.storage import UniqueViolation, UnitOfWork
 
@@ -62,13 +65,17 @@ async def merchant_by_slug(slug: str, *, uow: UnitOfWork) -> Merchant:
     return merchant
 
 
-async def change_settings(slug: str, changes: dict[str, str], *, uow: UnitOfWork) -> Merchant:
+async def change_settings(
+    slug: str, changes: dict[str, str], *, uow: UnitOfWork, clock: Clock
+) -> Merchant:
     """Apply ``KEY=VALUE`` changes; all are validated before any is stored."""
     async with uow:
         merchant = await uow.merchants.get_by_slug(slug.strip())
         if merchant is None or merchant.id is None:
             raise MerchantNotFound(slug)
+        before = dataclasses.replace(merchant)
         merchant.settings = merchant.settings.with_changes(changes)
         await uow.merchants.update_settings(merchant.id, merchant.settings)
+        await notifications.look_changed(uow, merchant, before, at=clock.now())
         await uow.commit()
     return merchant

@@ -1,8 +1,16 @@
-"""Recording Ellity's system emails in the outbox, inside the caller's transaction.
+"""Recording what the outside world must hear of a change, inside the caller's transaction.
 
-The use cases that change points or PINs call these helpers before they commit, so an email
-is recorded if and only if its change is stored. Nothing is recorded while the merchant's
-"Send emails from Ellity" switch is off, or for a customer without an email address.
+The use cases that change customers, points or PINs call these helpers before they commit,
+so an email, a contact update or an Ecomail event is recorded if and only if its change is
+stored:
+
+- system emails, while the merchant's "Send emails from Ellity" switch is on;
+- with an active Ecomail integration: the customer's contact marked for writing (the worker
+  sends the state as it is then, so many changes cost one write) and the tracker event
+  (``credit`` for a balance change, ``pin`` for a new PIN), which the worker delivers only
+  after the contact's fields.
+
+Nothing is recorded for a customer without an email address.
 
 Not covered yet: the nightly, set-based expiry (``points.expire_due_points``) records no
 email; a points-expired email would need the set of customers it touched.
@@ -13,11 +21,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.integration import (
+    EventLabel,
+    EventValue,
+    credit_event_value,
+    pin_event_value,
+)
 from ellity.domain.model.ledger import Entry, Ledger
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.outbox import Topic
 from ellity.domain.model.system_email import PinReason, PointsChanged, pin_payload
-from ellity.domain.services.common import stored_id
+from ellity.domain.services.common import look_of, stored_id
 from ellity.ports.storage import UnitOfWork
 
 
@@ -29,6 +43,8 @@ async def points_changed(
     uow: UnitOfWork, merchant: Merchant, customer: Customer, ledger: Ledger, entry: Entry
 ) -> None:
     """The customer's balance changed by ``entry``; ``ledger`` is the ledger after it."""
+    value = credit_event_value(entry, next_expiration=ledger.next_expiration())
+    await _ecomail(uow, merchant, customer, EventLabel.CREDIT, value, at=entry.at)
     if not sends_email_to(merchant, customer):
         return
     facts = PointsChanged.of(entry, ledger.next_expiration())
@@ -45,7 +61,10 @@ async def pin_issued(
     uow: UnitOfWork, merchant: Merchant, customer: Customer, reason: PinReason, *, at: datetime
 ) -> None:
     """The customer got a new PIN. The PIN itself is read when the email is delivered."""
-    if customer.pin is None or not sends_email_to(merchant, customer):
+    if customer.pin is None:
+        return
+    await _ecomail(uow, merchant, customer, EventLabel.PIN, pin_event_value(reason, at=at), at=at)
+    if not sends_email_to(merchant, customer):
         return
     await uow.outbox.add(
         stored_id(merchant.id),
@@ -54,3 +73,49 @@ async def pin_issued(
         customer_id=stored_id(customer.id),
         at=at,
     )
+
+
+async def contact_changed(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer, *, at: datetime, moved: bool = False
+) -> None:
+    """Something in the customer's contact fields may have changed (names, registration,
+    email). ``moved``: the email changed, so the contact to write is another one."""
+    await _ecomail(uow, merchant, customer, None, {}, at=at, moved=moved)
+
+
+async def _ecomail(
+    uow: UnitOfWork,
+    merchant: Merchant,
+    customer: Customer,
+    label: EventLabel | None,
+    value: EventValue,
+    *,
+    at: datetime,
+    moved: bool = False,
+) -> None:
+    if customer.email is None:
+        return
+    merchant_id, customer_id = stored_id(merchant.id), stored_id(customer.id)
+    if await uow.ecomail.active_list(merchant_id) is None:
+        return
+    await uow.contacts.mark_changed(merchant_id, [customer_id], at=at, moved=moved)
+    if label is not None:
+        await uow.outbox.add(
+            merchant_id,
+            Topic.ECOMAIL_EVENT.value,
+            {"label": label.value, "value": dict(value)},
+            customer_id=customer_id,
+            at=at,
+        )
+
+
+async def look_changed(
+    uow: UnitOfWork, merchant: Merchant, before: Merchant | None, *, at: datetime
+) -> None:
+    """The merchant's settings changed; when that changes how every contact reads (locale,
+    shop URL, referral link template), every contact is written again."""
+    if before is not None and look_of(before) == look_of(merchant):
+        return
+    merchant_id = stored_id(merchant.id)
+    if await uow.ecomail.active_list(merchant_id) is not None:
+        await uow.ecomail.request_backfill(merchant_id, at=at)

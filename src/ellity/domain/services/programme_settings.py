@@ -6,13 +6,16 @@ whether one is set.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import cast
 
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.merchant import Merchant, SmtpSecurity, SmtpSettings
 from ellity.domain.model.text import has_control_characters
+from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant
+from ellity.ports.clock import Clock
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWork
 
@@ -23,6 +26,7 @@ MAX_SMTP_PASSWORD = 256
 class SettingsView:
     merchant: Merchant
     smtp_password_set: bool
+    ecomail_active: bool = False  # with system emails on, the page warns about double emails
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,10 @@ async def read_settings(merchant_id: int, *, uow: UnitOfWork) -> SettingsView:
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         password = await uow.merchants.smtp_password(merchant_id)
-    return SettingsView(merchant, smtp_password_set=password is not None)
+        ecomail_active = await uow.ecomail.active_list(merchant_id) is not None
+    return SettingsView(
+        merchant, smtp_password_set=password is not None, ecomail_active=ecomail_active
+    )
 
 
 async def save_settings(
@@ -76,12 +83,14 @@ async def save_settings(
     *,
     uow: UnitOfWork,
     secret_box: SecretBox,
+    clock: Clock,
 ) -> SettingsView:
     """Everything is validated before anything is stored: one bad value changes nothing."""
     smtp_settings = smtp.settings()
     password = smtp.new_password()
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
+        before = dataclasses.replace(merchant)
         merchant.settings = merchant.settings.with_changes(changes)
         merchant.smtp = smtp_settings
         await uow.merchants.update_settings(merchant_id, merchant.settings)
@@ -91,5 +100,7 @@ async def save_settings(
         elif password is not None:
             await uow.merchants.set_smtp_password(merchant_id, secret_box.encrypt(password))
         password_set = await uow.merchants.smtp_password(merchant_id) is not None
+        await notifications.look_changed(uow, merchant, before, at=clock.now())
+        ecomail_active = await uow.ecomail.active_list(merchant_id) is not None
         await uow.commit()
-    return SettingsView(merchant, smtp_password_set=password_set)
+    return SettingsView(merchant, smtp_password_set=password_set, ecomail_active=ecomail_active)

@@ -93,7 +93,9 @@ async def export_points(request: AnyRequest) -> Stream:
     encoder = deps.export_encoder
     filename = f"ellity-{me.merchant_slug}-{today.isoformat()}.{encoder.file_extension}"
     return Stream(
-        export_customers(me.merchant_id, uow_factory=deps.uow, encoder=encoder),
+        export_customers(
+            me.merchant_id, uow_factory=deps.uow, encoder=encoder, rows=deps.export_rows
+        ),
         media_type=encoder.media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',

@@ -21,6 +21,7 @@ from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
+from ellity.ports.marketing import MarketingError
 from ellity.web.errors import page_status_of
 from ellity.web.pages.common import AnyRequest, render
 
@@ -33,7 +34,7 @@ _CSRF_MESSAGE = (
 )
 
 
-def status_for(error: DomainError) -> int:
+def status_for(error: DomainError | MarketingError) -> int:
     """The page status of a domain error, from the one table in ``ellity.web.errors``."""
     return page_status_of(error)
 

@@ -10,7 +10,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from ellity.web import auth
-from ellity.web.pages import api_tokens, customers, dashboard, settings, setup
+from ellity.web.pages import api_tokens, customers, dashboard, integration, settings, setup
 from ellity.web.pages.common import FILTERS
 from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS
 from ellity.web.security import WebSecurity
@@ -44,6 +44,12 @@ def pages_router(security: WebSecurity) -> Router:
             api_tokens.tokens_page,
             api_tokens.create_token,
             api_tokens.revoke_token,
+            integration.integration_page,
+            integration.save_key,
+            integration.activate,
+            integration.retry_failed,
+            integration.repush,
+            integration.deactivate,
         ],
         middleware=[auth.session_auth(security.sessions).middleware],
         exception_handlers=PAGE_EXCEPTION_HANDLERS,

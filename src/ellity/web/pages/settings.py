@@ -78,7 +78,7 @@ class SettingsForm:
 def _page(
     request: AnyRequest,
     form: SettingsForm,
-    password_set: bool,
+    view: programme_settings.SettingsView,
     *,
     error: str = "",
     status_code: int = 200,
@@ -89,7 +89,8 @@ def _page(
         "settings.html",
         status_code=status_code,
         form=form,
-        password_set=password_set,
+        password_set=view.smtp_password_set,
+        ecomail_active=view.ecomail_active,
         error=error,
         locales=LOCALES,
         securities=SMTP_SECURITY,
@@ -103,7 +104,7 @@ async def settings_page(request: AnyRequest) -> Template:
     view = await programme_settings.read_settings(
         staff_of(request).merchant_id, uow=deps.uow(read_only=True)
     )
-    return _page(request, SettingsForm.of(view), view.smtp_password_set)
+    return _page(request, SettingsForm.of(view), view)
 
 
 @post("/settings")
@@ -112,14 +113,19 @@ async def save_settings(request: AnyRequest, data: URLEncodedBody[SettingsForm])
     merchant_id = staff_of(request).merchant_id
     try:
         await programme_settings.save_settings(
-            merchant_id, data.changes(), data.smtp(), uow=deps.uow(), secret_box=deps.secret_box
+            merchant_id,
+            data.changes(),
+            data.smtp(),
+            uow=deps.uow(),
+            secret_box=deps.secret_box,
+            clock=deps.clock,
         )
     except FORM_ERRORS as error:
         view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
         return _page(
             request,
             data,
-            view.smtp_password_set,
+            view,
             error=error.message,
             status_code=status_for(error),
         )

@@ -1,0 +1,277 @@
+"""Benchmark of the Ecomail sync against the Ecomail emulator, with real ``ellity`` processes.
+
+    make bench                               # runs bench/core.py first, then this
+    python bench/ecomail.py --customers N
+
+Works on a copy of the database bench/core.py seeded (``var/bench/core.db``) so the other
+benchmarks keep theirs; seeds it only when it is missing or holds another number of
+customers. The emulator runs in this process on a port of its own. Measures:
+
+- the backfill: ``ellity ecomail activate`` (key check, fields written and confirmed), then
+  ``ellity worker --burst`` writing every customer: wall time, the API calls it made (the
+  ideal is one bulk call per 3000 customers), and the worker's peak RSS (``wait4``);
+- the latency from a points change (``POST /api/v1/customers/{id}/earn`` on ``ellity serve``
+  with its in-process worker) to the emulator holding the new ``ellity_credit_num``:
+  median and p95 over a series of changes.
+
+The contacts are checked against the database (every customer with an email present, a
+sample's fields equal to the stored balance). Figures are printed and merged into
+``var/bench/latest.json`` under ``"ecomail"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from core import MERCHANT_ID, seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.ecomail_emulator import Emulator, EmulatorServer
+from tests.processes import free_port
+
+API_KEY = "bench-ecomail-key"
+SECRET = "bench-secret-key"
+BULK = 3000
+LATENCY_CHANGES = 40
+
+
+def customers_in(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM customers").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def prepare(directory: Path, n: int) -> Path:
+    core, path = directory / "core.db", directory / "ecomail.db"
+    if customers_in(core) != n:
+        print(f"Seeding {n:,} customers into {core} ...", flush=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{core}{suffix}").unlink(missing_ok=True)
+        seed(core, n)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    source = sqlite3.connect(core)
+    source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    source.close()
+    shutil.copyfile(core, path)
+    return path
+
+
+def env(path: Path, var_dir: Path, emulator_url: str) -> dict[str, str]:
+    values = {
+        k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"
+    }
+    values.update(
+        ELLITY_DATABASE_URL=f"sqlite+aiosqlite:///{path.resolve()}",
+        ELLITY_VAR_DIR=str(var_dir),
+        ELLITY_SECRET_KEY=SECRET,
+        ELLITY_ECOMAIL_API_URL=emulator_url,
+    )
+    return values
+
+
+def ellity(*args: str, environ: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "ellity.cli", *args],
+        env=environ,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+
+
+def burst(environ: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """``ellity worker --burst``: wall seconds and peak RSS in MB."""
+    log = (cwd / "burst.log").open("wb")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ellity.cli", "worker", "--burst"],
+        env=environ,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"the burst worker failed; see {cwd / 'burst.log'}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def check_contacts(path: Path, members: dict[str, Any]) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        expected = conn.execute(
+            "SELECT count(*) FROM customers WHERE merchant_id = ? AND email IS NOT NULL",
+            (MERCHANT_ID,),
+        ).fetchone()[0]
+        if len(members) != expected:
+            raise RuntimeError(f"{len(members)} contacts in the list, {expected} customers")
+        sample = conn.execute(
+            "SELECT email, balance_cents FROM customers WHERE merchant_id = ? ORDER BY random() LIMIT 200",
+            (MERCHANT_ID,),
+        ).fetchall()
+    finally:
+        conn.close()
+    for email, cents in sample:
+        fields = members[email.lower()].custom_fields
+        if fields["ellity_credit_num"] != cents // 100:
+            raise RuntimeError(f"{email}: {fields['ellity_credit_num']} != {cents // 100}")
+    return expected
+
+
+def start_server(environ: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log = (cwd / "serve.log").open("wb")
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "ellity.cli", "serve", "--port", str(port)],
+        env=environ,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError(f"the app did not start; see {cwd / 'serve.log'}")
+        time.sleep(0.2)
+
+
+def latency(base: str, token: str, members: dict[str, Any], path: Path) -> list[float]:
+    conn = sqlite3.connect(path)
+    customers = conn.execute(
+        "SELECT id, email FROM customers WHERE merchant_id = ? ORDER BY random() LIMIT ?",
+        (MERCHANT_ID, LATENCY_CHANGES),
+    ).fetchall()
+    conn.close()
+    seconds = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+        for number, (customer_id, email) in enumerate(customers):
+            started = time.perf_counter()
+            answer = client.post(
+                f"/api/v1/customers/{customer_id}/earn",
+                json={"points": "10", "order_ref": f"bench-latency-{number}-{random.random()}"},
+            )
+            answer.raise_for_status()
+            wanted = int(answer.json()["balance"].split(".")[0])
+            deadline = started + 60
+            while members[email.lower()].custom_fields.get("ellity_credit_num") != wanted:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"{email} did not reach the emulator within 60 s")
+                time.sleep(0.002)
+            seconds.append(time.perf_counter() - started)
+            time.sleep(random.uniform(0.05, 0.3))  # changes arrive one by one, not in lockstep
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, default=Path("var/bench"))
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    path = prepare(args.dir, args.customers)
+    var_dir = (args.dir / "ecomail-var").resolve()
+    var_dir.mkdir(exist_ok=True)
+
+    emulator = Emulator()
+    account = emulator.add_account(API_KEY)
+    list_id = account.add_list("Bench newsletter")
+    with EmulatorServer(emulator, port=0) as server:
+        environ = env(path, var_dir, server.url)
+        print(f"Activating Ecomail for {args.customers:,} customers ...", flush=True)
+        ellity(
+            "ecomail",
+            "activate",
+            "--merchant",
+            "bench",
+            "--api-key",
+            API_KEY,
+            "--list-id",
+            str(list_id),
+            environ=environ,
+            cwd=var_dir,
+        )
+        before = len(emulator.requests)
+        seconds, rss_mb = burst(environ, var_dir)
+        calls = emulator.requests[before:]
+        bulk_calls = sum(1 for r in calls if "bulk" in r.path)
+        members = account.lists[list_id].members
+        contacts = check_contacts(path, members)
+        ideal = -(-contacts // BULK)
+        print(
+            f"  backfill: {contacts:,} contacts in {seconds:.1f} s ({contacts / seconds:,.0f}/s),"
+            f" {len(calls)} API calls ({bulk_calls} bulk; ideal {ideal}), worker peak RSS"
+            f" {rss_mb:.0f} MB; max {emulator.max_requests_in_window(API_KEY):,} requests in a"
+            " minute (limit 1,000)",
+            flush=True,
+        )
+
+        token = ellity(
+            "create-api-token", "--merchant", "bench", environ=environ, cwd=var_dir
+        ).stdout.strip()
+        process, base = start_server(environ, var_dir)
+        try:
+            waits = latency(base, token, members, path)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        waits_ms = sorted(w * 1000 for w in waits)
+        p95 = waits_ms[max(0, round(0.95 * len(waits_ms)) - 1)]
+        print(
+            f"  change → emulator: median {statistics.median(waits_ms):.0f} ms,"
+            f" p95 {p95:.0f} ms over {len(waits_ms)} changes (worker running in `ellity serve`)",
+            flush=True,
+        )
+
+    figures = {
+        "customers": args.customers,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backfill_s": seconds,
+        "backfill_contacts": contacts,
+        "backfill_api_calls": len(calls),
+        "backfill_bulk_calls": bulk_calls,
+        "backfill_ideal_calls": ideal,
+        "backfill_worker_peak_rss_mb": rss_mb,
+        "max_requests_per_minute": emulator.max_requests_in_window(API_KEY),
+        "change_latency_median_ms": statistics.median(waits_ms),
+        "change_latency_p95_ms": p95,
+    }
+    latest = args.dir / "latest.json"
+    data = json.loads(latest.read_text()) if latest.exists() else {}
+    data["ecomail"] = figures
+    latest.write_text(json.dumps(data, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Pacing the calls to Ecomail: at most N requests per sliding window for each API key.
+
+Ecomail allows 1,000 requests per minute per API key and answers 429 beyond that. Ellity
+stays under it on its own side, across every worker process, so that one merchant's big import
+neither burns 429s nor starves its other work:
+
+- The budget is per API key, not per merchant: it is Ecomail's key that is counted, so two
+  merchants who (oddly) share one key share one budget. The limiter key is a hash of the API
+  key (``limiter_key``), so Redis never holds the key itself.
+- The default budget is 950 requests in any 62 seconds. Ecomail counts requests when they
+  arrive, Ellity when they leave; a request held up on a slow connection can arrive after one
+  sent later, so a burst sent as a slot frees could land inside Ecomail's minute. The two extra
+  seconds absorb that; the 50 fewer requests leave room for the merchant's other tools.
+- ``acquire`` takes a slot, waiting when one frees up soon (``max_wait``, 5 s by default);
+  otherwise it raises ``MarketingRateLimited`` with the wait, and the caller tries again later.
+- ``block(key, seconds)`` records Ecomail's ``Retry-After``: every process waits it out before
+  its next call with that key.
+
+``RedisRequestLimiter`` shares the budget through Redis (a sliding log in a sorted set, checked
+and updated by one Lua script, timed by the Redis server's clock so the workers' clocks do not
+matter). When Redis cannot be reached it raises ``MarketingUnavailable`` rather than letting
+traffic through unpaced. ``LocalRequestLimiter`` has the same rules inside one process, for runs
+without Redis (``ellity worker --burst``, one-off commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ellity.ports.marketing import MarketingRateLimited, MarketingUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 950  # requests per window; Ecomail's own limit is 1,000 a minute
+DEFAULT_WINDOW = 62.0  # seconds: Ecomail's minute plus an allowance for network delays
+DEFAULT_MAX_WAIT = 5.0  # seconds acquire() may sleep before giving up
+DEFAULT_PREFIX = "ellity:ecomail:limit"
+REDIS_TIMEOUT = 2.0  # seconds for one Redis round trip
+
+
+def limiter_key(api_key: str) -> str:
+    """The budget's name for an API key: 64 bits of its SHA-256, never the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class RequestLimiter(Protocol):
+    async def acquire(self, key: str) -> None:
+        """Take one request slot; raises ``MarketingRateLimited`` or ``MarketingUnavailable``."""
+        ...
+
+    async def block(self, key: str, seconds: float) -> None:
+        """Ecomail said "retry after ``seconds``": no slot for ``key`` until then."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class _WaitingLimiter:
+    """The waiting rule shared by both limiters; subclasses say how long a slot is away."""
+
+    def __init__(self, *, limit: int, window: float, max_wait: float) -> None:
+        if limit < 1 or window <= 0 or max_wait < 0:
+            raise ValueError("limit must be at least 1, window positive, max_wait not negative")
+        self.limit = limit
+        self.window = window
+        self.max_wait = max_wait
+
+    async def _attempt(self, key: str) -> tuple[float, bool]:
+        """Take a slot and return ``(0, False)``, or return ``(seconds to wait, blocked)``
+        where ``blocked`` says Ecomail's Retry-After is the reason."""
+        raise NotImplementedError
+
+    async def acquire(self, key: str) -> None:
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            wait, blocked = await self._attempt(key)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise MarketingRateLimited(_limited_message(wait, blocked), retry_after=wait)
+            await asyncio.sleep(wait)
+
+
+def _limited_message(wait: float, blocked: bool) -> str:
+    seconds = max(1, math.ceil(wait))
+    if blocked:
+        return f"Ecomail asked Ellity to slow down; Ellity will try again in {seconds} s."
+    return (
+        "Ellity has used this Ecomail account's request budget for the minute;"
+        f" it will try again in {seconds} s."
+    )
+
+
+class LocalRequestLimiter(_WaitingLimiter):
+    """The same budget inside one process (no Redis)."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        window: float = DEFAULT_WINDOW,
+        max_wait: float = DEFAULT_MAX_WAIT,
+    ) -> None:
+        super().__init__(limit=limit, window=window, max_wait=max_wait)
+        self._log: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    async def _attempt(self, key: str) -> tuple[float, bool]:
+        # No await inside: the check and the update are one step on the event loop.
+        now = time.monotonic()
+        blocked = self._blocked_until.get(key, 0.0) - now
+        if blocked > 0:
+            return blocked, True
+        log = self._log.setdefault(key, deque())
+        while log and log[0] <= now - self.window:
+            log.popleft()
+        if len(log) < self.limit:
+            log.append(now)
+            return 0.0, False
+        return max(log[0] + self.window - now, 0.001), False
+
+    async def block(self, key: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
+
+    async def aclose(self) -> None:
+        self._log.clear()
+        self._blocked_until.clear()
+
+
+# KEYS[1]: the sorted set of recent requests (score: server time in ms); KEYS[2]: the
+# "blocked until" marker. ARGV: limit, window in ms, a unique member for this request.
+# Returns {0, 0} when a slot was taken, else {ms to wait, 1 when blocked by Retry-After}.
+_ACQUIRE = """
+local blocked = redis.call('PTTL', KEYS[2])
+if blocked > 0 then return {blocked, 1} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {0, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {math.max(1, tonumber(oldest[2]) + window - now), 0}
+"""
+
+# KEYS[1]: the "blocked until" marker; ARGV[1]: ms. Only ever lengthens a block.
+_BLOCK = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+"""
+
+
+class RedisRequestLimiter(_WaitingLimiter):
+    """The budget shared by every process that uses the same Redis and ``prefix``.
+
+    Pass a URL (the limiter owns the connection and closes it in ``aclose``) or a
+    ``redis.asyncio.Redis`` client (the caller closes it).
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        window: float = DEFAULT_WINDOW,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = REDIS_TIMEOUT,
+    ) -> None:
+        super().__init__(limit=limit, window=window, max_wait=max_wait)
+        if isinstance(redis, str):
+            self._redis: Redis = Redis.from_url(
+                redis, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            self._owns_redis = True
+        else:
+            self._redis = redis
+            self._owns_redis = False
+        self._prefix = prefix
+        self._timeout = timeout
+        self._acquire_script = self._redis.register_script(_ACQUIRE)
+        self._block_script = self._redis.register_script(_BLOCK)
+
+    def _keys(self, key: str) -> list[str]:
+        # One hash tag for both keys, so a Redis Cluster keeps them on one node.
+        return [f"{self._prefix}:{{{key}}}:log", f"{self._prefix}:{{{key}}}:blocked"]
+
+    async def _attempt(self, key: str) -> tuple[float, bool]:
+        reply = await self._run(
+            self._acquire_script,
+            keys=self._keys(key),
+            args=[self.limit, max(1, round(self.window * 1000)), uuid.uuid4().hex],
+        )
+        wait_ms, blocked = int(reply[0]), int(reply[1])
+        return wait_ms / 1000, bool(blocked)
+
+    async def block(self, key: str, seconds: float) -> None:
+        ms = math.ceil(seconds * 1000)
+        if ms > 0:
+            await self._run(self._block_script, keys=self._keys(key)[1:], args=[ms])
+
+    async def _run(self, script: Any, *, keys: list[str], args: list[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await script(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "the Ecomail request limiter cannot reach Redis: %s", str(exc) or type(exc).__name__
+            )
+            raise MarketingUnavailable(
+                "Ellity cannot pace its calls to Ecomail right now; it will try again shortly."
+            ) from None
+
+    async def aclose(self) -> None:
+        if self._owns_redis:
+            await self._redis.aclose()
+
+
+def request_limiter(
+    redis_url: str | None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    window: float = DEFAULT_WINDOW,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> RequestLimiter:
+    """Shared through Redis when there is one, else this process's own."""
+    if redis_url:
+        return RedisRequestLimiter(redis_url, limit=limit, window=window, max_wait=max_wait)
+    return LocalRequestLimiter(limit=limit, window=window, max_wait=max_wait)

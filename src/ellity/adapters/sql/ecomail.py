@@ -1,0 +1,488 @@
+"""Storage of the Ecomail integration and of the contacts waiting to be written to Ecomail.
+
+Marking, claiming and settling contacts are set-based statements: a backfill of a million
+customers is a few hundred statements, never a statement per customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql.tables import (
+    UtcDateTime,
+    customers,
+    ecomail_contacts,
+    ecomail_integrations,
+)
+from ellity.domain.model.integration import Backfill, EcomailIntegration
+from ellity.ports.storage import ClaimedContact, ContactSyncFailure, ContactSyncHealth
+
+_i = ecomail_integrations.c
+_c = ecomail_contacts.c
+
+_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None, "claimed_seq": None}
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _instant(value: datetime) -> sa.BindParameter[datetime]:
+    return sa.literal(value, UtcDateTime())
+
+
+def _later(a: Any, b: Any) -> Any:
+    """The later of two nullable instants (SQL has no portable ``greatest`` that skips NULL)."""
+    return sa.case((b.is_(None), a), (a.is_(None), b), (a > b, a), else_=b)
+
+
+class SqlEcomailRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(self, merchant_id: int) -> EcomailIntegration | None:
+        row = (
+            await self.conn.execute(
+                sa.select(ecomail_integrations).where(_i.merchant_id == merchant_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        backfill = None
+        if row.backfill_requested_at is not None:
+            backfill = Backfill(
+                requested_at=row.backfill_requested_at,
+                after_id=row.backfill_after_id,
+                marked=row.backfill_marked,
+                finished_marking_at=row.backfill_finished_at,
+            )
+        return EcomailIntegration(
+            merchant_id=row.merchant_id,
+            key_hint=row.key_hint,
+            list_id=row.list_id,
+            list_name=row.list_name,
+            active=row.active,
+            activated_at=row.activated_at,
+            backfill=backfill,
+            last_success_at=row.last_success_at,
+        )
+
+    async def api_key(self, merchant_id: int) -> str | None:
+        result = await self.conn.execute(
+            sa.select(_i.api_key_encrypted).where(_i.merchant_id == merchant_id)
+        )
+        key: str | None = result.scalar_one_or_none()
+        return key
+
+    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+        values = {
+            "api_key_encrypted": encrypted,
+            "key_hint": hint,
+            "list_id": None,
+            "list_name": "",
+            "active": False,
+            "backfill_requested_at": None,
+            "backfill_after_id": 0,
+            "backfill_marked": 0,
+            "backfill_finished_at": None,
+            "updated_at": at,
+        }
+        insert = _insert(self.conn, ecomail_integrations).values(merchant_id=merchant_id, **values)
+        await self.conn.execute(
+            insert.on_conflict_do_update(index_elements=[_i.merchant_id], set_=values)
+        )
+
+    async def activate(
+        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+    ) -> None:
+        await self._update(
+            merchant_id,
+            list_id=list_id,
+            list_name=list_name[:200],
+            active=True,
+            activated_at=at,
+            **_backfill_from_start(at),
+        )
+
+    async def deactivate(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, active=False, updated_at=at)
+
+    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, **_backfill_from_start(at))
+
+    async def advance_backfill(
+        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+    ) -> None:
+        await self._update(
+            merchant_id,
+            backfill_after_id=after_id,
+            backfill_marked=marked,
+            backfill_finished_at=finished_at,
+        )
+
+    async def record_success(self, merchant_id: int, *, at: datetime) -> None:
+        await self._update(merchant_id, last_success_at=at)
+
+    async def active_list(self, merchant_id: int) -> str | None:
+        result = await self.conn.execute(
+            sa.select(_i.list_id).where(_i.merchant_id == merchant_id, _i.active.is_(True))
+        )
+        list_id: str | None = result.scalar_one_or_none()
+        return list_id
+
+    async def backfilling(self) -> list[int]:
+        result = await self.conn.execute(
+            sa.select(_i.merchant_id)
+            .where(
+                _i.active.is_(True),
+                _i.backfill_requested_at.is_not(None),
+                _i.backfill_finished_at.is_(None),
+            )
+            .order_by(_i.merchant_id)
+        )
+        return list(result.scalars())
+
+    async def _update(self, merchant_id: int, **values: Any) -> None:
+        await self.conn.execute(
+            ecomail_integrations.update().where(_i.merchant_id == merchant_id).values(**values)
+        )
+
+
+def _backfill_from_start(at: datetime) -> dict[str, Any]:
+    return {
+        "backfill_requested_at": at,
+        "backfill_after_id": 0,
+        "backfill_marked": 0,
+        "backfill_finished_at": None,
+        "updated_at": at,
+    }
+
+
+class SqlContactSyncRepository:
+    """On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``; on SQLite the
+    writer's ``BEGIN IMMEDIATE`` serializes claimers. ``made_work`` tells the unit of work
+    to nudge the worker after the commit."""
+
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+        self.made_work = False
+
+    def _upsert_pending(self, rows: Any, *, moved: bool) -> Any:
+        insert = _insert(self.conn, ecomail_contacts)
+        statement = insert.from_select(
+            ["customer_id", "merchant_id", "pending_since", "change_seq", "attempts", "in_list"],
+            rows,
+        )
+        excluded = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=[_c.customer_id],
+            set_={
+                "pending_since": sa.func.coalesce(_c.pending_since, excluded.pending_since),
+                "change_seq": _c.change_seq + 1,
+                "failed_at": None,
+                "in_list": sa.false() if moved else _c.in_list,
+            },
+        )
+
+    def _customers(self, merchant_id: int, at: datetime) -> Any:
+        return sa.select(
+            customers.c.id,
+            customers.c.merchant_id,
+            _instant(at),
+            sa.literal(0),
+            sa.literal(0),
+            sa.false(),
+        ).where(customers.c.merchant_id == merchant_id, customers.c.email.is_not(None))
+
+    async def mark_changed(
+        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+    ) -> None:
+        if not customer_ids:
+            return
+        rows = self._customers(merchant_id, at).where(customers.c.id.in_(list(customer_ids)))
+        await self.conn.execute(self._upsert_pending(rows, moved=moved))
+        self.made_work = True
+
+    async def mark_all(
+        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
+    ) -> tuple[int, int | None]:
+        chunk = (
+            sa.select(customers.c.id)
+            .where(
+                customers.c.merchant_id == merchant_id,
+                customers.c.id > after_id,
+                customers.c.email.is_not(None),
+            )
+            .order_by(customers.c.id)
+            .limit(limit)
+            .subquery()
+        )
+        count, last = (
+            await self.conn.execute(sa.select(sa.func.count(), sa.func.max(chunk.c.id)))
+        ).one()
+        if not count:
+            return 0, None
+        rows = self._customers(merchant_id, at).where(
+            customers.c.id > after_id, customers.c.id <= last
+        )
+        await self.conn.execute(self._upsert_pending(rows, moved=False))
+        self.made_work = True
+        return int(count), int(last)
+
+    def _due(self, now: datetime) -> list[Any]:
+        return [
+            _c.pending_since.is_not(None),
+            _c.failed_at.is_(None),
+            sa.or_(_c.next_attempt_at.is_(None), _c.next_attempt_at <= now),
+            sa.or_(_c.claimed_until.is_(None), _c.claimed_until <= now),
+        ]
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]:
+        due = (
+            sa.select(_c.customer_id)
+            .where(_c.merchant_id == merchant_id, *self._due(now))
+            .order_by(_c.pending_since, _c.customer_id)
+            .limit(limit)
+        )
+        if self.locks_rows:
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await self.conn.execute(due)).scalars())
+        if not ids:
+            return []
+        rows = await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.customer_id.in_(ids))
+            .values(claim_token=token, claimed_until=now + lease, claimed_seq=_c.change_seq)
+            .returning(_c.customer_id, _c.in_list)
+        )
+        claimed = [ClaimedContact(customer_id=r.customer_id, in_list=r.in_list) for r in rows]
+        return sorted(claimed, key=lambda contact: contact.customer_id)
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added_at: datetime | None,
+        at: datetime,
+    ) -> int:
+        if not customer_ids:
+            return 0
+        unchanged = _c.change_seq == _c.claimed_seq
+        values: dict[str, Any] = {
+            "pending_since": sa.case((unchanged, None), else_=_c.pending_since),
+            "in_list": sa.case((unchanged, sa.true()), else_=_c.in_list),
+            "attempts": 0,
+            "last_error": None,
+            "next_attempt_at": None,
+            "synced_at": at,
+            **_NO_CLAIM,
+        }
+        if added_at is not None:
+            values["added_at"] = added_at
+        result = await self.conn.execute(
+            ecomail_contacts.update()
+            .where(
+                _c.merchant_id == merchant_id,
+                _c.claim_token == token,
+                _c.customer_id.in_(list(customer_ids)),
+            )
+            .values(**values)
+        )
+        return int(result.rowcount)
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        return await self._unclaim(merchant_id, token, next_attempt_at=retry_at, last_error=error)
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        return await self._unclaim(merchant_id, token, customer_ids, failed_at=at, last_error=error)
+
+    async def _unclaim(
+        self,
+        merchant_id: int,
+        token: str,
+        customer_ids: Sequence[int] | None = None,
+        **values: Any,
+    ) -> int:
+        statement = ecomail_contacts.update().where(
+            _c.merchant_id == merchant_id, _c.claim_token == token
+        )
+        if customer_ids is not None:
+            statement = statement.where(_c.customer_id.in_(list(customer_ids)))
+        result = await self.conn.execute(
+            statement.values(attempts=_c.attempts + 1, **_NO_CLAIM, **values)
+        )
+        return int(result.rowcount)
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        values: dict[str, Any] = {"in_list": True, "synced_at": at}
+        if added_at is not None:
+            values["added_at"] = added_at
+        own = sa.select(
+            customers.c.id,
+            customers.c.merchant_id,
+            sa.literal(0),
+            sa.literal(0),
+            sa.true(),
+            _instant(at),
+            sa.literal(added_at, UtcDateTime()),
+        ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
+        insert = _insert(self.conn, ecomail_contacts).from_select(
+            [
+                "customer_id",
+                "merchant_id",
+                "change_seq",
+                "attempts",
+                "in_list",
+                "synced_at",
+                "added_at",
+            ],
+            own,
+        )
+        await self.conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[_c.customer_id],
+                set_=values,
+                where=_c.merchant_id == merchant_id,
+            )
+        )
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        result = await self.conn.execute(
+            sa.select(sa.func.max(_c.attempts)).where(
+                _c.merchant_id == merchant_id, _c.claim_token == token
+            )
+        )
+        return int(result.scalar_one_or_none() or 0)
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        result = await self.conn.execute(
+            sa.select(_c.customer_id).where(
+                _c.merchant_id == merchant_id,
+                _c.customer_id == customer_id,
+                _c.pending_since.is_not(None),
+                _c.failed_at.is_(None),
+            )
+        )
+        return result.scalar_one_or_none() is not None
+
+    def _active(self) -> Any:
+        return sa.exists().where(_i.merchant_id == _c.merchant_id, _i.active.is_(True))
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        due = (
+            sa.select(_c.customer_id)
+            .where(_c.merchant_id == _i.merchant_id, *self._due(now))
+            .limit(1)
+            .exists()
+        )
+        result = await self.conn.execute(
+            sa.select(_i.merchant_id).where(_i.active.is_(True), due).order_by(_i.merchant_id)
+        )
+        return list(result.scalars())
+
+    async def next_due(self) -> datetime | None:
+        claimable_from = _later(_later(_c.pending_since, _c.next_attempt_at), _c.claimed_until)
+        result = await self.conn.execute(
+            sa.select(sa.func.min(claimable_from)).where(
+                _c.pending_since.is_not(None), _c.failed_at.is_(None), self._active()
+            )
+        )
+        due: datetime | None = result.scalar_one_or_none()
+        if due is not None and due.tzinfo is None:  # min() of a CASE loses the column type
+            due = UtcDateTime().process_result_value(due, self.conn.dialect)
+        return due
+
+    async def health(self, merchant_id: int) -> ContactSyncHealth:
+        pending, oldest = (
+            await self.conn.execute(
+                sa.select(sa.func.count(), sa.func.min(_c.pending_since)).where(
+                    _c.merchant_id == merchant_id,
+                    _c.pending_since.is_not(None),
+                    _c.failed_at.is_(None),
+                )
+            )
+        ).one()
+        failed = (
+            await self.conn.execute(
+                sa.select(sa.func.count()).where(
+                    _c.merchant_id == merchant_id, _c.failed_at.is_not(None)
+                )
+            )
+        ).scalar_one()
+        last = (
+            await self.conn.execute(
+                sa.select(_i.last_success_at).where(_i.merchant_id == merchant_id)
+            )
+        ).scalar_one_or_none()
+        return ContactSyncHealth(
+            pending=int(pending),
+            failed=int(failed),
+            oldest_pending_at=oldest,
+            last_synced_at=last,
+        )
+
+    async def failures(self, merchant_id: int, *, limit: int) -> list[ContactSyncFailure]:
+        rows = await self.conn.execute(
+            sa.select(_c.customer_id, customers.c.email, _c.last_error, _c.failed_at)
+            .join(customers, customers.c.id == _c.customer_id)
+            .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
+            .order_by(_c.failed_at.desc(), _c.customer_id.desc())
+            .limit(limit)
+        )
+        return [
+            ContactSyncFailure(
+                customer_id=row.customer_id,
+                email=row.email,
+                error=row.last_error or "",
+                failed_at=row.failed_at,
+            )
+            for row in rows
+        ]
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+        result = await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
+            .values(
+                failed_at=None,
+                attempts=0,
+                next_attempt_at=None,
+                pending_since=sa.func.coalesce(_c.pending_since, _instant(at)),
+            )
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        result = await self.conn.execute(
+            sa.select(_c.added_at).where(
+                _c.merchant_id == merchant_id, _c.customer_id == customer_id
+            )
+        )
+        added: datetime | None = result.scalar_one_or_none()
+        return added

@@ -1,0 +1,69 @@
+"""``ellity ecomail activate``: the activation of the integration page, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ellity.bootstrap import build_deps
+from ellity.domain.model.errors import DomainError
+from ellity.domain.services import integration, merchants
+from ellity.domain.services.common import stored_id
+from ellity.ports.marketing import MarketingError
+from ellity.settings import Settings
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ecomail = commands.add_parser("ecomail", help="the Ecomail integration")
+    actions = ecomail.add_subparsers(dest="ecomail_command", required=True, metavar="ACTION")
+    activate = actions.add_parser(
+        "activate", help="check the API key, create the fields in the list, push all customers"
+    )
+    activate.add_argument("--merchant", required=True, metavar="SLUG")
+    activate.add_argument("--api-key", required=True, metavar="KEY")
+    activate.add_argument("--list-id", required=True, metavar="ID")
+
+
+async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -> str:
+    async with build_deps(settings) as deps:
+        merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
+        merchant_id = stored_id(merchant.id)
+        lists = await integration.connect_ecomail(
+            merchant_id,
+            api_key,
+            uow_factory=deps.uow,
+            platforms=deps.marketing,
+            secret_box=deps.secret_box,
+            clock=deps.clock,
+        )
+        if not any(item.id == list_id.strip() for item in lists):
+            names = ", ".join(f"{item.id} ({item.name})" for item in lists) or "none"
+            raise DomainError(f"The account has no list {list_id}; its lists: {names}.")
+        done = await integration.activate_ecomail(
+            merchant_id,
+            list_id,
+            uow_factory=deps.uow,
+            platforms=deps.marketing,
+            secret_box=deps.secret_box,
+            clock=deps.clock,
+        )
+    fields = (
+        "the Ellity fields are confirmed"
+        if done.fields_confirmed
+        else "the fields will be created with the first customer who has an email"
+    )
+    return (
+        f"Ecomail is active for '{slug}' with the list '{done.list_name}' ({done.list_id}):"
+        f" {fields}; the worker now pushes every customer."
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        message = asyncio.run(_activate(settings, args.merchant, args.api_key, args.list_id))
+    except MarketingError as exc:
+        print(f"ellity: {integration.failure_message(exc)}", file=sys.stderr)
+        return 2
+    print(message)
+    return 0

@@ -1,0 +1,366 @@
+"""Writing customers' contact fields to their merchant's Ecomail list (live sync and backfill).
+
+Use cases mark a customer's contact pending in the transaction of the change
+(``notifications``); a backfill marks every customer with an email, a chunk per transaction,
+resuming from its cursor after a crash. The worker then, per merchant:
+
+1. claims up to ``BULK_LIMIT`` pending contacts (exclusive across workers, with a lease);
+2. reads the customers as they are now, in one query, so many changes cost one write;
+3. updates the contacts Ellity wrote before with one bulk update, and adds the others with
+   one bulk add (which updates those that turn out to exist and never re-subscribes anyone
+   who unsubscribed); when the update touched fewer contacts than it sent (someone deleted
+   them in Ecomail), the same contacts are sent through the add as well;
+4. settles them: a contact that changed while it was being written stays pending.
+
+Failures: Ecomail unavailable or rate-limited → the claim's contacts wait and are retried with
+backoff (never given up: they are not lost); a rejected bulk call is split in halves until the
+contacts Ecomail refuses are isolated, and those are recorded as failed with Ecomail's
+reason; a wrong key or a deleted list fails the claim's contacts with what to do. Failed
+contacts are retried by the merchant (or by their next change).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot
+from ellity.domain.model.outbox import RetryPolicy, clip_error
+from ellity.domain.services.common import snapshots_of
+from ellity.ports.clock import Clock
+from ellity.ports.marketing import (
+    BULK_LIMIT,
+    ContactData,
+    InvalidApiKey,
+    ListNotFound,
+    MarketingPlatform,
+    MarketingPlatforms,
+    MarketingRejected,
+    MarketingUnavailable,
+    TypedValue,
+)
+from ellity.ports.secrets import SecretBox, SecretUnreadable
+from ellity.ports.storage import ClaimedContact, UnitOfWorkFactory
+
+logger = logging.getLogger(__name__)
+
+MARK_CHUNK = 20_000
+LEASE = timedelta(minutes=5)
+#: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
+CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
+
+_claims = itertools.count(1)
+
+KEY_REJECTED = (
+    "Ecomail refused the API key (it was changed or regenerated): enter the current key on"
+    " the Ecomail integration page, then retry the failed contacts."
+)
+LIST_GONE = (
+    "The Ecomail list no longer exists: choose another list on the Ecomail integration page,"
+    " then retry the failed contacts."
+)
+KEY_UNREADABLE = (
+    "The stored Ecomail API key cannot be decrypted (was ELLITY_SECRET_KEY changed?):"
+    " enter the key again on the Ecomail integration page."
+)
+
+
+def contact_data(snapshot: ContactSnapshot) -> ContactData:
+    """The contact as Ecomail gets it: every ``ellity_*`` field with its type."""
+    if snapshot.email is None:
+        raise ValueError("a customer without an email has no contact")
+    return ContactData(
+        email=snapshot.email,
+        first_name=snapshot.first_name,
+        last_name=snapshot.last_name,
+        custom_fields={
+            name: TypedValue(value=value, type=FIELD_TYPES[name])
+            for name, value in snapshot.fields.items()
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What a merchant's contacts are written with."""
+
+    platform: MarketingPlatform
+    list_id: str
+
+
+async def connection(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    platforms: MarketingPlatforms,
+    secret_box: SecretBox,
+) -> Connection | None:
+    """The merchant's active integration ready to call; ``None`` when it is not active.
+    Raises ``SecretUnreadable`` when the stored key cannot be decrypted."""
+    async with uow_factory(read_only=True) as uow:
+        list_id = await uow.ecomail.active_list(merchant_id)
+        encrypted = await uow.ecomail.api_key(merchant_id)
+    if list_id is None or encrypted is None:
+        return None
+    key = secret_box.decrypt(encrypted)
+    return Connection(platforms.for_key(key, account=f"merchant-{merchant_id}"), list_id)
+
+
+async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Mark the customers of every backfill in progress, a chunk per transaction; returns how
+    many were marked. Each chunk moves the cursor in the same transaction."""
+    async with uow_factory(read_only=True) as uow:
+        merchant_ids = await uow.ecomail.backfilling()
+    total = 0
+    for merchant_id in merchant_ids:
+        while True:
+            async with uow_factory() as uow:
+                integration = await uow.ecomail.get(merchant_id)
+                backfill = None if integration is None else integration.backfill
+                if integration is None or not integration.active or backfill is None:
+                    break
+                if not backfill.marking:
+                    break
+                now = clock.now()
+                count, last = await uow.contacts.mark_all(
+                    merchant_id, after_id=backfill.after_id, limit=MARK_CHUNK, at=now
+                )
+                await uow.ecomail.advance_backfill(
+                    merchant_id,
+                    after_id=backfill.after_id if last is None else last,
+                    marked=backfill.marked + count,
+                    finished_at=now if last is None else None,
+                )
+                await uow.commit()
+            total += count
+            if last is None:
+                break
+    return total
+
+
+async def sync_contacts(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    platforms: MarketingPlatforms,
+    secret_box: SecretBox,
+    clock: Clock,
+    worker_token: str,
+    max_batches: int = 1000,
+) -> int:
+    """Write the pending contacts of every merchant with an active integration; returns how
+    many were written. Stops a merchant's run at its first failure (what is left waits)."""
+    await mark_backfills(uow_factory=uow_factory, clock=clock)
+    async with uow_factory(read_only=True) as uow:
+        merchant_ids = await uow.contacts.due_merchants(now=clock.now())
+    written = 0
+    for merchant_id in merchant_ids:
+        written += await sync_merchant(
+            merchant_id,
+            uow_factory=uow_factory,
+            platforms=platforms,
+            secret_box=secret_box,
+            clock=clock,
+            worker_token=worker_token,
+            max_batches=max_batches,
+        )
+    return written
+
+
+async def sync_merchant(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    platforms: MarketingPlatforms,
+    secret_box: SecretBox,
+    clock: Clock,
+    worker_token: str,
+    max_batches: int = 1000,
+) -> int:
+    try:
+        link = await connection(
+            merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
+        )
+    except SecretUnreadable:
+        link, unreadable = None, True
+    else:
+        unreadable = False
+    if link is None and not unreadable:
+        return 0  # not active (any more): the contacts wait for an activation
+    written = 0
+    for _ in range(max_batches):
+        token = f"{worker_token[:50]}:c{next(_claims)}"
+        async with uow_factory() as uow:
+            claimed = await uow.contacts.claim(
+                merchant_id, token=token, now=clock.now(), lease=LEASE, limit=BULK_LIMIT
+            )
+            await uow.commit()
+        if not claimed:
+            break
+        if link is None:
+            await _fail(uow_factory, merchant_id, token, None, KEY_UNREADABLE, clock=clock)
+            break
+        batch = _Batch(merchant_id, token, link, uow_factory, clock)
+        done = await batch.write(claimed)
+        written += done
+        if batch.stopped:
+            break
+    return written
+
+
+class _Batch:
+    """One claim's contacts on their way to Ecomail."""
+
+    def __init__(
+        self,
+        merchant_id: int,
+        token: str,
+        link: Connection,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+    ) -> None:
+        self.merchant_id = merchant_id
+        self.token = token
+        self.link = link
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.stopped = False
+
+    async def write(self, claimed: Sequence[ClaimedContact]) -> int:
+        async with self.uow_factory(read_only=True) as uow:
+            merchant = await uow.merchants.get(self.merchant_id)
+            rows = await uow.ledgers.loyalty(self.merchant_id, [c.customer_id for c in claimed])
+        if merchant is None:
+            return 0
+        snapshots = {s.customer_id: s for s in snapshots_of(merchant, rows) if s.email}
+        in_list = {c.customer_id for c in claimed if c.in_list}
+        gone = [c.customer_id for c in claimed if c.customer_id not in snapshots]
+        known = [snapshots[i] for i in sorted(in_list & snapshots.keys())]
+        new = [s for i, s in sorted(snapshots.items()) if i not in in_list]
+        try:
+            if known and not await self._update(known):
+                # some were deleted in Ecomail (or one was refused): the add path puts them
+                # back and isolates any contact Ecomail refuses
+                new, known = sorted(new + known, key=lambda s: s.customer_id), []
+            added = await self._add(new)
+        except MarketingUnavailable as exc:
+            await self._release(str(exc), exc.retry_after)
+            self.stopped = True
+            return 0
+        except InvalidApiKey:
+            await _fail(
+                self.uow_factory, self.merchant_id, self.token, None, KEY_REJECTED, clock=self.clock
+            )
+            self.stopped = True
+            return 0
+        except ListNotFound:
+            await _fail(
+                self.uow_factory, self.merchant_id, self.token, None, LIST_GONE, clock=self.clock
+            )
+            self.stopped = True
+            return 0
+        now = self.clock.now()
+        async with self.uow_factory() as uow:
+            await uow.contacts.settle(
+                self.merchant_id,
+                [s.customer_id for s in known] + gone,
+                token=self.token,
+                added_at=None,
+                at=now,
+            )
+            for ids, inserted in added:
+                await uow.contacts.settle(
+                    self.merchant_id,
+                    ids,
+                    token=self.token,
+                    added_at=now if inserted else None,
+                    at=now,
+                )
+            await uow.ecomail.record_success(self.merchant_id, at=now)
+            await uow.commit()
+        return len(known) + sum(len(ids) for ids, _ in added)
+
+    async def _update(self, contacts: list[ContactSnapshot]) -> bool:
+        """Update contacts in the list; False when not all of them were updated."""
+        try:
+            updated = await self.link.platform.update_contacts(
+                self.link.list_id, [contact_data(s) for s in contacts]
+            )
+        except ListNotFound:
+            raise
+        except MarketingRejected:
+            return False
+        return updated >= len(contacts)
+
+    async def _add(self, contacts: list[ContactSnapshot]) -> list[tuple[list[int], bool]]:
+        """Add (or update) contacts; a rejected call is split until the refused contacts are
+        alone, and those are failed with Ecomail's reason. Returns the written groups with
+        whether their call added anyone."""
+        if not contacts:
+            return []
+        try:
+            inserts = await self.link.platform.add_contacts(
+                self.link.list_id, [contact_data(s) for s in contacts]
+            )
+        except ListNotFound:
+            raise
+        except MarketingRejected as exc:
+            if len(contacts) == 1:
+                await _fail(
+                    self.uow_factory,
+                    self.merchant_id,
+                    self.token,
+                    [contacts[0].customer_id],
+                    f"Ecomail refused the contact: {exc}",
+                    clock=self.clock,
+                )
+                return []
+            half = len(contacts) // 2
+            return await self._add(contacts[:half]) + await self._add(contacts[half:])
+        return [([s.customer_id for s in contacts], inserts > 0)]
+
+    async def _release(self, error: str, retry_after: float | None) -> None:
+        async with self.uow_factory() as uow:
+            now = self.clock.now()
+            attempts = await uow.contacts.attempts(self.merchant_id, token=self.token) + 1
+            wait = CONTACT_RETRY.delay(attempts, item_id=self.merchant_id)
+            if retry_after is not None:
+                wait = max(wait, timedelta(seconds=retry_after))
+            await uow.contacts.release(
+                self.merchant_id,
+                token=self.token,
+                error=clip_error(error),
+                retry_at=now + wait,
+                at=now,
+            )
+            await uow.commit()
+        logger.warning(
+            "Ecomail contacts of merchant %s wait %.0f s: %s",
+            self.merchant_id,
+            wait.total_seconds(),
+            error,
+        )
+
+
+async def _fail(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: int,
+    token: str,
+    customer_ids: list[int] | None,
+    error: str,
+    *,
+    clock: Clock,
+) -> None:
+    async with uow_factory() as uow:
+        await uow.contacts.fail(
+            merchant_id, customer_ids, token=token, error=clip_error(error), at=clock.now()
+        )
+        await uow.commit()
+    logger.error("Ecomail contacts of merchant %s failed: %s", merchant_id, error)
+
+
+async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
+    async with uow_factory(read_only=True) as uow:
+        return await uow.contacts.next_due()

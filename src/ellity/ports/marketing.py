@@ -1,0 +1,160 @@
+"""The email-marketing platform (Ecomail): lists, contacts with their custom fields, events.
+
+Every failed call raises one of the errors below, never a transport library's exception:
+
+- ``InvalidApiKey``: the key is wrong or was regenerated; nothing works until it is replaced.
+- ``MarketingRateLimited`` (a ``MarketingUnavailable``): over the platform's request limit;
+  ``retry_after`` says how long to wait.
+- ``MarketingUnavailable``: down, timing out, unreachable, 5xx; try again later.
+- ``MarketingRejected``: the platform refused the request as sent (4xx with its message);
+  sending it again unchanged will not help. ``status`` is the HTTP status.
+- ``ListNotFound`` (a ``MarketingRejected``): the list does not exist (any more).
+
+Messages are written for the merchant and never contain the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from typing import Protocol, TypeAlias
+
+#: Custom-field types as the platform names them: "string", "int", "date".
+FieldType: TypeAlias = str
+JsonValue: TypeAlias = (
+    str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
+
+#: Bulk calls take at most this many contacts; the platform silently drops the rest.
+BULK_LIMIT = 3000
+
+
+class MarketingError(Exception):
+    """Base of the errors a ``MarketingPlatform`` call may raise."""
+
+
+class InvalidApiKey(MarketingError):
+    pass
+
+
+class MarketingUnavailable(MarketingError):
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MarketingRateLimited(MarketingUnavailable):
+    pass
+
+
+class MarketingRejected(MarketingError):
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ListNotFound(MarketingRejected):
+    pass
+
+
+class SubscriptionStatus(IntEnum):
+    """A contact's status in a list (Ecomail's numbers)."""
+
+    SUBSCRIBED = 1
+    UNSUBSCRIBED = 2
+    SOFT_BOUNCED = 3
+    HARD_BOUNCED = 4
+    COMPLAINED = 5
+    UNCONFIRMED = 6
+
+
+@dataclass(frozen=True, slots=True)
+class ContactList:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListDetail:
+    id: str
+    name: str
+    #: custom-field key (lower case, as the platform stores it) -> its type
+    custom_fields: Mapping[str, FieldType]
+
+
+@dataclass(frozen=True, slots=True)
+class TypedValue:
+    value: str | int
+    type: FieldType
+
+
+@dataclass(frozen=True, slots=True)
+class ContactData:
+    """What Ellity writes to one contact: its email, names (only when not empty) and fields."""
+
+    email: str
+    custom_fields: Mapping[str, TypedValue]
+    first_name: str = ""
+    last_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A contact's membership in one list, as the platform reports it."""
+
+    email: str
+    status: SubscriptionStatus
+    subscribed_at: datetime | None
+    unsubscribed_at: datetime | None
+    custom_fields: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerEvent:
+    email: str
+    category: str
+    action: str
+    label: str
+    value: Mapping[str, JsonValue]
+
+
+class MarketingPlatform(Protocol):
+    """One merchant's account, reached with its API key."""
+
+    async def check_key(self) -> None:
+        """A cheap call that proves the key works; raises ``InvalidApiKey`` and the others."""
+        ...
+
+    async def lists(self) -> list[ContactList]: ...
+
+    async def list_detail(self, list_id: str) -> ListDetail:
+        """Raises ``ListNotFound``."""
+        ...
+
+    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        """Add contacts that are not in the list yet (subscribed, without double opt-in,
+        without autoresponders) and update those that are, never re-subscribing one that
+        unsubscribed. At most ``BULK_LIMIT`` contacts. Returns how many were added."""
+        ...
+
+    async def update_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        """Update contacts already in the list, never changing their subscription status.
+        At most ``BULK_LIMIT`` contacts. Returns how many were updated."""
+        ...
+
+    async def membership(self, list_id: str, email: str) -> Membership | None:
+        """The contact's membership in the list; ``None`` when it is not in it."""
+        ...
+
+    async def send_event(self, event: TrackerEvent) -> None:
+        """Record a tracker event for an existing contact."""
+        ...
+
+
+class MarketingPlatforms(Protocol):
+    """Hands out a ``MarketingPlatform`` for an API key. ``account`` names whose traffic it is
+    (the merchant) for the shared request limit."""
+
+    def for_key(self, api_key: str, *, account: str) -> MarketingPlatform: ...

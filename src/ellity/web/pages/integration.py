@@ -1,0 +1,200 @@
+"""Settings → Integrations → Ecomail: the key, the list, activation and the sync's health.
+
+The merchant's integration comes from the session (no ids in the paths). Every failure is
+shown on the page with its own advice and its status from ``ellity.web.errors.DOMAIN_ERRORS``:
+a wrong key, Ecomail down or rate-limiting, a list gone, fields Ecomail did not confirm.
+The API key is never sent back to the browser, not even after a failed attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from litestar import get, post
+from litestar.params import URLEncodedBody
+from litestar.response import Response, Template
+
+from ellity.domain.model.errors import DomainError
+from ellity.domain.services import integration
+from ellity.ports.marketing import (
+    ContactList,
+    MarketingError,
+    MarketingRateLimited,
+    MarketingUnavailable,
+)
+from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
+from ellity.web.pages.errors import FORM_ERRORS, status_for
+
+PAGE = "/integrations/ecomail"
+
+#: What an Ecomail action can fail with, all shown on the page.
+INTEGRATION_ERRORS = (*FORM_ERRORS, MarketingError)
+Error: TypeAlias = DomainError | MarketingError
+
+
+@dataclass
+class KeyForm:
+    api_key: str = ""
+
+
+@dataclass
+class ActivateForm:
+    list_id: str = ""
+
+
+def error_message(error: Error) -> str:
+    """What went wrong and what to do about it, for the merchant."""
+    if isinstance(error, DomainError):
+        return error.message
+    return integration.failure_message(error)
+
+
+async def _lists(request: AnyRequest) -> tuple[list[ContactList], Error | None]:
+    """The account's lists, fetched now, or why they could not be."""
+    deps = deps_of(request)
+    try:
+        lists = await integration.ecomail_lists(
+            staff_of(request).merchant_id,
+            uow_factory=deps.uow,
+            platforms=deps.marketing,
+            secret_box=deps.secret_box,
+        )
+    except INTEGRATION_ERRORS as error:
+        return [], error
+    return lists, None
+
+
+async def _page(
+    request: AnyRequest, *, failed: Error | None = None, failed_form: str = "", list_id: str = ""
+) -> Template:
+    """The page in the integration's state; ``failed``: why the form ``failed_form`` (or,
+    when empty, an action without a form) did not work."""
+    page = await integration.integration_page(
+        staff_of(request).merchant_id, uow_factory=deps_of(request).uow
+    )
+    lists: list[ContactList] = []
+    lists_failed: Error | None = None
+    choosing = page.integration is not None and not page.integration.active
+    # Straight after Ecomail said "unavailable" or "slow down", asking again would only wait.
+    if choosing and not isinstance(failed, MarketingUnavailable):
+        lists, lists_failed = await _lists(request)
+    error = error_message(failed) if failed is not None else ""
+    lists_error = error_message(lists_failed) if lists_failed is not None else ""
+    shown = failed or lists_failed
+    template = render(
+        request,
+        "integration.html",
+        status_code=status_for(shown) if shown is not None else 200,
+        page=page,
+        lists=lists,
+        lists_error="" if lists_error == error else lists_error,
+        chosen=list_id or (page.integration.list_id if page.integration else None) or "",
+        error=error,
+        failed_form=failed_form,
+        time_zone=staff_of(request).time_zone,
+        where_the_key_is=integration.WHERE_THE_KEY_IS,
+    )
+    if isinstance(shown, MarketingRateLimited):
+        template.headers["Retry-After"] = str(integration.retry_wait(shown))
+    return template
+
+
+@get(PAGE)
+async def integration_page(request: AnyRequest) -> Template:
+    return await _page(request)
+
+
+@post(f"{PAGE}/key")
+async def save_key(request: AnyRequest, data: URLEncodedBody[KeyForm]) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        await integration.connect_ecomail(
+            staff_of(request).merchant_id,
+            data.api_key,
+            uow_factory=deps.uow,
+            platforms=deps.marketing,
+            secret_box=deps.secret_box,
+            clock=deps.clock,
+        )
+    except INTEGRATION_ERRORS as error:
+        return await _page(request, failed=error, failed_form="key")
+    flash(request, "Key verified. Choose the Ecomail list for the loyalty fields and activate.")
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/activate")
+async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        activation = await integration.activate_ecomail(
+            staff_of(request).merchant_id,
+            data.list_id,
+            uow_factory=deps.uow,
+            platforms=deps.marketing,
+            secret_box=deps.secret_box,
+            clock=deps.clock,
+        )
+    except INTEGRATION_ERRORS as error:
+        return await _page(request, failed=error, failed_form="activate", list_id=data.list_id)
+    if activation.fields_confirmed:
+        flash(
+            request,
+            f"Active with the list {activation.list_name}. Fields confirmed; pushing every"
+            " customer with an email to Ecomail… (the progress is below).",
+        )
+    else:
+        flash(
+            request,
+            f"Active with the list {activation.list_name}. No customer has an email yet:"
+            " the fields will be created with the first customer.",
+        )
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/retry")
+async def retry_failed(request: AnyRequest) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        count = await integration.retry_failed_sync(
+            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
+        )
+    except FORM_ERRORS as error:
+        return await _page(request, failed=error)
+    flash(
+        request,
+        f"{count} failed contacts and deliveries will be sent again."
+        if count
+        else "Nothing had failed; there is nothing to send again.",
+    )
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/repush")
+async def repush(request: AnyRequest) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        await integration.repush_all(
+            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
+        )
+    except FORM_ERRORS as error:
+        return await _page(request, failed=error)
+    flash(request, "Every customer with an email will be pushed to Ecomail again.")
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/deactivate")
+async def deactivate(request: AnyRequest) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        await integration.deactivate_ecomail(
+            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
+        )
+    except FORM_ERRORS as error:
+        return await _page(request, failed=error)
+    flash(
+        request,
+        "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
+        " it again. The key stays stored.",
+    )
+    return see_other(PAGE)

@@ -1,0 +1,331 @@
+"""The Ecomail integration end to end: the real adapters (SQLite, then PostgreSQL), the real
+Ecomail client over HTTP, and the Ecomail emulator on a port of its own.
+
+The worker's job is driven by hand (``worker.deliver_once``, what every run does) with a
+clock the test moves, so retries and claims that run out are reached without waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ellity.adapters.ecomail.limiter import LocalRequestLimiter
+from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
+from ellity.adapters.sql.database import Database
+from ellity.deps import Deps
+from ellity.domain.model.contact import FIELD_TYPES
+from ellity.domain.model.money import Points
+from ellity.domain.services import contact_sync, integration
+from ellity.domain.services.customers import (
+    CustomerInput,
+    contact_snapshots,
+    regenerate_pin,
+    upsert_customer,
+)
+from ellity.domain.services.points import earn_points
+from ellity.ports.marketing import InvalidApiKey
+from ellity.worker import deliver_once
+from tests.e2e.conftest import deps_on, new_shop
+from tests.ecomail_emulator import Emulator, EmulatorServer
+from tests.fakes import FakeClock
+
+KEY_A, KEY_B = "anna-key-0001", "bob-key-0002"
+P = Points.parse
+
+
+@pytest.fixture
+def emulator() -> Iterator[tuple[Emulator, EmulatorServer]]:
+    emu = Emulator()
+    with EmulatorServer(emu, port=0) as server:
+        yield emu, server
+
+
+@dataclass
+class World:
+    deps: Deps
+    clock: FakeClock
+    emu: Emulator
+    server: EmulatorServer
+
+    async def sync(self, rounds: int = 10) -> int:
+        """Run the worker's job until a round does nothing (moving past short waits)."""
+        total = 0
+        for _ in range(rounds):
+            done = await deliver_once(self.deps, "test-worker", limit=1000)
+            total += done
+            if not done:
+                self.clock.advance(timedelta(seconds=3))  # events waiting for their contact
+                done = await deliver_once(self.deps, "test-worker", limit=1000)
+                total += done
+                if not done:
+                    break
+        return total
+
+    async def connect(self, merchant_id: int, key: str, list_id: int) -> None:
+        common = {
+            "uow_factory": self.deps.uow,
+            "platforms": self.deps.marketing,
+            "secret_box": self.deps.secret_box,
+            "clock": self.deps.clock,
+        }
+        await integration.connect_ecomail(merchant_id, key, **common)  # type: ignore[arg-type]
+        await integration.activate_ecomail(merchant_id, str(list_id), **common)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def world(
+    sql_database: Database, tmp_path: Path, emulator: tuple[Emulator, EmulatorServer]
+) -> AsyncIterator[World]:
+    emu, server = emulator
+    clock = FakeClock()
+    async with deps_on(sql_database, tmp_path, clock) as deps:
+        platforms = EcomailPlatforms(
+            LocalRequestLimiter(limit=950, window=60.0, max_wait=5.0),
+            EcomailSettings(base_url=server.url, connect_timeout=1.0, read_timeout=1.0),
+        )
+        try:
+            yield World(dataclasses.replace(deps, marketing=platforms), clock, emu, server)
+        finally:
+            await platforms.aclose()
+
+
+async def add_customer(world: World, merchant_id: int, email: str | None, **kw: object) -> int:
+    result = await upsert_customer(
+        merchant_id,
+        CustomerInput(email=email, shop_customer_id=None if email else f"shop-{id(kw)}", **kw),  # type: ignore[arg-type]
+        uow=world.deps.uow(),
+        clock=world.clock,
+        rng=world.deps.rng,
+    )
+    customer_id = result.view.customer.id
+    assert customer_id is not None
+    return customer_id
+
+
+async def expected_fields(world: World, merchant_id: int, ids: list[int]) -> dict[str, dict]:
+    snapshots = await contact_snapshots(merchant_id, ids, uow=world.deps.uow(read_only=True))
+    return {s.email.lower(): dict(s.fields) for s in snapshots if s.email}
+
+
+def stored_fields(emu_list: object) -> dict[str, dict]:
+    members = emu_list.members  # type: ignore[attr-defined]
+    return {
+        email: {k: v for k, v in m.custom_fields.items() if k.startswith("ellity_")}
+        for email, m in members.items()
+    }
+
+
+async def test_activation_creates_the_fields_and_every_customer_reaches_ecomail(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ids = [
+        await add_customer(world, shop.id, "ann@example.cz", first_name="Ann"),
+        await add_customer(world, shop.id, "Ben@Example.cz", registered=True),
+        await add_customer(world, shop.id, "cyril@example.cz", last_name="Ćirić"),
+    ]
+    no_email = await add_customer(world, shop.id, None)
+    await earn_points(
+        shop.id, ids[0], P("1250.50"), order_ref="o-1", uow=world.deps.uow(), clock=world.clock
+    )
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+
+    with pytest.raises(InvalidApiKey):
+        await world.connect(shop.id, "a-wrong-key", list_id)
+    async with world.deps.uow(read_only=True) as uow:
+        assert await uow.ecomail.get(shop.id) is None  # nothing stored
+
+    await world.connect(shop.id, KEY_A, list_id)
+    emu_list = account.lists[list_id]
+    assert {k: v["type"] for k, v in emu_list.fields.items()} == FIELD_TYPES
+    await world.sync()
+
+    assert stored_fields(emu_list) == await expected_fields(world, shop.id, [*ids, no_email])
+    assert emu_list.members["ann@example.cz"].custom_fields["ellity_credit"] == "1 250,50"
+    assert emu_list.members["ann@example.cz"].custom_fields["ellity_credit_num"] == 1250
+    async with world.deps.uow(read_only=True) as uow:
+        health = await uow.contacts.health(shop.id)
+    assert (health.pending, health.failed) == (0, 0)
+
+
+async def test_earning_points_updates_the_fields_and_then_sends_one_credit_event(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@example.cz")
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    account.events.clear()
+    requests_before = len(world.emu.requests)
+
+    await earn_points(
+        shop.id, ann, P("120"), order_ref="o-1", uow=world.deps.uow(), clock=world.clock
+    )
+    await world.sync()
+
+    member = account.lists[list_id].members["ann@example.cz"]
+    assert member.custom_fields["ellity_credit"] == "120"
+    assert member.custom_fields["ellity_credit_num"] == 120
+    assert len(account.events) == 1
+    event = account.events[0]
+    assert (event["category"], event["action"], event["label"]) == ("ellity", "change", "credit")
+    value = json.loads(event["value"])
+    assert (value["change"], value["balance"], value["reason"]) == ("120.00", "120.00", "earn")
+    paths = [r.path for r in world.emu.requests[requests_before:] if r.status < 400]
+    fields_at = max(i for i, p in enumerate(paths) if "subscribe" in p or "subscriber" in p)
+    event_at = paths.index("/tracker/events")
+    assert fields_at < event_at  # the fields first, then the event
+
+
+async def test_a_new_pin_sends_a_pin_event_after_the_new_pin_field(world: World) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@example.cz")
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    account.events.clear()
+
+    view = await regenerate_pin(
+        shop.id, ann, uow=world.deps.uow(), clock=world.clock, rng=world.deps.rng
+    )
+    await world.sync()
+
+    assert [e["label"] for e in account.events] == ["pin"]
+    assert (
+        account.lists[list_id].members["ann@example.cz"].custom_fields["ellity_pin"]
+        == view.customer.pin
+    )
+    assert view.customer.pin not in account.events[0]["value"]
+
+
+async def test_changes_made_while_ecomail_fails_all_arrive_once_it_recovers(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ids = [await add_customer(world, shop.id, f"c{i}@example.cz") for i in range(5)]
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    account.events.clear()
+    faults = world.emu.faults
+
+    async def change_during(fault: str, n: int) -> None:
+        for i, customer_id in enumerate(ids):
+            await earn_points(
+                shop.id,
+                customer_id,
+                P("1"),
+                order_ref=f"{fault}-{n}-{i}",
+                uow=world.deps.uow(),
+                clock=world.clock,
+            )
+        await deliver_once(world.deps, "test-worker", limit=1000)
+        world.clock.advance(timedelta(minutes=10))
+        await deliver_once(world.deps, "test-worker", limit=1000)
+
+    faults.rate_limit_next(1000, retry_after=1)
+    await change_during("limited", 1)
+    faults.clear()
+    faults.fail_always(500)
+    await change_during("failing", 2)
+    faults.clear()
+    faults.delay = 2.0  # longer than the client's read timeout
+    await change_during("slow", 3)
+    faults.delay = 0.0
+    world.server.stop()
+    await change_during("refused", 4)
+    world.server.start()
+
+    world.clock.advance(timedelta(hours=6))
+    await world.sync(rounds=30)
+
+    assert stored_fields(account.lists[list_id]) == await expected_fields(world, shop.id, ids)
+    for email in (f"c{i}@example.cz" for i in range(5)):
+        assert account.lists[list_id].members[email].custom_fields["ellity_credit_num"] == 4
+    credit_events = [e for e in account.events if e["label"] == "credit"]
+    assert len(credit_events) == 4 * len(ids)  # every change's event, none twice
+    assert world.emu.max_requests_in_window(KEY_A, 60.0) <= 1000
+
+
+async def test_a_worker_that_dies_holding_a_batch_loses_none_of_it(world: World) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ids = [await add_customer(world, shop.id, f"c{i}@example.cz") for i in range(4)]
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await contact_sync.mark_backfills(uow_factory=world.deps.uow, clock=world.clock)
+    async with world.deps.uow() as uow:  # a worker claims the batch, then is killed
+        claimed = await uow.contacts.claim(
+            shop.id,
+            token="dead-worker",
+            now=world.clock.now(),
+            lease=contact_sync.LEASE,
+            limit=3000,
+        )
+        await uow.commit()
+    assert len(claimed) == len(ids)
+    assert await world.sync() == 0  # the claim still holds: nothing is written twice at once
+
+    world.clock.advance(contact_sync.LEASE + timedelta(seconds=1))
+    await world.sync()
+
+    assert stored_fields(account.lists[list_id]) == await expected_fields(world, shop.id, ids)
+
+
+async def test_two_merchants_never_see_each_others_contacts(world: World) -> None:
+    anna = await new_shop(world.deps, "anna")
+    bob = await new_shop(world.deps, "bob")
+    await add_customer(world, anna.id, "ann@example.cz")
+    bob_customer = await add_customer(world, bob.id, "bert@example.cz")
+    account_a, account_b = world.emu.add_account(KEY_A), world.emu.add_account(KEY_B)
+    list_a, list_b = account_a.add_list("Anna's"), account_b.add_list("Bob's")
+    await world.connect(anna.id, KEY_A, list_a)
+    await world.connect(bob.id, KEY_B, list_b)
+    await earn_points(
+        bob.id, bob_customer, P("5"), order_ref="b-1", uow=world.deps.uow(), clock=world.clock
+    )
+    await world.sync()
+
+    assert set(account_a.lists[list_a].members) == {"ann@example.cz"}
+    assert set(account_b.lists[list_b].members) == {"bert@example.cz"}
+    assert account_a.events == []
+    assert [e["email"] for e in account_b.events] == ["bert@example.cz"]
+
+
+async def test_an_event_waits_while_its_contact_fields_cannot_be_written(world: World) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@example.cz")
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    account.events.clear()
+
+    await earn_points(
+        shop.id, ann, P("7"), order_ref="o-7", uow=world.deps.uow(), clock=world.clock
+    )
+    world.emu.faults.fail_next(1, status=503)  # the contact update fails once
+    await deliver_once(world.deps, "test-worker", limit=1000)
+    world.clock.advance(timedelta(seconds=3))
+    await deliver_once(world.deps, "test-worker", limit=1000)
+
+    member = account.lists[list_id].members["ann@example.cz"]
+    assert member.custom_fields["ellity_credit_num"] == 0
+    assert account.events == []  # the event did not overtake the fields
+
+    world.clock.advance(timedelta(minutes=1))
+    await world.sync()
+    assert member.custom_fields["ellity_credit_num"] == 7
+    assert [e["label"] for e in account.events] == ["credit"]

@@ -1,0 +1,523 @@
+"""The Ecomail integration page over HTTP: the whole app on SQLite and on PostgreSQL, pointed
+at the Ecomail emulator (``ELLITY_ECOMAIL_API_URL``) on a port of its own.
+
+A client that sends ``Accept: text/html`` plays the browser: it keeps cookies, reads the CSRF
+token from the forms it is shown and posts them back.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from litestar import Litestar
+
+from ellity.adapters.sql.database import Database
+from ellity.deps import Deps
+from ellity.domain.model.contact import FIELD_TYPES
+from ellity.domain.model.integration import IntegrationNotReady
+from ellity.domain.model.merchant import MerchantSettings
+from ellity.domain.services import customers, merchants, programme_settings
+from ellity.ports.marketing import MarketingRateLimited, MarketingRejected, MarketingUnavailable
+from ellity.web.app import create_app
+from ellity.web.pages.integration import Error, error_message
+from ellity.worker import deliver_once
+from tests.e2e.conftest import BASE_URL, deps_on, running
+from tests.ecomail_emulator import Account, Emulator, EmulatorServer
+from tests.fakes import FakeClock
+
+PAGE = "/integrations/ecomail"
+PASSWORD = "a long password"
+HTML = {"accept": "text/html"}
+TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
+ANNA_KEY = "anna-ecomail-key-7f3a9c"
+BOB_KEY = "bob-ecomail-key-51d0e8"
+ACTIONS = ("key", "activate", "retry", "repush", "deactivate")
+
+WRONG_KEY = (
+    "Ecomail did not accept this API key: copy it again from Ecomail → account management"
+    " → For developers."
+)
+LIST_GONE = "The list no longer exists in Ecomail: refresh the lists and choose another."
+
+
+@dataclass(frozen=True)
+class Shop:
+    id: int
+    admin: str
+
+
+@dataclass
+class Site:
+    app: Litestar
+    deps: Deps
+    database: Database
+    clock: FakeClock
+    emu: Emulator
+    server: EmulatorServer
+    anna: Shop
+    bob: Shop
+
+    def browser(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url=BASE_URL, headers=HTML
+        )
+
+    async def integration(self, shop: Shop) -> dict[str, Any] | None:
+        async with self.database.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.text("SELECT * FROM ecomail_integrations WHERE merchant_id = :m"),
+                    {"m": shop.id},
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def sync(self) -> int:
+        """What a worker run does: mark the backfill, write the contacts, deliver."""
+        return await deliver_once(self.deps, "test-worker", limit=1000)
+
+
+@pytest.fixture
+def emulator() -> Iterator[tuple[Emulator, EmulatorServer]]:
+    with Emulator() as emu, EmulatorServer(emu, port=0) as server:
+        yield emu, server
+
+
+async def new_shop(deps: Deps, slug: str, emails: list[str | None]) -> Shop:
+    admin = f"admin@{slug}.example.cz"
+    merchant = await merchants.create_merchant(
+        slug=slug,
+        settings=MerchantSettings(name=slug.title(), shop_url=f"https://{slug}.example.cz"),
+        admin_email=admin,
+        admin_password=PASSWORD,
+        uow=deps.uow(),
+        clock=deps.clock,
+        hasher=deps.hasher,
+    )
+    assert merchant.id is not None
+    for n, email in enumerate(emails):
+        await customers.upsert_customer(
+            merchant.id,
+            customers.CustomerInput(email=email, shop_customer_id=f"{slug}-{n}"),
+            uow=deps.uow(),
+            clock=deps.clock,
+            rng=deps.rng,
+        )
+    return Shop(id=merchant.id, admin=admin)
+
+
+@pytest.fixture
+async def site(
+    sql_database: Database, tmp_path: Path, emulator: tuple[Emulator, EmulatorServer]
+) -> AsyncIterator[Site]:
+    """Anna's shop with two customers with an email; Bob's shop without any."""
+    emu, server = emulator
+    clock = FakeClock()
+    holder: list[Deps] = []
+
+    @asynccontextmanager
+    async def provide_deps() -> AsyncIterator[Deps]:
+        async with deps_on(sql_database, tmp_path, clock, ecomail_api_url=server.url) as deps:
+            holder.append(deps)
+            yield deps
+
+    app = create_app(provide_deps, debug=True)
+    async with running(app):
+        deps = holder[0]
+        anna = await new_shop(deps, "anna", ["ann@anna-customers.cz", "ben@anna-customers.cz"])
+        bob = await new_shop(deps, "bob", [None])
+        yield Site(app, deps, sql_database, clock, emu, server, anna, bob)
+
+
+async def form_token(client: httpx.AsyncClient, path: str = "/login") -> str:
+    page = await client.get(path)
+    found = TOKEN_INPUT.search(page.text)
+    assert found, f"no form on {path}: {page.status_code}"
+    return html.unescape(found.group(1))
+
+
+@asynccontextmanager
+async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with site.browser() as client:
+        token = await form_token(client)
+        answer = await client.post(
+            "/login",
+            data={"_csrf_token": token, "email": shop.admin, "password": PASSWORD, "next": "/"},
+        )
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+async def post(client: httpx.AsyncClient, action: str, **form: str) -> httpx.Response:
+    token = await form_token(client, PAGE)
+    return await client.post(f"{PAGE}/{action}", data={"_csrf_token": token, **form})
+
+
+async def followed(client: httpx.AsyncClient, answer: httpx.Response) -> httpx.Response:
+    assert answer.status_code == 303, (answer.status_code, answer.text)
+    assert answer.headers["location"] == PAGE
+    return await client.get(PAGE)
+
+
+def error_on(page: httpx.Response) -> str:
+    found = re.search(r'class="error" role="alert">([^<]+)<', page.text)
+    assert found, page.text
+    return html.unescape(found.group(1))
+
+
+def flash_on(page: httpx.Response) -> str:
+    found = re.search(r'class="flash ok" role="status">([^<]+)<', page.text)
+    assert found, page.text
+    return html.unescape(found.group(1))
+
+
+def options(page: httpx.Response) -> dict[str, str]:
+    """The lists offered in the select: id → label."""
+    return {
+        value: html.unescape(label)
+        for value, label in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', page.text)
+    }
+
+
+def ecomail_account(site: Site, key: str = ANNA_KEY) -> tuple[Account, int]:
+    account = site.emu.add_account(key)
+    account.add_list("Old newsletter")
+    return account, account.add_list("Loyal customers")
+
+
+async def connected(site: Site, client: httpx.AsyncClient, key: str = ANNA_KEY) -> None:
+    await followed(client, await post(client, "key", api_key=key))
+
+
+# -- the key ---------------------------------------------------------------------------------
+
+
+async def test_a_wrong_key_is_refused_with_advice_and_nothing_is_stored(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        first = await client.get(PAGE)
+        assert first.status_code == 200
+        assert re.search(
+            r'<input[^>]*name="api_key"[^>]*type="password"[^>]*autocomplete="off"', first.text
+        )
+        assert "account management → For developers" in html.unescape(first.text)
+
+        refused = await post(client, "key", api_key="not-the-anna-key-1234")
+        assert refused.status_code == 400
+        assert error_on(refused) == WRONG_KEY
+        assert "not-the-anna-key-1234" not in refused.text
+        assert 'name="api_key"' in refused.text
+        assert "masked-key" not in refused.text
+
+        empty = await post(client, "key", api_key="   ")
+        assert empty.status_code == 400
+        assert "Paste the API key from Ecomail" in error_on(empty)
+    assert await site.integration(site.anna) is None
+
+
+async def test_a_verified_key_is_shown_only_masked_and_opens_the_account_lists(
+    site: Site,
+) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        page = await followed(client, await post(client, "key", api_key=f"  {ANNA_KEY}\n"))
+        assert flash_on(page).startswith("Key verified")
+        assert '<code id="masked-key">••••' + ANNA_KEY[-4:] + "</code>" in page.text
+        assert ANNA_KEY not in page.text
+        assert options(page) == {
+            str(list_id - 1): f"Old newsletter (id {list_id - 1})",
+            str(list_id): f"Loyal customers (id {list_id})",
+        }
+        assert "refresh the lists" in page.text
+        assert 'name="api_key"' in page.text  # the key can be replaced at any time
+        assert ANNA_KEY not in (await client.get("/settings")).text
+    stored = await site.integration(site.anna)
+    assert stored is not None
+    assert stored["key_hint"] == ANNA_KEY[-4:]
+    assert ANNA_KEY not in str(stored)  # encrypted
+    assert not stored["active"]
+
+
+async def test_a_list_created_in_ecomail_appears_when_the_page_is_reloaded(site: Site) -> None:
+    account, _ = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        new_id = account.add_list("Created just now")
+        assert options(await client.get(PAGE))[str(new_id)] == f"Created just now (id {new_id})"
+
+
+# -- activation --------------------------------------------------------------------------------
+
+
+async def test_activation_creates_the_eleven_fields_and_the_page_shows_the_sync(
+    site: Site,
+) -> None:
+    account, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        assert flash_on(page).startswith("Active with the list Loyal customers. Fields confirmed;")
+        fields = account.lists[list_id].fields
+        assert {key: spec["type"] for key, spec in fields.items()} == FIELD_TYPES
+        assert '<dd id="state">active</dd>' in page.text
+        assert f'Loyal customers <span class="hint">(id {list_id})</span>' in page.text
+        assert '<code id="masked-key">••••' + ANNA_KEY[-4:] + "</code>" in page.text
+        assert ANNA_KEY not in page.text
+        assert 'http-equiv="refresh" content="5; url=/integrations/ecomail"' in page.text
+        for button in ("Retry failed", "Re-push all customers", "Deactivate"):
+            assert button in page.text
+
+        assert await site.sync() >= 1  # the worker pushes the backfill
+        done = await client.get(PAGE)
+        assert "Done: 2 of 2 contacts written." in done.text
+        assert 'http-equiv="refresh"' not in done.text
+        assert set(account.lists[list_id].members) == {
+            "ann@anna-customers.cz",
+            "ben@anna-customers.cz",
+        }
+
+
+async def test_activation_without_a_customer_email_says_the_fields_come_later(
+    site: Site,
+) -> None:
+    account, list_id = ecomail_account(site, BOB_KEY)
+    async with logged_in(site, site.bob) as client:
+        await connected(site, client, BOB_KEY)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        assert "the fields will be created with the first customer" in flash_on(page)
+        assert '<dd id="state">active</dd>' in page.text
+    assert account.lists[list_id].fields == {}
+
+
+async def test_a_list_deleted_before_activation_is_explained_and_nothing_activates(
+    site: Site,
+) -> None:
+    account, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        token = await form_token(client, PAGE)
+        account.delete_list(list_id)
+        refused = await client.post(
+            f"{PAGE}/activate", data={"_csrf_token": token, "list_id": str(list_id)}
+        )
+        assert refused.status_code == 409
+        assert error_on(refused) == LIST_GONE
+        assert str(list_id) not in options(refused)  # the lists are fetched again
+        assert '<dd id="state">not active</dd>' in refused.text
+
+        nothing = await post(client, "activate", list_id="")
+        assert nothing.status_code == 409
+        assert error_on(nothing) == "Choose the Ecomail list to keep the loyalty fields in."
+    stored = await site.integration(site.anna)
+    assert stored is not None
+    assert not stored["active"]
+
+
+async def test_deactivating_stops_the_integration_and_offers_the_lists_again(site: Site) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        await followed(client, await post(client, "activate", list_id=str(list_id)))
+        page = await followed(client, await post(client, "deactivate"))
+        assert flash_on(page).startswith("The integration is deactivated")
+        assert '<dd id="state">not active</dd>' in page.text
+        assert str(list_id) in options(page)
+        assert "Re-push all customers" not in page.text
+
+        refused = await post(client, "repush")
+        assert refused.status_code == 409
+        assert error_on(refused) == "Activate the Ecomail integration first."
+    stored = await site.integration(site.anna)
+    assert stored is not None
+    assert not stored["active"]
+
+
+# -- Ecomail failing -------------------------------------------------------------------------------
+
+
+async def test_ecomail_answering_500_is_explained_and_nothing_is_stored(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        site.emu.faults.fail_next(1, 500)
+        refused = await post(client, "key", api_key=ANNA_KEY)
+        assert refused.status_code == 503
+        message = error_on(refused)
+        assert message.startswith("Ecomail cannot be reached right now (")
+        assert "HTTP 500" in message
+        assert message.endswith("); try again in a few minutes.")
+        assert ANNA_KEY not in refused.text
+        assert 'name="api_key"' in refused.text
+        assert await site.integration(site.anna) is None
+
+        site.server.stop()  # Ecomail is gone altogether
+        unreachable = await post(client, "key", api_key=ANNA_KEY)
+        assert unreachable.status_code == 503
+        assert error_on(unreachable).startswith("Ecomail cannot be reached right now (")
+    assert await site.integration(site.anna) is None
+
+
+async def test_a_request_ecomail_refuses_says_what_ecomail_said(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        site.emu.faults.fail_next(1, 422)
+        refused = await post(client, "key", api_key=ANNA_KEY)
+        assert refused.status_code == 502
+        assert error_on(refused) == (
+            "Ecomail refused the request (HTTP 422): Unprocessable Entity."
+        )
+    assert await site.integration(site.anna) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (MarketingRejected("Bad things", status=400), "Ecomail refused the request: Bad things."),
+        (MarketingUnavailable(""), "Ecomail cannot be reached right now (no answer);"),
+        (MarketingRateLimited("slow down", retry_after=None), "try again in 60 seconds."),
+        (MarketingRateLimited("slow down", retry_after=0.2), "try again in 1 second."),
+        (IntegrationNotReady("Enter the Ecomail API key first."), "Enter the Ecomail API key"),
+    ],
+)
+def test_every_error_message_says_what_to_do(error: Error, message: str) -> None:
+    assert message in error_message(error)
+
+
+async def test_ecomail_rate_limiting_says_how_long_to_wait(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        site.emu.faults.rate_limit_next(1, retry_after=30)
+        refused = await post(client, "key", api_key=ANNA_KEY)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "30"
+        assert error_on(refused) == "Ecomail is rate-limiting requests; try again in 30 seconds."
+    assert await site.integration(site.anna) is None
+
+
+async def test_lists_that_cannot_be_fetched_are_explained_on_the_page(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        site.emu.faults.fail_next(1, 503)
+        page = await client.get(PAGE)
+        assert page.status_code == 503
+        assert error_on(page).startswith("Ecomail cannot be reached right now (")
+        assert 'name="api_key"' in page.text  # the key can still be replaced
+        assert options(await client.get(PAGE))  # and a reload fetches them again
+
+
+async def test_failed_contacts_are_listed_with_the_reason_and_can_be_retried(site: Site) -> None:
+    account, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        await followed(client, await post(client, "activate", list_id=str(list_id)))
+        account.delete_list(list_id)  # someone deletes the list in Ecomail
+        await site.sync()
+        page = await client.get(PAGE)
+        table = page.text[page.text.index('id="failed-contacts"') :]
+        assert "ann@anna-customers.cz" in table
+        assert "ben@anna-customers.cz" in table
+        assert "The Ecomail list no longer exists" in html.unescape(table)
+        assert re.search(r"<dt>Contacts failed</dt><dd>2</dd>", page.text)
+
+        retried = await followed(client, await post(client, "retry"))
+        assert flash_on(retried) == "2 failed contacts and deliveries will be sent again."
+        assert 'id="failed-contacts"' not in retried.text
+        assert re.search(r"<dt>Contacts waiting</dt><dd>2</dd>", retried.text)
+
+        repushed = await followed(client, await post(client, "repush"))
+        assert "pushed to Ecomail again" in flash_on(repushed)
+
+
+# -- double emails ---------------------------------------------------------------------------------
+
+
+async def test_the_double_email_warning_shows_while_system_emails_are_on_and_ecomail_active(
+    site: Site,
+) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        await set_system_emails(site, site.anna, on=True)
+        assert "double-emails" not in (await client.get(PAGE)).text  # not active yet
+
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        assert 'id="double-emails"' in page.text
+        assert "Ellity sends its own emails" in page.text
+        assert 'href="/integrations/ecomail"' in (await client.get("/settings")).text
+
+        await set_system_emails(site, site.anna, on=False)
+        assert "double-emails" not in (await client.get(PAGE)).text
+
+
+async def test_the_settings_page_warns_about_double_emails_too(site: Site) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        await followed(client, await post(client, "activate", list_id=str(list_id)))
+        await set_system_emails(site, site.anna, on=True)
+        assert 'id="double-emails"' in (await client.get("/settings")).text
+
+
+async def set_system_emails(site: Site, shop: Shop, *, on: bool) -> None:
+    deps = site.deps
+    view = await programme_settings.read_settings(shop.id, uow=deps.uow(read_only=True))
+    changes = view.merchant.settings.as_strings()
+    changes["send_system_emails"] = "true" if on else "false"
+    await programme_settings.save_settings(
+        shop.id,
+        changes,
+        programme_settings.SmtpChange(),
+        uow=deps.uow(),
+        secret_box=deps.secret_box,
+        clock=deps.clock,
+    )
+
+
+# -- CSRF and tenants ------------------------------------------------------------------------------
+
+
+async def test_forms_posted_without_their_csrf_token_are_refused(site: Site) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        for action in ACTIONS:
+            refused = await client.post(
+                f"{PAGE}/{action}", data={"api_key": ANNA_KEY, "list_id": str(list_id)}
+            )
+            assert refused.status_code == 403, action
+            assert "This form has expired" in refused.text
+    assert await site.integration(site.anna) is None
+    assert site.emu.requests == []
+
+
+async def test_a_merchant_never_sees_or_changes_another_merchants_integration(
+    site: Site,
+) -> None:
+    account, list_id = ecomail_account(site, BOB_KEY)
+    account.lists[list_id].name = "Bob's secret readers"
+    async with logged_in(site, site.bob) as bob:
+        await connected(site, bob, BOB_KEY)
+        await followed(bob, await post(bob, "activate", list_id=str(list_id)))
+    before = await site.integration(site.bob)
+    assert before is not None
+    assert before["active"]
+
+    async with logged_in(site, site.anna) as anna:
+        for action in ACTIONS:
+            answer = await post(anna, action, list_id=str(list_id), api_key="")
+            assert answer.status_code < 500, (action, answer.text)
+        page = await anna.get(PAGE)
+        for shown in (page.text, answer.text):
+            assert "Bob's secret readers" not in html.unescape(shown)
+            assert BOB_KEY[-4:] not in shown
+        assert 'name="api_key"' in page.text  # Anna has no integration at all
+    assert await site.integration(site.bob) == before
+    assert await site.integration(site.anna) is None

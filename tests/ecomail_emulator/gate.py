@@ -1,0 +1,98 @@
+"""What every API request passes first: the request log, the delay, injected faults, the key
+check (401), the rate limit (429); webhooks fired by the request are sent after its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tests.ecomail_emulator.emulator import OUTBOX, RequestRecord
+from tests.ecomail_emulator.model import Account
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from tests.ecomail_emulator.emulator import Emulator
+
+#: The scope key under which the endpoints find the caller's account.
+ACCOUNT = "ecomail.account"
+
+
+class Gate:
+    """Every API request: logged with its answer; delayed, failed, refused (401) or
+    throttled (429) before it reaches the endpoint; webhooks sent after the response."""
+
+    def __init__(self, emulator: Emulator, inner: ASGIApp) -> None:
+        self.emulator = emulator
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        arrived = time.monotonic()
+        key = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"key"),
+            None,
+        )
+        answered = [500]
+
+        async def logged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered[0] = message["status"]
+            await send(message)
+
+        outbox: list[tuple[str, dict[str, Any]]] = []
+        token = OUTBOX.set(outbox)
+        try:
+            # The whole request arrives first: a client that gives up during the delay has
+            # still sent a request the server goes on to apply.
+            replay = await _buffered(receive)
+            if self.emulator.faults.delay > 0:
+                await asyncio.sleep(self.emulator.faults.delay)
+            admitted = self.emulator.admit(key)
+            if isinstance(admitted, Account):
+                scope[ACCOUNT] = admitted  # type: ignore[literal-required]
+                await self.inner(scope, replay, logged_send)
+            else:
+                await _answer(logged_send, *admitted)
+        finally:
+            OUTBOX.reset(token)
+            self.emulator.requests.append(
+                RequestRecord(arrived, key, scope["method"], scope["path"], answered[0])
+            )
+            if outbox:
+                self.emulator.send_webhooks(outbox)
+
+
+async def _buffered(receive: Receive) -> Receive:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    pending: list[Message] = [
+        {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    ]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay  # type: ignore[return-value]
+
+
+async def _answer(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    content = msgspec.json.encode(body)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(content)),
+    ]
+    raw_headers += [(name.encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": content, "more_body": False})

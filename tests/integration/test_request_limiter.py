@@ -1,0 +1,193 @@
+"""The Ecomail request limiter: the Redis one against the real Redis (as two "workers" with
+their own connections) and the in-process one, with short windows so the tests are quick."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from ellity.adapters.ecomail import LocalRequestLimiter, RedisRequestLimiter, limiter_key
+from ellity.adapters.ecomail.limiter import RequestLimiter
+from ellity.ports.marketing import MarketingRateLimited, MarketingUnavailable
+
+REDIS_URL = os.environ.get("ELLITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+KINDS = ("redis", "local")
+
+#: ``await make(limit=, window=, max_wait=)``: a limiter; for Redis each call is another
+#: "worker" (its own connection) on the same budget, for local the one process's limiter.
+Make = Callable[..., Awaitable[RequestLimiter]]
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    prefix = f"ellity:test:limit:{uuid.uuid4().hex}"
+    yield prefix
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        async for key in redis.scan_iter(match=f"{prefix}:*"):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(params=KINDS)
+async def make(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Make]:
+    made: list[RequestLimiter] = []
+    local: dict[str, LocalRequestLimiter] = {}
+
+    async def create(*, limit: int, window: float, max_wait: float) -> RequestLimiter:
+        if request.param == "local":
+            # Only one process here: every "worker" is the same limiter.
+            return local.setdefault(
+                "one", LocalRequestLimiter(limit=limit, window=window, max_wait=max_wait)
+            )
+        limiter = RedisRequestLimiter(
+            REDIS_URL, limit=limit, window=window, max_wait=max_wait, prefix=prefix
+        )
+        made.append(limiter)
+        return limiter
+
+    yield create
+    for limiter in [*made, *local.values()]:
+        await limiter.aclose()
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(
+        sum(1 for other in times[i:] if other - start < window) for i, start in enumerate(times)
+    )
+
+
+async def test_concurrent_callers_on_two_workers_never_exceed_the_limit_in_any_window(
+    make: Make,
+) -> None:
+    limit, window = 5, 0.5
+    workers = [await make(limit=limit, window=window, max_wait=10.0) for _ in range(2)]
+    granted: list[float] = []
+
+    async def call(limiter: RequestLimiter) -> None:
+        await limiter.acquire("shop")
+        granted.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(call(workers[n % 2]) for n in range(22)))
+    assert len(granted) == 22
+    # Seen from here, a grant may arrive a few milliseconds late: allow that much.
+    assert most_in_any_window(granted, window - 0.03) <= limit
+    assert time.monotonic() - started >= 4 * window - 0.03  # 22 calls need 5 windows
+
+
+async def test_a_caller_waits_for_a_slot_that_frees_up_soon(make: Make) -> None:
+    limiter = await make(limit=2, window=0.6, max_wait=2.0)
+    await limiter.acquire("shop")
+    await limiter.acquire("shop")
+    started = time.monotonic()
+    await limiter.acquire("shop")
+    assert 0.5 <= time.monotonic() - started < 1.2
+
+
+async def test_a_caller_gets_rate_limited_with_the_wait_when_the_slot_is_far_off(
+    make: Make,
+) -> None:
+    limiter = await make(limit=2, window=10.0, max_wait=0.5)
+    await limiter.acquire("shop")
+    await limiter.acquire("shop")
+    started = time.monotonic()
+    with pytest.raises(MarketingRateLimited) as raised:
+        await limiter.acquire("shop")
+    assert time.monotonic() - started < 0.3  # it did not sleep first
+    assert raised.value.retry_after is not None
+    assert 9.5 < raised.value.retry_after <= 10.0
+    assert "request budget" in str(raised.value)
+
+
+async def test_each_key_has_its_own_budget(make: Make) -> None:
+    limiter = await make(limit=1, window=10.0, max_wait=0.1)
+    await limiter.acquire("anna")
+    await limiter.acquire("bob")
+    with pytest.raises(MarketingRateLimited):
+        await limiter.acquire("anna")
+
+
+async def test_a_recorded_retry_after_holds_back_every_worker(make: Make) -> None:
+    first = await make(limit=100, window=10.0, max_wait=2.0)
+    second = await make(limit=100, window=10.0, max_wait=2.0)
+
+    await first.block("shop", 3.0)  # longer than anyone waits: every worker gives up at once
+    for limiter in (first, second):
+        with pytest.raises(MarketingRateLimited) as raised:
+            await limiter.acquire("shop")
+        assert raised.value.retry_after is not None
+        assert 2.5 < raised.value.retry_after <= 3.0
+        assert "asked Ellity to slow down" in str(raised.value)
+
+    await first.block("other-shop", 0.6)  # short: the other worker sleeps it out
+    started = time.monotonic()
+    await second.acquire("other-shop")
+    assert 0.5 <= time.monotonic() - started < 1.2
+
+    await second.acquire("third-shop")  # a key that was never blocked
+
+
+async def test_a_shorter_retry_after_does_not_shorten_a_block(make: Make) -> None:
+    limiter = await make(limit=100, window=10.0, max_wait=0.0)
+    await limiter.block("shop", 30)
+    await limiter.block("shop", 1)
+    with pytest.raises(MarketingRateLimited) as raised:
+        await limiter.acquire("shop")
+    assert raised.value.retry_after is not None
+    assert raised.value.retry_after > 29
+
+
+async def test_the_redis_keys_expire_and_never_hold_the_api_key(prefix: str) -> None:
+    api_key = "k3y-5ecret-0123456789abcdef"
+    limiter = RedisRequestLimiter(REDIS_URL, limit=5, window=2.0, prefix=prefix)
+    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await limiter.acquire(limiter_key(api_key))
+        await limiter.block(limiter_key(api_key), 3)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 2
+        for key in keys:
+            assert api_key not in key
+            assert 0 < await redis.pttl(key) <= 3000
+    finally:
+        await redis.aclose()
+        await limiter.aclose()
+
+
+def test_the_limiter_key_is_a_short_hash_of_the_api_key() -> None:
+    key = limiter_key("k3y-5ecret-0123456789abcdef")
+    assert len(key) == 16
+    assert key == limiter_key("k3y-5ecret-0123456789abcdef")
+    assert key != limiter_key("k3y-5ecret-0123456789abcdeF")
+
+
+async def test_without_redis_the_limiter_is_unavailable_rather_than_unlimited() -> None:
+    limiter = RedisRequestLimiter("redis://127.0.0.1:1/0", timeout=1.0)
+    try:
+        with pytest.raises(MarketingUnavailable) as raised:
+            await limiter.acquire("shop")
+        assert not isinstance(raised.value, MarketingRateLimited)
+        with pytest.raises(MarketingUnavailable):
+            await limiter.block("shop", 10)
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_redis_client_passed_in_is_left_open(prefix: str) -> None:
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        limiter = RedisRequestLimiter(redis, limit=1, window=1.0, prefix=prefix)
+        await limiter.acquire("shop")
+        await limiter.aclose()
+        assert await redis.ping()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,457 @@
+"""Writing customers' contacts to their merchant's Ecomail list, and delivering the Ecomail
+events that follow them, on the in-memory fakes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
+from ellity.domain.model.customer import Customer
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.money import Points
+from ellity.domain.services import contact_sync, delivery
+from ellity.domain.services.contact_sync import CONTACT_RETRY, KEY_REJECTED, LIST_GONE
+from ellity.domain.services.integration import (
+    activate_ecomail,
+    connect_ecomail,
+    deactivate_ecomail,
+    retry_failed_sync,
+)
+from ellity.domain.services.points import earn_points
+from ellity.ports.marketing import (
+    MarketingRateLimited,
+    MarketingUnavailable,
+    SubscriptionStatus,
+    TrackerEvent,
+)
+from ellity.ports.storage import ContactSyncFailure, UnitOfWorkFactory
+from tests.fakes import (
+    FakeClock,
+    FakeMailer,
+    FakeMarketingPlatform,
+    FakeMarketingPlatforms,
+    FakeSecretBox,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+    OutboxRecord,
+)
+from tests.unit.conftest import NewCustomer
+
+P = Points.parse
+KEY = "ecomail-key-0001"
+LIST = "1"
+
+
+@dataclass
+class World:
+    """Anna's shop with an active Ecomail integration, and the fakes around it."""
+
+    shop: Merchant
+    store: InMemoryStore
+    clock: FakeClock
+    platforms: FakeMarketingPlatforms
+    ecomail: FakeMarketingPlatform
+    new_customer: NewCustomer
+
+    @property
+    def uow_factory(self) -> UnitOfWorkFactory:
+        return self.store.unit_of_work
+
+    async def customer(self, email: str | None, **fields: object) -> Customer:
+        if email is None:
+            return await self.new_customer(self.shop, **fields)
+        return await self.new_customer(self.shop, email=email, registered=True, **fields)
+
+    async def earn(self, customer: Customer, points: str) -> None:
+        assert customer.id is not None
+        await earn_points(
+            self.shop.id,
+            customer.id,
+            P(points),
+            order_ref=f"o-{len(self.store.state.entries)}",
+            uow=self.uow_factory(),
+            clock=self.clock,
+        )
+
+    async def sync(self) -> int:
+        return await contact_sync.sync_contacts(
+            uow_factory=self.uow_factory,
+            platforms=self.platforms,
+            secret_box=FakeSecretBox(),
+            clock=self.clock,
+            worker_token="worker-1",
+        )
+
+    async def deliver(self) -> int:
+        return await delivery.deliver_pending(
+            uow_factory=self.uow_factory,
+            mailer=FakeMailer(),
+            secret_box=FakeSecretBox(),
+            clock=self.clock,
+            worker_token="worker-1",
+            limit=100,
+            platforms=self.platforms,
+        )
+
+    async def pending(self, customer: Customer) -> bool:
+        assert customer.id is not None
+        async with self.uow_factory(read_only=True) as uow:
+            return await uow.contacts.is_pending(self.shop.id, customer.id)
+
+    async def failures(self) -> list[ContactSyncFailure]:
+        async with self.uow_factory(read_only=True) as uow:
+            return await uow.contacts.failures(self.shop.id, limit=100)
+
+    def fields_of(self, email: str) -> dict[str, str | int]:
+        member = self.ecomail.member(LIST, email)
+        assert member is not None, f"{email} is not in the list"
+        return member.fields
+
+    def events(self) -> list[OutboxRecord]:
+        return [r for r in self.store.state.outbox.values() if r.topic == "ecomail.event"]
+
+
+async def activate(
+    merchant: Merchant, store: InMemoryStore, clock: FakeClock, platforms: FakeMarketingPlatforms
+) -> None:
+    services: dict[str, Any] = {
+        "uow_factory": store.unit_of_work,
+        "platforms": platforms,
+        "secret_box": FakeSecretBox(),
+        "clock": clock,
+    }
+    await connect_ecomail(merchant.id, KEY, **services)
+    await activate_ecomail(merchant.id, LIST, **services)
+
+
+@pytest.fixture
+def platforms(clock: FakeClock) -> FakeMarketingPlatforms:
+    return FakeMarketingPlatforms(clock)
+
+
+@pytest.fixture
+def ecomail(platforms: FakeMarketingPlatforms) -> FakeMarketingPlatform:
+    account = platforms.add_account(KEY)
+    account.add_list("Customers", list_id=LIST)
+    return account
+
+
+@pytest.fixture
+async def w(  # noqa: PLR0917 - fixtures
+    merchant: Merchant,
+    store: InMemoryStore,
+    clock: FakeClock,
+    platforms: FakeMarketingPlatforms,
+    ecomail: FakeMarketingPlatform,
+    new_customer: NewCustomer,
+) -> World:
+    """Activated before any customer exists, so the list has no fields yet."""
+    await activate(merchant, store, clock, platforms)
+    ecomail.calls.clear()
+    return World(merchant, store, clock, platforms, ecomail, new_customer)
+
+
+# -- what is written --------------------------------------------------------------------------
+
+
+async def test_a_changed_customer_is_written_with_all_eleven_typed_fields(w: World) -> None:
+    ann = await w.customer("ann@example.cz", first_name="Anna", last_name="Nováková")
+    await w.earn(ann, "120")
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("add_contacts", 1)]
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None
+    assert (member.status, member.name, member.surname) == (
+        SubscriptionStatus.SUBSCRIBED,
+        "Anna",
+        "Nováková",
+    )
+    assert sorted(member.fields) == sorted(FIELD_NAMES)
+    assert w.ecomail.contact_lists[LIST].custom_fields == FIELD_TYPES  # created with their types
+    assert (member.fields["ellity_credit_num"], member.fields["ellity_credit"]) == (120, "120")
+    assert member.fields["ellity_registered"] == "registered"
+    assert member.fields["ellity_referral_code"] == ann.referral_code
+    assert not await w.pending(ann)
+
+
+async def test_many_changes_cost_one_write_of_the_latest_state(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    for points in ("10", "20", "30.50"):
+        await w.earn(ann, points)
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("add_contacts", 1)]
+    assert w.fields_of("ann@example.cz")["ellity_credit_num"] == 60
+    assert await w.sync() == 0  # nothing left
+    assert len(w.ecomail.calls) == 1
+
+
+async def test_new_contacts_are_added_and_known_ones_updated(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.customer("bob@example.cz")
+    assert await w.sync() == 2
+    await w.earn(ann, "5")
+    await w.customer("cyril@example.cz")
+    w.ecomail.calls.clear()
+    assert await w.sync() == 2
+    assert w.ecomail.calls == [("update_contacts", 1), ("add_contacts", 1)]
+    assert w.fields_of("ann@example.cz")["ellity_credit_num"] == 5
+    assert "ellity_pin" in w.fields_of("cyril@example.cz")
+
+
+async def test_a_contact_deleted_in_ecomail_is_added_again(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.sync()
+    del w.ecomail.contact_lists[LIST].members["ann@example.cz"]  # the merchant deleted it
+    w.clock.advance(minutes=5)
+    await w.earn(ann, "7")
+    w.ecomail.calls.clear()
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("update_contacts", 1), ("add_contacts", 1)]
+    assert w.fields_of("ann@example.cz")["ellity_credit_num"] == 7
+    async with w.uow_factory(read_only=True) as uow:
+        assert await uow.contacts.added_at(w.shop.id, ann.id) == w.clock.now()
+
+
+async def test_a_contact_ecomail_refuses_is_isolated_and_failed_with_its_reason(w: World) -> None:
+    emails = [f"{name}@example.cz" for name in ("ann", "bob", "cyril", "dana", "eva")]
+    customers = [await w.customer(email) for email in emails]
+    w.ecomail.refuse["cyril@example.cz"] = "The subscriber_data.2.email field is invalid."
+    assert await w.sync() == 4
+    for email in emails:
+        assert (w.ecomail.member(LIST, email) is None) == (email == "cyril@example.cz")
+    cyril = customers[2]
+    assert [(f.customer_id, f.email, f.error) for f in await w.failures()] == [
+        (
+            cyril.id,
+            "cyril@example.cz",
+            "Ecomail refused the contact: Ecomail refused the request (HTTP 422):"
+            " The subscriber_data.2.email field is invalid.",
+        )
+    ]
+    assert not any([await w.pending(c) for c in customers])
+    assert await w.sync() == 0  # the failed one waits for the merchant
+
+
+async def test_an_unsubscribed_member_is_never_subscribed_again(w: World) -> None:
+    w.ecomail.add_member(LIST, "Ann@Example.cz", status=SubscriptionStatus.UNSUBSCRIBED)
+    ann = await w.customer("ann@example.cz")
+    assert await w.sync() == 1  # through the add: Ellity had not written it before
+    await w.earn(ann, "3")
+    assert await w.sync() == 1  # through the update
+    assert w.ecomail.call_names == ["add_contacts", "update_contacts"]
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None
+    assert member.status == SubscriptionStatus.UNSUBSCRIBED
+    assert member.fields["ellity_credit_num"] == 3
+    async with w.uow_factory(read_only=True) as uow:
+        assert await uow.contacts.added_at(w.shop.id, ann.id) is None  # Ellity added no one
+
+
+async def test_customers_without_an_email_are_never_synced(w: World) -> None:
+    anonymous = await w.customer(None, shop_customer_id="77")
+    await w.earn(anonymous, "10")
+    assert await w.sync() == 0
+    assert w.ecomail.calls == []
+    assert w.store.state.contacts == {}
+    assert w.events() == []
+
+
+async def test_a_deactivated_integration_sends_nothing(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await deactivate_ecomail(w.shop.id, uow_factory=w.uow_factory, clock=w.clock)
+    await w.earn(ann, "10")  # inactive: neither the change nor the event is recorded
+    assert w.events() == []
+    assert await w.sync() == 0
+    assert w.ecomail.calls == []
+    assert await w.pending(ann)  # the change from before waits for an activation
+    # even asked directly, a merchant whose integration is off keeps its contacts waiting
+    written = await contact_sync.sync_merchant(
+        w.shop.id,
+        uow_factory=w.uow_factory,
+        platforms=w.platforms,
+        secret_box=FakeSecretBox(),
+        clock=w.clock,
+        worker_token="worker-1",
+    )
+    assert written == 0
+    assert await w.pending(ann)
+    assert await w.failures() == []
+
+
+# -- when Ecomail fails -------------------------------------------------------------------------
+
+
+async def test_while_ecomail_is_down_nothing_is_lost_and_it_is_retried_with_backoff(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@example.cz")
+    w.ecomail.fail_with = [MarketingUnavailable("Ecomail did not answer.")]
+    assert await w.sync() == 0
+    assert await w.pending(ann)
+    assert await w.failures() == []
+    wait = CONTACT_RETRY.delay(1, item_id=w.shop.id)
+    assert timedelta(seconds=5) <= wait < timedelta(seconds=7)
+    w.clock.advance(wait - timedelta(seconds=1))
+    assert await w.sync() == 0
+    assert w.ecomail.calls == [("add_contacts", 1)]  # not due yet: not even tried
+    w.clock.advance(seconds=1)
+    assert await w.sync() == 1
+    assert w.ecomail.member(LIST, "ann@example.cz") is not None
+
+
+async def test_a_rate_limited_sync_waits_as_long_as_ecomail_asks(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    w.ecomail.fail_with = [MarketingRateLimited("Slow down.", retry_after=120)]
+    assert await w.sync() == 0
+    async with w.uow_factory(read_only=True) as uow:
+        assert await uow.contacts.next_due() == w.clock.now() + timedelta(seconds=120)
+    w.clock.advance(seconds=119)
+    assert await w.sync() == 0
+    w.clock.advance(seconds=1)
+    assert await w.sync() == 1
+    assert not await w.pending(ann)
+
+
+async def test_repeated_outages_wait_longer_each_time(w: World) -> None:
+    await w.customer("ann@example.cz")
+    w.ecomail.fail_with = [MarketingUnavailable("down"), MarketingUnavailable("down")]
+    await w.sync()
+    w.clock.advance(CONTACT_RETRY.delay(1, item_id=w.shop.id))
+    await w.sync()
+    async with w.uow_factory(read_only=True) as uow:
+        due = await uow.contacts.next_due()
+    assert due == w.clock.now() + CONTACT_RETRY.delay(2, item_id=w.shop.id)
+    assert due - w.clock.now() >= timedelta(seconds=10)
+
+
+async def test_a_rejected_api_key_fails_the_contacts_with_what_to_do(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    w.ecomail.valid = False  # the key was regenerated in Ecomail
+    assert await w.sync() == 0
+    assert [(f.customer_id, f.error) for f in await w.failures()] == [(ann.id, KEY_REJECTED)]
+    assert not await w.pending(ann)
+    w.ecomail.valid = True
+    assert await retry_failed_sync(w.shop.id, uow_factory=w.uow_factory, clock=w.clock) == 1
+    assert await w.sync() == 1
+    assert await w.failures() == []
+
+
+async def test_a_deleted_list_fails_the_contacts_with_what_to_do(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.sync()
+    await w.earn(ann, "1")  # known: goes through the update
+    bob = await w.customer("bob@example.cz")  # new: goes through the add
+    w.ecomail.delete_list(LIST)
+    assert await w.sync() == 0
+    failures = await w.failures()
+    assert sorted((f.customer_id, f.error) for f in failures) == [
+        (ann.id, LIST_GONE),
+        (bob.id, LIST_GONE),
+    ]
+
+
+# -- the backfill -----------------------------------------------------------------------------
+
+
+async def test_activation_pushes_every_customer_marked_in_chunks_resuming_after_a_crash(  # noqa: PLR0917 - fixtures
+    merchant: Merchant,
+    store: InMemoryStore,
+    clock: FakeClock,
+    platforms: FakeMarketingPlatforms,
+    ecomail: FakeMarketingPlatform,
+    new_customer: NewCustomer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(contact_sync, "MARK_CHUNK", 2)
+    emails = ["a@x.cz", None, "b@x.cz", "c@x.cz", None, "d@x.cz", "e@x.cz"]
+    customers = [
+        await new_customer(merchant, email=email, shop_customer_id=f"s{n}")
+        for n, email in enumerate(emails)
+    ]
+    await activate(merchant, store, clock, platforms)  # writes the first one to confirm fields
+
+    commits = 0
+
+    def crashing_factory(*, read_only: bool = False) -> InMemoryUnitOfWork:
+        """The worker dies on committing its third chunk."""
+        nonlocal commits
+        uow = store.unit_of_work(read_only=read_only)
+        if not read_only:
+            commits += 1
+            if commits == 3:
+
+                async def crash() -> None:
+                    raise ConnectionError("the worker's database connection died")
+
+                uow.commit = crash  # type: ignore[method-assign]
+        return uow
+
+    with pytest.raises(ConnectionError):
+        await contact_sync.mark_backfills(uow_factory=crashing_factory, clock=clock)
+    async with store.unit_of_work(read_only=True) as uow:
+        integration = await uow.ecomail.get(merchant.id)
+    assert integration is not None and integration.backfill is not None
+    # two chunks of two were committed before the crash
+    assert (integration.backfill.after_id, integration.backfill.marked) == (customers[5].id, 4)
+    assert integration.backfill.marking
+
+    assert await contact_sync.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 1
+    async with store.unit_of_work(read_only=True) as uow:
+        integration = await uow.ecomail.get(merchant.id)
+        assert await uow.ecomail.backfilling() == []
+    assert integration is not None and integration.backfill is not None
+    assert (integration.backfill.after_id, integration.backfill.marked) == (customers[6].id, 5)
+    assert integration.backfill.finished_marking_at == clock.now()
+
+    ecomail.calls.clear()
+    world = World(merchant, store, clock, platforms, ecomail, new_customer)
+    assert await world.sync() == 5
+    # the contact activation wrote is updated, the others added, in one call each
+    assert ecomail.calls == [("update_contacts", 1), ("add_contacts", 4)]
+    assert sorted(ecomail.contact_lists[LIST].members) == sorted(e for e in emails if e)
+
+
+# -- the events that follow the contacts --------------------------------------------------------
+
+
+async def test_an_event_waits_for_its_contact_and_follows_the_fields(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.earn(ann, "120")
+    for _ in range(3):  # waiting counts no attempt, however long it takes
+        assert await w.deliver() == 0
+        [record] = w.events()
+        assert (record.status, record.attempts) == ("pending", 0)
+        assert record.available_at == w.clock.now() + timedelta(seconds=2)
+        w.clock.advance(seconds=2)
+    assert w.ecomail.events == []
+
+    assert await w.sync() == 1
+    assert await w.deliver() == 1
+    assert w.ecomail.call_names == ["add_contacts", "send_event"]  # the credit after the fields
+    [event] = w.ecomail.events
+    assert event == TrackerEvent(
+        email="ann@example.cz",
+        category="ellity",
+        action="change",
+        label="credit",
+        value=json.loads(record.payload)["value"],
+    )
+    assert (event.value["change"], event.value["balance"]) == ("120.00", "120.00")
+    assert w.events()[0].status == "delivered"
+
+
+async def test_an_event_for_a_deactivated_integration_is_skipped(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.earn(ann, "10")
+    await w.sync()
+    await deactivate_ecomail(w.shop.id, uow_factory=w.uow_factory, clock=w.clock)
+    assert await w.deliver() == 0
+    [record] = w.events()
+    assert record.status == "skipped"
+    assert record.last_error == "The Ecomail integration was deactivated before delivery."
+    assert w.ecomail.events == []
