@@ -46,6 +46,11 @@ def new_worker_token() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def contact_lease(delivery_timeout: float) -> timedelta:
+    """A claim of contacts outlasts one bulk call (at most the delivery timeout) many times."""
+    return timedelta(seconds=10 * delivery_timeout)
+
+
 async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
     """Write pending Ecomail contacts first, then deliver the outbox (emails, Ecomail events:
     an event follows its contact's fields); returns how many were written and delivered."""
@@ -55,6 +60,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         secret_box=deps.secret_box,
         clock=deps.clock,
         worker_token=worker_token,
+        lease=contact_lease(deps.settings.delivery_timeout),
     )
     delivered = await delivery.deliver_pending(
         uow_factory=deps.uow,

@@ -149,6 +149,7 @@ async def sync_contacts(
     clock: Clock,
     worker_token: str,
     max_batches: int = 1000,
+    lease: timedelta = LEASE,
 ) -> int:
     """Write the pending contacts of every merchant with an active integration; returns how
     many were written. Stops a merchant's run at its first failure (what is left waits)."""
@@ -165,6 +166,7 @@ async def sync_contacts(
             clock=clock,
             worker_token=worker_token,
             max_batches=max_batches,
+            lease=lease,
         )
     return written
 
@@ -178,7 +180,10 @@ async def sync_merchant(
     clock: Clock,
     worker_token: str,
     max_batches: int = 1000,
+    lease: timedelta = LEASE,
 ) -> int:
+    """``lease``: how long a claim holds its contacts; a worker that dies holding some leaves
+    them to be taken over when it runs out. It must outlast one bulk call."""
     try:
         link = await connection(
             merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
@@ -194,7 +199,7 @@ async def sync_merchant(
         token = f"{worker_token[:50]}:c{next(_claims)}"
         async with uow_factory() as uow:
             claimed = await uow.contacts.claim(
-                merchant_id, token=token, now=clock.now(), lease=LEASE, limit=BULK_LIMIT
+                merchant_id, token=token, now=clock.now(), lease=lease, limit=BULK_LIMIT
             )
             await uow.commit()
         if not claimed:
