@@ -49,9 +49,11 @@ unit: install
 
 bench: install
 	$(BIN)/python bench/core.py --customers $(N)
+	$(BIN)/python bench/nightly.py --customers $(N)
 	$(BIN)/python bench/export.py --customers $(N)
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/ecomail.py --customers $(N)
+	$(BIN)/python bench/webhook.py
 
 # make export MERCHANT=<slug> [OUT=<file>]: the customer CSV (stdout without OUT)
 .PHONY: export

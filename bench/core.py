@@ -167,7 +167,7 @@ async def measure(path: Path, n: int) -> dict[str, Any]:
         today = datetime.now(UTC).date().isoformat()
         base_expiry_s, due = baseline(path, EXPIRY_BASELINE, {"m": MERCHANT_ID, "today": today})
         started = time.perf_counter()
-        expired = await points.expire_due_points(MERCHANT_ID, uow=uow(), clock=SystemClock())
+        expired = await points.expire_due_points(MERCHANT_ID, uow_factory=uow, clock=SystemClock())
         expiry_s = time.perf_counter() - started
         if expired != due:
             raise RuntimeError(f"expired {expired} customers, {due} were due")

@@ -24,10 +24,14 @@ from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "newsletter_rewards",
+    "newsletter_notifications",
+    "ecomail_webhooks",
     "web_sessions",
     "login_attempts",
     "ecomail_contacts",
     "ecomail_integrations",
+    "expiry_notices",
     "outbox",
     "api_tokens",
     "ledger_entries",

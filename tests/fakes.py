@@ -34,7 +34,12 @@ from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, email_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.expiry import ExpiryPolicy
-from ellity.domain.model.integration import Backfill, EcomailIntegration
+from ellity.domain.model.integration import (
+    Backfill,
+    EcomailIntegration,
+    EventLabel,
+    credit_event_value,
+)
 from ellity.domain.model.ledger import (
     Entry,
     EntryKind,
@@ -46,14 +51,23 @@ from ellity.domain.model.ledger import (
 )
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ClaimedNotification,
+    Notification,
+    NotificationRecord,
+    NotificationState,
+    Outcome,
+    RewardHold,
+)
 from ellity.domain.model.outbox import (
     DeliveryHealth,
     FailedDelivery,
     OutboxItem,
     OutboxStatus,
     Payload,
+    Topic,
 )
-from ellity.domain.model.system_email import OutgoingEmail
+from ellity.domain.model.system_email import OutgoingEmail, PointsChanged
 from ellity.domain.services.export import SnapshotRows
 from ellity.ports.marketing import (
     BULK_LIMIT,
@@ -72,6 +86,9 @@ from ellity.ports.storage import (
     ClaimedContact,
     ContactSyncFailure,
     ContactSyncHealth,
+    ExpiredChunk,
+    ExpiryNotice,
+    NightlySchedule,
     OrderUse,
     StoredEntry,
     UniqueViolation,
@@ -92,6 +109,7 @@ if TYPE_CHECKING:
         EcomailRepository,
         LedgerRepository,
         MerchantRepository,
+        NewsletterRepository,
         OutboxRepository,
         StaffRepository,
         UnitOfWorkFactory,
@@ -362,6 +380,13 @@ class FakeMarketingPlatform:
         member.status = SubscriptionStatus.UNSUBSCRIBED
         member.unsubscribed_at = self._now()
 
+    def subscribe_again(self, list_id: str, email: str) -> None:
+        """The person subscribes again (the list's form) after unsubscribing."""
+        member = self.contact_lists[list_id].members[email.strip().lower()]
+        if member.status is not SubscriptionStatus.SUBSCRIBED:
+            member.status = SubscriptionStatus.SUBSCRIBED
+            member.subscribed_at, member.unsubscribed_at = self._now(), None
+
     def member(self, list_id: str, email: str) -> FakeMember | None:
         return self.contact_lists[list_id].members.get(email.strip().lower())
 
@@ -530,6 +555,13 @@ class EntryRow:
 
 
 @dataclass
+class ExpiryNoticeRecord:
+    merchant_id: int
+    points: Points
+    created_at: datetime
+
+
+@dataclass
 class StoreState:
     """Everything stored, keyed by id. Tests may read it; they should not write it."""
 
@@ -542,6 +574,10 @@ class StoreState:
     #: Per customer id: what the SQL adapter keeps in its summary columns.
     summaries: dict[int, LedgerSummary] = field(default_factory=dict)
     smtp_passwords: dict[int, str] = field(default_factory=dict)
+    #: Per merchant id: the local date of its last claimed nightly run.
+    nightly_dates: dict[int, date] = field(default_factory=dict)
+    #: Per (customer id, last valid day): the points a pre-expiry notice was recorded for.
+    expiry_notices: dict[tuple[int, date], ExpiryNoticeRecord] = field(default_factory=dict)
     api_tokens: dict[int, ApiToken] = field(default_factory=dict)
     api_token_digests: dict[int, str] = field(default_factory=dict)
     outbox: dict[int, OutboxRecord] = field(default_factory=dict)
@@ -549,6 +585,12 @@ class StoreState:
     ecomail: dict[int, EcomailRecord] = field(default_factory=dict)
     #: Per customer id: its contact's way to the Ecomail list.
     contacts: dict[int, ContactRecord] = field(default_factory=dict)
+    #: Per merchant id: its webhook token (digest, encrypted).
+    webhooks: dict[int, WebhookRecord] = field(default_factory=dict)
+    #: Per id: the notifications Ecomail's list webhook posted.
+    notifications: dict[int, NotificationRow] = field(default_factory=dict)
+    #: Per customer id: the newsletter reward they hold.
+    rewards: dict[int, RewardRow] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:
@@ -557,6 +599,23 @@ class StoreState:
 
 
 EMPTY_SUMMARY = LedgerSummary(balance=Points.zero(), next_expiration=None, last_change=None)
+
+
+def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[int, Entry]]:
+    """The customers with an email that the chunk's expiry hit, with their expiry entry."""
+    hit = []
+    for row in state.entries.values():
+        customer = state.customers[row.customer_id]
+        if (
+            row.merchant_id == chunk.merchant_id
+            and row.entry.kind is EntryKind.EXPIRE
+            and row.entry.at == chunk.at
+            and row.customer_id > chunk.after_id
+            and (chunk.up_to_id is None or row.customer_id <= chunk.up_to_id)
+            and customer.email is not None
+        ):
+            hit.append((row.customer_id, row.entry))
+    return sorted(hit, key=lambda pair: pair[0])
 
 
 def summary_of(lots: Iterable[Lot], last_change: LastChange | None) -> LedgerSummary:
@@ -637,6 +696,30 @@ class InMemoryMerchantRepository:
     async def smtp_password(self, merchant_id: int) -> str | None:
         await _io()
         return self._uow.state.smtp_passwords.get(merchant_id)
+
+    async def nightly_schedules(self) -> list[NightlySchedule]:
+        await _io()
+        state = self._uow.state
+        return [
+            NightlySchedule(m_id, m.settings.timezone, state.nightly_dates.get(m_id))
+            for m_id, m in sorted(state.merchants.items())
+        ]
+
+    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
+        await _io()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            return False
+        last = state.nightly_dates.get(merchant_id)
+        if last is not None and last >= today:
+            return False
+        state.nightly_dates[merchant_id] = today
+        return True
+
+    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
+        await _io()
+        if self._uow.state.nightly_dates.get(merchant_id) == today:
+            del self._uow.state.nightly_dates[merchant_id]
 
 
 class InMemoryApiTokenRepository:
@@ -782,6 +865,15 @@ class InMemoryCustomerRepository:
         await _io()
         return sum(1 for c in self._uow.state.customers.values() if c.merchant_id == merchant_id)
 
+    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+        await _io()
+        chunk = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id
+        )[:size]
+        return chunk[-1] if chunk else None
+
     async def search(
         self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
     ) -> list[CustomerLoyalty]:
@@ -902,7 +994,15 @@ class InMemoryLedgerRepository:
         found.sort(key=lambda stored: stored.id, reverse=True)
         return found[:limit]
 
-    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
+    async def expire_due(
+        self,
+        merchant_id: int,
+        *,
+        at: datetime,
+        today: date,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+    ) -> int:
         await _io()
         state = self._uow.state
         expired: dict[int, int] = {}  # customer id -> hundredths expired
@@ -910,6 +1010,8 @@ class InMemoryLedgerRepository:
             lot = row.lot
             if (
                 row.merchant_id == merchant_id
+                and row.customer_id > after_id
+                and (up_to_id is None or row.customer_id <= up_to_id)
                 and lot.expires_on is not None
                 and lot.expires_on < today
                 and lot.remaining.is_positive()
@@ -927,6 +1029,49 @@ class InMemoryLedgerRepository:
             state.entries[state.next_id("entries")] = EntryRow(merchant_id, customer_id, entry)
             state.summaries[customer_id] = summary
         return len(expired)
+
+    async def record_expiry_notices(
+        self,
+        merchant_id: int,
+        *,
+        first_day: date,
+        last_day: date,
+        after_id: int,
+        up_to_id: int,
+        at: datetime,
+    ) -> list[ExpiryNotice]:
+        await _io()
+        state = self._uow.state
+        held: dict[tuple[int, date], int] = {}
+        for row in state.lots.values():
+            lot, customer = row.lot, state.customers.get(row.customer_id)
+            if (
+                row.merchant_id == merchant_id
+                and after_id < row.customer_id <= up_to_id
+                and customer is not None
+                and customer.email is not None
+                and lot.remaining.is_positive()
+                and lot.expires_on is not None
+                and first_day <= lot.expires_on <= last_day
+            ):
+                key = (row.customer_id, lot.expires_on)
+                held[key] = held.get(key, 0) + lot.remaining.hundredths
+        noted = []
+        for (customer_id, on), cents in sorted(held.items()):
+            if (customer_id, on) in state.expiry_notices:
+                continue
+            state.expiry_notices[(customer_id, on)] = ExpiryNoticeRecord(
+                merchant_id=merchant_id, points=Points(cents), created_at=at
+            )
+            summary = state.summaries.get(customer_id, EMPTY_SUMMARY)
+            noted.append(
+                ExpiryNotice(
+                    customer_id=customer_id,
+                    expiration=Expiration(on, Points(cents)),
+                    balance=summary.balance,
+                )
+            )
+        return noted
 
     async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
         await _io()
@@ -1182,6 +1327,35 @@ class InMemoryOutboxRepository:
         state.outbox[record.id] = record
         self._uow.made_outbox_work = True
         return record.id
+
+    async def add_many(
+        self,
+        merchant_id: int,
+        topic: str,
+        items: Sequence[tuple[int | None, Payload]],
+        *,
+        at: datetime,
+    ) -> int:
+        for customer_id, payload in items:
+            await self.add(merchant_id, topic, payload, customer_id=customer_id, at=at)
+        return len(items)
+
+    async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
+        """Built by the domain's own functions: the SQL adapter builds them in SQL."""
+        state = self._uow.state
+        items: list[tuple[int | None, Payload]] = []
+        for customer_id, entry in expired_in(state, chunk):
+            nxt = state.summaries[customer_id].next_expiration
+            if topic == Topic.ECOMAIL_EVENT.value:
+                value = credit_event_value(entry, next_expiration=nxt)
+                items.append(
+                    (customer_id, {"label": EventLabel.CREDIT.value, "value": dict(value)})
+                )
+            elif topic == Topic.POINTS_CHANGED_EMAIL.value:
+                items.append((customer_id, PointsChanged.of(entry, nxt).to_payload()))
+            else:
+                raise ValueError(f"no payload for expired points in {topic} items")
+        return await self.add_many(chunk.merchant_id, topic, items, at=chunk.at)
 
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
@@ -1533,6 +1707,14 @@ class InMemoryContactSyncRepository:
         self._mark(merchant_id, set(customer_ids), at=at, moved=moved)
         self._uow.made_outbox_work = True
 
+    async def mark_expired(self, chunk: ExpiredChunk) -> int:
+        await _io()
+        hit = {customer_id for customer_id, _ in expired_in(self._uow.state, chunk)}
+        if hit:
+            self._mark(chunk.merchant_id, hit, at=chunk.at, moved=False)
+            self._uow.made_outbox_work = True
+        return len(hit)
+
     async def mark_all(
         self, merchant_id: int, *, after_id: int, limit: int, at: datetime
     ) -> tuple[int, int | None]:
@@ -1741,6 +1923,231 @@ class InMemoryContactSyncRepository:
         return (r for r in self._mine(merchant_id) if r.claim_token == token)
 
 
+@dataclass
+class WebhookRecord:
+    merchant_id: int
+    token_digest: str
+    token_encrypted: str
+    created_at: datetime
+
+
+@dataclass
+class NotificationRow:
+    """One notification row, as the SQL adapter keeps it (``NewsletterNotificationRow``)."""
+
+    id: int
+    merchant_id: int
+    received_at: datetime
+    notification: Notification
+    available_at: datetime
+    state: NotificationState = NotificationState.PENDING
+    outcome: Outcome | None = None
+    reason: str | None = None
+    points: Points | None = None
+    customer_id: int | None = None
+    processed_at: datetime | None = None
+    attempts: int = 0
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+
+    def claimable_from(self) -> datetime:
+        if self.claimed_until is not None and self.claimed_until > self.available_at:
+            return self.claimed_until
+        return self.available_at
+
+
+@dataclass
+class RewardRow:
+    merchant_id: int
+    hold: RewardHold
+    updated_at: datetime
+
+
+class InMemoryNewsletterRepository:
+    """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``);
+    receiving a notification tells the unit of work that the worker has work."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def webhook_token(self, merchant_id: int) -> str | None:
+        await _io()
+        row = self._uow.state.webhooks.get(merchant_id)
+        return None if row is None else row.token_encrypted
+
+    async def set_webhook_token(
+        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+    ) -> bool:
+        await _io()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")
+        if merchant_id in state.webhooks and not replace:
+            return False
+        if any(w.token_digest == digest for m, w in state.webhooks.items() if m != merchant_id):
+            raise UniqueViolation("token_digest")
+        state.webhooks[merchant_id] = WebhookRecord(merchant_id, digest, encrypted, at)
+        return True
+
+    async def webhook_merchant(self, digest: str) -> int | None:
+        await _io()
+        return next(
+            (m for m, w in self._uow.state.webhooks.items() if w.token_digest == digest), None
+        )
+
+    async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
+        merchant_id = await self.webhook_merchant(digest)
+        if merchant_id is None:
+            return None
+        state = self._uow.state
+        row = NotificationRow(
+            id=state.next_id("notifications"),
+            merchant_id=merchant_id,
+            received_at=at,
+            notification=notification,
+            available_at=at,
+        )
+        state.notifications[row.id] = row
+        self._uow.made_outbox_work = True
+        return row.id
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedNotification]:
+        await _io()
+        due = sorted(
+            (
+                r
+                for r in self._uow.state.notifications.values()
+                if r.state is NotificationState.PENDING
+                and r.available_at <= now
+                and (r.claimed_until is None or r.claimed_until <= now)
+            ),
+            key=lambda r: (r.available_at, r.id),
+        )[:limit]
+        for row in due:
+            row.claim_token, row.claimed_until = token, now + lease
+            row.attempts += 1
+        return [
+            ClaimedNotification(
+                id=r.id,
+                merchant_id=r.merchant_id,
+                notification=r.notification,
+                received_at=r.received_at,
+                attempts=r.attempts,
+            )
+            for r in sorted(due, key=lambda r: r.id)
+        ]
+
+    async def settle(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        outcome: Outcome,
+        reason: str,
+        points: Points | None,
+        customer_id: int | None,
+        at: datetime,
+    ) -> bool:
+        return await self._update_claimed(
+            notification_id,
+            token,
+            state=NotificationState.PROCESSED,
+            outcome=outcome,
+            reason=reason,
+            points=points,
+            customer_id=customer_id,
+            processed_at=at,
+        )
+
+    async def defer(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        until: datetime,
+        reason: str,
+        count_attempt: bool,
+    ) -> bool:
+        row = self._uow.state.notifications.get(notification_id)
+        changes: dict[str, object] = {"available_at": until, "reason": reason}
+        if not count_attempt and row is not None:
+            changes["attempts"] = row.attempts - 1
+        return await self._update_claimed(notification_id, token, **changes)
+
+    async def _update_claimed(self, notification_id: int, token: str, **changes: object) -> bool:
+        await _io()
+        row = self._uow.state.notifications.get(notification_id)
+        if row is None or row.claim_token != token or row.state is not NotificationState.PENDING:
+            return False
+        row.claim_token = row.claimed_until = None
+        _assign(row, **changes)
+        return True
+
+    async def next_due(self) -> datetime | None:
+        await _io()
+        pending = [
+            r.claimable_from()
+            for r in self._uow.state.notifications.values()
+            if r.state is NotificationState.PENDING
+        ]
+        return min(pending, default=None)
+
+    async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
+        await _io()
+        mine = sorted(
+            (r for r in self._uow.state.notifications.values() if r.merchant_id == merchant_id),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            NotificationRecord(
+                id=r.id,
+                received_at=r.received_at,
+                notification=r.notification,
+                state=r.state,
+                outcome=r.outcome,
+                reason=r.reason or "",
+                points=r.points,
+                customer_id=r.customer_id,
+                processed_at=r.processed_at,
+            )
+            for r in mine
+        ]
+
+    async def purge_processed(self, *, before: datetime) -> int:
+        await _io()
+        notifications = self._uow.state.notifications
+        gone = [
+            i
+            for i, r in notifications.items()
+            if r.state is NotificationState.PROCESSED
+            and r.processed_at is not None
+            and r.processed_at < before
+        ]
+        for notification_id in gone:
+            del notifications[notification_id]
+        return len(gone)
+
+    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+        await _io()
+        row = self._uow.state.rewards.get(customer_id)
+        if row is None or row.merchant_id != merchant_id:
+            return RewardHold()
+        return copy.deepcopy(row.hold)
+
+    async def save_reward_hold(
+        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+    ) -> None:
+        await _io()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return  # another merchant's customer: nothing is stored, as in SQL
+        state.rewards[customer_id] = RewardRow(merchant_id, copy.deepcopy(hold), at)
+
+
 # -- storage: unit of work and store ------------------------------------------------------
 
 
@@ -1759,6 +2166,7 @@ class InMemoryUnitOfWork:
         self.outbox: OutboxRepository = InMemoryOutboxRepository(self)
         self.ecomail: EcomailRepository = InMemoryEcomailRepository(self)
         self.contacts: ContactSyncRepository = InMemoryContactSyncRepository(self)
+        self.newsletter: NewsletterRepository = InMemoryNewsletterRepository(self)
         self.made_outbox_work = False  # outbox items or contact marks: the worker has work
 
     @property

@@ -1,10 +1,12 @@
-"""The ``ellity`` command: serve, worker, migrate, create-merchant, settings, export, ecomail."""
+"""The ``ellity`` command: serve, worker, migrate, create-merchant, settings, export,
+run-nightly, ecomail."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from ellity.deps import Deps
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.merchant import MerchantSettings
-from ellity.domain.services import api_tokens, merchants
+from ellity.domain.services import api_tokens, merchants, nightly
 from ellity.domain.services.common import stored_id
 from ellity.settings import Settings, load_settings
 
@@ -64,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", type=Path, metavar="FILE", help="write to FILE (replaced only when complete)"
     )
+    nightly_run = commands.add_parser(
+        "run-nightly", help="expire due points and send the pre-expiry notices now"
+    )
+    nightly_run.add_argument("--merchant", required=True, metavar="SLUG")
     cli_ecomail.add_commands(commands)
     return parser
 
@@ -96,6 +102,30 @@ async def _create_api_token(deps: Deps, slug: str, name: str) -> tuple[ApiToken,
     return await api_tokens.create_api_token(
         stored_id(merchant.id), name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
     )
+
+
+async def _run_nightly(deps: Deps, slug: str) -> nightly.NightlyResult:
+    merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
+    return await nightly.run_nightly(stored_id(merchant.id), uow_factory=deps.uow, clock=deps.clock)
+
+
+def _print_nightly(slug: str, result: nightly.NightlyResult) -> None:
+    expiry, notices = result.expiry, result.notices
+    print(f"Nightly run for '{slug}' ({result.local_date.isoformat()}, the merchant's date):")
+    print(
+        f"  expiry: {expiry.customers} customer(s) lost their due points"
+        f" ({expiry.recorded.events} Ecomail credit events,"
+        f" {expiry.recorded.emails} emails recorded)"
+    )
+    if notices.skipped and not notices.notices:
+        print(f"  pre-expiry: nothing sent, {notices.skipped}")
+    else:
+        print(
+            f"  pre-expiry: {notices.notices} new notices"
+            f" ({notices.recorded.events} Ecomail expiry events,"
+            f" {notices.recorded.emails} emails recorded)"
+        )
+    print("The worker delivers what was recorded.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "export":
             return run_export(settings, args.merchant, args.out)
+        elif args.command == "run-nightly":
+            migrate.upgrade(settings.database_url)
+            result = _with_deps(settings, lambda deps: _run_nightly(deps, args.merchant))
+            _print_nightly(args.merchant.strip(), result)
         elif args.command == "ecomail":
             migrate.upgrade(settings.database_url)
             return cli_ecomail.run(settings, args)
@@ -172,9 +206,11 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     from ellity import worker  # noqa: PLC0415
     from ellity.adapters.embedded_redis import embedded_redis  # noqa: PLC0415
     from ellity.web.app import create_app  # noqa: PLC0415
+    from ellity.web.webhooks import HideWebhookTokens  # noqa: PLC0415
 
     migrate.upgrade(settings.database_url)
     worker.configure_logging()
+    logging.getLogger("uvicorn.access").addFilter(HideWebhookTokens())  # a token is a secret
     if settings.redis_url:  # the workers run as their own processes (`ellity worker`)
         app = create_app(lambda: build_deps(settings))
         uvicorn.run(app, host=host, port=port, log_level="info")

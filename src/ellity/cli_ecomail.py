@@ -1,4 +1,5 @@
-"""``ellity ecomail activate``: the activation of the integration page, from the command line."""
+"""``ellity ecomail activate | webhook-url``: the Ecomail integration page's activation, and
+the newsletter webhook's URL, from the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from ellity.bootstrap import build_deps
 from ellity.domain.model.errors import DomainError
-from ellity.domain.services import integration, merchants
+from ellity.domain.services import integration, merchants, newsletter
 from ellity.domain.services.common import stored_id
 from ellity.ports.marketing import MarketingError
 from ellity.settings import Settings
@@ -23,6 +24,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     activate.add_argument("--merchant", required=True, metavar="SLUG")
     activate.add_argument("--api-key", required=True, metavar="KEY")
     activate.add_argument("--list-id", required=True, metavar="ID")
+    webhook = actions.add_parser(
+        "webhook-url", help="print the webhook URL to paste into the Ecomail list's settings"
+    )
+    webhook.add_argument("--merchant", required=True, metavar="SLUG")
 
 
 async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -> str:
@@ -48,6 +53,14 @@ async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -
             secret_box=deps.secret_box,
             clock=deps.clock,
         )
+        url = await newsletter.webhook_address(
+            merchant_id,
+            uow_factory=deps.uow,
+            secret_box=deps.secret_box,
+            rng=deps.rng,
+            clock=deps.clock,
+            base_url=settings.base_url,
+        )
     fields = (
         "the Ellity fields are confirmed"
         if done.fields_confirmed
@@ -55,11 +68,28 @@ async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -
     )
     return (
         f"Ecomail is active for '{slug}' with the list '{done.list_name}' ({done.list_id}):"
-        f" {fields}; the worker now pushes every customer."
+        f" {fields}; the worker now pushes every customer.\nFor the newsletter reward, paste"
+        f" this webhook URL into the list's settings in Ecomail (Webhook address):\n{url}"
     )
 
 
+async def _webhook_url(settings: Settings, slug: str) -> str:
+    async with build_deps(settings) as deps:
+        merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
+        return await newsletter.webhook_address(
+            stored_id(merchant.id),
+            uow_factory=deps.uow,
+            secret_box=deps.secret_box,
+            rng=deps.rng,
+            clock=deps.clock,
+            base_url=settings.base_url,
+        )
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.ecomail_command == "webhook-url":
+        print(asyncio.run(_webhook_url(settings, args.merchant)))
+        return 0
     try:
         message = asyncio.run(_activate(settings, args.merchant, args.api_key, args.list_id))
     except MarketingError as exc:

@@ -5,6 +5,11 @@
   an embedded Redis (``running_in_process``).
 - ``ellity worker --burst`` delivers everything that is due, then exits; it needs no Redis.
 
+The nightly expiry and pre-expiry notices run from a cron every 15 minutes: each merchant's
+run is due after 02:00 in its own time zone and is claimed for its local date, so it runs
+once a day however many workers there are, and a night missed while no worker ran is run at
+the next tick.
+
 Work arrives three ways: a nudge after each commit that records outbox items (the unit of
 work calls ``JobQueue.nudge_delivery``), a follow-up each run asks for when the next retry is
 due, and a cron every minute (and at start-up) as the safety net. Every run is safe on any
@@ -32,13 +37,15 @@ from redis.exceptions import RedisError
 from ellity.adapters.arq_queue import DELIVER_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
-from ellity.domain.services import contact_sync, delivery
+from ellity.domain.services import contact_sync, delivery, newsletter, nightly
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 200  # items per job; a longer backlog continues in the follow-up job
 KEEP_SETTLED = timedelta(days=30)
+NIGHTLY_MINUTES = {0, 15, 30, 45}
+KEEP_NOTIFICATIONS = timedelta(days=90)  # the integration page's activity log reads them
 
 
 def new_worker_token() -> str:
@@ -52,8 +59,10 @@ def contact_lease(delivery_timeout: float) -> timedelta:
 
 
 async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
-    """Write pending Ecomail contacts first, then deliver the outbox (emails, Ecomail events:
-    an event follows its contact's fields); returns how many were written and delivered."""
+    """Write pending Ecomail contacts first, then process the newsletter webhook's
+    notifications (an echo of Ellity's own add is recognised once the add is recorded), then
+    deliver the outbox (emails, Ecomail events: an event follows its contact's fields);
+    returns how many were written, processed and delivered."""
     written = await contact_sync.sync_contacts(
         uow_factory=deps.uow,
         platforms=deps.marketing,
@@ -61,6 +70,14 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         clock=deps.clock,
         worker_token=worker_token,
         lease=contact_lease(deps.settings.delivery_timeout),
+    )
+    written += await newsletter.process_notifications(
+        uow_factory=deps.uow,
+        platforms=deps.marketing,
+        secret_box=deps.secret_box,
+        clock=deps.clock,
+        worker_token=worker_token,
+        limit=limit,
     )
     delivered = await delivery.deliver_pending(
         uow_factory=deps.uow,
@@ -76,9 +93,13 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
 
 
 async def next_due(deps: Deps) -> datetime | None:
-    """When the next pending contact or outbox item becomes due."""
+    """When the next pending contact, newsletter notification or outbox item becomes due."""
     async with deps.uow(read_only=True) as uow:
-        dues = [await uow.outbox.next_due(), await uow.contacts.next_due()]
+        dues = [
+            await uow.outbox.next_due(),
+            await uow.contacts.next_due(),
+            await uow.newsletter.next_due(),
+        ]
     return min((due for due in dues if due is not None), default=None)
 
 
@@ -92,8 +113,30 @@ async def deliver_outbox(ctx: dict[str, Any]) -> int:
 
 
 async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
+    """Delivered outbox items after 30 days, processed newsletter notifications after 90."""
     deps: Deps = ctx["deps"]
-    return await delivery.forget_settled(uow_factory=deps.uow, clock=deps.clock, keep=KEEP_SETTLED)
+    forgotten = await delivery.forget_settled(
+        uow_factory=deps.uow, clock=deps.clock, keep=KEEP_SETTLED
+    )
+    return forgotten + await newsletter.forget_processed(
+        uow_factory=deps.uow, clock=deps.clock, keep=KEEP_NOTIFICATIONS
+    )
+
+
+async def run_nightlies(ctx: dict[str, Any]) -> int:
+    """The nightly run of every merchant whose local night is due (each claims its date)."""
+    deps: Deps = ctx["deps"]
+    results = await nightly.run_due_nightlies(uow_factory=deps.uow, clock=deps.clock)
+    for result in results:
+        logger.info(
+            "nightly run of merchant %s for %s: %d customers' points expired, %d new"
+            " pre-expiry notices",
+            result.merchant_id,
+            result.local_date.isoformat(),
+            result.expiry.customers,
+            result.notices.notices,
+        )
+    return len(results)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -118,6 +161,8 @@ class WorkerSettings:
     cron_jobs: ClassVar = [
         cron(deliver_outbox, name="cron:deliver_outbox", second=0, run_at_startup=True),
         cron(forget_settled_deliveries, hour=3, minute=17, second=0),
+        # every merchant's night starts at 02:00 in its own time zone: look every 15 minutes
+        cron(run_nightlies, name="cron:nightly", minute=NIGHTLY_MINUTES, second=0),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -89,6 +89,10 @@ def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> Non
         "locale": "en",
         "timezone": "Europe/Prague",
         "send_system_emails": "false",
+        "newsletter_reward": "0.00",
+        "newsletter_take_back": "false",
+        "pre_expiry_notify": "false",
+        "pre_expiry_days": "14",
     }
 
 

@@ -40,7 +40,7 @@ HTML = {"accept": "text/html"}
 TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ANNA_KEY = "anna-ecomail-key-7f3a9c"
 BOB_KEY = "bob-ecomail-key-51d0e8"
-ACTIONS = ("key", "activate", "retry", "repush", "deactivate")
+ACTIONS = ("key", "activate", "retry", "repush", "deactivate", "webhook/rotate")
 
 WRONG_KEY = (
     "Ecomail did not accept this API key: copy it again from Ecomail → account management"
@@ -521,3 +521,79 @@ async def test_a_merchant_never_sees_or_changes_another_merchants_integration(
         assert 'name="api_key"' in page.text  # Anna has no integration at all
     assert await site.integration(site.bob) == before
     assert await site.integration(site.anna) is None
+
+
+# -- the newsletter webhook ----------------------------------------------------------------------
+
+WEBHOOK_URL = re.compile(r'<code id="webhook-url">([^<]+)</code>')
+
+
+def notification(email: str, status: str, list_id: int) -> dict[str, Any]:
+    return {"payload": {"email": email, "status": status, "listId": list_id, "campaignId": None}}
+
+
+async def test_the_page_shows_the_webhook_url_and_what_each_notification_did(
+    site: Site,
+) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        found = WEBHOOK_URL.search(page.text)
+        assert found, page.text
+        url = found.group(1)
+        assert url.startswith(f"{BASE_URL}/webhooks/ecomail/")
+        assert 'data-copy="webhook-url"' in page.text
+        assert "Webhook address" in page.text and "Loyal customers" in page.text
+        assert "No notification has arrived yet." in page.text
+        assert "<strong>none</strong> (0 points)" in page.text
+        assert WEBHOOK_URL.search((await client.get(PAGE)).text).group(1) == url  # type: ignore[union-attr]
+
+        path = url.removeprefix(BASE_URL)
+        for email in ("ann@anna-customers.cz", "stranger@example.cz"):
+            answer = await client.post(path, json=notification(email, "SUBSCRIBED", list_id))
+            assert answer.status_code == 200, answer.text  # no CSRF token, no session needed
+        await client.post(path, json=notification("ben@anna-customers.cz", "SUBSCRIBED", 999))
+        await site.sync()
+        page = await client.get(PAGE)
+        rows = re.findall(
+            r"<tr><td>[^<]+</td>\s*<td>(?:<a [^>]+>)?([^<]+)(?:</a>)?</td>\s*<td>(\w+)</td>"
+            r"\s*<td>(\d+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]*)</td></tr>",
+            page.text,
+        )
+        assert [(email, result) for email, _, _, result, _ in rows] == [
+            ("ben@anna-customers.cz", "ignored"),
+            ("stranger@example.cz", "ignored"),
+            ("ann@anna-customers.cz", "ignored"),
+        ]
+        reasons = [html.unescape(reason) for *_, reason in rows]
+        assert "another list" in reasons[0]
+        assert reasons[1] == "No customer has this email."
+        assert reasons[2] == "No newsletter reward is set (0 points)."
+        assert '<a href="/customers/' in page.text  # a known customer links to their page
+
+
+async def test_a_new_webhook_url_replaces_the_old_one_at_once(site: Site) -> None:
+    _, list_id = ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        old = WEBHOOK_URL.search(page.text).group(1)  # type: ignore[union-attr]
+        page = await followed(client, await post(client, "webhook/rotate"))
+        assert flash_on(page).startswith("There is a new webhook URL")
+        new = WEBHOOK_URL.search(page.text).group(1)  # type: ignore[union-attr]
+        assert new != old
+        body = notification("ann@anna-customers.cz", "SUBSCRIBED", list_id)
+        assert (await client.post(old.removeprefix(BASE_URL), json=body)).status_code == 404
+        assert (await client.post(new.removeprefix(BASE_URL), json=body)).status_code == 200
+
+
+async def test_an_inactive_integration_shows_no_webhook_and_cannot_rotate_it(site: Site) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        page = await client.get(PAGE)
+        assert "webhook-url" not in page.text
+        refused = await post(client, "webhook/rotate")
+        assert refused.status_code == 409
+        assert "Activate the Ecomail integration first" in error_on(refused)

@@ -533,6 +533,8 @@ async def test_no_route_shows_changes_or_exports_another_merchants_data(site: Si
         ({"referral_link_template": "https://x.cz/"}, "must contain {code}", "https://x.cz/"),
         ({"smtp_port": "99999"}, "between 1 and 65535", "smtp.anna.example.cz"),
         ({"smtp_sender": "not-an-address"}, "sender must be an email", "not-an-address"),
+        ({"pre_expiry_days": "0"}, "days before expiry must be between 1 and 365", "Renamed"),
+        ({"newsletter_reward": "-5"}, "newsletter reward cannot be negative", "-5"),
     ],
 )
 async def test_settings_with_an_error_keep_the_input_and_change_nothing(
@@ -610,6 +612,43 @@ async def test_the_smtp_password_is_stored_encrypted_and_never_appears_in_any_pa
         )
         assert removed.status_code == 303
         assert "(not set)" in (await client.get("/settings")).text
+
+
+async def test_the_newsletter_reward_and_the_pre_expiry_notification_are_set_on_the_page(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/settings")
+        page = await client.get("/settings")
+        assert '<option value="false" selected>Do not send</option>' in page.text
+        assert 'name="pre_expiry_days" type="number" value="14"' in page.text
+        saved = await client.post(
+            "/settings",
+            data={
+                **WALK_FORM,
+                "_csrf_token": token,
+                "newsletter_reward": "25,50",
+                "newsletter_take_back": "on",
+                "pre_expiry_notify": "true",
+                "pre_expiry_days": "7",
+            },
+        )
+        assert saved.status_code == 303
+        page = await client.get("/settings")
+        assert 'name="newsletter_reward" type="text" value="25.50"' in page.text
+        assert 'name="newsletter_take_back" checked' in page.text
+        assert '<option value="true" selected>Notify Ecomail</option>' in page.text
+        assert 'name="pre_expiry_days" type="number" value="7"' in page.text
+        row = await site.scalar(
+            "SELECT newsletter_reward_cents || ' ' || pre_expiry_days FROM merchants WHERE id = :m",
+            m=anna.id,
+        )
+        assert row == "2550 7"
+        # a form without these fields (an older page) leaves them as they are
+        kept = await client.post("/settings", data={**WALK_FORM, "_csrf_token": token})
+        assert kept.status_code == 303
+        assert 'value="true" selected>Notify Ecomail' in (await client.get("/settings")).text
 
 
 async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Site) -> None:

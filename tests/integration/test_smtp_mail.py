@@ -3,9 +3,11 @@ use case sends them through the SMTP mailer to a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.merchant import MerchantSettings, SmtpSecurity, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.outbox import DeliveryHealth
-from ellity.domain.services import delivery, delivery_status
+from ellity.domain.services import delivery, delivery_status, nightly
 from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.domain.services.merchants import create_merchant
 from ellity.domain.services.points import earn_points
@@ -275,3 +277,50 @@ async def test_an_untrusted_certificate_is_not_sent_to_and_is_retried(
         assert (await shop.health()).pending == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject", "lines"),
+    [
+        (
+            "cs",
+            "Vaše body brzy vyprší – Kavárna U Anny",
+            ["(1 250,50) platí do 10. 3. 2025", "Váš zůstatek: 1 250,50"],
+        ),
+        (
+            "en",
+            "Your points expire soon – Kavárna U Anny",
+            ["1,250.50 of your points", "valid until 10 March 2025", "Your balance: 1,250.50"],
+        ),
+    ],
+)
+async def test_the_nightly_sends_the_expiring_points_email_then_the_expired_points_email(
+    clean_sqlite: Database, smtp: SmtpServer, locale: str, subject: str, lines: list[str]
+) -> None:
+    shop = await open_shop(clean_sqlite, smtp, locale=locale)
+    async with shop.uow() as uow:
+        merchant = await uow.merchants.get(shop.merchant_id)
+        assert merchant is not None
+        settings = dataclasses.replace(merchant.settings, pre_expiry_notify=True)
+        await uow.merchants.update_settings(shop.merchant_id, settings)
+        await uow.commit()
+    ann = await shop.customer("ann@example.cz")
+    await shop.earn(ann, "1250.50", "o-1")  # 10 March 2024: valid through 10 March 2025
+    await shop.deliver()
+
+    shop.clock.set(datetime(2025, 3, 1, 2, 0, tzinfo=UTC))
+    await nightly.run_nightly(shop.merchant_id, uow_factory=shop.uow, clock=shop.clock)
+    assert await shop.deliver() == 1
+    got = smtp.recorder.received[-1]
+    assert got.message["Subject"] == subject
+    for body in (got.text(), got.html()):
+        assert "Anna" in body
+    for line in lines:
+        assert line in got.text()
+
+    shop.clock.set(datetime(2025, 3, 11, 2, 0, tzinfo=UTC))
+    await nightly.run_nightly(shop.merchant_id, uow_factory=shop.uow, clock=shop.clock)
+    assert await shop.deliver() == 1
+    expired = smtp.recorder.received[-1].text()
+    assert ("-1 250,50" if locale == "cs" else "-1,250.50") in expired
+    assert ("skončila platnost" if locale == "cs" else "end of their validity") in expired

@@ -86,7 +86,7 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
     )
     assert own.created and own.view.customer.id != ann
     # B's expiry run and order references do not touch A
-    assert await points.expire_due_points(b, uow=uow_factory(), clock=CLOCK) == 0
+    assert await points.expire_due_points(b, uow_factory=uow_factory, clock=CLOCK) == 0
     assert own.view.customer.id is not None
     await points.earn_points(
         b, own.view.customer.id, Points(100), order_ref="o-1", uow=uow_factory(), clock=CLOCK

@@ -172,7 +172,7 @@ async def test_daily_totals_split_issued_spent_and_expired_by_local_day(
         other, bob, Points.parse("999"), order_ref="o1", uow=uow_factory(), clock=clock
     )
     clock.set(datetime(2024, 4, 11, 8, 0, tzinfo=UTC))
-    await points.expire_due_points(shop, uow=uow_factory(), clock=clock)
+    await points.expire_due_points(shop, uow_factory=uow_factory, clock=clock)
 
     periods = day_periods(date(2024, 4, 11), 34, "Europe/Prague")
     async with uow_factory(read_only=True) as uow:

@@ -308,7 +308,9 @@ async def test_an_expiry_run_for_one_merchant_leaves_another_merchants_points(
     )
     clock.advance(days=800)  # both customers' points are long past their last day
 
-    assert await points.expire_due_points(other_merchant.id, uow=uow_factory(), clock=clock) == 1
+    assert (
+        await points.expire_due_points(other_merchant.id, uow_factory=uow_factory, clock=clock) == 1
+    )
 
     untouched = await customers.get_customer(ann.merchant_id, ann.id, uow=uow_factory())
     assert untouched.summary.balance == P("100")

@@ -131,3 +131,43 @@ def test_good_slugs_are_accepted(slug: str) -> None:
 def test_bad_slugs_are_refused(slug: str) -> None:
     with pytest.raises(InvalidInput):
         clean_slug(slug)
+
+
+def test_newsletter_and_pre_expiry_settings_default_to_off_and_fourteen_days() -> None:
+    assert (BASIC.newsletter_reward, BASIC.newsletter_take_back) == (Points.zero(), False)
+    assert (BASIC.pre_expiry_notify, BASIC.pre_expiry_days) == (False, 14)
+
+
+def test_newsletter_and_pre_expiry_settings_are_read_from_text() -> None:
+    changed = BASIC.with_changes(
+        {
+            "newsletter_reward": "50",
+            "newsletter_take_back": "yes",
+            "pre_expiry_notify": "true",
+            "pre_expiry_days": " 30 ",
+        }
+    )
+    assert (changed.newsletter_reward, changed.newsletter_take_back) == (Points.parse("50"), True)
+    assert (changed.pre_expiry_notify, changed.pre_expiry_days) == (True, 30)
+    assert changed.as_strings()["newsletter_reward"] == "50.00"
+    assert BASIC.with_changes(changed.as_strings()) == changed
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"newsletter_reward": "-1"}, "newsletter reward cannot be negative"),
+        ({"newsletter_reward": "0.001"}, "more than two decimal places"),
+        ({"newsletter_take_back": "maybe"}, "newsletter_take_back setting must be true or false"),
+        ({"pre_expiry_notify": "2"}, "pre_expiry_notify setting must be true or false"),
+        ({"pre_expiry_days": "0"}, "between 1 and 365"),
+        ({"pre_expiry_days": "366"}, "between 1 and 365"),
+        ({"pre_expiry_days": "two weeks"}, "must be a whole number"),
+    ],
+)
+def test_bad_newsletter_and_pre_expiry_values_are_refused_with_what_is_wrong(
+    changes: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        BASIC.with_changes(changes)
+    assert message in refused.value.message

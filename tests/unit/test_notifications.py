@@ -156,7 +156,7 @@ async def test_a_refused_spend_and_a_repeated_order_record_nothing(
     assert len(outbox(store)) == 1
 
 
-async def test_the_set_based_expiry_records_no_email_yet(
+async def test_the_set_based_expiry_records_a_points_changed_email_per_customer_with_an_email(
     emails_on: Merchant,
     new_customer: NewCustomer,
     uow_factory: UnitOfWorkFactory,
@@ -164,12 +164,24 @@ async def test_the_set_based_expiry_records_no_email_yet(
     store: InMemoryStore,
 ) -> None:
     ann = await new_customer(emails_on, email="ann@example.cz", registered=True)
-    await earn_points(
-        emails_on.id, ann.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
-    )
+    shop_only = await new_customer(emails_on, shop_customer_id="s-1", registered=True)
+    for n, customer in enumerate((ann, shop_only)):
+        await earn_points(
+            emails_on.id, customer.id, P("10"), order_ref=f"o-{n}", uow=uow_factory(), clock=clock
+        )
     clock.advance(days=800)
-    assert await expire_due_points(emails_on.id, uow=uow_factory(), clock=clock) == 1
-    assert len(outbox(store)) == 1  # the earn only
+    assert await expire_due_points(emails_on.id, uow_factory=uow_factory, clock=clock) == 2
+    *_, expired = outbox(store)  # Ann's earn, then her expiry; no email without an address
+    assert len(outbox(store)) == 2
+    assert (expired.topic, expired.customer_id) == ("email.points_changed", ann.id)
+    assert json.loads(expired.payload) == {
+        "kind": "expire",
+        "change": -1000,
+        "balance": 0,
+        "next_expiry_on": None,
+        "next_expiry_points": None,
+        "at": clock.now().isoformat(),
+    }
 
 
 async def test_a_new_anonymous_customer_with_an_email_gets_a_pin_email_without_the_pin_stored(

@@ -354,11 +354,11 @@ async def test_nightly_expiry_takes_points_from_the_local_midnight_after_their_l
     await spend_points(merchant.id, ann.id, P("4"), uow=uow_factory(), clock=clock)
 
     clock.set(datetime(2025, 1, 1, 22, 59, 59, tzinfo=UTC))  # 23:59:59 on the last valid day
-    assert await expire_due_points(merchant.id, uow=uow_factory(), clock=clock) == 0
+    assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
     assert await balance_of(uow_factory, merchant, ann.id) == P("26")
 
     clock.set(datetime(2025, 1, 1, 23, 0, tzinfo=UTC))  # midnight in Prague
-    assert await expire_due_points(merchant.id, uow=uow_factory(), clock=clock) == 1
+    assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 1
 
     view = await get_customer(merchant.id, ann.id, uow=uow_factory())
     assert view.summary.balance == P("20")
@@ -398,8 +398,8 @@ async def test_nightly_expiry_counts_customers_and_is_safe_to_run_twice(
     )
     clock.set(datetime(2025, 3, 11, 12, 0, tzinfo=UTC))
 
-    assert await expire_due_points(merchant.id, uow=uow_factory(), clock=clock) == 2
-    assert await expire_due_points(merchant.id, uow=uow_factory(), clock=clock) == 0
+    assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 2
+    assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
     assert [await balance_of(uow_factory, merchant, c.id) for c in customers] == [
         P("7"),
         P("0"),
@@ -424,7 +424,7 @@ async def test_points_that_never_expire_survive_the_nightly_expiry(
     )
     assert earned.view.summary.next_expiration is None
     clock.advance(days=365 * 50)
-    assert await expire_due_points(merchant.id, uow=uow_factory(), clock=clock) == 0
+    assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
     assert await balance_of(uow_factory, merchant, ann.id) == P("5")
 
 
@@ -554,7 +554,7 @@ async def test_expiry_run_concurrently_with_spends_never_overdraws(
     clock.advance(days=70)  # the first lot is past its last day
 
     outcomes = await asyncio.gather(
-        expire_due_points(merchant.id, uow=uow_factory(), clock=clock),
+        expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock),
         *(
             spend_points(merchant.id, ann.id, P("1"), uow=uow_factory(), clock=clock)
             for _ in range(5)

@@ -5,7 +5,9 @@ id names a half-second slot and the job is deferred to the slot's end, so the jo
 starts after every commit that nudged it (no nudge is lost to a job that already claimed), and
 a burst of commits costs one job per slot. A nudge for a later time gets the id of that
 second. arq keeps no result of these jobs (``keep_result=0`` in the worker), so an id is free
-again as soon as its job has run.
+again as soon as its job has run. A process asks Redis once per slot: later nudges in the same
+slot are covered by the job already queued (a burst of webhook requests costs no Redis call
+each).
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ class ArqJobQueue:
         self._queue_name = queue_name
         self._pool: ArqRedis | None = None
         self._connecting = asyncio.Lock()
+        self._queued_slot = 0  # the last slot this process queued a job for
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
+        slot = 0
         if at is None:
             slot = int(time.time() / SLOT_SECONDS) + 1
+            if slot == self._queued_slot:
+                return  # that job starts after this commit anyway: no need to ask Redis again
             job_id = f"{self._queue_name}:deliver:slot:{slot}"
             at = datetime.fromtimestamp(slot * SLOT_SECONDS, UTC)
         else:
@@ -51,6 +57,8 @@ class ArqJobQueue:
                 await pool.enqueue_job(
                     DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
                 )
+            if slot:
+                self._queued_slot = slot
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning(
                 "could not nudge the worker (%s); it delivers within a minute anyway",

@@ -19,8 +19,16 @@ from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.integration import EcomailIntegration
-from ellity.domain.model.ledger import Entry, EntryKind, Ledger
+from ellity.domain.model.ledger import Entry, EntryKind, Expiration, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ClaimedNotification,
+    Notification,
+    NotificationRecord,
+    Outcome,
+    RewardHold,
+)
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxItem, Payload
 from ellity.domain.model.staff import StaffUser
 
@@ -46,6 +54,35 @@ class StoredEntry:
     id: int
     customer_id: int
     entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredChunk:
+    """The customers ``after_id < id <= up_to_id`` (``None``: no upper bound) of a merchant
+    from whom the expiry run at ``at`` took points: those with that run's expiry entry."""
+
+    merchant_id: int
+    at: datetime
+    after_id: int = 0
+    up_to_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryNotice:
+    """Points about to expire that a customer is told about now (once per last valid day)."""
+
+    customer_id: int
+    expiration: Expiration
+    balance: Points
+
+
+@dataclass(frozen=True, slots=True)
+class NightlySchedule:
+    """When a merchant's nightly run is due: its time zone and the local date of the last one."""
+
+    merchant_id: int
+    timezone: str
+    last_nightly_on: date | None
 
 
 class MerchantRepository(Protocol):
@@ -74,6 +111,19 @@ class MerchantRepository(Protocol):
     async def add_first(self, merchant: Merchant, *, at: datetime) -> Merchant | None:
         """Store the merchant only if there is no merchant at all (the first-run setup);
         None otherwise. Of concurrent calls at most one stores its merchant."""
+        ...
+
+    async def nightly_schedules(self) -> list[NightlySchedule]:
+        """Every merchant's nightly schedule, in id order."""
+        ...
+
+    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
+        """Record ``today`` as the merchant's last nightly date unless it is there already (or
+        later); True when this call did. Of concurrent claims for one day, one wins."""
+        ...
+
+    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
+        """Forget the claim for ``today`` (the run failed), so that the next tick runs it."""
         ...
 
 
@@ -140,6 +190,11 @@ class CustomerRepository(Protocol):
         """How many customers the merchant has."""
         ...
 
+    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+        """The id that ends the next chunk of ``size`` customers after ``after_id`` (id
+        order): the size-th one, or the last one when fewer are left; None when none is."""
+        ...
+
     async def search(
         self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
     ) -> list[CustomerLoyalty]:
@@ -173,11 +228,39 @@ class LedgerRepository(Protocol):
         """Newest first."""
         ...
 
-    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
-        """Empty every lot of the merchant whose last valid day is before ``today``.
+    async def expire_due(
+        self,
+        merchant_id: int,
+        *,
+        at: datetime,
+        today: date,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+    ) -> int:
+        """Empty every lot of the merchant whose last valid day is before ``today``, for the
+        customers with ``after_id < id <= up_to_id`` (``None``: no upper bound).
 
-        One expiry entry per affected customer, summaries updated; set-based. Returns the
-        number of customers whose points expired.
+        One expiry entry (``at``) per affected customer, summaries updated; set-based, never
+        a statement per customer. Returns the number of customers whose points expired
+        (``ExpiredChunk`` names them for what follows in the same transaction).
+        """
+        ...
+
+    async def record_expiry_notices(
+        self,
+        merchant_id: int,
+        *,
+        first_day: date,
+        last_day: date,
+        after_id: int,
+        up_to_id: int,
+        at: datetime,
+    ) -> list[ExpiryNotice]:
+        """Note, for each customer with an email and ``after_id < id <= up_to_id``, each last
+        valid day in ``[first_day, last_day]`` on which their open lots hold points, unless
+        that customer and day were noted before (once ever; of concurrent calls one notes it).
+
+        Set-based. Returns only the notices this call recorded, with the customers' balances.
         """
         ...
 
@@ -222,6 +305,25 @@ class OutboxRepository(Protocol):
         at: datetime,
     ) -> int:
         """Record an item in this transaction; claimable from ``at`` once committed."""
+        ...
+
+    async def add_many(
+        self,
+        merchant_id: int,
+        topic: str,
+        items: Sequence[tuple[int | None, Payload]],
+        *,
+        at: datetime,
+    ) -> int:
+        """Record one item per ``(customer_id, payload)`` in this transaction, in one
+        statement (or a few); returns how many."""
+        ...
+
+    async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
+        """Record, set-based, one item per customer with an email in ``chunk`` (call it in the
+        expiry's transaction): for ``ecomail.event`` the ``credit`` event, for
+        ``email.points_changed`` the email, with the payload ``credit_event_value`` and
+        ``PointsChanged`` give for the customer's expiry entry and summary. Returns how many."""
         ...
 
     async def claim(
@@ -352,6 +454,11 @@ class ContactSyncRepository(Protocol):
         email is not known to be in the list."""
         ...
 
+    async def mark_expired(self, chunk: ExpiredChunk) -> int:
+        """Mark, set-based, the contacts of the customers with an email in ``chunk`` (call it
+        in the expiry's transaction); returns how many."""
+        ...
+
     async def mark_all(
         self, merchant_id: int, *, after_id: int, limit: int, at: datetime
     ) -> tuple[int, int | None]:
@@ -428,6 +535,94 @@ class ContactSyncRepository(Protocol):
         ...
 
 
+class NewsletterRepository(Protocol):
+    """Ecomail's list webhook and the newsletter reward: each merchant's webhook token, the
+    notifications the webhook received, and the reward each customer holds.
+
+    Notifications are claimed like outbox items: while a claim lives no other claimer gets
+    the notification, however many claim at once; settling or deferring needs the claim's
+    token, and a worker whose claim was taken over learns it from a ``False``.
+    """
+
+    async def webhook_token(self, merchant_id: int) -> str | None:
+        """The merchant's webhook token, encrypted."""
+        ...
+
+    async def set_webhook_token(
+        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+    ) -> bool:
+        """Store the merchant's token (``digest``: its SHA-256). Without ``replace`` only when
+        the merchant has none yet (of concurrent calls one wins). Returns whether it was
+        stored. A replaced token stops working at once."""
+        ...
+
+    async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
+        """Store a pending notification for the merchant whose token has this ``digest``, in
+        one statement; ``None`` (nothing stored) when no merchant has it."""
+        ...
+
+    async def webhook_merchant(self, digest: str) -> int | None:
+        """The merchant whose webhook token has this digest."""
+        ...
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedNotification]:
+        """Up to ``limit`` due notifications (pending, available, no live claim), oldest
+        first, claimed with ``token`` until ``now + lease``; each claim counts as an attempt.
+        Expired claims are taken over."""
+        ...
+
+    async def settle(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        outcome: Outcome,
+        reason: str,
+        points: Points | None,
+        customer_id: int | None,
+        at: datetime,
+    ) -> bool:
+        """Record the outcome (processed); False (and nothing changed) unless ``token``
+        holds the notification."""
+        ...
+
+    async def defer(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        until: datetime,
+        reason: str,
+        count_attempt: bool,
+    ) -> bool:
+        """Pending again from ``until``, with what it waits for; without ``count_attempt`` the
+        claim is not counted as an attempt."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending notification can next be claimed."""
+        ...
+
+    async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
+        """The merchant's latest notifications, newest first."""
+        ...
+
+    async def purge_processed(self, *, before: datetime) -> int:
+        """Delete notifications processed before ``before``; returns how many."""
+        ...
+
+    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+        """The reward the customer holds (nothing held when none was ever paid). Lock the
+        customer (``CustomerRepository.get``) first when it is to be changed."""
+        ...
+
+    async def save_reward_hold(
+        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+    ) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without ``commit()`` rolls everything back."""
 
@@ -439,6 +634,7 @@ class UnitOfWork(Protocol):
     outbox: OutboxRepository
     ecomail: EcomailRepository
     contacts: ContactSyncRepository
+    newsletter: NewsletterRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

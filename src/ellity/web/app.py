@@ -15,6 +15,7 @@ from ellity.web.api import EshopApiPlugin
 from ellity.web.pages.errors import not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
 from ellity.web.security import SecurityHeaders, WebSecurity
+from ellity.web.webhooks import webhook_router
 
 
 @get("/health", opt={"public": True})
@@ -40,7 +41,7 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[health, pages_router(security), static_files()],
+        route_handlers=[health, pages_router(security), static_files(), webhook_router],
         lifespan=[lifespan],
         debug=debug,
         exception_handlers={404: not_found},  # HTML for browsers, JSON for the API

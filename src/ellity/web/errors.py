@@ -52,6 +52,7 @@ from ellity.domain.model.errors import (
     InvalidInput,
     NotFound,
 )
+from ellity.domain.model.newsletter import UnreadableNotification
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
 from ellity.ports.marketing import (
     InvalidApiKey,
@@ -77,6 +78,7 @@ class Statuses:
 #: Ecomail's errors reach only the integration page (the API never calls Ecomail).
 DOMAIN_ERRORS: Mapping[type[DomainError | MarketingError], Statuses] = {
     InvalidApiToken: Statuses(api=401, page=401),
+    UnreadableNotification: Statuses(api=400, page=400),
     InvalidCredentials: Statuses(api=401, page=400),
     LoginThrottled: Statuses(api=429, page=429),
     InvalidInput: Statuses(api=422, page=400),

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ellity.adapters.sql.expiry_run import hit_by
 from ellity.adapters.sql.tables import (
     UtcDateTime,
     customers,
@@ -21,12 +22,18 @@ from ellity.adapters.sql.tables import (
     ecomail_integrations,
 )
 from ellity.domain.model.integration import Backfill, EcomailIntegration
-from ellity.ports.storage import ClaimedContact, ContactSyncFailure, ContactSyncHealth
+from ellity.ports.storage import (
+    ClaimedContact,
+    ContactSyncFailure,
+    ContactSyncHealth,
+    ExpiredChunk,
+)
 
 _i = ecomail_integrations.c
 _c = ecomail_contacts.c
 
 _NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None, "claimed_seq": None}
+MARK_BATCH = 10_000
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -207,9 +214,21 @@ class SqlContactSyncRepository:
     ) -> None:
         if not customer_ids:
             return
-        rows = self._customers(merchant_id, at).where(customers.c.id.in_(list(customer_ids)))
-        await self.conn.execute(self._upsert_pending(rows, moved=moved))
+        ids = sorted(set(customer_ids))
+        # a statement per MARK_BATCH ids: the drivers bind each id as its own parameter, and
+        # SQLite and asyncpg take at most 32 766 / 32 767 of them
+        for start in range(0, len(ids), MARK_BATCH):
+            batch = ids[start : start + MARK_BATCH]
+            rows = self._customers(merchant_id, at).where(customers.c.id.in_(batch))
+            await self.conn.execute(self._upsert_pending(rows, moved=moved))
         self.made_work = True
+
+    async def mark_expired(self, chunk: ExpiredChunk) -> int:
+        rows = self._customers(chunk.merchant_id, chunk.at).where(*hit_by(chunk))
+        result = await self.conn.execute(self._upsert_pending(rows, moved=False))
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
 
     async def mark_all(
         self, merchant_id: int, *, after_id: int, limit: int, at: datetime

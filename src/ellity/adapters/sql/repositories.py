@@ -9,13 +9,24 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql import activity, customer_search
+from ellity.adapters.sql.expiry_run import (
+    credit_event_payload,
+    expired_in,
+    expiry_change,
+    hit_by,
+    in_range,
+    points_changed_payload,
+)
 from ellity.adapters.sql.tables import (
+    UtcDateTime,
     api_tokens,
     customers,
+    expiry_notices,
     ledger_entries,
     merchants,
     outbox,
@@ -45,9 +56,17 @@ from ellity.domain.model.outbox import (
     OutboxItem,
     OutboxStatus,
     Payload,
+    Topic,
 )
 from ellity.domain.model.staff import StaffUser
-from ellity.ports.storage import OrderUse, StoredEntry, UniqueViolation
+from ellity.ports.storage import (
+    ExpiredChunk,
+    ExpiryNotice,
+    NightlySchedule,
+    OrderUse,
+    StoredEntry,
+    UniqueViolation,
+)
 
 _UNIQUE_FIELDS = ("shop_customer_id", "referral_code", "order_ref", "email", "slug")
 
@@ -132,6 +151,32 @@ class SqlMerchantRepository:
         )
         return result.scalar_one_or_none()
 
+    async def nightly_schedules(self) -> list[NightlySchedule]:
+        rows = await self.conn.execute(
+            sa.select(merchants.c.id, merchants.c.timezone, merchants.c.last_nightly_on).order_by(
+                merchants.c.id
+            )
+        )
+        return [NightlySchedule(*row) for row in rows]
+
+    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
+        result = await self.conn.execute(
+            merchants.update()
+            .where(
+                merchants.c.id == merchant_id,
+                sa.or_(merchants.c.last_nightly_on.is_(None), merchants.c.last_nightly_on < today),
+            )
+            .values(last_nightly_on=today)
+        )
+        return result.rowcount == 1
+
+    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
+        await self.conn.execute(
+            merchants.update()
+            .where(merchants.c.id == merchant_id, merchants.c.last_nightly_on == today)
+            .values(last_nightly_on=None)
+        )
+
     async def _one(self, condition: sa.ColumnElement[bool]) -> Merchant | None:
         row = (await self.conn.execute(sa.select(merchants).where(condition))).mappings().first()
         if row is None:
@@ -145,6 +190,10 @@ class SqlMerchantRepository:
             locale=row["locale"],
             timezone=row["timezone"],
             send_system_emails=row["send_system_emails"],
+            newsletter_reward=Points(row["newsletter_reward_cents"]),
+            newsletter_take_back=row["newsletter_take_back"],
+            pre_expiry_notify=row["pre_expiry_notify"],
+            pre_expiry_days=row["pre_expiry_days"],
         )
         smtp = SmtpSettings(
             host=row["smtp_host"],
@@ -166,6 +215,10 @@ def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
         "locale": settings.locale,
         "timezone": settings.timezone,
         "send_system_emails": settings.send_system_emails,
+        "newsletter_reward_cents": settings.newsletter_reward.hundredths,
+        "newsletter_take_back": settings.newsletter_take_back,
+        "pre_expiry_notify": settings.pre_expiry_notify,
+        "pre_expiry_days": settings.pre_expiry_days,
     }
 
 
@@ -408,6 +461,18 @@ class SqlCustomerRepository:
         )
         return int(result.scalar_one())
 
+    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+        chunk = (
+            sa.select(customers.c.id)
+            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
+            .order_by(customers.c.id)
+            .limit(size)
+            .subquery()
+        )
+        result = await self.conn.execute(sa.select(sa.func.max(chunk.c.id)))
+        last: int | None = result.scalar_one_or_none()
+        return last
+
     async def search(
         self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
     ) -> list[CustomerLoyalty]:
@@ -488,6 +553,12 @@ def _first_expiry_of_customer() -> sa.ScalarSelect[Any]:
         .correlate(customers)
         .scalar_subquery()
     )
+
+
+def _dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT that knows ON CONFLICT, for the connection's database."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 class SqlLedgerRepository:
@@ -637,10 +708,21 @@ class SqlLedgerRepository:
             StoredEntry(id=row.id, customer_id=row.customer_id, entry=_entry(row)) for row in rows
         ]
 
-    async def expire_due(self, merchant_id: int, *, at: datetime, today: date) -> int:
-        """Four set-based statements; the new expiry entries (kind, at) mark the customers hit."""
+    async def expire_due(
+        self,
+        merchant_id: int,
+        *,
+        at: datetime,
+        today: date,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+    ) -> int:
+        """Four set-based statements, each kept to the customers of the id range; the new
+        expiry entries (kind, ``at``) mark the customers hit (``expired_in``)."""
+        chunk = ExpiredChunk(merchant_id, at, after_id, up_to_id)
         due = sa.and_(
             point_lots.c.merchant_id == merchant_id,
+            *in_range(point_lots.c.customer_id, chunk),
             point_lots.c.remaining_cents > 0,
             point_lots.c.expires_on < today,
         )
@@ -649,6 +731,7 @@ class SqlLedgerRepository:
                 sa.select(customers.c.id)
                 .where(
                     customers.c.merchant_id == merchant_id,
+                    *in_range(customers.c.id, chunk),
                     customers.c.id.in_(sa.select(point_lots.c.customer_id).where(due)),
                 )
                 .order_by(customers.c.id)
@@ -674,43 +757,109 @@ class SqlLedgerRepository:
         if not inserted.rowcount:
             return 0
         await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
-        entry = ledger_entries.alias("expiry_entry")
-        this_run = sa.and_(
-            entry.c.merchant_id == merchant_id,
-            entry.c.kind == EntryKind.EXPIRE.value,
-            entry.c.at == sa.literal(at, ledger_entries.c.at.type),
+        # The summary is read back from the lots (the balance is what the open lots hold), so
+        # it is right however often a customer is updated; the change is the run's entry.
+        held = sa.select(point_lots.c.remaining_cents).where(
+            point_lots.c.customer_id == customers.c.id, point_lots.c.remaining_cents > 0
         )
-        change = (
-            sa.select(entry.c.points_cents)
-            .where(this_run, entry.c.customer_id == customers.c.id)
-            .scalar_subquery()
-        )
-        first_expiry = _first_expiry_of_customer()
-        held_then = (
-            sa.select(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
-            .where(
-                point_lots.c.customer_id == customers.c.id,
-                point_lots.c.remaining_cents > 0,
-                point_lots.c.expires_on == _first_expiry_of_customer(),
-            )
+        balance = (
+            held.with_only_columns(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
             .correlate(customers)
             .scalar_subquery()
         )
+        first_held = (  # what the lots of the earliest last valid day hold
+            held.with_only_columns(sa.func.sum(point_lots.c.remaining_cents))
+            .where(point_lots.c.expires_on.is_not(None))
+            .group_by(point_lots.c.expires_on)
+            .order_by(point_lots.c.expires_on)
+            .limit(1)
+            .correlate(customers)
+            .scalar_subquery()
+        )
+        change = expiry_change(chunk)
         await self.conn.execute(
             customers.update()
             .where(
                 customers.c.merchant_id == merchant_id,
-                customers.c.id.in_(sa.select(entry.c.customer_id).where(this_run)),
+                *in_range(customers.c.id, chunk),
+                expired_in(chunk),
             )
             .values(
-                balance_cents=customers.c.balance_cents + change,
+                balance_cents=balance,
                 last_change_on=today,
                 last_change_cents=change,
-                next_expiry_on=first_expiry,
-                next_expiry_cents=held_then,
+                next_expiry_on=_first_expiry_of_customer(),
+                next_expiry_cents=sa.func.coalesce(first_held, 0),
             )
         )
         return int(inserted.rowcount)
+
+    async def record_expiry_notices(
+        self,
+        merchant_id: int,
+        *,
+        first_day: date,
+        last_day: date,
+        after_id: int,
+        up_to_id: int,
+        at: datetime,
+    ) -> list[ExpiryNotice]:
+        """One INSERT ... SELECT ... ON CONFLICT DO NOTHING: the primary key (customer, day)
+        decides, so of two concurrent runs only one records (and returns) a notice."""
+        window = sa.and_(
+            point_lots.c.merchant_id == merchant_id,
+            point_lots.c.customer_id > after_id,
+            point_lots.c.customer_id <= up_to_id,
+            point_lots.c.remaining_cents > 0,
+            point_lots.c.expires_on >= first_day,
+            point_lots.c.expires_on <= last_day,
+        )
+        held = (
+            sa.select(
+                point_lots.c.customer_id,
+                point_lots.c.expires_on,
+                sa.literal(merchant_id),
+                sa.func.sum(point_lots.c.remaining_cents),
+                sa.literal(at, UtcDateTime()),
+            )
+            .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
+            .where(window, customers.c.email.is_not(None))
+            .group_by(point_lots.c.customer_id, point_lots.c.expires_on)
+            # one order for every run: concurrent inserts of the same keys wait, never deadlock
+            .order_by(point_lots.c.customer_id, point_lots.c.expires_on)
+        )
+        notices = expiry_notices.c
+        statement = (
+            _dialect_insert(self.conn, expiry_notices)
+            .from_select(
+                ["customer_id", "expires_on", "merchant_id", "points_cents", "created_at"], held
+            )
+            .on_conflict_do_nothing(index_elements=[notices.customer_id, notices.expires_on])
+            .returning(notices.customer_id, notices.expires_on, notices.points_cents)
+        )
+        recorded = list(await self.conn.execute(statement))
+        if not recorded:
+            return []
+        holders = await self.conn.execute(
+            sa.select(customers.c.id, customers.c.balance_cents).where(
+                customers.c.merchant_id == merchant_id,
+                customers.c.id > after_id,
+                customers.c.id <= up_to_id,
+                customers.c.id.in_(sa.select(point_lots.c.customer_id).where(window)),
+            )
+        )
+        balances: dict[int, int] = {cid: balance for cid, balance in holders}
+        return sorted(
+            (
+                ExpiryNotice(
+                    customer_id=cid,
+                    expiration=Expiration(on, Points(cents)),
+                    balance=Points(balances[cid]),
+                )
+                for cid, on, cents in recorded
+            ),
+            key=lambda notice: (notice.customer_id, notice.expiration.on),
+        )
 
     async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
         if not customer_ids:
@@ -757,6 +906,10 @@ _PENDING = OutboxStatus.PENDING.value
 _NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
 
 
+def _json(payload: Payload) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 class SqlOutboxRepository:
     """The outbox table. On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``,
     so claimers never wait for each other; on SQLite the claim runs inside the writer's
@@ -786,7 +939,7 @@ class SqlOutboxRepository:
                 merchant_id=merchant_id,
                 customer_id=customer_id,
                 topic=topic,
-                payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                payload=_json(payload),
                 status=_PENDING,
                 attempts=0,
                 created_at=at,
@@ -796,6 +949,72 @@ class SqlOutboxRepository:
         )
         self.made_work = True
         return int(result.scalar_one())
+
+    async def add_many(
+        self,
+        merchant_id: int,
+        topic: str,
+        items: Sequence[tuple[int | None, Payload]],
+        *,
+        at: datetime,
+    ) -> int:
+        if not items:
+            return 0
+        await self.conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "merchant_id": merchant_id,
+                    "customer_id": customer_id,
+                    "topic": topic,
+                    "payload": _json(payload),
+                    "status": _PENDING,
+                    "attempts": 0,
+                    "created_at": at,
+                    "available_at": at,
+                }
+                for customer_id, payload in items
+            ],
+        )
+        self.made_work = True
+        return len(items)
+
+    async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
+        payloads = {
+            Topic.ECOMAIL_EVENT.value: credit_event_payload,
+            Topic.POINTS_CHANGED_EMAIL.value: points_changed_payload,
+        }
+        if topic not in payloads:
+            raise ValueError(f"no payload for expired points in {topic} items")
+        at = sa.literal(chunk.at, UtcDateTime())
+        rows = sa.select(
+            customers.c.merchant_id,
+            customers.c.id,
+            sa.literal(topic),
+            payloads[topic](chunk),
+            sa.literal(_PENDING),
+            sa.literal(0),
+            at,
+            at,
+        ).where(*hit_by(chunk))
+        result = await self.conn.execute(
+            outbox.insert().from_select(
+                [
+                    "merchant_id",
+                    "customer_id",
+                    "topic",
+                    "payload",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "available_at",
+                ],
+                rows,
+            )
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
 
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int

@@ -64,6 +64,16 @@ class MerchantRow(SQLModel, table=True):
     smtp_security: str = Field(
         default="starttls", max_length=16, sa_column_kwargs={"server_default": "starttls"}
     )
+    newsletter_reward_cents: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
+    )
+    newsletter_take_back: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false()}
+    )
+    pre_expiry_notify: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    pre_expiry_days: int = Field(default=14, sa_column_kwargs={"server_default": "14"})
+    # the merchant's local date of the last nightly run, claimed before the run starts
+    last_nightly_on: date | None = None
     created_at: datetime = _ts()
 
 
@@ -198,6 +208,24 @@ class LedgerEntryRow(SQLModel, table=True):
     at: datetime = _ts()
     note: str | None = Field(default=None, max_length=500)
     order_ref: str | None = Field(default=None, max_length=100)
+
+
+class ExpiryNoticeRow(SQLModel, table=True):
+    """Points about to expire that a customer has been told about: once per customer and
+    last valid day, ever (the unique index decides between concurrent nightly runs)."""
+
+    __tablename__ = "expiry_notices"
+
+    # the primary key (customer_id, expires_on) is the unique index that decides
+    customer_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    expires_on: date = Field(primary_key=True)
+    merchant_id: int = Field(foreign_key="merchants.id")
+    points_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    created_at: datetime = _ts()
 
 
 class ApiTokenRow(SQLModel, table=True):
@@ -351,15 +379,99 @@ class EcomailContactRow(SQLModel, table=True):
     synced_at: datetime | None = _ts_or_none()
 
 
+class EcomailWebhookRow(SQLModel, table=True):
+    """A merchant's secret webhook URL for Ecomail's list webhook: the token's SHA-256 (what
+    a request is looked up by) and the token encrypted (``SecretBox``), to show it again."""
+
+    __tablename__ = "ecomail_webhooks"
+
+    merchant_id: int = Field(foreign_key="merchants.id", primary_key=True)
+    token_digest: str = Field(max_length=64, unique=True)
+    token_encrypted: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = _ts()
+
+
+_PENDING_NOTIFICATION = sa.text("state = 'pending'")
+
+
+class NewsletterNotificationRow(SQLModel, table=True):
+    """A notification Ecomail's list webhook posted, stored as received (one INSERT while the
+    request waits) and processed by the worker, which confirms it with Ecomail first.
+
+    ``state``: pending, then processed with its ``outcome`` (paid, deducted, ignored,
+    unconfirmed), ``reason`` and ``points``. While pending, ``reason`` holds what it waits
+    for; ``available_at`` is when it may next be claimed, and a claim (``claim_token``,
+    ``claimed_until``) makes a worker its only processor until the lease runs out.
+    """
+
+    __tablename__ = "newsletter_notifications"
+    __table_args__ = (
+        sa.Index("ix_newsletter_notifications_merchant_id_id", "merchant_id", "id"),
+        sa.Index(
+            "ix_newsletter_notifications_pending",
+            "available_at",
+            "id",
+            sqlite_where=_PENDING_NOTIFICATION,
+            postgresql_where=_PENDING_NOTIFICATION,
+        ),
+        sa.Index("ix_newsletter_notifications_processed_at", "processed_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    received_at: datetime = _ts()
+    email: str = Field(max_length=254)
+    status: str = Field(max_length=16)  # SUBSCRIBED or UNSUBSCRIBED, as Ecomail sent it
+    list_id: str = Field(max_length=32)
+    campaign_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    state: str = Field(default="pending", max_length=16)
+    outcome: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    points_cents: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("customers.id", ondelete="SET NULL"), nullable=True
+        ),
+    )
+    processed_at: datetime | None = _ts_or_none()
+    available_at: datetime = _ts()
+    attempts: int = 0
+    claim_token: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = _ts_or_none()
+
+
+class NewsletterRewardRow(SQLModel, table=True):
+    """The newsletter reward a customer holds (``domain.model.newsletter.RewardHold``):
+    ``outstanding_cents`` still to be taken back on unsubscribe, held while above zero."""
+
+    __tablename__ = "newsletter_rewards"
+
+    customer_id: int = Field(
+        sa_column=sa.Column(
+            _BIGID, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    merchant_id: int = Field(foreign_key="merchants.id")
+    outstanding_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    paid_at: datetime | None = _ts_or_none()
+    released_at: datetime | None = _ts_or_none()
+    updated_at: datetime = _ts()
+
+
 merchants = MerchantRow.__table__  # type: ignore[attr-defined]
 staff_users = StaffUserRow.__table__  # type: ignore[attr-defined]
 customers = CustomerRow.__table__  # type: ignore[attr-defined]
 point_lots = PointLotRow.__table__  # type: ignore[attr-defined]
 ledger_entries = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+expiry_notices = ExpiryNoticeRow.__table__  # type: ignore[attr-defined]
 api_tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
 outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 web_sessions = WebSessionRow.__table__  # type: ignore[attr-defined]
 login_attempts = LoginAttemptRow.__table__  # type: ignore[attr-defined]
 ecomail_integrations = EcomailIntegrationRow.__table__  # type: ignore[attr-defined]
 ecomail_contacts = EcomailContactRow.__table__  # type: ignore[attr-defined]
+ecomail_webhooks = EcomailWebhookRow.__table__  # type: ignore[attr-defined]
+newsletter_notifications = NewsletterNotificationRow.__table__  # type: ignore[attr-defined]
+newsletter_rewards = NewsletterRewardRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

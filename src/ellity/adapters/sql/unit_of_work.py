@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
+from ellity.adapters.sql.newsletter import SqlNewsletterRepository
 from ellity.adapters.sql.repositories import (
     SqlApiTokenRepository,
     SqlCustomerRepository,
@@ -24,6 +26,7 @@ from ellity.ports.storage import (
     EcomailRepository,
     LedgerRepository,
     MerchantRepository,
+    NewsletterRepository,
     OutboxRepository,
     StaffRepository,
 )
@@ -41,6 +44,7 @@ class SqlUnitOfWork:
     outbox: OutboxRepository
     ecomail: EcomailRepository
     contacts: ContactSyncRepository
+    newsletter: NewsletterRepository
 
     def __init__(
         self,
@@ -54,13 +58,23 @@ class SqlUnitOfWork:
         self._on_outbox_work = on_outbox_work
         self._outbox: SqlOutboxRepository | None = None
         self._contacts: SqlContactSyncRepository | None = None
+        self._newsletter: SqlNewsletterRepository | None = None
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
+        self._turn: asyncio.Lock | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
         engine = self._database.engine if self._read_only else self._database.write_engine
-        self._conn = await engine.connect()
-        self._tx = await self._conn.begin()
+        turn = None if self._read_only else self._database.writers_turn
+        if turn is not None:
+            await turn.acquire()
+            self._turn = turn
+        try:
+            self._conn = await engine.connect()
+            self._tx = await self._conn.begin()
+        except BaseException:
+            await self._finish()
+            raise
         conn = self._conn
         self.merchants = SqlMerchantRepository(conn)
         self.staff = SqlStaffRepository(conn)
@@ -72,6 +86,9 @@ class SqlUnitOfWork:
         )
         self.ecomail = SqlEcomailRepository(conn)
         self.contacts = self._contacts = SqlContactSyncRepository(
+            conn, locks_rows=not self._database.is_sqlite
+        )
+        self.newsletter = self._newsletter = SqlNewsletterRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
         return self
@@ -86,8 +103,17 @@ class SqlUnitOfWork:
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
         finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        """The transaction is over: the next writer's turn, then the connection back."""
+        if self._turn is not None:
+            self._turn.release()
+            self._turn = None
+        try:
             if self._conn is not None:
                 await self._conn.close()
+        finally:
             self._conn = self._tx = None
 
     async def commit(self) -> None:
@@ -95,7 +121,7 @@ class SqlUnitOfWork:
             raise RuntimeError("commit() outside the unit of work")
         await self._tx.commit()
         made_work = False
-        for repository in (self._outbox, self._contacts):
+        for repository in (self._outbox, self._contacts, self._newsletter):
             if repository is not None and repository.made_work:
                 repository.made_work = False
                 made_work = True

@@ -15,6 +15,8 @@ from ellity.domain.model.referral import DEFAULT_LINK_TEMPLATE, validate_link_te
 
 MAX_PROGRAMME_NAME = 100
 MAX_URL_LENGTH = 500
+MAX_PRE_EXPIRY_DAYS = 365
+DEFAULT_PRE_EXPIRY_DAYS = 14
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -67,6 +69,10 @@ class MerchantSettings:
     locale: Locale = "cs"
     timezone: str = "Europe/Prague"
     send_system_emails: bool = False
+    newsletter_reward: Points = Points(0)  # noqa: RUF009 - 0 = no reward for subscribing
+    newsletter_take_back: bool = False  # the reward is deducted again on unsubscribe
+    pre_expiry_notify: bool = False  # True: "Notify Ecomail", False: "Do not send"
+    pre_expiry_days: int = DEFAULT_PRE_EXPIRY_DAYS  # how many days ahead of the last valid day
 
     def __post_init__(self) -> None:
         name = self.name.strip()
@@ -88,6 +94,12 @@ class MerchantSettings:
             raise InvalidInput(
                 f"Validity must be between 0 (never expires) and {MAX_VALIDITY_MONTHS} months."
             )
+        if self.newsletter_reward.hundredths < 0:
+            raise InvalidInput("The newsletter reward cannot be negative.")
+        if not 1 <= self.pre_expiry_days <= MAX_PRE_EXPIRY_DAYS:
+            raise InvalidInput(
+                f"The days before expiry must be between 1 and {MAX_PRE_EXPIRY_DAYS}."
+            )
 
     @property
     def expiry_policy(self) -> ExpiryPolicy:
@@ -103,7 +115,11 @@ class MerchantSettings:
             "validity_months": str(self.validity_months),
             "locale": self.locale,
             "timezone": self.timezone,
-            "send_system_emails": "true" if self.send_system_emails else "false",
+            "send_system_emails": _bool_text(self.send_system_emails),
+            "newsletter_reward": self.newsletter_reward.decimal_string(),
+            "newsletter_take_back": _bool_text(self.newsletter_take_back),
+            "pre_expiry_notify": _bool_text(self.pre_expiry_notify),
+            "pre_expiry_days": str(self.pre_expiry_days),
         }
 
     def with_changes(self, changes: dict[str, str]) -> MerchantSettings:
@@ -115,12 +131,14 @@ class MerchantSettings:
             )
         parsed: dict[str, object] = {}
         for key, raw in changes.items():
-            if key == "referral_bonus":
+            if key in ("referral_bonus", "newsletter_reward"):
                 parsed[key] = Points.parse(raw)
             elif key == "validity_months":
                 parsed[key] = _parse_int(raw, "validity in months")
-            elif key == "send_system_emails":
-                parsed[key] = parse_bool(raw, "send_system_emails")
+            elif key == "pre_expiry_days":
+                parsed[key] = _parse_int(raw, "number of days before expiry")
+            elif key in _BOOL_KEYS:
+                parsed[key] = parse_bool(raw, key)
             elif key == "locale":
                 parsed[key] = cast(Locale, raw.strip())
             else:
@@ -137,7 +155,16 @@ SETTING_KEYS: tuple[str, ...] = (
     "locale",
     "timezone",
     "send_system_emails",
+    "newsletter_reward",
+    "newsletter_take_back",
+    "pre_expiry_notify",
+    "pre_expiry_days",
 )
+_BOOL_KEYS = frozenset(("send_system_emails", "newsletter_take_back", "pre_expiry_notify"))
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
 
 
 SmtpSecurity = Literal["starttls", "tls", "none"]

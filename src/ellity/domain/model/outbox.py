@@ -25,6 +25,7 @@ class Topic(StrEnum):
 
     POINTS_CHANGED_EMAIL = "email.points_changed"
     PIN_ISSUED_EMAIL = "email.pin_issued"
+    POINTS_EXPIRING_EMAIL = "email.points_expiring"
     ECOMAIL_EVENT = "ecomail.event"
 
 

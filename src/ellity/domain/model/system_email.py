@@ -44,6 +44,7 @@ def format_date(day: date, locale: Locale) -> str:
 class EmailTemplate(StrEnum):
     POINTS_CHANGED = "points_changed"
     PIN_ISSUED = "pin_issued"
+    POINTS_EXPIRING = "points_expiring"
 
 
 class PinReason(StrEnum):
@@ -117,6 +118,41 @@ class PointsChanged:
             "balance": self.balance.display(locale),
             "next_expiry_date": format_date(nxt.on, locale) if nxt else "",
             "next_expiry_points": nxt.points.display(locale) if nxt else "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PointsExpiring:
+    """Points about to expire, as the customer's email tells it: how many, their last valid
+    day, and the balance when the notice was recorded."""
+
+    points: Points
+    last_day: date
+    balance: Points
+
+    def to_payload(self) -> Payload:
+        return {
+            "points": self.points.hundredths,
+            "expires_on": self.last_day.isoformat(),
+            "balance": self.balance.hundredths,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> PointsExpiring:
+        try:
+            return cls(
+                points=Points(_int(payload["points"])),
+                last_day=date.fromisoformat(str(payload["expires_on"])),
+                balance=Points(_int(payload["balance"])),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise MalformedPayload(f"not a notice of expiring points: {exc}") from None
+
+    def email_values(self, locale: Locale) -> dict[str, str]:
+        return {
+            "points": self.points.display(locale),
+            "expiry_date": format_date(self.last_day, locale),
+            "balance": self.balance.display(locale),
         }
 
 

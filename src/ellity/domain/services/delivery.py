@@ -36,6 +36,7 @@ from ellity.domain.model.system_email import (
     MalformedPayload,
     OutgoingEmail,
     PointsChanged,
+    PointsExpiring,
     pin_reason,
 )
 from ellity.domain.services.contact_sync import KEY_REJECTED, KEY_UNREADABLE, connection
@@ -242,6 +243,13 @@ async def _send_pin_issued(courier: Courier, item: OutboxItem) -> None:
     await _send(courier, to, _email(item, to, EmailTemplate.PIN_ISSUED, values))
 
 
+async def _send_points_expiring(courier: Courier, item: OutboxItem) -> None:
+    facts = PointsExpiring.from_payload(item.payload)
+    to = await _recipient(courier, item)
+    values = facts.email_values(to.merchant.settings.locale)
+    await _send(courier, to, _email(item, to, EmailTemplate.POINTS_EXPIRING, values))
+
+
 CONTACT_WAIT = 2.0  # seconds an event waits for its contact's fields before looking again
 
 
@@ -285,6 +293,7 @@ async def _send_ecomail_event(courier: Courier, item: OutboxItem) -> None:
 HANDLERS: Mapping[str, Handler] = {
     Topic.POINTS_CHANGED_EMAIL.value: _send_points_changed,
     Topic.PIN_ISSUED_EMAIL.value: _send_pin_issued,
+    Topic.POINTS_EXPIRING_EMAIL.value: _send_points_expiring,
     Topic.ECOMAIL_EVENT.value: _send_ecomail_event,
 }
 

@@ -12,12 +12,14 @@ stored:
 
 Nothing is recorded for a customer without an email address.
 
-Not covered yet: the nightly, set-based expiry (``points.expire_due_points``) records no
-email; a points-expired email would need the set of customers it touched.
+The nightly runs record the same for whole chunks of customers at once (``points_expired``,
+``points_expiring``): a few statements per chunk, never one per customer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.customer import Customer
@@ -25,14 +27,31 @@ from ellity.domain.model.integration import (
     EventLabel,
     EventValue,
     credit_event_value,
+    expiry_event_value,
     pin_event_value,
 )
 from ellity.domain.model.ledger import Entry, Ledger
 from ellity.domain.model.merchant import Merchant
-from ellity.domain.model.outbox import Topic
-from ellity.domain.model.system_email import PinReason, PointsChanged, pin_payload
+from ellity.domain.model.outbox import Payload, Topic
+from ellity.domain.model.system_email import (
+    PinReason,
+    PointsChanged,
+    PointsExpiring,
+    pin_payload,
+)
 from ellity.domain.services.common import look_of, stored_id
-from ellity.ports.storage import UnitOfWork
+from ellity.ports.storage import ExpiredChunk, ExpiryNotice, UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a chunk recorded for the outside world: Ecomail events and system emails."""
+
+    events: int = 0
+    emails: int = 0
+
+    def __add__(self, other: Recorded) -> Recorded:
+        return Recorded(self.events + other.events, self.emails + other.emails)
 
 
 def sends_email_to(merchant: Merchant, customer: Customer) -> bool:
@@ -103,10 +122,79 @@ async def _ecomail(
         await uow.outbox.add(
             merchant_id,
             Topic.ECOMAIL_EVENT.value,
-            {"label": label.value, "value": dict(value)},
+            _event(label, value),
             customer_id=customer_id,
             at=at,
         )
+
+
+async def points_expired(uow: UnitOfWork, merchant: Merchant, chunk: ExpiredChunk) -> Recorded:
+    """A chunk of customers lost their due points (``LedgerRepository.expire_due`` in this
+    transaction): what ``points_changed`` records for one customer, for all of them at once."""
+    events = emails = 0
+    if await uow.ecomail.active_list(chunk.merchant_id) is not None:
+        await uow.contacts.mark_expired(chunk)
+        events = await uow.outbox.add_for_expired(chunk, Topic.ECOMAIL_EVENT.value)
+    if merchant.settings.send_system_emails:
+        emails = await uow.outbox.add_for_expired(chunk, Topic.POINTS_CHANGED_EMAIL.value)
+    return Recorded(events, emails)
+
+
+async def points_expiring(
+    uow: UnitOfWork,
+    merchant: Merchant,
+    notices: Sequence[ExpiryNotice],
+    *,
+    ecomail_active: bool,
+    at: datetime,
+) -> Recorded:
+    """Customers were just noted as having points about to expire (they all have an email):
+    the ``expiry`` event while the integration is active, the email while the switch is on.
+    The contact's fields do not change, so the contact is not marked."""
+    merchant_id = stored_id(merchant.id)
+    events = emails = 0
+    if ecomail_active:
+        events = await uow.outbox.add_many(
+            merchant_id,
+            Topic.ECOMAIL_EVENT.value,
+            [
+                (
+                    notice.customer_id,
+                    _event(
+                        EventLabel.EXPIRY,
+                        expiry_event_value(
+                            notice.expiration.points,
+                            notice.expiration.on,
+                            balance=notice.balance,
+                        ),
+                    ),
+                )
+                for notice in notices
+            ],
+            at=at,
+        )
+    if merchant.settings.send_system_emails:
+        emails = await uow.outbox.add_many(
+            merchant_id,
+            Topic.POINTS_EXPIRING_EMAIL.value,
+            [
+                (
+                    notice.customer_id,
+                    PointsExpiring(
+                        points=notice.expiration.points,
+                        last_day=notice.expiration.on,
+                        balance=notice.balance,
+                    ).to_payload(),
+                )
+                for notice in notices
+            ],
+            at=at,
+        )
+    return Recorded(events, emails)
+
+
+def _event(label: EventLabel, value: EventValue) -> Payload:
+    return {"label": label.value, "value": dict(value)}
 
 
 async def look_changed(

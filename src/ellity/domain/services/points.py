@@ -1,7 +1,8 @@
 """Use cases that change balances: earn, spend, adjust, expire.
 
-Each change records the customer's "points changed" email in the same transaction
-(``notifications``), except the set-based expiry, which records none yet.
+Each change records what the outside world must hear of it (the "points changed" email, the
+Ecomail contact and ``credit`` event) in the same transaction (``notifications``); the
+set-based expiry does so for each chunk of customers it expires (``nightly``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.errors import OrderAlreadyUsed
-from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
-from ellity.domain.services import notifications
+from ellity.domain.services import nightly, notifications
 from ellity.domain.services.common import (
     CustomerView,
     load_customer,
@@ -23,7 +23,7 @@ from ellity.domain.services.common import (
     view_of,
 )
 from ellity.ports.clock import Clock
-from ellity.ports.storage import StoredEntry, UniqueViolation, UnitOfWork
+from ellity.ports.storage import StoredEntry, UniqueViolation, UnitOfWork, UnitOfWorkFactory
 
 MAX_LEDGER_PAGE = 500
 
@@ -147,19 +147,20 @@ async def ledger_entries(
         )
 
 
-async def expire_due_points(merchant_id: int, *, uow: UnitOfWork, clock: Clock) -> int:
-    """Expire, for all the merchant's customers at once, the points whose last day has passed.
-
-    Returns how many customers lost points. Records no "points changed" email: that needs the
-    set of customers the statement touched (to do with the nightly job).
-    """
-    async with uow:
-        merchant = await load_merchant(uow, merchant_id)
-        now = clock.now()
-        today = local_date(now, merchant.settings.timezone)
-        count = await uow.ledgers.expire_due(merchant_id, at=now, today=today)
-        await uow.commit()
-    return count
+async def expire_due_points(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    chunk_size: int = nightly.NIGHTLY_CHUNK,
+) -> int:
+    """Expire, for all the merchant's customers, the points whose last day has passed, a
+    chunk of customers per transaction (``nightly.expire_points``); returns how many
+    customers lost points."""
+    result = await nightly.expire_points(
+        merchant_id, uow_factory=uow_factory, clock=clock, chunk_size=chunk_size
+    )
+    return result.customers
 
 
 async def _save(

@@ -16,7 +16,7 @@ from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.domain.model.errors import DomainError
-from ellity.domain.services import integration
+from ellity.domain.services import integration, newsletter
 from ellity.ports.marketing import (
     ContactList,
     MarketingError,
@@ -70,9 +70,19 @@ async def _page(
 ) -> Template:
     """The page in the integration's state; ``failed``: why the form ``failed_form`` (or,
     when empty, an action without a form) did not work."""
-    page = await integration.integration_page(
-        staff_of(request).merchant_id, uow_factory=deps_of(request).uow
-    )
+    deps = deps_of(request)
+    merchant_id = staff_of(request).merchant_id
+    page = await integration.integration_page(merchant_id, uow_factory=deps.uow)
+    panel = None
+    if page.integration is not None and page.integration.active:
+        panel = await newsletter.newsletter_panel(
+            merchant_id,
+            uow_factory=deps.uow,
+            secret_box=deps.secret_box,
+            rng=deps.rng,
+            clock=deps.clock,
+            base_url=deps.settings.base_url,
+        )
     lists: list[ContactList] = []
     lists_failed: Error | None = None
     choosing = page.integration is not None and not page.integration.active
@@ -87,6 +97,7 @@ async def _page(
         "integration.html",
         status_code=status_for(shown) if shown is not None else 200,
         page=page,
+        newsletter=panel,
         lists=lists,
         lists_error="" if lists_error == error else lists_error,
         chosen=list_id or (page.integration.list_id if page.integration else None) or "",
@@ -196,5 +207,27 @@ async def deactivate(request: AnyRequest) -> Response[Any]:
         request,
         "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
         " it again. The key stays stored.",
+    )
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/webhook/rotate")
+async def rotate_webhook(request: AnyRequest) -> Response[Any]:
+    deps = deps_of(request)
+    try:
+        await newsletter.rotate_webhook(
+            staff_of(request).merchant_id,
+            uow_factory=deps.uow,
+            secret_box=deps.secret_box,
+            rng=deps.rng,
+            clock=deps.clock,
+            base_url=deps.settings.base_url,
+        )
+    except FORM_ERRORS as error:
+        return await _page(request, failed=error)
+    flash(
+        request,
+        "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"
+        " address). The old one no longer works.",
     )
     return see_other(PAGE)

@@ -50,6 +50,7 @@ def pages_router(security: WebSecurity) -> Router:
             integration.retry_failed,
             integration.repush,
             integration.deactivate,
+            integration.rotate_webhook,
         ],
         middleware=[auth.session_auth(security.sessions).middleware],
         exception_handlers=PAGE_EXCEPTION_HANDLERS,

@@ -1,4 +1,5 @@
-"""Basic settings: the programme, system emails and the SMTP account."""
+"""Basic settings: the programme, system emails and the SMTP account, the newsletter reward
+and the pre-expiry notification."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ellity.domain.services.programme_settings import SettingsView, SmtpChange
 from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
 from ellity.web.pages.errors import FORM_ERRORS, status_for
 
+_CHECKBOXES = ("send_system_emails", "newsletter_take_back")
 COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
 
 
@@ -29,6 +31,11 @@ class SettingsForm:
     locale: str = ""
     timezone: str = ""
     send_system_emails: str = ""  # a checkbox: "on" or absent
+    newsletter_take_back: str = ""  # a checkbox
+    # a field the form did not send keeps its stored value (None)
+    newsletter_reward: str | None = None
+    pre_expiry_notify: str | None = None  # "true" (Notify Ecomail) or "false" (Do not send)
+    pre_expiry_days: str | None = None
     smtp_host: str = ""
     smtp_port: str = ""
     smtp_username: str = ""
@@ -42,8 +49,8 @@ class SettingsForm:
         values = view.merchant.settings.as_strings()
         smtp = view.merchant.smtp
         return cls(
-            **{k: v for k, v in values.items() if k != "send_system_emails"},
-            send_system_emails="on" if view.merchant.settings.send_system_emails else "",
+            **{k: v for k, v in values.items() if k not in _CHECKBOXES},
+            **{k: "on" if values[k] == "true" else "" for k in _CHECKBOXES},
             smtp_host=smtp.host,
             smtp_port=str(smtp.port),
             smtp_username=smtp.username,
@@ -52,7 +59,7 @@ class SettingsForm:
         )
 
     def changes(self) -> dict[str, str]:
-        return {
+        changes = {
             "name": self.name,
             "shop_url": self.shop_url,
             "referral_link_template": self.referral_link_template,
@@ -61,7 +68,15 @@ class SettingsForm:
             "locale": self.locale,
             "timezone": self.timezone,
             "send_system_emails": "true" if self.send_system_emails else "false",
+            "newsletter_take_back": "true" if self.newsletter_take_back else "false",
         }
+        if self.newsletter_reward is not None:
+            changes["newsletter_reward"] = self.newsletter_reward.strip().replace(",", ".")
+        if self.pre_expiry_notify is not None:
+            changes["pre_expiry_notify"] = self.pre_expiry_notify
+        if self.pre_expiry_days is not None:
+            changes["pre_expiry_days"] = self.pre_expiry_days
+        return changes
 
     def smtp(self) -> SmtpChange:
         return SmtpChange(

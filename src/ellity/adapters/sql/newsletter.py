@@ -1,0 +1,323 @@
+"""Storage of Ecomail's list webhook: the merchants' tokens, the notifications received, and
+the newsletter reward each customer holds.
+
+Receiving a notification is one ``INSERT ... SELECT`` that finds the merchant by the token's
+digest, so the webhook answers after a single statement. Claims work like the outbox's: on
+PostgreSQL ``FOR UPDATE SKIP LOCKED``, on SQLite the writer's ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql.tables import (
+    UtcDateTime,
+    customers,
+    ecomail_webhooks,
+    newsletter_notifications,
+    newsletter_rewards,
+)
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ClaimedNotification,
+    Notification,
+    NotificationRecord,
+    NotificationState,
+    Outcome,
+    RewardHold,
+    SubscriptionChange,
+)
+from ellity.ports.storage import UniqueViolation
+
+_w = ecomail_webhooks.c
+_n = newsletter_notifications.c
+_r = newsletter_rewards.c
+_PENDING = NotificationState.PENDING.value
+_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _receive_statement() -> Any:
+    """One statement finds the merchant by the token's digest and stores the notification
+    (built once: the webhook runs it for every request)."""
+    at = sa.bindparam("at", type_=UtcDateTime())
+    owner = sa.select(
+        _w.merchant_id,
+        at,
+        sa.bindparam("email", type_=sa.String()),
+        sa.bindparam("status", type_=sa.String()),
+        sa.bindparam("list_id", type_=sa.String()),
+        sa.bindparam("campaign_id", type_=sa.BigInteger()),
+        sa.literal(_PENDING, sa.String()),
+        at,
+        sa.literal(0, sa.Integer()),
+    ).where(_w.token_digest == sa.bindparam("digest", type_=sa.String()))
+    columns = ["merchant_id", "received_at", "email", "status", "list_id", "campaign_id"]
+    return (
+        newsletter_notifications.insert()
+        .from_select([*columns, "state", "available_at", "attempts"], owner)
+        .returning(_n.id)
+    )
+
+
+_RECEIVE = _receive_statement()
+
+
+def _notification(row: Any) -> Notification:
+    return Notification(
+        email=row.email,
+        change=SubscriptionChange(row.status),
+        list_id=row.list_id,
+        campaign_id=row.campaign_id,
+    )
+
+
+class SqlNewsletterRepository:
+    """``made_work`` tells the unit of work to nudge the worker after the commit."""
+
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+        self.made_work = False
+
+    # -- the webhook token
+
+    async def webhook_token(self, merchant_id: int) -> str | None:
+        result = await self.conn.execute(
+            sa.select(_w.token_encrypted).where(_w.merchant_id == merchant_id)
+        )
+        token: str | None = result.scalar_one_or_none()
+        return token
+
+    async def set_webhook_token(
+        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+    ) -> bool:
+        values = {"token_digest": digest, "token_encrypted": encrypted, "created_at": at}
+        insert = _insert(self.conn, ecomail_webhooks).values(merchant_id=merchant_id, **values)
+        if replace:
+            statement = insert.on_conflict_do_update(index_elements=[_w.merchant_id], set_=values)
+        else:
+            statement = insert.on_conflict_do_nothing(index_elements=[_w.merchant_id])
+        try:
+            result = await self.conn.execute(statement)
+        except IntegrityError:  # another merchant's token has this digest (never by chance)
+            raise UniqueViolation("token_digest") from None
+        return bool(result.rowcount)
+
+    async def webhook_merchant(self, digest: str) -> int | None:
+        result = await self.conn.execute(sa.select(_w.merchant_id).where(_w.token_digest == digest))
+        merchant_id: int | None = result.scalar_one_or_none()
+        return merchant_id
+
+    async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
+        stored: int | None = (
+            await self.conn.execute(
+                _RECEIVE,
+                {
+                    "digest": digest,
+                    "at": at,
+                    "email": notification.email,
+                    "status": notification.change.value,
+                    "list_id": notification.list_id,
+                    "campaign_id": notification.campaign_id,
+                },
+            )
+        ).scalar_one_or_none()
+        if stored is not None:
+            self.made_work = True
+        return stored
+
+    # -- processing
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedNotification]:
+        live_claim = sa.and_(_n.claimed_until.is_not(None), _n.claimed_until > now)
+        due = (
+            sa.select(_n.id)
+            .where(_n.state == _PENDING, _n.available_at <= now, sa.not_(live_claim))
+            .order_by(_n.available_at, _n.id)
+            .limit(limit)
+        )
+        if self.locks_rows:
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await self.conn.execute(due)).scalars())
+        if not ids:
+            return []
+        rows = await self.conn.execute(
+            newsletter_notifications.update()
+            .where(_n.id.in_(ids))
+            .values(claim_token=token, claimed_until=now + lease, attempts=_n.attempts + 1)
+            .returning(
+                _n.id,
+                _n.merchant_id,
+                _n.email,
+                _n.status,
+                _n.list_id,
+                _n.campaign_id,
+                _n.received_at,
+                _n.attempts,
+            )
+        )
+        claimed = [
+            ClaimedNotification(
+                id=row.id,
+                merchant_id=row.merchant_id,
+                notification=_notification(row),
+                received_at=row.received_at,
+                attempts=row.attempts,
+            )
+            for row in rows
+        ]
+        return sorted(claimed, key=lambda item: item.id)
+
+    async def settle(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        outcome: Outcome,
+        reason: str,
+        points: Points | None,
+        customer_id: int | None,
+        at: datetime,
+    ) -> bool:
+        return await self._update_claimed(
+            notification_id,
+            token,
+            state=NotificationState.PROCESSED.value,
+            outcome=outcome.value,
+            reason=reason,
+            points_cents=None if points is None else points.hundredths,
+            customer_id=customer_id,
+            processed_at=at,
+        )
+
+    async def defer(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        until: datetime,
+        reason: str,
+        count_attempt: bool,
+    ) -> bool:
+        values: dict[str, Any] = {"available_at": until, "reason": reason}
+        if not count_attempt:  # the claim counted one (at least 1 while claimed): take it back
+            values["attempts"] = _n.attempts - 1
+        return await self._update_claimed(notification_id, token, **values)
+
+    async def _update_claimed(self, notification_id: int, token: str, **values: Any) -> bool:
+        result = await self.conn.execute(
+            newsletter_notifications.update()
+            .where(_n.id == notification_id, _n.claim_token == token, _n.state == _PENDING)
+            .values(**_NO_CLAIM, **values)
+        )
+        return result.rowcount == 1
+
+    async def next_due(self) -> datetime | None:
+        claimable_from = sa.case(
+            (_n.claimed_until > _n.available_at, _n.claimed_until), else_=_n.available_at
+        )
+        result = await self.conn.execute(
+            sa.select(sa.func.min(claimable_from)).where(_n.state == _PENDING)
+        )
+        due: datetime | None = result.scalar_one_or_none()
+        if due is not None and due.tzinfo is None:  # min() of a CASE loses the column type
+            due = UtcDateTime().process_result_value(due, self.conn.dialect)
+        return due
+
+    async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
+        rows = await self.conn.execute(
+            sa.select(newsletter_notifications)
+            .where(_n.merchant_id == merchant_id)
+            .order_by(_n.id.desc())
+            .limit(limit)
+        )
+        return [
+            NotificationRecord(
+                id=row.id,
+                received_at=row.received_at,
+                notification=_notification(row),
+                state=NotificationState(row.state),
+                outcome=None if row.outcome is None else Outcome(row.outcome),
+                reason=row.reason or "",
+                points=None if row.points_cents is None else Points(row.points_cents),
+                customer_id=row.customer_id,
+                processed_at=row.processed_at,
+            )
+            for row in rows
+        ]
+
+    async def purge_processed(self, *, before: datetime) -> int:
+        result = await self.conn.execute(
+            newsletter_notifications.delete().where(
+                _n.state == NotificationState.PROCESSED.value, _n.processed_at < before
+            )
+        )
+        return int(result.rowcount)
+
+    # -- the reward each customer holds
+
+    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+        row = (
+            await self.conn.execute(
+                sa.select(newsletter_rewards).where(
+                    _r.customer_id == customer_id, _r.merchant_id == merchant_id
+                )
+            )
+        ).first()
+        if row is None:
+            return RewardHold()
+        return RewardHold(
+            outstanding=Points(row.outstanding_cents),
+            paid_at=row.paid_at,
+            released_at=row.released_at,
+        )
+
+    async def save_reward_hold(
+        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+    ) -> None:
+        values = {
+            "outstanding_cents": hold.outstanding.hundredths,
+            "paid_at": hold.paid_at,
+            "released_at": hold.released_at,
+            "updated_at": at,
+        }
+        # only a customer of this merchant gets a row (as every repository call promises)
+        own = sa.select(
+            customers.c.id,
+            customers.c.merchant_id,
+            sa.literal(hold.outstanding.hundredths, sa.BigInteger()),
+            sa.literal(hold.paid_at, UtcDateTime()),
+            sa.literal(hold.released_at, UtcDateTime()),
+            sa.literal(at, UtcDateTime()),
+        ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
+        insert = _insert(self.conn, newsletter_rewards).from_select(
+            [
+                "customer_id",
+                "merchant_id",
+                "outstanding_cents",
+                "paid_at",
+                "released_at",
+                "updated_at",
+            ],
+            own,
+        )
+        await self.conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[_r.customer_id],
+                set_=values,
+                where=_r.merchant_id == merchant_id,
+            )
+        )

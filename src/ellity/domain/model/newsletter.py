@@ -1,0 +1,364 @@
+"""The newsletter reward: Ecomail's list webhook, the notifications it posts, and the rules
+that turn a confirmed subscription change into a reward or a deduction (PRODUCT §2).
+
+**The webhook.** Each merchant has one secret URL, ``{base}/webhooks/ecomail/{token}``; the
+token is 43 URL-safe characters (258 random bits). Ellity looks it up by its SHA-256 and keeps
+it encrypted only so the integration page can show it again. Ecomail signs nothing, so a
+notification is a *claim*: it is stored as received and believed only after Ecomail confirms
+the contact's status in that list.
+
+**One reward at a time.** A customer's ``RewardHold`` records the points of the newsletter
+reward they still hold (``outstanding``; held while above zero):
+
+- a confirmed subscription pays the merchant's reward only when nothing is held, and then
+  holds exactly what it paid;
+- a confirmed unsubscription, with "take back on unsubscribe" on, deducts at most what is
+  held and never more than the balance (``Ledger.deduct_up_to``); what could not be taken
+  (the customer spent it) stays held and is taken with the next unsubscription. The hold is
+  released only once everything paid has been taken back, so a customer gains at most one
+  reward however often they subscribe and unsubscribe. With taking back off the reward is
+  never released, so it is paid once per customer. What is taken back is what was paid,
+  whatever the reward is set to by then (0 included); only the switch decides whether.
+
+Notifications about the same change (Ecomail's redeliveries, parallel deliveries) find the
+hold already taken or released and change nothing; the service reads and writes the hold
+under the customer's row lock in the transaction of the ledger entry.
+
+**Ellity's own echo.** Ellity's sync adds customers to the list as subscribed, and Ecomail
+then posts ``SUBSCRIBED`` for them. That is not the customer subscribing: it pays nothing.
+The sync records when an add call that added contacts included the customer (``added_at``);
+a membership whose ``subscribed_at`` lies within ``ECHO_WINDOW`` after it (allowing
+``ECHO_SKEW`` for the two clocks and the duration of the bulk call) is Ellity's echo. A
+customer who later unsubscribes and subscribes again has a new ``subscribed_at`` and is paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from ellity.domain.model.customer import clean_email
+from ellity.domain.model.errors import InvalidInput, NotFound
+from ellity.domain.model.ledger import Entry, EntryKind, Ledger
+from ellity.domain.model.money import Points
+from ellity.domain.model.pin import RandomBelow
+
+WEBHOOK_PATH = "/webhooks/ecomail"
+_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+TOKEN_LENGTH = 43  # like secrets.token_urlsafe(32): 6 bits a character
+_TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}$", re.ASCII)
+_DIGITS = re.compile(r"^[0-9]{1,18}$", re.ASCII)
+MAX_ID = 2**63 - 1
+
+#: Ellity's add call and Ecomail's ``subscribed_at``: how far apart an echo may be.
+ECHO_SKEW = timedelta(minutes=2)  # Ecomail's clock behind ours, or the call took that long
+ECHO_WINDOW = timedelta(minutes=10)  # Ecomail processed the bulk call this much later
+
+
+class UnknownWebhook(NotFound):
+    """No merchant has this webhook token (a wrong or rotated one)."""
+
+    code = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("There is no such webhook.")
+
+
+class MalformedNotification(InvalidInput):
+    """The body is not a notification Ecomail sends; nothing is stored."""
+
+    code = "invalid_notification"
+
+
+class UnreadableNotification(MalformedNotification):
+    """The body is not JSON at all."""
+
+    code = "bad_request"
+
+
+class SubscriptionChange(StrEnum):
+    SUBSCRIBED = "SUBSCRIBED"
+    UNSUBSCRIBED = "UNSUBSCRIBED"
+
+
+class Outcome(StrEnum):
+    """What processing a notification did."""
+
+    PAID = "paid"
+    DEDUCTED = "deducted"
+    IGNORED = "ignored"
+    UNCONFIRMED = "unconfirmed"  # Ecomail did not confirm the change: nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A subscription change as Ecomail's webhook reported it (not yet confirmed)."""
+
+    email: str
+    change: SubscriptionChange
+    list_id: str
+    campaign_id: int | None = None
+
+
+# -- the webhook ---------------------------------------------------------------------------
+
+
+def generate_webhook_token(randbelow: RandomBelow) -> str:
+    return "".join(_TOKEN_ALPHABET[randbelow(len(_TOKEN_ALPHABET))] for _ in range(TOKEN_LENGTH))
+
+
+def looks_like_token(token: str) -> bool:
+    """Whether ``token`` could be one Ellity issued (others are refused without a look-up)."""
+    return bool(_TOKEN.match(token))
+
+
+def webhook_digest(token: str) -> str:
+    """What is stored and looked up: the token's SHA-256, hex."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def webhook_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}{WEBHOOK_PATH}/{token}"
+
+
+def decode_notification(raw: bytes) -> Notification:
+    """A webhook request's body as it arrived: JSON, then ``parse_notification``."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8 or JSON; nested too deeply
+        raise UnreadableNotification(
+            'The body is not valid JSON; Ecomail sends {"payload": {...}}.'
+        ) from None
+    return parse_notification(body)
+
+
+def parse_notification(body: object) -> Notification:
+    """Ecomail's body ``{"payload": {"email", "status", "listId", "campaignId"}}``, decoded
+    from JSON. Raises ``MalformedNotification`` saying what is wrong. Unknown extra fields
+    are allowed (Ecomail may add some); ids may come as numbers or digit strings."""
+    if not isinstance(body, Mapping):
+        raise MalformedNotification('The body must be a JSON object {"payload": {...}}.')
+    payload = body.get("payload")
+    if not isinstance(payload, Mapping):
+        raise MalformedNotification("The body needs a 'payload' object.")
+    email = payload.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise MalformedNotification("payload.email must be a non-empty string.")
+    try:
+        email.encode("utf-8")
+        cleaned = clean_email(email)
+    except (UnicodeEncodeError, InvalidInput):
+        raise MalformedNotification("payload.email is not a valid email address.") from None
+    if cleaned is None:
+        raise MalformedNotification("payload.email must be a non-empty string.")
+    status = payload.get("status")
+    if not isinstance(status, str) or status not in SubscriptionChange.__members__:
+        raise MalformedNotification("payload.status must be 'SUBSCRIBED' or 'UNSUBSCRIBED'.")
+    list_id = _id(payload.get("listId"), "payload.listId")
+    if list_id is None:
+        raise MalformedNotification("payload.listId must be the list's id (a whole number).")
+    campaign_id = _id(payload.get("campaignId"), "payload.campaignId")
+    return Notification(
+        email=cleaned,
+        change=SubscriptionChange(status),
+        list_id=str(list_id),
+        campaign_id=campaign_id,
+    )
+
+
+def _id(value: object, what: str) -> int | None:
+    """A positive id sent as a JSON number or a digit string; ``None`` when null or absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _DIGITS.match(value):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise MalformedNotification(f"{what} must be a whole number.")
+    if not 0 < number <= MAX_ID:
+        raise MalformedNotification(f"{what} is out of range.")
+    return number
+
+
+# -- the rules -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RewardHold:
+    """The newsletter reward a customer holds: ``outstanding`` points still to be taken back
+    on unsubscribe. Held while above zero."""
+
+    outstanding: Points = Points(0)  # noqa: RUF009 - Points is frozen
+    paid_at: datetime | None = None
+    released_at: datetime | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.outstanding.is_positive()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a notification did (or, before Ellity asked Ecomail, would not do)."""
+
+    outcome: Outcome
+    reason: str
+    points: Points | None = None  # paid (positive) or deducted (negative)
+    entry: Entry | None = None
+
+
+def _ignored(reason: str) -> Verdict:
+    return Verdict(Outcome.IGNORED, reason)
+
+
+NO_REWARD = "No newsletter reward is set (0 points)."
+TAKE_BACK_OFF = "Taking the reward back on unsubscribe is switched off."
+NOTHING_HELD = "The customer holds no newsletter reward to take back."
+ECHO = (
+    "Ellity's own sync added this contact to the list (Ecomail's notification of that add):"
+    " not a subscription by the customer."
+)
+
+
+def already_held(hold: RewardHold) -> str:
+    return (
+        f"The customer already holds the newsletter reward ({hold.outstanding.display('en')}"
+        " points to take back): one reward at a time."
+    )
+
+
+def screen(
+    change: SubscriptionChange, *, reward: Points, take_back: bool, hold: RewardHold
+) -> Verdict | None:
+    """The verdict when the settings or the hold already decide it (Ecomail need not be
+    asked); ``None`` when only a confirmed change can decide. ``reward`` matters only for a
+    subscription, ``take_back`` only for an unsubscription."""
+    if change is SubscriptionChange.SUBSCRIBED:
+        if not reward.is_positive():
+            return _ignored(NO_REWARD)
+        if hold.held:
+            return _ignored(already_held(hold))
+        return None
+    if not take_back:
+        return _ignored(TAKE_BACK_OFF)
+    if not hold.held:
+        return _ignored(NOTHING_HELD)
+    return None
+
+
+def is_echo(added_at: datetime | None, *instants: datetime | None) -> bool:
+    """Whether a subscription is Ecomail's echo of Ellity's own add: Ecomail's
+    ``subscribed_at``, or when Ellity received the notification, lies within the window
+    after ``added_at`` (see the module doc)."""
+    if added_at is None:
+        return False
+    return any(
+        at is not None and added_at - ECHO_SKEW <= at <= added_at + ECHO_WINDOW for at in instants
+    )
+
+
+def reward_subscription(
+    hold: RewardHold,
+    ledger: Ledger,
+    *,
+    reward: Points,
+    added_at: datetime | None,
+    subscribed_at: datetime | None,
+    received_at: datetime,
+    at: datetime,
+) -> Verdict:
+    """A subscription Ecomail confirmed: pay ``reward`` unless a reward is held or it is
+    Ellity's echo. Changes ``hold`` and ``ledger`` when it pays."""
+    early = screen(SubscriptionChange.SUBSCRIBED, reward=reward, take_back=False, hold=hold)
+    if early is not None:
+        return early
+    if is_echo(added_at, subscribed_at, received_at):
+        return _ignored(ECHO)
+    entry = ledger.earn(
+        reward, at=at, kind=EntryKind.NEWSLETTER_REWARD, note="Subscribed to the newsletter"
+    )
+    hold.outstanding, hold.paid_at = reward, at
+    return Verdict(Outcome.PAID, f"Paid {reward.display('en')} points.", reward, entry)
+
+
+def take_back_reward(hold: RewardHold, ledger: Ledger, *, take_back: bool, at: datetime) -> Verdict:
+    """An unsubscription Ecomail confirmed: deduct what is held, at most the balance. The
+    hold is released only when all of it has been taken back."""
+    early = screen(
+        SubscriptionChange.UNSUBSCRIBED, reward=Points(0), take_back=take_back, hold=hold
+    )
+    if early is not None:
+        return early
+    wanted = hold.outstanding
+    entry = ledger.deduct_up_to(
+        wanted, at=at, kind=EntryKind.NEWSLETTER_DEDUCTION, note="Unsubscribed from the newsletter"
+    )
+    taken = Points(0) if entry is None else -entry.points
+    hold.outstanding = wanted - taken
+    if not hold.held:
+        hold.released_at = at
+    if entry is None:
+        return _ignored(
+            f"The balance is 0: nothing could be taken back; {wanted.display('en')} points stay"
+            " held and are taken with the next unsubscription."
+        )
+    if hold.held:
+        reason = (
+            f"Deducted {taken.display('en')} of {wanted.display('en')} points (all the balance);"
+            f" {hold.outstanding.display('en')} stay held and are taken with the next"
+            " unsubscription."
+        )
+    else:
+        reason = f"Deducted {taken.display('en')} points; the reward is released."
+    return Verdict(Outcome.DEDUCTED, reason, entry.points, entry)
+
+
+# -- stored notifications ------------------------------------------------------------------
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"  # waiting for a worker (or for Ecomail to answer again)
+    PROCESSED = "processed"  # its outcome is recorded
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedNotification:
+    """A pending notification as a worker claimed it; ``attempts`` counts this claim too."""
+
+    id: int
+    merchant_id: int
+    notification: Notification
+    received_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One line of the integration page's activity log."""
+
+    id: int
+    received_at: datetime
+    notification: Notification
+    state: NotificationState
+    outcome: Outcome | None
+    reason: str  # why it was ignored or unconfirmed; while pending, what it waits for
+    points: Points | None
+    customer_id: int | None
+    processed_at: datetime | None
+
+    @property
+    def result(self) -> str:
+        """What it did, in a few words: ``paid 50``, ``deducted 20``, ``ignored``..."""
+        if self.state is NotificationState.PENDING or self.outcome is None:
+            return "waiting"
+        if self.outcome is Outcome.PAID and self.points is not None:
+            return f"paid {self.points.display('en')}"
+        if self.outcome is Outcome.DEDUCTED and self.points is not None:
+            return f"deducted {(-self.points).display('en')}"
+        return self.outcome.value

@@ -1,0 +1,205 @@
+"""The nightly run of a merchant: expire the due points, then notify of points about to expire.
+
+Both steps walk the merchant's customers in chunks (``chunk_size`` customers in id order),
+each chunk in its own short transaction, so no transaction holds the database (on SQLite the
+single writer's lock) for long and live changes go on in between. Each chunk records, in its
+own transaction and set-based, what the outside world must hear of it (``notifications``).
+
+Both steps are safe to repeat and to run twice at once: a second expiry finds nothing due,
+and a pre-expiry notice is recorded once per customer and last valid day, ever (storage
+decides between concurrent runs). A missed night is caught up by the next run: the expiry
+takes whatever is past due, and the notice window starts today.
+
+``run_due_nightlies`` is what the worker's cron calls every few minutes: it runs the nightly
+of each merchant whose local time is past ``NIGHTLY_AT`` and whose run for the local date has
+not been claimed yet (claimed atomically, so two workers never both run it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date
+
+from ellity.domain.model.expiry import local_date
+from ellity.domain.model.nightly import nightly_date, notice_window
+from ellity.domain.services import notifications
+from ellity.domain.services.common import load_merchant
+from ellity.domain.services.notifications import Recorded
+from ellity.ports.clock import Clock
+from ellity.ports.storage import ExpiredChunk, UnitOfWorkFactory
+
+logger = logging.getLogger(__name__)
+
+NIGHTLY_CHUNK = 20_000  # customers per transaction
+
+NOTIFY_OFF = "pre-expiry notices are off (pre_expiry_notify=false)"
+NOBODY_TO_TELL = "the Ecomail integration is not active and system emails are off: nothing to send"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryResult:
+    customers: int = 0  # customers whose due points expired
+    recorded: Recorded = field(default_factory=Recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeResult:
+    notices: int = 0  # (customer, last valid day) pairs noted for the first time
+    recorded: Recorded = field(default_factory=Recorded)
+    skipped: str | None = None  # why nothing was looked at
+
+
+@dataclass(frozen=True, slots=True)
+class NightlyResult:
+    merchant_id: int
+    local_date: date
+    expiry: ExpiryResult
+    notices: NoticeResult
+
+
+async def _chunks(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, size: int
+) -> AsyncIterator[tuple[int, int]]:
+    """``(after_id, up_to_id]`` ranges of ``size`` customers, in id order."""
+    after = 0
+    while True:
+        async with uow_factory(read_only=True) as uow:
+            end = await uow.customers.chunk_end(merchant_id, after_id=after, size=size)
+        if end is None:
+            return
+        yield after, end
+        after = end
+
+
+async def expire_points(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    chunk_size: int = NIGHTLY_CHUNK,
+) -> ExpiryResult:
+    """Expire the points whose last valid day is before today (merchant's time zone): an
+    expiry entry per customer, and with each chunk the contacts marked and a ``credit`` event
+    per customer (integration active), the "points changed" email (switch on)."""
+    now = clock.now()
+    async with uow_factory(read_only=True) as uow:
+        merchant = await load_merchant(uow, merchant_id)
+    today = local_date(now, merchant.settings.timezone)
+    customers, recorded = 0, Recorded()
+    async for after, end in _chunks(uow_factory, merchant_id, chunk_size):
+        async with uow_factory() as uow:
+            merchant = await load_merchant(uow, merchant_id)
+            expired = await uow.ledgers.expire_due(
+                merchant_id, at=now, today=today, after_id=after, up_to_id=end
+            )
+            if expired:
+                chunk = ExpiredChunk(merchant_id, at=now, after_id=after, up_to_id=end)
+                recorded += await notifications.points_expired(uow, merchant, chunk)
+            await uow.commit()
+        customers += expired
+    return ExpiryResult(customers=customers, recorded=recorded)
+
+
+async def notify_upcoming_expiry(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    chunk_size: int = NIGHTLY_CHUNK,
+) -> NoticeResult:
+    """With "Notify Ecomail" on: for each customer with an email and each last valid day in
+    the next ``pre_expiry_days`` days (today included) on which they hold points, once ever,
+    an ``expiry`` event (integration active) and the "points expiring" email (switch on).
+
+    With neither channel open nothing is noted, so the notices are not used up unsent."""
+    now = clock.now()
+    async with uow_factory(read_only=True) as uow:
+        merchant = await load_merchant(uow, merchant_id)
+    settings = merchant.settings
+    if not settings.pre_expiry_notify:
+        return NoticeResult(skipped=NOTIFY_OFF)
+    first_day, last_day = notice_window(now, settings.timezone, settings.pre_expiry_days)
+    notices, recorded = 0, Recorded()
+    async for after, end in _chunks(uow_factory, merchant_id, chunk_size):
+        async with uow_factory() as uow:
+            merchant = await load_merchant(uow, merchant_id)  # as it is now, chunk by chunk
+            active = await uow.ecomail.active_list(merchant_id) is not None
+            if not merchant.settings.pre_expiry_notify:
+                return NoticeResult(notices, recorded, skipped=NOTIFY_OFF)
+            if not (active or merchant.settings.send_system_emails):
+                return NoticeResult(notices, recorded, skipped=NOBODY_TO_TELL)
+            noted = await uow.ledgers.record_expiry_notices(
+                merchant_id,
+                first_day=first_day,
+                last_day=last_day,
+                after_id=after,
+                up_to_id=end,
+                at=now,
+            )
+            recorded += await notifications.points_expiring(
+                uow, merchant, noted, ecomail_active=active, at=now
+            )
+            await uow.commit()
+        notices += len(noted)
+    return NoticeResult(notices=notices, recorded=recorded)
+
+
+async def run_nightly(
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    chunk_size: int = NIGHTLY_CHUNK,
+) -> NightlyResult:
+    """The merchant's nightly run, now: the expiry, then the pre-expiry notices."""
+    async with uow_factory(read_only=True) as uow:
+        merchant = await load_merchant(uow, merchant_id)
+    expiry = await expire_points(
+        merchant_id, uow_factory=uow_factory, clock=clock, chunk_size=chunk_size
+    )
+    notices = await notify_upcoming_expiry(
+        merchant_id, uow_factory=uow_factory, clock=clock, chunk_size=chunk_size
+    )
+    return NightlyResult(
+        merchant_id=merchant_id,
+        local_date=local_date(clock.now(), merchant.settings.timezone),
+        expiry=expiry,
+        notices=notices,
+    )
+
+
+async def run_due_nightlies(
+    *, uow_factory: UnitOfWorkFactory, clock: Clock, chunk_size: int = NIGHTLY_CHUNK
+) -> list[NightlyResult]:
+    """Run the nightly of every merchant that is due (see ``nightly.nightly_date``), each
+    claimed for its local date first: of concurrent callers one runs it. A run that fails
+    gives its claim back, so the next call tries again; the other merchants still run."""
+    async with uow_factory(read_only=True) as uow:
+        schedules = await uow.merchants.nightly_schedules()
+    results = []
+    for schedule in schedules:
+        today = nightly_date(clock.now(), schedule.timezone, schedule.last_nightly_on)
+        if today is None:
+            continue
+        async with uow_factory() as uow:
+            claimed = await uow.merchants.claim_nightly(schedule.merchant_id, today=today)
+            await uow.commit()
+        if not claimed:
+            continue
+        try:
+            results.append(
+                await run_nightly(
+                    schedule.merchant_id,
+                    uow_factory=uow_factory,
+                    clock=clock,
+                    chunk_size=chunk_size,
+                )
+            )
+        except Exception:  # logged, and the claim given back: the next tick runs it again
+            logger.exception("the nightly run of merchant %s failed", schedule.merchant_id)
+            async with uow_factory() as uow:
+                await uow.merchants.release_nightly(schedule.merchant_id, today=today)
+                await uow.commit()
+    return results

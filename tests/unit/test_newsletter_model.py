@@ -1,0 +1,364 @@
+"""The newsletter reward's rules: reading Ecomail's webhook body, the webhook token, Ellity's
+own echo, and one reward at a time however the customer subscribes and unsubscribes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ledger import EntryKind, Ledger
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ECHO,
+    ECHO_SKEW,
+    ECHO_WINDOW,
+    TOKEN_LENGTH,
+    MalformedNotification,
+    Notification,
+    NotificationRecord,
+    NotificationState,
+    Outcome,
+    RewardHold,
+    SubscriptionChange,
+    UnreadableNotification,
+    decode_notification,
+    generate_webhook_token,
+    is_echo,
+    looks_like_token,
+    parse_notification,
+    reward_subscription,
+    take_back_reward,
+    webhook_digest,
+    webhook_url,
+)
+
+P = Points.parse
+NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
+REWARD = P("50")
+SUB, UNSUB = SubscriptionChange.SUBSCRIBED, SubscriptionChange.UNSUBSCRIBED
+
+
+def body(**payload: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "email": "ann@example.cz",
+        "status": "SUBSCRIBED",
+        "listId": 7,
+        "campaignId": None,
+    }
+    base.update(payload)
+    return {"payload": {k: v for k, v in base.items() if v is not ...}}
+
+
+# -- the body ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (body(), Notification("ann@example.cz", SUB, "7", None)),
+        (
+            body(status="UNSUBSCRIBED", campaignId=12),
+            Notification("ann@example.cz", UNSUB, "7", 12),
+        ),
+        (body(listId="7"), Notification("ann@example.cz", SUB, "7", None)),
+        (body(campaignId="901"), Notification("ann@example.cz", SUB, "7", 901)),
+        (body(campaignId=...), Notification("ann@example.cz", SUB, "7", None)),
+        (body(email="  Ann@Example.CZ "), Notification("Ann@Example.CZ", SUB, "7", None)),
+        ({**body(), "extra": 1}, Notification("ann@example.cz", SUB, "7", None)),
+        (body(listId=2**63 - 1), Notification("ann@example.cz", SUB, str(2**63 - 1), None)),
+    ],
+)
+def test_ecomails_body_is_read_with_ids_as_numbers_or_digit_strings(
+    sent: object, read: Notification
+) -> None:
+    assert parse_notification(sent) == read
+
+
+@pytest.mark.parametrize(
+    ("sent", "says"),
+    [
+        ([], "JSON object"),
+        ("payload", "JSON object"),
+        ({}, "'payload' object"),
+        ({"payload": []}, "'payload' object"),
+        (body(email=...), "payload.email"),
+        (body(email=""), "payload.email"),
+        (body(email=42), "payload.email"),
+        (body(email="not an email"), "payload.email"),
+        (body(email="ann\x00@example.cz"), "payload.email"),
+        (body(email="\ud800@example.cz"), "payload.email"),
+        (body(email="a" * 250 + "@example.cz"), "payload.email"),
+        (body(status="subscribed"), "payload.status"),
+        (body(status="BOUNCED"), "payload.status"),
+        (body(status=1), "payload.status"),
+        (body(status=...), "payload.status"),
+        (body(listId=...), "payload.listId"),
+        (body(listId=None), "payload.listId"),
+        (body(listId=7.0), "payload.listId"),
+        (body(listId=True), "payload.listId"),
+        (body(listId=0), "payload.listId"),
+        (body(listId=-3), "payload.listId"),
+        (body(listId=2**63), "payload.listId"),
+        (body(listId="7a"), "payload.listId"),
+        (body(listId="٧"), "payload.listId"),
+        (body(listId=" 7"), "payload.listId"),
+        (body(campaignId="x"), "payload.campaignId"),
+        (body(campaignId=[1]), "payload.campaignId"),
+        (body(campaignId=False), "payload.campaignId"),
+    ],
+)
+def test_a_body_that_is_not_ecomails_notification_is_refused_saying_what_is_wrong(
+    sent: object, says: str
+) -> None:
+    with pytest.raises(MalformedNotification) as refused:
+        parse_notification(sent)
+    assert says in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000, b"NaN x", b'{"a": 1}x']
+)
+def test_a_body_that_is_not_json_is_unreadable(raw: bytes) -> None:
+    with pytest.raises(UnreadableNotification):
+        decode_notification(raw)
+
+
+def test_a_json_body_is_decoded_and_read() -> None:
+    raw = json.dumps(body(status="UNSUBSCRIBED")).encode()
+    assert decode_notification(raw) == Notification("ann@example.cz", UNSUB, "7", None)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    )
+)
+def test_any_json_value_is_read_or_refused_never_anything_else(value: object) -> None:
+    with contextlib.suppress(MalformedNotification):
+        parse_notification(value)
+
+
+# -- the webhook token ---------------------------------------------------------------------
+
+
+def test_a_webhook_token_has_258_random_bits_in_url_safe_characters() -> None:
+    draws = iter(range(1000))
+    token = generate_webhook_token(lambda n: next(draws) % n)
+    assert len(token) == TOKEN_LENGTH == 43
+    assert looks_like_token(token)
+    assert webhook_url("https://ellity.example.cz/", token) == (
+        f"https://ellity.example.cz/webhooks/ecomail/{token}"
+    )
+    assert len(webhook_digest(token)) == 64
+
+
+@pytest.mark.parametrize("token", ["", "short", "a" * 42, "a" * 44, "a" * 42 + "!", "é" * 43])
+def test_text_that_cannot_be_a_token_is_recognised_without_a_look_up(token: str) -> None:
+    assert not looks_like_token(token)
+
+
+# -- Ellity's echo -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subscribed", "echo"),
+    [
+        (NOW, True),
+        (NOW - ECHO_SKEW, True),
+        (NOW - ECHO_SKEW - timedelta(seconds=1), False),
+        (NOW + ECHO_WINDOW, True),
+        (NOW + ECHO_WINDOW + timedelta(seconds=1), False),
+        (NOW + timedelta(days=3), False),
+        (None, False),
+    ],
+)
+def test_a_subscription_soon_after_ellitys_add_is_its_echo(
+    subscribed: datetime | None, echo: bool
+) -> None:
+    assert is_echo(NOW, subscribed) is echo
+
+
+def test_without_an_add_of_ellitys_nothing_is_an_echo() -> None:
+    assert not is_echo(None, NOW)
+
+
+# -- one reward at a time ------------------------------------------------------------------
+
+
+def ledger() -> Ledger:
+    return Ledger(customer_id=1, policy=ExpiryPolicy(12, "Europe/Prague"))
+
+
+def subscribe(hold: RewardHold, book: Ledger, *, at: datetime = NOW, **kw: object):  # type: ignore[no-untyped-def]
+    options: dict[str, object] = {
+        "reward": REWARD,
+        "added_at": None,
+        "subscribed_at": at,
+        "received_at": at,
+        "at": at,
+    }
+    options.update(kw)
+    return reward_subscription(hold, book, **options)  # type: ignore[arg-type]
+
+
+def test_a_confirmed_subscription_pays_the_reward_and_holds_it() -> None:
+    hold, book = RewardHold(), ledger()
+    verdict = subscribe(hold, book)
+    assert verdict.outcome is Outcome.PAID and verdict.points == REWARD
+    assert verdict.entry is not None and verdict.entry.kind is EntryKind.NEWSLETTER_REWARD
+    assert book.balance() == REWARD
+    assert hold.held and hold.outstanding == REWARD and hold.paid_at == NOW
+
+
+def test_a_held_reward_is_not_paid_again() -> None:
+    hold, book = RewardHold(), ledger()
+    subscribe(hold, book)
+    again = subscribe(hold, book)
+    assert again.outcome is Outcome.IGNORED and "already holds" in again.reason
+    assert book.balance() == REWARD
+
+
+def test_no_reward_is_paid_while_it_is_set_to_zero() -> None:
+    hold, book = RewardHold(), ledger()
+    verdict = subscribe(hold, book, reward=Points(0))
+    assert verdict.outcome is Outcome.IGNORED and not book.balance() and not hold.held
+
+
+def test_ellitys_echo_pays_nothing() -> None:
+    hold, book = RewardHold(), ledger()
+    verdict = subscribe(hold, book, added_at=NOW - timedelta(seconds=2))
+    assert verdict.outcome is Outcome.IGNORED and verdict.reason == ECHO
+    assert not book.balance() and not hold.held
+
+
+def test_a_subscription_long_after_ellitys_add_is_the_customers_own() -> None:
+    hold, book = RewardHold(), ledger()
+    verdict = subscribe(hold, book, added_at=NOW - timedelta(days=30))
+    assert verdict.outcome is Outcome.PAID
+
+
+def test_an_unsubscription_takes_the_whole_reward_back_and_releases_it() -> None:
+    hold, book = RewardHold(), ledger()
+    subscribe(hold, book)
+    book.earn(P("100"), at=NOW)
+    verdict = take_back_reward(hold, book, take_back=True, at=NOW)
+    assert verdict.outcome is Outcome.DEDUCTED and verdict.points == -REWARD
+    assert verdict.entry is not None and verdict.entry.kind is EntryKind.NEWSLETTER_DEDUCTION
+    assert book.balance() == P("100") and not hold.held and hold.released_at == NOW
+
+
+def test_a_deduction_never_takes_the_balance_below_zero_and_the_rest_stays_held() -> None:
+    hold, book = RewardHold(), ledger()
+    subscribe(hold, book)
+    book.spend(P("30"), at=NOW)
+    verdict = take_back_reward(hold, book, take_back=True, at=NOW)
+    assert verdict.outcome is Outcome.DEDUCTED and verdict.points == P("-20")
+    assert book.balance() == Points(0) and hold.outstanding == P("30") and hold.held
+    assert subscribe(hold, book).outcome is Outcome.IGNORED  # still held: nothing paid
+    book.earn(P("100"), at=NOW)
+    rest = take_back_reward(hold, book, take_back=True, at=NOW)
+    assert rest.points == P("-30") and not hold.held and book.balance() == P("70")
+
+
+def test_with_nothing_left_to_take_the_reward_stays_held() -> None:
+    hold, book = RewardHold(), ledger()
+    subscribe(hold, book)
+    book.spend(REWARD, at=NOW)
+    verdict = take_back_reward(hold, book, take_back=True, at=NOW)
+    assert verdict.outcome is Outcome.IGNORED and verdict.entry is None
+    assert hold.outstanding == REWARD
+    assert EntryKind.NEWSLETTER_DEDUCTION not in [e.kind for e in book.new_entries]
+
+
+@pytest.mark.parametrize(("take_back", "paid"), [(False, True), (True, False)])
+def test_an_unsubscription_deducts_only_a_held_reward_with_taking_back_on(
+    take_back: bool, paid: bool
+) -> None:
+    hold, book = RewardHold(), ledger()
+    if paid:
+        subscribe(hold, book)
+    before = book.balance()
+    verdict = take_back_reward(hold, book, take_back=take_back, at=NOW)
+    assert verdict.outcome is Outcome.IGNORED and book.balance() == before
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["sub", "unsub", "spend", "earn"]), st.integers(1, 80)),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_no_sequence_of_subscriptions_unsubscriptions_and_spending_farms_points(
+    steps: list[tuple[str, int]], take_back: bool
+) -> None:
+    """Newsletter entries net at most one reward, and the balance never goes below zero."""
+    hold, book = RewardHold(), ledger()
+    for n, (step, amount) in enumerate(steps):
+        at = NOW + timedelta(hours=n)
+        if step == "sub":
+            subscribe(hold, book, at=at)
+        elif step == "unsub":
+            take_back_reward(hold, book, take_back=take_back, at=at)
+        elif step == "earn":
+            book.earn(Points(amount * 100), at=at)
+        elif book.balance().is_positive():
+            book.spend(min(Points(amount * 100), book.balance()), at=at)
+        newsletter = sum(
+            e.points.hundredths
+            for e in book.new_entries
+            if e.kind in (EntryKind.NEWSLETTER_REWARD, EntryKind.NEWSLETTER_DEDUCTION)
+        )
+        assert 0 <= newsletter <= REWARD.hundredths
+        assert newsletter == hold.outstanding.hundredths
+        assert book.balance().hundredths >= 0
+
+
+def test_five_cycles_leave_at_most_one_reward() -> None:
+    hold, book = RewardHold(), ledger()
+    book.earn(P("100"), at=NOW)  # a purchase
+    for cycle in range(5):
+        at = NOW + timedelta(days=cycle)
+        subscribe(hold, book, at=at)
+        book.spend(P("10"), at=at)  # some points redeemed meanwhile
+        take_back_reward(hold, book, take_back=True, at=at)
+    kinds = [e.kind for e in book.new_entries]
+    assert kinds.count(EntryKind.NEWSLETTER_REWARD) == kinds.count(EntryKind.NEWSLETTER_DEDUCTION)
+    assert book.balance() == P("50") and not hold.held  # 100 earned, 50 spent: nothing farmed
+
+
+# -- the activity log ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "points", "result"),
+    [
+        (NotificationState.PENDING, None, None, "waiting"),
+        (NotificationState.PROCESSED, Outcome.PAID, P("50"), "paid 50"),
+        (NotificationState.PROCESSED, Outcome.DEDUCTED, P("-20.5"), "deducted 20.50"),
+        (NotificationState.PROCESSED, Outcome.IGNORED, None, "ignored"),
+        (NotificationState.PROCESSED, Outcome.UNCONFIRMED, None, "unconfirmed"),
+    ],
+)
+def test_each_notification_says_what_it_did(
+    state: NotificationState, outcome: Outcome | None, points: Points | None, result: str
+) -> None:
+    record = NotificationRecord(
+        id=1,
+        received_at=NOW,
+        notification=Notification("ann@example.cz", SUB, "7"),
+        state=state,
+        outcome=outcome,
+        reason="",
+        points=points,
+        customer_id=None,
+        processed_at=None,
+    )
+    assert record.result == result

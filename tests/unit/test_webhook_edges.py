@@ -1,0 +1,62 @@
+"""Small pieces around the webhook: tokens kept out of the access log, and a burst of commits
+asking Redis for a worker run once per slot."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from ellity.adapters import arq_queue
+from ellity.adapters.arq_queue import ArqJobQueue
+from ellity.web.webhooks import HideWebhookTokens
+
+TOKEN = "sc5hQATgpJIJpJPHZf8vIt7-fa_t1FTzzcTCf5lsuVE"
+
+
+def test_the_access_log_never_shows_a_webhook_token() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", f"/webhooks/ecomail/{TOKEN}", "1.1", 200),
+        None,
+    )
+    assert HideWebhookTokens().filter(record)
+    line = record.getMessage()
+    assert TOKEN not in line
+    assert '"POST /webhooks/ecomail/… HTTP/1.1" 200' in line
+
+
+def test_other_log_lines_are_left_alone() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "GET %s", ("/customers",), None)
+    assert HideWebhookTokens().filter(record)
+    assert record.getMessage() == "GET /customers"
+
+
+async def test_a_burst_of_nudges_asks_redis_once_per_half_second_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queued: list[str] = []
+
+    class Pool:
+        async def enqueue_job(self, *args: Any, **kw: Any) -> None:
+            queued.append(kw["_job_id"])
+
+    queue = ArqJobQueue("redis://127.0.0.1:1/0", queue_name="q")
+
+    async def connected() -> Pool:
+        return Pool()
+
+    monkeypatch.setattr(queue, "_connected", connected)
+    now = [1000.1]
+    monkeypatch.setattr(arq_queue.time, "time", lambda: now[0])
+    for _ in range(50):
+        await queue.nudge_delivery()
+    now[0] = 1000.6  # the next slot
+    await queue.nudge_delivery()
+    await queue.nudge_delivery()
+    assert queued == ["q:deliver:slot:2001", "q:deliver:slot:2002"]
