@@ -26,7 +26,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any, ClassVar, cast
 
 from arq import cron, func
@@ -92,23 +92,10 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
     return written + delivered
 
 
-async def next_due(deps: Deps) -> datetime | None:
-    """When the next pending contact, newsletter notification or outbox item becomes due."""
-    async with deps.uow(read_only=True) as uow:
-        dues = [
-            await uow.outbox.next_due(),
-            await uow.contacts.next_due(),
-            await uow.newsletter.next_due(),
-        ]
-    return min((due for due in dues if due is not None), default=None)
-
-
 async def deliver_outbox(ctx: dict[str, Any]) -> int:
     deps: Deps = ctx["deps"]
     done = await deliver_once(deps, ctx["worker_token"], limit=DELIVERY_LIMIT)
-    due = await next_due(deps)
-    if due is not None:
-        await deps.queue.nudge_delivery(at=max(due, deps.clock.now() + timedelta(seconds=1)))
+    await delivery.schedule_next_delivery(uow_factory=deps.uow, queue=deps.queue, clock=deps.clock)
     return done
 
 
@@ -242,7 +229,7 @@ async def _burst(settings: Settings) -> int:
                 continue
             if idle > BURST_IDLE_ROUNDS:
                 return total
-            due = await next_due(deps)
+            due = await delivery.next_due(uow_factory=deps.uow)
             now = deps.clock.now()
             if due is None or due > now + BURST_FOLLOW_UP:
                 return total

@@ -25,7 +25,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot
 from ellity.domain.model.outbox import RetryPolicy, clip_error
@@ -364,8 +364,3 @@ async def _fail(
         )
         await uow.commit()
     logger.error("Ecomail contacts of merchant %s failed: %s", merchant_id, error)
-
-
-async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
-    async with uow_factory(read_only=True) as uow:
-        return await uow.contacts.next_due()

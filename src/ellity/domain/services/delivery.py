@@ -139,14 +139,25 @@ async def deliver_pending(
     return delivered
 
 
+async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
+    """When the next pending outbox item, Ecomail contact or newsletter notification becomes
+    due (a retry, or a claim that runs out)."""
+    async with uow_factory(read_only=True) as uow:
+        dues = [
+            await uow.outbox.next_due(),
+            await uow.contacts.next_due(),
+            await uow.newsletter.next_due(),
+        ]
+    return min((due for due in dues if due is not None), default=None)
+
+
 async def schedule_next_delivery(
     *, uow_factory: UnitOfWorkFactory, queue: JobQueue, clock: Clock
 ) -> datetime | None:
-    """Ask for a run when the earliest pending item becomes due (a retry, or a claim that runs
-    out), so neither waits for the minute cron. At least a second from now, so a run never
-    collapses into the one that asks for it. Returns the time asked for."""
-    async with uow_factory(read_only=True) as uow:
-        due = await uow.outbox.next_due()
+    """Ask for a run when the earliest pending work becomes due (``next_due``), so it does not
+    wait for the minute cron. At least a second from now, so a run never collapses into the
+    one that asks for it. Returns the time asked for."""
+    due = await next_due(uow_factory=uow_factory)
     if due is None:
         return None
     at = max(due, clock.now() + timedelta(seconds=1))

@@ -302,11 +302,6 @@ async def process_notifications(
     return settled
 
 
-async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
-    async with uow_factory(read_only=True) as uow:
-        return await uow.newsletter.next_due()
-
-
 async def forget_processed(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: timedelta) -> int:
     """Delete notifications processed longer than ``keep`` ago."""
     async with uow_factory() as uow:
