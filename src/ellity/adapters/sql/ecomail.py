@@ -11,15 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.expiry_run import hit_by
 from ellity.adapters.sql.tables import (
     UtcDateTime,
     customers,
+    dialect_insert,
     ecomail_contacts,
     ecomail_integrations,
+    instant,
 )
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage import (
@@ -34,15 +35,6 @@ _c = ecomail_contacts.c
 
 _NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None, "claimed_seq": None}
 MARK_BATCH = 10_000
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-def _instant(value: datetime) -> sa.BindParameter[datetime]:
-    return sa.literal(value, UtcDateTime())
 
 
 def _later(a: Any, b: Any) -> Any:
@@ -101,7 +93,9 @@ class SqlEcomailRepository:
             "backfill_finished_at": None,
             "updated_at": at,
         }
-        insert = _insert(self.conn, ecomail_integrations).values(merchant_id=merchant_id, **values)
+        insert = dialect_insert(self.conn.dialect, ecomail_integrations).values(
+            merchant_id=merchant_id, **values
+        )
         await self.conn.execute(
             insert.on_conflict_do_update(index_elements=[_i.merchant_id], set_=values)
         )
@@ -183,7 +177,7 @@ class SqlContactSyncRepository:
         self.made_work = False
 
     def _upsert_pending(self, rows: Any, *, moved: bool) -> Any:
-        insert = _insert(self.conn, ecomail_contacts)
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts)
         statement = insert.from_select(
             ["customer_id", "merchant_id", "pending_since", "change_seq", "attempts", "in_list"],
             rows,
@@ -203,7 +197,7 @@ class SqlContactSyncRepository:
         return sa.select(
             customers.c.id,
             customers.c.merchant_id,
-            _instant(at),
+            instant(at),
             sa.literal(0),
             sa.literal(0),
             sa.false(),
@@ -366,10 +360,10 @@ class SqlContactSyncRepository:
             sa.literal(0),
             sa.literal(0),
             sa.true(),
-            _instant(at),
+            instant(at),
             sa.literal(added_at, UtcDateTime()),
         ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
-        insert = _insert(self.conn, ecomail_contacts).from_select(
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts).from_select(
             [
                 "customer_id",
                 "merchant_id",
@@ -490,7 +484,7 @@ class SqlContactSyncRepository:
                 failed_at=None,
                 attempts=0,
                 next_attempt_at=None,
-                pending_since=sa.func.coalesce(_c.pending_since, _instant(at)),
+                pending_since=sa.func.coalesce(_c.pending_since, instant(at)),
             )
         )
         if result.rowcount:

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.tables import (
     UtcDateTime,
     customers,
+    dialect_insert,
     ecomail_webhooks,
     newsletter_notifications,
     newsletter_rewards,
@@ -40,11 +40,6 @@ _n = newsletter_notifications.c
 _r = newsletter_rewards.c
 _PENDING = NotificationState.PENDING.value
 _NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _receive_statement() -> Any:
@@ -103,7 +98,9 @@ class SqlNewsletterRepository:
         self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
     ) -> bool:
         values = {"token_digest": digest, "token_encrypted": encrypted, "created_at": at}
-        insert = _insert(self.conn, ecomail_webhooks).values(merchant_id=merchant_id, **values)
+        insert = dialect_insert(self.conn.dialect, ecomail_webhooks).values(
+            merchant_id=merchant_id, **values
+        )
         if replace:
             statement = insert.on_conflict_do_update(index_elements=[_w.merchant_id], set_=values)
         else:
@@ -303,7 +300,7 @@ class SqlNewsletterRepository:
             sa.literal(hold.released_at, UtcDateTime()),
             sa.literal(at, UtcDateTime()),
         ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
-        insert = _insert(self.conn, newsletter_rewards).from_select(
+        insert = dialect_insert(self.conn.dialect, newsletter_rewards).from_select(
             [
                 "customer_id",
                 "merchant_id",

@@ -9,7 +9,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +25,7 @@ from ellity.adapters.sql.tables import (
     UtcDateTime,
     api_tokens,
     customers,
+    dialect_insert,
     expiry_notices,
     ledger_entries,
     merchants,
@@ -555,12 +555,6 @@ def _first_expiry_of_customer() -> sa.ScalarSelect[Any]:
     )
 
 
-def _dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    """An INSERT that knows ON CONFLICT, for the connection's database."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 class SqlLedgerRepository:
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
         self.conn = conn
@@ -830,7 +824,7 @@ class SqlLedgerRepository:
         )
         notices = expiry_notices.c
         statement = (
-            _dialect_insert(self.conn, expiry_notices)
+            dialect_insert(self.conn.dialect, expiry_notices)
             .from_select(
                 ["customer_id", "expires_on", "merchant_id", "points_cents", "created_at"], held
             )

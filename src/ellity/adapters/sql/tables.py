@@ -35,6 +35,18 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
+def dialect_insert(dialect: sa.Dialect, table: sa.Table) -> Any:
+    """An INSERT that knows ON CONFLICT, for the database behind ``dialect``."""
+    from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415 - only these two
+
+    return (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def instant(value: datetime) -> sa.BindParameter[datetime]:
+    """An aware datetime as a bound value stored like the ``UtcDateTime`` columns."""
+    return sa.literal(value, UtcDateTime())
+
+
 def _ts(**kw: Any) -> Any:
     return Field(sa_column=sa.Column(UtcDateTime(), nullable=False, **kw))
 

@@ -8,28 +8,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ellity.adapters.sql.database import Database
-from ellity.adapters.sql.tables import UtcDateTime, login_attempts, web_sessions
+from ellity.adapters.sql.tables import (
+    dialect_insert,
+    instant,
+    login_attempts,
+    web_sessions,
+)
 from ellity.ports.web_state import AttemptCount, StoredSession
 
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
-
-
-def _upsert(database: Database, table: sa.Table) -> Any:
-    """The dialect's INSERT with ``on_conflict_do_update``."""
-    dialect = postgresql if database.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-def _instant(value: datetime) -> sa.BindParameter[datetime]:
-    return sa.literal(value, UtcDateTime())
 
 
 class SqlSessionStore:
@@ -42,7 +35,7 @@ class SqlSessionStore:
                 await conn.execute(
                     sa.select(web_sessions.c.data, web_sessions.c.expires_at).where(
                         web_sessions.c.id_digest == _digest(session_id),
-                        web_sessions.c.expires_at > _instant(now),
+                        web_sessions.c.expires_at > instant(now),
                     )
                 )
             ).first()
@@ -51,7 +44,7 @@ class SqlSessionStore:
         )
 
     async def set(self, session_id: str, data: bytes, *, expires_at: datetime) -> None:
-        insert = _upsert(self._db, web_sessions).values(
+        insert = dialect_insert(self._db.engine.dialect, web_sessions).values(
             id_digest=_digest(session_id), data=data, expires_at=expires_at
         )
         async with self._db.write_engine.begin() as conn:
@@ -79,7 +72,7 @@ class SqlSessionStore:
     async def prune(self, *, now: datetime) -> int:
         async with self._db.write_engine.begin() as conn:
             result = await conn.execute(
-                web_sessions.delete().where(web_sessions.c.expires_at <= _instant(now))
+                web_sessions.delete().where(web_sessions.c.expires_at <= instant(now))
             )
         return int(result.rowcount)
 
@@ -89,10 +82,10 @@ class SqlLoginAttempts:
         self._db = database
 
     async def add(self, key: str, *, at: datetime, window: timedelta) -> AttemptCount:
-        insert = _upsert(self._db, login_attempts).values(
+        insert = dialect_insert(self._db.engine.dialect, login_attempts).values(
             key=key, attempts=1, window_ends_at=at + window
         )
-        ended = login_attempts.c.window_ends_at <= _instant(at)
+        ended = login_attempts.c.window_ends_at <= instant(at)
         statement = insert.on_conflict_do_update(
             index_elements=[login_attempts.c.key],
             set_={
@@ -120,6 +113,6 @@ class SqlLoginAttempts:
     async def prune(self, *, now: datetime) -> int:
         async with self._db.write_engine.begin() as conn:
             result = await conn.execute(
-                login_attempts.delete().where(login_attempts.c.window_ends_at < _instant(now))
+                login_attempts.delete().where(login_attempts.c.window_ends_at < instant(now))
             )
         return int(result.rowcount)
