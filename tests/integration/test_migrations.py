@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
+from sqlalchemy import event
 
 from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import Database, create_database
+from ellity.adapters.sql.expiry_run import expired_in, expiry_change
+from ellity.adapters.sql.tables import customers
+from ellity.ports.storage import ExpiredChunk
 
 
 async def test_alembic_check_finds_no_drift_between_tables_and_migrations(
@@ -24,6 +30,39 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(clean_sqlite: Database)
         assert (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await conn.execute(sa.text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar() >= 5000
+
+
+async def test_sqlite_keeps_a_large_page_cache_and_memory_maps_the_file(
+    clean_sqlite: Database,
+) -> None:
+    async with clean_sqlite.engine.connect() as conn:
+        assert (await conn.execute(sa.text("PRAGMA cache_size"))).scalar() == -32 * 1024
+        assert (await conn.execute(sa.text("PRAGMA temp_store"))).scalar() == 2  # memory
+        assert (await conn.execute(sa.text("PRAGMA mmap_size"))).scalar() == 1 << 30
+
+
+async def test_the_expiry_probes_read_only_the_partial_index_of_expiry_entries(
+    clean_sqlite: Database,
+) -> None:
+    """The nightly's per-customer tests ("did this run expire points of the customer", "how
+    many") are one probe each of the expiry entries' index by customer and instant: none of
+    the customer's other entries is read."""
+    chunk = ExpiredChunk(1, at=datetime(2026, 11, 27, tzinfo=UTC), after_id=0, up_to_id=100)
+
+    def explain(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> Any:
+        return f"EXPLAIN QUERY PLAN {statement}", parameters
+
+    engine = clean_sqlite.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", explain, retval=True)
+    try:
+        for probe in (expired_in(chunk), expiry_change(chunk)):
+            async with clean_sqlite.engine.connect() as conn:
+                plan = (await conn.execute(sa.select(customers.c.id, probe))).all()
+            details = " | ".join(str(row[-1]) for row in plan)
+            searched = "ix_ledger_entries_expiry_customer_at_points (customer_id=? AND at=?)"
+            assert searched in details, details
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
 
 
 async def test_the_nightly_settings_migration_keeps_a_populated_sqlite_database(
