@@ -288,6 +288,22 @@ async def test_a_customer_subscribing_through_ecomail_gets_the_reward_once_and_l
     ]
 
 
+async def test_a_double_optin_sign_up_is_paid_once_the_person_confirms_it(
+    world: World,
+) -> None:
+    await customer_in_the_list(world)
+    world.newsletter_list.double_optin = True
+    world.newsletter_list.subscribe_by_form(ANN)  # status "unconfirmed"; the only webhook
+    await world.work()
+    assert await world.balance(ANN) == p(0)
+    assert (await world.outcomes())[-1] == (ANN, "SUBSCRIBED", None)  # waiting
+    world.newsletter_list.confirm_double_optin(ANN)  # Ecomail posts nothing now
+    world.clock.advance(minutes=10)
+    await world.work()
+    assert await world.balance(ANN) == p(REWARD)
+    assert (await world.outcomes())[-1] == (ANN, "SUBSCRIBED", "paid")
+
+
 async def test_the_same_notification_ten_times_or_in_parallel_changes_the_balance_once(
     world: World,
 ) -> None:

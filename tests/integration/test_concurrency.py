@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from ellity.adapters.sql.database import Database, NestedWrite
+from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.merchant import MerchantSettings
@@ -112,3 +116,37 @@ async def test_the_same_order_sent_twenty_times_at_once_earns_once(
     assert sum(result.entry is not None for result in results) == 1
     assert {result.view.summary.balance for result in results} == {Points(1000)}
     assert await balance_and_entries(uow_factory, merchant_id, customer_id) == (Points(1000), 1)
+
+
+async def test_a_write_opened_inside_another_of_the_same_task_is_refused_at_once(
+    clean_sqlite: Database,
+) -> None:
+    """SQLite has one writer: a nested writing unit of work would wait for its own task for
+    ever. It is refused, the outer one goes on, and other tasks still take their turn."""
+    factory = SqlUnitOfWorkFactory(clean_sqlite)
+    merchant_id, customer_id = await merchant_with_customer(factory)
+    async with asyncio.timeout(10):
+        async with factory() as outer:
+            with pytest.raises(NestedWrite):
+                async with factory():
+                    pass
+            async with factory(read_only=True) as reader:  # reading alongside is fine
+                assert await reader.customers.get(merchant_id, customer_id) is not None
+            await outer.commit()
+        other = asyncio.create_task(
+            points.earn_points(
+                merchant_id,
+                customer_id,
+                Points.parse("5"),
+                order_ref="o-nested",
+                uow=factory(),
+                clock=CLOCK,
+            )
+        )
+        async with factory() as outer:  # another task waits for this one's turn
+            await asyncio.sleep(0.05)
+            assert not other.done()
+            await outer.commit()
+        await other
+    balance, _ = await balance_and_entries(factory, merchant_id, customer_id)
+    assert balance == Points.parse("5")

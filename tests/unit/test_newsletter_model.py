@@ -15,6 +15,8 @@ from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import EntryKind, Ledger
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
+    DOI_LONGEST_WAIT,
+    DOI_PATIENCE,
     ECHO,
     ECHO_SKEW,
     ECHO_WINDOW,
@@ -28,6 +30,7 @@ from ellity.domain.model.newsletter import (
     SubscriptionChange,
     UnreadableNotification,
     decode_notification,
+    double_optin_wait,
     generate_webhook_token,
     is_echo,
     looks_like_token,
@@ -362,3 +365,21 @@ def test_each_notification_says_what_it_did(
         processed_at=None,
     )
     assert record.result == result
+
+
+# -- double opt-in ---------------------------------------------------------------------------
+
+
+def test_a_double_optin_sign_up_is_looked_at_ever_less_often_for_seven_days() -> None:
+    received = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert double_optin_wait(received, received) == timedelta(minutes=5)
+    assert double_optin_wait(received, received + timedelta(hours=1)) == timedelta(minutes=30)
+    assert double_optin_wait(received, received + timedelta(days=2)) == DOI_LONGEST_WAIT
+    last_hour = received + DOI_PATIENCE - timedelta(hours=1)
+    assert double_optin_wait(received, last_hour) == timedelta(hours=1)  # ends at the limit
+    assert double_optin_wait(received, received + DOI_PATIENCE) is None
+    looks, now = 1, received
+    while (wait := double_optin_wait(received, now)) is not None:
+        now, looks = now + wait, looks + 1
+    assert now == received + DOI_PATIENCE
+    assert looks <= 45  # Ecomail is asked about 40 times in all, not every few seconds

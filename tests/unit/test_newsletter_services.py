@@ -465,7 +465,6 @@ async def test_a_contact_ellity_added_who_subscribes_again_later_is_paid(w: Worl
     ("status", "member_status", "says"),
     [
         ("SUBSCRIBED", SubscriptionStatus.UNSUBSCRIBED, "unsubscribed in the list now"),
-        ("SUBSCRIBED", SubscriptionStatus.UNCONFIRMED, "double opt-in"),
         ("SUBSCRIBED", None, "no such contact"),
     ],
 )
@@ -484,6 +483,48 @@ async def test_a_subscription_ecomail_does_not_confirm_changes_nothing(
     assert w.balance(ann) == Points(0)
     (row,) = w.notifications()
     assert row.outcome is Outcome.UNCONFIRMED and says in (row.reason or "")
+
+
+async def test_a_double_optin_sign_up_waits_and_is_paid_once_the_person_confirms(
+    w: World,
+) -> None:
+    ann = await w.form_subscriber("ann@example.cz")
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None
+    member.status = SubscriptionStatus.UNCONFIRMED  # signed up on a double opt-in list
+    await w.post("ann@example.cz")
+    assert await w.process() == 0
+    (row,) = w.notifications()
+    assert row.state is NotificationState.PENDING and "double opt-in" in (row.reason or "")
+    assert row.available_at == w.clock.now() + timedelta(minutes=5)
+    assert row.attempts == 0  # waiting for the person, not a failure
+    w.clock.advance(minutes=5)
+    assert await w.process() == 0  # still unconfirmed: asked again later
+    assert w.notifications()[0].available_at > w.clock.now()
+    member.status = SubscriptionStatus.SUBSCRIBED  # Ann clicks the confirmation link
+    w.clock.advance(hours=1)
+    assert await w.process() == 1
+    assert w.balance(ann) == REWARD
+    assert w.outcomes() == [("ann@example.cz", Outcome.PAID)]
+    assert w.ecomail.call_names.count("membership") == 3
+
+
+async def test_a_double_optin_sign_up_never_confirmed_is_recorded_after_seven_days(
+    w: World,
+) -> None:
+    ann = await w.form_subscriber("ann@example.cz")
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None
+    member.status = SubscriptionStatus.UNCONFIRMED
+    await w.post("ann@example.cz")
+    settled = 0
+    for _ in range(200):  # every hour for eight days, as the worker would wake
+        settled += await w.process()
+        w.clock.advance(hours=1)
+    assert settled == 1 and w.balance(ann) == Points(0)
+    (row,) = w.notifications()
+    assert row.outcome is Outcome.UNCONFIRMED and "within 7 days" in (row.reason or "")
+    assert 30 <= w.ecomail.call_names.count("membership") <= 45
 
 
 async def test_an_unsubscription_ecomail_does_not_confirm_takes_nothing(w: World) -> None:

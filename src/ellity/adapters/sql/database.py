@@ -22,15 +22,43 @@ SQLITE_CACHE_KIB = 32 * 1024  # per connection, filled as pages are read
 SQLITE_MMAP_BYTES = 1 << 30  # address space, not memory: the pages are the OS's file cache
 
 
+class NestedWrite(RuntimeError):
+    """A writing unit of work was opened inside another one of the same task."""
+
+
+class WritersTurn:
+    """SQLite: this process's writing units of work take turns here. SQLite admits one writer
+    at a time anyway; queueing in the process spares the others the file lock's busy
+    handler, which sleeps 1, 2, 5, 10 ... ms between tries and so wastes the free moments
+    (a burst of webhook requests stored half as fast without it).
+
+    A task that asks for the turn while it holds it would wait for itself for ever (and,
+    without the turn, for its own file lock until the busy timeout): it is refused at once."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    async def acquire(self) -> None:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            raise NestedWrite(
+                "a writing unit of work is already open in this task; SQLite has one writer,"
+                " so a nested one would wait for it for ever"
+            )
+        await self._lock.acquire()
+        self._holder = task
+
+    def release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+
 @dataclass(frozen=True)
 class Database:
     engine: AsyncEngine  # readers
     write_engine: AsyncEngine  # shares the pool; IMMEDIATE transactions on SQLite
-    #: SQLite: this process's writing units of work take turns here. SQLite admits one writer
-    #: at a time anyway; queueing in the process spares the others the file lock's busy
-    #: handler, which sleeps 1, 2, 5, 10 ... ms between tries and so wastes the free moments
-    #: (a burst of webhook requests stored half as fast without it).
-    writers_turn: asyncio.Lock | None = None
+    writers_turn: WritersTurn | None = None  # SQLite only
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,7 +90,7 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         return Database(
             engine=engine,
             write_engine=engine.execution_options(sqlite_begin="IMMEDIATE"),
-            writers_turn=asyncio.Lock(),
+            writers_turn=WritersTurn(),
         )
     return Database(engine=engine, write_engine=engine)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
-from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.database import Database, WritersTurn
 from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
 from ellity.adapters.sql.repositories import (
@@ -61,7 +60,7 @@ class SqlUnitOfWork:
         self._newsletter: SqlNewsletterRepository | None = None
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
-        self._turn: asyncio.Lock | None = None
+        self._turn: WritersTurn | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
         engine = self._database.engine if self._read_only else self._database.write_engine

@@ -30,6 +30,12 @@ The sync records when an add call that added contacts included the customer (``a
 a membership whose ``subscribed_at`` lies within ``ECHO_WINDOW`` after it (allowing
 ``ECHO_SKEW`` for the two clocks and the duration of the bulk call) is Ellity's echo. A
 customer who later unsubscribes and subscribes again has a new ``subscribed_at`` and is paid.
+
+**Double opt-in.** On a list with double opt-in Ecomail posts ``SUBSCRIBED`` once, when the
+person signs up (status "unconfirmed"), and nothing when they confirm. Such a subscription
+is paid once Ecomail says the contact is subscribed: Ellity asks again, ever less often
+(``double_optin_wait``), for ``DOI_PATIENCE`` after the notification arrived; a sign-up not
+confirmed by then is recorded as unconfirmed.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ TOKEN_LENGTH = 43  # like secrets.token_urlsafe(32): 6 bits a character
 _TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}$", re.ASCII)
 _DIGITS = re.compile(r"^[0-9]{1,18}$", re.ASCII)
 MAX_ID = 2**63 - 1
+
+#: How long a double opt-in sign-up may take to be confirmed, and how often Ellity asks.
+DOI_PATIENCE = timedelta(days=7)
+DOI_FIRST_LOOK = timedelta(minutes=5)
+DOI_LONGEST_WAIT = timedelta(hours=6)
 
 #: Ellity's add call and Ecomail's ``subscribed_at``: how far apart an echo may be.
 ECHO_SKEW = timedelta(minutes=2)  # Ecomail's clock behind ours, or the call took that long
@@ -261,6 +272,18 @@ def is_echo(added_at: datetime | None, *instants: datetime | None) -> bool:
     return any(
         at is not None and added_at - ECHO_SKEW <= at <= added_at + ECHO_WINDOW for at in instants
     )
+
+
+def double_optin_wait(received_at: datetime, now: datetime) -> timedelta | None:
+    """How long to wait before asking Ecomail again whether a double opt-in sign-up (notified
+    at ``received_at``) is confirmed: half its age, between ``DOI_FIRST_LOOK`` and
+    ``DOI_LONGEST_WAIT``, the last look at the end of ``DOI_PATIENCE``; ``None`` once that
+    has passed (about 40 looks in all)."""
+    age = now - received_at
+    if age >= DOI_PATIENCE:
+        return None
+    wait = min(max(age / 2, DOI_FIRST_LOOK), DOI_LONGEST_WAIT)
+    return min(wait, DOI_PATIENCE - age)
 
 
 def reward_subscription(

@@ -9,7 +9,8 @@ happens while Ecomail waits. The worker then processes each notification once:
    must leave something to do. Otherwise it is recorded as ignored, with why.
 2. *confirm* it with Ecomail (outside any transaction): a subscription is paid only while
    Ecomail says the contact is subscribed to that list now, an unsubscription deducted only
-   while it says unsubscribed. Anything else is recorded as unconfirmed and changes nothing.
+   while it says unsubscribed. Anything else is recorded as unconfirmed and changes nothing,
+   except a double opt-in sign-up not confirmed yet: it waits, and Ecomail is asked again.
    Ecomail unavailable (or the key refused) → the notification waits and is tried again.
 3. *apply* it in one transaction with the customer's row locked: the hold is read again, the
    reward or deduction is a ledger entry with its contact re-sync and ``credit`` event
@@ -36,6 +37,7 @@ from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
+    DOI_PATIENCE,
     ECHO,
     ClaimedNotification,
     MalformedNotification,
@@ -46,6 +48,7 @@ from ellity.domain.model.newsletter import (
     UnknownWebhook,
     Verdict,
     decode_notification,
+    double_optin_wait,
     generate_webhook_token,
     is_echo,
     looks_like_token,
@@ -355,6 +358,16 @@ def confirmation_problem(change: SubscriptionChange, membership: Membership | No
     )
 
 
+DOI_WAITING = (
+    "Ecomail says the sign-up is not confirmed yet (double opt-in): Ellity asks again until"
+    f" the person confirms it, for up to {DOI_PATIENCE.days} days."
+)
+DOI_EXPIRED = (
+    f"The sign-up was not confirmed within {DOI_PATIENCE.days} days (double opt-in):"
+    " nothing changed."
+)
+
+
 class _Worker:
     def __init__(
         self,
@@ -445,7 +458,16 @@ class _Worker:
         except MarketingRejected as exc:
             return _unconfirmed(f"Ecomail refused to confirm it ({exc}): nothing changed.")
         problem = confirmation_problem(n.change, membership)
-        return membership if problem is None else _unconfirmed(problem)
+        if problem is None:
+            return membership
+        if (
+            n.change is SubscriptionChange.SUBSCRIBED
+            and membership is not None
+            and membership.status is SubscriptionStatus.UNCONFIRMED
+        ):
+            again = double_optin_wait(item.received_at, self.clock.now())
+            return _unconfirmed(DOI_EXPIRED) if again is None else _Wait(again, DOI_WAITING, False)
+        return _unconfirmed(problem)
 
     async def _apply(
         self,
