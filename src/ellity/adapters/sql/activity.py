@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import UtcDateTime, ledger_entries, point_lots
+from ellity.adapters.sql.tables import instant, ledger_entries, point_lots
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
@@ -28,8 +28,8 @@ async def daily_totals(
         *(
             sa.select(
                 sa.literal(n).label("n"),
-                sa.literal(p.start, UtcDateTime()).label("start_at"),
-                sa.literal(p.end, UtcDateTime()).label("end_at"),
+                instant(p.start).label("start_at"),
+                instant(p.end).label("end_at"),
             )
             for n, p in enumerate(periods)
         )

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.expiry_run import hit_by
 from ellity.adapters.sql.tables import (
-    UtcDateTime,
     customers,
     dialect_insert,
     ecomail_contacts,
     ecomail_integrations,
     instant,
 )
+from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage import (
     ClaimedContact,
@@ -33,7 +33,7 @@ from ellity.ports.storage import (
 _i = ecomail_integrations.c
 _c = ecomail_contacts.c
 
-_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None, "claimed_seq": None}
+_NO_CLAIM: dict[str, Any] = {**NO_CLAIM, "claimed_seq": None}
 MARK_BATCH = 10_000
 
 
@@ -255,28 +255,25 @@ class SqlContactSyncRepository:
             _c.pending_since.is_not(None),
             _c.failed_at.is_(None),
             sa.or_(_c.next_attempt_at.is_(None), _c.next_attempt_at <= now),
-            sa.or_(_c.claimed_until.is_(None), _c.claimed_until <= now),
+            unclaimed(_c.claimed_until, now),
         ]
 
     async def claim(
         self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[ClaimedContact]:
-        due = (
-            sa.select(_c.customer_id)
-            .where(_c.merchant_id == merchant_id, *self._due(now))
-            .order_by(_c.pending_since, _c.customer_id)
-            .limit(limit)
-        )
-        if self.locks_rows:
-            due = due.with_for_update(skip_locked=True)
-        ids = list((await self.conn.execute(due)).scalars())
-        if not ids:
-            return []
-        rows = await self.conn.execute(
-            ecomail_contacts.update()
-            .where(_c.customer_id.in_(ids))
-            .values(claim_token=token, claimed_until=now + lease, claimed_seq=_c.change_seq)
-            .returning(_c.customer_id, _c.in_list)
+        rows = await claim_due(
+            self.conn,
+            _c.customer_id,
+            due=[_c.merchant_id == merchant_id, *self._due(now)],
+            order_by=[_c.pending_since, _c.customer_id],
+            limit=limit,
+            locks_rows=self.locks_rows,
+            values={
+                "claim_token": token,
+                "claimed_until": now + lease,
+                "claimed_seq": _c.change_seq,
+            },
+            returning=[_c.customer_id, _c.in_list],
         )
         claimed = [ClaimedContact(customer_id=r.customer_id, in_list=r.in_list) for r in rows]
         return sorted(claimed, key=lambda contact: contact.customer_id)
@@ -361,7 +358,7 @@ class SqlContactSyncRepository:
             sa.literal(0),
             sa.true(),
             instant(at),
-            sa.literal(added_at, UtcDateTime()),
+            instant(added_at),
         ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
         insert = dialect_insert(self.conn.dialect, ecomail_contacts).from_select(
             [
@@ -419,15 +416,13 @@ class SqlContactSyncRepository:
 
     async def next_due(self) -> datetime | None:
         claimable_from = _later(_later(_c.pending_since, _c.next_attempt_at), _c.claimed_until)
-        result = await self.conn.execute(
-            sa.select(sa.func.min(claimable_from)).where(
-                _c.pending_since.is_not(None), _c.failed_at.is_(None), self._active()
-            )
+        return await earliest(
+            self.conn,
+            claimable_from,
+            _c.pending_since.is_not(None),
+            _c.failed_at.is_(None),
+            self._active(),
         )
-        due: datetime | None = result.scalar_one_or_none()
-        if due is not None and due.tzinfo is None:  # min() of a CASE loses the column type
-            due = UtcDateTime().process_result_value(due, self.conn.dialect)
-        return due
 
     async def health(self, merchant_id: int) -> ContactSyncHealth:
         pending, oldest = (

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ellity.adapters.sql.tables import customers, ledger_entries
+from ellity.adapters.sql.tables import customers, instant, ledger_entries
 from ellity.domain.model.ledger import EntryKind
 from ellity.ports.storage import ExpiredChunk
 
@@ -41,7 +41,7 @@ def _entry_of_customer(chunk: ExpiredChunk) -> tuple[Any, list[Any]]:
     return entry, [
         entry.c.customer_id == customers.c.id,
         entry.c.kind == sa.literal_column(f"'{EntryKind.EXPIRE.value}'"),
-        entry.c.at == sa.literal(chunk.at, ledger_entries.c.at.type),
+        entry.c.at == instant(chunk.at),
     ]
 
 

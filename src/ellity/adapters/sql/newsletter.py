@@ -20,8 +20,16 @@ from ellity.adapters.sql.tables import (
     customers,
     dialect_insert,
     ecomail_webhooks,
+    instant,
     newsletter_notifications,
     newsletter_rewards,
+)
+from ellity.adapters.sql.work_queue import (
+    available_or_claim_end,
+    claim_due,
+    earliest,
+    settle_claimed,
+    unclaimed,
 )
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -39,7 +47,6 @@ _w = ecomail_webhooks.c
 _n = newsletter_notifications.c
 _r = newsletter_rewards.c
 _PENDING = NotificationState.PENDING.value
-_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
 
 
 def _receive_statement() -> Any:
@@ -139,23 +146,19 @@ class SqlNewsletterRepository:
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[ClaimedNotification]:
-        live_claim = sa.and_(_n.claimed_until.is_not(None), _n.claimed_until > now)
-        due = (
-            sa.select(_n.id)
-            .where(_n.state == _PENDING, _n.available_at <= now, sa.not_(live_claim))
-            .order_by(_n.available_at, _n.id)
-            .limit(limit)
-        )
-        if self.locks_rows:
-            due = due.with_for_update(skip_locked=True)
-        ids = list((await self.conn.execute(due)).scalars())
-        if not ids:
-            return []
-        rows = await self.conn.execute(
-            newsletter_notifications.update()
-            .where(_n.id.in_(ids))
-            .values(claim_token=token, claimed_until=now + lease, attempts=_n.attempts + 1)
-            .returning(
+        rows = await claim_due(
+            self.conn,
+            _n.id,
+            due=[_n.state == _PENDING, _n.available_at <= now, unclaimed(_n.claimed_until, now)],
+            order_by=[_n.available_at, _n.id],
+            limit=limit,
+            locks_rows=self.locks_rows,
+            values={
+                "claim_token": token,
+                "claimed_until": now + lease,
+                "attempts": _n.attempts + 1,
+            },
+            returning=[
                 _n.id,
                 _n.merchant_id,
                 _n.email,
@@ -164,7 +167,7 @@ class SqlNewsletterRepository:
                 _n.campaign_id,
                 _n.received_at,
                 _n.attempts,
-            )
+            ],
         )
         claimed = [
             ClaimedNotification(
@@ -215,24 +218,18 @@ class SqlNewsletterRepository:
         return await self._update_claimed(notification_id, token, **values)
 
     async def _update_claimed(self, notification_id: int, token: str, **values: Any) -> bool:
-        result = await self.conn.execute(
-            newsletter_notifications.update()
-            .where(_n.id == notification_id, _n.claim_token == token, _n.state == _PENDING)
-            .values(**_NO_CLAIM, **values)
+        return await settle_claimed(
+            self.conn,
+            newsletter_notifications,
+            _n.id == notification_id,
+            _n.state == _PENDING,
+            token=token,
+            values=values,
         )
-        return result.rowcount == 1
 
     async def next_due(self) -> datetime | None:
-        claimable_from = sa.case(
-            (_n.claimed_until > _n.available_at, _n.claimed_until), else_=_n.available_at
-        )
-        result = await self.conn.execute(
-            sa.select(sa.func.min(claimable_from)).where(_n.state == _PENDING)
-        )
-        due: datetime | None = result.scalar_one_or_none()
-        if due is not None and due.tzinfo is None:  # min() of a CASE loses the column type
-            due = UtcDateTime().process_result_value(due, self.conn.dialect)
-        return due
+        claimable = available_or_claim_end(_n.available_at, _n.claimed_until)
+        return await earliest(self.conn, claimable, _n.state == _PENDING)
 
     async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
         rows = await self.conn.execute(
@@ -296,9 +293,9 @@ class SqlNewsletterRepository:
             customers.c.id,
             customers.c.merchant_id,
             sa.literal(hold.outstanding.hundredths, sa.BigInteger()),
-            sa.literal(hold.paid_at, UtcDateTime()),
-            sa.literal(hold.released_at, UtcDateTime()),
-            sa.literal(at, UtcDateTime()),
+            instant(hold.paid_at),
+            instant(hold.released_at),
+            instant(at),
         ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
         insert = dialect_insert(self.conn.dialect, newsletter_rewards).from_select(
             [

@@ -22,16 +22,24 @@ from ellity.adapters.sql.expiry_run import (
     points_changed_payload,
 )
 from ellity.adapters.sql.tables import (
-    UtcDateTime,
     api_tokens,
     customers,
     dialect_insert,
     expiry_notices,
+    instant,
     ledger_entries,
     merchants,
     outbox,
     point_lots,
     staff_users,
+)
+from ellity.adapters.sql.work_queue import (
+    NO_CLAIM,
+    available_or_claim_end,
+    claim_due,
+    earliest,
+    settle_claimed,
+    unclaimed,
 )
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
@@ -741,7 +749,7 @@ class SqlLedgerRepository:
                     sa.literal(EntryKind.EXPIRE.value),
                     -expired,
                     customers.c.balance_cents - expired,
-                    sa.literal(at, ledger_entries.c.at.type),
+                    instant(at),
                 )
                 .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
                 .where(due)
@@ -814,7 +822,7 @@ class SqlLedgerRepository:
                 point_lots.c.expires_on,
                 sa.literal(merchant_id),
                 sa.func.sum(point_lots.c.remaining_cents),
-                sa.literal(at, UtcDateTime()),
+                instant(at),
             )
             .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
             .where(window, customers.c.email.is_not(None))
@@ -897,7 +905,6 @@ _OUTBOX_CLAIMED = (
     outbox.c.created_at,
 )
 _PENDING = OutboxStatus.PENDING.value
-_NO_CLAIM: dict[str, Any] = {"claim_token": None, "claimed_until": None}
 
 
 def _json(payload: Payload) -> str:
@@ -980,7 +987,7 @@ class SqlOutboxRepository:
         }
         if topic not in payloads:
             raise ValueError(f"no payload for expired points in {topic} items")
-        at = sa.literal(chunk.at, UtcDateTime())
+        at = instant(chunk.at)
         rows = sa.select(
             customers.c.merchant_id,
             customers.c.id,
@@ -1013,28 +1020,24 @@ class SqlOutboxRepository:
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxItem]:
-        live_claim = sa.and_(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until > now)
-        due = (
-            sa.select(outbox.c.id)
-            .where(outbox.c.status == _PENDING, outbox.c.available_at <= now, sa.not_(live_claim))
-            .order_by(outbox.c.available_at, outbox.c.id)
-            .limit(limit)
-        )
-        if self.locks_rows:
-            due = due.with_for_update(skip_locked=True)
-        ids = list((await self.conn.execute(due)).scalars())
-        if not ids:
-            return []
-        rows = await self.conn.execute(
-            outbox.update()
-            .where(outbox.c.id.in_(ids))
-            .values(
-                claim_token=token,
-                claimed_until=now + lease,
-                attempts=outbox.c.attempts + 1,
-                last_attempt_at=now,
-            )
-            .returning(*_OUTBOX_CLAIMED)
+        rows = await claim_due(
+            self.conn,
+            outbox.c.id,
+            due=[
+                outbox.c.status == _PENDING,
+                outbox.c.available_at <= now,
+                unclaimed(outbox.c.claimed_until, now),
+            ],
+            order_by=[outbox.c.available_at, outbox.c.id],
+            limit=limit,
+            locks_rows=self.locks_rows,
+            values={
+                "claim_token": token,
+                "claimed_until": now + lease,
+                "attempts": outbox.c.attempts + 1,
+                "last_attempt_at": now,
+            },
+            returning=_OUTBOX_CLAIMED,
         )
         items = [
             OutboxItem(
@@ -1076,27 +1079,18 @@ class SqlOutboxRepository:
         )
 
     async def _settle(self, item_id: int, token: str, **values: Any) -> bool:
-        result = await self.conn.execute(
-            outbox.update()
-            .where(
-                outbox.c.id == item_id,
-                outbox.c.claim_token == token,
-                outbox.c.status == _PENDING,
-            )
-            .values(**_NO_CLAIM, **values)
+        return await settle_claimed(
+            self.conn,
+            outbox,
+            outbox.c.id == item_id,
+            outbox.c.status == _PENDING,
+            token=token,
+            values=values,
         )
-        return result.rowcount == 1
 
     async def next_due(self) -> datetime | None:
-        claimable_from = sa.case(
-            (outbox.c.claimed_until > outbox.c.available_at, outbox.c.claimed_until),
-            else_=outbox.c.available_at,
-        )
-        result = await self.conn.execute(
-            sa.select(sa.func.min(claimable_from)).where(outbox.c.status == _PENDING)
-        )
-        due: datetime | None = result.scalar_one_or_none()
-        return due
+        claimable = available_or_claim_end(outbox.c.available_at, outbox.c.claimed_until)
+        return await earliest(self.conn, claimable, outbox.c.status == _PENDING)
 
     async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
         rows = await self.conn.execute(
@@ -1136,7 +1130,7 @@ class SqlOutboxRepository:
         if item_id is not None:
             query = query.where(outbox.c.id == item_id)
         result = await self.conn.execute(
-            query.values(status=_PENDING, attempts=0, available_at=at, **_NO_CLAIM)
+            query.values(status=_PENDING, attempts=0, available_at=at, **NO_CLAIM)
         )
         if result.rowcount:
             self.made_work = True

@@ -42,8 +42,8 @@ def dialect_insert(dialect: sa.Dialect, table: sa.Table) -> Any:
     return (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
 
 
-def instant(value: datetime) -> sa.BindParameter[datetime]:
-    """An aware datetime as a bound value stored like the ``UtcDateTime`` columns."""
+def instant(value: datetime | None) -> sa.BindParameter[datetime | None]:
+    """An aware datetime (or NULL) as a bound value stored like the ``UtcDateTime`` columns."""
     return sa.literal(value, UtcDateTime())
 
 
