@@ -48,6 +48,7 @@ from ellity.domain.model.ledger import (
     Ledger,
     LedgerSummary,
     Lot,
+    summary_on,
 )
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
@@ -875,7 +876,13 @@ class InMemoryCustomerRepository:
         return chunk[-1] if chunk else None
 
     async def search(
-        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
     ) -> list[CustomerLoyalty]:
         await _io()
         state = self._uow.state
@@ -885,7 +892,7 @@ class InMemoryCustomerRepository:
         )
         loyalty = InMemoryLedgerRepository(self._uow)
         found = search_in_memory(mine, query, after_id=after_id, limit=limit)
-        return [loyalty._loyalty_of(c.id) for c in found if c.id is not None]
+        return [loyalty._loyalty_of(c.id, today) for c in found if c.id is not None]
 
     def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
         customer = self._uow.state.customers.get(customer_id)
@@ -1073,10 +1080,12 @@ class InMemoryLedgerRepository:
             )
         return noted
 
-    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
+    async def loyalty(
+        self, merchant_id: int, customer_ids: Sequence[int], *, today: date
+    ) -> list[CustomerLoyalty]:
         await _io()
         wanted = sorted(set(customer_ids))
-        return [self._loyalty_of(i) for i in wanted if self._owns(merchant_id, i)]
+        return [self._loyalty_of(i, today) for i in wanted if self._owns(merchant_id, i)]
 
     async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
         await _io()
@@ -1122,7 +1131,7 @@ class InMemoryLedgerRepository:
         ]
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
     ) -> list[CustomerLoyalty]:
         await _io()
         ids = sorted(
@@ -1130,7 +1139,7 @@ class InMemoryLedgerRepository:
             for customer_id, c in self._uow.state.customers.items()
             if c.merchant_id == merchant_id and customer_id > after_id
         )
-        return [self._loyalty_of(i) for i in ids[:limit]]
+        return [self._loyalty_of(i, today) for i in ids[:limit]]
 
     def _owns(self, merchant_id: int, customer_id: int) -> bool:
         customer = self._uow.state.customers.get(customer_id)
@@ -1139,8 +1148,13 @@ class InMemoryLedgerRepository:
     def _lots_of(self, customer_id: int) -> list[Lot]:
         return [row.lot for row in self._uow.state.lots.values() if row.customer_id == customer_id]
 
-    def _loyalty_of(self, customer_id: int) -> CustomerLoyalty:
+    def _loyalty_of(self, customer_id: int, today: date) -> CustomerLoyalty:
+        """The stored summary, or, while it counts a lot past its last valid day, the
+        summary of the lots valid on ``today`` (as the SQL adapter reads it)."""
         c = self._uow.state.customers[customer_id]
+        summary = self._uow.state.summaries.get(customer_id, EMPTY_SUMMARY)
+        if summary.next_expiration is not None and summary.next_expiration.on < today:
+            summary = summary_on(self._lots_of(customer_id), summary.last_change, on=today)
         return CustomerLoyalty(
             customer_id=customer_id,
             email=c.email,
@@ -1149,7 +1163,7 @@ class InMemoryLedgerRepository:
             registered=c.registered,
             pin=c.pin,
             referral_code=c.referral_code,
-            summary=self._uow.state.summaries.get(customer_id, EMPTY_SUMMARY),
+            summary=summary,
         )
 
     def _check_order_refs(self, merchant_id: int, new_entries: Sequence[Entry]) -> None:

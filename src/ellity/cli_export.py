@@ -106,6 +106,7 @@ async def _export(settings: Settings, slug: str, out: Path | None) -> int:
             merchant_id,
             uow_factory=deps.uow,
             encoder=deps.export_encoder,
+            clock=deps.clock,
             rows=deps.export_rows,
             progress=bar,
         )

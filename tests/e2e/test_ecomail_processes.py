@@ -85,7 +85,9 @@ async def shop_with_customers(workdir: Path, count: int) -> list[int]:
 async def stored_fields(workdir: Path, ids: list[int]) -> dict[str, dict[str, object]]:
     database = create_database(f"sqlite+aiosqlite:///{workdir / 'ellity.db'}")
     try:
-        snapshots = await contact_snapshots(1, ids, uow=SqlUnitOfWorkFactory(database)())
+        snapshots = await contact_snapshots(
+            1, ids, uow=SqlUnitOfWorkFactory(database)(), clock=SystemClock()
+        )
     finally:
         await database.dispose()
     return {s.email.lower(): dict(s.fields) for s in snapshots if s.email}

@@ -11,8 +11,9 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -22,11 +23,12 @@ from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.contact import FIELD_TYPES
 from ellity.domain.model.money import Points
-from ellity.domain.services import contact_sync, integration
+from ellity.domain.services import contact_sync, integration, nightly
 from ellity.domain.services.customers import (
     CustomerInput,
     contact_snapshots,
     regenerate_pin,
+    update_customer,
     upsert_customer,
 )
 from ellity.domain.services.points import earn_points
@@ -110,7 +112,9 @@ async def add_customer(world: World, merchant_id: int, email: str | None, **kw: 
 
 
 async def expected_fields(world: World, merchant_id: int, ids: list[int]) -> dict[str, dict]:
-    snapshots = await contact_snapshots(merchant_id, ids, uow=world.deps.uow(read_only=True))
+    snapshots = await contact_snapshots(
+        merchant_id, ids, uow=world.deps.uow(read_only=True), clock=world.clock
+    )
     return {s.email.lower(): dict(s.fields) for s in snapshots if s.email}
 
 
@@ -329,3 +333,53 @@ async def test_an_event_waits_while_its_contact_fields_cannot_be_written(world: 
     await world.sync()
     assert member.custom_fields["ellity_credit_num"] == 7
     assert [e["label"] for e in account.events] == ["credit"]
+
+
+# -- points past their expiry before the nightly run -----------------------------------------
+
+PRAGUE = ZoneInfo("Europe/Prague")
+AFTER_MIDNIGHT = datetime(2025, 3, 11, 0, 30, tzinfo=PRAGUE)  # the 10 March 2025 points are gone
+NIGHTLY = datetime(2025, 3, 11, 2, 0, tzinfo=PRAGUE)
+SPRING = datetime(2024, 4, 19, 9, 0, tzinfo=PRAGUE)
+
+
+async def test_the_fields_ellity_writes_after_midnight_leave_out_expired_points(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@example.cz", first_name="Ann")
+    cyril = await add_customer(world, shop.id, "cyril@example.cz")
+    uow, clock = world.deps.uow, world.clock
+    await earn_points(shop.id, ann, P("100"), order_ref="a-1", uow=uow(), clock=clock)
+    await earn_points(shop.id, cyril, P("20"), order_ref="c-1", uow=uow(), clock=clock)
+    clock.set(SPRING)
+    await earn_points(shop.id, ann, P("30"), order_ref="a-2", uow=uow(), clock=clock)
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    members = account.lists[list_id].members
+    assert members["ann@example.cz"].custom_fields["ellity_credit_num"] == 130
+
+    clock.set(AFTER_MIDNIGHT)
+    await update_customer(
+        shop.id, ann, CustomerInput(first_name="Anna"), uow=uow(), clock=clock, rng=world.deps.rng
+    )
+    await world.sync()
+    fields = members["ann@example.cz"].custom_fields
+    assert (fields["ellity_credit"], fields["ellity_credit_num"]) == ("30", 30)
+    assert fields["ellity_next_expiration_date"] == "2025-04-19"
+    assert fields["ellity_next_expiration_value_num"] == 30
+    account.events.clear()
+
+    clock.set(NIGHTLY)
+    result = await nightly.expire_points(shop.id, uow_factory=uow, clock=clock)
+    assert (result.customers, result.recorded.events) == (2, 2)
+    await world.sync()
+    credits = [e for e in account.events if e["label"] == "credit"]
+    assert sorted((e["email"], json.loads(e["value"])["change"]) for e in credits) == [
+        ("ann@example.cz", "-100.00"),
+        ("cyril@example.cz", "-20.00"),
+    ]
+    assert members["cyril@example.cz"].custom_fields["ellity_credit_num"] == 0
+    assert members["ann@example.cz"].custom_fields["ellity_credit_num"] == 30

@@ -7,14 +7,18 @@ token from the forms it is shown and posts them back.
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import html
+import io
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,7 +29,7 @@ from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
-from ellity.domain.services import api_tokens, customers, merchants, points
+from ellity.domain.services import api_tokens, customers, merchants, nightly, points
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
 from tests.e2e.conftest import BASE_URL, deps_on, running
@@ -781,3 +785,105 @@ async def test_the_export_downloads_the_merchants_customers_as_a_dated_csv(site:
 )
 def test_after_logging_in_only_a_path_on_this_site_is_followed(wanted: str, followed: str) -> None:
     assert safe_next(wanted) == followed
+
+
+# -- points past their expiry before the nightly run -----------------------------------------
+#
+# Anna's customer earns 100 points on 10 March 2024 (last valid day 10 March 2025) and 30 on
+# 19 April 2024; Cyril earns 20 on 10 March 2024 only. At 00:30 on 11 March 2025 (Prague),
+# before the nightly run, the 100 and the 20 count for nothing.
+
+PRAGUE = ZoneInfo("Europe/Prague")
+#: Half an hour into the first day after the 100 points' last valid day.
+AFTER_MIDNIGHT = datetime(2025, 3, 11, 0, 30, tzinfo=PRAGUE)
+NIGHTLY = datetime(2025, 3, 11, 2, 0, tzinfo=PRAGUE)
+SPRING = datetime(2024, 4, 19, 9, 0, tzinfo=PRAGUE)
+
+
+async def entry_kinds(site: Site, customer_id: int) -> list[str]:
+    async with site.database.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text("SELECT kind FROM ledger_entries WHERE customer_id = :c ORDER BY id"),
+            {"c": customer_id},
+        )
+        return [kind for (kind,) in rows]
+
+
+async def test_expired_points_are_gone_from_every_answer_before_the_nightly_run(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    deps, clock = site.deps, site.clock
+    token, _ = await _api_token(site, anna.id)
+    auth = {"Authorization": f"Bearer {token}"}
+    cyril = await add_customer_via_api(site, auth, "cyril@anna-customers.cz")
+    await points.earn_points(
+        anna.id, cyril, Points.parse("20"), order_ref="c-1", uow=deps.uow(), clock=clock
+    )
+    clock.set(SPRING)
+    await points.earn_points(
+        anna.id, anna.customer_id, Points.parse("30"), order_ref="a-2", uow=deps.uow(), clock=clock
+    )
+    clock.set(AFTER_MIDNIGHT)
+
+    async with site.browser() as api:
+        answer = await api.get(f"/api/v1/customers/{anna.customer_id}", headers=auth)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["balance"] == "30.00"
+        assert body["next_expiration"] == {"date": "2025-04-19", "points": "30.00"}
+        gone = (await api.get(f"/api/v1/customers/{cyril}", headers=auth)).json()
+        assert (gone["balance"], gone["next_expiration"]) == ("0.00", None)
+
+        before = await entry_kinds(site, anna.customer_id)
+        refused = await api.post(
+            f"/api/v1/customers/{anna.customer_id}/spend", json={"points": "30.01"}, headers=auth
+        )
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "insufficient_points"
+        refused = await api.post(
+            f"/api/v1/customers/{cyril}/spend", json={"points": "1"}, headers=auth
+        )
+        assert refused.status_code == 409
+        assert await entry_kinds(site, anna.customer_id) == before  # nothing written
+
+    async with logged_in(site, anna) as browser:
+        page = await browser.get(f"/customers/{anna.customer_id}")
+        assert re.search(r'<dd id="balance">30</dd>', page.text), page.text
+        assert "19. 4. 2025" in page.text or "2025-04-19" in page.text
+        listed = await browser.get("/customers")
+        assert ">130<" not in listed.text and ">20<" not in listed.text
+        exported = await browser.get("/customers/export.csv")
+        rows = {row["email"]: row for row in csv.DictReader(io.StringIO(exported.text))}
+        ann_row, cyril_row = rows[anna.customer_email], rows["cyril@anna-customers.cz"]
+        assert (ann_row["ellity_credit"], ann_row["ellity_credit_num"]) == ("30", "30")
+        assert ann_row["ellity_next_expiration_date"] == "2025-04-19"
+        assert (cyril_row["ellity_credit_num"], cyril_row["ellity_next_expiration_date"]) == (
+            "0",
+            "",
+        )
+
+    # The nightly run still writes what it always wrote: one expire entry per customer.
+    clock.set(NIGHTLY)
+    result = await nightly.expire_points(anna.id, uow_factory=deps.uow, clock=clock)
+    assert result.customers == 2
+    assert (await entry_kinds(site, anna.customer_id))[-1] == "expire"
+    assert await entry_kinds(site, cyril) == ["earn", "expire"]
+    async with site.browser() as api:
+        body = (await api.get(f"/api/v1/customers/{anna.customer_id}", headers=auth)).json()
+        assert body["balance"] == "30.00"
+        assert body["last_change"] == {"date": "2025-03-11", "points": "-100.00"}
+
+
+async def _api_token(site: Site, merchant_id: int) -> tuple[str, int]:
+    token, secret = await api_tokens.create_api_token(
+        merchant_id, "expiry", uow=site.deps.uow(), clock=site.clock, rng=site.deps.rng
+    )
+    return secret, token.id
+
+
+async def add_customer_via_api(site: Site, auth: dict[str, str], email: str) -> int:
+    async with site.browser() as api:
+        made = await api.post("/api/v1/customers", json={"email": email}, headers=auth)
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])

@@ -43,7 +43,9 @@ async def merchant_with_customer(uow_factory: UnitOfWorkFactory) -> tuple[int, i
 async def balance_and_entries(
     uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int
 ) -> tuple[Points, int]:
-    view = await customers.get_customer(merchant_id, customer_id, uow=uow_factory(read_only=True))
+    view = await customers.get_customer(
+        merchant_id, customer_id, uow=uow_factory(read_only=True), clock=CLOCK
+    )
     entries = await points.ledger_entries(
         merchant_id, customer_id, limit=500, uow=uow_factory(read_only=True)
     )

@@ -121,7 +121,7 @@ async def export_csv(uow_factory: SqlUnitOfWorkFactory, merchant_id: int, **opti
     chunks = [
         chunk
         async for chunk in export.export_customers(
-            merchant_id, uow_factory=uow_factory, encoder=ENCODER, rows=rows, **options
+            merchant_id, uow_factory=uow_factory, encoder=ENCODER, rows=rows, **options, clock=CLOCK
         )
     ]
     return b"".join(chunks)
@@ -186,7 +186,9 @@ async def test_the_csv_round_trips_to_the_contact_snapshots(sql_database: Databa
 
     table = parse(await export_csv(uow, shop))
 
-    snapshots = await customers.contact_snapshots(shop, [ann, bob, eva], uow=uow(read_only=True))
+    snapshots = await customers.contact_snapshots(
+        shop, [ann, bob, eva], uow=uow(read_only=True), clock=CLOCK
+    )
     assert table[0] == list(export.EXPORT_COLUMNS)
     assert table[1:] == [
         [s.email or "", s.first_name, s.last_name, *[str(s.fields[f]) for f in FIELD_NAMES]]
@@ -205,7 +207,7 @@ async def test_the_export_streams_a_chunk_per_batch(sql_database: Database) -> N
     chunks = [
         chunk
         async for chunk in export.export_customers(
-            shop, uow_factory=uow, encoder=ENCODER, rows=rows, batch_size=3
+            shop, uow_factory=uow, encoder=ENCODER, rows=rows, batch_size=3, clock=CLOCK
         )
     ]
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,9 +31,19 @@ from ellity.domain.services import customers, export, merchants, points
 from ellity.ports.export import CustomerRowSource
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.conftest import BACKENDS
-from tests.fakes import FakePasswordHasher, InMemoryCustomerRowSource, InMemoryStore
+from tests.fakes import (
+    FakeClock,
+    FakePasswordHasher,
+    InMemoryCustomerRowSource,
+    InMemoryStore,
+)
 
 CLOCK, RNG = SystemClock(), SecretsRandom()
+#: Thirteen months ago: points earned then are past their expiry today (12 months' validity).
+LONG_AGO = FakeClock(CLOCK.now() - timedelta(days=400))
+TODAY = CLOCK.now().astimezone(ZoneInfo("Europe/Prague")).date()
+#: A day before every stored expiry date, so that every row reads its stored summary.
+BEFORE_EVERY_EXPIRY = date(1, 1, 1)
 ENCODER = CsvTableEncoder()
 P = Points.parse
 
@@ -133,6 +144,13 @@ async def seed_through_services(uow: UnitOfWorkFactory, shop: int, forever: int)
             await points.spend_points(shop, customer_id, P(spent), uow=uow(), clock=CLOCK)
     last_earner = ids[len(earn) - 1]  # 123 456,00 after the spend: now 123 455,99
     await points.adjust_points(shop, last_earner, P("-0.01"), note="x", uow=uow(), clock=CLOCK)
+    # Points past their expiry that no nightly run has expired yet: beside valid ones, with
+    # hundredths, and alone (nothing valid left).
+    old_amounts = ("300.25", "0.75", "1", "50", "0.01", "0.99", "40")
+    for customer_id, amount in zip(ids[1:], old_amounts, strict=False):
+        await points.earn_points(
+            shop, customer_id, P(amount), order_ref=f"old-{customer_id}", uow=uow(), clock=LONG_AGO
+        )
     # Points that never expire: a balance without a next expiration.
     kept = await add(uow, forever, 100, email="=kept@forever.example.cz", first_name="Věra")
     await points.earn_points(forever, kept, P("77.70"), order_ref="f-1", uow=uow(), clock=CLOCK)
@@ -187,32 +205,43 @@ async def seeded(backend: Backend) -> tuple[int, int]:
 # -- the two ways ---------------------------------------------------------------------------
 
 
-async def all_loyalty(uow: UnitOfWorkFactory, merchant_id: int) -> list[CustomerLoyalty]:
+async def all_loyalty(
+    uow: UnitOfWorkFactory, merchant_id: int, today: date = TODAY
+) -> list[CustomerLoyalty]:
     found: list[CustomerLoyalty] = []
     while True:
         after_id = found[-1].customer_id if found else 0
         async with uow(read_only=True) as unit:
-            page = await unit.ledgers.loyalty_page(merchant_id, after_id=after_id, limit=7)
+            page = await unit.ledgers.loyalty_page(
+                merchant_id, after_id=after_id, limit=7, today=today
+            )
         if not page:
             return found
         found += page
 
 
-async def python_bytes(uow: UnitOfWorkFactory, merchant_id: int, look: ProgrammeLook) -> bytes:
+async def python_bytes(
+    uow: UnitOfWorkFactory, merchant_id: int, look: ProgrammeLook, today: date = TODAY
+) -> bytes:
     """The definition: each customer's contact snapshot, encoded by ``CsvTableEncoder``."""
     rows = [
         export.export_row(contact_snapshot(loyalty, look))
-        for loyalty in await all_loyalty(uow, merchant_id)
+        for loyalty in await all_loyalty(uow, merchant_id, today)
     ]
     return ENCODER.rows(export.EXPORT_TABLE, rows)
 
 
 async def pages_of(
-    rows: CustomerRowSource, merchant_id: int, look: ProgrammeLook, *, batch_size: int = 1000
+    rows: CustomerRowSource,
+    merchant_id: int,
+    look: ProgrammeLook,
+    *,
+    batch_size: int = 1000,
+    today: date = TODAY,
 ) -> list[tuple[bytes, int]]:
     return [
         (page.data, page.count)
-        async for page in rows.pages(merchant_id, look, batch_size=batch_size)
+        async for page in rows.pages(merchant_id, look, batch_size=batch_size, today=today)
     ]
 
 
@@ -245,10 +274,12 @@ async def test_the_rows_are_the_bytes_of_the_python_path(
 ) -> None:
     shop, forever = await seeded(backend)
     for merchant_id in (shop, forever):
-        expected = await python_bytes(backend.uow, merchant_id, look)
-        written = b"".join(data for data, _ in await pages_of(backend.rows, merchant_id, look))
-        assert lines(written) == lines(expected)
-        assert written == expected
+        for today in (TODAY, BEFORE_EVERY_EXPIRY):
+            expected = await python_bytes(backend.uow, merchant_id, look, today)
+            pages = await pages_of(backend.rows, merchant_id, look, today=today)
+            written = b"".join(data for data, _ in pages)
+            assert lines(written) == lines(expected)
+            assert written == expected
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 10_000])
@@ -276,11 +307,17 @@ async def test_the_export_is_the_same_whoever_writes_the_rows(backend: Backend) 
     for merchant_id in (shop, forever):
         with_rows = await collect(
             export.export_customers(
-                merchant_id, uow_factory=backend.uow, encoder=ENCODER, rows=backend.rows
+                merchant_id,
+                uow_factory=backend.uow,
+                encoder=ENCODER,
+                clock=CLOCK,
+                rows=backend.rows,
             )
         )
         by_python = await collect(
-            export.export_customers(merchant_id, uow_factory=backend.uow, encoder=ENCODER)
+            export.export_customers(
+                merchant_id, uow_factory=backend.uow, encoder=ENCODER, clock=CLOCK
+            )
         )
         assert b"".join(with_rows) == b"".join(by_python)
         assert len(with_rows) == len(by_python)
@@ -297,7 +334,7 @@ async def test_rows_in_another_format_are_refused(backend: Backend) -> None:
         format = "csv-but-not-this-one"
 
     chunks = export.export_customers(
-        shop, uow_factory=backend.uow, encoder=Other(), rows=backend.rows
+        shop, uow_factory=backend.uow, encoder=Other(), clock=CLOCK, rows=backend.rows
     )
     with pytest.raises(ValueError, match="cannot go into"):
         await anext(chunks)

@@ -131,8 +131,9 @@ async def expire(
 
 
 async def balances(shop: Shop, *customer_ids: int) -> list[Points]:
+    """The stored balances (read as of the day the points were earned)."""
     async with shop.uow(read_only=True) as uow:
-        rows = await uow.ledgers.loyalty(shop.merchant_id, list(customer_ids))
+        rows = await uow.ledgers.loyalty(shop.merchant_id, list(customer_ids), today=T0.date())
     return [row.summary.balance for row in rows]
 
 
@@ -198,7 +199,9 @@ async def test_what_follows_an_expired_chunk_reads_exactly_as_the_domain_writes_
     async with uow_factory(read_only=True) as uow:
         for customer_id in (ann, bob):
             [newest] = await uow.ledgers.entries(shop.merchant_id, customer_id, limit=1)
-            [loyalty] = await uow.ledgers.loyalty(shop.merchant_id, [customer_id])
+            [loyalty] = await uow.ledgers.loyalty(
+                shop.merchant_id, [customer_id], today=date(2025, 3, 11)
+            )
             nxt = loyalty.summary.next_expiration
             expected_events.append(
                 (customer_id, credit_event_value(newest.entry, next_expiration=nxt))

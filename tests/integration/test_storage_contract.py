@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from ellity.domain.model.customer import Customer
-from ellity.domain.model.ledger import Entry, EntryKind, Ledger
+from ellity.domain.model.customer_query import parse_customer_query
+from ellity.domain.model.ledger import Entry, EntryKind, Expiration, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.ports.storage import UniqueViolation, UnitOfWorkFactory
@@ -155,8 +156,8 @@ async def test_another_merchants_customer_is_never_returned(uow_factory: UnitOfW
         assert await uow.customers.find_by_email(other_id, "ann@x.cz") is None
         assert await uow.customers.find_by_shop_customer_id(other_id, "1") is None
         assert await uow.customers.find_by_referral_code(other_id, "AAAAAAAA") is None
-        assert await uow.ledgers.loyalty(other_id, [customer_id]) == []
-        assert await uow.ledgers.loyalty_page(other_id, after_id=0, limit=10) == []
+        assert await uow.ledgers.loyalty(other_id, [customer_id], today=T0.date()) == []
+        assert await uow.ledgers.loyalty_page(other_id, after_id=0, limit=10, today=T0.date()) == []
         assert await uow.ledgers.entries(other_id, customer_id, limit=10) == []
 
 
@@ -221,7 +222,7 @@ async def test_a_saved_ledger_reloads_with_its_open_lots_and_summary(
     assert [lot.remaining for lot in reloaded.lots] == [Points(3050)]
     assert reloaded.summary() == reference.summary()
     async with uow_factory(read_only=True) as uow:
-        (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id])
+        (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id], today=T0.date())
         entries = await uow.ledgers.entries(merchant_id, customer_id, limit=2)
         older = await uow.ledgers.entries(
             merchant_id, customer_id, limit=5, before_id=entries[-1].id
@@ -270,9 +271,12 @@ async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory)
     merchant_id = await add_merchant(uow_factory)
     ids = [await add_customer(uow_factory, merchant_id, f"AAAAAAA{n}") for n in range(2, 7)]
     async with uow_factory(read_only=True) as uow:
-        first = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=3)
-        rest = await uow.ledgers.loyalty_page(merchant_id, after_id=first[-1].customer_id, limit=3)
-        chosen = await uow.ledgers.loyalty(merchant_id, [ids[3], ids[0], 10**9])
+        day = T0.date()
+        first = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=3, today=day)
+        rest = await uow.ledgers.loyalty_page(
+            merchant_id, after_id=first[-1].customer_id, limit=3, today=day
+        )
+        chosen = await uow.ledgers.loyalty(merchant_id, [ids[3], ids[0], 10**9], today=day)
     assert [row.customer_id for row in first + rest] == ids
     assert [row.customer_id for row in chosen] == [ids[0], ids[3]]
     assert first[0].summary.balance == Points(0) and first[0].summary.next_expiration is None
@@ -286,10 +290,11 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
     other_id = await add_merchant(uow_factory, "other")
     policy = settings().expiry_policy  # 12 months, Europe/Prague
     plans = {
+        # every change before the first expiry instant, so that two lots are due at once
         "expires twice": [
-            (T0 - timedelta(days=800), 1000),
-            (T0 - timedelta(days=400), 2000),
-            (T0, 500),
+            (T0 - timedelta(days=400), 1000),
+            (T0 - timedelta(days=390), 2000),
+            (T0 - timedelta(days=300), 500),
         ],
         "nothing due": [(T0, 700)],
         "all due": [(T0 - timedelta(days=500), 1234)],
@@ -307,7 +312,7 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
             for target in (ledger, references[name]):
                 for at, cents in lots:
                     target.earn(Points(cents), at=at)
-                target.spend(Points(300), at=T0)
+                target.spend(Points(300), at=lots[0][0])  # while every lot is still valid
 
         await _ledger_session(uow_factory, merchant_id, customer_id, change)
     foreign = await add_customer(uow_factory, other_id, "DDDDDDDD")
@@ -328,7 +333,7 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
         expected_entry = references[name].expire(at=now)
         async with uow_factory(read_only=True) as uow:
             reloaded = await uow.ledgers.get(merchant_id, customer_id, policy)
-            (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id])
+            (loyalty,) = await uow.ledgers.loyalty(merchant_id, [customer_id], today=today)
             (newest,) = await uow.ledgers.entries(merchant_id, customer_id, limit=1)
         assert loyalty.summary == references[name].summary(), name
         assert reloaded.balance() == references[name].balance(), name
@@ -342,8 +347,8 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
                 balance_after=expected_entry.balance_after,
             )
     async with uow_factory(read_only=True) as uow:
-        (untouched,) = await uow.ledgers.loyalty(other_id, [foreign])
-    assert untouched.summary.balance == Points(900)
+        untouched = await uow.ledgers.get(other_id, foreign, policy)
+    assert [lot.remaining for lot in untouched.lots] == [Points(900)]  # not this run's to expire
     # running it again changes nothing
     async with uow_factory() as uow:
         assert (
@@ -405,3 +410,69 @@ async def test_smtp_settings_and_the_encrypted_password_are_kept_apart(
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.merchants.smtp_password(merchant_id) is None
+
+
+async def test_summaries_are_read_as_of_a_day_leaving_out_lots_past_their_last_valid_day(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """Between a lot's expiry and the nightly run the stored summary still counts the lot;
+    every read as of a later day leaves it out (loyalty, pages and the search alike)."""
+    merchant_id = await add_merchant(uow_factory)
+    policy = settings().expiry_policy
+    both = await add_customer(uow_factory, merchant_id, "AAAAAAA2", email="both@x.cz")
+    gone = await add_customer(uow_factory, merchant_id, "AAAAAAA3", email="gone@x.cz")
+    kept = await add_customer(uow_factory, merchant_id, "AAAAAAA4", email="kept@x.cz")
+    earned = {  # last valid days: 31 Jan 2026 (T0) and 1/2 Feb 2026
+        both: [(T0, "10.50"), (T0 + timedelta(days=1), "20"), (T0 + timedelta(days=2), "5.25")],
+        gone: [(T0, "7")],
+        kept: [(T0 + timedelta(days=1), "3")],
+    }
+    for customer_id, lots in earned.items():
+        async with uow_factory() as uow:
+            ledger = await uow.ledgers.get(merchant_id, customer_id, policy)
+            for at, amount in lots:
+                ledger.earn(Points.parse(amount), at=at)
+            await uow.ledgers.save(merchant_id, ledger, at=T0)
+            await uow.commit()
+
+    async def read(day: date) -> dict[int, tuple[str, Expiration | None]]:
+        async with uow_factory(read_only=True) as uow:
+            chosen = await uow.ledgers.loyalty(merchant_id, [both, gone, kept], today=day)
+            paged = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=10, today=day)
+            found = await uow.customers.search(
+                merchant_id, parse_customer_query(""), after_id=None, limit=10, today=day
+            )
+        assert chosen == paged == sorted(found, key=lambda row: row.customer_id)
+        return {
+            row.customer_id: (row.summary.balance.decimal_string(), row.summary.next_expiration)
+            for row in chosen
+        }
+
+    feb1, feb2 = date(2026, 2, 1), date(2026, 2, 2)
+    assert await read(date(2026, 1, 31)) == {  # the last valid day of the first lots
+        both: ("35.75", Expiration(date(2026, 1, 31), Points.parse("10.50"))),
+        gone: ("7.00", Expiration(date(2026, 1, 31), Points.parse("7"))),
+        kept: ("3.00", Expiration(feb1, Points.parse("3"))),
+    }
+    assert await read(feb1) == {
+        both: ("25.25", Expiration(feb1, Points.parse("20"))),
+        gone: ("0.00", None),
+        kept: ("3.00", Expiration(feb1, Points.parse("3"))),
+    }
+    assert await read(feb2) == {
+        both: ("5.25", Expiration(feb2, Points.parse("5.25"))),
+        gone: ("0.00", None),
+        kept: ("0.00", None),
+    }
+    assert await read(date(2026, 2, 3)) == {
+        both: ("0.00", None),
+        gone: ("0.00", None),
+        kept: ("0.00", None),
+    }
+    # Reading wrote nothing: the nightly run still finds every due lot.
+    async with uow_factory() as uow:
+        count = await uow.ledgers.expire_due(
+            merchant_id, at=T0 + timedelta(days=3), today=date(2026, 2, 3)
+        )
+        await uow.commit()
+    assert count == 3

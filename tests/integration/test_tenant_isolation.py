@@ -48,13 +48,13 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
     )
 
     calls = {
-        "get": lambda: customers.get_customer(b, ann, uow=uow_factory()),
+        "get": lambda: customers.get_customer(b, ann, uow=uow_factory(), clock=CLOCK),
         "update": lambda: customers.update_customer(
             b, ann, customers.CustomerInput(first_name="X"), uow=uow_factory(), clock=CLOCK, rng=RNG
         ),
         "register": lambda: customers.register_customer(b, ann, uow=uow_factory(), clock=CLOCK),
         "pin": lambda: customers.regenerate_pin(b, ann, uow=uow_factory(), clock=CLOCK, rng=RNG),
-        "snapshot": lambda: customers.contact_snapshot(b, ann, uow=uow_factory()),
+        "snapshot": lambda: customers.contact_snapshot(b, ann, uow=uow_factory(), clock=CLOCK),
         "earn": lambda: points.earn_points(
             b, ann, Points(100), order_ref="o-2", uow=uow_factory(), clock=CLOCK
         ),
@@ -68,10 +68,14 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
         with pytest.raises(CustomerNotFound):
             await call()
         assert name
-    assert await customers.contact_snapshots(b, [ann], uow=uow_factory()) == []
-    assert await customers.find_customer_by_email(b, "ann@example.cz", uow=uow_factory()) is None
+    assert await customers.contact_snapshots(b, [ann], uow=uow_factory(), clock=CLOCK) == []
+    assert (
+        await customers.find_customer_by_email(b, "ann@example.cz", uow=uow_factory(), clock=CLOCK)
+        is None
+    )
     assert [
-        batch async for batch in customers.all_contact_snapshots(b, uow_factory=uow_factory)
+        batch
+        async for batch in customers.all_contact_snapshots(b, uow_factory=uow_factory, clock=CLOCK)
     ] == []
 
     # B's upsert with the same email and shop id creates B's own customer
@@ -92,7 +96,7 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
         b, own.view.customer.id, Points(100), order_ref="o-1", uow=uow_factory(), clock=CLOCK
     )
 
-    untouched = await customers.get_customer(a, ann, uow=uow_factory())
+    untouched = await customers.get_customer(a, ann, uow=uow_factory(), clock=CLOCK)
     assert untouched.customer.first_name == ""
     assert untouched.summary.balance == Points.parse("100")
     assert len(await points.ledger_entries(a, ann, uow=uow_factory())) == 1

@@ -29,6 +29,7 @@ from tests.fakes import (
 )
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
+TODAY = NOW.date()
 
 
 async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str, **settings: object) -> int:
@@ -66,7 +67,7 @@ async def found(
 ) -> list[int]:
     async with uow_factory(read_only=True) as uow:
         rows = await uow.customers.search(
-            merchant_id, parse_customer_query(text), after_id=after, limit=100
+            merchant_id, parse_customer_query(text), after_id=after, limit=100, today=TODAY
         )
     return [row.customer_id for row in rows]
 
@@ -76,7 +77,9 @@ async def all_pages(uow_factory: UnitOfWorkFactory, merchant_id: int, text: str)
     query, seen, after = parse_customer_query(text), [], None
     while True:
         async with uow_factory(read_only=True) as uow:
-            page = await uow.customers.search(merchant_id, query, after_id=after, limit=2)
+            page = await uow.customers.search(
+                merchant_id, query, after_id=after, limit=2, today=TODAY
+            )
         if not page:
             return seen
         seen += [row.customer_id for row in page]
@@ -109,7 +112,7 @@ async def test_the_search_finds_by_email_prefix_name_prefix_full_name_and_referr
     async with uow_factory(read_only=True) as uow:
         code = (await uow.customers.get(shop, anna)).referral_code  # type: ignore[union-attr]
         by_code = await uow.customers.search(
-            shop, parse_customer_query(code.lower()), after_id=None, limit=10
+            shop, parse_customer_query(code.lower()), after_id=None, limit=10, today=TODAY
         )
     assert [row.customer_id for row in by_code] == [anna]
 

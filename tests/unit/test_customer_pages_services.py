@@ -24,7 +24,7 @@ async def test_a_customer_created_by_hand_is_stored_with_a_pin(
         rng=rng,
     )
     assert view.customer.id is not None
-    stored = await get_customer(merchant.id, view.customer.id, uow=uow_factory())
+    stored = await get_customer(merchant.id, view.customer.id, uow=uow_factory(), clock=clock)
     assert stored.customer.first_name == "Ann" and stored.customer.pin is not None
 
 
@@ -48,7 +48,9 @@ async def test_an_email_or_shop_id_in_use_is_refused_and_the_existing_customer_i
     )
     with pytest.raises(DuplicateCustomer):
         await create_customer(merchant.id, data, uow_factory=uow_factory, clock=clock, rng=rng)
-    assert (await get_customer(merchant.id, ann.id, uow=uow_factory())).customer.first_name == "Ann"
+    assert (
+        await get_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
+    ).customer.first_name == "Ann"
 
 
 async def test_a_customer_needs_an_email_or_a_shop_id(

@@ -145,7 +145,9 @@ async def test_changing_an_email_to_another_customers_email_is_refused_whatever_
             clock=clock,
             rng=rng,
         )
-    unchanged = await get_customer(merchant.id, bob.id, uow=uow_factory(read_only=True))
+    unchanged = await get_customer(
+        merchant.id, bob.id, uow=uow_factory(read_only=True), clock=clock
+    )
     assert unchanged.customer.email == "bob@example.cz"
 
 
@@ -192,7 +194,7 @@ async def test_registering_a_customer_drops_the_pin_for_good(
     view = await register_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert (view.customer.registered, view.customer.pin) == (True, None)
     again = await register_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
-    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True))
+    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True), clock=clock)
     assert again.customer == stored.customer
     assert (stored.customer.registered, stored.customer.pin) == (True, None)
 
@@ -208,7 +210,7 @@ async def test_regenerating_a_pin_stores_a_new_one(
     assert ann.pin is not None
     rng.queue(int(ann.pin), 4217)  # the old PIN is drawn first and must be drawn again
     view = await regenerate_pin(merchant.id, ann.id, uow=uow_factory(), clock=clock, rng=rng)
-    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True))
+    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True), clock=clock)
     assert view.customer.pin == stored.customer.pin == "004217"
 
 
@@ -222,7 +224,7 @@ async def test_a_registered_customers_pin_cannot_be_regenerated(
     ann = await new_customer(merchant, email="ann@example.cz", registered=True)
     with pytest.raises(RegisteredCustomerHasNoPin):
         await regenerate_pin(merchant.id, ann.id, uow=uow_factory(), clock=clock, rng=rng)
-    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True))
+    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(read_only=True), clock=clock)
     assert stored.customer.pin is None
 
 
@@ -247,21 +249,27 @@ async def test_a_registered_customer_made_anonymous_again_gets_a_pin(
 
 
 async def test_customers_are_found_by_email_case_insensitively(
+    clock: FakeClock,
     merchant: Merchant,
     new_customer: NewCustomer,
     uow_factory: UnitOfWorkFactory,
 ) -> None:
     ann = await new_customer(merchant, email="Ann@Example.cz")
-    found = await find_customer_by_email(merchant.id, " ann@EXAMPLE.cz ", uow=uow_factory())
+    found = await find_customer_by_email(
+        merchant.id, " ann@EXAMPLE.cz ", uow=uow_factory(), clock=clock
+    )
     assert found is not None and found.customer.id == ann.id
-    assert await find_customer_by_email(merchant.id, "bob@example.cz", uow=uow_factory()) is None
+    assert (
+        await find_customer_by_email(merchant.id, "bob@example.cz", uow=uow_factory(), clock=clock)
+        is None
+    )
 
 
 async def test_an_unknown_customer_is_not_found(
-    merchant: Merchant, uow_factory: UnitOfWorkFactory
+    clock: FakeClock, merchant: Merchant, uow_factory: UnitOfWorkFactory
 ) -> None:
     with pytest.raises(CustomerNotFound):
-        await get_customer(merchant.id, 999, uow=uow_factory())
+        await get_customer(merchant.id, 999, uow=uow_factory(), clock=clock)
 
 
 async def test_a_customer_created_with_a_referral_code_records_the_referrer(
@@ -306,13 +314,13 @@ async def test_the_referrer_earns_the_bonus_once_on_the_referred_customers_first
 ) -> None:
     ann = await new_customer(merchant, email="ann@example.cz")
     bob = await new_customer(merchant, email="bob@example.cz", referred_by=ann.referral_code)
-    before = await get_customer(merchant.id, ann.id, uow=uow_factory())
+    before = await get_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert before.summary.balance == Points.zero()  # nothing for the sign-up itself
     for order in ("o-1", "o-2", "o-1"):
         await earn_points(
             merchant.id, bob.id, P("10"), order_ref=order, uow=uow_factory(), clock=clock
         )
-    referrer = await get_customer(merchant.id, ann.id, uow=uow_factory())
+    referrer = await get_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert referrer.summary.balance == P("50")
     bonus = await spend_points(merchant.id, ann.id, P("1"), uow=uow_factory(), clock=clock)
     assert bonus.view.summary.balance == P("49")
@@ -331,7 +339,7 @@ async def test_no_referral_bonus_is_paid_when_the_merchant_set_it_to_zero(
     await earn_points(
         other_merchant.id, bob.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
     )
-    referrer = await get_customer(other_merchant.id, ann.id, uow=uow_factory())
+    referrer = await get_customer(other_merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert referrer.summary.balance == Points.zero()
     assert [row.customer_id for row in store.state.entries.values()] == [bob.id]
 
@@ -358,7 +366,9 @@ async def test_a_contact_snapshot_holds_all_eleven_values(
     )
     await spend_points(merchant.id, ann.id, P("120"), uow=uow_factory(), clock=clock)
 
-    snapshot = await contact_snapshot(merchant.id, ann.id, uow=uow_factory(read_only=True))
+    snapshot = await contact_snapshot(
+        merchant.id, ann.id, uow=uow_factory(read_only=True), clock=clock
+    )
 
     assert (snapshot.customer_id, snapshot.email, snapshot.first_name, snapshot.last_name) == (
         ann.id,
@@ -393,7 +403,9 @@ async def test_contact_snapshots_of_many_customers_leave_out_unknown_ids(
         merchant.id, bob.id, P("7.05"), order_ref="o-1", uow=uow_factory(), clock=clock
     )
 
-    snapshots = await contact_snapshots(merchant.id, [bob.id, 404, ann.id], uow=uow_factory())
+    snapshots = await contact_snapshots(
+        merchant.id, [bob.id, 404, ann.id], uow=uow_factory(), clock=clock
+    )
 
     by_id = {s.customer_id: s for s in snapshots}
     assert set(by_id) == {ann.id, bob.id}
@@ -410,14 +422,16 @@ async def test_contact_snapshots_of_many_customers_leave_out_unknown_ids(
 
 
 async def test_a_snapshot_of_an_unknown_customer_is_not_found(
+    clock: FakeClock,
     merchant: Merchant,
     uow_factory: UnitOfWorkFactory,
 ) -> None:
     with pytest.raises(CustomerNotFound):
-        await contact_snapshot(merchant.id, 404, uow=uow_factory())
+        await contact_snapshot(merchant.id, 404, uow=uow_factory(), clock=clock)
 
 
 async def test_all_snapshots_come_in_batches_in_id_order(
+    clock: FakeClock,
     merchant: Merchant,
     other_merchant: Merchant,
     new_customer: NewCustomer,
@@ -428,7 +442,9 @@ async def test_all_snapshots_come_in_batches_in_id_order(
 
     batches = [
         [s.customer_id for s in batch]
-        async for batch in all_contact_snapshots(merchant.id, uow_factory=uow_factory, batch_size=2)
+        async for batch in all_contact_snapshots(
+            merchant.id, uow_factory=uow_factory, batch_size=2, clock=clock
+        )
     ]
 
     assert batches == [ids[0:2], ids[2:4], ids[4:5]]
@@ -451,7 +467,7 @@ async def test_a_customers_name_change_is_stored_with_the_time_of_the_change(
         clock=clock,
         rng=rng,
     )
-    stored = await get_customer(merchant.id, ann.id, uow=uow_factory())
+    stored = await get_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert (stored.customer.first_name, stored.customer.last_name) == ("Anna", "")
     assert stored.customer.email == "ann@example.cz"
     assert stored.customer.updated_at == clock.now()

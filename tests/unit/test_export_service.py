@@ -37,10 +37,10 @@ async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
 
 
 async def export_table(
-    merchant: Merchant, uow_factory: UnitOfWorkFactory
+    merchant: Merchant, uow_factory: UnitOfWorkFactory, clock: FakeClock
 ) -> tuple[list[str], list[list[Cell]]]:
     chunks = await collect(
-        export_customers(stored(merchant), uow_factory=uow_factory, encoder=ENCODER)
+        export_customers(stored(merchant), uow_factory=uow_factory, encoder=ENCODER, clock=clock)
     )
     return ENCODER.decode(b"".join(chunks))
 
@@ -104,9 +104,11 @@ async def test_every_customer_is_exported_with_the_values_the_sync_writes(
     await earn_points(mid, bob.id, P("10"), order_ref="o-2", uow=uow_factory(), clock=clock)
     await adjust_points(mid, bob.id, P("-10"), note="typo", uow=uow_factory(), clock=clock)
 
-    header, rows = await export_table(merchant, uow_factory)
+    header, rows = await export_table(merchant, uow_factory, clock)
 
-    snapshots = await contact_snapshots(mid, [ann.id, bob.id], uow=uow_factory(read_only=True))
+    snapshots = await contact_snapshots(
+        mid, [ann.id, bob.id], uow=uow_factory(read_only=True), clock=clock
+    )
     assert header == list(EXPORT_COLUMNS)
     assert rows == [
         [s.email, s.first_name, s.last_name, *[s.fields[name] for name in FIELD_NAMES]]
@@ -119,20 +121,22 @@ async def test_every_customer_is_exported_with_the_values_the_sync_writes(
 
 
 async def test_a_customer_without_email_is_exported_with_an_empty_email_cell(
-    merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
+    clock: FakeClock, merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
 ) -> None:
     await new_customer(merchant, shop_customer_id="shop-7", first_name="Eva")
-    _, rows = await export_table(merchant, uow_factory)
+    _, rows = await export_table(merchant, uow_factory, clock)
     assert [row[:2] for row in rows] == [["", "Eva"]]
 
 
 async def test_the_header_comes_first_then_one_chunk_per_batch_of_customers(
-    merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
+    clock: FakeClock, merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
 ) -> None:
     for n in range(5):
         await new_customer(merchant, email=f"c{n}@example.cz")
     chunks = await collect(
-        export_customers(stored(merchant), uow_factory=uow_factory, encoder=ENCODER, batch_size=2)
+        export_customers(
+            stored(merchant), uow_factory=uow_factory, encoder=ENCODER, batch_size=2, clock=clock
+        )
     )
     assert len(chunks) == 4
     assert ENCODER.decode(chunks[0]) == (list(EXPORT_COLUMNS), [])
@@ -143,15 +147,16 @@ async def test_the_header_comes_first_then_one_chunk_per_batch_of_customers(
 
 
 async def test_a_merchant_without_customers_gets_the_header_alone(
-    merchant: Merchant, uow_factory: UnitOfWorkFactory
+    clock: FakeClock, merchant: Merchant, uow_factory: UnitOfWorkFactory
 ) -> None:
     chunks = await collect(
-        export_customers(stored(merchant), uow_factory=uow_factory, encoder=ENCODER)
+        export_customers(stored(merchant), uow_factory=uow_factory, encoder=ENCODER, clock=clock)
     )
     assert chunks == [ENCODER.header(EXPORT_TABLE)]
 
 
 async def test_another_merchants_customers_are_never_exported(
+    clock: FakeClock,
     merchant: Merchant,
     other_merchant: Merchant,
     new_customer: NewCustomer,
@@ -160,14 +165,14 @@ async def test_another_merchants_customers_are_never_exported(
     await new_customer(merchant, email="ann@example.cz")
     await new_customer(other_merchant, email="bob@example.com")
     await new_customer(merchant, email="cyril@example.cz")
-    _, anna_rows = await export_table(merchant, uow_factory)
-    _, bob_rows = await export_table(other_merchant, uow_factory)
+    _, anna_rows = await export_table(merchant, uow_factory, clock)
+    _, bob_rows = await export_table(other_merchant, uow_factory, clock)
     assert [row[0] for row in anna_rows] == ["ann@example.cz", "cyril@example.cz"]
     assert [row[0] for row in bob_rows] == ["bob@example.com"]
 
 
 async def test_progress_is_told_how_many_customers_were_handed_over_after_each_batch(
-    merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
+    clock: FakeClock, merchant: Merchant, new_customer: NewCustomer, uow_factory: UnitOfWorkFactory
 ) -> None:
     for n in range(5):
         await new_customer(merchant, email=f"c{n}@example.cz")
@@ -178,6 +183,7 @@ async def test_progress_is_told_how_many_customers_were_handed_over_after_each_b
         encoder=ENCODER,
         progress=seen.append,
         batch_size=2,
+        clock=clock,
     )
     await anext(chunks)  # the header
     await anext(chunks)  # the first batch, not yet handed over completely
@@ -189,9 +195,10 @@ async def test_progress_is_told_how_many_customers_were_handed_over_after_each_b
 
 
 async def test_an_unknown_merchant_is_refused_before_any_byte(
+    clock: FakeClock,
     uow_factory: UnitOfWorkFactory,
 ) -> None:
-    chunks = export_customers(404, uow_factory=uow_factory, encoder=ENCODER)
+    chunks = export_customers(404, uow_factory=uow_factory, encoder=ENCODER, clock=clock)
     with pytest.raises(MerchantNotFound):
         await anext(chunks)
 

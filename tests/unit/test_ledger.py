@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -245,6 +246,102 @@ def test_expiry_waits_for_the_local_midnight_after_the_last_valid_day() -> None:
     assert ledger.balance() == P("10")
     assert ledger.expire(at=datetime(2025, 1, 1, 23, 0, tzinfo=UTC)) is not None
     assert ledger.balance() == Points.zero()
+
+
+#: The instant 10 January 2025 ends in Prague: the January 2024 lot of ``ledger_with`` expires.
+JAN_LOT_GONE = datetime(2025, 1, 10, 23, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("at", "spendable"),
+    [
+        (JAN_LOT_GONE - timedelta(seconds=1), "30"),  # 23:59:59 on the last valid day
+        (JAN_LOT_GONE, "20"),  # local midnight: the January lot is gone
+        (JAN_LOT_GONE + timedelta(minutes=30), "20"),  # 00:30, before any nightly run
+        (datetime(2025, 2, 10, 23, 0, tzinfo=UTC), "0"),  # and the February lot too
+    ],
+)
+def test_points_past_their_expiry_instant_cannot_be_spent(at: datetime, spendable: str) -> None:
+    ledger = ledger_with("10", "20")
+    if P(spendable).is_positive():
+        ledger.spend(P(spendable), at=at)
+        assert ledger.balance() == Points.zero()
+    with pytest.raises(InsufficientPoints):
+        ledger.spend(P("0.01"), at=at)
+
+
+def test_a_change_after_the_expiry_instant_records_the_expiry_first() -> None:
+    ledger = ledger_with("10", "20")
+    ledger.new_entries.clear()
+    at = JAN_LOT_GONE + timedelta(minutes=30)
+    spent = ledger.spend(P("5"), at=at)
+    assert [(e.kind, e.points, e.balance_after, e.at) for e in ledger.new_entries] == [
+        (EntryKind.EXPIRE, P("-10"), P("20"), at),
+        (EntryKind.SPEND, P("-5"), P("15"), at),
+    ]
+    assert spent == ledger.new_entries[-1]
+    assert remaining(ledger) == ["0.00", "15.00"]  # the spend took none of the expired lot
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ledger, at: ledger.earn(P("1"), at=at),
+        lambda ledger, at: ledger.adjust(P("1"), at=at, note="goodwill"),
+        lambda ledger, at: ledger.adjust(P("-1"), at=at, note="correction"),
+        lambda ledger, at: ledger.deduct_up_to(P("1"), at=at, kind=EntryKind.NEWSLETTER_DEDUCTION),
+    ],
+    ids=["earn", "positive adjustment", "negative adjustment", "deduction"],
+)
+def test_every_change_after_the_expiry_instant_expires_the_due_lots_first(change: Any) -> None:
+    ledger = ledger_with("10", "20")
+    ledger.new_entries.clear()
+    change(ledger, JAN_LOT_GONE)
+    first = ledger.new_entries[0]
+    assert (first.kind, first.points, first.balance_after) == (EntryKind.EXPIRE, P("-10"), P("20"))
+    assert len(ledger.new_entries) == 2
+
+
+def test_a_deduction_takes_at_most_the_points_still_valid() -> None:
+    ledger = ledger_with("10", "20")
+    ledger.new_entries.clear()
+    taken = ledger.deduct_up_to(
+        P("25"), at=JAN_LOT_GONE, kind=EntryKind.NEWSLETTER_DEDUCTION, note="unsubscribed"
+    )
+    assert taken is not None and taken.points == P("-20")
+    assert ledger.balance() == Points.zero()
+
+
+def test_a_refused_change_after_the_expiry_instant_leaves_the_lots_as_they_were() -> None:
+    ledger = ledger_with("10", "20")
+    with pytest.raises(InvalidInput):
+        ledger.earn(P("0"), at=JAN_LOT_GONE)
+    assert remaining(ledger) == ["10.00", "20.00"]
+
+
+@pytest.mark.parametrize(
+    ("on", "balance", "next_expiration"),
+    [
+        (date(2025, 1, 10), "30", Expiration(date(2025, 1, 10), P("10"))),  # the last valid day
+        (date(2025, 1, 11), "20", Expiration(date(2025, 2, 10), P("20"))),
+        (date(2025, 2, 11), "0", None),
+        (date(2024, 1, 1), "30", Expiration(date(2025, 1, 10), P("10"))),
+    ],
+)
+def test_the_summary_on_a_day_leaves_out_lots_whose_last_valid_day_has_passed(
+    on: date, balance: str, next_expiration: Expiration | None
+) -> None:
+    ledger = ledger_with("10", "20")
+    summary = ledger.summary(on=on)
+    assert (summary.balance, summary.next_expiration) == (P(balance), next_expiration)
+    assert summary.last_change == ledger.last_change
+    assert ledger.balance() == P("30")  # reading changes nothing
+
+
+def test_points_that_never_expire_count_on_every_day() -> None:
+    ledger = ledger_with("10", policy=ExpiryPolicy(0))
+    assert ledger.summary(on=date(2124, 1, 1)).balance == P("10")
+    ledger.spend(P("10"), at=datetime(2124, 1, 1, tzinfo=UTC))
 
 
 def test_expiry_with_nothing_due_records_nothing() -> None:

@@ -186,7 +186,9 @@ class Intruder:
 
 
 CROSS_TENANT_CALLS: dict[str, Callable[[Intruder], Awaitable[object]]] = {
-    "get_customer": lambda b: customers.get_customer(b.merchant_id, b.customer_id, uow=b.uow()),
+    "get_customer": lambda b: customers.get_customer(
+        b.merchant_id, b.customer_id, uow=b.uow(), clock=b.clock
+    ),
     "update_customer": lambda b: customers.update_customer(
         b.merchant_id,
         b.customer_id,
@@ -202,7 +204,7 @@ CROSS_TENANT_CALLS: dict[str, Callable[[Intruder], Awaitable[object]]] = {
         b.merchant_id, b.customer_id, uow=b.uow(), clock=b.clock, rng=b.rng
     ),
     "contact_snapshot": lambda b: customers.contact_snapshot(
-        b.merchant_id, b.customer_id, uow=b.uow()
+        b.merchant_id, b.customer_id, uow=b.uow(), clock=b.clock
     ),
     "earn_points": lambda b: points.earn_points(
         b.merchant_id, b.customer_id, P("10"), order_ref="o-new", uow=b.uow(), clock=b.clock
@@ -256,23 +258,35 @@ async def test_another_merchants_customer_is_not_found_and_left_untouched(
 
 
 async def test_another_merchants_customers_are_left_out_of_snapshots_and_searches(
+    clock: FakeClock,
     ann: Customer,
     other_merchant: Merchant,
     uow_factory: UnitOfWorkFactory,
 ) -> None:
-    assert await customers.contact_snapshots(other_merchant.id, [ann.id], uow=uow_factory()) == []
+    assert (
+        await customers.contact_snapshots(
+            other_merchant.id, [ann.id], uow=uow_factory(), clock=clock
+        )
+        == []
+    )
     assert (
         await customers.find_customer_by_email(
-            other_merchant.id, "ann@example.cz", uow=uow_factory()
+            other_merchant.id, "ann@example.cz", uow=uow_factory(), clock=clock
         )
         is None
     )
-    batches = customers.all_contact_snapshots(other_merchant.id, uow_factory=uow_factory)
+    batches = customers.all_contact_snapshots(
+        other_merchant.id, uow_factory=uow_factory, clock=clock
+    )
     assert [batch async for batch in batches] == []
 
 
 async def test_an_upsert_with_the_same_email_creates_the_other_merchants_own_customer(
-    ann: Customer, other_merchant: Merchant, upsert: Upsert, uow_factory: UnitOfWorkFactory
+    clock: FakeClock,
+    ann: Customer,
+    other_merchant: Merchant,
+    upsert: Upsert,
+    uow_factory: UnitOfWorkFactory,
 ) -> None:
     result = await upsert(
         other_merchant, email="ANN@example.cz", shop_customer_id="s-1", first_name="Other Ann"
@@ -281,7 +295,7 @@ async def test_an_upsert_with_the_same_email_creates_the_other_merchants_own_cus
     assert result.view.customer.id != ann.id
     assert result.view.customer.merchant_id == other_merchant.id
     assert result.view.summary.balance == Points.zero()
-    original = await customers.get_customer(ann.merchant_id, ann.id, uow=uow_factory())
+    original = await customers.get_customer(ann.merchant_id, ann.id, uow=uow_factory(), clock=clock)
     assert (original.customer.first_name, original.customer.email) == ("", "ann@example.cz")
     assert original.summary.balance == P("100")
 
@@ -312,8 +326,16 @@ async def test_an_expiry_run_for_one_merchant_leaves_another_merchants_points(
         await points.expire_due_points(other_merchant.id, uow_factory=uow_factory, clock=clock) == 1
     )
 
-    untouched = await customers.get_customer(ann.merchant_id, ann.id, uow=uow_factory())
-    assert untouched.summary.balance == P("100")
+    # Anna's points count for nothing any more, but no entry of the other run expired them.
+    untouched = await customers.get_customer(
+        ann.merchant_id, ann.id, uow=uow_factory(), clock=clock
+    )
+    assert untouched.summary.balance == Points.zero()
     assert len(await points.ledger_entries(ann.merchant_id, ann.id, uow=uow_factory())) == 1
-    expired = await customers.get_customer(other_merchant.id, bob.id, uow=uow_factory())
+    assert (
+        await points.expire_due_points(ann.merchant_id, uow_factory=uow_factory, clock=clock) == 1
+    )
+    expired = await customers.get_customer(
+        other_merchant.id, bob.id, uow=uow_factory(), clock=clock
+    )
     assert expired.summary.balance == Points.zero()

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration
 from ellity.domain.model.merchant import Merchant
@@ -22,7 +23,7 @@ from ellity.domain.model.nightly import nightly_date, notice_window
 from ellity.domain.services import nightly
 from ellity.domain.services.customers import get_customer
 from ellity.domain.services.merchants import change_settings
-from ellity.domain.services.points import earn_points, spend_points
+from ellity.domain.services.points import earn_points, ledger_entries, spend_points
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.worker import WorkerSettings, run_nightlies
 from tests.fakes import FakeClock, InMemoryStore, OutboxRecord
@@ -93,8 +94,10 @@ async def run(
     return await nightly.run_nightly(merchant.id, uow_factory=uow_factory, clock=clock, **kw)
 
 
-async def balance(uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int) -> Points:
-    view = await get_customer(merchant.id, customer_id, uow=uow_factory())
+async def balance(
+    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int, clock: FakeClock
+) -> Points:
+    view = await get_customer(merchant.id, customer_id, uow=uow_factory(), clock=clock)
     return view.summary.balance
 
 
@@ -146,12 +149,12 @@ async def test_points_expire_at_the_local_midnight_after_their_last_valid_day(
 
     clock.set(prague(LAST_DAY, 23, 59, 59))
     assert (await run(uow_factory, clock, merchant)).expiry.customers == 0
-    assert await balance(uow_factory, merchant, ann.id) == P("10")
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("10")
 
     clock.set(prague(date(2025, 3, 11), 0, 0))
     result = await run(uow_factory, clock, merchant)
     assert (result.expiry.customers, result.local_date) == (1, date(2025, 3, 11))
-    assert await balance(uow_factory, merchant, ann.id) == P("0")
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("0")
 
 
 async def test_the_expiry_marks_each_contact_and_records_one_credit_event_per_customer(
@@ -235,7 +238,10 @@ async def test_chunks_of_customers_each_take_their_own_transaction_and_miss_nobo
 
     assert result.customers == 5 and store.commits == commits + 3
     assert [cid for cid, _ in events(store, "credit")] == [c.id for c in customers]
-    assert await balance(uow_factory, other_merchant, bob.id) == P("3")  # not Anna's to expire
+    # not Anna's to expire: Bob's points count for nothing now, but no entry says so yet
+    assert await balance(uow_factory, other_merchant, bob.id, clock) == P("0")
+    entries = await ledger_entries(other_merchant.id, bob.id, uow=uow_factory())
+    assert [stored.entry.kind.value for stored in entries] == ["earn"]
 
 
 async def test_a_second_run_the_same_night_expires_nothing_more(
@@ -254,7 +260,7 @@ async def test_a_second_run_the_same_night_expires_nothing_more(
     )
     assert first.expiry.customers + second.expiry.customers == 1
     assert len(events(store, "credit")) == 1
-    assert await balance(uow_factory, merchant, ann.id) == P("0")
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("0")
 
 
 # -- pre-expiry ------------------------------------------------------------------------------
@@ -476,7 +482,7 @@ async def test_the_cron_runs_each_merchant_once_a_local_day_after_two_in_its_tim
     assert await tick(datetime(2025, 3, 11, 0, 45, tzinfo=UTC)) == []
     first = await tick(datetime(2025, 3, 11, 1, 0, tzinfo=UTC))  # Prague 02:00
     assert first == [(merchant.id, date(2025, 3, 11))]
-    assert await balance(uow_factory, merchant, ann.id) == P("0")  # the run did expire
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("0")  # the run did expire
     assert await tick(datetime(2025, 3, 11, 1, 15, tzinfo=UTC)) == []
     # New York 02:00 on 11 March (UTC-4 since 9 March)
     assert await tick(datetime(2025, 3, 11, 6, 0, tzinfo=UTC)) == [(bob_shop.id, date(2025, 3, 11))]
@@ -541,4 +547,60 @@ async def test_the_worker_looks_every_quarter_hour_and_its_job_runs_the_due_nigh
     ctx = {"deps": JobDeps(uow_factory, clock)}
     assert await run_nightlies(ctx) == 1
     assert await run_nightlies(ctx) == 0
-    assert await balance(uow_factory, merchant, ann.id) == P("0")
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("0")
+
+
+# -- between the expiry instant and the nightly run ------------------------------------------
+
+
+async def test_before_the_nightly_run_expired_points_show_nowhere_and_cannot_be_spent(
+    store: InMemoryStore,
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    ann = await new_customer(merchant, email="ann@example.cz")
+    await earn(uow_factory, clock, merchant, ann.id, "10")  # last valid day: LAST_DAY
+    clock.advance(days=40)
+    await earn(uow_factory, clock, merchant, ann.id, "4")
+    await activate_ecomail(store, merchant.id)
+    clock.set(prague(date(2025, 3, 11), 0, 30))  # before any nightly run
+
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("4")
+    with pytest.raises(InsufficientPoints):
+        await spend_points(merchant.id, ann.id, P("5"), uow=uow_factory(), clock=clock)
+    assert events(store, "credit") == []  # the refused spend recorded nothing
+
+    clock.set(prague(date(2025, 3, 11)))
+    result = await run(uow_factory, clock, merchant)
+    assert result.expiry.customers == 1
+    assert [value["change"] for _, value in events(store, "credit")] == ["-10.00"]  # type: ignore[index]
+
+
+async def test_a_spend_after_the_expiry_instant_records_the_expiry_then_the_spend(
+    store: InMemoryStore,
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    ann = await new_customer(merchant, email="ann@example.cz")
+    await earn(uow_factory, clock, merchant, ann.id, "10")
+    clock.advance(days=40)
+    await earn(uow_factory, clock, merchant, ann.id, "4")
+    await activate_ecomail(store, merchant.id)
+    clock.set(prague(date(2025, 3, 11), 0, 30))
+
+    await spend_points(merchant.id, ann.id, P("3"), uow=uow_factory(), clock=clock)
+
+    entries = await ledger_entries(merchant.id, ann.id, uow=uow_factory())
+    assert [(e.entry.kind.value, e.entry.points, e.entry.balance_after) for e in entries[:2]] == [
+        ("spend", P("-3"), P("1")),
+        ("expire", P("-10"), P("4")),
+    ]
+    changes = [(v["change"], v["reason"]) for _, v in events(store, "credit")]  # type: ignore[index]
+    assert changes == [("-10.00", "expire"), ("-3.00", "spend")]
+    clock.set(prague(date(2025, 3, 11)))
+    assert (await run(uow_factory, clock, merchant)).expiry.customers == 0  # nothing left due
+    assert await balance(uow_factory, merchant, ann.id, clock) == P("1")

@@ -30,9 +30,11 @@ P = Points.parse
 
 
 async def balance_of(
-    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int
+    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int, clock: FakeClock
 ) -> Points:
-    view = await get_customer(merchant.id, customer_id, uow=uow_factory(read_only=True))
+    view = await get_customer(
+        merchant.id, customer_id, uow=uow_factory(read_only=True), clock=clock
+    )
     return view.summary.balance
 
 
@@ -105,7 +107,7 @@ async def test_an_order_already_used_for_another_customer_is_refused(
         await earn_points(
             merchant.id, bob.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
         )
-    assert await balance_of(uow_factory, merchant, bob.id) == Points.zero()
+    assert await balance_of(uow_factory, merchant, bob.id, clock) == Points.zero()
     assert len(store.state.entries) == 1
 
 
@@ -227,7 +229,7 @@ async def test_a_spend_order_reference_used_for_another_customer_is_refused(
         await spend_points(
             merchant.id, bob.id, P("1"), order_ref="b-1", uow=uow_factory(), clock=clock
         )
-    assert await balance_of(uow_factory, merchant, bob.id) == P("10")
+    assert await balance_of(uow_factory, merchant, bob.id, clock) == P("10")
 
 
 # -- adjust ----------------------------------------------------------------------------------
@@ -355,12 +357,12 @@ async def test_nightly_expiry_takes_points_from_the_local_midnight_after_their_l
 
     clock.set(datetime(2025, 1, 1, 22, 59, 59, tzinfo=UTC))  # 23:59:59 on the last valid day
     assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
-    assert await balance_of(uow_factory, merchant, ann.id) == P("26")
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == P("26")
 
     clock.set(datetime(2025, 1, 1, 23, 0, tzinfo=UTC))  # midnight in Prague
     assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 1
 
-    view = await get_customer(merchant.id, ann.id, uow=uow_factory())
+    view = await get_customer(merchant.id, ann.id, uow=uow_factory(), clock=clock)
     assert view.summary.balance == P("20")
     assert view.summary.next_expiration == Expiration(date(2025, 6, 1), P("20"))
     assert view.summary.last_change == LastChange(date(2025, 1, 2), P("-6"))
@@ -400,7 +402,7 @@ async def test_nightly_expiry_counts_customers_and_is_safe_to_run_twice(
 
     assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 2
     assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
-    assert [await balance_of(uow_factory, merchant, c.id) for c in customers] == [
+    assert [await balance_of(uow_factory, merchant, c.id, clock) for c in customers] == [
         P("7"),
         P("0"),
         P("9"),
@@ -425,7 +427,7 @@ async def test_points_that_never_expire_survive_the_nightly_expiry(
     assert earned.view.summary.next_expiration is None
     clock.advance(days=365 * 50)
     assert await expire_due_points(merchant.id, uow_factory=uow_factory, clock=clock) == 0
-    assert await balance_of(uow_factory, merchant, ann.id) == P("5")
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == P("5")
 
 
 # -- concurrent callers ----------------------------------------------------------------------
@@ -450,7 +452,7 @@ async def test_fifty_concurrent_spends_of_one_point_on_thirty_succeed_thirty_tim
 
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 30
     assert sum(isinstance(o, InsufficientPoints) for o in outcomes) == 20
-    assert await balance_of(uow_factory, merchant, ann.id) == Points.zero()
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == Points.zero()
     assert len(await ledger_entries(merchant.id, ann.id, limit=500, uow=uow_factory())) == 31
 
 
@@ -471,7 +473,7 @@ async def test_concurrent_earns_for_different_orders_lose_no_update(
         )
     )
 
-    assert await balance_of(uow_factory, merchant, ann.id) == P("60")
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == P("60")
     entries = await ledger_entries(merchant.id, ann.id, limit=500, uow=uow_factory())
     assert sorted(e.entry.balance_after for e in entries) == [Points(150 * n) for n in range(1, 41)]
 
@@ -515,11 +517,11 @@ async def test_concurrent_first_purchases_pay_the_referral_bonus_once(
         )
     )
 
-    assert await balance_of(uow_factory, merchant, ann.id) == P("50")
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == P("50")
     assert await kinds_and_points(uow_factory, merchant, ann.id) == [
         (EntryKind.REFERRAL_BONUS, "50.00")
     ]
-    assert await balance_of(uow_factory, merchant, bob.id) == P("10")
+    assert await balance_of(uow_factory, merchant, bob.id, clock) == P("10")
 
 
 async def test_a_spend_waits_for_a_concurrent_earn_instead_of_missing_it(
@@ -534,7 +536,7 @@ async def test_a_spend_waits_for_a_concurrent_earn_instead_of_missing_it(
 
     await asyncio.gather(earn, spend)
 
-    assert await balance_of(uow_factory, merchant, ann.id) == Points.zero()
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == Points.zero()
     assert [kind for kind, _ in await kinds_and_points(uow_factory, merchant, ann.id)] == [
         EntryKind.EARN,
         EntryKind.SPEND,
@@ -563,7 +565,7 @@ async def test_expiry_run_concurrently_with_spends_never_overdraws(
     )
 
     spent = sum(not isinstance(o, BaseException) for o in outcomes[1:])
-    balance = await balance_of(uow_factory, merchant, ann.id)
+    balance = await balance_of(uow_factory, merchant, ann.id, clock)
     assert balance.hundredths >= 0
     entries = await ledger_entries(merchant.id, ann.id, limit=500, uow=uow_factory())
     assert entries[0].entry.balance_after == balance
@@ -588,4 +590,4 @@ async def test_a_referral_bonus_turned_on_after_the_first_purchase_is_not_paid_l
     )
     await earn_points(merchant.id, bob.id, P("5"), order_ref="o-2", uow=uow_factory(), clock=clock)
 
-    assert await balance_of(uow_factory, merchant, ann.id) == Points.zero()
+    assert await balance_of(uow_factory, merchant, ann.id, clock) == Points.zero()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal, Protocol
 
 from ellity.domain.model.contact import ProgrammeLook
@@ -71,7 +72,9 @@ class CustomerRowSource(Protocol):
     format: str
 
     def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int
+        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
-        """Pages with at least one row each; none for a merchant without customers."""
+        """Pages with at least one row each; none for a merchant without customers. The
+        values are those valid on ``today`` (the merchant's local date): points past their
+        expiry are left out even before the nightly run has expired them."""
         ...

@@ -196,12 +196,18 @@ class CustomerRepository(Protocol):
         ...
 
     async def search(
-        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
     ) -> list[CustomerLoyalty]:
         """A page of the customers the query finds (see ``customer_query``), keyset-paged:
         ``after_id`` is the last customer of the previous page. Everyone is listed newest
         first; an alternative in its key order, then by id. Each alternative is an index
-        range read, never a scan of all customers."""
+        range read, never a scan of all customers. Summaries as of ``today`` (``loyalty``)."""
         ...
 
 
@@ -264,8 +270,12 @@ class LedgerRepository(Protocol):
         """
         ...
 
-    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
-        """Identity and summary of the given customers, in one query."""
+    async def loyalty(
+        self, merchant_id: int, customer_ids: Sequence[int], *, today: date
+    ) -> list[CustomerLoyalty]:
+        """Identity and summary of the given customers, in one query. The summary is the one
+        valid on ``today`` (the merchant's local date): lots whose last valid day is before
+        it count for nothing, also while the nightly run has not expired them yet."""
         ...
 
     async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
@@ -281,9 +291,10 @@ class LedgerRepository(Protocol):
         ...
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
     ) -> list[CustomerLoyalty]:
-        """Customers with ``id > after_id`` in id order (keyset paging), in one query."""
+        """Customers with ``id > after_id`` in id order (keyset paging), in one query;
+        summaries as of ``today`` (``loyalty``)."""
         ...
 
 

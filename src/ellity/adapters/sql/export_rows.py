@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.csv_export import CSV_FORMAT, FORMULA_STARTS
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.valid_points import STALE_SQL, STORED_SQL, VALID_SQL, ValidSummary
 from ellity.domain.model.contact import ProgrammeLook
 from ellity.ports.export import EncodedRows
 
@@ -47,6 +49,13 @@ _CELLS: tuple[str, ...] = (
     *(_PLAIN, _NUMBER),  # last change: date, value
     *(_TEXT, "link"),  # referral code and link
 )
+
+
+def _valid_on_today(line: Callable[[ValidSummary], str]) -> str:
+    """A customer's line with the points valid on ``:today`` (``valid_points``): built from
+    the stored summary, or, for a row holding points past their expiry, from its lots."""
+    return f"CASE WHEN {STALE_SQL} THEN {line(VALID_SQL)} ELSE {line(STORED_SQL)} END"
+
 
 # -- SQLite ----------------------------------------------------------------------------------
 #
@@ -154,10 +163,10 @@ def _sqlite_formats(decimal_mark: str, link_cell: str) -> list[str]:
     return formats
 
 
-def _sqlite_line() -> str:
-    balance, expiring = "c.balance_cents", "c.next_expiry_cents"
+def _sqlite_line(held: ValidSummary) -> str:
+    balance, expiring = held.balance_cents, held.next_expiry_cents
     changed = "coalesce(c.last_change_cents, 0)"
-    no_expiry, no_change = "c.next_expiry_on IS NULL", "c.last_change_on IS NULL"
+    no_expiry, no_change = f"{held.next_expiry_on} IS NULL", "c.last_change_on IS NULL"
     has_hundredths = [
         f"{balance} % 100 <> 0",
         f"{expiring} % 100 <> 0 AND NOT {no_expiry}",
@@ -181,7 +190,7 @@ def _sqlite_line() -> str:
         _rounded_down(balance),
         _unless("c.registered", _sqlite_text("coalesce(c.pin, '')")),
         "CASE WHEN c.registered THEN 'registered' ELSE 'anonymous' END",
-        "coalesce(c.next_expiry_on, '')",
+        f"coalesce({held.next_expiry_on}, '')",
         _unless(no_expiry, _sqlite_whole(expiring)),
         f"abs({expiring}) % 100",
         _unless(no_expiry, _rounded_down(expiring), "0"),
@@ -199,7 +208,7 @@ def _sqlite_line() -> str:
 # the ORDER BY, and group_concat takes the rows in the order they come.
 _SQLITE_PAGE = f"""
 SELECT count(*), max(id), count(line), CAST(group_concat(line, '') AS BLOB) FROM (
-  SELECT c.id, {_sqlite_line()} AS line
+  SELECT c.id, {_valid_on_today(_sqlite_line)} AS line
   FROM customers c
   WHERE c.merchant_id = :merchant_id AND c.id > :after_id
   ORDER BY c.id LIMIT :limit
@@ -248,26 +257,28 @@ def _pg_number(cents: str) -> str:
     return f"""'"' || {whole} || {hundredths} || '"'"""
 
 
-def _pg_line() -> str:
+def _pg_line(held: ValidSummary) -> str:
     template, shop_url = "CAST(:template AS TEXT)", "CAST(:shop_url AS TEXT)"
     filled = (
         f"CASE WHEN strpos({template}, '{{shop_url}}') > 0 AND {shop_url} = '' THEN ''"
         f" ELSE replace({template}, '{{shop_url}}', rtrim({shop_url}, '/')) END"
     )
     link = f"replace({filled}, '{{code}}', c.referral_code)"
-    no_expiry, no_change = "c.next_expiry_on IS NULL", "c.last_change_on IS NULL"
+    no_expiry, no_change = f"{held.next_expiry_on} IS NULL", "c.last_change_on IS NULL"
     empty = """'""'"""
     cells = [
         _pg_text("coalesce(c.email, '')"),
         _pg_text("c.first_name"),
         _pg_text("c.last_name"),
-        _pg_number("c.balance_cents"),
-        f"CAST({_rounded_down('c.balance_cents')} AS TEXT)",
+        _pg_number(held.balance_cents),
+        f"CAST({_rounded_down(held.balance_cents)} AS TEXT)",
         _unless("c.registered", _pg_text("coalesce(c.pin, '')"), empty),
         """CASE WHEN c.registered THEN '"registered"' ELSE '"anonymous"' END""",
-        _unless(no_expiry, """'"' || to_char(c.next_expiry_on, 'YYYY-MM-DD') || '"'""", empty),
-        _unless(no_expiry, _pg_number("c.next_expiry_cents"), empty),
-        _unless(no_expiry, f"CAST({_rounded_down('c.next_expiry_cents')} AS TEXT)", "'0'"),
+        _unless(
+            no_expiry, f"""'"' || to_char({held.next_expiry_on}, 'YYYY-MM-DD') || '"'""", empty
+        ),
+        _unless(no_expiry, _pg_number(held.next_expiry_cents), empty),
+        _unless(no_expiry, f"CAST({_rounded_down(held.next_expiry_cents)} AS TEXT)", "'0'"),
         _unless(no_change, """'"' || to_char(c.last_change_on, 'YYYY-MM-DD') || '"'""", empty),
         _unless(no_change, _pg_number("coalesce(c.last_change_cents, 0)"), empty),
         _pg_text("c.referral_code"),
@@ -279,7 +290,7 @@ def _pg_line() -> str:
 _PG_PAGE = f"""
 SELECT count(*), max(id), count(line),
   convert_to(string_agg(line, '' ORDER BY id), 'UTF8') FROM (
-  SELECT c.id, {_pg_line()} AS line
+  SELECT c.id, {_valid_on_today(_pg_line)} AS line
   FROM customers c
   WHERE c.merchant_id = :merchant_id AND c.id > :after_id
   ORDER BY c.id LIMIT :limit
@@ -314,13 +325,15 @@ class SqlCustomerRowSource:
             self._page_sql, self._parameters = sa.text(_PG_PAGE), _pg_parameters
 
     async def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int
+        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
         if batch_size < 1:
             raise ValueError("a page holds at least one customer")
         async with self._database.engine.connect() as conn:
             shape = await self._parameters(conn, look)
-        shape |= {"merchant_id": merchant_id, "limit": batch_size}
+        # SQLite keeps dates as ISO text; PostgreSQL compares real dates.
+        on = today.isoformat() if self._database.is_sqlite else today
+        shape |= {"merchant_id": merchant_id, "limit": batch_size, "today": on}
         page = await self._page({**shape, "after_id": 0})
         while page is not None:
             data, count, last_id = page

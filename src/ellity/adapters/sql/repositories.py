@@ -33,6 +33,7 @@ from ellity.adapters.sql.tables import (
     point_lots,
     staff_users,
 )
+from ellity.adapters.sql.valid_points import valid_summary
 from ellity.adapters.sql.work_queue import (
     NO_CLAIM,
     available_or_claim_end,
@@ -482,10 +483,16 @@ class SqlCustomerRepository:
         return last
 
     async def search(
-        self, merchant_id: int, query: CustomerQuery, *, after_id: int | None, limit: int
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
     ) -> list[CustomerLoyalty]:
         rows = await customer_search.search_rows(
-            self.conn, _LOYALTY, merchant_id, query, after_id=after_id, limit=limit
+            self.conn, _loyalty_columns(today), merchant_id, query, after_id=after_id, limit=limit
         )
         return [_loyalty(row) for row in rows]
 
@@ -494,20 +501,23 @@ class SqlCustomerRepository:
         return None if row is None else _customer(row)
 
 
-_LOYALTY = (
-    customers.c.id,
-    customers.c.email,
-    customers.c.first_name,
-    customers.c.last_name,
-    customers.c.registered,
-    customers.c.pin,
-    customers.c.referral_code,
-    customers.c.balance_cents,
-    customers.c.next_expiry_on,
-    customers.c.next_expiry_cents,
-    customers.c.last_change_on,
-    customers.c.last_change_cents,
-)
+def _loyalty_columns(today: date) -> tuple[Any, ...]:
+    """Identity and the summary valid on ``today`` (``valid_points``)."""
+    held = valid_summary(today)
+    return (
+        customers.c.id,
+        customers.c.email,
+        customers.c.first_name,
+        customers.c.last_name,
+        customers.c.registered,
+        customers.c.pin,
+        customers.c.referral_code,
+        held.balance_cents,
+        held.next_expiry_on,
+        held.next_expiry_cents,
+        customers.c.last_change_on,
+        customers.c.last_change_cents,
+    )
 
 
 def _loyalty(row: Any) -> CustomerLoyalty:
@@ -863,11 +873,13 @@ class SqlLedgerRepository:
             key=lambda notice: (notice.customer_id, notice.expiration.on),
         )
 
-    async def loyalty(self, merchant_id: int, customer_ids: Sequence[int]) -> list[CustomerLoyalty]:
+    async def loyalty(
+        self, merchant_id: int, customer_ids: Sequence[int], *, today: date
+    ) -> list[CustomerLoyalty]:
         if not customer_ids:
             return []
         rows = await self.conn.execute(
-            sa.select(*_LOYALTY)
+            sa.select(*_loyalty_columns(today))
             .where(customers.c.merchant_id == merchant_id, customers.c.id.in_(list(customer_ids)))
             .order_by(customers.c.id)
         )
@@ -884,10 +896,10 @@ class SqlLedgerRepository:
         )
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
     ) -> list[CustomerLoyalty]:
         rows = await self.conn.execute(
-            sa.select(*_LOYALTY)
+            sa.select(*_loyalty_columns(today))
             .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
             .order_by(customers.c.id)
             .limit(limit)

@@ -3,11 +3,17 @@
 Invariants:
 - the balance is the sum of what the open lots still hold, and never goes below zero;
 - every change is one ``Entry`` whose ``balance_after`` is the balance it leaves;
-- spending and negative changes consume the oldest lots first.
+- spending and negative changes consume the oldest lots first;
+- a lot past its expiry instant holds nothing for anyone: every change first records the
+  expiry of such lots (an ``expire`` entry at the change's instant), so they can be neither
+  spent nor counted, whether or not the nightly run has reached the customer yet;
+- read as of a local date (``summary(on=...)``), lots whose last valid day is before it are
+  left out, as the nightly run will remove them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -49,6 +55,10 @@ class Lot:
     @property
     def is_changed(self) -> bool:
         return not self.is_new and self.remaining != self.loaded_remaining
+
+    def is_valid_on(self, day: date) -> bool:
+        """The lot's points still count on the local date ``day``."""
+        return self.expires_on is None or self.expires_on >= day
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,7 @@ class Ledger:
         """Add points as a new lot that expires by the policy."""
         _positive(amount)
         note, order_ref = clean_note(note), clean_order_ref(order_ref)
+        self.expire(at=at)
         self.lots.append(
             Lot(
                 earned_at=at, expires_on=self.policy.expires_on(at), amount=amount, remaining=amount
@@ -162,9 +173,11 @@ class Ledger:
         order_ref: str | None = None,
         note: str | None = None,
     ) -> Entry:
-        """Take points, oldest lots first; refused when the balance is smaller."""
+        """Take points, oldest lots first; refused when the balance is smaller. Points past
+        their expiry instant are expired first and cannot be taken."""
         _positive(amount)
         note, order_ref = clean_note(note), clean_order_ref(order_ref)
+        self.expire(at=at)
         balance = self.balance()
         if amount > balance:
             raise InsufficientPoints(available=balance.display("en"), wanted=amount.display("en"))
@@ -185,8 +198,11 @@ class Ledger:
     def deduct_up_to(
         self, amount: Points, *, at: datetime, kind: EntryKind, note: str | None = None
     ) -> Entry | None:
-        """An automatic deduction: takes at most what the customer holds (None if nothing)."""
-        taken = min(_positive(amount), self.balance())
+        """An automatic deduction: takes at most what the customer holds (None if nothing);
+        points past their expiry instant are expired first and are not taken."""
+        _positive(amount)
+        self.expire(at=at)
+        taken = min(amount, self.balance())
         if not taken:
             return None
         return self.spend(taken, at=at, kind=kind, note=note)
@@ -210,19 +226,14 @@ class Ledger:
 
     def next_expiration(self) -> Expiration | None:
         """The earliest last-valid-day among lots holding points, and what they hold."""
-        dates = [lot.expires_on for lot in self.lots if lot.remaining and lot.expires_on]
-        if not dates:
-            return None
-        first = min(dates)
-        held = sum(lot.remaining.hundredths for lot in self.lots if lot.expires_on == first)
-        return Expiration(on=first, points=Points(held))
+        return next_expiration_of(self.lots)
 
-    def summary(self) -> LedgerSummary:
-        return LedgerSummary(
-            balance=self.balance(),
-            next_expiration=self.next_expiration(),
-            last_change=self.last_change,
-        )
+    def summary(self, *, on: date | None = None) -> LedgerSummary:
+        """Balance, next expiration and last change; ``on`` (a local date) leaves out the
+        lots whose last valid day is before it, even while no entry has expired them yet."""
+        if on is None:
+            return LedgerSummary(self.balance(), self.next_expiration(), self.last_change)
+        return summary_on(self.lots, self.last_change, on=on)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -255,6 +266,26 @@ class Ledger:
         self.new_entries.append(entry)
         self.last_change = LastChange(on=local_date(at, self.policy.time_zone), points=points)
         return entry
+
+
+def next_expiration_of(lots: Iterable[Lot]) -> Expiration | None:
+    """The earliest last valid day among ``lots`` holding points, and what they hold there."""
+    held = [lot for lot in lots if lot.remaining and lot.expires_on is not None]
+    if not held:
+        return None
+    first = min(lot.expires_on for lot in held if lot.expires_on is not None)
+    points = sum(lot.remaining.hundredths for lot in held if lot.expires_on == first)
+    return Expiration(on=first, points=Points(points))
+
+
+def summary_on(lots: Iterable[Lot], last_change: LastChange | None, *, on: date) -> LedgerSummary:
+    """What the customer holds on the local date ``on``: only lots still valid that day."""
+    valid = [lot for lot in lots if lot.remaining and lot.is_valid_on(on)]
+    return LedgerSummary(
+        balance=Points(sum(lot.remaining.hundredths for lot in valid)),
+        next_expiration=next_expiration_of(valid),
+        last_change=last_change,
+    )
 
 
 def _fifo_key(lot: Lot) -> tuple[datetime, int]:

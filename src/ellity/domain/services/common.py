@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from ellity.domain.model.contact import (
     ContactSnapshot,
@@ -12,9 +13,11 @@ from ellity.domain.model.contact import (
 )
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import CustomerNotFound, MerchantNotFound
+from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ledger import LedgerSummary
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.referral import referral_link
+from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWork
 
 
@@ -57,8 +60,17 @@ def look_of(merchant: Merchant) -> ProgrammeLook:
     )
 
 
-async def view_of(uow: UnitOfWork, merchant: Merchant, customer: Customer) -> CustomerView:
-    (loyalty,) = await uow.ledgers.loyalty(stored_id(merchant.id), [stored_id(customer.id)])
+def today_of(merchant: Merchant, clock: Clock) -> date:
+    """The merchant's local date now: what the customer holds is read as of this day."""
+    return local_date(clock.now(), merchant.settings.timezone)
+
+
+async def view_of(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer, *, clock: Clock
+) -> CustomerView:
+    (loyalty,) = await uow.ledgers.loyalty(
+        stored_id(merchant.id), [stored_id(customer.id)], today=today_of(merchant, clock)
+    )
     return CustomerView(
         customer=customer,
         summary=loyalty.summary,

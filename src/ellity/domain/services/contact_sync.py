@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot
 from ellity.domain.model.outbox import RetryPolicy, clip_error
-from ellity.domain.services.common import snapshots_of
+from ellity.domain.services.common import snapshots_of, today_of
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
@@ -236,9 +236,13 @@ class _Batch:
     async def write(self, claimed: Sequence[ClaimedContact]) -> int:
         async with self.uow_factory(read_only=True) as uow:
             merchant = await uow.merchants.get(self.merchant_id)
-            rows = await uow.ledgers.loyalty(self.merchant_id, [c.customer_id for c in claimed])
-        if merchant is None:
-            return 0
+            if merchant is None:
+                return 0
+            rows = await uow.ledgers.loyalty(
+                self.merchant_id,
+                [c.customer_id for c in claimed],
+                today=today_of(merchant, self.clock),
+            )
         snapshots = {s.customer_id: s for s in snapshots_of(merchant, rows) if s.email}
         in_list = {c.customer_id for c in claimed if c.in_list}
         gone = [c.customer_id for c in claimed if c.customer_id not in snapshots]

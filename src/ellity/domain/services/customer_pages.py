@@ -10,7 +10,13 @@ from ellity.domain.model.customer import clean_email, clean_shop_customer_id
 from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.merchant import Merchant
-from ellity.domain.services.common import CustomerView, load_customer, load_merchant, view_of
+from ellity.domain.services.common import (
+    CustomerView,
+    load_customer,
+    load_merchant,
+    today_of,
+    view_of,
+)
 from ellity.domain.services.customers import CustomerInput, create_new_customer
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
@@ -33,6 +39,7 @@ async def search_customers(
     *,
     after_id: int | None = None,
     uow: UnitOfWork,
+    clock: Clock,
     limit: int = PAGE_SIZE,
 ) -> CustomerPage:
     """One page of what ``text`` finds (see ``customer_query``). A word shaped like a
@@ -40,11 +47,14 @@ async def search_customers(
     query = parse_customer_query(text)
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
-        rows = await uow.customers.search(merchant_id, query, after_id=after_id, limit=limit + 1)
+        today = today_of(merchant, clock)
+        rows = await uow.customers.search(
+            merchant_id, query, after_id=after_id, limit=limit + 1, today=today
+        )
         if not rows and query.referral_code is not None:
             query = query.without_code()
             rows = await uow.customers.search(
-                merchant_id, query, after_id=after_id, limit=limit + 1
+                merchant_id, query, after_id=after_id, limit=limit + 1, today=today
             )
     shown = rows[:limit]
     more = len(rows) > limit
@@ -65,13 +75,14 @@ async def customer_detail(
     *,
     before_id: int | None = None,
     uow: UnitOfWork,
+    clock: Clock,
     limit: int = LEDGER_PAGE_SIZE,
 ) -> CustomerDetail:
     """The customer and a page of their ledger, newest first, keyset-paged by entry id."""
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id)
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         entries = await uow.ledgers.entries(
             merchant_id, customer_id, limit=limit + 1, before_id=before_id
         )
@@ -98,6 +109,6 @@ async def create_customer(
         customer = await create_new_customer(
             merchant, data, email, shop_id, uow=uow, clock=clock, rng=rng
         )
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return view

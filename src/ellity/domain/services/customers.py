@@ -31,6 +31,7 @@ from ellity.domain.services.common import (
     load_merchant,
     snapshots_of,
     stored_id,
+    today_of,
     view_of,
 )
 from ellity.ports.clock import Clock, RandomSource
@@ -98,7 +99,7 @@ async def upsert_customer(
                 await notifications.pin_issued(
                     uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
                 )
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return UpsertResult(view=view, created=existing is None)
 
@@ -121,20 +122,22 @@ async def update_customer(
             await notifications.pin_issued(
                 uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
             )
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return view
 
 
-async def get_customer(merchant_id: int, customer_id: int, *, uow: UnitOfWork) -> CustomerView:
+async def get_customer(
+    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
+) -> CustomerView:
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id)
-        return await view_of(uow, merchant, customer)
+        return await view_of(uow, merchant, customer, clock=clock)
 
 
 async def find_customer_by_email(
-    merchant_id: int, email: str, *, uow: UnitOfWork
+    merchant_id: int, email: str, *, uow: UnitOfWork, clock: Clock
 ) -> CustomerView | None:
     cleaned = clean_email(email)
     if cleaned is None:
@@ -142,7 +145,7 @@ async def find_customer_by_email(
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await uow.customers.find_by_email(merchant_id, cleaned)
-        return None if customer is None else await view_of(uow, merchant, customer)
+        return None if customer is None else await view_of(uow, merchant, customer, clock=clock)
 
 
 async def register_customer(
@@ -155,7 +158,7 @@ async def register_customer(
         if customer.register(at=clock.now()):
             await uow.customers.update(customer)
             await notifications.contact_changed(uow, merchant, customer, at=customer.updated_at)
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return view
 
@@ -171,32 +174,36 @@ async def regenerate_pin(
         await notifications.pin_issued(
             uow, merchant, customer, PinReason.REGENERATED, at=customer.updated_at
         )
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return view
 
 
 async def contact_snapshots(
-    merchant_id: int, customer_ids: Sequence[int], *, uow: UnitOfWork
+    merchant_id: int, customer_ids: Sequence[int], *, uow: UnitOfWork, clock: Clock
 ) -> list[ContactSnapshot]:
     """Snapshots of the given customers (one query); unknown or foreign ids are left out."""
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
-        rows = await uow.ledgers.loyalty(merchant_id, customer_ids)
+        rows = await uow.ledgers.loyalty(merchant_id, customer_ids, today=today_of(merchant, clock))
     return snapshots_of(merchant, rows)
 
 
 async def contact_snapshot(
-    merchant_id: int, customer_id: int, *, uow: UnitOfWork
+    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
 ) -> ContactSnapshot:
-    snapshots = await contact_snapshots(merchant_id, [customer_id], uow=uow)
+    snapshots = await contact_snapshots(merchant_id, [customer_id], uow=uow, clock=clock)
     if not snapshots:
         raise CustomerNotFound(customer_id)
     return snapshots[0]
 
 
 async def all_contact_snapshots(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, batch_size: int = SNAPSHOT_BATCH
+    merchant_id: int,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    batch_size: int = SNAPSHOT_BATCH,
 ) -> AsyncIterator[list[ContactSnapshot]]:
     """Every customer's snapshot in id order, a batch per short read-only transaction.
 
@@ -204,10 +211,13 @@ async def all_contact_snapshots(
     """
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
+    today = today_of(merchant, clock)
 
     async def page(after_id: int) -> list[CustomerLoyalty]:
         async with uow_factory(read_only=True) as uow:
-            return await uow.ledgers.loyalty_page(merchant_id, after_id=after_id, limit=batch_size)
+            return await uow.ledgers.loyalty_page(
+                merchant_id, after_id=after_id, limit=batch_size, today=today
+            )
 
     rows = await page(0)
     while rows:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from datetime import date
 from operator import itemgetter
 from typing import cast
 
@@ -33,7 +34,8 @@ from ellity.domain.model.contact import (
     ProgrammeLook,
     contact_snapshot,
 )
-from ellity.domain.services.common import load_merchant, look_of
+from ellity.domain.services.common import load_merchant, look_of, today_of
+from ellity.ports.clock import Clock
 from ellity.ports.export import (
     Cell,
     CellKind,
@@ -95,12 +97,12 @@ class SnapshotRows:
         self.format = encoder.format
 
     async def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int
+        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
         async def page(after_id: int) -> list[CustomerLoyalty]:
             async with self.uow_factory(read_only=True) as uow:
                 return await uow.ledgers.loyalty_page(
-                    merchant_id, after_id=after_id, limit=batch_size
+                    merchant_id, after_id=after_id, limit=batch_size, today=today
                 )
 
         rows = await page(0)
@@ -119,6 +121,7 @@ async def export_customers(
     *,
     uow_factory: UnitOfWorkFactory,
     encoder: TableEncoder,
+    clock: Clock,
     rows: CustomerRowSource | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = EXPORT_BATCH,
@@ -139,7 +142,9 @@ async def export_customers(
     # An async generator, declared as an iterator: closed at once when the caller stops early.
     pages = cast(
         AsyncGenerator[EncodedRows, None],
-        source.pages(merchant_id, look_of(merchant), batch_size=batch_size),
+        source.pages(
+            merchant_id, look_of(merchant), batch_size=batch_size, today=today_of(merchant, clock)
+        ),
     )
     done = 0
     async with aclosing(pages):

@@ -24,7 +24,7 @@ from ellity.domain.model.integration import (
     key_hint,
 )
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
-from ellity.domain.services.common import load_merchant, snapshots_of
+from ellity.domain.services.common import load_merchant, snapshots_of, today_of
 from ellity.domain.services.contact_sync import contact_data
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
@@ -182,14 +182,17 @@ async def ecomail_lists(
 
 
 async def _first_contact(
-    uow_factory: UnitOfWorkFactory, merchant_id: int
+    uow_factory: UnitOfWorkFactory, merchant_id: int, clock: Clock
 ) -> ContactSnapshot | None:
     after = 0
     while True:
         async with uow_factory(read_only=True) as uow:
             merchant = await load_merchant(uow, merchant_id)
             rows = await uow.ledgers.loyalty_page(
-                merchant_id, after_id=after, limit=FIRST_CONTACT_SCAN
+                merchant_id,
+                after_id=after,
+                limit=FIRST_CONTACT_SCAN,
+                today=today_of(merchant, clock),
             )
         if not rows:
             return None
@@ -216,7 +219,7 @@ async def activate_ecomail(
         merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
     )
     detail = await platform.list_detail(list_id)
-    first = await _first_contact(uow_factory, merchant_id)
+    first = await _first_contact(uow_factory, merchant_id, clock)
     inserted = 0
     if first is not None:
         inserted = await platform.add_contacts(list_id, [contact_data(first)])

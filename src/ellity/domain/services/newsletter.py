@@ -587,8 +587,9 @@ async def _apply_change(
     else:
         verdict = take_back_reward(hold, ledger, take_back=settings.newsletter_take_back, at=now)
     if verdict.entry is not None:
+        entries = list(ledger.new_entries)  # an expiry the change recorded first, then it
         await uow.ledgers.save(merchant_id, ledger, at=now)
-        await notifications.points_changed(uow, merchant, customer, ledger, verdict.entry)
+        await notifications.points_changed(uow, merchant, customer, ledger, entries)
     if hold != before:
         await uow.newsletter.save_reward_hold(merchant_id, customer_id, hold, at=now)
     return verdict

@@ -59,21 +59,28 @@ def sends_email_to(merchant: Merchant, customer: Customer) -> bool:
 
 
 async def points_changed(
-    uow: UnitOfWork, merchant: Merchant, customer: Customer, ledger: Ledger, entry: Entry
+    uow: UnitOfWork,
+    merchant: Merchant,
+    customer: Customer,
+    ledger: Ledger,
+    entries: Sequence[Entry],
 ) -> None:
-    """The customer's balance changed by ``entry``; ``ledger`` is the ledger after it."""
-    value = credit_event_value(entry, next_expiration=ledger.next_expiration())
-    await _ecomail(uow, merchant, customer, EventLabel.CREDIT, value, at=entry.at)
-    if not sends_email_to(merchant, customer):
-        return
-    facts = PointsChanged.of(entry, ledger.next_expiration())
-    await uow.outbox.add(
-        stored_id(merchant.id),
-        Topic.POINTS_CHANGED_EMAIL.value,
-        facts.to_payload(),
-        customer_id=stored_id(customer.id),
-        at=entry.at,
-    )
+    """The customer's balance changed by each of ``entries`` in turn (an expiry that a change
+    recorded first, then the change); ``ledger`` is the ledger after them. Each gets its
+    ``credit`` event and "points changed" email, as the nightly expiry's entries do."""
+    for entry in entries:
+        value = credit_event_value(entry, next_expiration=ledger.next_expiration())
+        await _ecomail(uow, merchant, customer, EventLabel.CREDIT, value, at=entry.at)
+        if not sends_email_to(merchant, customer):
+            continue
+        facts = PointsChanged.of(entry, ledger.next_expiration())
+        await uow.outbox.add(
+            stored_id(merchant.id),
+            Topic.POINTS_CHANGED_EMAIL.value,
+            facts.to_payload(),
+            customer_id=stored_id(customer.id),
+            at=entry.at,
+        )
 
 
 async def pin_issued(

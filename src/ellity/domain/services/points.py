@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import OrderAlreadyUsed
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
 from ellity.domain.model.merchant import Merchant
@@ -63,16 +64,17 @@ async def earn_points(
         if used is not None:
             if used.customer_id != customer_id:
                 raise OrderAlreadyUsed(ref)
-            return PointsResult(view=await view_of(uow, merchant, customer), entry=None)
+            return PointsResult(
+                view=await view_of(uow, merchant, customer, clock=clock), entry=None
+            )
         now = clock.now()
         first_purchase = not await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.EARN)
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.earn(points, at=now, order_ref=ref, note=note)
-        await _save(uow, merchant_id, ledger, now, ref)
-        await notifications.points_changed(uow, merchant, customer, ledger, entry)
+        await _save(uow, merchant, customer, ledger, now, ref)
         if first_purchase and customer.referred_by_id is not None:
             await _pay_referral_bonus(uow, merchant, customer.referred_by_id, customer_id, now)
-        view = await view_of(uow, merchant, customer)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
 
@@ -97,13 +99,14 @@ async def spend_points(
             if used is not None:
                 if used.customer_id != customer_id:
                     raise OrderAlreadyUsed(ref)
-                return PointsResult(view=await view_of(uow, merchant, customer), entry=None)
+                return PointsResult(
+                    view=await view_of(uow, merchant, customer, clock=clock), entry=None
+                )
         now = clock.now()
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.spend(points, at=now, order_ref=ref, note=note)
-        await _save(uow, merchant_id, ledger, now, ref)
-        await notifications.points_changed(uow, merchant, customer, ledger, entry)
-        view = await view_of(uow, merchant, customer)
+        await _save(uow, merchant, customer, ledger, now, ref)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
 
@@ -124,9 +127,8 @@ async def adjust_points(
         now = clock.now()
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.adjust(delta, at=now, note=note)
-        await uow.ledgers.save(merchant_id, ledger, at=now)
-        await notifications.points_changed(uow, merchant, customer, ledger, entry)
-        view = await view_of(uow, merchant, customer)
+        await _save(uow, merchant, customer, ledger, now, None)
+        view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
 
@@ -163,14 +165,23 @@ async def expire_due_points(
     return result.customers
 
 
-async def _save(
-    uow: UnitOfWork, merchant_id: int, ledger: Ledger, now: datetime, ref: str | None
+async def _save(  # noqa: PLR0917
+    uow: UnitOfWork,
+    merchant: Merchant,
+    customer: Customer,
+    ledger: Ledger,
+    now: datetime,
+    ref: str | None,
 ) -> None:
-    """Save; a concurrent use of the same order reference surfaces as ``OrderAlreadyUsed``."""
+    """Save the ledger and record what the outside world must hear of each new entry (an
+    expiry the change recorded first, then the change). A concurrent use of the same order
+    reference surfaces as ``OrderAlreadyUsed``."""
+    entries = list(ledger.new_entries)
     try:
-        await uow.ledgers.save(merchant_id, ledger, at=now)
+        await uow.ledgers.save(stored_id(merchant.id), ledger, at=now)
     except UniqueViolation:
         raise OrderAlreadyUsed(ref or "") from None
+    await notifications.points_changed(uow, merchant, customer, ledger, entries)
 
 
 async def _pay_referral_bonus(
@@ -191,6 +202,5 @@ async def _pay_referral_bonus(
     if referrer is None:
         return
     ledger = await uow.ledgers.get(merchant_id, referrer_id, merchant.settings.expiry_policy)
-    entry = ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
-    await uow.ledgers.save(merchant_id, ledger, at=now)
-    await notifications.points_changed(uow, merchant, referrer, ledger, entry)
+    ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
+    await _save(uow, merchant, referrer, ledger, now, ref)

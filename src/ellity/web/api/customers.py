@@ -90,8 +90,9 @@ async def upsert_customer(
 async def get_customer(
     request: Request[Any, Any, Any], merchant_id: NamedDependency[int], customer_id: CustomerId
 ) -> schemas.Customer:
+    deps = _deps(request)
     view = await customers.get_customer(
-        merchant_id, customer_id, uow=_deps(request).uow(read_only=True)
+        merchant_id, customer_id, uow=deps.uow(read_only=True), clock=deps.clock
     )
     return _customer(view)
 
@@ -109,8 +110,9 @@ async def find_customers(
     merchant_id: NamedDependency[int],
     email: Annotated[str, QueryParameter(description="The email address to look for.")],
 ) -> schemas.CustomerList:
+    deps = _deps(request)
     view = await customers.find_customer_by_email(
-        merchant_id, email, uow=_deps(request).uow(read_only=True)
+        merchant_id, email, uow=deps.uow(read_only=True), clock=deps.clock
     )
     return schemas.CustomerList(items=[] if view is None else [_customer(view)])
 

@@ -72,8 +72,13 @@ class NewCustomerForm:
 async def customer_list(
     request: AnyRequest, q: FromQuery[str] = "", after: FromQuery[int | None] = None
 ) -> Template:
+    deps = deps_of(request)
     page = await search_customers(
-        staff_of(request).merchant_id, q, after_id=after, uow=deps_of(request).uow(read_only=True)
+        staff_of(request).merchant_id,
+        q,
+        after_id=after,
+        uow=deps.uow(read_only=True),
+        clock=deps.clock,
     )
     return render(
         request,
@@ -94,7 +99,11 @@ async def export_points(request: AnyRequest) -> Stream:
     filename = f"ellity-{me.merchant_slug}-{today.isoformat()}.{encoder.file_extension}"
     return Stream(
         export_customers(
-            me.merchant_id, uow_factory=deps.uow, encoder=encoder, rows=deps.export_rows
+            me.merchant_id,
+            uow_factory=deps.uow,
+            encoder=encoder,
+            clock=deps.clock,
+            rows=deps.export_rows,
         ),
         media_type=encoder.media_type,
         headers={
@@ -155,11 +164,13 @@ async def _customer_page(
     values: Any = None,
     error: DomainError | None = None,
 ) -> Template:
+    deps = deps_of(request)
     detail = await customer_detail(
         staff_of(request).merchant_id,
         customer_id,
         before_id=before,
-        uow=deps_of(request).uow(read_only=True),
+        uow=deps.uow(read_only=True),
+        clock=deps.clock,
     )
     customer = detail.view.customer
     forms: dict[str, Any] = {
