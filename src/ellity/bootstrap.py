@@ -45,7 +45,7 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             ping_database=database.ping,
             export_encoder=CsvTableEncoder(),
             export_rows=SqlCustomerRowSource(database),
-            mailer=SmtpMailer(JinjaEmailTemplates()),
+            mailer=SmtpMailer(JinjaEmailTemplates(), allow_private=settings.smtp_allow_private),
             marketing=marketing,
             queue=queue,
             sessions=SqlSessionStore(database),

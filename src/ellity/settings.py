@@ -25,6 +25,9 @@ class Settings:
     var_dir: Path
     queue_name: str = DEFAULT_QUEUE_NAME  # the arq queue in Redis (ELLITY_QUEUE_NAME)
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT  # seconds per outbox delivery
+    #: Merchants' SMTP servers may be on loopback, private or link-local addresses
+    #: (ELLITY_SMTP_ALLOW_PRIVATE): only for a deployment that relays through a local server.
+    smtp_allow_private: bool = False
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -76,7 +79,20 @@ def load_settings(
         delivery_timeout=_positive_seconds(
             env.get("ELLITY_DELIVERY_TIMEOUT"), DEFAULT_DELIVERY_TIMEOUT, "ELLITY_DELIVERY_TIMEOUT"
         ),
+        smtp_allow_private=_flag(env.get("ELLITY_SMTP_ALLOW_PRIVATE"), "ELLITY_SMTP_ALLOW_PRIVATE"),
     )
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _flag(value: str | None, name: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``); unset is false."""
+    word = (value or "false").strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return word in _TRUE
 
 
 def _positive_seconds(value: str | None, default: float, name: str) -> float:

@@ -77,9 +77,12 @@ class Site:
     anna: Shop | None = None
     bob: Shop | None = None
 
-    def browser(self, base_url: str = BASE_URL) -> httpx.AsyncClient:
+    def browser(self, base_url: str = BASE_URL, *, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        """A browser on the client ``address``."""
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url=base_url, headers=HTML
+            transport=httpx.ASGITransport(app=self.app, client=(address, 123)),
+            base_url=base_url,
+            headers=HTML,
         )
 
     async def scalar(self, sql: str, **params: Any) -> Any:
@@ -320,6 +323,23 @@ async def test_failed_logins_from_one_client_are_throttled_whichever_email_they_
         for n in range(10):
             assert (await log_in(client, f"guess{n}@anna.example.cz")).status_code == 400
         assert (await log_in(client, bob.admin)).status_code == 429
+
+
+async def test_wrong_passwords_for_the_owners_email_from_another_address_never_lock_the_owner_out(
+    site: Site,
+) -> None:
+    anna, bob = shops(site)
+    async with (
+        site.browser(address="203.0.113.7") as attacker,
+        site.browser(address="198.51.100.20") as owner,
+    ):
+        for _ in range(10):
+            assert (await log_in(attacker, anna.admin, "not the password")).status_code == 400
+        assert (await log_in(attacker, anna.admin)).status_code == 429  # this address, this email
+        assert (await log_in(attacker, bob.admin)).status_code == 429  # and any other email
+        answer = await log_in(owner, anna.admin)
+        assert answer.status_code == 303
+        assert (await owner.get("/")).status_code == 200
 
 
 async def test_logging_out_ends_the_session_for_good(site: Site) -> None:

@@ -64,6 +64,7 @@ class Deployment:
             ELLITY_DATABASE_URL=self.database_url,
             ELLITY_SECRET_KEY=SECRET,
             ELLITY_QUEUE_NAME=self.queue,
+            ELLITY_SMTP_ALLOW_PRIVATE="true",  # the test SMTP server is on 127.0.0.1
             REDIS_URL=REDIS_URL,
         )
         env.update(extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +14,7 @@ from ellity.domain.model.staff import (
     AlreadySetUp,
     InvalidCredentials,
     LoginThrottled,
+    account_delay,
     slug_from_name,
 )
 from ellity.domain.services import staff
@@ -27,6 +29,16 @@ def attempts() -> InMemoryLoginAttempts:
     return InMemoryLoginAttempts()
 
 
+class Pauses:
+    """Records how long each log-in was made to wait, instead of waiting."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
 async def log_in(
     uow_factory: UnitOfWorkFactory,
     attempts: InMemoryLoginAttempts,
@@ -35,6 +47,7 @@ async def log_in(
     email: str = "admin@anna.example.cz",
     password: str = PASSWORD,
     client: str = "10.0.0.1",
+    pauses: Pauses | None = None,
 ) -> staff.StaffIdentity:
     return await staff.log_in(
         email,
@@ -44,6 +57,7 @@ async def log_in(
         attempts=attempts,
         clock=clock,
         hasher=FakePasswordHasher(),
+        pause=pauses or Pauses(),
     )
 
 
@@ -112,6 +126,81 @@ async def test_failures_from_one_client_are_throttled_across_emails(
         await log_in(uow_factory, attempts, clock)
     # another client may still log in as the admin
     assert await log_in(uow_factory, attempts, clock, client="10.0.0.2")
+
+
+@pytest.mark.parametrize("attackers", [1, 3])
+async def test_wrong_passwords_for_the_owners_email_from_other_addresses_never_lock_the_owner_out(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+    attackers: int,
+) -> None:
+    for n in range(attackers):
+        attacker = f"203.0.113.{n + 1}"
+        for _ in range(MAX_FAILED_LOGINS):
+            with pytest.raises(InvalidCredentials):
+                await log_in(uow_factory, attempts, clock, password="guess", client=attacker)
+        with pytest.raises(LoginThrottled):  # that address, for this email and for any other
+            await log_in(uow_factory, attempts, clock, client=attacker)
+        with pytest.raises(LoginThrottled):
+            await log_in(uow_factory, attempts, clock, email="x@anna.example.cz", client=attacker)
+    me = await log_in(uow_factory, attempts, clock, client="198.51.100.20")
+    assert me.merchant_id == merchant.id
+
+
+async def test_the_owner_who_mistyped_a_few_times_still_logs_in_during_an_attack_elsewhere(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    for n in range(4 * MAX_FAILED_LOGINS):
+        with pytest.raises((InvalidCredentials, LoginThrottled)):
+            await log_in(
+                uow_factory, attempts, clock, password="guess", client=f"203.0.113.{n % 4}"
+            )
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        with pytest.raises(InvalidCredentials):
+            await log_in(uow_factory, attempts, clock, password="typo", client="198.51.100.20")
+    assert await log_in(uow_factory, attempts, clock, client="198.51.100.20")
+
+
+async def test_many_failures_for_one_email_from_many_addresses_only_slow_it_down_a_little(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    pauses = Pauses()
+    for n in range(30):
+        with pytest.raises(InvalidCredentials):  # never throttled: each address tried once
+            await log_in(
+                uow_factory,
+                attempts,
+                clock,
+                password="guess",
+                client=f"203.0.113.{n}",
+                pauses=pauses,
+            )
+    assert pauses.seconds == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75] + [2.0] * 13
+    me = await log_in(uow_factory, attempts, clock, client="198.51.100.20", pauses=pauses)
+    assert me.merchant_id == merchant.id
+    assert pauses.seconds[-1] == 2.0
+
+    clock.advance(minutes=15)  # a new window: no waiting any more
+    await log_in(uow_factory, attempts, clock, client="198.51.100.20", pauses=pauses)
+    assert len(pauses.seconds) == 21
+
+
+@pytest.mark.parametrize(
+    ("attempts_for_the_email", "seconds"),
+    [(1, 0), (MAX_FAILED_LOGINS, 0), (11, 0.25), (12, 0.5), (18, 2), (19, 2), (10_000, 2)],
+)
+def test_an_email_tried_from_everywhere_waits_longer_per_attempt_up_to_two_seconds(
+    attempts_for_the_email: int, seconds: float
+) -> None:
+    assert account_delay(attempts_for_the_email) == timedelta(seconds=seconds)
 
 
 async def test_a_burst_of_concurrent_guesses_gets_no_more_than_the_limit_checked(

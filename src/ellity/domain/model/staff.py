@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -11,9 +12,13 @@ from ellity.domain.model.customer import email_key
 from ellity.domain.model.errors import DomainError, NotFound
 from ellity.domain.model.money import Locale
 
-#: The 11th attempt within a window is refused, for an email and for a client alike.
+#: The 11th attempt within a window is refused from a client address, and for an email from
+#: one client address. Attempts for an email from everywhere never refuse: past the same count
+#: each one waits a little longer (``account_delay``), so nobody can lock the owner out.
 MAX_FAILED_LOGINS = 10
 LOGIN_WINDOW = timedelta(minutes=15)
+ACCOUNT_DELAY_STEP = timedelta(milliseconds=250)
+MAX_ACCOUNT_DELAY = timedelta(seconds=2)
 MAX_CLIENT_KEY = 200
 
 
@@ -46,7 +51,8 @@ class InvalidCredentials(DomainError):
 
 
 class LoginThrottled(DomainError):
-    """Too many failed log-ins for an email or from a client within ``LOGIN_WINDOW``."""
+    """Too many failed log-ins from a client, or for an email from that client, within
+    ``LOGIN_WINDOW``."""
 
     code = "login_throttled"
 
@@ -64,12 +70,30 @@ class AlreadySetUp(NotFound):
         super().__init__("Ellity has been set up already; log in instead.")
 
 
+def account_delay(attempts: int) -> timedelta:
+    """How long an attempt for an email waits when it is the ``attempts``-th for that email
+    within the window, from any client: nothing up to ``MAX_FAILED_LOGINS``, then
+    ``ACCOUNT_DELAY_STEP`` more for each attempt beyond, at most ``MAX_ACCOUNT_DELAY``."""
+    beyond = attempts - MAX_FAILED_LOGINS
+    return min(MAX_ACCOUNT_DELAY, ACCOUNT_DELAY_STEP * beyond) if beyond > 0 else timedelta(0)
+
+
 def email_throttle_key(email: str) -> str:
-    return "email:" + (email_key(email.strip()) or "")[:254]
+    return "email:" + _email(email)[:254]
 
 
 def client_throttle_key(client: str) -> str:
     return "client:" + client.strip()[:MAX_CLIENT_KEY]
+
+
+def email_client_throttle_key(email: str, client: str) -> str:
+    """One email from one client; a digest, as the two together may be longer than a key."""
+    pair = f"{_email(email)}\n{client.strip()[:MAX_CLIENT_KEY]}"
+    return "email+client:" + hashlib.sha256(pair.encode("utf-8")).hexdigest()
+
+
+def _email(email: str) -> str:
+    return email_key(email.strip()) or ""
 
 
 def slug_from_name(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from ellity.domain.model.customer import clean_email
 from ellity.domain.model.errors import InvalidInput
@@ -15,7 +16,9 @@ from ellity.domain.model.staff import (
     LoginThrottled,
     StaffIdentity,
     StaffUser,
+    account_delay,
     client_throttle_key,
+    email_client_throttle_key,
     email_throttle_key,
     slug_from_name,
 )
@@ -45,21 +48,32 @@ async def log_in(
     attempts: LoginAttempts,
     clock: Clock,
     hasher: PasswordHasher,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> StaffIdentity:
     """The staff user with this email and password.
 
-    Every attempt is counted first, per email and per client, in windows of
-    ``LOGIN_WINDOW``; past ``MAX_FAILED_LOGINS`` in a window the attempt is refused
+    Every attempt is counted first, per client address and per (email, client address), in
+    windows of ``LOGIN_WINDOW``; past ``MAX_FAILED_LOGINS`` in a window the attempt is refused
     without looking at the password. Counting before checking keeps a burst of concurrent
-    guesses within the limit too. A successful log-in takes its own attempt back and clears
-    the email's count.
+    guesses within the limit too. Attempts for the email from all clients are counted as well,
+    but only slow it down (``account_delay``, through ``pause``): failures elsewhere never
+    refuse the right password from a client that has not failed. A successful log-in takes
+    its own attempts back and clears its (email, client) count.
     """
     now = clock.now()
-    keys = (email_throttle_key(email), client_throttle_key(client))
-    counts = [await attempts.add(key, at=now, window=LOGIN_WINDOW) for key in keys]
+    client_key = client_throttle_key(client)
+    pair_key = email_client_throttle_key(email, client)
+    account_key = email_throttle_key(email)
+    counts = [
+        await attempts.add(key, at=now, window=LOGIN_WINDOW) for key in (client_key, pair_key)
+    ]
     over = [count for count in counts if count.attempts > MAX_FAILED_LOGINS]
     if over:
         raise LoginThrottled(retry_at=max(c.window_ends_at for c in over), now=now)
+    account = await attempts.add(account_key, at=now, window=LOGIN_WINDOW)
+    delay = account_delay(account.attempts)
+    if delay:
+        await pause(delay.total_seconds())
     staff: StaffUser | None = None
     merchant: Merchant | None = None
     if email.strip() and len(password) <= MAX_PASSWORD_LENGTH:
@@ -70,8 +84,9 @@ async def log_in(
     valid = await asyncio.to_thread(hasher.verify, password_hash, password)
     if staff is None or merchant is None or not valid:
         raise InvalidCredentials()
-    await attempts.forgive(keys[0], reset=True)
-    await attempts.forgive(keys[1])
+    await attempts.forgive(pair_key, reset=True)
+    await attempts.forgive(client_key)
+    await attempts.forgive(account_key)
     await attempts.prune(now=now)
     return _identity(staff.id, staff.email, merchant)
 
