@@ -48,7 +48,8 @@ DELIVERY_LIMIT = 200  # items per job; a longer backlog continues in the follow-
 KEEP_SETTLED = timedelta(days=30)
 NIGHTLY_MINUTES = {0, 15, 30, 45}
 NIGHTLY_TIMEOUT = timedelta(minutes=30)  # one merchant's run; 1 000 000 customers take < 60 s
-NIGHTLY_LEASE = 2 * NIGHTLY_TIMEOUT  # outlasts the job (arq re-offers a killed one after it)
+# a night's claim outlasts its job, and arq's hold on a killed job's id (its timeout + 10 s)
+NIGHTLY_LEASE = 2 * NIGHTLY_TIMEOUT
 KEEP_NOTIFICATIONS = timedelta(days=90)  # the integration page's activity log reads them
 
 
@@ -168,13 +169,9 @@ class WorkerSettings:
 
     functions: ClassVar = [
         func(deliver_outbox, name=DELIVER_JOB, keep_result=0, max_tries=1),
-        func(
-            run_nightly,
-            name=NIGHTLY_JOB,
-            timeout=NIGHTLY_TIMEOUT,
-            keep_result=0,
-            max_tries=1,
-        ),
+        # a job per merchant and night, each with its own time limit; no result is kept, so
+        # the next tick can queue a night again whose job failed or was cut off
+        func(run_nightly, name=NIGHTLY_JOB, timeout=NIGHTLY_TIMEOUT, keep_result=0, max_tries=1),
     ]
     cron_jobs: ClassVar = [
         cron(deliver_outbox, name="cron:deliver_outbox", second=0, run_at_startup=True),
