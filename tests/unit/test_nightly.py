@@ -583,9 +583,6 @@ async def test_the_tick_queues_each_due_merchants_night_as_a_job_of_its_own(
         (merchant.id, date(2025, 3, 11)),
         (other_merchant.id, date(2025, 3, 11)),
     ]
-    # nothing ran yet: a second tick asks for the same two jobs again, which the queue keeps once
-    await nightly.queue_due_nightlies(uow_factory=uow_factory, clock=clock, queue=queue)
-    assert len(queue.nightlies) == 2
 
 
 async def test_two_workers_running_a_merchants_night_at_once_run_it_once(
