@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ellity.adapters.csv_export import CsvTableEncoder
 from ellity.domain.model import staff as staff_model
@@ -270,13 +270,24 @@ class FakeMailer:
 
 
 class FakeJobQueue:
-    """Records nudges: ``None`` for "now", else the time asked for."""
+    """Records nudges: ``None`` for "now", else the time asked for; and the nightly runs
+    queued, as ``(merchant id, local date)`` jobs: one per pair until ``take_nightlies``
+    hands them out (to be run), as arq keeps one job per id while it waits or runs."""
 
     def __init__(self) -> None:
         self.nudges: list[datetime | None] = []
+        self.nightlies: list[tuple[int, date]] = []
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
         self.nudges.append(at)
+
+    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+        if (merchant_id, local_date) not in self.nightlies:
+            self.nightlies.append((merchant_id, local_date))
+
+    def take_nightlies(self) -> list[tuple[int, date]]:
+        taken, self.nightlies = self.nightlies, []
+        return taken
 
 
 # -- the marketing platform (Ecomail) -----------------------------------------------------
@@ -575,8 +586,10 @@ class StoreState:
     #: Per customer id: what the SQL adapter keeps in its summary columns.
     summaries: dict[int, LedgerSummary] = field(default_factory=dict)
     smtp_passwords: dict[int, str] = field(default_factory=dict)
-    #: Per merchant id: the local date of its last claimed nightly run.
+    #: Per merchant id: the local date of its last finished nightly run.
     nightly_dates: dict[int, date] = field(default_factory=dict)
+    #: Per merchant id: the claim of its nightly run in progress (token, until).
+    nightly_claims: dict[int, tuple[str, datetime]] = field(default_factory=dict)
     #: Per (customer id, last valid day): the points a pre-expiry notice was recorded for.
     expiry_notices: dict[tuple[int, date], ExpiryNoticeRecord] = field(default_factory=dict)
     api_tokens: dict[int, ApiToken] = field(default_factory=dict)
@@ -702,11 +715,18 @@ class InMemoryMerchantRepository:
         await _io()
         state = self._uow.state
         return [
-            NightlySchedule(m_id, m.settings.timezone, state.nightly_dates.get(m_id))
+            NightlySchedule(
+                m_id,
+                m.settings.timezone,
+                state.nightly_dates.get(m_id),
+                claim[1] if (claim := state.nightly_claims.get(m_id)) else None,
+            )
             for m_id, m in sorted(state.merchants.items())
         ]
 
-    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
+    async def claim_nightly(
+        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+    ) -> bool:
         await _io()
         state = self._uow.state
         if merchant_id not in state.merchants:
@@ -714,13 +734,27 @@ class InMemoryMerchantRepository:
         last = state.nightly_dates.get(merchant_id)
         if last is not None and last >= today:
             return False
+        claim = state.nightly_claims.get(merchant_id)
+        if claim is not None and claim[1] > at:
+            return False
+        state.nightly_claims[merchant_id] = (token, until)
+        return True
+
+    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+        await _io()
+        state = self._uow.state
+        claim = state.nightly_claims.get(merchant_id)
+        if claim is None or claim[0] != token:
+            return False
+        del state.nightly_claims[merchant_id]
         state.nightly_dates[merchant_id] = today
         return True
 
-    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
+    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
         await _io()
-        if self._uow.state.nightly_dates.get(merchant_id) == today:
-            del self._uow.state.nightly_dates[merchant_id]
+        claim = self._uow.state.nightly_claims.get(merchant_id)
+        if claim is not None and claim[0] == token:
+            del self._uow.state.nightly_claims[merchant_id]
 
 
 class InMemoryApiTokenRepository:
@@ -2232,6 +2266,91 @@ class InMemoryStore:
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""
         return InMemoryUnitOfWork(self, read_only=read_only)
+
+
+class StallingNightly:
+    """A unit-of-work factory around a real one, for cancelling a nightly run in the middle:
+    the ``stall_at``-th chunk of ``merchant_id`` waits for ever (until its task is cancelled)
+    and ``stalled`` is set. With ``inside="expiry"`` it waits inside the chunk's write
+    transaction, after expiring the chunk's points (not committed); with ``inside="read"``
+    while looking up where the chunk ends (no write transaction is open, so other merchants'
+    runs are not held up). Other merchants and other calls pass straight through."""
+
+    def __init__(
+        self, inner: UnitOfWorkFactory, merchant_id: int, *, stall_at: int = 2, inside: str
+    ) -> None:
+        self._inner = inner
+        self.merchant_id = merchant_id
+        self.stall_at = stall_at
+        self.inside = inside
+        self.chunks = 0
+        self.stalled = asyncio.Event()
+
+    def __call__(self, *, read_only: bool = False) -> Any:
+        return _StallingUnitOfWork(self._inner(read_only=read_only), self)
+
+    async def maybe_stall(self, merchant_id: int, inside: str) -> None:
+        if merchant_id != self.merchant_id or inside != self.inside:
+            return
+        self.chunks += 1
+        if self.chunks >= self.stall_at:
+            self.stalled.set()
+            await asyncio.Event().wait()
+
+
+class _StallingUnitOfWork:
+    def __init__(self, inner: Any, owner: StallingNightly) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    async def __aenter__(self) -> _StallingUnitOfWork:
+        self._inner = await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._inner.__aexit__(*exc)
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def ledgers(self) -> _StallingLedgers:
+        return _StallingLedgers(self._inner.ledgers, self._owner)
+
+    @property
+    def customers(self) -> _StallingCustomers:
+        return _StallingCustomers(self._inner.customers, self._owner)
+
+
+class _StallingLedgers:
+    def __init__(self, inner: Any, owner: StallingNightly) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def expire_due(self, merchant_id: int, **kw: Any) -> int:
+        expired: int = await self._inner.expire_due(merchant_id, **kw)
+        await self._owner.maybe_stall(merchant_id, "expiry")
+        return expired
+
+
+class _StallingCustomers:
+    def __init__(self, inner: Any, owner: StallingNightly) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def chunk_end(self, merchant_id: int, **kw: Any) -> int | None:
+        await self._owner.maybe_stall(merchant_id, "read")
+        end: int | None = await self._inner.chunk_end(merchant_id, **kw)
+        return end
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes satisfy the ports

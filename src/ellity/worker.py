@@ -5,10 +5,12 @@
   an embedded Redis (``running_in_process``).
 - ``ellity worker --burst`` delivers everything that is due, then exits; it needs no Redis.
 
-The nightly expiry and pre-expiry notices run from a cron every 15 minutes: each merchant's
-run is due after 02:00 in its own time zone and is claimed for its local date, so it runs
-once a day however many workers there are, and a night missed while no worker ran is run at
-the next tick.
+The nightly expiry and pre-expiry notices: a cron every 15 minutes queues, for each merchant
+whose run is due (after 02:00 in its own time zone, not yet done for its local date), a job of
+its own with its own time limit. The job claims the night for a lease longer than that limit,
+so it runs once a day however many workers there are; a job that fails or is cancelled (its
+time limit, a worker shutting down) gives the claim back, the claim of a killed worker runs
+out, and a night missed while no worker ran is run at the next tick.
 
 Work arrives three ways: a nudge after each commit that records outbox items (the unit of
 work calls ``JobQueue.nudge_delivery``), a follow-up each run asks for when the next retry is
@@ -26,7 +28,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any, ClassVar, cast
 
 from arq import cron, func
@@ -34,7 +36,7 @@ from arq.typing import WorkerSettingsType
 from arq.worker import create_worker
 from redis.exceptions import RedisError
 
-from ellity.adapters.arq_queue import DELIVER_JOB, redis_settings
+from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
 from ellity.domain.services import contact_sync, delivery, newsletter, nightly
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 DELIVERY_LIMIT = 200  # items per job; a longer backlog continues in the follow-up job
 KEEP_SETTLED = timedelta(days=30)
 NIGHTLY_MINUTES = {0, 15, 30, 45}
+NIGHTLY_TIMEOUT = timedelta(minutes=30)  # one merchant's run; 1 000 000 customers take < 60 s
+# a night's claim outlasts its job, and arq's hold on a killed job's id (its timeout + 10 s)
+NIGHTLY_LEASE = 2 * NIGHTLY_TIMEOUT
 KEEP_NOTIFICATIONS = timedelta(days=90)  # the integration page's activity log reads them
 
 
@@ -111,19 +116,37 @@ async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
 
 
 async def run_nightlies(ctx: dict[str, Any]) -> int:
-    """The nightly run of every merchant whose local night is due (each claims its date)."""
+    """The cron: queue the nightly of every merchant whose local night is due, a job each."""
     deps: Deps = ctx["deps"]
-    results = await nightly.run_due_nightlies(uow_factory=deps.uow, clock=deps.clock)
-    for result in results:
-        logger.info(
-            "nightly run of merchant %s for %s: %d customers' points expired, %d new"
-            " pre-expiry notices",
-            result.merchant_id,
-            result.local_date.isoformat(),
-            result.expiry.customers,
-            result.notices.notices,
-        )
-    return len(results)
+    due = await nightly.queue_due_nightlies(
+        uow_factory=deps.uow, clock=deps.clock, queue=deps.queue
+    )
+    return len(due)
+
+
+async def run_nightly(ctx: dict[str, Any], merchant_id: int, local_date: date) -> bool:
+    """One merchant's nightly run for its local date, under the night's claim; False when
+    there was nothing to claim (done already, or another worker runs it)."""
+    deps: Deps = ctx["deps"]
+    result = await nightly.run_claimed_nightly(
+        merchant_id,
+        today=local_date,
+        uow_factory=deps.uow,
+        clock=deps.clock,
+        token=ctx["worker_token"],
+        lease=NIGHTLY_LEASE,
+    )
+    if result is None:
+        return False
+    logger.info(
+        "nightly run of merchant %s for %s: %d customers' points expired, %d new"
+        " pre-expiry notices",
+        result.merchant_id,
+        result.local_date.isoformat(),
+        result.expiry.customers,
+        result.notices.notices,
+    )
+    return True
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -144,11 +167,17 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """arq reads these from the class itself (inherited attributes are ignored)."""
 
-    functions: ClassVar = [func(deliver_outbox, name=DELIVER_JOB, keep_result=0, max_tries=1)]
+    functions: ClassVar = [
+        func(deliver_outbox, name=DELIVER_JOB, keep_result=0, max_tries=1),
+        # a job per merchant and night, each with its own time limit; no result is kept, so
+        # the next tick can queue a night again whose job failed or was cut off
+        func(run_nightly, name=NIGHTLY_JOB, timeout=NIGHTLY_TIMEOUT, keep_result=0, max_tries=1),
+    ]
     cron_jobs: ClassVar = [
         cron(deliver_outbox, name="cron:deliver_outbox", second=0, run_at_startup=True),
         cron(forget_settled_deliveries, hour=3, minute=17, second=0),
-        # every merchant's night starts at 02:00 in its own time zone: look every 15 minutes
+        # every merchant's night starts at 02:00 in its own time zone: look every 15 minutes,
+        # and queue each due merchant's run as a job of its own
         cron(run_nightlies, name="cron:nightly", minute=NIGHTLY_MINUTES, second=0),
     ]
     on_startup = startup

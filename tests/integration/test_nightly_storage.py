@@ -1,7 +1,8 @@
 """The nightly run's storage contract and the run itself, on the in-memory fake, SQLite and
 PostgreSQL: expiry chunks by id range, what follows a chunk (contact marks, ``credit`` events,
 emails) built set-based exactly as the domain builds them for one customer, pre-expiry notices
-once per customer and last valid day (also when two runs race), and the nightly claim."""
+once per customer and last valid day (also when two runs race), the nightly claim (a lease),
+and a run cancelled in the middle, failed or killed being run again by the next tick."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ellity.domain.services import nightly
 from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points, spend_points
 from ellity.ports.storage import ExpiredChunk, ExpiryNotice, NightlySchedule, UnitOfWorkFactory
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeJobQueue, StallingNightly
 
 P = Points.parse
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -113,6 +114,14 @@ async def open_shop(uow_factory: UnitOfWorkFactory, slug: str = "anna") -> Shop:
         await uow.commit()
     assert merchant.id is not None
     return Shop(uow_factory, FakeClock(T0), merchant.id, slug)
+
+
+CLAIM_LEASE = timedelta(hours=1)
+
+
+async def schedules(shop: Shop) -> list[NightlySchedule]:
+    async with shop.uow(read_only=True) as uow:
+        return await uow.merchants.nightly_schedules()
 
 
 async def expire(
@@ -352,28 +361,154 @@ async def test_a_night_is_claimed_once_and_a_released_claim_can_be_taken_again(
 ) -> None:
     shop = await open_shop(uow_factory)
     other = await open_shop(uow_factory, "bob")
-    today = date(2025, 3, 11)
+    today, at = date(2025, 3, 11), prague(date(2025, 3, 11), 2)
+    until = at + CLAIM_LEASE
 
-    async def claim(day: date) -> bool:
+    async def claim(day: date, token: str, *, now: datetime = at) -> bool:
         async with uow_factory() as uow:
-            claimed = await uow.merchants.claim_nightly(shop.merchant_id, today=day)
+            claimed = await uow.merchants.claim_nightly(
+                shop.merchant_id, today=day, token=token, at=now, until=now + CLAIM_LEASE
+            )
             await uow.commit()
         return claimed
 
-    assert await asyncio.gather(*(claim(today) for _ in range(5))) in (
-        [i == n for i in range(5)] for n in range(5)
-    )
-    assert not await claim(today - timedelta(days=1))
-    async with uow_factory(read_only=True) as uow:
-        assert await uow.merchants.nightly_schedules() == [
-            NightlySchedule(shop.merchant_id, "Europe/Prague", today),
-            NightlySchedule(other.merchant_id, "Europe/Prague", None),
-        ]
-    async with uow_factory() as uow:
-        await uow.merchants.release_nightly(shop.merchant_id, today=today)
+    async def release(token: str) -> None:
+        async with uow_factory() as uow:
+            await uow.merchants.release_nightly(shop.merchant_id, token=token)
+            await uow.commit()
+
+    async def finish(token: str) -> bool:
+        async with uow_factory() as uow:
+            finished = await uow.merchants.finish_nightly(
+                shop.merchant_id, today=today, token=token
+            )
+            await uow.commit()
+        return finished
+
+    claims = await asyncio.gather(*(claim(today, f"w{i}") for i in range(5)))
+    assert claims in ([i == n for i in range(5)] for n in range(5))
+    holder = f"w{claims.index(True)}"
+    assert await schedules(shop) == [
+        NightlySchedule(shop.merchant_id, "Europe/Prague", None, until),
+        NightlySchedule(other.merchant_id, "Europe/Prague", None, None),
+    ]
+    await release("somebody else")  # only the holder's token releases the claim
+    assert not await claim(today, "w9")
+    await release(holder)
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", None)
+    assert await claim(today, "w9")
+    assert not await finish(holder)  # released: its token no longer finishes the night
+    assert await finish("w9")
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", today)
+    assert not await claim(today, "w10")  # done for the day
+    assert not await claim(today - timedelta(days=1), "w10")
+    assert await claim(today + timedelta(days=1), "w10")
+
+
+async def test_a_claim_whose_worker_died_runs_out_and_the_night_can_be_claimed_again(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await open_shop(uow_factory)
+    today, at = date(2025, 3, 11), prague(date(2025, 3, 11), 2)
+
+    async def claim(token: str, now: datetime) -> bool:
+        async with uow_factory() as uow:
+            claimed = await uow.merchants.claim_nightly(
+                shop.merchant_id, today=today, token=token, at=now, until=now + CLAIM_LEASE
+            )
+            await uow.commit()
+        return claimed
+
+    assert await claim("killed", at)  # ... and its process never finishes nor releases it
+    assert not await claim("next", at + CLAIM_LEASE - timedelta(seconds=1))
+    assert await claim("next", at + CLAIM_LEASE)
+    async with uow_factory() as uow:  # the dead run's token no longer counts
+        await uow.merchants.release_nightly(shop.merchant_id, token="killed")
+        assert not await uow.merchants.finish_nightly(shop.merchant_id, today=today, token="killed")
+        assert await uow.merchants.finish_nightly(shop.merchant_id, today=today, token="next")
         await uow.commit()
-    assert await claim(today)
-    assert await claim(today + timedelta(days=1))
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", today)
+
+
+# -- the cron's jobs: cancelled, failed or killed runs are run again -------------------------
+
+
+async def tick(shop: Shop, at: datetime) -> list[tuple[int, date]]:
+    """The cron at ``at``: the nightly jobs it queues."""
+    shop.clock.set(at)
+    queue = FakeJobQueue()
+    await nightly.queue_due_nightlies(uow_factory=shop.uow, clock=shop.clock, queue=queue)
+    return queue.take_nightlies()
+
+
+async def run_job(
+    shop: Shop, job: tuple[int, date], *, uow_factory: UnitOfWorkFactory | None = None
+) -> nightly.NightlyResult | None:
+    merchant_id, day = job
+    return await nightly.run_claimed_nightly(
+        merchant_id,
+        today=day,
+        uow_factory=uow_factory or shop.uow,
+        clock=shop.clock,
+        token=f"worker-{merchant_id}-{shop.clock.now().isoformat()}",
+        lease=CLAIM_LEASE,
+        chunk_size=1,
+    )
+
+
+async def test_a_run_cancelled_inside_a_chunk_is_run_again_by_the_next_tick_the_same_day(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await open_shop(uow_factory)
+    ids = [await shop.customer(f"c{n}@example.cz", n) for n in range(3)]
+    for cid in ids:
+        await shop.earn(cid, "10")
+    await shop.activate_ecomail()
+    today = date(2025, 3, 11)
+
+    [job] = await tick(shop, prague(today, 2))
+    assert job == (shop.merchant_id, today)
+    # the second chunk's points are expired in its transaction, then the job is cancelled
+    # there (as arq's time limit or a worker shutting down cancels it), before the commit
+    stalling = StallingNightly(uow_factory, shop.merchant_id, stall_at=2, inside="expiry")
+    running = asyncio.create_task(run_job(shop, job, uow_factory=stalling))
+    await stalling.stalled.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert await balances(shop, *ids) == [P("0"), P("10"), P("10")]  # the first chunk only
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", None)
+
+    [again] = await tick(shop, prague(today, 2) + timedelta(minutes=15))
+    assert again == (shop.merchant_id, today)
+    result = await run_job(shop, again)
+    assert result is not None
+    assert result.expiry.customers == 2
+    assert await balances(shop, *ids) == [P("0"), P("0"), P("0")]
+    assert sorted(cid for cid, _ in await shop.events("credit")) == ids  # once each
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", today)
+    assert await tick(shop, prague(today, 2) + timedelta(minutes=30)) == []
+
+
+async def test_the_night_of_a_killed_worker_is_run_by_the_first_tick_after_its_claim_ran_out(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await open_shop(uow_factory)
+    ann = await shop.customer("ann@example.cz", 1)
+    await shop.earn(ann, "10")
+    today, start = date(2025, 3, 11), prague(date(2025, 3, 11), 2)
+    async with uow_factory() as uow:  # a worker claimed the night, then was killed (SIGKILL)
+        assert await uow.merchants.claim_nightly(
+            shop.merchant_id, today=today, token="killed", at=start, until=start + CLAIM_LEASE
+        )
+        await uow.commit()
+
+    assert await tick(shop, start + CLAIM_LEASE - timedelta(minutes=15)) == []
+    [job] = await tick(shop, start + CLAIM_LEASE)
+    result = await run_job(shop, job)
+    assert result is not None
+    assert result.expiry.customers == 1
+    assert (await schedules(shop))[0] == NightlySchedule(shop.merchant_id, "Europe/Prague", today)
 
 
 # -- the run ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The nightly run on the in-memory fakes: points expire at the end of their last valid day,
 the expiry marks the contacts and records a ``credit`` event per customer, the pre-expiry
 notice goes out once per customer and last valid day (also after a missed night and when two
-runs race), only through the open channels, and the cron runs each merchant once a local day.
+runs race), only through the open channels, and the cron runs each merchant once a local day
+as a job of its own, under a claim that a failed run gives back.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from ellity.adapters.arq_queue import NIGHTLY_JOB
 from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration
@@ -25,8 +28,14 @@ from ellity.domain.services.customers import get_customer
 from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points, ledger_entries, spend_points
 from ellity.ports.storage import UnitOfWorkFactory
-from ellity.worker import WorkerSettings, run_nightlies
-from tests.fakes import FakeClock, InMemoryStore, OutboxRecord
+from ellity.worker import (
+    NIGHTLY_LEASE,
+    NIGHTLY_TIMEOUT,
+    WorkerSettings,
+    run_nightlies,
+    run_nightly,
+)
+from tests.fakes import FakeClock, FakeJobQueue, InMemoryStore, OutboxRecord
 from tests.unit.conftest import NewCustomer
 
 P = Points.parse
@@ -123,6 +132,52 @@ def test_the_nightly_is_due_after_two_local_time_once_a_local_day(
     now: datetime, last_run: date | None, due: date | None
 ) -> None:
     assert nightly_date(now, "Europe/Prague", last_run) == due
+
+
+@pytest.mark.parametrize(
+    ("now", "last_run", "claimed_until", "due"),
+    [
+        pytest.param(
+            prague(date(2025, 3, 10), 2, 15),
+            date(2025, 3, 9),
+            prague(date(2025, 3, 10), 3, 15),
+            None,
+            id="a-run-holds-it",
+        ),
+        pytest.param(
+            prague(date(2025, 3, 10), 3, 15),
+            date(2025, 3, 9),
+            prague(date(2025, 3, 10), 3, 15),
+            date(2025, 3, 10),
+            id="its-claim-ran-out",
+        ),
+        pytest.param(
+            prague(date(2025, 3, 10), 2, 15),
+            None,
+            prague(date(2025, 3, 9), 3, 0),
+            date(2025, 3, 10),
+            id="a-claim-of-yesterday-ran-out",
+        ),
+        pytest.param(
+            prague(date(2025, 3, 10), 1, 59),
+            date(2025, 3, 9),
+            prague(date(2025, 3, 9), 3, 0),
+            None,
+            id="before-two-all-the-same",
+        ),
+        pytest.param(
+            prague(date(2025, 3, 10), 2, 15),
+            date(2025, 3, 10),
+            None,
+            None,
+            id="finished-today",
+        ),
+    ],
+)
+def test_a_night_held_by_a_run_is_not_due_until_its_claim_runs_out(
+    now: datetime, last_run: date | None, claimed_until: datetime | None, due: date | None
+) -> None:
+    assert nightly_date(now, "Europe/Prague", last_run, claimed_until) == due
 
 
 def test_the_nightly_follows_the_merchants_own_time_zone() -> None:
@@ -455,7 +510,28 @@ async def test_with_the_switch_off_only_the_event_is_recorded(
     assert [r for r in store.state.outbox.values() if r.topic.startswith("email.")] == []
 
 
-# -- the cron's claim ------------------------------------------------------------------------
+# -- the cron: a job per merchant, each under its claim -------------------------------------
+
+LEASE = timedelta(hours=1)
+
+
+async def run_job(
+    job: tuple[int, date], uow_factory: UnitOfWorkFactory, clock: FakeClock
+) -> tuple[int, date] | None:
+    """Run one queued nightly job as a worker would; the ``(merchant, date)`` it ran."""
+    merchant_id, day = job
+    result = await nightly.run_claimed_nightly(
+        merchant_id, today=day, uow_factory=uow_factory, clock=clock, token="w1", lease=LEASE
+    )
+    return None if result is None else (result.merchant_id, result.local_date)
+
+
+async def run_queued(
+    queue: FakeJobQueue, uow_factory: UnitOfWorkFactory, clock: FakeClock
+) -> list[tuple[int, date]]:
+    """Run the nightly jobs queued so far, one after the other; the ones that ran."""
+    done = [await run_job(job, uow_factory, clock) for job in queue.take_nightlies()]
+    return [job for job in done if job is not None]
 
 
 async def test_the_cron_runs_each_merchant_once_a_local_day_after_two_in_its_time_zone(  # noqa: PLR0917 - fixtures
@@ -469,11 +545,12 @@ async def test_the_cron_runs_each_merchant_once_a_local_day_after_two_in_its_tim
     bob_shop = await configure(store, other_merchant, timezone="America/New_York")
     ann = await new_customer(merchant, email="ann@example.cz")
     await earn(uow_factory, clock, merchant, ann.id, "10")
+    queue = FakeJobQueue()
 
     async def tick(at: datetime) -> list[tuple[int, date]]:
         clock.set(at)
-        done = await nightly.run_due_nightlies(uow_factory=uow_factory, clock=clock)
-        return [(r.merchant_id, r.local_date) for r in done]
+        await nightly.queue_due_nightlies(uow_factory=uow_factory, clock=clock, queue=queue)
+        return await run_queued(queue, uow_factory, clock)
 
     # Prague 01:30 (not yet); New York 20:30 the day before, never run: due for that day
     assert await tick(datetime(2025, 3, 11, 0, 30, tzinfo=UTC)) == [
@@ -495,45 +572,83 @@ async def test_the_cron_runs_each_merchant_once_a_local_day_after_two_in_its_tim
     assert await tick(datetime(2025, 3, 13, 14, 15, tzinfo=UTC)) == []
 
 
-async def test_two_workers_ticking_at_once_run_a_merchant_once(
+async def test_the_tick_queues_each_due_merchants_night_as_a_job_of_its_own(
+    merchant: Merchant,
+    other_merchant: Merchant,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    queue = FakeJobQueue()
+    clock.set(prague(date(2025, 3, 11), 2, 15))
+    due = await nightly.queue_due_nightlies(uow_factory=uow_factory, clock=clock, queue=queue)
+    assert [(d.merchant_id, d.local_date) for d in due] == [
+        (merchant.id, date(2025, 3, 11)),
+        (other_merchant.id, date(2025, 3, 11)),
+    ]
+    assert queue.nightlies == [
+        (merchant.id, date(2025, 3, 11)),
+        (other_merchant.id, date(2025, 3, 11)),
+    ]
+
+
+async def test_two_workers_running_a_merchants_night_at_once_run_it_once(
     merchant: Merchant, uow_factory: UnitOfWorkFactory, clock: FakeClock
 ) -> None:
     clock.set(prague(date(2025, 3, 11), 2, 15))
     runs = await asyncio.gather(
-        *(nightly.run_due_nightlies(uow_factory=uow_factory, clock=clock) for _ in range(3))
+        *(
+            nightly.run_claimed_nightly(
+                merchant.id,
+                today=date(2025, 3, 11),
+                uow_factory=uow_factory,
+                clock=clock,
+                token=f"w{n}",
+                lease=LEASE,
+            )
+            for n in range(3)
+        )
     )
-    assert [r.merchant_id for done in runs for r in done] == [merchant.id]
+    assert [r.merchant_id for r in runs if r is not None] == [merchant.id]
 
 
-async def test_a_failed_run_gives_its_claim_back_and_the_next_tick_runs_it(
+async def test_a_failed_run_gives_its_claim_back_and_the_next_tick_runs_it(  # noqa: PLR0917 - fixtures
     merchant: Merchant,
+    other_merchant: Merchant,
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
+    store: InMemoryStore,
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     real = nightly.run_nightly
 
-    async def broken(merchant_id: int, **kw: object) -> nightly.NightlyResult:
-        raise RuntimeError("the database went away")
+    async def broken_for_anna(merchant_id: int, **kw: Any) -> nightly.NightlyResult:
+        if merchant_id == merchant.id:
+            raise RuntimeError("the database went away")
+        return await real(merchant_id, **kw)
 
+    queue = FakeJobQueue()
     clock.set(prague(date(2025, 3, 11), 2, 15))
-    monkeypatch.setattr(nightly, "run_nightly", broken)
-    assert await nightly.run_due_nightlies(uow_factory=uow_factory, clock=clock) == []
-    assert "the nightly run of merchant" in caplog.text
+    monkeypatch.setattr(nightly, "run_nightly", broken_for_anna)
+    await nightly.queue_due_nightlies(uow_factory=uow_factory, clock=clock, queue=queue)
+    anna_job, bob_job = queue.take_nightlies()
+    with pytest.raises(RuntimeError, match="went away"):  # the job fails, as arq reports it
+        await run_job(anna_job, uow_factory, clock)
+    assert store.state.nightly_claims == {}
+    assert await run_job(bob_job, uow_factory, clock) == (other_merchant.id, date(2025, 3, 11))
     monkeypatch.setattr(nightly, "run_nightly", real)
     clock.set(prague(date(2025, 3, 11), 2, 30))
-    [done] = await nightly.run_due_nightlies(uow_factory=uow_factory, clock=clock)
-    assert done.merchant_id == merchant.id
+    await nightly.queue_due_nightlies(uow_factory=uow_factory, clock=clock, queue=queue)
+    assert await run_queued(queue, uow_factory, clock) == [(merchant.id, date(2025, 3, 11))]
 
 
 @dataclass(frozen=True)
 class JobDeps:
     uow: UnitOfWorkFactory
     clock: FakeClock
+    queue: FakeJobQueue
 
 
-async def test_the_worker_looks_every_quarter_hour_and_its_job_runs_the_due_nights(
+async def test_the_worker_looks_every_quarter_hour_and_runs_each_due_night_as_a_job(
     merchant: Merchant,
     new_customer: NewCustomer,
     uow_factory: UnitOfWorkFactory,
@@ -541,11 +656,20 @@ async def test_the_worker_looks_every_quarter_hour_and_its_job_runs_the_due_nigh
 ) -> None:
     [job] = [c for c in WorkerSettings.cron_jobs if c.name == "cron:nightly"]
     assert (job.minute, job.second, job.unique) == ({0, 15, 30, 45}, 0, True)
+    [function] = [f for f in WorkerSettings.functions if f.name == NIGHTLY_JOB]
+    # its own time limit, shorter than the claim's lease; no result kept, so that the next
+    # tick can queue a job of the same id again after one that failed or was cut off
+    assert function.timeout_s == NIGHTLY_TIMEOUT.total_seconds() < NIGHTLY_LEASE.total_seconds()
+    assert (function.keep_result_s, function.max_tries) == (0, 1)
     ann = await new_customer(merchant, email="ann@example.cz")
     await earn(uow_factory, clock, merchant, ann.id, "10")
     clock.set(prague(date(2025, 3, 11), 2, 15))
-    ctx = {"deps": JobDeps(uow_factory, clock)}
+    queue = FakeJobQueue()
+    ctx: dict[str, Any] = {"deps": JobDeps(uow_factory, clock, queue), "worker_token": "w1"}
     assert await run_nightlies(ctx) == 1
+    [(merchant_id, day)] = queue.take_nightlies()
+    assert await run_nightly(ctx, merchant_id, day) is True
+    assert await run_nightly(ctx, merchant_id, day) is False  # done for the day
     assert await run_nightlies(ctx) == 0
     assert await balance(uow_factory, merchant, ann.id, clock) == P("0")
 

@@ -8,6 +8,11 @@ second. arq keeps no result of these jobs (``keep_result=0`` in the worker), so 
 again as soon as its job has run. A process asks Redis once per slot: later nudges in the same
 slot are covered by the job already queued (a burst of webhook requests costs no Redis call
 each).
+
+The nightly run of a merchant is a ``run_nightly`` job of its own, one per merchant and local
+date: its id names both, so a second tick (or worker) asking for it while it waits or runs
+queues nothing more, and as arq keeps no result of it (``keep_result=0``), a run that failed
+or was cancelled can be queued again by the next tick.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -25,6 +30,7 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 DELIVER_JOB = "deliver_outbox"
+NIGHTLY_JOB = "run_nightly"
 SLOT_SECONDS = 0.5
 NUDGE_TIMEOUT = 1.0
 
@@ -65,6 +71,25 @@ class ArqJobQueue:
                 str(exc) or type(exc).__name__,
             )
 
+    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+        job_id = f"{self._queue_name}:nightly:{merchant_id}:{local_date.isoformat()}"
+        try:
+            async with asyncio.timeout(NUDGE_TIMEOUT):
+                pool = await self._connected()
+                await pool.enqueue_job(
+                    NIGHTLY_JOB,
+                    merchant_id,
+                    local_date,
+                    _job_id=job_id,
+                    _queue_name=self._queue_name,
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "could not queue the nightly run of merchant %s (%s); the next tick asks again",
+                merchant_id,
+                str(exc) or type(exc).__name__,
+            )
+
     async def _connected(self) -> ArqRedis:
         async with self._connecting:
             if self._pool is None:
@@ -82,6 +107,9 @@ class NoJobQueue:
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
         return None
+
+    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+        return None  # no worker ticks without Redis; ``ellity run-nightly`` runs it by hand
 
     async def close(self) -> None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 
@@ -13,5 +13,14 @@ class JobQueue(Protocol):
         Best effort and cheap: many nudges close together become one job, and a nudge that
         cannot be queued (the queue is down) is logged, not raised. Nothing depends on it for
         correctness: the worker also delivers every minute.
+        """
+        ...
+
+    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+        """Ask a worker to run the merchant's nightly for ``local_date`` as a job of its own
+        (with its own time limit, so one merchant's long run cannot use up another's).
+
+        Asking again while that job waits or runs queues nothing more. Best effort: a job
+        that cannot be queued is logged, not raised; the next tick asks again.
         """
         ...

@@ -78,11 +78,13 @@ class ExpiryNotice:
 
 @dataclass(frozen=True, slots=True)
 class NightlySchedule:
-    """When a merchant's nightly run is due: its time zone and the local date of the last one."""
+    """When a merchant's nightly run is due: its time zone, the local date of the last run
+    that finished, and until when a run's claim holds (``None``: no run has claimed it)."""
 
     merchant_id: int
     timezone: str
     last_nightly_on: date | None
+    claimed_until: datetime | None = None
 
 
 class MerchantRepository(Protocol):
@@ -117,13 +119,24 @@ class MerchantRepository(Protocol):
         """Every merchant's nightly schedule, in id order."""
         ...
 
-    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
-        """Record ``today`` as the merchant's last nightly date unless it is there already (or
-        later); True when this call did. Of concurrent claims for one day, one wins."""
+    async def claim_nightly(
+        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+    ) -> bool:
+        """Claim the merchant's nightly run for ``today`` with ``token`` until ``until``,
+        unless a run for ``today`` (or later) has finished or another claim still holds at
+        ``at``; True when this call did. Of concurrent claims, one wins. A claim that is
+        neither finished nor released runs out at ``until`` (its process died)."""
         ...
 
-    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
-        """Forget the claim for ``today`` (the run failed), so that the next tick runs it."""
+    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+        """Record ``today`` as the merchant's last finished nightly date and drop the claim,
+        if the claim is still held with ``token``; False when it ran out and was taken over
+        (the run that took it records the date)."""
+        ...
+
+    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
+        """Drop the claim held with ``token`` (the run failed or was cancelled), so that the
+        next tick runs the night again."""
         ...
 
 

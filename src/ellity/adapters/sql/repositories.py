@@ -78,6 +78,7 @@ from ellity.ports.storage import (
 )
 
 _UNIQUE_FIELDS = ("shop_customer_id", "referral_code", "order_ref", "email", "slug")
+_NO_NIGHTLY_CLAIM: dict[str, Any] = {"nightly_claim_token": None, "nightly_claimed_until": None}
 
 
 @asynccontextmanager
@@ -162,28 +163,42 @@ class SqlMerchantRepository:
 
     async def nightly_schedules(self) -> list[NightlySchedule]:
         rows = await self.conn.execute(
-            sa.select(merchants.c.id, merchants.c.timezone, merchants.c.last_nightly_on).order_by(
-                merchants.c.id
-            )
+            sa.select(
+                merchants.c.id,
+                merchants.c.timezone,
+                merchants.c.last_nightly_on,
+                merchants.c.nightly_claimed_until,
+            ).order_by(merchants.c.id)
         )
         return [NightlySchedule(*row) for row in rows]
 
-    async def claim_nightly(self, merchant_id: int, *, today: date) -> bool:
+    async def claim_nightly(
+        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+    ) -> bool:
         result = await self.conn.execute(
             merchants.update()
             .where(
                 merchants.c.id == merchant_id,
                 sa.or_(merchants.c.last_nightly_on.is_(None), merchants.c.last_nightly_on < today),
+                unclaimed(merchants.c.nightly_claimed_until, at),
             )
-            .values(last_nightly_on=today)
+            .values(nightly_claim_token=token, nightly_claimed_until=until)
         )
         return result.rowcount == 1
 
-    async def release_nightly(self, merchant_id: int, *, today: date) -> None:
+    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+        result = await self.conn.execute(
+            merchants.update()
+            .where(merchants.c.id == merchant_id, merchants.c.nightly_claim_token == token)
+            .values(last_nightly_on=today, **_NO_NIGHTLY_CLAIM)
+        )
+        return result.rowcount == 1
+
+    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
         await self.conn.execute(
             merchants.update()
-            .where(merchants.c.id == merchant_id, merchants.c.last_nightly_on == today)
-            .values(last_nightly_on=None)
+            .where(merchants.c.id == merchant_id, merchants.c.nightly_claim_token == token)
+            .values(**_NO_NIGHTLY_CLAIM)
         )
 
     async def _one(self, condition: sa.ColumnElement[bool]) -> Merchant | None:

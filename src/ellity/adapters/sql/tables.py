@@ -84,8 +84,11 @@ class MerchantRow(SQLModel, table=True):
     )
     pre_expiry_notify: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     pre_expiry_days: int = Field(default=14, sa_column_kwargs={"server_default": "14"})
-    # the merchant's local date of the last nightly run, claimed before the run starts
+    # the merchant's local date of the last nightly run that finished; a run in progress
+    # holds a claim (token, lease) that it drops when it ends, or that runs out if it died
     last_nightly_on: date | None = None
+    nightly_claim_token: str | None = Field(default=None, max_length=64)
+    nightly_claimed_until: datetime | None = _ts_or_none()
     created_at: datetime = _ts()
 
 

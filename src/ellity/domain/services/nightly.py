@@ -10,9 +10,13 @@ and a pre-expiry notice is recorded once per customer and last valid day, ever (
 decides between concurrent runs). A missed night is caught up by the next run: the expiry
 takes whatever is past due, and the notice window starts today.
 
-``run_due_nightlies`` is what the worker's cron calls every few minutes: it runs the nightly
-of each merchant whose local time is past ``NIGHTLY_AT`` and whose run for the local date has
-not been claimed yet (claimed atomically, so two workers never both run it).
+``queue_due_nightlies`` is what the worker's cron calls every few minutes: it queues the
+nightly of each merchant whose local time is past ``NIGHTLY_AT`` and whose run for the local
+date has not finished (nor is held by a run in progress) as a job of its own.
+``run_claimed_nightly`` is that job: it claims the night for a lease (atomically, so two
+workers never both run it), runs it, and records the date as done; on any other exit (a
+failure, a cancellation) it gives the claim back, and the claim of a process that died runs
+out by itself, so the next tick runs the night again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.nightly import nightly_date, notice_window
@@ -28,6 +32,7 @@ from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant
 from ellity.domain.services.notifications import Recorded
 from ellity.ports.clock import Clock
+from ellity.ports.queue import JobQueue
 from ellity.ports.storage import ExpiredChunk, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,12 @@ class NoticeResult:
     notices: int = 0  # (customer, last valid day) pairs noted for the first time
     recorded: Recorded = field(default_factory=Recorded)
     skipped: str | None = None  # why nothing was looked at
+
+
+@dataclass(frozen=True, slots=True)
+class DueNightly:
+    merchant_id: int
+    local_date: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,36 +181,68 @@ async def run_nightly(
     )
 
 
-async def run_due_nightlies(
-    *, uow_factory: UnitOfWorkFactory, clock: Clock, chunk_size: int = NIGHTLY_CHUNK
-) -> list[NightlyResult]:
-    """Run the nightly of every merchant that is due (see ``nightly.nightly_date``), each
-    claimed for its local date first: of concurrent callers one runs it. A run that fails
-    gives its claim back, so the next call tries again; the other merchants still run."""
+async def queue_due_nightlies(
+    *, uow_factory: UnitOfWorkFactory, clock: Clock, queue: JobQueue
+) -> list[DueNightly]:
+    """Queue the nightly of every merchant that is due (see ``nightly.nightly_date``) as a job
+    of its own (``run_claimed_nightly``): one merchant's run neither waits for nor uses up the
+    time of another's. Asking twice is harmless: the queue keeps one job per merchant and
+    date, and the job's claim decides between runs."""
     async with uow_factory(read_only=True) as uow:
         schedules = await uow.merchants.nightly_schedules()
-    results = []
+    now = clock.now()
+    due = []
     for schedule in schedules:
-        today = nightly_date(clock.now(), schedule.timezone, schedule.last_nightly_on)
-        if today is None:
-            continue
+        today = nightly_date(
+            now, schedule.timezone, schedule.last_nightly_on, schedule.claimed_until
+        )
+        if today is not None:
+            await queue.queue_nightly(schedule.merchant_id, local_date=today)
+            due.append(DueNightly(schedule.merchant_id, today))
+    return due
+
+
+async def run_claimed_nightly(
+    merchant_id: int,
+    *,
+    today: date,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    token: str,
+    lease: timedelta,
+    chunk_size: int = NIGHTLY_CHUNK,
+) -> NightlyResult | None:
+    """The merchant's nightly run for ``today`` under a claim held with ``token`` for
+    ``lease`` (longer than a run may take); None when it cannot be claimed (done for today,
+    or another run holds it). Of concurrent callers one runs it.
+
+    A finished run records ``today`` as done. Any other exit gives the claim back, a
+    cancellation too (the job's time limit, a worker shutting down), so the next tick runs
+    the night again; both steps are safe to repeat. A process that dies gives nothing back:
+    its claim runs out after ``lease``."""
+    now = clock.now()
+    async with uow_factory() as uow:
+        claimed = await uow.merchants.claim_nightly(
+            merchant_id, today=today, token=token, at=now, until=now + lease
+        )
+        await uow.commit()
+    if not claimed:
+        return None
+    try:
+        result = await run_nightly(
+            merchant_id, uow_factory=uow_factory, clock=clock, chunk_size=chunk_size
+        )
+    except BaseException:  # failed or cancelled: give the claim back, and let it propagate
         async with uow_factory() as uow:
-            claimed = await uow.merchants.claim_nightly(schedule.merchant_id, today=today)
+            await uow.merchants.release_nightly(merchant_id, token=token)
             await uow.commit()
-        if not claimed:
-            continue
-        try:
-            results.append(
-                await run_nightly(
-                    schedule.merchant_id,
-                    uow_factory=uow_factory,
-                    clock=clock,
-                    chunk_size=chunk_size,
-                )
+        raise
+    async with uow_factory() as uow:
+        if not await uow.merchants.finish_nightly(merchant_id, today=today, token=token):
+            logger.warning(
+                "the nightly run of merchant %s outlasted its claim; the run that took it"
+                " over records the date",
+                merchant_id,
             )
-        except Exception:  # logged, and the claim given back: the next tick runs it again
-            logger.exception("the nightly run of merchant %s failed", schedule.merchant_id)
-            async with uow_factory() as uow:
-                await uow.merchants.release_nightly(schedule.merchant_id, today=today)
-                await uow.commit()
-    return results
+        await uow.commit()
+    return result
