@@ -87,8 +87,9 @@ async def open_shop(uow_factory: UnitOfWorkFactory, slug: str) -> tuple[int, int
 
 
 async def balance(uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int) -> Points:
+    """The balance as stored: read on the day the points were earned, before any expiry."""
     async with uow_factory(read_only=True) as uow:
-        [row] = await uow.ledgers.loyalty(merchant_id, [customer_id])
+        [row] = await uow.ledgers.loyalty(merchant_id, [customer_id], today=T0.date())
     return row.summary.balance
 
 
