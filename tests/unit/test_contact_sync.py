@@ -12,6 +12,7 @@ import pytest
 
 from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES, cleared_fields
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.errors import DuplicateCustomer
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, delivery
@@ -538,6 +539,21 @@ async def test_an_email_change_while_the_integration_is_off_remembers_nothing(w:
     await deactivate_ecomail(w.shop.id, uow_factory=w.uow_factory, clock=w.clock)
     await w.change_email(ann, "ann@example.cz")
     assert w.store.state.old_addresses == {}
+
+
+async def test_a_change_to_another_customers_address_is_refused_and_remembers_nothing(
+    w: World, new_customer: NewCustomer
+) -> None:
+    ann = await new_customer(w.shop, email="ann@example.cz")
+    await w.customer("bob@example.cz")
+    await w.sync()
+    with pytest.raises(DuplicateCustomer):
+        await w.change_email(ann, "Bob@Example.cz")
+    async with w.uow_factory(read_only=True) as uow:
+        stored = await uow.customers.get(w.shop.id, ann.id)
+    assert stored is not None and (stored.email, stored.pin) == ("ann@example.cz", ann.pin)
+    assert w.store.state.old_addresses == {}
+    assert not await w.pending(ann)
 
 
 async def test_a_change_of_case_only_is_the_same_contact_and_keeps_the_pin(

@@ -10,9 +10,10 @@ resuming from its cursor after a crash. The worker then, per merchant:
    one bulk add (which updates those that turn out to exist and never re-subscribes anyone
    who unsubscribed); when the update touched fewer contacts than it sent (someone deleted
    them in Ecomail), the same contacts are sent through the add as well;
-4. clears the addresses these customers moved away from (their email changed) with a bulk
-   update of empty ``ellity_*`` fields: an update never adds a contact nor changes its
-   status, and it comes after any write of the old address the claim could overtake;
+4. clears the addresses these customers moved away from (their email changed) and no
+   customer holds now, with a bulk update of empty ``ellity_*`` fields: an update never adds
+   a contact nor changes its status, and while this claim holds the customer no other
+   worker can still be writing their fields to the old address;
 5. settles them: a contact that changed while it was being written stays pending.
 
 Failures: Ecomail unavailable or rate-limited → the claim's contacts wait and are retried with
