@@ -29,6 +29,7 @@ TABLES = (
     "ecomail_webhooks",
     "web_sessions",
     "login_attempts",
+    "ecomail_old_addresses",
     "ecomail_contacts",
     "ecomail_integrations",
     "expiry_notices",

@@ -90,6 +90,7 @@ from ellity.ports.storage import (
     ExpiredChunk,
     ExpiryNotice,
     NightlySchedule,
+    OldAddress,
     OrderUse,
     StoredEntry,
     UniqueViolation,
@@ -599,6 +600,8 @@ class StoreState:
     ecomail: dict[int, EcomailRecord] = field(default_factory=dict)
     #: Per customer id: its contact's way to the Ecomail list.
     contacts: dict[int, ContactRecord] = field(default_factory=dict)
+    #: Per id: addresses customers left, to be cleared in Ecomail.
+    old_addresses: dict[int, OldAddressRecord] = field(default_factory=dict)
     #: Per merchant id: its webhook token (digest, encrypted).
     webhooks: dict[int, WebhookRecord] = field(default_factory=dict)
     #: Per id: the notifications Ecomail's list webhook posted.
@@ -1738,6 +1741,21 @@ class ContactRecord:
         self.claim_token = self.claimed_until = self.claimed_seq = None
 
 
+@dataclass
+class OldAddressRecord:
+    """An address a customer left (see ``EcomailOldAddressRow``)."""
+
+    id: int
+    merchant_id: int
+    customer_id: int
+    email: str
+    left_at: datetime
+
+    @property
+    def key(self) -> str | None:
+        return email_key(self.email)
+
+
 class InMemoryContactSyncRepository:
     """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``).
     Marking and retrying tell the unit of work that the worker has work (it counts the
@@ -1754,6 +1772,60 @@ class InMemoryContactSyncRepository:
             return
         self._mark(merchant_id, set(customer_ids), at=at, moved=moved)
         self._uow.made_outbox_work = True
+
+    async def mark_moved(
+        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+    ) -> None:
+        await _io()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return
+        row = state.contacts.get(customer_id)
+        written = row is not None and (row.in_list or row.claim_token is not None)
+        mine = [a for a in state.old_addresses.values() if a.merchant_id == merchant_id]
+        remembered = any(a.key == email_key(old_email) for a in mine)
+        known = any(a.customer_id == customer_id and a.key == email_key(old_email) for a in mine)
+        if (written or remembered) and not known:
+            address_id = state.next_id("old_addresses")
+            state.old_addresses[address_id] = OldAddressRecord(
+                address_id, merchant_id, customer_id, old_email, at
+            )
+        await self.mark_changed(merchant_id, [customer_id], at=at, moved=True)
+
+    async def old_addresses(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[OldAddress]:
+        await _io()
+        state = self._uow.state
+        wanted = set(customer_ids)
+        held = {c.email_key for c in state.customers.values() if c.merchant_id == merchant_id}
+        return [
+            OldAddress(a.id, a.customer_id, a.email)
+            for a in sorted(state.old_addresses.values(), key=lambda a: a.id)
+            if a.merchant_id == merchant_id and a.customer_id in wanted and a.key not in held
+        ]
+
+    async def forget_old_addresses(
+        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+    ) -> int:
+        await _io()
+        state = self._uow.state
+        gone = [
+            state.old_addresses.pop(i)
+            for i in sorted(set(address_ids))
+            if i in state.old_addresses and state.old_addresses[i].merchant_id == merchant_id
+        ]
+        keys = {a.key for a in gone}
+        taken = {
+            customer_id
+            for customer_id, c in state.customers.items()
+            if c.merchant_id == merchant_id and c.email is not None and c.email_key in keys
+        }
+        if taken:
+            self._mark(merchant_id, taken, at=at, moved=False)
+            self._uow.made_outbox_work = True
+        return len(gone)
 
     async def mark_expired(self, chunk: ExpiredChunk) -> int:
         await _io()

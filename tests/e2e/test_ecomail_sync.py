@@ -21,7 +21,7 @@ from ellity.adapters.ecomail.limiter import LocalRequestLimiter
 from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
-from ellity.domain.model.contact import FIELD_TYPES
+from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, integration, nightly
 from ellity.domain.services.customers import (
@@ -333,6 +333,66 @@ async def test_an_event_waits_while_its_contact_fields_cannot_be_written(world: 
     await world.sync()
     assert member.custom_fields["ellity_credit_num"] == 7
     assert [e["label"] for e in account.events] == ["credit"]
+
+
+async def test_an_email_change_empties_the_old_contacts_fields_and_leaves_its_status(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@exmaple.cz", first_name="Ann")  # anonymous
+    ben = await add_customer(world, shop.id, "ben@exmaple.cz", registered=True)
+    for n, customer_id in enumerate((ann, ben)):
+        await earn_points(
+            shop.id,
+            customer_id,
+            P("120"),
+            order_ref=f"o-{n}",
+            uow=world.deps.uow(),
+            clock=world.clock,
+        )
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    await world.connect(shop.id, KEY_A, list_id)
+    await world.sync()
+    emu_list = account.lists[list_id]
+    emu_list.unsubscribe_by_link("ann@exmaple.cz")
+    before = {
+        email: (m.status, m.subscribed_at, m.unsubscribed_at)
+        for email, m in emu_list.members.items()
+    }
+    old_pin = stored_fields(emu_list)["ann@exmaple.cz"]["ellity_pin"]
+    assert old_pin != ""
+    account.events.clear()
+
+    pins = []
+    for customer_id, email in ((ann, "ann@example.cz"), (ben, "ben@example.cz")):
+        view = await update_customer(
+            shop.id,
+            customer_id,
+            CustomerInput(email=email),
+            uow=world.deps.uow(),
+            clock=world.clock,
+            rng=world.deps.rng,
+        )
+        pins.append(view.customer.pin)
+    await world.sync()
+
+    for email in ("ann@exmaple.cz", "ben@exmaple.cz"):
+        old = emu_list.members[email]
+        assert (old.status, old.subscribed_at, old.unsubscribed_at) == before[email]
+    stored = stored_fields(emu_list)
+    assert stored["ann@exmaple.cz"] == stored["ben@exmaple.cz"] == cleared_fields()
+    expected = await expected_fields(world, shop.id, [ann, ben])
+    assert stored["ann@example.cz"] == expected["ann@example.cz"]
+    assert stored["ben@example.cz"] == expected["ben@example.cz"]
+    assert stored["ann@example.cz"]["ellity_credit_num"] == 120
+    # the anonymous customer got a new PIN, announced at the new address; the registered none
+    assert stored["ann@example.cz"]["ellity_pin"] == pins[0] != old_pin
+    assert pins[1] is None
+    assert [(e["email"], e["label"]) for e in account.events] == [("ann@example.cz", "pin")]
+    async with world.deps.uow(read_only=True) as uow:
+        health = await uow.contacts.health(shop.id)
+    assert (health.pending, health.failed) == (0, 0)
 
 
 # -- points past their expiry before the nightly run -----------------------------------------

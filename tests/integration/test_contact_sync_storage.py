@@ -10,7 +10,7 @@ from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.merchant import Merchant, MerchantSettings
-from ellity.ports.storage import ClaimedContact, ContactSyncHealth, UnitOfWorkFactory
+from ellity.ports.storage import ClaimedContact, ContactSyncHealth, OldAddress, UnitOfWorkFactory
 from tests.fakes import FakeJobQueue, InMemoryStore
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -32,12 +32,13 @@ async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
 
 
 async def add_customers(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, *emails: str | None
+    uow_factory: UnitOfWorkFactory, merchant_id: int, *emails: str | None, first: int = 0
 ) -> list[int]:
-    """One customer per email (``None``: a customer with only a shop customer id)."""
+    """One customer per email (``None``: a customer with only a shop customer id); ``first``:
+    the number of the first one's referral code, for a merchant who has customers already."""
     ids = []
     async with uow_factory() as uow:
-        for n, email in enumerate(emails):
+        for n, email in enumerate(emails, start=first):
             customer = await uow.customers.add(
                 Customer(
                     merchant_id=merchant_id,
@@ -492,6 +493,180 @@ async def test_recording_a_written_contact_keeps_a_pending_change(
         await uow.commit()
     assert await pending(uow_factory, shop, ann)
     assert await claim(uow_factory, shop, "w") == [ClaimedContact(ann, in_list=True)]
+
+
+# -- addresses customers left -----------------------------------------------------------------
+
+
+async def move(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, email: str
+) -> None:
+    """The customer's email changes, and the contact is marked as moved, in one transaction."""
+    async with uow_factory() as uow:
+        customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
+        assert customer is not None and customer.email is not None
+        old_email, customer.email = customer.email, email
+        await uow.customers.update(customer)
+        await uow.contacts.mark_moved(merchant_id, customer_id, old_email=old_email, at=NOW)
+        await uow.commit()
+
+
+async def old_addresses(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int
+) -> list[tuple[int, str]]:
+    async with uow_factory(read_only=True) as uow:
+        found = await uow.contacts.old_addresses(merchant_id, list(customer_ids))
+    return [(address.customer_id, address.email) for address in found]
+
+
+async def forget(
+    uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int
+) -> list[OldAddress]:
+    """Read the customers' old addresses, then forget them (as the sync does after clearing)."""
+    async with uow_factory(read_only=True) as uow:
+        found = await uow.contacts.old_addresses(merchant_id, list(customer_ids))
+    async with uow_factory() as uow:
+        forgotten = await uow.contacts.forget_old_addresses(
+            merchant_id, [address.id for address in found], at=NOW
+        )
+        await uow.commit()
+    assert forgotten == len(found)
+    return found
+
+
+async def written(uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int) -> None:
+    """The worker writes the customers' contacts to the list."""
+    await mark(uow_factory, merchant_id, *customer_ids)
+    await claim(uow_factory, merchant_id, "writer")
+    await settle(uow_factory, merchant_id, list(customer_ids), "writer")
+
+
+async def test_an_address_left_after_its_contact_was_written_is_remembered_until_cleared(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob = await add_customers(uow_factory, shop, "Ann@Example.cz", "bob@example.cz")
+    await written(uow_factory, shop, ann, bob)
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    assert await old_addresses(uow_factory, shop, ann, bob) == [(ann, "Ann@Example.cz")]
+    assert await pending(uow_factory, shop, ann)  # the new address is to be written
+    assert await claim(uow_factory, shop, "w") == [ClaimedContact(ann, in_list=False)]
+    [address] = await forget(uow_factory, shop, ann)
+    assert address.email == "Ann@Example.cz"
+    assert await old_addresses(uow_factory, shop, ann) == []
+
+
+async def test_an_address_whose_contact_was_never_written_is_not_remembered(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob = await add_customers(uow_factory, shop, "ann@example.cz", "bob@example.cz")
+    await mark(uow_factory, shop, ann)  # waiting for the worker, never written
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    await move(uow_factory, shop, bob, "bert@example.cz")  # never even marked
+    assert await old_addresses(uow_factory, shop, ann, bob) == []
+    assert await claim(uow_factory, shop, "w") == [
+        ClaimedContact(ann, in_list=False),
+        ClaimedContact(bob, in_list=False),
+    ]
+
+
+async def test_an_address_left_while_a_claim_may_be_writing_it_is_remembered(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
+    await mark(uow_factory, shop, ann)
+    await claim(uow_factory, shop, "w")  # the worker is writing ann@example.cz right now
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    assert await old_addresses(uow_factory, shop, ann) == [(ann, "ann@example.cz")]
+    assert await settle(uow_factory, shop, [ann], "w") == 1
+    assert await pending(uow_factory, shop, ann)  # changed while written: sent again
+
+
+async def test_quick_changes_remember_every_address_that_may_hold_the_fields_once(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    [ann] = await add_customers(uow_factory, shop, "a@example.cz")
+    await written(uow_factory, shop, ann)
+    await move(uow_factory, shop, ann, "b@example.cz")
+    await written(uow_factory, shop, ann)
+    await move(uow_factory, shop, ann, "c@example.cz")
+    await move(uow_factory, shop, ann, "d@example.cz")  # c was never written
+    await move(uow_factory, shop, ann, "A@example.cz")  # back to a: a holds ann's fields
+    await move(uow_factory, shop, ann, "e@example.cz")  # and away again: a is left once more
+    assert await old_addresses(uow_factory, shop, ann) == [
+        (ann, "a@example.cz"),
+        (ann, "b@example.cz"),
+    ]
+
+
+async def test_an_address_someone_holds_now_is_not_cleared(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
+    await written(uow_factory, shop, ann)
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    [bob] = await add_customers(uow_factory, shop, "ANN@example.cz", first=1)  # takes it
+    assert await old_addresses(uow_factory, shop, ann) == []  # bob's fields will be there
+    # bob leaves it before his contact was ever written: it may still hold ann's fields
+    await move(uow_factory, shop, bob, "bob@example.cz")
+    assert await old_addresses(uow_factory, shop, ann, bob) == [
+        (ann, "ann@example.cz"),
+        (bob, "ANN@example.cz"),
+    ]
+
+
+async def test_a_customer_who_takes_an_address_while_it_is_cleared_is_written_again(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
+    await written(uow_factory, shop, ann)
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    await claim(uow_factory, shop, "w")
+    async with uow_factory(read_only=True) as uow:
+        [address] = await uow.contacts.old_addresses(shop, [ann])
+    [bob] = await add_customers(uow_factory, shop, "ann@example.cz", first=1)  # meanwhile
+    await written(uow_factory, shop, bob)  # his fields may be overwritten by the clearing
+    assert not await pending(uow_factory, shop, bob)
+    async with uow_factory() as uow:
+        assert await uow.contacts.forget_old_addresses(shop, [address.id], at=NOW) == 1
+        await uow.commit()
+    assert await pending(uow_factory, shop, bob)  # so his fields are written again
+    assert await old_addresses(uow_factory, shop, ann, bob) == []
+
+
+async def test_a_merchant_never_sees_or_forgets_another_merchants_old_addresses(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop, other = await add_merchant(uow_factory), await add_merchant(uow_factory, "other")
+    await connect(uow_factory, shop)
+    await connect(uow_factory, other)
+    [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
+    await written(uow_factory, shop, ann)
+    async with uow_factory() as uow:  # not the other merchant's customer: nothing recorded
+        await uow.contacts.mark_moved(other, ann, old_email="x@example.cz", at=NOW)
+        await uow.commit()
+    assert await old_addresses(uow_factory, shop, ann) == []
+    await move(uow_factory, shop, ann, "anna@example.cz")
+    [theirs] = await add_customers(uow_factory, other, "ann@example.cz")  # not held in shop
+    assert await old_addresses(uow_factory, other, ann) == []
+    async with uow_factory(read_only=True) as uow:
+        [address] = await uow.contacts.old_addresses(shop, [ann])
+    async with uow_factory() as uow:
+        assert await uow.contacts.forget_old_addresses(other, [address.id], at=NOW) == 0
+        await uow.commit()
+    assert await old_addresses(uow_factory, shop, ann) == [(ann, "ann@example.cz")]
+    assert not await pending(uow_factory, other, theirs)
 
 
 # -- the integration ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ellity.domain.model.contact import (
     FIELD_TYPES,
     CustomerLoyalty,
     ProgrammeLook,
+    cleared_fields,
     contact_snapshot,
 )
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
@@ -129,3 +130,23 @@ def test_the_numeric_fields_are_the_display_values_rounded_down(
         text,
         number,
     )
+
+
+def test_cleared_fields_are_every_field_empty_with_zero_in_the_whole_numbers() -> None:
+    cleared = cleared_fields()
+    assert list(cleared) == list(FIELD_NAMES)
+    assert cleared == {
+        "ellity_credit": "",
+        "ellity_credit_num": 0,
+        "ellity_pin": "",
+        "ellity_registered": "",
+        "ellity_next_expiration_date": "",
+        "ellity_next_expiration_value": "",
+        "ellity_next_expiration_value_num": 0,
+        "ellity_last_change_date": "",
+        "ellity_last_change_value": "",
+        "ellity_referral_code": "",
+        "ellity_referral_link": "",
+    }
+    cleared["ellity_pin"] = "x"
+    assert cleared_fields()["ellity_pin"] == ""  # a fresh mapping each time

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
+from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES, cleared_fields
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.errors import DuplicateCustomer
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, delivery
 from ellity.domain.services.contact_sync import CONTACT_RETRY, KEY_REJECTED, LIST_GONE
+from ellity.domain.services.customers import CustomerInput, update_customer
 from ellity.domain.services.integration import (
     activate_ecomail,
     connect_ecomail,
@@ -35,6 +37,7 @@ from tests.fakes import (
     FakeMailer,
     FakeMarketingPlatform,
     FakeMarketingPlatforms,
+    FakeRandom,
     FakeSecretBox,
     InMemoryStore,
     InMemoryUnitOfWork,
@@ -97,6 +100,19 @@ class World:
             limit=100,
             platforms=self.platforms,
         )
+
+    async def change_email(self, customer: Customer, email: str) -> Customer:
+        """Staff (or the shop) change the customer's email; the customer as it is then."""
+        assert customer.id is not None
+        view = await update_customer(
+            self.shop.id,
+            customer.id,
+            CustomerInput(email=email),
+            uow=self.uow_factory(),
+            clock=self.clock,
+            rng=FakeRandom(seed=len(self.store.state.outbox)),
+        )
+        return view.customer
 
     async def pending(self, customer: Customer) -> bool:
         assert customer.id is not None
@@ -455,3 +471,164 @@ async def test_an_event_for_a_deactivated_integration_is_skipped(w: World) -> No
     assert record.status == "skipped"
     assert record.last_error == "The Ecomail integration was deactivated before delivery."
     assert w.ecomail.events == []
+
+
+# -- an email change --------------------------------------------------------------------------
+
+
+async def test_an_email_change_empties_the_old_contacts_fields_and_keeps_its_status(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@exmaple.cz", first_name="Anna")
+    await w.earn(ann, "120")
+    await w.sync()
+    w.ecomail.unsubscribe(LIST, "ann@exmaple.cz")  # whatever its status, it stays
+    await w.change_email(ann, "ann@example.cz")  # staff fix the typo
+    w.ecomail.calls.clear()
+    assert await w.sync() == 1
+    # the new address through the add, the old one through an update: never added again
+    assert w.ecomail.calls == [("add_contacts", 1), ("update_contacts", 1)]
+    old = w.ecomail.member(LIST, "ann@exmaple.cz")
+    assert old is not None
+    assert old.status == SubscriptionStatus.UNSUBSCRIBED
+    assert old.fields == cleared_fields()
+    new = w.fields_of("ann@example.cz")
+    assert (new["ellity_credit_num"], new["ellity_referral_code"]) == (120, ann.referral_code)
+    assert w.store.state.old_addresses == {}  # cleared: forgotten
+    assert await w.sync() == 0
+    assert len(w.ecomail.calls) == 2
+
+
+async def test_an_old_contact_deleted_in_ecomail_is_not_added_back(w: World) -> None:
+    ann = await w.customer("ann@exmaple.cz")
+    await w.sync()
+    del w.ecomail.contact_lists[LIST].members["ann@exmaple.cz"]
+    await w.change_email(ann, "ann@example.cz")
+    await w.sync()
+    assert not w.ecomail.in_any_list("ann@exmaple.cz")
+    assert w.ecomail.member(LIST, "ann@example.cz") is not None
+
+
+async def test_quick_email_changes_clear_every_address_the_fields_reached(w: World) -> None:
+    ann = await w.customer("a@example.cz")
+    await w.earn(ann, "5")
+    await w.sync()
+    await w.change_email(ann, "b@example.cz")
+    await w.sync()
+    await w.change_email(ann, "c@example.cz")
+    await w.change_email(ann, "d@example.cz")  # before the worker wrote c
+    await w.sync()
+    assert w.fields_of("a@example.cz") == cleared_fields()
+    assert w.fields_of("b@example.cz") == cleared_fields()
+    assert w.ecomail.member(LIST, "c@example.cz") is None  # never written, nothing to clear
+    assert w.fields_of("d@example.cz")["ellity_credit_num"] == 5
+
+
+async def test_an_email_change_before_the_contact_was_ever_written_clears_nothing(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@exmaple.cz")
+    await w.change_email(ann, "ann@example.cz")
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("add_contacts", 1)]
+    assert w.ecomail.member(LIST, "ann@exmaple.cz") is None
+
+
+async def test_an_email_change_while_the_integration_is_off_remembers_nothing(w: World) -> None:
+    ann = await w.customer("ann@exmaple.cz")
+    await deactivate_ecomail(w.shop.id, uow_factory=w.uow_factory, clock=w.clock)
+    await w.change_email(ann, "ann@example.cz")
+    assert w.store.state.old_addresses == {}
+
+
+async def test_a_change_to_another_customers_address_is_refused_and_remembers_nothing(
+    w: World, new_customer: NewCustomer
+) -> None:
+    ann = await new_customer(w.shop, email="ann@example.cz")
+    await w.customer("bob@example.cz")
+    await w.sync()
+    with pytest.raises(DuplicateCustomer):
+        await w.change_email(ann, "Bob@Example.cz")
+    async with w.uow_factory(read_only=True) as uow:
+        stored = await uow.customers.get(w.shop.id, ann.id)
+    assert stored is not None and (stored.email, stored.pin) == ("ann@example.cz", ann.pin)
+    assert w.store.state.old_addresses == {}
+    assert not await w.pending(ann)
+
+
+async def test_a_change_of_case_only_is_the_same_contact_and_keeps_the_pin(
+    w: World, new_customer: NewCustomer
+) -> None:
+    ann = await new_customer(w.shop, email="Ann@Example.cz")  # anonymous: has a PIN
+    await w.sync()
+    await w.deliver()
+    w.ecomail.calls.clear()
+    changed = await w.change_email(ann, "ann@example.cz")
+    assert changed.pin == ann.pin
+    assert await w.sync() == 1
+    assert await w.deliver() == 0  # no pin event
+    assert w.ecomail.calls == [("update_contacts", 1)]
+    assert w.fields_of("ann@example.cz")["ellity_pin"] == ann.pin
+    assert w.store.state.old_addresses == {}
+
+
+async def test_moving_back_to_the_old_address_keeps_the_fields_there(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.earn(ann, "9")
+    await w.sync()
+    await w.change_email(ann, "anna@example.cz")
+    await w.change_email(ann, "ann@example.cz")  # a mistake undone before the worker ran
+    await w.sync()
+    assert w.fields_of("ann@example.cz")["ellity_credit_num"] == 9
+    assert w.ecomail.member(LIST, "anna@example.cz") is None
+
+
+async def test_an_old_address_another_customer_takes_gets_their_fields(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.earn(ann, "9")
+    await w.sync()
+    await w.change_email(ann, "anna@example.cz")
+    bob = await w.customer("ann@example.cz")  # the address is someone else's now
+    await w.sync()
+    taken = w.fields_of("ann@example.cz")
+    assert (taken["ellity_referral_code"], taken["ellity_credit_num"]) == (bob.referral_code, 0)
+    assert w.fields_of("anna@example.cz")["ellity_referral_code"] == ann.referral_code
+
+
+async def test_clearing_an_old_address_waits_while_ecomail_is_down_and_is_not_lost(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@exmaple.cz")
+    await w.earn(ann, "7")
+    await w.sync()
+    await w.change_email(ann, "ann@example.cz")
+    w.ecomail.fail_with = [None, MarketingUnavailable("Ecomail did not answer.")]
+    assert await w.sync() == 0  # the new contact was written, the clearing was not
+    assert w.fields_of("ann@exmaple.cz")["ellity_credit_num"] == 7
+    assert await w.pending(ann)
+    w.clock.advance(minutes=5)
+    assert await w.sync() == 1
+    assert w.fields_of("ann@exmaple.cz") == cleared_fields()
+    assert w.store.state.old_addresses == {}
+
+
+async def test_an_anonymous_customer_gets_a_new_pin_written_before_its_pin_event(
+    w: World, new_customer: NewCustomer
+) -> None:
+    ann = await new_customer(w.shop, email="ann@exmaple.cz")  # anonymous: has a PIN
+    await w.sync()
+    await w.deliver()
+    w.ecomail.events.clear()
+    w.ecomail.calls.clear()
+    moved = await w.change_email(ann, "ann@example.cz")
+    assert moved.pin is not None and moved.pin != ann.pin
+    assert await w.deliver() == 0  # the event waits for the new contact's fields
+    await w.sync()
+    w.clock.advance(seconds=2)
+    assert await w.deliver() == 1
+    assert w.ecomail.call_names == ["add_contacts", "update_contacts", "send_event"]
+    assert w.fields_of("ann@example.cz")["ellity_pin"] == moved.pin
+    assert w.fields_of("ann@exmaple.cz")["ellity_pin"] == ""
+    [event] = w.ecomail.events
+    assert (event.email, event.label) == ("ann@example.cz", "pin")
+    assert event.value["reason"] == "regenerated"

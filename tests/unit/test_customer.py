@@ -133,3 +133,29 @@ def test_a_customers_email_key_is_case_insensitive() -> None:
     customer = anonymous()
     customer.email = "Ann@Example.CZ"
     assert customer.email_key == email_key("ann@example.cz")
+
+
+@pytest.mark.parametrize(
+    ("registered", "old", "new", "new_pin"),
+    [
+        pytest.param(False, "ann@example.cz", "anna@example.cz", True, id="anonymous-moves"),
+        pytest.param(False, "ann@exmaple.cz", "ann@example.cz", True, id="typo-fixed"),
+        pytest.param(False, "Ann@Example.cz", "ann@example.cz", False, id="only-the-case"),
+        pytest.param(False, "ann@example.cz", "ann@example.cz", False, id="the-same"),
+        pytest.param(False, None, "ann@example.cz", False, id="a-first-address"),
+        pytest.param(True, "ann@example.cz", "anna@example.cz", False, id="registered-moves"),
+    ],
+)
+def test_an_email_change_gives_only_an_anonymous_customer_who_moves_a_new_pin(
+    registered: bool, old: str | None, new: str, new_pin: bool
+) -> None:
+    customer = anonymous(pin="111111")
+    customer.email = old
+    if registered:
+        customer.register(at=CREATED)
+    pin_before = customer.pin
+    assert customer.change_email(new, FakeRandom(script=[222222]).randbelow, at=LATER) is new_pin
+    assert customer.email == new
+    assert (customer.pin != pin_before) is new_pin
+    assert customer.pin == ("222222" if new_pin else pin_before)
+    assert customer.updated_at == (CREATED if old == new else LATER)

@@ -20,7 +20,7 @@ from ellity.domain.services.points import (
 )
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakeClock, FakeRandom, InMemoryStore, OutboxRecord
-from tests.unit.conftest import NewCustomer
+from tests.unit.conftest import NewCustomer, Upsert
 
 P = Points.parse
 
@@ -223,4 +223,53 @@ async def test_regenerating_a_pin_and_becoming_anonymous_each_record_a_pin_email
     assert [record.payload for record in outbox(store)] == [
         '{"reason": "anonymous"}',
         '{"reason": "regenerated"}',
+    ]
+
+
+async def test_an_email_change_gives_an_anonymous_customer_a_new_pin_and_its_email(
+    emails_on: Merchant,
+    new_customer: NewCustomer,
+    clock: FakeClock,
+    rng: FakeRandom,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(emails_on, email="ann@exmaple.cz")  # anonymous: has a PIN
+    bob = await new_customer(emails_on, email="bob@exmaple.cz", registered=True)
+    cyril = await new_customer(emails_on, email="Cyril@Example.cz")
+    dana = await new_customer(emails_on, email="dana@exmaple.cz", registered=True)
+    before = len(outbox(store))
+
+    async def change(customer_id: int | None, **fields: object) -> str | None:
+        assert customer_id is not None
+        view = await update_customer(
+            emails_on.id,
+            customer_id,
+            CustomerInput(**fields),  # type: ignore[arg-type]
+            uow=store.unit_of_work(),
+            clock=clock,
+            rng=rng,
+        )
+        return view.customer.pin
+
+    assert await change(ann.id, email="ann@example.cz") not in (None, ann.pin)
+    assert await change(bob.id, email="bob@example.cz") is None  # registered: no PIN
+    assert await change(cyril.id, email="cyril@example.cz") == cyril.pin  # the same address
+    # made anonymous while moving: one new PIN
+    assert await change(dana.id, email="dana@example.cz", registered=False) is not None
+    assert [(r.topic, r.customer_id, r.payload) for r in outbox(store)[before:]] == [
+        ("email.pin_issued", ann.id, '{"reason": "regenerated"}'),
+        ("email.pin_issued", dana.id, '{"reason": "anonymous"}'),
+    ]
+
+
+async def test_the_shop_moving_an_anonymous_customer_to_another_email_gives_a_new_pin(
+    emails_on: Merchant, new_customer: NewCustomer, upsert: Upsert, store: InMemoryStore
+) -> None:
+    ann = await new_customer(emails_on, email="ann@exmaple.cz", shop_customer_id="s-1")
+    before = len(outbox(store))
+    result = await upsert(emails_on, email="ann@example.cz", shop_customer_id="s-1")
+    assert result.view.customer.id == ann.id
+    assert result.view.customer.pin not in (None, ann.pin)
+    assert [(r.topic, r.payload) for r in outbox(store)[before:]] == [
+        ("email.pin_issued", '{"reason": "regenerated"}')
     ]

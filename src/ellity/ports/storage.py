@@ -406,6 +406,15 @@ class ClaimedContact:
 
 
 @dataclass(frozen=True, slots=True)
+class OldAddress:
+    """An address a customer moved away from, whose contact may still hold their fields."""
+
+    id: int
+    customer_id: int
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContactSyncHealth:
     pending: int
     failed: int
@@ -476,6 +485,30 @@ class ContactSyncRepository(Protocol):
     ) -> None:
         """Pending from now. ``moved``: the email changed, so the contact under the new
         email is not known to be in the list."""
+        ...
+
+    async def mark_moved(
+        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+    ) -> None:
+        """The customer's email changed from ``old_email`` (call it in the change's
+        transaction): ``mark_changed`` with ``moved``, and ``old_email`` is remembered for
+        clearing when Ellity may have written it (the contact was written, or a claim is
+        writing it now) or another customer's fields may still sit there (it is remembered
+        for another customer already)."""
+        ...
+
+    async def old_addresses(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[OldAddress]:
+        """The addresses these customers left that no customer of the merchant holds now
+        (an address someone holds is written with their fields instead)."""
+        ...
+
+    async def forget_old_addresses(
+        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+    ) -> int:
+        """These old addresses were cleared: they are forgotten, and a customer who took one
+        of them since it was read is marked, so their fields are written again."""
         ...
 
     async def mark_expired(self, chunk: ExpiredChunk) -> int:

@@ -19,19 +19,23 @@ from ellity.adapters.sql.tables import (
     dialect_insert,
     ecomail_contacts,
     ecomail_integrations,
+    ecomail_old_addresses,
     instant,
 )
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
+from ellity.domain.model.customer import email_key
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage import (
     ClaimedContact,
     ContactSyncFailure,
     ContactSyncHealth,
     ExpiredChunk,
+    OldAddress,
 )
 
 _i = ecomail_integrations.c
 _c = ecomail_contacts.c
+_o = ecomail_old_addresses.c
 
 _NO_CLAIM: dict[str, Any] = {**NO_CLAIM, "claimed_seq": None}
 MARK_BATCH = 10_000
@@ -216,6 +220,78 @@ class SqlContactSyncRepository:
             rows = self._customers(merchant_id, at).where(customers.c.id.in_(batch))
             await self.conn.execute(self._upsert_pending(rows, moved=moved))
         self.made_work = True
+
+    async def mark_moved(
+        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+    ) -> None:
+        key = email_key(old_email)
+        written = sa.exists().where(
+            _c.customer_id == customer_id,
+            _c.merchant_id == merchant_id,
+            sa.or_(_c.in_list.is_(True), _c.claim_token.is_not(None)),
+        )
+        remembered = sa.exists().where(_o.merchant_id == merchant_id, _o.email_key == key)
+        rows = sa.select(
+            customers.c.merchant_id,
+            customers.c.id,
+            sa.literal(old_email, sa.String()),
+            sa.literal(key, sa.String()),
+            instant(at),
+        ).where(
+            customers.c.id == customer_id,
+            customers.c.merchant_id == merchant_id,
+            sa.or_(written, remembered),
+        )
+        insert = dialect_insert(self.conn.dialect, ecomail_old_addresses).from_select(
+            ["merchant_id", "customer_id", "email", "email_key", "left_at"], rows
+        )
+        # before the mark: it forgets that the contact was in the list
+        await self.conn.execute(
+            insert.on_conflict_do_nothing(index_elements=[_o.customer_id, _o.email_key])
+        )
+        await self.mark_changed(merchant_id, [customer_id], at=at, moved=True)
+
+    async def old_addresses(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[OldAddress]:
+        if not customer_ids:
+            return []
+        held = sa.exists().where(
+            customers.c.merchant_id == merchant_id, customers.c.email_key == _o.email_key
+        )
+        found: list[OldAddress] = []
+        ids = sorted(set(customer_ids))
+        for start in range(0, len(ids), MARK_BATCH):
+            rows = await self.conn.execute(
+                sa.select(_o.id, _o.customer_id, _o.email)
+                .where(
+                    _o.merchant_id == merchant_id,
+                    _o.customer_id.in_(ids[start : start + MARK_BATCH]),
+                    ~held,
+                )
+                .order_by(_o.id)
+            )
+            found += [OldAddress(r.id, r.customer_id, r.email) for r in rows]
+        return found
+
+    async def forget_old_addresses(
+        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+    ) -> int:
+        if not address_ids:
+            return 0
+        ids = sorted(set(address_ids))
+        forgotten = 0
+        for start in range(0, len(ids), MARK_BATCH):
+            batch = ids[start : start + MARK_BATCH]
+            mine = [_o.merchant_id == merchant_id, _o.id.in_(batch)]
+            taken = self._customers(merchant_id, at).where(
+                customers.c.email_key.in_(sa.select(_o.email_key).where(*mine))
+            )
+            if (await self.conn.execute(self._upsert_pending(taken, moved=False))).rowcount:
+                self.made_work = True
+            result = await self.conn.execute(ecomail_old_addresses.delete().where(*mine))
+            forgotten += int(result.rowcount)
+        return forgotten
 
     async def mark_expired(self, chunk: ExpiredChunk) -> int:
         rows = self._customers(chunk.merchant_id, chunk.at).where(*hit_by(chunk))

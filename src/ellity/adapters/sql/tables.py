@@ -405,6 +405,30 @@ class EcomailContactRow(SQLModel, table=True):
     synced_at: datetime | None = _ts_or_none()
 
 
+class EcomailOldAddressRow(SQLModel, table=True):
+    """An address a customer moved away from while Ellity may have written their fields to it,
+    to be cleared by the contact sync (in the claim of that customer's contact)."""
+
+    __tablename__ = "ecomail_old_addresses"
+    __table_args__ = (
+        sa.Index(
+            "ux_ecomail_old_addresses_customer_email_key", "customer_id", "email_key", unique=True
+        ),
+        sa.Index("ix_ecomail_old_addresses_merchant_email_key", "merchant_id", "email_key"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_BIGID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int = Field(
+        sa_column=sa.Column(
+            _BIGID, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    email: str = Field(max_length=254)
+    email_key: str = Field(max_length=254)
+    left_at: datetime = _ts()
+
+
 class EcomailWebhookRow(SQLModel, table=True):
     """A merchant's secret webhook URL for Ecomail's list webhook: the token's SHA-256 (what
     a request is looked up by) and the token encrypted (``SecretBox``), to show it again."""
@@ -497,6 +521,7 @@ web_sessions = WebSessionRow.__table__  # type: ignore[attr-defined]
 login_attempts = LoginAttemptRow.__table__  # type: ignore[attr-defined]
 ecomail_integrations = EcomailIntegrationRow.__table__  # type: ignore[attr-defined]
 ecomail_contacts = EcomailContactRow.__table__  # type: ignore[attr-defined]
+ecomail_old_addresses = EcomailOldAddressRow.__table__  # type: ignore[attr-defined]
 ecomail_webhooks = EcomailWebhookRow.__table__  # type: ignore[attr-defined]
 newsletter_notifications = NewsletterNotificationRow.__table__  # type: ignore[attr-defined]
 newsletter_rewards = NewsletterRewardRow.__table__  # type: ignore[attr-defined]

@@ -41,6 +41,12 @@ FIELD_TYPES: dict[str, str] = {
 FieldValue = str | int
 
 
+def cleared_fields() -> dict[str, FieldValue]:
+    """The values for an address that no customer holds any more (the customer moved to
+    another one): every field empty, ``0`` in the whole-number fields."""
+    return {name: 0 if FIELD_TYPES[name] == "int" else "" for name in FIELD_NAMES}
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerLoyalty:
     """What the snapshot is made of: one customer's identity and ledger summary."""

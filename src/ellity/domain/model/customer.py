@@ -90,6 +90,19 @@ class Customer:
         self.updated_at = at
         return True
 
+    def change_email(self, email: str, randbelow: RandomBelow, *, at: datetime) -> bool:
+        """Move to another address. An anonymous customer whose address really changes (not
+        only its case) gets a new PIN: the old one may sit in the old mailbox, someone else's
+        when the address was a typo. True when a new PIN was drawn."""
+        moved = self.email is not None and email_key(email) != self.email_key
+        if email != self.email:
+            self.email = email
+            self.updated_at = at
+        if not moved or self.registered:
+            return False
+        self.regenerate_pin(randbelow, at=at)
+        return True
+
     def make_anonymous(self, randbelow: RandomBelow, *, at: datetime) -> bool:
         if not self.registered:
             return False

@@ -10,7 +10,11 @@ resuming from its cursor after a crash. The worker then, per merchant:
    one bulk add (which updates those that turn out to exist and never re-subscribes anyone
    who unsubscribed); when the update touched fewer contacts than it sent (someone deleted
    them in Ecomail), the same contacts are sent through the add as well;
-4. settles them: a contact that changed while it was being written stays pending.
+4. clears the addresses these customers moved away from (their email changed) and no
+   customer holds now, with a bulk update of empty ``ellity_*`` fields: an update never adds
+   a contact nor changes its status, and while this claim holds the customer no other
+   worker can still be writing their fields to the old address;
+5. settles them: a contact that changed while it was being written stays pending.
 
 Failures: Ecomail unavailable or rate-limited → the claim's contacts wait and are retried with
 backoff (never given up: they are not lost); a rejected bulk call is split in halves until the
@@ -27,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot
+from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
+from ellity.domain.model.customer import email_key
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services.common import snapshots_of, today_of
 from ellity.ports.clock import Clock
@@ -43,7 +48,7 @@ from ellity.ports.marketing import (
     TypedValue,
 )
 from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import ClaimedContact, UnitOfWorkFactory
+from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,17 @@ def contact_data(snapshot: ContactSnapshot) -> ContactData:
         custom_fields={
             name: TypedValue(value=value, type=FIELD_TYPES[name])
             for name, value in snapshot.fields.items()
+        },
+    )
+
+
+def cleared_contact(email: str) -> ContactData:
+    """An address no customer holds any more: every ``ellity_*`` field empty, names left."""
+    return ContactData(
+        email=email,
+        custom_fields={
+            name: TypedValue(value=value, type=FIELD_TYPES[name])
+            for name, value in cleared_fields().items()
         },
     )
 
@@ -234,15 +250,15 @@ class _Batch:
         self.stopped = False
 
     async def write(self, claimed: Sequence[ClaimedContact]) -> int:
+        customer_ids = [c.customer_id for c in claimed]
         async with self.uow_factory(read_only=True) as uow:
             merchant = await uow.merchants.get(self.merchant_id)
             if merchant is None:
                 return 0
             rows = await uow.ledgers.loyalty(
-                self.merchant_id,
-                [c.customer_id for c in claimed],
-                today=today_of(merchant, self.clock),
+                self.merchant_id, customer_ids, today=today_of(merchant, self.clock)
             )
+            old = await uow.contacts.old_addresses(self.merchant_id, customer_ids)
         snapshots = {s.customer_id: s for s in snapshots_of(merchant, rows) if s.email}
         in_list = {c.customer_id for c in claimed if c.in_list}
         gone = [c.customer_id for c in claimed if c.customer_id not in snapshots]
@@ -254,6 +270,7 @@ class _Batch:
                 # back and isolates any contact Ecomail refuses
                 new, known = sorted(new + known, key=lambda s: s.customer_id), []
             added = await self._add(new)
+            await self._clear(_distinct(old))
         except MarketingUnavailable as exc:
             await self._release(str(exc), exc.retry_after)
             self.stopped = True
@@ -287,9 +304,39 @@ class _Batch:
                     added_at=now if inserted else None,
                     at=now,
                 )
+            await uow.contacts.forget_old_addresses(
+                self.merchant_id, [address.id for address in old], at=now
+            )
             await uow.ecomail.record_success(self.merchant_id, at=now)
             await uow.commit()
         return len(known) + sum(len(ids) for ids, _ in added)
+
+    async def _clear(self, emails: list[str]) -> None:
+        """Empty the fields of addresses no customer holds; a rejected call is split until the
+        refused addresses are alone, and those are given up (logged)."""
+        for start in range(0, len(emails), BULK_LIMIT):
+            await self._clear_some(emails[start : start + BULK_LIMIT])
+
+    async def _clear_some(self, emails: list[str]) -> None:
+        if not emails:
+            return
+        try:
+            await self.link.platform.update_contacts(
+                self.link.list_id, [cleared_contact(email) for email in emails]
+            )
+        except ListNotFound:
+            raise
+        except MarketingRejected as exc:
+            if len(emails) == 1:
+                logger.warning(
+                    "Ecomail refused to clear an old address of merchant %s: %s",
+                    self.merchant_id,
+                    exc,
+                )
+                return
+            half = len(emails) // 2
+            await self._clear_some(emails[:half])
+            await self._clear_some(emails[half:])
 
     async def _update(self, contacts: list[ContactSnapshot]) -> bool:
         """Update contacts in the list; False when not all of them were updated."""
@@ -351,6 +398,14 @@ class _Batch:
             wait.total_seconds(),
             error,
         )
+
+
+def _distinct(addresses: Sequence[OldAddress]) -> list[str]:
+    """Each address once (two customers may have left the same one), in a stable order."""
+    seen: dict[str | None, str] = {}
+    for address in sorted(addresses, key=lambda a: a.id):
+        seen.setdefault(email_key(address.email), address.email)
+    return list(seen.values())
 
 
 async def _fail(

@@ -93,11 +93,12 @@ async def upsert_customer(
             customer = await load_customer(
                 uow, merchant_id, stored_id(existing.id), for_update=True
             )
-            if await _apply(
+            reason = await _apply(
                 merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
-            ):
+            )
+            if reason is not None:
                 await notifications.pin_issued(
-                    uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
+                    uow, merchant, customer, reason, at=customer.updated_at
                 )
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
@@ -118,10 +119,11 @@ async def update_customer(
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
-        if await _apply(merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng):
-            await notifications.pin_issued(
-                uow, merchant, customer, PinReason.ANONYMOUS, at=customer.updated_at
-            )
+        reason = await _apply(
+            merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
+        )
+        if reason is not None:
+            await notifications.pin_issued(uow, merchant, customer, reason, at=customer.updated_at)
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return view
@@ -303,26 +305,27 @@ async def _apply(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
-) -> bool:
+) -> PinReason | None:
     """Change only what ``data`` sets; the referrer is fixed at creation.
 
-    True when the customer became anonymous, and so got a new PIN.
+    Returns why the customer got a new PIN, if they did: they became anonymous, or an
+    anonymous customer's email changed (the old PIN may be in a stranger's mailbox).
     """
     now = clock.now()
     before = (customer.email, customer.first_name, customer.last_name, customer.registered)
-    if email is not None:
-        customer.email = email
+    reason = None
+    if email is not None and customer.change_email(email, rng.randbelow, at=now):
+        reason = PinReason.REGENERATED
     if shop_id is not None:
         customer.shop_customer_id = shop_id
     if data.first_name is not None:
         customer.first_name = clean_name(data.first_name, "first name")
     if data.last_name is not None:
         customer.last_name = clean_name(data.last_name, "last name")
-    new_pin = False
     if data.registered is True:
         customer.register(at=now)
-    elif data.registered is False:
-        new_pin = customer.make_anonymous(rng.randbelow, at=now)
+    elif data.registered is False and customer.make_anonymous(rng.randbelow, at=now):
+        reason = PinReason.ANONYMOUS
     customer.updated_at = now
     try:
         await uow.customers.update(customer)
@@ -333,5 +336,7 @@ async def _apply(
     after = (customer.email, customer.first_name, customer.last_name, customer.registered)
     if after != before:
         moved = email_key(customer.email) != email_key(before[0])
-        await notifications.contact_changed(uow, merchant, customer, at=now, moved=moved)
-    return new_pin
+        await notifications.contact_changed(
+            uow, merchant, customer, at=now, moved_from=before[0] if moved else None
+        )
+    return None if customer.pin is None else reason

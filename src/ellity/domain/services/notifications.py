@@ -6,7 +6,8 @@ stored:
 
 - system emails, while the merchant's "Send emails from Ellity" switch is on;
 - with an active Ecomail integration: the customer's contact marked for writing (the worker
-  sends the state as it is then, so many changes cost one write) and the tracker event
+  sends the state as it is then, so many changes cost one write; after an email change the
+  old address is remembered, to be cleared of the customer's fields) and the tracker event
   (``credit`` for a balance change, ``pin`` for a new PIN), which the worker delivers only
   after the contact's fields.
 
@@ -102,11 +103,17 @@ async def pin_issued(
 
 
 async def contact_changed(
-    uow: UnitOfWork, merchant: Merchant, customer: Customer, *, at: datetime, moved: bool = False
+    uow: UnitOfWork,
+    merchant: Merchant,
+    customer: Customer,
+    *,
+    at: datetime,
+    moved_from: str | None = None,
 ) -> None:
     """Something in the customer's contact fields may have changed (names, registration,
-    email). ``moved``: the email changed, so the contact to write is another one."""
-    await _ecomail(uow, merchant, customer, None, {}, at=at, moved=moved)
+    email). ``moved_from``: the email changed from this address, so the contact to write is
+    another one, and the old one is to be cleared of the customer's fields."""
+    await _ecomail(uow, merchant, customer, None, {}, at=at, moved_from=moved_from)
 
 
 async def _ecomail(
@@ -117,14 +124,17 @@ async def _ecomail(
     value: EventValue,
     *,
     at: datetime,
-    moved: bool = False,
+    moved_from: str | None = None,
 ) -> None:
     if customer.email is None:
         return
     merchant_id, customer_id = stored_id(merchant.id), stored_id(customer.id)
     if await uow.ecomail.active_list(merchant_id) is None:
         return
-    await uow.contacts.mark_changed(merchant_id, [customer_id], at=at, moved=moved)
+    if moved_from is None:
+        await uow.contacts.mark_changed(merchant_id, [customer_id], at=at)
+    else:
+        await uow.contacts.mark_moved(merchant_id, customer_id, old_email=moved_from, at=at)
     if label is not None:
         await uow.outbox.add(
             merchant_id,

@@ -1,6 +1,6 @@
 """the nightly run's claim: a token and a lease
 
-Revision ID: 0008_item2
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06 23:00:00.000000
 """
@@ -13,7 +13,7 @@ import sqlmodel
 import ellity.adapters.sql.tables
 from alembic import op
 
-revision: str = "0008_item2"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
