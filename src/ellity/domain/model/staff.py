@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.errors import DomainError, NotFound
 from ellity.domain.model.money import Locale
+from ellity.domain.model.text import has_control_characters
 
 #: The 11th attempt within a window is refused, for an email and for a client alike.
 MAX_FAILED_LOGINS = 10
@@ -64,8 +65,18 @@ class AlreadySetUp(NotFound):
         super().__init__("Ellity has been set up already; log in instead.")
 
 
+def login_email(email: str) -> str | None:
+    """The email a log-in form names, trimmed; None when it cannot be any staff user's:
+    blank, or holding control characters (no stored email does)."""
+    email = email.strip()
+    return email if email and not has_control_characters(email) else None
+
+
 def email_throttle_key(email: str) -> str:
-    return "email:" + (email_key(email.strip()) or "")[:254]
+    """Failed log-ins are counted per case-folded email. A control character counts as
+    U+FFFD: keys are stored, and PostgreSQL cannot store a NUL."""
+    folded = (email_key(email.strip()) or "")[:254]
+    return "email:" + "".join("\ufffd" if has_control_characters(ch) else ch for ch in folded)
 
 
 def client_throttle_key(client: str) -> str:
