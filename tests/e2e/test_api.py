@@ -472,6 +472,7 @@ async def test_another_merchants_customer_is_a_404_for_every_call_and_stays_unto
 # -- bad input ----------------------------------------------------------------------------
 
 _BIG = b'{"email": "' + b"a" * MAX_BODY_BYTES + b'@example.cz"}'
+_FOLDS_TOO_LONG = "ß" * 127 + "@x.cz"  # 132 characters; case-folded ("ss") 259
 
 
 @dataclass(frozen=True)
@@ -514,6 +515,8 @@ BAD_REQUESTS = {
     "before-zero": Bad("GET", LEDGER + "?before=0", None, 400, "before"),
     "no-email-query": Bad("GET", "", None, 400, "email"),
     "huge-id": Bad("GET", "/99999999999999999999", None, 400, "customer_id"),
+    "id-above-2^63": Bad("POST", f"/{2**63}/earn", {"points": "1", "order_ref": "o"}, 400, "<="),
+    "before-above-2^63": Bad("GET", LEDGER + f"?before={2**63}", None, 400, "'before'"),
     # 413, 404, 405: limits and routing
     "oversized-body": Bad("POST", "", _BIG, 413, "64 KiB", code="body_too_large"),
     "text-id": Bad("GET", "/ann", None, 404, "/api/v1/customers/ann"),
@@ -541,6 +544,11 @@ BAD_REQUESTS = {
     ),
     "long-name": Bad("POST", "", {"email": "a@b.cz", "first_name": "A" * 101}, 422, "100"),
     "bad-email-query": Bad("GET", "?email=nobody", None, 422, "not a valid email"),
+    "email-folds-too-long": Bad("POST", "", {"email": _FOLDS_TOO_LONG}, 422, "at most 254"),
+    "email-query-folds-too-long": Bad(
+        "GET", "?email=" + "%C3%9F" * 127 + "@x.cz", None, 422, "at most 254"
+    ),
+    "nul-email-query": Bad("GET", "?email=ann%00@example.cz", None, 422, "control"),
 }
 
 

@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from litestar import Litestar
 
 from ellity.adapters.sql.database import Database
@@ -33,6 +35,7 @@ from ellity.domain.services import api_tokens, customers, merchants, nightly, po
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
 from tests.e2e.conftest import BASE_URL, deps_on, running
+from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
 
 PASSWORD = "a long password"
@@ -162,14 +165,14 @@ async def new_shop(
 
 @asynccontextmanager
 async def site_on(
-    database: Database, var_dir: Path, *, base_url: str = BASE_URL
+    database: Database, var_dir: Path, *, base_url: str = BASE_URL, ecomail_api_url: str = ""
 ) -> AsyncIterator[Site]:
     clock = FakeClock()  # 2024-03-10 09:00 UTC
     holder: list[Deps] = []
 
     @asynccontextmanager
     async def provide_deps() -> AsyncIterator[Deps]:
-        async with deps_on(database, var_dir, clock) as deps:
+        async with deps_on(database, var_dir, clock, ecomail_api_url=ecomail_api_url) as deps:
             settings = dataclasses.replace(deps.settings, base_url=base_url)
             holder.append(dataclasses.replace(deps, settings=settings))
             yield holder[0]
@@ -907,3 +910,213 @@ async def add_customer_via_api(site: Site, auth: dict[str, str], email: str) -> 
         made = await api.post("/api/v1/customers", json={"email": email}, headers=auth)
         assert made.status_code == 201, made.text
         return int(made.json()["id"])
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+MAX_ID = 2**63 - 1
+TOO_BIG = 2**63
+FOLDS_TOO_LONG = "ß" * 127 + "@x.cz"  # 132 characters; case-folded ("ss") 259
+
+
+@dataclass(frozen=True)
+class BadPage:
+    method: str
+    path: str  # {c}: Anna's customer
+    params: dict[str, str]
+    status: int
+    says: str
+
+
+BAD_PAGES = {
+    "list-after-above-2^63": BadPage("GET", "/customers", {"after": str(TOO_BIG)}, 400, "'after'"),
+    "list-after-below-1": BadPage("GET", "/customers", {"after": "0"}, 400, "'after'"),
+    "list-after-text": BadPage("GET", "/customers", {"after": "ann"}, 400, "whole number"),
+    "search-with-nul": BadPage("GET", "/customers", {"q": "ann\x00"}, 400, "control characters"),
+    "search-with-escape": BadPage("GET", "/customers", {"q": "\x1b[2J"}, 400, "control"),
+    "customer-above-2^63": BadPage("GET", f"/customers/{TOO_BIG}", {}, 404, "no such page"),
+    "customer-zero": BadPage("GET", "/customers/0", {}, 404, "no such page"),
+    "ledger-before-above-2^63": BadPage(
+        "GET", "/customers/{c}", {"before": str(TOO_BIG)}, 400, "'before'"
+    ),
+    "ledger-before-text": BadPage("GET", "/customers/{c}", {"before": "x"}, 400, "'before'"),
+    "earn-above-2^63": BadPage(
+        "POST", f"/customers/{TOO_BIG}/earn", {"points": "1", "order_ref": "o"}, 404, "no such"
+    ),
+    "pin-above-2^63": BadPage("POST", f"/customers/{TOO_BIG}/pin", {}, 404, "no such page"),
+    "revoke-above-2^63": BadPage("POST", f"/api-tokens/{TOO_BIG}/revoke", {}, 404, "no such"),
+    "revoke-above-2^31": BadPage("POST", f"/api-tokens/{2**31}/revoke", {}, 404, "no such"),
+    "new-email-folds-too-long": BadPage(
+        "POST", "/customers/new", {"email": FOLDS_TOO_LONG}, 400, "at most 254"
+    ),
+    "edit-email-folds-too-long": BadPage(
+        "POST", "/customers/{c}/edit", {"email": FOLDS_TOO_LONG}, 400, "at most 254"
+    ),
+    "login-email-with-nul": BadPage(
+        "POST", "/login", {"email": "admin@anna.example.cz\x00", "password": "x"}, 400, "wrong"
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_PAGES.values(), ids=BAD_PAGES.keys())
+async def test_bad_input_on_a_page_is_a_4xx_page_that_says_what_is_wrong_and_stores_nothing(
+    site: Site, bad: BadPage
+) -> None:
+    anna, bob = shops(site)
+    before = (await site.rows_of(anna), await site.rows_of(bob))
+    async with logged_in(site, anna) as client:
+        path = bad.path.format(c=anna.customer_id)
+        if bad.method == "GET":
+            answer = await client.get(path, params=bad.params)
+        else:
+            token = await form_token(client, "/customers/new")
+            answer = await client.post(path, data={**bad.params, "_csrf_token": token})
+    assert answer.status_code == bad.status, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert bad.says in html.unescape(answer.text)
+    assert (await site.rows_of(anna), await site.rows_of(bob)) == before
+
+
+# -- no request makes a page fail -----------------------------------------------------------------
+
+ECOMAIL_KEY = "anna-ecomail-key-7f3a9c"
+NOT_FUZZED = ("/logout", "/health", "/webhooks/")  # logging out would end the walk
+EDGE_TEXTS = [
+    "",
+    " ",
+    "\x00",
+    "ann\x00",
+    "\x1b",
+    "\t\n",
+    FOLDS_TOO_LONG,
+    "ß" * 300,
+    "ﬃ" * 100 + "@x.cz",
+    "9" * 400,
+    "-1",
+    "0",
+    "1e3",
+    "12,50",
+    "NaN",
+    "x" * 1000,
+    "<b>&amp;",
+    "\u202e\ufeff\uffff",
+    "\U0010ffff",
+]
+EDGE_NUMBERS = [0, -1, 1, 2, 2**31 - 1, 2**31, MAX_ID, TOO_BIG, 2**64, -(2**63) - 1]
+
+texts = st.one_of(
+    st.sampled_from(EDGE_TEXTS), st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+)
+numbers = st.one_of(st.sampled_from(EDGE_NUMBERS), st.integers())
+
+
+@dataclass(frozen=True)
+class PageRoute:
+    method: str
+    path: str
+    path_ints: tuple[str, ...]  # the path parameters, all whole numbers
+    query: tuple[str, ...]
+    form: tuple[str, ...]
+
+
+def fuzzed_routes(app: Litestar) -> list[PageRoute]:
+    """Every page's method, path, path and query parameters and form fields, read from the
+    handlers' signatures, so a new page or parameter is walked without editing the test."""
+    found = []
+    for route in app.routes:
+        if route.path.startswith(("/api/", "/schema", "/static", *NOT_FUZZED)):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            methods = sorted(handler.http_methods - {"OPTIONS", "HEAD"})
+            if not methods:
+                continue
+            params = handler.parsed_fn_signature.parameters
+            kinds = {name: type(p.kwarg_definition).__name__ for name, p in params.items()}
+            form: tuple[str, ...] = ()
+            if "data" in params:
+                form = tuple(f.name for f in dataclasses.fields(params["data"].annotation))
+            found += [
+                PageRoute(
+                    method=method,
+                    path=route.path,
+                    path_ints=tuple(re.findall(r"\{(\w+):int\}", route.path)),
+                    query=tuple(n for n, kind in kinds.items() if kind == "QueryParameter"),
+                    form=form,
+                )
+                for method in methods
+            ]
+    return found
+
+
+async def test_no_generated_request_to_any_page_gets_a_server_error(
+    sql_database: Database, tmp_path: Path
+) -> None:
+    with Emulator() as emu, EmulatorServer(emu, port=0) as ecomail:
+        list_id = emu.add_account(ECOMAIL_KEY).add_list("Newsletter")
+        async with site_on(sql_database, tmp_path, ecomail_api_url=ecomail.url) as site:
+            anna = await new_shop(
+                site.deps, "anna", "Cafe Anna", ("ann@anna-customers.cz", "Ann", "Annesley"), "100"
+            )
+            routes = fuzzed_routes(site.app)
+            assert {"q", "after", "before"} <= {n for r in routes for n in r.query}
+            assert len([r for r in routes if r.path_ints]) >= 8
+            plausible = {
+                **WALK_FORM,
+                "q": "ann",
+                "email": anna.customer_email,
+                "api_key": ECOMAIL_KEY,
+                "list_id": str(list_id),
+                "password": PASSWORD,
+            }
+            known_ids = [anna.customer_id, anna.token_id]
+            loop = asyncio.get_running_loop()
+            async with logged_in(site, anna) as client:
+                token = await form_token(client, "/")
+                statuses = await asyncio.to_thread(
+                    fuzz_pages, client, loop, routes, plausible, known_ids, token
+                )
+    assert {200, 303, 400, 404} <= statuses
+
+
+def fuzz_pages(  # noqa: PLR0917 - the walk's whole setting
+    client: httpx.AsyncClient,
+    loop: asyncio.AbstractEventLoop,
+    routes: list[PageRoute],
+    plausible: dict[str, str],
+    known_ids: list[int],
+    csrf_token: str,
+) -> set[int]:
+    """Hypothesis drives the app on the test's loop from this thread."""
+    statuses: set[int] = set()
+
+    def value(name: str) -> st.SearchStrategy[str]:
+        return st.one_of(st.just(plausible.get(name, "")), texts, numbers.map(str))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def walk(data: st.DataObject) -> None:
+        route = data.draw(st.sampled_from(routes), label="route")
+        path = route.path
+        for name in route.path_ints:
+            number = data.draw(st.one_of(st.sampled_from(known_ids), numbers), label=name)
+            path = path.replace(f"{{{name}:int}}", str(number))
+        params = data.draw(
+            st.fixed_dictionaries({}, optional={n: value(n) for n in route.query}), label="query"
+        )
+        form = data.draw(
+            st.fixed_dictionaries({}, optional={n: value(n) for n in route.form}), label="form"
+        )
+        if route.method == "POST":
+            form["_csrf_token"] = csrf_token
+        request = client.request(
+            route.method, path, params=params, data=form if route.method == "POST" else None
+        )
+        answer = asyncio.run_coroutine_threadsafe(request, loop).result(timeout=60)
+        statuses.add(answer.status_code)
+        said = f"{route.method} {path}: {answer.status_code}"
+        assert answer.status_code < 500, said
+        if answer.status_code >= 400:  # said on a page, not in a bare JSON error
+            assert answer.headers["content-type"].startswith("text/html"), said
+
+    walk()
+    return statuses

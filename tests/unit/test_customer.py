@@ -59,6 +59,31 @@ def test_malformed_emails_are_refused(given: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("given", "folded_length"),
+    [
+        ("ß" * 125 + "@x.cz", 255),  # 130 characters; "ß" folds to "ss"
+        ("ß" * 127 + "@x.cz", 259),
+        ("ﬃ" * 84 + "@x.cz", 257),  # "ﬃ" folds to "ffi"
+        ("a" * 230 + "İ" * 10 + "@x.cz", 255),  # "İ" folds to "i̇", two characters
+    ],
+)
+def test_an_email_whose_case_folded_form_is_too_long_is_refused_with_its_length(
+    given: str, folded_length: int
+) -> None:
+    assert len(given) <= 254 < len(given.casefold()) == folded_length
+    with pytest.raises(InvalidInput, match=f"it has {folded_length} characters.*at most 254"):
+        clean_email(given)
+
+
+@pytest.mark.parametrize(
+    "given", ["ß" * 124 + "@x.cz", "ﬃ" * 83 + "@x.cz", "S" * 249 + "@x.cz", "a" * 248 + "@x.cz"]
+)
+def test_an_email_that_fits_also_when_case_folded_is_kept_as_typed(given: str) -> None:
+    assert clean_email(given) == given
+    assert len(email_key(given) or "") <= 254
+
+
+@pytest.mark.parametrize(
     ("a", "b"), [("Ann@Example.CZ", "ann@example.cz"), ("STRASSE@x.de", "strasse@x.de")]
 )
 def test_emails_compare_case_insensitively(a: str, b: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from ellity.domain.model.activity import day_periods
 from ellity.domain.model.customer_query import parse_customer_query, prefix_end
+from ellity.domain.model.errors import InvalidInput
 
 
 def shape(text: str) -> tuple[list[list[tuple[str, str]]], str | None]:
@@ -57,6 +58,16 @@ def test_the_search_text_decides_what_is_searched(
     text: str, alternatives: list[list[tuple[str, str]]], code: str | None
 ) -> None:
     assert shape(text) == (alternatives, code)
+
+
+@pytest.mark.parametrize("text", ["ann\x00", "\x00", "Nov\x1bák", "a\x7f", "Jan \x01 Novák"])
+def test_a_search_with_a_control_character_is_refused_with_a_message(text: str) -> None:
+    with pytest.raises(InvalidInput, match="must not contain control characters"):
+        parse_customer_query(text)
+
+
+def test_tabs_and_line_breaks_in_a_search_count_as_spaces() -> None:
+    assert shape("\tJan\r\nNovák\n") == shape("Jan Novák")
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,11 @@ from ellity.domain.model.staff import (
     InvalidCredentials,
     LoginThrottled,
     account_delay,
+    email_throttle_key,
+    login_email,
     slug_from_name,
 )
+from ellity.domain.model.text import has_control_characters
 from ellity.domain.services import staff
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakeClock, FakePasswordHasher, InMemoryLoginAttempts
@@ -276,6 +279,37 @@ async def test_the_first_run_refuses_bad_input_and_stores_nothing(
     with pytest.raises(InvalidInput, match=message):
         await set_up(uow_factory, clock, **fields)
     assert await staff.needs_setup(uow=uow_factory())
+
+
+@pytest.mark.parametrize("email", ["anna@example.cz\x00", "\x00", "an\x1bna@example.cz"])
+async def test_a_log_in_with_a_control_character_in_the_email_is_refused_and_counted_storably(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    email: str,
+) -> None:
+    await set_up(uow_factory, clock)
+    with pytest.raises(InvalidCredentials):
+        await log_in(uow_factory, attempts, clock, email=email)
+    keys = list(attempts.counts)
+    assert keys and not any(has_control_characters(key) for key in keys)
+    assert email_throttle_key(email) in keys
+
+
+@pytest.mark.parametrize(
+    ("email", "wanted"),
+    [
+        (" Admin@Anna.example.cz ", "Admin@Anna.example.cz"),
+        ("", None),
+        ("  ", None),
+        ("admin@anna.example.cz\x00", None),
+        ("a\x7fb@x.cz", None),
+    ],
+)
+def test_a_log_in_names_a_trimmed_email_without_control_characters(
+    email: str, wanted: str | None
+) -> None:
+    assert login_email(email) == wanted
 
 
 @pytest.mark.parametrize(

@@ -246,6 +246,12 @@ _JSON_TYPES = {
 }
 
 
+def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    """What Litestar refused (a parameter out of range, an unreadable form), said plainly;
+    the merchant pages show the same words as the API."""
+    return _message(request, exc)
+
+
 def _code_of_status(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")

@@ -17,7 +17,11 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def clean_email(email: str | None) -> str | None:
-    """Trimmed and checked; ``None`` or blank means no email."""
+    """Trimmed and checked; ``None`` or blank means no email.
+
+    Both the address and its case-folded form (``email_key``, what is stored to compare
+    emails) fit ``MAX_EMAIL_LENGTH``: folding may lengthen an address (``ß`` becomes ``ss``).
+    """
     if email is None or not email.strip():
         return None
     email = email.strip()
@@ -25,6 +29,12 @@ def clean_email(email: str | None) -> str | None:
         raise InvalidInput("An email address must not contain control characters.")
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         raise InvalidInput(f"'{email[:MAX_EMAIL_LENGTH]}' is not a valid email address.")
+    if len(email.casefold()) > MAX_EMAIL_LENGTH:
+        raise InvalidInput(
+            f"The email address is too long: compared case-insensitively it has"
+            f" {len(email.casefold())} characters (letters such as ß count as two), and at"
+            f" most {MAX_EMAIL_LENGTH} are allowed."
+        )
     return email
 
 

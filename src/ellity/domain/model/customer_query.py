@@ -7,6 +7,9 @@
 - a referral code (8 characters of the code alphabet): that customer, if there is one;
   otherwise the word is searched like any other.
 
+Tabs and line breaks count as spaces; any other control character (NUL, ESC ...) is refused:
+no stored name or email holds one, and PostgreSQL cannot even compare text with a NUL.
+
 Prefixes are compared case-folded, like the stored search keys. Each alternative is listed in
 the order of its first prefix's key, then by id, and a customer appears only under the first
 alternative it matches: that order is what keyset paging follows.
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ellity.domain.model.customer import MAX_NAME_LENGTH
+from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.referral import ALPHABET, CODE_LENGTH, normalize_referral_code
+from ellity.domain.model.text import has_control_characters
 
 SearchField = Literal["email", "first_name", "last_name"]
 MAX_QUERY_LENGTH = 200
@@ -65,6 +70,11 @@ def _alt(*prefixes: tuple[SearchField, str]) -> Alternative:
 
 def parse_customer_query(text: str) -> CustomerQuery:
     text = " ".join(text.split())[:MAX_QUERY_LENGTH]
+    if has_control_characters(text):
+        raise InvalidInput(
+            "The search must not contain control characters; type a name, an email or a"
+            " referral code."
+        )
     if not text:
         return CustomerQuery()
     folded = text.casefold()

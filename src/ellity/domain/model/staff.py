@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.errors import DomainError, NotFound
 from ellity.domain.model.money import Locale
+from ellity.domain.model.text import has_control_characters
 
 #: The 11th attempt within a window is refused from a client address, and for an email from
 #: one client address. Attempts for an email from everywhere never refuse: past the same count
@@ -78,8 +79,18 @@ def account_delay(attempts: int) -> timedelta:
     return min(MAX_ACCOUNT_DELAY, ACCOUNT_DELAY_STEP * beyond) if beyond > 0 else timedelta(0)
 
 
+def login_email(email: str) -> str | None:
+    """The email a log-in form names, trimmed; None when it cannot be any staff user's:
+    blank, or holding control characters (no stored email does)."""
+    email = email.strip()
+    return email if email and not has_control_characters(email) else None
+
+
 def email_throttle_key(email: str) -> str:
-    return "email:" + _email(email)[:254]
+    """Failed log-ins are counted per case-folded email. A control character counts as
+    U+FFFD: keys are stored, and PostgreSQL cannot store a NUL."""
+    folded = _email(email)[:254]
+    return "email:" + "".join("\ufffd" if has_control_characters(ch) else ch for ch in folded)
 
 
 def client_throttle_key(client: str) -> str:

@@ -20,6 +20,7 @@ from ellity.domain.model.staff import (
     client_throttle_key,
     email_client_throttle_key,
     email_throttle_key,
+    login_email,
     slug_from_name,
 )
 from ellity.domain.services.common import stored_id
@@ -76,9 +77,10 @@ async def log_in(
         await pause(delay.total_seconds())
     staff: StaffUser | None = None
     merchant: Merchant | None = None
-    if email.strip() and len(password) <= MAX_PASSWORD_LENGTH:
+    wanted = login_email(email)
+    if wanted is not None and len(password) <= MAX_PASSWORD_LENGTH:
         async with uow_factory(read_only=True) as uow:
-            staff = await uow.staff.find_by_email(email.strip())
+            staff = await uow.staff.find_by_email(wanted)
             merchant = None if staff is None else await uow.merchants.get(staff.merchant_id)
     password_hash = _decoy_hash(hasher) if staff is None else staff.password_hash
     valid = await asyncio.to_thread(hasher.verify, password_hash, password)

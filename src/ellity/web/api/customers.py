@@ -17,9 +17,8 @@ from ellity.domain.services.common import CustomerView
 from ellity.domain.services.points import MAX_LEDGER_PAGE
 from ellity.web.api import schemas
 from ellity.web.errors import ErrorBody
+from ellity.web.params import MAX_ID
 
-#: Ids are 64-bit in the database; larger numbers cannot name anything.
-MAX_ID = 2**63 - 1
 DEFAULT_LEDGER_PAGE = 100
 
 CustomerId = Annotated[

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import get, post
-from litestar.params import FromPath, URLEncodedBody
+from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.domain.services import api_tokens
 from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
 from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.params import TokenPathId
 
 
 @dataclass
@@ -58,7 +59,7 @@ async def create_token(request: AnyRequest, data: URLEncodedBody[TokenForm]) -> 
 
 
 @post("/api-tokens/{token_id:int}/revoke")
-async def revoke_token(request: AnyRequest, token_id: FromPath[int]) -> Response[Any]:
+async def revoke_token(request: AnyRequest, token_id: TokenPathId) -> Response[Any]:
     deps = deps_of(request)
     await api_tokens.revoke_api_token(
         staff_of(request).merchant_id, token_id, uow=deps.uow(), clock=deps.clock

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import get, post
-from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Response, Stream, Template
 
 from ellity.domain.model.errors import DomainError
@@ -31,6 +31,7 @@ from ellity.web.pages.common import (
     staff_of,
 )
 from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.params import Cursor, CustomerPathId
 
 
 def parse_points(text: str) -> Points:
@@ -70,7 +71,7 @@ class NewCustomerForm:
 
 @get("/customers")
 async def customer_list(
-    request: AnyRequest, q: FromQuery[str] = "", after: FromQuery[int | None] = None
+    request: AnyRequest, q: FromQuery[str] = "", after: Cursor = None
 ) -> Template:
     deps = deps_of(request)
     page = await search_customers(
@@ -199,14 +200,14 @@ async def _customer_page(
 
 @get("/customers/{customer_id:int}")
 async def customer_page(
-    request: AnyRequest, customer_id: FromPath[int], before: FromQuery[int | None] = None
+    request: AnyRequest, customer_id: CustomerPathId, before: Cursor = None
 ) -> Template:
     return await _customer_page(request, customer_id, before=before)
 
 
 @post("/customers/{customer_id:int}/earn")
 async def earn(
-    request: AnyRequest, customer_id: FromPath[int], data: URLEncodedBody[PointsForm]
+    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
 ) -> Response[Any]:
     deps = deps_of(request)
     try:
@@ -227,7 +228,7 @@ async def earn(
 
 @post("/customers/{customer_id:int}/spend")
 async def spend(
-    request: AnyRequest, customer_id: FromPath[int], data: URLEncodedBody[PointsForm]
+    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
 ) -> Response[Any]:
     deps = deps_of(request)
     try:
@@ -248,7 +249,7 @@ async def spend(
 
 @post("/customers/{customer_id:int}/adjust")
 async def adjust(
-    request: AnyRequest, customer_id: FromPath[int], data: URLEncodedBody[PointsForm]
+    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
 ) -> Response[Any]:
     deps = deps_of(request)
     try:
@@ -267,7 +268,7 @@ async def adjust(
 
 
 @post("/customers/{customer_id:int}/pin")
-async def new_pin(request: AnyRequest, customer_id: FromPath[int]) -> Response[Any]:
+async def new_pin(request: AnyRequest, customer_id: CustomerPathId) -> Response[Any]:
     deps = deps_of(request)
     try:
         await customers.regenerate_pin(
@@ -284,7 +285,7 @@ async def new_pin(request: AnyRequest, customer_id: FromPath[int]) -> Response[A
 
 
 @post("/customers/{customer_id:int}/register")
-async def register(request: AnyRequest, customer_id: FromPath[int]) -> Response[Any]:
+async def register(request: AnyRequest, customer_id: CustomerPathId) -> Response[Any]:
     deps = deps_of(request)
     await customers.register_customer(
         staff_of(request).merchant_id, customer_id, uow=deps.uow(), clock=deps.clock
@@ -295,7 +296,7 @@ async def register(request: AnyRequest, customer_id: FromPath[int]) -> Response[
 
 @post("/customers/{customer_id:int}/edit")
 async def edit(
-    request: AnyRequest, customer_id: FromPath[int], data: URLEncodedBody[EditForm]
+    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[EditForm]
 ) -> Response[Any]:
     deps = deps_of(request)
     try:

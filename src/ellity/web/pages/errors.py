@@ -3,7 +3,9 @@
 A domain error from a form is shown on that form, with what the user typed kept, under its
 page status in ``ellity.web.errors.DOMAIN_ERRORS`` (handlers catch ``FORM_ERRORS``). Any other
 domain error, a missing page, a failed CSRF check or a missing log-in becomes a page of its
-own. Requests that do not ask for HTML (the e-shop API) keep getting JSON.
+own. A path parameter that cannot name anything (``/customers/0``, an id above 2^63 - 1) is
+a missing page; a query parameter or form Litestar cannot read is a 400 page saying which
+one and why. Requests that do not ask for HTML (the e-shop API) keep getting JSON.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from urllib.parse import urlencode
 
 from litestar import MediaType, Response
 from litestar.exceptions import (
+    HTTPException,
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    ValidationException,
 )
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
 from ellity.ports.marketing import MarketingError
-from ellity.web.errors import page_status_of
+from ellity.web.errors import page_status_of, refusal_message
 from ellity.web.pages.common import AnyRequest, render
 
 #: What the user can correct on the form they sent.
@@ -81,7 +85,24 @@ def not_found(request: AnyRequest, exc: Exception) -> Response[Any]:
     return _page(request, "There is no such page here.", 404)
 
 
+def _names_no_page(exc: HTTPException) -> bool:
+    """A path parameter failed validation: the URL names nothing that could exist."""
+    items = exc.extra if isinstance(exc, ValidationException) else None
+    sources = [item.get("source") for item in items or [] if isinstance(item, dict)]
+    return any(getattr(source, "value", source) == "path" for source in sources)
+
+
+def bad_request(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+    if _names_no_page(exc):
+        return not_found(request, exc)
+    message = refusal_message(request, exc)
+    if not wants_html(request):
+        return _json("bad_request", message, 400)
+    return _page(request, message, 400)
+
+
 PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    400: bad_request,  # a status key: it wins over the app's handler for the API's 400s
     DomainError: domain_error,
     NotAuthorizedException: not_logged_in,
     PermissionDeniedException: forbidden,
