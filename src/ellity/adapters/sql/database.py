@@ -3,11 +3,17 @@
 SQLite ignores ``SELECT ... FOR UPDATE``; writers there open their transaction with
 ``BEGIN IMMEDIATE`` so read-modify-write sequences are serialized, while readers use a plain
 deferred ``BEGIN`` and never queue behind writers (WAL).
+
+No stored value reaches a log (PINs are stored as they are): the engines hide bound
+parameters, also in the text of a failed statement's error (``hide_parameters``), and the
+rows SQLAlchemy and the calls aiosqlite log at DEBUG are logged without their values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +86,8 @@ def ensure_sqlite_folder(url: str) -> None:
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     ensure_sqlite_folder(url)
     backend = make_url(url).get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    _keep_values_out_of_logs()
+    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite", "hide_parameters": True}
     if backend == "postgresql":
         kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2)
     engine = create_async_engine(url, **kwargs)
@@ -92,6 +99,46 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             writers_turn=WritersTurn(),
         )
     return Database(engine=engine, write_engine=engine)
+
+
+class _RowValuesHidden(logging.Filter):
+    """SQLAlchemy logs every fetched row at DEBUG (``hide_parameters`` does not cover rows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.endswith("Row %r") and record.args:
+            record.msg = record.msg.removesuffix("%r") + "(values not logged)"
+            record.args = tuple(record.args)[:-1]
+        return True
+
+
+class _CallArgumentsHidden(logging.Filter):
+    """aiosqlite logs every call it hands its thread at DEBUG, with the statement's values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_call_name(arg) for arg in record.args)
+        return True
+
+
+def _call_name(arg: object) -> object:
+    if isinstance(arg, functools.partial):
+        name = getattr(arg.func, "__qualname__", type(arg.func).__name__)
+        return f"{name}(…)" if arg.args or arg.keywords else f"{name}()"
+    return arg
+
+
+_LIBRARY_LOG_FILTERS: tuple[tuple[str, type[logging.Filter]], ...] = (
+    ("sqlalchemy.engine.Engine", _RowValuesHidden),
+    ("aiosqlite", _CallArgumentsHidden),
+)
+
+
+def _keep_values_out_of_logs() -> None:
+    """Filters on the libraries' own loggers: they act before any handler sees a record."""
+    for name, kind in _LIBRARY_LOG_FILTERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, kind) for existing in logger.filters):
+            logger.addFilter(kind())
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
