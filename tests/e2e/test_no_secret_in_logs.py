@@ -6,7 +6,8 @@ the root and from those that do not. The app runs under uvicorn (access log on, 
 debug mode, which logs every uncaught exception with its path), the worker's delivery runs
 against the Ecomail emulator and an SMTP server. Then the failure paths: the database refuses
 every write to customers (create, update, a new PIN, registering) and every stored webhook
-notification, Ecomail answers 500, 429 and "wrong key", the SMTP server refuses the password.
+notification (a trigger on SQLite, a constraint on PostgreSQL), Ecomail answers 500, 429 and
+"wrong key", the SMTP server refuses the password.
 No record (message, arguments, any text attribute, the formatted traceback, the exception as
 raised) may show the API token, the Ecomail key, the SMTP password (also as the AUTH exchange
 encodes it), a PIN or the webhook token.
@@ -149,9 +150,11 @@ _REFUSED = ("customers", "newsletter_notifications")
 
 
 async def refuse_writes(database: Database) -> None:
+    """SQLite: triggers that raise. PostgreSQL: a constraint no new row meets, whose error
+    details the failing row (PIN included) unless Ellity drops the detail."""
     async with database.write_engine.begin() as conn:
-        if database.is_sqlite:
-            for table in _REFUSED:
+        for table in _REFUSED:
+            if database.is_sqlite:
                 for op in ("INSERT", "UPDATE"):
                     await conn.execute(
                         sa.text(
@@ -159,32 +162,24 @@ async def refuse_writes(database: Database) -> None:
                             " BEGIN SELECT RAISE(ABORT, 'writes are refused'); END"
                         )
                     )
-            return
-        await conn.execute(
-            sa.text(
-                "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN RAISE EXCEPTION 'writes are refused'; END $$"
-            )
-        )
-        for table in _REFUSED:
-            await conn.execute(
-                sa.text(
-                    f"CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON {table}"
-                    " FOR EACH ROW EXECUTE FUNCTION refuse_writes()"
+            else:
+                await conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {table} ADD CONSTRAINT refuse_writes CHECK (false) NOT VALID"
+                    )
                 )
-            )
 
 
 async def allow_writes(database: Database) -> None:
     async with database.write_engine.begin() as conn:
-        if database.is_sqlite:
-            for table in _REFUSED:
+        for table in _REFUSED:
+            if database.is_sqlite:
                 for op in ("insert", "update"):
                     await conn.execute(sa.text(f"DROP TRIGGER IF EXISTS refuse_{op}_{table}"))
-            return
-        for table in _REFUSED:
-            await conn.execute(sa.text(f"DROP TRIGGER IF EXISTS refuse_writes ON {table}"))
-        await conn.execute(sa.text("DROP FUNCTION IF EXISTS refuse_writes()"))
+            else:
+                await conn.execute(
+                    sa.text(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS refuse_writes")
+                )
 
 
 # -- the shop ------------------------------------------------------------------------------

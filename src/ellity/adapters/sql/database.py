@@ -5,8 +5,9 @@ SQLite ignores ``SELECT ... FOR UPDATE``; writers there open their transaction w
 deferred ``BEGIN`` and never queue behind writers (WAL).
 
 No stored value reaches a log (PINs are stored as they are): the engines hide bound
-parameters, also in the text of a failed statement's error (``hide_parameters``), and the
-rows SQLAlchemy and the calls aiosqlite log at DEBUG are logged without their values.
+parameters, also in the text of a failed statement's error (``hide_parameters``), PostgreSQL's
+error details (the failing row) are dropped, and the rows SQLAlchemy and the calls aiosqlite
+log at DEBUG are logged without their values.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             write_engine=engine.execution_options(sqlite_begin="IMMEDIATE"),
             writers_turn=WritersTurn(),
         )
+    _drop_error_details(engine)
     return Database(engine=engine, write_engine=engine)
 
 
@@ -139,6 +141,23 @@ def _keep_values_out_of_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, kind) for existing in logger.filters):
             logger.addFilter(kind())
+
+
+def _drop_error_details(engine: AsyncEngine) -> None:
+    """PostgreSQL details a failed statement with the values it saw ("Failing row contains
+    (..., '924683', ...)", "Key (email_key)=(...)"), and asyncpg puts the detail into its
+    error's text, so into every traceback: the detail is dropped. The message, naming the
+    constraint, stays."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        error: BaseException | None = context.original_exception
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if isinstance(getattr(error, "detail", None), str):
+                error.detail = None  # type: ignore[attr-defined]
+            error = error.__cause__ or error.__context__
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
