@@ -28,9 +28,6 @@ _SECRETS = re.compile(
     re.escape(WEBHOOK_PATH) + r"/[^\s\"'?#/]+"  # the webhook token after its path
     rf"|(?<![\w]){re.escape(TOKEN_PREFIX)}[A-Za-z0-9]{{{TOKEN_RANDOM_CHARS}}}(?![A-Za-z0-9])"
 )  # ... and an API token
-# Rendering a record's message runs the arguments' __str__/__repr__; one that fails is left
-# for the handler to report as it always does.
-_UNRENDERABLE = (TypeError, ValueError, KeyError, AttributeError, LookupError)
 
 
 def mask_secrets(text: str) -> str:
@@ -46,15 +43,22 @@ def _masked(match: re.Match[str]) -> str:
 
 
 def mask_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Masks the record in place: message and arguments, traceback and stack text."""
+    """Masks the record in place: message and arguments, traceback and stack text.
+
+    Rendering runs the arguments' ``__str__``/``__repr__``. One that fails must not make the
+    logging call raise: that part is left as it is, and the handler reports the failure as
+    it always does (``Handler.handleError``)."""
     try:
         message = record.getMessage()
-    except _UNRENDERABLE:
+    except Exception:  # noqa: BLE001 - reported by the handler, see above
         message = None
     if message is not None and (masked := mask_secrets(message)) != message:
         record.msg, record.args = masked, ()
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
-        text = logging.Formatter().formatException(record.exc_info)
+        try:
+            text = logging.Formatter().formatException(record.exc_info)
+        except Exception:  # noqa: BLE001 - reported by the handler, see above
+            text = ""
         if (masked := mask_secrets(text)) != text:
             record.exc_text = masked  # formatters use it instead of formatting exc_info
     if record.stack_info:

@@ -67,3 +67,12 @@ def test_installing_twice_wraps_the_record_factory_once() -> None:
     keep_secrets_out_of_logs()
     assert logging.getLogRecordFactory() is factory
     assert type(factory).__module__ == "ellity.logs"
+
+
+def test_an_argument_that_cannot_be_rendered_does_not_make_the_logging_call_raise() -> None:
+    class Broken:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    record = _record("value %s", Broken())
+    assert record.msg == "value %s"
