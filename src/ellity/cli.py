@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -206,11 +205,9 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     from ellity import worker  # noqa: PLC0415
     from ellity.adapters.embedded_redis import embedded_redis  # noqa: PLC0415
     from ellity.web.app import create_app  # noqa: PLC0415
-    from ellity.web.webhooks import HideWebhookTokens  # noqa: PLC0415
 
     migrate.upgrade(settings.database_url)
-    worker.configure_logging()
-    logging.getLogger("uvicorn.access").addFilter(HideWebhookTokens())  # a token is a secret
+    worker.configure_logging()  # also masks webhook tokens in uvicorn's access log
     if settings.redis_url:  # the workers run as their own processes (`ellity worker`)
         app = create_app(lambda: build_deps(settings))
         uvicorn.run(app, host=host, port=port, log_level="info")

@@ -40,6 +40,7 @@ from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
 from ellity.domain.services import contact_sync, delivery, newsletter, nightly
+from ellity.logs import keep_secrets_out_of_logs
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -232,9 +233,11 @@ def with_in_process_worker(settings: Settings) -> DepsProvider:
 def configure_logging() -> None:
     """Ellity's and arq's INFO lines on stderr (uvicorn configures only its own loggers).
 
-    The database drivers log every statement with its parameters at DEBUG, PINs included:
-    they stay at WARNING even when the root logger is turned up.
+    The database drivers log every statement at DEBUG: they stay at WARNING even when the
+    root logger is turned up (and the engines hide the values anyway). No record shows a
+    secret (``ellity.logs``).
     """
+    keep_secrets_out_of_logs()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("ellity", "arq"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -11,6 +11,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.response import Response
 
 from ellity.deps import Deps, DepsProvider
+from ellity.logs import keep_secrets_out_of_logs
 from ellity.web.api import EshopApiPlugin
 from ellity.web.pages.errors import not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
@@ -32,6 +33,7 @@ async def health(state: State) -> Response[dict[str, str]]:
 def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
     """The app; ``provide_deps`` is entered once for the app's lifetime."""
     security = WebSecurity()  # CSRF, session cookies and headers of the merchant pages
+    keep_secrets_out_of_logs()  # request paths in any log line: no webhook token
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -54,6 +54,7 @@ from ellity.domain.model.errors import (
 )
 from ellity.domain.model.newsletter import UnreadableNotification
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
+from ellity.logs import mask_secrets
 from ellity.ports.marketing import (
     InvalidApiKey,
     ListNotFound,
@@ -165,7 +166,10 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    # The path may hold a webhook token; the traceback holds no statement values (the engines
+    # hide them), and the process's log records are masked as well (``ellity.logs``).
+    path = mask_secrets(request.url.path)
+    logger.error("%s %s failed", request.method, path, exc_info=exc)
     message = "Ellity failed to handle this request; the error is logged."
     if request.app.debug:
         message += f" ({type(exc).__name__}: {exc})"

@@ -15,8 +15,6 @@ Answers (JSON ``{"error", "message"}`` for refusals, as the e-shop API):
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Any
 
 from litestar import Request, Router, post
@@ -55,19 +53,3 @@ webhook_router = Router(
     exception_handlers=api_exception_handlers(),
     include_in_schema=False,
 )
-
-
-class HideWebhookTokens(logging.Filter):
-    """Masks webhook tokens in log lines (uvicorn's access log prints every path)."""
-
-    _TOKEN = re.compile(re.escape(WEBHOOK_PATH) + r"/[^\s\"?]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(
-            isinstance(arg, str) and WEBHOOK_PATH in arg for arg in record.args
-        ):
-            record.args = tuple(
-                self._TOKEN.sub(WEBHOOK_PATH + "/…", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True

@@ -3,11 +3,18 @@
 SQLite ignores ``SELECT ... FOR UPDATE``; writers there open their transaction with
 ``BEGIN IMMEDIATE`` so read-modify-write sequences are serialized, while readers use a plain
 deferred ``BEGIN`` and never queue behind writers (WAL).
+
+No stored value reaches a log (PINs are stored as they are): the engines hide bound
+parameters, also in the text of a failed statement's error (``hide_parameters``), PostgreSQL's
+error details (the failing row) are dropped, and the rows SQLAlchemy and the calls aiosqlite
+log at DEBUG are logged without their values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +87,8 @@ def ensure_sqlite_folder(url: str) -> None:
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     ensure_sqlite_folder(url)
     backend = make_url(url).get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    _keep_values_out_of_logs()
+    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite", "hide_parameters": True}
     if backend == "postgresql":
         kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2)
     engine = create_async_engine(url, **kwargs)
@@ -91,7 +99,65 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             write_engine=engine.execution_options(sqlite_begin="IMMEDIATE"),
             writers_turn=WritersTurn(),
         )
+    _drop_error_details(engine)
     return Database(engine=engine, write_engine=engine)
+
+
+class _RowValuesHidden(logging.Filter):
+    """SQLAlchemy logs every fetched row at DEBUG (``hide_parameters`` does not cover rows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.endswith("Row %r") and record.args:
+            record.msg = record.msg.removesuffix("%r") + "(values not logged)"
+            record.args = tuple(record.args)[:-1]
+        return True
+
+
+class _CallArgumentsHidden(logging.Filter):
+    """aiosqlite logs every call it hands its thread at DEBUG, with the statement's values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_call_name(arg) for arg in record.args)
+        return True
+
+
+def _call_name(arg: object) -> object:
+    if isinstance(arg, functools.partial):
+        name = getattr(arg.func, "__qualname__", type(arg.func).__name__)
+        return f"{name}(…)" if arg.args or arg.keywords else f"{name}()"
+    return arg
+
+
+_LIBRARY_LOG_FILTERS: tuple[tuple[str, type[logging.Filter]], ...] = (
+    ("sqlalchemy.engine.Engine", _RowValuesHidden),
+    ("aiosqlite", _CallArgumentsHidden),
+)
+
+
+def _keep_values_out_of_logs() -> None:
+    """Filters on the libraries' own loggers: they act before any handler sees a record."""
+    for name, kind in _LIBRARY_LOG_FILTERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, kind) for existing in logger.filters):
+            logger.addFilter(kind())
+
+
+def _drop_error_details(engine: AsyncEngine) -> None:
+    """PostgreSQL details a failed statement with the values it saw ("Failing row contains
+    (..., '924683', ...)", "Key (email_key)=(...)"), and asyncpg puts the detail into its
+    error's text, so into every traceback: the detail is dropped. The message, naming the
+    constraint, stays."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        error: BaseException | None = context.original_exception
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if isinstance(getattr(error, "detail", None), str):
+                error.detail = None  # type: ignore[attr-defined]
+            error = error.__cause__ or error.__context__
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
