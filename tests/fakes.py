@@ -20,7 +20,7 @@ import itertools
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -1771,7 +1771,7 @@ class InMemoryContactSyncRepository:
         customer_ids: Sequence[int],
         *,
         token: str,
-        added_at: datetime | None,
+        added: Collection[int] = (),
         at: datetime,
     ) -> int:
         await _io()
@@ -1783,8 +1783,8 @@ class InMemoryContactSyncRepository:
                 row.in_list = True
             row.attempts, row.last_error, row.next_attempt_at = 0, None, None
             row.synced_at = at
-            if added_at is not None:
-                row.added_at = added_at
+            if row.customer_id in added:
+                row.added_at = at
             row.unclaim()
         return len(held)
 
