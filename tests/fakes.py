@@ -91,6 +91,7 @@ from ellity.ports.storage import (
     NightlySchedule,
     OrderUse,
     StoredEntry,
+    TransientConflict,
     UniqueViolation,
 )
 from ellity.ports.web_state import AttemptCount, StoredSession
@@ -2197,6 +2198,9 @@ class InMemoryUnitOfWork:
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         await _io()
+        if self._store.conflicts:  # the database aborts this transaction: nothing is stored
+            self._store.conflicts -= 1
+            raise TransientConflict("deadlock detected (a fake one)")
         self._store.state = copy.deepcopy(self.state)
         self._store.commits += 1
         if self.made_outbox_work:
@@ -2214,6 +2218,9 @@ class InMemoryStore:
         # commits that gave the worker work: outbox items, contact marks, retries (the SQL
         # unit of work nudges the worker then)
         self.outbox_commits = 0
+        # how many of the next commits fail as the database does when it aborts a
+        # transaction for a conflict with a concurrent one (``TransientConflict``)
+        self.conflicts = 0
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""

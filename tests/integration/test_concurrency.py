@@ -1,11 +1,15 @@
-"""Concurrent writers on one customer: no overdraft, no lost update, no double earn."""
+"""Concurrent writers: no overdraft, no lost update, no double earn, no deadlock; a slow
+Redis slows no other writer."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
+from ellity.adapters.arq_queue import ArqJobQueue
 from ellity.adapters.sql.database import Database, NestedWrite
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
@@ -150,3 +154,118 @@ async def test_a_write_opened_inside_another_of_the_same_task_is_refused_at_once
         await other
     balance, _ = await balance_and_entries(factory, merchant_id, customer_id)
     assert balance == Points.parse("5")
+
+
+# -- nudging the worker: a Redis that accepts and never answers ------------------------------
+
+
+class SilentRedis:
+    """A TCP server on 127.0.0.1 that accepts connections, reads what it is sent and never
+    answers, until ``hang_up`` closes every connection it holds."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connected = asyncio.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        self.connected.set()
+        while await reader.read(4096):
+            pass  # say nothing
+
+    def hang_up(self) -> None:
+        for writer in self._writers:
+            writer.close()
+
+    async def close(self) -> None:
+        self.hang_up()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[SilentRedis]:
+    server = SilentRedis()
+    yield server
+    await server.close()
+
+
+async def merchant_sending_emails(factory: SqlUnitOfWorkFactory) -> tuple[int, int]:
+    """A merchant whose every earn leaves an email in the outbox (so each commit nudges)."""
+    merchant_id, customer_id = await merchant_with_customer(factory)
+    async with factory() as uow:
+        merchant = await uow.merchants.get(merchant_id)
+        assert merchant is not None
+        settings = dataclasses.replace(merchant.settings, send_system_emails=True)
+        await uow.merchants.update_settings(merchant_id, settings)
+        await uow.commit()
+    return merchant_id, customer_id
+
+
+async def test_ten_concurrent_earns_with_a_redis_that_never_answers_ask_it_once(
+    clean_sqlite: Database, silent_redis: SilentRedis
+) -> None:
+    """The first nudge waits for its timeout; those waiting behind it, and those of the
+    back-off period after it, are dropped without a word to Redis."""
+    queue = ArqJobQueue(await silent_redis.start(), queue_name="q")
+    factory = SqlUnitOfWorkFactory(clean_sqlite, on_outbox_work=queue.nudge_delivery)
+    merchant_id, customer_id = await merchant_sending_emails(factory)
+    assert silent_redis.connections == 0  # set up before the customer had outbox work
+
+    def earn(ref: str) -> Awaitable[points.PointsResult]:
+        return points.earn_points(
+            merchant_id, customer_id, Points.parse("1"), order_ref=ref, uow=factory(), clock=CLOCK
+        )
+
+    try:
+        await asyncio.gather(*(earn(f"o-{n}") for n in range(10)))
+        await earn("o-later")  # within the back-off period
+    finally:
+        await queue.close()
+    assert silent_redis.connections == 1
+    assert await balance_and_entries(factory, merchant_id, customer_id) == (Points(1100), 11)
+
+
+async def test_the_writers_turn_is_free_while_a_nudge_waits_for_redis(
+    clean_sqlite: Database, silent_redis: SilentRedis
+) -> None:
+    queue = ArqJobQueue(await silent_redis.start(), queue_name="q", nudge_timeout=600)
+    nudging = SqlUnitOfWorkFactory(clean_sqlite, on_outbox_work=queue.nudge_delivery)
+    plain = SqlUnitOfWorkFactory(clean_sqlite)
+    merchant_id, customer_id = await merchant_sending_emails(plain)
+    try:
+        first = asyncio.create_task(
+            points.earn_points(
+                merchant_id,
+                customer_id,
+                Points.parse("1"),
+                order_ref="o-1",
+                uow=nudging(),
+                clock=CLOCK,
+            )
+        )
+        async with asyncio.timeout(60):  # a guard against hanging, not a measure
+            await silent_redis.connected.wait()  # the first earn's nudge hangs now
+            await points.earn_points(  # another writer gets its turn meanwhile
+                merchant_id,
+                customer_id,
+                Points.parse("2"),
+                order_ref="o-2",
+                uow=plain(),
+                clock=CLOCK,
+            )
+            assert not first.done()
+            silent_redis.hang_up()  # the nudge fails; the earn was stored before it
+            await first
+    finally:
+        await queue.close()
+    assert await balance_and_entries(plain, merchant_id, customer_id) == (Points(300), 2)

@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from arq import ArqRedis, create_pool
@@ -43,9 +44,18 @@ def redis_settings(redis_url: str) -> RedisSettings:
 
 
 class ArqJobQueue:
-    def __init__(self, redis_url: str, *, queue_name: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        queue_name: str,
+        nudge_timeout: float = NUDGE_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = dataclasses.replace(redis_settings(redis_url), conn_retries=0)
         self._queue_name = queue_name
+        self._nudge_timeout = nudge_timeout
+        self._monotonic = monotonic
         self._pool: ArqRedis | None = None
         self._talking = asyncio.Lock()  # one nudge at a time talks to Redis
         self._queued_slot = 0  # the last slot this process queued a job for
@@ -68,7 +78,7 @@ class ArqJobQueue:
             if self._backing_off() or (slot and slot == self._queued_slot):
                 return  # the nudge before this one failed, or queued this slot's job
             try:
-                async with asyncio.timeout(NUDGE_TIMEOUT):
+                async with asyncio.timeout(self._nudge_timeout):
                     pool = await self._connected()
                     await pool.enqueue_job(
                         DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
@@ -87,11 +97,11 @@ class ArqJobQueue:
                 self._queued_slot = slot
 
     def _backing_off(self) -> bool:
-        return time.monotonic() < self._quiet_until
+        return self._monotonic() < self._quiet_until
 
     def _back_off(self) -> None:
         self._backoff = min(BACKOFF_MAX, self._backoff * 2 or BACKOFF_FIRST)
-        self._quiet_until = time.monotonic() + self._backoff
+        self._quiet_until = self._monotonic() + self._backoff
 
     async def _connected(self) -> ArqRedis:
         if self._pool is None:
