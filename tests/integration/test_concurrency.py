@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import random
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,9 +20,9 @@ from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
-from ellity.domain.services import customers, merchants, points
+from ellity.domain.services import contact_sync, customers, integration, merchants, points
 from ellity.ports.storage import UnitOfWorkFactory
-from tests.fakes import FakePasswordHasher
+from tests.fakes import FakeClock, FakeMarketingPlatforms, FakePasswordHasher, FakeSecretBox
 
 CLOCK = SystemClock()
 
@@ -269,3 +273,154 @@ async def test_the_writers_turn_is_free_while_a_nudge_waits_for_redis(
     finally:
         await queue.close()
     assert await balance_and_entries(plain, merchant_id, customer_id) == (Points(300), 2)
+
+
+# -- PostgreSQL: lock order, and a transaction aborted for a conflict ---------------------------
+
+
+async def test_a_transaction_postgresql_aborts_as_a_deadlock_leaves_as_a_transient_conflict(
+    clean_postgres: Database,
+) -> None:
+    """Two writers lock two customers in opposite orders: PostgreSQL aborts one of them, and
+    it leaves its unit of work as the port's ``TransientConflict``; the other one commits."""
+    factory = SqlUnitOfWorkFactory(clean_postgres)
+    merchant_id, ann = await merchant_with_customer(factory)
+    created = await customers.upsert_customer(
+        merchant_id,
+        customers.CustomerInput(email="bob@example.cz"),
+        uow=factory(),
+        clock=CLOCK,
+        rng=SecretsRandom(),
+    )
+    bob = created.view.customer.id or 0
+    holding = {ann: asyncio.Event(), bob: asyncio.Event()}
+
+    async def lock(first: int, then: int) -> None:
+        async with factory() as uow:
+            await uow.customers.get(merchant_id, first, for_update=True)
+            holding[first].set()
+            await holding[then].wait()
+            await uow.customers.get(merchant_id, then, for_update=True)
+            await uow.commit()
+
+    async with asyncio.timeout(60):  # PostgreSQL looks for deadlocks after a second
+        outcomes = await asyncio.gather(lock(ann, bob), lock(bob, ann), return_exceptions=True)
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+        "NoneType",
+        "TransientConflict",
+    ]
+
+
+REFERRAL_CHAIN = 40
+
+
+async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_run_together(
+    clean_postgres: Database,
+) -> None:
+    """On PostgreSQL: each customer referred the next one, and all hold points past their
+    last day. The nightly expiry walks them in small chunks while every one of them makes a
+    first purchase (paying their referrer, a lower id, the bonus) and a worker writes the
+    marked contacts to Ecomail and settles them. Nothing fails, nothing is lost."""
+    factory = SqlUnitOfWorkFactory(clean_postgres)
+    clock = FakeClock(datetime(2023, 1, 10, 9, 0, tzinfo=UTC))
+    platforms = FakeMarketingPlatforms(clock)
+    platforms.add_account("ecomail-key-0001").add_list("Customers", list_id="1")
+    services: dict[str, Any] = {
+        "uow_factory": factory,
+        "platforms": platforms,
+        "secret_box": FakeSecretBox(),
+        "clock": clock,
+    }
+    merchant = await merchants.create_merchant(
+        slug="shop",
+        settings=MerchantSettings(
+            name="Shop", shop_url="https://shop.example.cz", referral_bonus=Points.parse("5")
+        ),
+        admin_email="admin@shop.example.cz",
+        admin_password="a long password",
+        uow=factory(),
+        clock=clock,
+        hasher=FakePasswordHasher(),
+    )
+    merchant_id = merchant.id or 0
+    await integration.connect_ecomail(merchant_id, "ecomail-key-0001", **services)
+    await integration.activate_ecomail(merchant_id, "1", **services)
+    chain: list[int] = []
+    code = None
+    for n in range(REFERRAL_CHAIN):
+        created = await customers.upsert_customer(
+            merchant_id,
+            customers.CustomerInput(email=f"c{n}@example.cz", referred_by=code),
+            uow=factory(),
+            clock=clock,
+            rng=SecretsRandom(),
+        )
+        chain.append(created.view.customer.id or 0)
+        code = created.view.customer.referral_code
+        await points.adjust_points(  # not a purchase: the first purchase is still to come
+            merchant_id, chain[-1], Points.parse("10"), note="welcome", uow=factory(), clock=clock
+        )
+    sync = functools.partial(
+        contact_sync.sync_contacts, **services, worker_token="worker-1", lease=timedelta(hours=1)
+    )
+    await sync()
+    clock.set(datetime(2024, 3, 1, 9, 0, tzinfo=UTC))  # the welcome points are past due
+
+    purchases_left = asyncio.Semaphore(8)
+    done = asyncio.Event()
+
+    async def first_purchase(customer_id: int) -> None:
+        async with purchases_left:
+            await points.earn_points(
+                merchant_id,
+                customer_id,
+                Points.parse("20"),
+                order_ref=f"first-{customer_id}",
+                uow=factory(),
+                clock=clock,
+            )
+
+    async def purchases() -> None:
+        order = chain[:]
+        random.Random(REFERRAL_CHAIN).shuffle(order)
+        await asyncio.gather(*(first_purchase(customer_id) for customer_id in order))
+
+    async def expiry() -> int:
+        return await points.expire_due_points(
+            merchant_id, uow_factory=factory, clock=clock, chunk_size=3
+        )
+
+    async def worker() -> None:
+        while not done.is_set():
+            await sync()
+            await asyncio.sleep(0)
+
+    async def together() -> int:
+        try:
+            _, expired = await asyncio.gather(purchases(), expiry())
+        finally:
+            done.set()
+        return expired
+
+    async with asyncio.timeout(300):  # a guard against hanging, not a measure
+        expired, _ = await asyncio.gather(together(), worker())
+    await sync()  # what the last changes marked
+
+    assert expired == REFERRAL_CHAIN
+    for n, customer_id in enumerate(chain):
+        entries = await points.ledger_entries(
+            merchant_id, customer_id, limit=500, uow=factory(read_only=True)
+        )
+        kinds = sorted(stored.entry.kind.value for stored in entries)
+        paid_a_bonus = n < REFERRAL_CHAIN - 1
+        assert kinds == sorted(
+            ["adjust", "expire", "earn"] + (["referral_bonus"] if paid_a_bonus else [])
+        ), n
+        balance, _ = await balance_and_entries(factory, merchant_id, customer_id)
+        assert balance == sum((stored.entry.points for stored in entries), Points(0))
+        assert balance == Points.parse("25" if paid_a_bonus else "20")
+        member = platforms.accounts["ecomail-key-0001"].member("1", f"c{n}@example.cz")
+        assert member is not None
+        assert member.fields["ellity_credit_num"] == balance.whole()
+    async with factory(read_only=True) as uow:
+        assert (await uow.contacts.health(merchant_id)).pending == 0
