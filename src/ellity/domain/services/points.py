@@ -191,13 +191,13 @@ async def _lock_with_referrer(uow: UnitOfWork, merchant: Merchant, customer_id: 
     on, their referrer too: both in id order, as the nightly expiry locks a chunk's customers,
     so that neither waits for the other holding what it wants."""
     merchant_id = stored_id(merchant.id)
+    if not merchant.settings.referral_bonus.is_positive():
+        return await load_customer(uow, merchant_id, customer_id, for_update=True)
     customer = await load_customer(uow, merchant_id, customer_id)
     referrer_id = customer.referred_by_id
-    if (
-        referrer_id is None
-        or not merchant.settings.referral_bonus.is_positive()
-        or await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.EARN)  # for good
-    ):
+    if referrer_id is None or await uow.ledgers.has_entry(
+        merchant_id, customer_id, EntryKind.EARN
+    ):  # no first purchase any more, for good
         return await load_customer(uow, merchant_id, customer_id, for_update=True)
     for locked_id in sorted({customer_id, referrer_id}):
         locked = await uow.customers.get(merchant_id, locked_id, for_update=True)
