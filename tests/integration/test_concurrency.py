@@ -4,6 +4,7 @@ Redis slows no other writer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from ellity.adapters.arq_queue import ArqJobQueue
 from ellity.adapters.sql.database import Database, NestedWrite
@@ -428,3 +430,102 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
     async with factory(read_only=True) as uow:
         assert (await uow.contacts.health(merchant_id)).pending == 0
     assert [r.getMessage() for r in caplog.records if "running it again" in r.getMessage()] == []
+
+
+async def waiting_for_a_lock(database: Database) -> None:
+    """Return once a session of this database waits for a row lock."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while True:
+        async with database.engine.connect() as conn:
+            if (await conn.execute(query)).scalar_one():
+                return
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def scans_in_table_order(database: Database) -> AsyncIterator[None]:
+    """New sessions plan without indexes, so statements meet rows in the table's order (as a
+    bitmap scan of thousands of ids does, block by block)."""
+    switches = ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan")
+
+    async def set_all(value: str) -> None:
+        async with database.engine.begin() as conn:
+            for switch in switches:
+                await conn.execute(
+                    sa.text(f'ALTER DATABASE "{conn.engine.url.database}" SET {switch} = {value}')
+                )
+        await database.engine.dispose()  # the pool's sessions started with the old settings
+
+    await set_all("off")
+    try:
+        yield
+    finally:
+        await set_all("DEFAULT")
+
+
+async def test_a_settle_takes_its_contacts_in_customer_order_whatever_order_the_table_has(
+    clean_postgres: Database,
+) -> None:
+    """Ann's contact row is rewritten after Bob's, so a plain scan meets Bob's first. A settle
+    of both still locks Ann's first: a transaction marking Ann's then Bob's contact (a first
+    purchase paying Ann, the referrer, her bonus) makes it wait, never deadlock."""
+    factory = SqlUnitOfWorkFactory(clean_postgres)
+    merchant_id, ann = await merchant_with_customer(factory)
+    created = await customers.upsert_customer(
+        merchant_id,
+        customers.CustomerInput(email="bob@example.cz"),
+        uow=factory(),
+        clock=CLOCK,
+        rng=SecretsRandom(),
+    )
+    bob = created.view.customer.id or 0
+    now = CLOCK.now()
+
+    async def mark(*ids: int) -> None:
+        async with factory() as uow:
+            await uow.contacts.mark_changed(merchant_id, ids, at=now)
+            await uow.commit()
+
+    await mark(ann, bob)
+    async with factory() as uow:
+        claimed = await uow.contacts.claim(
+            merchant_id, token="w", now=now, lease=timedelta(hours=1), limit=10
+        )
+        await uow.commit()
+    assert [contact.customer_id for contact in claimed] == [ann, bob]
+    await mark(ann)  # Ann's row now comes after Bob's in the table
+
+    holds_ann = asyncio.Event()
+    settle_waits = asyncio.Event()
+
+    async def marks_ann_then_bob() -> None:
+        async with factory() as uow:
+            await uow.contacts.mark_changed(merchant_id, [ann], at=now)
+            holds_ann.set()
+            await settle_waits.wait()
+            await uow.contacts.mark_changed(merchant_id, [bob], at=now)
+            await uow.commit()
+
+    async def settles_both() -> int:
+        await holds_ann.wait()
+        async with factory() as uow:
+            settled = await uow.contacts.settle(merchant_id, [bob, ann], token="w", at=now)
+            await uow.commit()
+        return settled
+
+    async def notices_the_wait() -> None:
+        await holds_ann.wait()
+        await waiting_for_a_lock(clean_postgres)
+        settle_waits.set()
+
+    async with scans_in_table_order(clean_postgres), asyncio.timeout(60):  # a hang guard
+        _, settled, _ = await asyncio.gather(
+            marks_ann_then_bob(), settles_both(), notices_the_wait()
+        )
+    assert settled == 2
+    async with factory(read_only=True) as uow:  # changed since the claim: still to be written
+        assert await uow.contacts.is_pending(merchant_id, ann)
+        assert await uow.contacts.is_pending(merchant_id, bob)
