@@ -173,9 +173,9 @@ class SqlContactSyncRepository:
 
     On PostgreSQL every statement that writes many contacts takes their rows in customer id
     order: marks upsert them sorted, and a claim's settle, release or fail locks its rows in
-    that order first. A settle of thousands of contacts and the nightly
-    expiry's marks (which come after the chunk's customers, locked in id order too) then wait
-    for each other at most, never deadlock."""
+    that order first. A settle of thousands of contacts and the nightly expiry's marks (which
+    come after the chunk's customers, locked in id order too) then wait for each other at
+    most, never deadlock."""
 
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
         self.conn = conn

@@ -6,8 +6,8 @@ set-based expiry does so for each chunk of customers it expires (``nightly``).
 
 A transaction that changes several customers (a first purchase paying a referral bonus, a
 chunk of the nightly expiry) locks them, and marks their contacts, in id order, so that two
-such transactions never wait for each other; one the database aborts all the same runs again
-(``retried_on_conflict``).
+such transactions may wait for each other but never deadlock; one the database aborts all the
+same runs again (``retried_on_conflict``).
 """
 
 from __future__ import annotations
