@@ -20,7 +20,7 @@ import itertools
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -93,6 +93,7 @@ from ellity.ports.storage import (
     OldAddress,
     OrderUse,
     StoredEntry,
+    TransientConflict,
     UniqueViolation,
 )
 from ellity.ports.web_state import AttemptCount, StoredSession
@@ -1891,7 +1892,7 @@ class InMemoryContactSyncRepository:
         customer_ids: Sequence[int],
         *,
         token: str,
-        added_at: datetime | None,
+        added: Collection[int] = (),
         at: datetime,
     ) -> int:
         await _io()
@@ -1903,8 +1904,8 @@ class InMemoryContactSyncRepository:
                 row.in_list = True
             row.attempts, row.last_error, row.next_attempt_at = 0, None, None
             row.synced_at = at
-            if added_at is not None:
-                row.added_at = added_at
+            if row.customer_id in added:
+                row.added_at = at
             row.unclaim()
         return len(held)
 
@@ -2317,6 +2318,9 @@ class InMemoryUnitOfWork:
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         await _io()
+        if self._store.conflicts:  # the database aborts this transaction: nothing is stored
+            self._store.conflicts -= 1
+            raise TransientConflict("deadlock detected (a fake one)")
         self._store.state = copy.deepcopy(self.state)
         self._store.commits += 1
         if self.made_outbox_work:
@@ -2334,6 +2338,9 @@ class InMemoryStore:
         # commits that gave the worker work: outbox items, contact marks, retries (the SQL
         # unit of work nudges the worker then)
         self.outbox_commits = 0
+        # how many of the next commits fail as the database does when it aborts a
+        # transaction for a conflict with a concurrent one (``TransientConflict``)
+        self.conflicts = 0
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """Matches ``UnitOfWorkFactory``: pass ``store.unit_of_work`` where one is needed."""

@@ -4,6 +4,7 @@ on the in-memory fake, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from ellity.adapters.sql.database import Database
@@ -101,12 +102,12 @@ async def settle(
     customer_ids: list[int],
     token: str,
     *,
-    added_at: datetime | None = None,
+    added: Collection[int] = (),
     at: datetime = NOW,
 ) -> int:
     async with uow_factory() as uow:
         count = await uow.contacts.settle(
-            merchant_id, customer_ids, token=token, added_at=added_at, at=at
+            merchant_id, customer_ids, token=token, added=added, at=at
         )
         await uow.commit()
     return count
@@ -476,7 +477,7 @@ async def test_a_contact_written_outside_a_claim_is_recorded_in_the_list(
         ClaimedContact(bob, in_list=True),
     ]
     later = NOW + timedelta(minutes=1)
-    assert await settle(uow_factory, shop, [ann, bob], "w", added_at=later, at=later) == 2
+    assert await settle(uow_factory, shop, [ann, bob], "w", added=[ann, bob], at=later) == 2
     async with uow_factory(read_only=True) as uow:
         assert await uow.contacts.added_at(shop, bob) == later
 
@@ -823,7 +824,7 @@ async def test_a_merchant_never_sees_or_touches_another_merchants_contacts(
     await claim(uow_factory, shop, "mine2")
     async with uow_factory() as uow:
         # the other merchant cannot settle, release or fail what this one claimed
-        assert await uow.contacts.settle(other, [bob], token="mine2", added_at=None, at=NOW) == 0
+        assert await uow.contacts.settle(other, [bob], token="mine2", at=NOW) == 0
         assert (
             await uow.contacts.release(other, token="mine2", error="x", retry_at=NOW, at=NOW) == 0
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from litestar import Litestar, Router, post
 
 from ellity.domain.model.errors import (
     CustomerNotFound,
@@ -15,7 +17,8 @@ from ellity.domain.model.errors import (
     OrderAlreadyUsed,
 )
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
-from ellity.web.errors import page_status_of, status_of
+from ellity.ports.storage import TransientConflict
+from ellity.web.errors import api_exception_handlers, page_status_of, status_of
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -36,3 +39,17 @@ LATER = NOW + timedelta(minutes=5)
 )
 def test_each_domain_error_has_one_status_per_edge(error: DomainError, api: int, page: int) -> None:
     assert (status_of(error), page_status_of(error)) == (api, page)
+
+
+async def test_an_api_change_still_in_conflict_after_its_retries_answers_503() -> None:
+    @post("/api/v1/customers/1/earn", status_code=200)
+    async def earn() -> None:
+        raise TransientConflict("deadlock detected")
+
+    api = Router("/", route_handlers=[earn], exception_handlers=api_exception_handlers())
+    transport = httpx.ASGITransport(app=Litestar([api]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
+        response = await client.post("/api/v1/customers/1/earn")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"] == "busy"

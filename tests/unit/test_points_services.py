@@ -12,6 +12,7 @@ from ellity.domain.model.errors import InsufficientPoints, InvalidInput, OrderAl
 from ellity.domain.model.ledger import EntryKind, Expiration, LastChange
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
+from ellity.domain.services.common import CONFLICT_ATTEMPTS
 from ellity.domain.services.customers import get_customer
 from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import (
@@ -22,7 +23,7 @@ from ellity.domain.services.points import (
     ledger_entries,
     spend_points,
 )
-from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.storage import TransientConflict, UnitOfWorkFactory
 from tests.fakes import FakeClock, InMemoryStore
 from tests.unit.conftest import NewCustomer
 
@@ -591,3 +592,91 @@ async def test_a_referral_bonus_turned_on_after_the_first_purchase_is_not_paid_l
     await earn_points(merchant.id, bob.id, P("5"), order_ref="o-2", uow=uow_factory(), clock=clock)
 
     assert await balance_of(uow_factory, merchant, ann.id, clock) == Points.zero()
+
+
+# -- a transaction the database aborts for a conflict ------------------------------------------
+
+
+async def test_an_earn_the_database_aborts_for_a_conflict_runs_again_and_earns_once(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    ann = await new_customer(merchant, email="ann@example.cz")
+    bob = await new_customer(merchant, email="bob@example.cz", referred_by=ann.referral_code)
+    store.conflicts = CONFLICT_ATTEMPTS - 1
+
+    result = await earn_points(
+        merchant.id, bob.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+    )
+
+    assert result.entry is not None
+    assert result.view.summary.balance == P("10")
+    assert await kinds_and_points(uow_factory, merchant, bob.id) == [(EntryKind.EARN, "10.00")]
+    assert await kinds_and_points(uow_factory, merchant, ann.id) == [
+        (EntryKind.REFERRAL_BONUS, "50.00")
+    ]
+
+
+async def test_spends_and_adjustments_the_database_aborts_for_a_conflict_run_again(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    ann = await new_customer(merchant, email="ann@example.cz")
+    store.conflicts = 1
+    await adjust_points(merchant.id, ann.id, P("30"), note="gift", uow=uow_factory(), clock=clock)
+    store.conflicts = 1
+    await spend_points(merchant.id, ann.id, P("12"), uow=uow_factory(), clock=clock)
+    assert await kinds_and_points(uow_factory, merchant, ann.id) == [
+        (EntryKind.ADJUST, "30.00"),
+        (EntryKind.SPEND, "-12.00"),
+    ]
+
+
+async def test_an_earn_that_keeps_meeting_conflicts_gives_up_and_stores_nothing(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    ann = await new_customer(merchant, email="ann@example.cz")
+    store.conflicts = CONFLICT_ATTEMPTS
+    with pytest.raises(TransientConflict):
+        await earn_points(
+            merchant.id, ann.id, P("10"), order_ref="o-1", uow=uow_factory(), clock=clock
+        )
+    assert store.conflicts == 0  # each run met one
+    assert await kinds_and_points(uow_factory, merchant, ann.id) == []
+
+
+async def test_a_nightly_expiry_chunk_the_database_aborts_for_a_conflict_runs_again(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> None:
+    customers = [await new_customer(merchant, email=f"c{n}@example.cz") for n in range(3)]
+    for n, customer in enumerate(customers):
+        await earn_points(
+            merchant.id, customer.id, P("5"), order_ref=f"o-{n}", uow=uow_factory(), clock=clock
+        )
+    clock.set(datetime(2025, 3, 11, 12, 0, tzinfo=UTC))
+    store.conflicts = 2
+
+    expired = await expire_due_points(
+        merchant.id, uow_factory=uow_factory, clock=clock, chunk_size=2
+    )
+
+    assert expired == 3
+    for customer in customers:
+        assert await kinds_and_points(uow_factory, merchant, customer.id) == [
+            (EntryKind.EARN, "5.00"),
+            (EntryKind.EXPIRE, "-5.00"),
+        ]

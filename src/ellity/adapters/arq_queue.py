@@ -13,6 +13,13 @@ The nightly run of a merchant is a ``run_nightly`` job of its own, one per merch
 date: its id names both, so a second tick (or worker) asking for it while it waits or runs
 queues nothing more, and as arq keeps no result of it (``keep_result=0``), a run that failed
 or was cancelled can be queued again by the next tick.
+
+A process talks to Redis one nudge at a time, each given ``NUDGE_TIMEOUT``. After a nudge
+fails or times out, the process leaves Redis alone for a while (``BACKOFF_FIRST`` seconds,
+doubled after each further failure up to ``BACKOFF_MAX``): the nudges waiting meanwhile and
+those of the back-off period are dropped at once, and the worker's minute cron delivers their
+work. A Redis that accepts connections and never answers so costs one timeout per back-off
+period, not one per commit.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from arq import ArqRedis, create_pool
@@ -33,6 +41,8 @@ DELIVER_JOB = "deliver_outbox"
 NIGHTLY_JOB = "run_nightly"
 SLOT_SECONDS = 0.5
 NUDGE_TIMEOUT = 1.0
+BACKOFF_FIRST = 5.0  # seconds without nudges after a failed one, doubled after each failure
+BACKOFF_MAX = 30.0
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
@@ -40,14 +50,27 @@ def redis_settings(redis_url: str) -> RedisSettings:
 
 
 class ArqJobQueue:
-    def __init__(self, redis_url: str, *, queue_name: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        queue_name: str,
+        nudge_timeout: float = NUDGE_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = dataclasses.replace(redis_settings(redis_url), conn_retries=0)
         self._queue_name = queue_name
+        self._nudge_timeout = nudge_timeout
+        self._monotonic = monotonic
         self._pool: ArqRedis | None = None
-        self._connecting = asyncio.Lock()
+        self._talking = asyncio.Lock()  # one nudge at a time talks to Redis
         self._queued_slot = 0  # the last slot this process queued a job for
+        self._quiet_until = 0.0  # no nudges before this (time.monotonic) after a failure
+        self._backoff = 0.0  # the last back-off period; 0 after a nudge went through
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
+        if self._backing_off():
+            return
         slot = 0
         if at is None:
             slot = int(time.time() / SLOT_SECONDS) + 1
@@ -57,44 +80,60 @@ class ArqJobQueue:
             at = datetime.fromtimestamp(slot * SLOT_SECONDS, UTC)
         else:
             job_id = f"{self._queue_name}:deliver:at:{int(at.timestamp())}"
-        try:
-            async with asyncio.timeout(NUDGE_TIMEOUT):
-                pool = await self._connected()
-                await pool.enqueue_job(
-                    DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
+        async with self._talking:
+            if self._backing_off() or (slot and slot == self._queued_slot):
+                return  # the nudge before this one failed, or queued this slot's job
+            try:
+                async with asyncio.timeout(self._nudge_timeout):
+                    pool = await self._connected()
+                    await pool.enqueue_job(
+                        DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
+                    )
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._back_off()
+                logger.warning(
+                    "could not nudge the worker (%s); no nudges for %.0f s, it delivers within"
+                    " a minute anyway",
+                    str(exc) or type(exc).__name__,
+                    self._backoff,
                 )
+                return
+            self._backoff = 0.0
             if slot:
                 self._queued_slot = slot
-        except (RedisError, OSError, TimeoutError) as exc:
-            logger.warning(
-                "could not nudge the worker (%s); it delivers within a minute anyway",
-                str(exc) or type(exc).__name__,
-            )
+
+    def _backing_off(self) -> bool:
+        return self._monotonic() < self._quiet_until
+
+    def _back_off(self) -> None:
+        self._backoff = min(BACKOFF_MAX, self._backoff * 2 or BACKOFF_FIRST)
+        self._quiet_until = self._monotonic() + self._backoff
 
     async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
         job_id = f"{self._queue_name}:nightly:{merchant_id}:{local_date.isoformat()}"
-        try:
-            async with asyncio.timeout(NUDGE_TIMEOUT):
-                pool = await self._connected()
-                await pool.enqueue_job(
-                    NIGHTLY_JOB,
+        async with self._talking:  # one talk to Redis at a time, as for the nudges
+            try:
+                async with asyncio.timeout(NUDGE_TIMEOUT):
+                    pool = await self._connected()
+                    await pool.enqueue_job(
+                        NIGHTLY_JOB,
+                        merchant_id,
+                        local_date,
+                        _job_id=job_id,
+                        _queue_name=self._queue_name,
+                    )
+            except (RedisError, OSError, TimeoutError) as exc:
+                logger.warning(
+                    "could not queue the nightly run of merchant %s (%s); the next tick asks"
+                    " again",
                     merchant_id,
-                    local_date,
-                    _job_id=job_id,
-                    _queue_name=self._queue_name,
+                    str(exc) or type(exc).__name__,
                 )
-        except (RedisError, OSError, TimeoutError) as exc:
-            logger.warning(
-                "could not queue the nightly run of merchant %s (%s); the next tick asks again",
-                merchant_id,
-                str(exc) or type(exc).__name__,
-            )
 
     async def _connected(self) -> ArqRedis:
-        async with self._connecting:
-            if self._pool is None:
-                self._pool = await create_pool(self._settings, default_queue_name=self._queue_name)
-            return self._pool
+        if self._pool is None:
+            self._pool = await create_pool(self._settings, default_queue_name=self._queue_name)
+        return self._pool
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -6,7 +6,7 @@ can be reached without naming the merchant it belongs to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -39,6 +39,12 @@ class UniqueViolation(Exception):
     def __init__(self, field: str) -> None:
         super().__init__(f"duplicate {field}")
         self.field = field
+
+
+class TransientConflict(Exception):
+    """The database aborted the transaction to resolve a conflict with a concurrent one (a
+    deadlock, a serialization failure). Nothing of it was stored; the same transaction, run
+    again from the start, is expected to succeed (``common.retried_on_conflict``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,11 +539,13 @@ class ContactSyncRepository(Protocol):
         customer_ids: Sequence[int],
         *,
         token: str,
-        added_at: datetime | None,
+        added: Collection[int] = (),
         at: datetime,
     ) -> int:
-        """Written to the list (``added_at``: by an add call that added contacts): in the
-        list from now on; no longer pending unless changed since the claim."""
+        """Written to the list: in the list from now on; no longer pending unless changed
+        since the claim. ``added``: those of them written by an add call that added contacts
+        (their ``added_at`` becomes ``at``). All of a claim's contacts written together are
+        settled in one call (one statement takes their rows in one order)."""
         ...
 
     async def release(

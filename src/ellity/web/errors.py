@@ -23,6 +23,10 @@ Every error of the e-shop API is ``{"error": "<code>", "message": "<what is wron
                                               rule: not an email, points with three decimals
                                               or not above zero, a name too long ...
  500   ``internal_error``                     a bug; logged (the use case's transaction rolls back)
+ 503   ``busy``                               the database kept aborting the change for
+                                              conflicts with concurrent ones, however often it
+                                              was run again; nothing stored, try again (with
+                                              ``Retry-After``)
 =====  =====================================  ==============================================
 
 So 400 means "fix how the request is built", 422 "fix the value". Booleans are read the way
@@ -63,6 +67,7 @@ from ellity.ports.marketing import (
     MarketingRejected,
     MarketingUnavailable,
 )
+from ellity.ports.storage import TransientConflict
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +189,15 @@ def api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Error
         return http_error(request, exc)
     if isinstance(exc, RecursionError):  # the JSON decoder's depth limit; nothing else recurses
         return error_response(400, "bad_request", "The body is nested too deeply to be read.")
+    if isinstance(exc, TransientConflict):  # still, after the use case ran it again and again
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "busy",
+            "Concurrent changes of the same customers kept getting in the way; nothing was"
+            " stored. Send the request again.",
+            {"Retry-After": "1"},
+        )
     return internal_error(request, exc)
 
 

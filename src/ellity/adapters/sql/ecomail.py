@@ -6,7 +6,7 @@ customers is a few hundred statements, never a statement per customer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -173,7 +173,13 @@ def _backfill_from_start(at: datetime) -> dict[str, Any]:
 class SqlContactSyncRepository:
     """On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``; on SQLite the
     writer's ``BEGIN IMMEDIATE`` serializes claimers. ``made_work`` tells the unit of work
-    to nudge the worker after the commit."""
+    to nudge the worker after the commit.
+
+    On PostgreSQL every statement that writes many contacts takes their rows in customer id
+    order: marks upsert them sorted, and a claim's settle, release or fail locks its rows in
+    that order first. A settle of thousands of contacts and the nightly expiry's marks (which
+    come after the chunk's customers, locked in id order too) then wait for each other at
+    most, never deadlock."""
 
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
         self.conn = conn
@@ -181,6 +187,8 @@ class SqlContactSyncRepository:
         self.made_work = False
 
     def _upsert_pending(self, rows: Any, *, moved: bool) -> Any:
+        if self.locks_rows:
+            rows = rows.order_by(customers.c.id)
         insert = dialect_insert(self.conn.dialect, ecomail_contacts)
         statement = insert.from_select(
             ["customer_id", "merchant_id", "pending_since", "change_seq", "attempts", "in_list"],
@@ -360,7 +368,7 @@ class SqlContactSyncRepository:
         customer_ids: Sequence[int],
         *,
         token: str,
-        added_at: datetime | None,
+        added: Collection[int] = (),
         at: datetime,
     ) -> int:
         if not customer_ids:
@@ -375,17 +383,17 @@ class SqlContactSyncRepository:
             "synced_at": at,
             **_NO_CLAIM,
         }
-        if added_at is not None:
-            values["added_at"] = added_at
-        result = await self.conn.execute(
-            ecomail_contacts.update()
-            .where(
-                _c.merchant_id == merchant_id,
-                _c.claim_token == token,
-                _c.customer_id.in_(list(customer_ids)),
+        if added:
+            values["added_at"] = sa.case(
+                (_c.customer_id.in_(sorted(set(added))), instant(at)), else_=_c.added_at
             )
-            .values(**values)
-        )
+        mine = [
+            _c.merchant_id == merchant_id,
+            _c.claim_token == token,
+            _c.customer_id.in_(sorted(set(customer_ids))),
+        ]
+        await self._lock_in_order(*mine)
+        result = await self.conn.execute(ecomail_contacts.update().where(*mine).values(**values))
         return int(result.rowcount)
 
     async def release(
@@ -411,15 +419,23 @@ class SqlContactSyncRepository:
         customer_ids: Sequence[int] | None = None,
         **values: Any,
     ) -> int:
-        statement = ecomail_contacts.update().where(
-            _c.merchant_id == merchant_id, _c.claim_token == token
-        )
+        mine = [_c.merchant_id == merchant_id, _c.claim_token == token]
         if customer_ids is not None:
-            statement = statement.where(_c.customer_id.in_(list(customer_ids)))
+            mine.append(_c.customer_id.in_(sorted(set(customer_ids))))
+        await self._lock_in_order(*mine)
+        statement = ecomail_contacts.update().where(*mine)
         result = await self.conn.execute(
             statement.values(attempts=_c.attempts + 1, **_NO_CLAIM, **values)
         )
         return int(result.rowcount)
+
+    async def _lock_in_order(self, *where: Any) -> None:
+        """PostgreSQL: lock the rows ``where`` in customer id order before an ``UPDATE``
+        changes them (it takes its rows in whatever order its plan meets them)."""
+        if self.locks_rows:
+            await self.conn.execute(
+                sa.select(_c.customer_id).where(*where).order_by(_c.customer_id).with_for_update()
+            )
 
     async def record_written(
         self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime

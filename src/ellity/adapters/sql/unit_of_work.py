@@ -1,10 +1,17 @@
-"""The SQL unit of work: one connection, one transaction, rolled back unless committed."""
+"""The SQL unit of work: one connection, one transaction, rolled back unless committed.
+
+A transaction PostgreSQL aborts to break a deadlock or a serialization conflict leaves the
+unit of work as the port's ``TransientConflict`` (the use case runs it again). The worker is
+nudged after the transaction is over and the writer's turn handed on, so a slow queue never
+holds up the other writers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ellity.adapters.sql.database import Database, WritersTurn
@@ -28,10 +35,23 @@ from ellity.ports.storage import (
     NewsletterRepository,
     OutboxRepository,
     StaffRepository,
+    TransientConflict,
 )
 
-#: Called after a commit that gave the worker something to do (``JobQueue.nudge_delivery``).
+#: Called when a unit of work whose commit gave the worker something to do is over, its
+#: writer's turn handed on (``JobQueue.nudge_delivery``).
 OutboxWorkHook = Callable[[], Awaitable[None]]
+
+#: SQLSTATEs of a transaction aborted for a conflict with another one: serialization_failure,
+#: deadlock_detected. Run again, it is expected to succeed.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def transient_conflict(exc: BaseException | None) -> TransientConflict | None:
+    """The port's error for a database error that aborted the transaction for a conflict."""
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        return TransientConflict(str(exc.orig))
+    return None
 
 
 class SqlUnitOfWork:
@@ -61,10 +81,12 @@ class SqlUnitOfWork:
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self._turn: WritersTurn | None = None
+        self._committed_work = False  # a commit gave the worker work: nudge it on the way out
 
     async def __aenter__(self) -> SqlUnitOfWork:
         engine = self._database.engine if self._read_only else self._database.write_engine
         turn = None if self._read_only else self._database.writers_turn
+        self._committed_work = False
         if turn is not None:
             await turn.acquire()
             self._turn = turn
@@ -103,6 +125,13 @@ class SqlUnitOfWork:
                 await self._tx.rollback()
         finally:
             await self._finish()
+        if self._committed_work:
+            self._committed_work = False
+            if self._on_outbox_work is not None:
+                await self._on_outbox_work()
+        conflict = transient_conflict(exc)
+        if conflict is not None:
+            raise conflict from exc
 
     async def _finish(self) -> None:
         """The transaction is over: the next writer's turn, then the connection back."""
@@ -124,8 +153,7 @@ class SqlUnitOfWork:
             if repository is not None and repository.made_work:
                 repository.made_work = False
                 made_work = True
-        if made_work and self._on_outbox_work is not None:
-            await self._on_outbox_work()
+        self._committed_work = made_work
 
 
 class SqlUnitOfWorkFactory:

@@ -1,9 +1,14 @@
-"""Pieces shared by the use cases: loading the merchant and reading a customer's state."""
+"""Pieces shared by the use cases: loading the merchant, reading a customer's state, and
+running a transaction again when the database aborted it for a conflict."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import ParamSpec, TypeVar
 
 from ellity.domain.model.contact import (
     ContactSnapshot,
@@ -18,7 +23,15 @@ from ellity.domain.model.ledger import LedgerSummary
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.referral import referral_link
 from ellity.ports.clock import Clock
-from ellity.ports.storage import UnitOfWork
+from ellity.ports.storage import TransientConflict, UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How many times in all a use case runs when each run ends in a ``TransientConflict``.
+CONFLICT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +98,32 @@ async def view_of(
 def snapshots_of(merchant: Merchant, rows: list[CustomerLoyalty]) -> list[ContactSnapshot]:
     look = look_of(merchant)
     return [contact_snapshot(row, look) for row in rows]
+
+
+def retried_on_conflict(use_case: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run the use case again, from the start, when the database aborted its transaction for
+    a conflict with a concurrent one (``TransientConflict``: a deadlock victim, a
+    serialization failure), up to ``CONFLICT_ATTEMPTS`` runs in all; then the conflict goes
+    up. Nothing of an aborted run was stored, so only use cases whose whole effect is one
+    transaction (or a chunk of them, each retried alone) are wrapped; a unit of work passed
+    in is entered afresh by each run."""
+
+    @functools.wraps(use_case)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        attempt = 1
+        while True:
+            try:
+                return await use_case(*args, **kwargs)
+            except TransientConflict as conflict:
+                if attempt >= CONFLICT_ATTEMPTS:
+                    raise
+                logger.info(
+                    "%s: run %d of %d aborted (%s); running it again",
+                    use_case.__name__,
+                    attempt,
+                    CONFLICT_ATTEMPTS,
+                    conflict,
+                )
+                attempt += 1
+
+    return run

@@ -34,7 +34,7 @@ from datetime import timedelta
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.outbox import RetryPolicy, clip_error
-from ellity.domain.services.common import snapshots_of, today_of
+from ellity.domain.services.common import retried_on_conflict, snapshots_of, today_of
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
@@ -287,29 +287,23 @@ class _Batch:
             )
             self.stopped = True
             return 0
-        now = self.clock.now()
+        written = [s.customer_id for s in known] + [i for ids, _ in added for i in ids]
+        inserted_ids = [i for ids, inserted in added if inserted for i in ids]
+        await self._settle(written + gone, inserted_ids, [address.id for address in old])
+        return len(written)
+
+    @retried_on_conflict
+    async def _settle(self, settled: list[int], added: list[int], old_ids: list[int]) -> None:
+        """One statement for the whole claim: its rows are taken in one order; the old
+        addresses cleared with it are forgotten in the same transaction."""
         async with self.uow_factory() as uow:
+            now = self.clock.now()
             await uow.contacts.settle(
-                self.merchant_id,
-                [s.customer_id for s in known] + gone,
-                token=self.token,
-                added_at=None,
-                at=now,
+                self.merchant_id, settled, token=self.token, added=added, at=now
             )
-            for ids, inserted in added:
-                await uow.contacts.settle(
-                    self.merchant_id,
-                    ids,
-                    token=self.token,
-                    added_at=now if inserted else None,
-                    at=now,
-                )
-            await uow.contacts.forget_old_addresses(
-                self.merchant_id, [address.id for address in old], at=now
-            )
+            await uow.contacts.forget_old_addresses(self.merchant_id, old_ids, at=now)
             await uow.ecomail.record_success(self.merchant_id, at=now)
             await uow.commit()
-        return len(known) + sum(len(ids) for ids, _ in added)
 
     async def _clear(self, emails: list[str]) -> None:
         """Empty the fields of addresses no customer holds; a rejected call is split until the

@@ -29,7 +29,7 @@ from datetime import date, timedelta
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.nightly import nightly_date, notice_window
 from ellity.domain.services import notifications
-from ellity.domain.services.common import load_merchant
+from ellity.domain.services.common import load_merchant, retried_on_conflict
 from ellity.domain.services.notifications import Recorded
 from ellity.ports.clock import Clock
 from ellity.ports.queue import JobQueue
@@ -100,17 +100,32 @@ async def expire_points(
     today = local_date(now, merchant.settings.timezone)
     customers, recorded = 0, Recorded()
     async for after, end in _chunks(uow_factory, merchant_id, chunk_size):
-        async with uow_factory() as uow:
-            merchant = await load_merchant(uow, merchant_id)
-            expired = await uow.ledgers.expire_due(
-                merchant_id, at=now, today=today, after_id=after, up_to_id=end
-            )
-            if expired:
-                chunk = ExpiredChunk(merchant_id, at=now, after_id=after, up_to_id=end)
-                recorded += await notifications.points_expired(uow, merchant, chunk)
-            await uow.commit()
+        chunk = ExpiredChunk(merchant_id, at=now, after_id=after, up_to_id=end)
+        expired, chunk_recorded = await _expire_chunk(chunk, today=today, uow_factory=uow_factory)
         customers += expired
+        recorded += chunk_recorded
     return ExpiryResult(customers=customers, recorded=recorded)
+
+
+@retried_on_conflict
+async def _expire_chunk(
+    chunk: ExpiredChunk, *, today: date, uow_factory: UnitOfWorkFactory
+) -> tuple[int, Recorded]:
+    """One chunk's transaction: its customers are locked in id order (``expire_due``)."""
+    async with uow_factory() as uow:
+        merchant = await load_merchant(uow, chunk.merchant_id)
+        expired = await uow.ledgers.expire_due(
+            chunk.merchant_id,
+            at=chunk.at,
+            today=today,
+            after_id=chunk.after_id,
+            up_to_id=chunk.up_to_id,
+        )
+        recorded = Recorded()
+        if expired:
+            recorded = await notifications.points_expired(uow, merchant, chunk)
+        await uow.commit()
+    return expired, recorded
 
 
 async def notify_upcoming_expiry(

@@ -3,6 +3,11 @@
 Each change records what the outside world must hear of it (the "points changed" email, the
 Ecomail contact and ``credit`` event) in the same transaction (``notifications``); the
 set-based expiry does so for each chunk of customers it expires (``nightly``).
+
+A transaction that changes several customers (a first purchase paying a referral bonus, a
+chunk of the nightly expiry) locks them, and marks their contacts, in id order, so that two
+such transactions may wait for each other but never deadlock; one the database aborts all the
+same runs again (``retried_on_conflict``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.customer import Customer
-from ellity.domain.model.errors import OrderAlreadyUsed
+from ellity.domain.model.errors import CustomerNotFound, OrderAlreadyUsed
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
@@ -20,6 +25,7 @@ from ellity.domain.services.common import (
     CustomerView,
     load_customer,
     load_merchant,
+    retried_on_conflict,
     stored_id,
     view_of,
 )
@@ -40,6 +46,7 @@ def referral_order_ref(customer_id: int) -> str:
     return f"referral:{customer_id}"
 
 
+@retried_on_conflict
 async def earn_points(
     merchant_id: int,
     customer_id: int,
@@ -59,7 +66,7 @@ async def earn_points(
         raise ValueError("order_ref is required")
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
-        customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
+        customer = await _lock_with_referrer(uow, merchant, customer_id)
         used = await uow.ledgers.find_order(merchant_id, EntryKind.EARN, ref)
         if used is not None:
             if used.customer_id != customer_id:
@@ -71,14 +78,19 @@ async def earn_points(
         first_purchase = not await uow.ledgers.has_entry(merchant_id, customer_id, EntryKind.EARN)
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.earn(points, at=now, order_ref=ref, note=note)
-        await _save(uow, merchant, customer, ledger, now, ref)
-        if first_purchase and customer.referred_by_id is not None:
-            await _pay_referral_bonus(uow, merchant, customer.referred_by_id, customer_id, now)
+        recorded = await _save(uow, merchant_id, ledger, now, ref)
+        referrer_id = customer.referred_by_id if first_purchase else None
+        if referrer_id is not None and referrer_id < customer_id:  # contacts in id order too
+            await _pay_referral_bonus(uow, merchant, referrer_id, customer_id, now)
+        await notifications.points_changed(uow, merchant, customer, ledger, recorded)
+        if referrer_id is not None and referrer_id >= customer_id:
+            await _pay_referral_bonus(uow, merchant, referrer_id, customer_id, now)
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
 
 
+@retried_on_conflict
 async def spend_points(
     merchant_id: int,
     customer_id: int,
@@ -105,12 +117,14 @@ async def spend_points(
         now = clock.now()
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.spend(points, at=now, order_ref=ref, note=note)
-        await _save(uow, merchant, customer, ledger, now, ref)
+        recorded = await _save(uow, merchant_id, ledger, now, ref)
+        await notifications.points_changed(uow, merchant, customer, ledger, recorded)
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
 
 
+@retried_on_conflict
 async def adjust_points(
     merchant_id: int,
     customer_id: int,
@@ -127,7 +141,8 @@ async def adjust_points(
         now = clock.now()
         ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
         entry = ledger.adjust(delta, at=now, note=note)
-        await _save(uow, merchant, customer, ledger, now, None)
+        recorded = await _save(uow, merchant_id, ledger, now, None)
+        await notifications.points_changed(uow, merchant, customer, ledger, recorded)
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()
     return PointsResult(view=view, entry=entry)
@@ -165,23 +180,40 @@ async def expire_due_points(
     return result.customers
 
 
-async def _save(  # noqa: PLR0917
-    uow: UnitOfWork,
-    merchant: Merchant,
-    customer: Customer,
-    ledger: Ledger,
-    now: datetime,
-    ref: str | None,
-) -> None:
-    """Save the ledger and record what the outside world must hear of each new entry (an
-    expiry the change recorded first, then the change). A concurrent use of the same order
-    reference surfaces as ``OrderAlreadyUsed``."""
+async def _save(
+    uow: UnitOfWork, merchant_id: int, ledger: Ledger, now: datetime, ref: str | None
+) -> list[Entry]:
+    """Save; returns the entries written (an expiry the change recorded first, then the
+    change), each of which the outside world must hear of. A concurrent use of the same
+    order reference surfaces as ``OrderAlreadyUsed``."""
     entries = list(ledger.new_entries)
     try:
-        await uow.ledgers.save(stored_id(merchant.id), ledger, at=now)
+        await uow.ledgers.save(merchant_id, ledger, at=now)
     except UniqueViolation:
         raise OrderAlreadyUsed(ref or "") from None
-    await notifications.points_changed(uow, merchant, customer, ledger, entries)
+    return entries
+
+
+async def _lock_with_referrer(uow: UnitOfWork, merchant: Merchant, customer_id: int) -> Customer:
+    """Lock the customer and, when this may be their first purchase and a referral bonus is
+    on, their referrer too: both in id order, as the nightly expiry locks a chunk's customers,
+    so that neither waits for the other holding what it wants."""
+    merchant_id = stored_id(merchant.id)
+    if not merchant.settings.referral_bonus.is_positive():
+        return await load_customer(uow, merchant_id, customer_id, for_update=True)
+    customer = await load_customer(uow, merchant_id, customer_id)
+    referrer_id = customer.referred_by_id
+    if referrer_id is None or await uow.ledgers.has_entry(
+        merchant_id, customer_id, EntryKind.EARN
+    ):  # no first purchase any more, for good
+        return await load_customer(uow, merchant_id, customer_id, for_update=True)
+    for locked_id in sorted({customer_id, referrer_id}):
+        locked = await uow.customers.get(merchant_id, locked_id, for_update=True)
+        if locked_id == customer_id:
+            if locked is None:
+                raise CustomerNotFound(customer_id)
+            customer = locked
+    return customer
 
 
 async def _pay_referral_bonus(
@@ -203,4 +235,5 @@ async def _pay_referral_bonus(
         return
     ledger = await uow.ledgers.get(merchant_id, referrer_id, merchant.settings.expiry_policy)
     ledger.earn(bonus, at=now, kind=EntryKind.REFERRAL_BONUS, order_ref=ref)
-    await _save(uow, merchant, referrer, ledger, now, ref)
+    recorded = await _save(uow, merchant_id, ledger, now, ref)
+    await notifications.points_changed(uow, merchant, referrer, ledger, recorded)
