@@ -47,6 +47,7 @@ async def deps_on(
             "ELLITY_VAR_DIR": str(var_dir),
             "ELLITY_BASE_URL": BASE_URL,
             "ELLITY_ECOMAIL_API_URL": ecomail_api_url,
+            "ELLITY_SMTP_ALLOW_PRIVATE": "true",  # the tests' SMTP server is on 127.0.0.1
         },
         dotenv=var_dir / "no.env",
     )

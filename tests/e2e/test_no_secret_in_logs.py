@@ -256,6 +256,7 @@ async def app_on(
             "ELLITY_VAR_DIR": str(var_dir),
             "ELLITY_BASE_URL": f"http://127.0.0.1:{port}",
             "ELLITY_ECOMAIL_API_URL": ecomail_url,
+            "ELLITY_SMTP_ALLOW_PRIVATE": "true",
         },
         dotenv=var_dir / "no.env",
     )

@@ -24,6 +24,7 @@ from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, customers, integration, merchants, points
+from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakeClock, FakeMarketingPlatforms, FakePasswordHasher, FakeSecretBox
 
@@ -52,10 +53,10 @@ async def merchant_with_customer(uow_factory: UnitOfWorkFactory) -> tuple[int, i
 
 
 async def balance_and_entries(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int
+    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, clock: Clock = CLOCK
 ) -> tuple[Points, int]:
     view = await customers.get_customer(
-        merchant_id, customer_id, uow=uow_factory(read_only=True), clock=CLOCK
+        merchant_id, customer_id, uow=uow_factory(read_only=True), clock=clock
     )
     entries = await points.ledger_entries(
         merchant_id, customer_id, limit=500, uow=uow_factory(read_only=True)
@@ -372,6 +373,10 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
     )
     await sync()
     clock.set(datetime(2024, 3, 1, 9, 0, tzinfo=UTC))  # the welcome points are past due
+    # The purchases carry a time before the welcome points' expiry instant (21:00 on their
+    # last valid day in Prague), so that the nightly run, not the purchase, expires them: a
+    # change after that instant would expire them itself and the run would find less to lock.
+    bought_at = FakeClock(datetime(2024, 1, 10, 20, 0, tzinfo=UTC))
 
     purchases_left = asyncio.Semaphore(8)
     done = asyncio.Event()
@@ -384,7 +389,7 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
                 Points.parse("20"),
                 order_ref=f"first-{customer_id}",
                 uow=factory(),
-                clock=clock,
+                clock=bought_at,
             )
 
     async def purchases() -> None:
@@ -423,7 +428,7 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
         assert kinds == sorted(
             ["adjust", "expire", "earn"] + (["referral_bonus"] if paid_a_bonus else [])
         ), n
-        balance, _ = await balance_and_entries(factory, merchant_id, customer_id)
+        balance, _ = await balance_and_entries(factory, merchant_id, customer_id, clock)
         assert balance == sum((stored.entry.points for stored in entries), Points(0))
         assert balance == Points.parse("25" if paid_a_bonus else "20")
         member = platforms.accounts["ecomail-key-0001"].member("1", f"c{n}@example.cz")
