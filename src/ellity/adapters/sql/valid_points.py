@@ -56,10 +56,14 @@ def valid_summary(today: date) -> ValidSummary:
         .correlate(customers)
         .scalar_subquery()
     )
+    # What the first valid day's lots hold: one ordered probe of the index, first group only.
     on_first_day = (
-        sa.select(sa.cast(sa.func.coalesce(sa.func.sum(held.c.remaining_cents), 0), sa.BigInteger))
+        sa.select(sa.cast(sa.func.sum(held.c.remaining_cents), sa.BigInteger))
         .where(held.c.customer_id == customers.c.id, held.c.remaining_cents > _HOLDS)
-        .where(held.c.expires_on == first_day)
+        .where(held.c.expires_on >= day)
+        .group_by(held.c.expires_on)
+        .order_by(held.c.expires_on)
+        .limit(1)
         .correlate(customers)
         .scalar_subquery()
     )
@@ -68,7 +72,9 @@ def valid_summary(today: date) -> ValidSummary:
             (stale, customers.c.balance_cents - expired), else_=customers.c.balance_cents
         ),
         next_expiry_on=sa.case((stale, first_day), else_=customers.c.next_expiry_on),
-        next_expiry_cents=sa.case((stale, on_first_day), else_=customers.c.next_expiry_cents),
+        next_expiry_cents=sa.case(
+            (stale, sa.func.coalesce(on_first_day, 0)), else_=customers.c.next_expiry_cents
+        ),
     )
 
 
@@ -89,9 +95,9 @@ VALID_SQL = ValidSummary(
     ),
     next_expiry_on=_FIRST_DAY_SQL,
     next_expiry_cents=(
-        "(SELECT CAST(coalesce(sum(l.remaining_cents), 0) AS BIGINT) FROM point_lots l"  # noqa: S608
-        " WHERE l.customer_id = c.id AND l.remaining_cents > 0"
-        f" AND l.expires_on = {_FIRST_DAY_SQL})"
+        "coalesce((SELECT CAST(sum(l.remaining_cents) AS BIGINT) FROM point_lots l"
+        " WHERE l.customer_id = c.id AND l.remaining_cents > 0 AND l.expires_on >= :today"
+        " GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1), 0)"
     ),
 )
 
