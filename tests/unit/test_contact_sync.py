@@ -632,3 +632,24 @@ async def test_an_anonymous_customer_gets_a_new_pin_written_before_its_pin_event
     [event] = w.ecomail.events
     assert (event.email, event.label) == ("ann@example.cz", "pin")
     assert event.value["reason"] == "regenerated"
+
+
+async def test_a_backfill_chunk_the_database_aborts_for_a_conflict_runs_again(  # noqa: PLR0917 - fixtures
+    merchant: Merchant,
+    store: InMemoryStore,
+    clock: FakeClock,
+    platforms: FakeMarketingPlatforms,
+    ecomail: FakeMarketingPlatform,
+    new_customer: NewCustomer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(contact_sync, "MARK_CHUNK", 2)
+    customers = [await new_customer(merchant, email=f"c{n}@x.cz") for n in range(5)]
+    await activate(merchant, store, clock, platforms)
+    store.conflicts = 2  # the first chunk's transaction is aborted twice
+
+    assert await contact_sync.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 5
+    async with store.unit_of_work(read_only=True) as uow:
+        integration = await uow.ecomail.get(merchant.id)
+    assert integration is not None and integration.backfill is not None
+    assert (integration.backfill.after_id, integration.backfill.marked) == (customers[-1].id, 5)

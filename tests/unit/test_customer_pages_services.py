@@ -9,7 +9,7 @@ from ellity.domain.model.merchant import Merchant
 from ellity.domain.services.customer_pages import create_customer
 from ellity.domain.services.customers import CustomerInput, get_customer
 from ellity.ports.storage import UnitOfWorkFactory
-from tests.fakes import FakeClock, FakeRandom
+from tests.fakes import FakeClock, FakeRandom, InMemoryStore
 from tests.unit.conftest import NewCustomer
 
 
@@ -64,3 +64,22 @@ async def test_a_customer_needs_an_email_or_a_shop_id(
             clock=clock,
             rng=rng,
         )
+
+
+async def test_creating_a_customer_the_database_aborts_for_a_conflict_runs_again_and_stores_one(
+    merchant: Merchant,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    rng: FakeRandom,
+) -> None:
+    store.conflicts = 2
+    view = await create_customer(
+        merchant.id,
+        CustomerInput(email="ann@example.cz"),
+        uow_factory=uow_factory,
+        clock=clock,
+        rng=rng,
+    )
+    assert view.customer.id is not None
+    assert [c.email for c in store.state.customers.values()] == ["ann@example.cz"]

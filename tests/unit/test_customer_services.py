@@ -26,6 +26,7 @@ from ellity.domain.services.customers import (
     regenerate_pin,
     register_customer,
     update_customer,
+    upsert_customer,
 )
 from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points, spend_points
@@ -471,3 +472,36 @@ async def test_a_customers_name_change_is_stored_with_the_time_of_the_change(
     assert (stored.customer.first_name, stored.customer.last_name) == ("Anna", "")
     assert stored.customer.email == "ann@example.cz"
     assert stored.customer.updated_at == clock.now()
+
+
+async def test_customer_changes_the_database_aborts_for_a_conflict_run_again_and_store_once(
+    merchant: Merchant,
+    store: InMemoryStore,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    rng: FakeRandom,
+) -> None:
+    store.conflicts = 2
+    made = await upsert_customer(
+        merchant.id, CustomerInput(email="ann@example.cz"), uow=uow_factory(), clock=clock, rng=rng
+    )
+    ann = made.view.customer.id
+    assert ann is not None and made.created
+    store.conflicts = 1
+    await update_customer(
+        merchant.id, ann, CustomerInput(first_name="Ann"), uow=uow_factory(), clock=clock, rng=rng
+    )
+    store.conflicts = 1
+    old_pin = (
+        await regenerate_pin(merchant.id, ann, uow=uow_factory(), clock=clock, rng=rng)
+    ).customer.pin
+    store.conflicts = 1
+    view = await register_customer(merchant.id, ann, uow=uow_factory(), clock=clock)
+
+    assert (view.customer.first_name, view.customer.registered, view.customer.pin) == (
+        "Ann",
+        True,
+        None,
+    )
+    assert old_pin is not None
+    assert len(store.state.customers) == 1 and store.conflicts == 0

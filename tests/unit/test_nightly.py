@@ -728,3 +728,25 @@ async def test_a_spend_after_the_expiry_instant_records_the_expiry_then_the_spen
     clock.set(prague(date(2025, 3, 11)))
     assert (await run(uow_factory, clock, merchant)).expiry.customers == 0  # nothing left due
     assert await balance(uow_factory, merchant, ann.id, clock) == P("1")
+
+
+async def test_a_notice_chunk_the_database_aborts_for_a_conflict_runs_again(
+    notifying: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    store: InMemoryStore,
+) -> None:
+    ann = await new_customer(notifying, email="ann@example.cz")
+    await earn(uow_factory, clock, notifying, ann.id, "10")
+    clock.set(prague(date(2025, 2, 24), 2))  # 14 days ahead
+    store.conflicts = 2
+
+    result = await nightly.notify_upcoming_expiry(
+        notifying.id, uow_factory=uow_factory, clock=clock
+    )
+
+    assert (result.notices, result.recorded.events) == (1, 1)
+    assert events(store, "expiry") == [
+        (ann.id, expiry_event_value(P("10"), LAST_DAY, balance=P("10")))
+    ]

@@ -133,28 +133,40 @@ async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int
     total = 0
     for merchant_id in merchant_ids:
         while True:
-            async with uow_factory() as uow:
-                integration = await uow.ecomail.get(merchant_id)
-                backfill = None if integration is None else integration.backfill
-                if integration is None or not integration.active or backfill is None:
-                    break
-                if not backfill.marking:
-                    break
-                now = clock.now()
-                count, last = await uow.contacts.mark_all(
-                    merchant_id, after_id=backfill.after_id, limit=MARK_CHUNK, at=now
-                )
-                await uow.ecomail.advance_backfill(
-                    merchant_id,
-                    after_id=backfill.after_id if last is None else last,
-                    marked=backfill.marked + count,
-                    finished_at=now if last is None else None,
-                )
-                await uow.commit()
+            count, more = await _mark_backfill_chunk(
+                merchant_id, uow_factory=uow_factory, clock=clock
+            )
             total += count
-            if last is None:
+            if not more:
                 break
     return total
+
+
+@retried_on_conflict
+async def _mark_backfill_chunk(
+    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
+) -> tuple[int, bool]:
+    """One chunk of the merchant's backfill and its cursor: how many it marked, and whether
+    more remain."""
+    async with uow_factory() as uow:
+        integration = await uow.ecomail.get(merchant_id)
+        backfill = None if integration is None else integration.backfill
+        if integration is None or not integration.active or backfill is None:
+            return 0, False
+        if not backfill.marking:
+            return 0, False
+        now = clock.now()
+        count, last = await uow.contacts.mark_all(
+            merchant_id, after_id=backfill.after_id, limit=MARK_CHUNK, at=now
+        )
+        await uow.ecomail.advance_backfill(
+            merchant_id,
+            after_id=backfill.after_id if last is None else last,
+            marked=backfill.marked + count,
+            finished_at=now if last is None else None,
+        )
+        await uow.commit()
+    return count, last is not None
 
 
 async def sync_contacts(

@@ -14,6 +14,7 @@ from ellity.domain.services.common import (
     CustomerView,
     load_customer,
     load_merchant,
+    retried_on_conflict,
     today_of,
     view_of,
 )
@@ -91,6 +92,7 @@ async def customer_detail(
     return CustomerDetail(merchant, view, shown, shown[-1].id if more else None)
 
 
+@retried_on_conflict
 async def create_customer(
     merchant_id: int,
     data: CustomerInput,

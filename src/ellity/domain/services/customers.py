@@ -29,6 +29,7 @@ from ellity.domain.services.common import (
     CustomerView,
     load_customer,
     load_merchant,
+    retried_on_conflict,
     snapshots_of,
     stored_id,
     today_of,
@@ -65,6 +66,7 @@ _DUPLICATE_MESSAGES = {
 }
 
 
+@retried_on_conflict
 async def upsert_customer(
     merchant_id: int,
     data: CustomerInput,
@@ -105,6 +107,7 @@ async def upsert_customer(
     return UpsertResult(view=view, created=existing is None)
 
 
+@retried_on_conflict
 async def update_customer(
     merchant_id: int,
     customer_id: int,
@@ -150,6 +153,7 @@ async def find_customer_by_email(
         return None if customer is None else await view_of(uow, merchant, customer, clock=clock)
 
 
+@retried_on_conflict
 async def register_customer(
     merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
 ) -> CustomerView:
@@ -165,6 +169,7 @@ async def register_customer(
     return view
 
 
+@retried_on_conflict
 async def regenerate_pin(
     merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock, rng: RandomSource
 ) -> CustomerView:

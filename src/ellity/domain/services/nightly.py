@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.nightly import nightly_date, notice_window
@@ -149,27 +149,54 @@ async def notify_upcoming_expiry(
     first_day, last_day = notice_window(now, settings.timezone, settings.pre_expiry_days)
     notices, recorded = 0, Recorded()
     async for after, end in _chunks(uow_factory, merchant_id, chunk_size):
-        async with uow_factory() as uow:
-            merchant = await load_merchant(uow, merchant_id)  # as it is now, chunk by chunk
-            active = await uow.ecomail.active_list(merchant_id) is not None
-            if not merchant.settings.pre_expiry_notify:
-                return NoticeResult(notices, recorded, skipped=NOTIFY_OFF)
-            if not (active or merchant.settings.send_system_emails):
-                return NoticeResult(notices, recorded, skipped=NOBODY_TO_TELL)
-            noted = await uow.ledgers.record_expiry_notices(
-                merchant_id,
-                first_day=first_day,
-                last_day=last_day,
-                after_id=after,
-                up_to_id=end,
-                at=now,
-            )
-            recorded += await notifications.points_expiring(
-                uow, merchant, noted, ecomail_active=active, at=now
-            )
-            await uow.commit()
-        notices += len(noted)
+        noted, chunk_recorded, skipped = await _notice_chunk(
+            merchant_id,
+            (after, end),
+            first_day=first_day,
+            last_day=last_day,
+            at=now,
+            uow_factory=uow_factory,
+        )
+        if skipped is not None:
+            return NoticeResult(notices, recorded, skipped=skipped)
+        notices += noted
+        recorded += chunk_recorded
     return NoticeResult(notices=notices, recorded=recorded)
+
+
+@retried_on_conflict
+async def _notice_chunk(
+    merchant_id: int,
+    ids: tuple[int, int],
+    *,
+    first_day: date,
+    last_day: date,
+    at: datetime,
+    uow_factory: UnitOfWorkFactory,
+) -> tuple[int, Recorded, str | None]:
+    """The notices of the customers ``ids[0] < id <= ids[1]`` in one transaction: how many,
+    what they recorded, or why nothing was looked at (the settings as they are now, chunk by
+    chunk)."""
+    async with uow_factory() as uow:
+        merchant = await load_merchant(uow, merchant_id)  # as it is now, chunk by chunk
+        active = await uow.ecomail.active_list(merchant_id) is not None
+        if not merchant.settings.pre_expiry_notify:
+            return 0, Recorded(), NOTIFY_OFF
+        if not (active or merchant.settings.send_system_emails):
+            return 0, Recorded(), NOBODY_TO_TELL
+        noted = await uow.ledgers.record_expiry_notices(
+            merchant_id,
+            first_day=first_day,
+            last_day=last_day,
+            after_id=ids[0],
+            up_to_id=ids[1],
+            at=at,
+        )
+        recorded = await notifications.points_expiring(
+            uow, merchant, noted, ecomail_active=active, at=at
+        )
+        await uow.commit()
+    return len(noted), recorded, None
 
 
 async def run_nightly(
