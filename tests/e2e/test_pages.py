@@ -32,6 +32,7 @@ from ellity.deps import Deps
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import api_tokens, customers, merchants, nightly, points
+from ellity.ports.storage import TransientConflict
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
 from tests.e2e.conftest import BASE_URL, deps_on, running
@@ -1120,3 +1121,38 @@ def fuzz_pages(  # noqa: PLR0917 - the walk's whole setting
 
     walk()
     return statuses
+
+
+async def test_a_change_the_database_keeps_aborting_is_a_busy_page_and_stores_nothing(
+    site: Site,
+) -> None:
+    """A conflict that outlasts every run of the use case: a 503 page asking to send the form
+    again, never a 500."""
+    anna, _ = shops(site)
+    real = site.deps
+
+    def conflicting(*, read_only: bool = False) -> Any:
+        uow = real.uow(read_only=read_only)
+
+        async def aborted() -> None:
+            raise TransientConflict("deadlock detected")
+
+        if not read_only:
+            uow.commit = aborted  # type: ignore[method-assign]
+        return uow
+
+    page = f"/customers/{anna.customer_id}"
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, page)
+        before = await site.rows_of(anna)
+        site.app.state.deps = dataclasses.replace(real, uow=conflicting)
+        try:
+            answer = await client.post(
+                f"{page}/earn", data={"_csrf_token": token, "points": "5", "order_ref": "o-9"}
+            )
+        finally:
+            site.app.state.deps = real
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert "Send the form again" in answer.text
+        assert await site.rows_of(anna) == before

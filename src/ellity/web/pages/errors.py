@@ -10,6 +10,7 @@ one and why. Requests that do not ask for HTML (the e-shop API) keep getting JSO
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,8 +27,11 @@ from litestar.types import ExceptionHandlersMap
 
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
 from ellity.ports.marketing import MarketingError
+from ellity.ports.storage import TransientConflict
 from ellity.web.errors import page_status_of, refusal_message
 from ellity.web.pages.common import AnyRequest, render
+
+logger = logging.getLogger(__name__)
 
 #: What the user can correct on the form they sent.
 FORM_ERRORS = (InvalidInput, Conflict)
@@ -101,10 +105,27 @@ def bad_request(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     return _page(request, message, 400)
 
 
+_BUSY_MESSAGE = (
+    "Other changes of the same customers kept getting in the way, so nothing was stored. "
+    "Send the form again."
+)
+
+
+def busy(request: AnyRequest, exc: TransientConflict) -> Response[Any]:
+    """The database kept aborting the change for a conflict, however often it ran again."""
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    if not wants_html(request):
+        return _json("busy", _BUSY_MESSAGE, 503)
+    response = _page(request, _BUSY_MESSAGE, 503)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     400: bad_request,  # a status key: it wins over the app's handler for the API's 400s
     DomainError: domain_error,
     NotAuthorizedException: not_logged_in,
     PermissionDeniedException: forbidden,
     NotFoundException: not_found,
+    TransientConflict: busy,
 }
