@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -83,18 +84,13 @@ class ArqJobQueue:
         async with self._talking:
             if self._backing_off() or (slot and slot == self._queued_slot):
                 return  # the nudge before this one failed, or queued this slot's job
-            try:
-                async with asyncio.timeout(self._nudge_timeout):
-                    pool = await self._connected()
-                    await pool.enqueue_job(
-                        DELIVER_JOB, _job_id=job_id, _queue_name=self._queue_name, _defer_until=at
-                    )
-            except (RedisError, OSError, TimeoutError) as exc:
+            failure = await self._enqueue(DELIVER_JOB, job_id=job_id, _defer_until=at)
+            if failure is not None:
                 self._back_off()
                 logger.warning(
                     "could not nudge the worker (%s); no nudges for %.0f s, it delivers within"
                     " a minute anyway",
-                    str(exc) or type(exc).__name__,
+                    failure,
                     self._backoff,
                 )
                 return
@@ -112,23 +108,26 @@ class ArqJobQueue:
     async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
         job_id = f"{self._queue_name}:nightly:{merchant_id}:{local_date.isoformat()}"
         async with self._talking:  # one talk to Redis at a time, as for the nudges
-            try:
-                async with asyncio.timeout(NUDGE_TIMEOUT):
-                    pool = await self._connected()
-                    await pool.enqueue_job(
-                        NIGHTLY_JOB,
-                        merchant_id,
-                        local_date,
-                        _job_id=job_id,
-                        _queue_name=self._queue_name,
-                    )
-            except (RedisError, OSError, TimeoutError) as exc:
-                logger.warning(
-                    "could not queue the nightly run of merchant %s (%s); the next tick asks"
-                    " again",
-                    merchant_id,
-                    str(exc) or type(exc).__name__,
+            failure = await self._enqueue(NIGHTLY_JOB, merchant_id, local_date, job_id=job_id)
+        if failure is not None:
+            logger.warning(
+                "could not queue the nightly run of merchant %s (%s); the next tick asks again",
+                merchant_id,
+                failure,
+            )
+
+    async def _enqueue(self, function: str, *args: Any, job_id: str, **options: Any) -> str | None:
+        """Queue one job within the nudge timeout (the caller holds ``_talking``); None when
+        it went through, else what went wrong."""
+        try:
+            async with asyncio.timeout(self._nudge_timeout):
+                pool = await self._connected()
+                await pool.enqueue_job(
+                    function, *args, _job_id=job_id, _queue_name=self._queue_name, **options
                 )
+        except (RedisError, OSError, TimeoutError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
 
     async def _connected(self) -> ArqRedis:
         if self._pool is None:

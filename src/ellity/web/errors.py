@@ -167,7 +167,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     headers = dict(exc.headers or {})
     if status == 401:
         headers.update(BEARER_CHALLENGE)
-    return error_response(status, code, _message(request, exc), headers)
+    return error_response(status, code, refusal_message(request, exc), headers)
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
@@ -264,12 +264,6 @@ _JSON_TYPES = {
 }
 
 
-def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
-    """What Litestar refused (a parameter out of range, an unreadable form), said plainly;
-    the merchant pages show the same words as the API."""
-    return _message(request, exc)
-
-
 def _code_of_status(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -277,7 +271,9 @@ def _code_of_status(status: int) -> str:
         return "error"
 
 
-def _message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    """What Litestar refused (a parameter out of range, an unreadable form), said plainly;
+    the merchant pages show the same words as the API."""
     status = exc.status_code
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
         return " ".join(_field_message(item) for item in exc.extra if isinstance(item, dict))
