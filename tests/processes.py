@@ -6,7 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
 
 ELLITY = [sys.executable, "-m", "ellity.cli"]
 
@@ -32,3 +39,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_serve(workdir: Path, port: int) -> subprocess.Popen[str]:
+    """``ellity serve`` on ``port`` with the defaults, its output (stdout and stderr) piped."""
+    return subprocess.Popen(
+        [*ELLITY, "serve", "--port", str(port)],
+        cwd=workdir,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def first_answer(server: subprocess.Popen[str], send: Callable[[], T], *, within: float = 30) -> T:
+    """What ``send`` returns once the server answers at all (it may still be starting)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return send()
+        except httpx.TransportError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.2)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.processes import ELLITY, free_port
+from tests.processes import first_answer, free_port, start_serve
 from tests.processes import run_ellity as run
 
 
@@ -21,25 +18,11 @@ def workdir(tmp_path: Path) -> Path:
 
 def test_serve_migrates_the_default_sqlite_file_and_answers_health(workdir: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
-    server = subprocess.Popen(
-        [*ELLITY, "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server = start_serve(workdir, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        response = first_answer(
+            server, lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        )
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "database": "ok"}
         assert (workdir / "var" / "ellity.db").is_file()

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ellity.adapters.arq_queue import NIGHTLY_JOB
+from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration
@@ -677,6 +678,24 @@ async def test_the_worker_looks_every_quarter_hour_and_runs_each_due_night_as_a_
 # -- between the expiry instant and the nightly run ------------------------------------------
 
 
+async def half_past_midnight(
+    store: InMemoryStore,
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+) -> Customer:
+    """Ann, with Ecomail active, at 00:30 after the last valid day of her 10 points (4 more,
+    earned 40 days later, still valid), before any nightly run."""
+    ann = await new_customer(merchant, email="ann@example.cz")
+    await earn(uow_factory, clock, merchant, ann.id, "10")  # last valid day: LAST_DAY
+    clock.advance(days=40)
+    await earn(uow_factory, clock, merchant, ann.id, "4")
+    await activate_ecomail(store, merchant.id)
+    clock.set(prague(date(2025, 3, 11), 0, 30))
+    return ann
+
+
 async def test_before_the_nightly_run_expired_points_show_nowhere_and_cannot_be_spent(
     store: InMemoryStore,
     merchant: Merchant,
@@ -684,12 +703,7 @@ async def test_before_the_nightly_run_expired_points_show_nowhere_and_cannot_be_
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
 ) -> None:
-    ann = await new_customer(merchant, email="ann@example.cz")
-    await earn(uow_factory, clock, merchant, ann.id, "10")  # last valid day: LAST_DAY
-    clock.advance(days=40)
-    await earn(uow_factory, clock, merchant, ann.id, "4")
-    await activate_ecomail(store, merchant.id)
-    clock.set(prague(date(2025, 3, 11), 0, 30))  # before any nightly run
+    ann = await half_past_midnight(store, merchant, new_customer, uow_factory, clock)
 
     assert await balance(uow_factory, merchant, ann.id, clock) == P("4")
     with pytest.raises(InsufficientPoints):
@@ -709,12 +723,7 @@ async def test_a_spend_after_the_expiry_instant_records_the_expiry_then_the_spen
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
 ) -> None:
-    ann = await new_customer(merchant, email="ann@example.cz")
-    await earn(uow_factory, clock, merchant, ann.id, "10")
-    clock.advance(days=40)
-    await earn(uow_factory, clock, merchant, ann.id, "4")
-    await activate_ecomail(store, merchant.id)
-    clock.set(prague(date(2025, 3, 11), 0, 30))
+    ann = await half_past_midnight(store, merchant, new_customer, uow_factory, clock)
 
     await spend_points(merchant.id, ann.id, P("3"), uow=uow_factory(), clock=clock)
 
