@@ -33,6 +33,7 @@ migrate: install
 
 lint: install
 	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
