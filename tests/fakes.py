@@ -116,6 +116,7 @@ if TYPE_CHECKING:
         OutboxRepository,
         StaffRepository,
         UnitOfWorkFactory,
+        Views,
     )
     from ellity.ports.web_state import LoginAttempts, SessionStore
 
@@ -913,25 +914,6 @@ class InMemoryCustomerRepository:
         )[:size]
         return chunk[-1] if chunk else None
 
-    async def search(
-        self,
-        merchant_id: int,
-        query: CustomerQuery,
-        *,
-        after_id: int | None,
-        limit: int,
-        today: date,
-    ) -> list[CustomerLoyalty]:
-        await _io()
-        state = self._uow.state
-        mine = sorted(
-            (c for c in state.customers.values() if c.merchant_id == merchant_id),
-            key=lambda c: c.id or 0,
-        )
-        loyalty = InMemoryLedgerRepository(self._uow)
-        found = search_in_memory(mine, query, after_id=after_id, limit=limit)
-        return [loyalty._loyalty_of(c.id, today) for c in found if c.id is not None]
-
     def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
         customer = self._uow.state.customers.get(customer_id)
         return customer if customer is not None and customer.merchant_id == merchant_id else None
@@ -1124,60 +1106,6 @@ class InMemoryLedgerRepository:
         await _io()
         wanted = sorted(set(customer_ids))
         return [self._loyalty_of(i, today) for i in wanted if self._owns(merchant_id, i)]
-
-    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
-        await _io()
-        sums: dict[date, list[int]] = {}
-        for row in self._uow.state.entries.values():
-            if row.merchant_id != merchant_id:
-                continue
-            entry = row.entry
-            period = next((p for p in periods if p.start <= entry.at < p.end), None)
-            if period is None:
-                continue
-            totals = sums.setdefault(period.day, [0, 0, 0])
-            cents = entry.points.hundredths
-            if entry.kind is EntryKind.EXPIRE:
-                totals[2] -= cents
-            elif cents > 0:
-                totals[0] += cents
-            else:
-                totals[1] -= cents
-        return [
-            DayTotals(p.day, *(Points(v) for v in sums[p.day])) for p in periods if p.day in sums
-        ]
-
-    async def upcoming_expiries(
-        self, merchant_id: int, *, first_day: date, last_day: date
-    ) -> list[ExpiryTotal]:
-        await _io()
-        held: dict[date, tuple[int, set[int]]] = {}
-        for row in self._uow.state.lots.values():
-            lot = row.lot
-            if (
-                row.merchant_id == merchant_id
-                and lot.remaining.is_positive()
-                and lot.expires_on is not None
-                and first_day <= lot.expires_on <= last_day
-            ):
-                cents, holders = held.get(lot.expires_on, (0, set()))
-                holders = holders | {row.customer_id}
-                held[lot.expires_on] = (cents + lot.remaining.hundredths, holders)
-        return [
-            ExpiryTotal(day, Points(cents), len(holders))
-            for day, (cents, holders) in sorted(held.items())
-        ]
-
-    async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int, today: date
-    ) -> list[CustomerLoyalty]:
-        await _io()
-        ids = sorted(
-            customer_id
-            for customer_id, c in self._uow.state.customers.items()
-            if c.merchant_id == merchant_id and customer_id > after_id
-        )
-        return [self._loyalty_of(i, today) for i in ids[:limit]]
 
     def _owns(self, merchant_id: int, customer_id: int) -> bool:
         customer = self._uow.state.customers.get(customer_id)
@@ -1488,26 +1416,6 @@ class InMemoryOutboxRepository:
         ]
         return min(pending, default=None)
 
-    async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
-        await _io()
-        found = sorted(
-            (r for r in self._mine(merchant_id) if r.status == OutboxStatus.FAILED.value),
-            key=lambda r: r.id,
-            reverse=True,
-        )[:limit]
-        return [
-            FailedDelivery(
-                id=r.id,
-                topic=r.topic,
-                customer_id=r.customer_id,
-                attempts=r.attempts,
-                last_error=r.last_error or "",
-                created_at=r.created_at,
-                last_attempt_at=r.last_attempt_at,
-            )
-            for r in found
-        ]
-
     async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
         await _io()
         count = 0
@@ -1519,22 +1427,6 @@ class InMemoryOutboxRepository:
         if count:
             self._uow.made_outbox_work = True
         return count
-
-    async def health(self, merchant_id: int) -> DeliveryHealth:
-        await _io()
-        mine = list(self._mine(merchant_id))
-        pending = [r for r in mine if r.status == OutboxStatus.PENDING.value]
-        delivered = [
-            r.delivered_at
-            for r in mine
-            if r.status == OutboxStatus.DELIVERED.value and r.delivered_at is not None
-        ]
-        return DeliveryHealth(
-            pending=len(pending),
-            failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
-            oldest_pending_at=min((r.created_at for r in pending), default=None),
-            last_delivered_at=max(delivered, default=None),
-        )
 
     async def purge_settled(self, *, before: datetime) -> int:
         await _io()
@@ -1986,41 +1878,6 @@ class InMemoryContactSyncRepository:
         ]
         return min((due for due in dues if due is not None), default=None)
 
-    async def health(self, merchant_id: int) -> ContactSyncHealth:
-        await _io()
-        mine = list(self._mine(merchant_id))
-        waiting = [r.pending_since for r in mine if r.waiting and r.pending_since is not None]
-        integration = self._uow.state.ecomail.get(merchant_id)
-        return ContactSyncHealth(
-            pending=len(waiting),
-            failed=sum(r.failed_at is not None for r in mine),
-            oldest_pending_at=min(waiting, default=None),
-            last_synced_at=None if integration is None else integration.last_success_at,
-        )
-
-    async def failures(self, merchant_id: int, *, limit: int) -> list[ContactSyncFailure]:
-        await _io()
-        customers = self._uow.state.customers
-        failed = sorted(
-            (
-                r
-                for r in self._mine(merchant_id)
-                if r.failed_at is not None and r.customer_id in customers
-            ),
-            key=lambda r: (r.failed_at, r.customer_id),
-            reverse=True,
-        )[:limit]
-        return [
-            ContactSyncFailure(
-                customer_id=r.customer_id,
-                email=customers[r.customer_id].email,
-                error=r.last_error or "",
-                failed_at=r.failed_at,
-            )
-            for r in failed
-            if r.failed_at is not None
-        ]
-
     async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
         await _io()
         failed = [r for r in self._mine(merchant_id) if r.failed_at is not None]
@@ -2215,28 +2072,6 @@ class InMemoryNewsletterRepository:
         ]
         return min(pending, default=None)
 
-    async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
-        await _io()
-        mine = sorted(
-            (r for r in self._uow.state.notifications.values() if r.merchant_id == merchant_id),
-            key=lambda r: r.id,
-            reverse=True,
-        )[:limit]
-        return [
-            NotificationRecord(
-                id=r.id,
-                received_at=r.received_at,
-                notification=r.notification,
-                state=r.state,
-                outcome=r.outcome,
-                reason=r.reason or "",
-                points=r.points,
-                customer_id=r.customer_id,
-                processed_at=r.processed_at,
-            )
-            for r in mine
-        ]
-
     async def purge_processed(self, *, before: datetime) -> int:
         await _io()
         notifications = self._uow.state.notifications
@@ -2272,6 +2107,189 @@ class InMemoryNewsletterRepository:
 # -- storage: unit of work and store ------------------------------------------------------
 
 
+class InMemoryViews:
+    """The read-side queries, over the unit of work's state."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        await _io()
+        sums: dict[date, list[int]] = {}
+        for row in self._uow.state.entries.values():
+            if row.merchant_id != merchant_id:
+                continue
+            entry = row.entry
+            period = next((p for p in periods if p.start <= entry.at < p.end), None)
+            if period is None:
+                continue
+            totals = sums.setdefault(period.day, [0, 0, 0])
+            cents = entry.points.hundredths
+            if entry.kind is EntryKind.EXPIRE:
+                totals[2] -= cents
+            elif cents > 0:
+                totals[0] += cents
+            else:
+                totals[1] -= cents
+        return [
+            DayTotals(p.day, *(Points(v) for v in sums[p.day])) for p in periods if p.day in sums
+        ]
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        await _io()
+        held: dict[date, tuple[int, set[int]]] = {}
+        for row in self._uow.state.lots.values():
+            lot = row.lot
+            if (
+                row.merchant_id == merchant_id
+                and lot.remaining.is_positive()
+                and lot.expires_on is not None
+                and first_day <= lot.expires_on <= last_day
+            ):
+                cents, holders = held.get(lot.expires_on, (0, set()))
+                holders = holders | {row.customer_id}
+                held[lot.expires_on] = (cents + lot.remaining.hundredths, holders)
+        return [
+            ExpiryTotal(day, Points(cents), len(holders))
+            for day, (cents, holders) in sorted(held.items())
+        ]
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
+    ) -> list[CustomerLoyalty]:
+        await _io()
+        ids = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id
+        )
+        return [InMemoryLedgerRepository(self._uow)._loyalty_of(i, today) for i in ids[:limit]]
+
+    async def search_customers(
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
+    ) -> list[CustomerLoyalty]:
+        await _io()
+        state = self._uow.state
+        mine = sorted(
+            (c for c in state.customers.values() if c.merchant_id == merchant_id),
+            key=lambda c: c.id or 0,
+        )
+        loyalty = InMemoryLedgerRepository(self._uow)
+        found = search_in_memory(mine, query, after_id=after_id, limit=limit)
+        return [loyalty._loyalty_of(c.id, today) for c in found if c.id is not None]
+
+    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        await _io()
+        found = sorted(
+            (r for r in self._outbox_of(merchant_id) if r.status == OutboxStatus.FAILED.value),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            FailedDelivery(
+                id=r.id,
+                topic=r.topic,
+                customer_id=r.customer_id,
+                attempts=r.attempts,
+                last_error=r.last_error or "",
+                created_at=r.created_at,
+                last_attempt_at=r.last_attempt_at,
+            )
+            for r in found
+        ]
+
+    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+        await _io()
+        mine = list(self._outbox_of(merchant_id))
+        pending = [r for r in mine if r.status == OutboxStatus.PENDING.value]
+        delivered = [
+            r.delivered_at
+            for r in mine
+            if r.status == OutboxStatus.DELIVERED.value and r.delivered_at is not None
+        ]
+        return DeliveryHealth(
+            pending=len(pending),
+            failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
+            oldest_pending_at=min((r.created_at for r in pending), default=None),
+            last_delivered_at=max(delivered, default=None),
+        )
+
+    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+        await _io()
+        mine = list(self._contacts_of(merchant_id))
+        waiting = [r.pending_since for r in mine if r.waiting and r.pending_since is not None]
+        integration = self._uow.state.ecomail.get(merchant_id)
+        return ContactSyncHealth(
+            pending=len(waiting),
+            failed=sum(r.failed_at is not None for r in mine),
+            oldest_pending_at=min(waiting, default=None),
+            last_synced_at=None if integration is None else integration.last_success_at,
+        )
+
+    async def contact_sync_failures(
+        self, merchant_id: int, *, limit: int
+    ) -> list[ContactSyncFailure]:
+        await _io()
+        customers = self._uow.state.customers
+        failed = sorted(
+            (
+                r
+                for r in self._contacts_of(merchant_id)
+                if r.failed_at is not None and r.customer_id in customers
+            ),
+            key=lambda r: (r.failed_at, r.customer_id),
+            reverse=True,
+        )[:limit]
+        return [
+            ContactSyncFailure(
+                customer_id=r.customer_id,
+                email=customers[r.customer_id].email,
+                error=r.last_error or "",
+                failed_at=r.failed_at,
+            )
+            for r in failed
+            if r.failed_at is not None
+        ]
+
+    async def recent_notifications(
+        self, merchant_id: int, *, limit: int
+    ) -> list[NotificationRecord]:
+        await _io()
+        mine = sorted(
+            (r for r in self._uow.state.notifications.values() if r.merchant_id == merchant_id),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            NotificationRecord(
+                id=r.id,
+                received_at=r.received_at,
+                notification=r.notification,
+                state=r.state,
+                outcome=r.outcome,
+                reason=r.reason or "",
+                points=r.points,
+                customer_id=r.customer_id,
+                processed_at=r.processed_at,
+            )
+            for r in mine
+        ]
+
+    def _outbox_of(self, merchant_id: int) -> Iterable[OutboxRecord]:
+        return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)
+
+    def _contacts_of(self, merchant_id: int) -> Iterable[ContactRecord]:
+        return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
+
+
 class InMemoryUnitOfWork:
     """One transaction on a private copy of the store's state."""
 
@@ -2288,6 +2306,7 @@ class InMemoryUnitOfWork:
         self.ecomail: EcomailRepository = InMemoryEcomailRepository(self)
         self.contacts: ContactSyncRepository = InMemoryContactSyncRepository(self)
         self.newsletter: NewsletterRepository = InMemoryNewsletterRepository(self)
+        self.views: Views = InMemoryViews(self)
         self.made_outbox_work = False  # outbox items or contact marks: the worker has work
 
     @property

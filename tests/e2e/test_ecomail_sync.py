@@ -156,7 +156,7 @@ async def test_activation_creates_the_fields_and_every_customer_reaches_ecomail(
     assert emu_list.members["ann@example.cz"].custom_fields["ellity_credit"] == "1 250,50"
     assert emu_list.members["ann@example.cz"].custom_fields["ellity_credit_num"] == 1250
     async with world.deps.uow(read_only=True) as uow:
-        health = await uow.contacts.health(shop.id)
+        health = await uow.views.contact_sync_health(shop.id)
     assert (health.pending, health.failed) == (0, 0)
 
 
@@ -391,7 +391,7 @@ async def test_an_email_change_empties_the_old_contacts_fields_and_leaves_its_st
     assert pins[1] is None
     assert [(e["email"], e["label"]) for e in account.events] == [("ann@example.cz", "pin")]
     async with world.deps.uow(read_only=True) as uow:
-        health = await uow.contacts.health(shop.id)
+        health = await uow.views.contact_sync_health(shop.id)
     assert (health.pending, health.failed) == (0, 0)
 
 

@@ -435,7 +435,7 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
         assert member is not None
         assert member.fields["ellity_credit_num"] == balance.whole()
     async with factory(read_only=True) as uow:
-        assert (await uow.contacts.health(merchant_id)).pending == 0
+        assert (await uow.views.contact_sync_health(merchant_id)).pending == 0
     assert [r.getMessage() for r in caplog.records if "running it again" in r.getMessage()] == []
 
 

@@ -146,7 +146,7 @@ async def pending(uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id:
 
 async def health(uow_factory: UnitOfWorkFactory, merchant_id: int) -> ContactSyncHealth:
     async with uow_factory(read_only=True) as uow:
-        return await uow.contacts.health(merchant_id)
+        return await uow.views.contact_sync_health(merchant_id)
 
 
 # -- marking, claiming, settling ----------------------------------------------------------
@@ -321,10 +321,10 @@ async def test_failing_some_contacts_of_a_claim_and_then_the_rest(
         pending=0, failed=3, oldest_pending_at=None, last_synced_at=None
     )
     async with uow_factory(read_only=True) as uow:
-        failures = await uow.contacts.failures(shop, limit=10)
+        failures = await uow.views.contact_sync_failures(shop, limit=10)
         assert await uow.contacts.next_due() is None
         assert await uow.contacts.due_merchants(now=NOW + timedelta(days=1)) == []
-        assert len(await uow.contacts.failures(shop, limit=2)) == 2
+        assert len(await uow.views.contact_sync_failures(shop, limit=2)) == 2
     assert [(f.customer_id, f.email, f.error, f.failed_at) for f in failures] == [
         (cid, "c@x.cz", "wrong key", NOW + SECOND),
         (bob, "b@x.cz", "wrong key", NOW + SECOND),
@@ -838,12 +838,14 @@ async def test_a_merchant_never_sees_or_touches_another_merchants_contacts(
         assert await uow.contacts.added_at(other, ann) is None
         assert not await uow.contacts.is_pending(other, bob)
         assert await uow.contacts.added_at(other, bob) is None
-        assert await uow.contacts.failures(other, limit=10) == []
-        assert await uow.contacts.health(other) == ContactSyncHealth(0, 0, None, None)
+        assert await uow.views.contact_sync_failures(other, limit=10) == []
+        assert await uow.views.contact_sync_health(other) == ContactSyncHealth(0, 0, None, None)
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.contacts.due_merchants(now=NOW + LEASE) == [shop]
-        assert [f.customer_id for f in await uow.contacts.failures(shop, limit=10)] == [ann]
+        assert [f.customer_id for f in await uow.views.contact_sync_failures(shop, limit=10)] == [
+            ann
+        ]
     assert await settle(uow_factory, shop, [bob], "mine2") == 1
 
 
@@ -919,5 +921,5 @@ async def test_a_deferred_outbox_item_waits_without_counting_an_attempt(
         assert await claim_items("early", until - SECOND) == []
         async with uow_factory(read_only=True) as uow:
             assert await uow.outbox.next_due() == until
-            health = await uow.outbox.health(shop)
+            health = await uow.views.delivery_health(shop)
         assert (health.pending, health.failed) == (1, 0)

@@ -212,7 +212,7 @@ async def all_loyalty(
     while True:
         after_id = found[-1].customer_id if found else 0
         async with uow(read_only=True) as unit:
-            page = await unit.ledgers.loyalty_page(
+            page = await unit.views.loyalty_page(
                 merchant_id, after_id=after_id, limit=7, today=today
             )
         if not page:

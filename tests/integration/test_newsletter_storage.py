@@ -159,7 +159,7 @@ async def test_a_notification_is_stored_only_for_a_known_token(
     [first, second] = await receive(uow_factory, DIGEST_A, note(), campaign)
     assert first is not None and second is not None and second > first
     async with uow_factory(read_only=True) as uow:
-        latest = await uow.newsletter.recent(shop, limit=10)
+        latest = await uow.views.recent_notifications(shop, limit=10)
     assert [(r.id, r.notification, r.state, r.outcome) for r in latest] == [
         (second, campaign, NotificationState.PENDING, None),
         (first, note(), NotificationState.PENDING, None),
@@ -183,8 +183,8 @@ async def test_each_merchant_sees_only_its_own_notifications(
     await receive(uow_factory, DIGEST_A, note("a@example.cz"))
     await receive(uow_factory, DIGEST_B, note("b@example.cz"))
     async with uow_factory(read_only=True) as uow:
-        mine = await uow.newsletter.recent(shop, limit=10)
-        theirs = await uow.newsletter.recent(other, limit=10)
+        mine = await uow.views.recent_notifications(shop, limit=10)
+        theirs = await uow.views.recent_notifications(other, limit=10)
     assert [r.notification.email for r in mine] == ["a@example.cz"]
     assert [r.notification.email for r in theirs] == ["b@example.cz"]
 
@@ -255,7 +255,7 @@ async def test_a_settled_notification_keeps_its_outcome_and_is_not_claimed_again
     assert not await settle(uow_factory, notification_id, "w")  # settled once
     assert await claim(uow_factory, "w2", now=NOW + LEASE * 2) == []
     async with uow_factory(read_only=True) as uow:
-        [record] = await uow.newsletter.recent(shop, limit=1)
+        [record] = await uow.views.recent_notifications(shop, limit=1)
         assert await uow.newsletter.next_due() is None
     assert (record.state, record.outcome, record.points, record.customer_id) == (
         NotificationState.PROCESSED,
@@ -288,7 +288,7 @@ async def test_a_deferred_notification_waits_with_its_reason(
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.newsletter.next_due() == NOW + 30 * SECOND
-        [record] = await uow.newsletter.recent(shop, limit=1)
+        [record] = await uow.views.recent_notifications(shop, limit=1)
     assert (record.state, record.reason, record.result) == (
         NotificationState.PENDING,
         "Ecomail did not answer.",
@@ -324,7 +324,7 @@ async def test_old_processed_notifications_can_be_purged(
         assert await uow.newsletter.purge_processed(before=NOW + SECOND) == 1
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
-        assert [r.id for r in await uow.newsletter.recent(shop, limit=10)] == [ids[1]]
+        assert [r.id for r in await uow.views.recent_notifications(shop, limit=10)] == [ids[1]]
 
 
 # -- the reward each customer holds --------------------------------------------------------

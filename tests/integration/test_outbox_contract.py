@@ -140,7 +140,7 @@ async def test_only_the_claim_that_holds_an_item_can_settle_it(
     assert not await settle(uow_factory, "mark_delivered", item_id, "other", at=at)  # settled
     assert await claim(uow_factory, "late", now=NOW + timedelta(days=1)) == []
     async with uow_factory(read_only=True) as uow:
-        health = await uow.outbox.health(shop)
+        health = await uow.views.delivery_health(shop)
         assert await uow.outbox.next_due() is None
     assert (health.pending, health.failed, health.last_delivered_at) == (0, 0, at)
 
@@ -157,7 +157,7 @@ async def test_a_failed_attempt_waits_for_its_retry_time(uow_factory: UnitOfWork
     )
     async with uow_factory(read_only=True) as uow:
         assert await uow.outbox.next_due() == retry_at
-        health = await uow.outbox.health(shop)
+        health = await uow.views.delivery_health(shop)
     assert (health.pending, health.failed, health.oldest_pending_at) == (1, 0, NOW)
     assert await claim(uow_factory, "w2", now=retry_at - timedelta(seconds=1)) == []
     [again] = await claim(uow_factory, "w2", now=retry_at)
@@ -185,8 +185,8 @@ async def test_backoff_then_giving_up_leaves_the_last_error_for_the_merchant(
     assert [w // timedelta(seconds=30) for w in waits] == [1, 2, 4]  # doubling, jitter < 25 %
     assert await claim(uow_factory, "w", now=now + timedelta(days=30)) == []
     async with uow_factory(read_only=True) as uow:
-        [failed] = await uow.outbox.failed(shop, limit=10)
-        health = await uow.outbox.health(shop)
+        [failed] = await uow.views.failed_deliveries(shop, limit=10)
+        health = await uow.views.delivery_health(shop)
         assert await uow.outbox.next_due() is None
     assert (failed.id, failed.attempts, failed.last_error) == (item_id, 4, "attempt 4 failed")
     assert failed.last_attempt_at == now
@@ -216,8 +216,8 @@ async def test_retrying_failed_items_touches_only_that_merchants_items(
     assert sorted(i.id for i in again) == mine[1:]
     assert {i.attempts for i in again} == {1}  # a fresh count
     async with uow_factory(read_only=True) as uow:
-        assert [f.id for f in await uow.outbox.failed(other, limit=10)] == [theirs]
-        assert await uow.outbox.failed(shop, limit=10) == []
+        assert [f.id for f in await uow.views.failed_deliveries(other, limit=10)] == [theirs]
+        assert await uow.views.failed_deliveries(shop, limit=10) == []
 
 
 async def test_skipped_items_are_settled_and_old_settled_items_can_be_purged(
@@ -234,8 +234,8 @@ async def test_skipped_items_are_settled_and_old_settled_items_can_be_purged(
         assert await uow.outbox.purge_settled(before=NOW + timedelta(seconds=1)) == 2
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
-        assert [f.id for f in await uow.outbox.failed(shop, limit=10)] == [failed]
-        assert (await uow.outbox.health(shop)).last_delivered_at is None
+        assert [f.id for f in await uow.views.failed_deliveries(shop, limit=10)] == [failed]
+        assert (await uow.views.delivery_health(shop)).last_delivered_at is None
 
 
 async def test_a_commit_that_records_outbox_work_nudges_the_worker_once(

@@ -157,7 +157,7 @@ async def test_another_merchants_customer_is_never_returned(uow_factory: UnitOfW
         assert await uow.customers.find_by_shop_customer_id(other_id, "1") is None
         assert await uow.customers.find_by_referral_code(other_id, "AAAAAAAA") is None
         assert await uow.ledgers.loyalty(other_id, [customer_id], today=T0.date()) == []
-        assert await uow.ledgers.loyalty_page(other_id, after_id=0, limit=10, today=T0.date()) == []
+        assert await uow.views.loyalty_page(other_id, after_id=0, limit=10, today=T0.date()) == []
         assert await uow.ledgers.entries(other_id, customer_id, limit=10) == []
 
 
@@ -272,8 +272,8 @@ async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory)
     ids = [await add_customer(uow_factory, merchant_id, f"AAAAAAA{n}") for n in range(2, 7)]
     async with uow_factory(read_only=True) as uow:
         day = T0.date()
-        first = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=3, today=day)
-        rest = await uow.ledgers.loyalty_page(
+        first = await uow.views.loyalty_page(merchant_id, after_id=0, limit=3, today=day)
+        rest = await uow.views.loyalty_page(
             merchant_id, after_id=first[-1].customer_id, limit=3, today=day
         )
         chosen = await uow.ledgers.loyalty(merchant_id, [ids[3], ids[0], 10**9], today=day)
@@ -438,8 +438,8 @@ async def test_summaries_are_read_as_of_a_day_leaving_out_lots_past_their_last_v
     async def read(day: date) -> dict[int, tuple[str, Expiration | None]]:
         async with uow_factory(read_only=True) as uow:
             chosen = await uow.ledgers.loyalty(merchant_id, [both, gone, kept], today=day)
-            paged = await uow.ledgers.loyalty_page(merchant_id, after_id=0, limit=10, today=day)
-            found = await uow.customers.search(
+            paged = await uow.views.loyalty_page(merchant_id, after_id=0, limit=10, today=day)
+            found = await uow.views.search_customers(
                 merchant_id, parse_customer_query(""), after_id=None, limit=10, today=day
             )
         assert chosen == paged == sorted(found, key=lambda row: row.customer_id)

@@ -66,7 +66,7 @@ async def found(
     uow_factory: UnitOfWorkFactory, merchant_id: int, text: str, after: int | None = None
 ) -> list[int]:
     async with uow_factory(read_only=True) as uow:
-        rows = await uow.customers.search(
+        rows = await uow.views.search_customers(
             merchant_id, parse_customer_query(text), after_id=after, limit=100, today=TODAY
         )
     return [row.customer_id for row in rows]
@@ -77,7 +77,7 @@ async def all_pages(uow_factory: UnitOfWorkFactory, merchant_id: int, text: str)
     query, seen, after = parse_customer_query(text), [], None
     while True:
         async with uow_factory(read_only=True) as uow:
-            page = await uow.customers.search(
+            page = await uow.views.search_customers(
                 merchant_id, query, after_id=after, limit=2, today=TODAY
             )
         if not page:
@@ -111,7 +111,7 @@ async def test_the_search_finds_by_email_prefix_name_prefix_full_name_and_referr
 
     async with uow_factory(read_only=True) as uow:
         code = (await uow.customers.get(shop, anna)).referral_code  # type: ignore[union-attr]
-        by_code = await uow.customers.search(
+        by_code = await uow.views.search_customers(
             shop, parse_customer_query(code.lower()), after_id=None, limit=10, today=TODAY
         )
     assert [row.customer_id for row in by_code] == [anna]
@@ -179,7 +179,7 @@ async def test_daily_totals_split_issued_spent_and_expired_by_local_day(
 
     periods = day_periods(date(2024, 4, 11), 34, "Europe/Prague")
     async with uow_factory(read_only=True) as uow:
-        totals = await uow.ledgers.daily_totals(shop, periods)
+        totals = await uow.views.daily_totals(shop, periods)
     assert totals == [
         DayTotals(date(2024, 3, 9), Points(10000), Points(0), Points(0)),
         DayTotals(date(2024, 3, 10), Points(2050), Points(3500), Points(0)),
@@ -204,7 +204,7 @@ async def test_upcoming_expiries_sum_the_open_lots_per_last_valid_day(
         shop, ann, Points.parse("1"), order_ref="a2", uow=uow_factory(), clock=clock
     )
     async with uow_factory(read_only=True) as uow:
-        ahead = await uow.ledgers.upcoming_expiries(
+        ahead = await uow.views.upcoming_expiries(
             shop, first_day=date(2024, 4, 10), last_day=date(2024, 4, 12)
         )
     assert ahead == [ExpiryTotal(date(2024, 4, 10), Points(1600), 2)]

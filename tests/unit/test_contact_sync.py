@@ -121,7 +121,7 @@ class World:
 
     async def failures(self) -> list[ContactSyncFailure]:
         async with self.uow_factory(read_only=True) as uow:
-            return await uow.contacts.failures(self.shop.id, limit=100)
+            return await uow.views.contact_sync_failures(self.shop.id, limit=100)
 
     def fields_of(self, email: str) -> dict[str, str | int]:
         member = self.ecomail.member(LIST, email)

@@ -27,8 +27,6 @@ from ellity.domain.model.customer import email_key
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage import (
     ClaimedContact,
-    ContactSyncFailure,
-    ContactSyncHealth,
     ExpiredChunk,
     OldAddress,
 )
@@ -515,53 +513,6 @@ class SqlContactSyncRepository:
             _c.failed_at.is_(None),
             self._active(),
         )
-
-    async def health(self, merchant_id: int) -> ContactSyncHealth:
-        pending, oldest = (
-            await self.conn.execute(
-                sa.select(sa.func.count(), sa.func.min(_c.pending_since)).where(
-                    _c.merchant_id == merchant_id,
-                    _c.pending_since.is_not(None),
-                    _c.failed_at.is_(None),
-                )
-            )
-        ).one()
-        failed = (
-            await self.conn.execute(
-                sa.select(sa.func.count()).where(
-                    _c.merchant_id == merchant_id, _c.failed_at.is_not(None)
-                )
-            )
-        ).scalar_one()
-        last = (
-            await self.conn.execute(
-                sa.select(_i.last_success_at).where(_i.merchant_id == merchant_id)
-            )
-        ).scalar_one_or_none()
-        return ContactSyncHealth(
-            pending=int(pending),
-            failed=int(failed),
-            oldest_pending_at=oldest,
-            last_synced_at=last,
-        )
-
-    async def failures(self, merchant_id: int, *, limit: int) -> list[ContactSyncFailure]:
-        rows = await self.conn.execute(
-            sa.select(_c.customer_id, customers.c.email, _c.last_error, _c.failed_at)
-            .join(customers, customers.c.id == _c.customer_id)
-            .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
-            .order_by(_c.failed_at.desc(), _c.customer_id.desc())
-            .limit(limit)
-        )
-        return [
-            ContactSyncFailure(
-                customer_id=row.customer_id,
-                email=row.email,
-                error=row.last_error or "",
-                failed_at=row.failed_at,
-            )
-            for row in rows
-        ]
 
     async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
         result = await self.conn.execute(

@@ -35,7 +35,6 @@ from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
     ClaimedNotification,
     Notification,
-    NotificationRecord,
     NotificationState,
     Outcome,
     RewardHold,
@@ -75,7 +74,7 @@ def _receive_statement() -> Any:
 _RECEIVE = _receive_statement()
 
 
-def _notification(row: Any) -> Notification:
+def notification_of(row: Any) -> Notification:
     return Notification(
         email=row.email,
         change=SubscriptionChange(row.status),
@@ -173,7 +172,7 @@ class SqlNewsletterRepository:
             ClaimedNotification(
                 id=row.id,
                 merchant_id=row.merchant_id,
-                notification=_notification(row),
+                notification=notification_of(row),
                 received_at=row.received_at,
                 attempts=row.attempts,
             )
@@ -230,28 +229,6 @@ class SqlNewsletterRepository:
     async def next_due(self) -> datetime | None:
         claimable = available_or_claim_end(_n.available_at, _n.claimed_until)
         return await earliest(self.conn, claimable, _n.state == _PENDING)
-
-    async def recent(self, merchant_id: int, *, limit: int) -> list[NotificationRecord]:
-        rows = await self.conn.execute(
-            sa.select(newsletter_notifications)
-            .where(_n.merchant_id == merchant_id)
-            .order_by(_n.id.desc())
-            .limit(limit)
-        )
-        return [
-            NotificationRecord(
-                id=row.id,
-                received_at=row.received_at,
-                notification=_notification(row),
-                state=NotificationState(row.state),
-                outcome=None if row.outcome is None else Outcome(row.outcome),
-                reason=row.reason or "",
-                points=None if row.points_cents is None else Points(row.points_cents),
-                customer_id=row.customer_id,
-                processed_at=row.processed_at,
-            )
-            for row in rows
-        ]
 
     async def purge_processed(self, *, before: datetime) -> int:
         result = await self.conn.execute(

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.expiry_run import (
     credit_event_payload,
     expired_in,
@@ -33,7 +32,7 @@ from ellity.adapters.sql.tables import (
     point_lots,
     staff_users,
 )
-from ellity.adapters.sql.valid_points import valid_summary
+from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.adapters.sql.work_queue import (
     NO_CLAIM,
     available_or_claim_end,
@@ -42,11 +41,9 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
-from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, email_key, name_key
-from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import (
     Entry,
@@ -54,14 +51,11 @@ from ellity.domain.model.ledger import (
     Expiration,
     LastChange,
     Ledger,
-    LedgerSummary,
     Lot,
 )
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.outbox import (
-    DeliveryHealth,
-    FailedDelivery,
     OutboxItem,
     OutboxStatus,
     Payload,
@@ -497,73 +491,9 @@ class SqlCustomerRepository:
         last: int | None = result.scalar_one_or_none()
         return last
 
-    async def search(
-        self,
-        merchant_id: int,
-        query: CustomerQuery,
-        *,
-        after_id: int | None,
-        limit: int,
-        today: date,
-    ) -> list[CustomerLoyalty]:
-        rows = await customer_search.search_rows(
-            self.conn, _loyalty_columns(today), merchant_id, query, after_id=after_id, limit=limit
-        )
-        return [_loyalty(row) for row in rows]
-
     async def _first(self, query: sa.Select[Any]) -> Customer | None:
         row = (await self.conn.execute(query)).first()
         return None if row is None else _customer(row)
-
-
-def _loyalty_columns(today: date) -> tuple[Any, ...]:
-    """Identity and the summary valid on ``today`` (``valid_points``)."""
-    held = valid_summary(today)
-    return (
-        customers.c.id,
-        customers.c.email,
-        customers.c.first_name,
-        customers.c.last_name,
-        customers.c.registered,
-        customers.c.pin,
-        customers.c.referral_code,
-        held.balance_cents,
-        held.next_expiry_on,
-        held.next_expiry_cents,
-        customers.c.last_change_on,
-        customers.c.last_change_cents,
-    )
-
-
-def _loyalty(row: Any) -> CustomerLoyalty:
-    (
-        cid,
-        email,
-        first,
-        last,
-        registered,
-        pin,
-        code,
-        balance,
-        nxt_on,
-        nxt_cents,
-        last_on,
-        last_cents,
-    ) = row
-    return CustomerLoyalty(
-        customer_id=cid,
-        email=email,
-        first_name=first,
-        last_name=last,
-        registered=registered,
-        pin=pin,
-        referral_code=code,
-        summary=LedgerSummary(
-            balance=Points(balance),
-            next_expiration=Expiration(nxt_on, Points(nxt_cents)) if nxt_on is not None else None,
-            last_change=LastChange(last_on, Points(last_cents)) if last_on is not None else None,
-        ),
-    )
 
 
 def _entry(row: Any) -> Entry:
@@ -894,32 +824,11 @@ class SqlLedgerRepository:
         if not customer_ids:
             return []
         rows = await self.conn.execute(
-            sa.select(*_loyalty_columns(today))
+            sa.select(*loyalty_columns(today))
             .where(customers.c.merchant_id == merchant_id, customers.c.id.in_(list(customer_ids)))
             .order_by(customers.c.id)
         )
-        return [_loyalty(row) for row in rows]
-
-    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
-        return await activity.daily_totals(self.conn, merchant_id, periods)
-
-    async def upcoming_expiries(
-        self, merchant_id: int, *, first_day: date, last_day: date
-    ) -> list[ExpiryTotal]:
-        return await activity.upcoming_expiries(
-            self.conn, merchant_id, first_day=first_day, last_day=last_day
-        )
-
-    async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int, today: date
-    ) -> list[CustomerLoyalty]:
-        rows = await self.conn.execute(
-            sa.select(*_loyalty_columns(today))
-            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
-            .order_by(customers.c.id)
-            .limit(limit)
-        )
-        return [_loyalty(row) for row in rows]
+        return [loyalty_of(row) for row in rows]
 
 
 _OUTBOX_CLAIMED = (
@@ -1119,37 +1028,6 @@ class SqlOutboxRepository:
         claimable = available_or_claim_end(outbox.c.available_at, outbox.c.claimed_until)
         return await earliest(self.conn, claimable, outbox.c.status == _PENDING)
 
-    async def failed(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
-        rows = await self.conn.execute(
-            sa.select(
-                outbox.c.id,
-                outbox.c.topic,
-                outbox.c.customer_id,
-                outbox.c.attempts,
-                outbox.c.last_error,
-                outbox.c.created_at,
-                outbox.c.last_attempt_at,
-            )
-            .where(
-                outbox.c.merchant_id == merchant_id,
-                outbox.c.status == OutboxStatus.FAILED.value,
-            )
-            .order_by(outbox.c.id.desc())
-            .limit(limit)
-        )
-        return [
-            FailedDelivery(
-                id=row.id,
-                topic=row.topic,
-                customer_id=row.customer_id,
-                attempts=row.attempts,
-                last_error=row.last_error or "",
-                created_at=row.created_at,
-                last_attempt_at=row.last_attempt_at,
-            )
-            for row in rows
-        ]
-
     async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
         query = outbox.update().where(
             outbox.c.merchant_id == merchant_id, outbox.c.status == OutboxStatus.FAILED.value
@@ -1162,30 +1040,6 @@ class SqlOutboxRepository:
         if result.rowcount:
             self.made_work = True
         return int(result.rowcount)
-
-    async def health(self, merchant_id: int) -> DeliveryHealth:
-        counts = await self.conn.execute(
-            sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
-            .where(
-                outbox.c.merchant_id == merchant_id,
-                outbox.c.status.in_([_PENDING, OutboxStatus.FAILED.value]),
-            )
-            .group_by(outbox.c.status)
-        )
-        by_status = {status: (int(count), oldest) for status, count, oldest in counts}
-        last = await self.conn.execute(
-            sa.select(sa.func.max(outbox.c.delivered_at)).where(
-                outbox.c.merchant_id == merchant_id,
-                outbox.c.status == OutboxStatus.DELIVERED.value,
-            )
-        )
-        pending, oldest = by_status.get(_PENDING, (0, None))
-        return DeliveryHealth(
-            pending=pending,
-            failed=by_status.get(OutboxStatus.FAILED.value, (0, None))[0],
-            oldest_pending_at=oldest,
-            last_delivered_at=last.scalar_one_or_none(),
-        )
 
     async def purge_settled(self, *, before: datetime) -> int:
         result = await self.conn.execute(

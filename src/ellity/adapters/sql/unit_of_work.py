@@ -25,6 +25,7 @@ from ellity.adapters.sql.repositories import (
     SqlOutboxRepository,
     SqlStaffRepository,
 )
+from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (
     ApiTokenRepository,
     ContactSyncRepository,
@@ -36,6 +37,7 @@ from ellity.ports.storage import (
     OutboxRepository,
     StaffRepository,
     TransientConflict,
+    Views,
 )
 
 #: Called when a unit of work whose commit gave the worker something to do is over, its
@@ -64,6 +66,7 @@ class SqlUnitOfWork:
     ecomail: EcomailRepository
     contacts: ContactSyncRepository
     newsletter: NewsletterRepository
+    views: Views
 
     def __init__(
         self,
@@ -112,6 +115,7 @@ class SqlUnitOfWork:
         self.newsletter = self._newsletter = SqlNewsletterRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
+        self.views = SqlViews(conn)
         return self
 
     async def __aexit__(

@@ -11,7 +11,8 @@ passed. Every other row costs one comparison and reads its stored columns.
 
 ``valid_summary`` gives the three values as SQLAlchemy expressions on ``customers``;
 ``valid_summary_sql`` the same as SQL text for the hand-written export queries (alias ``c``,
-the date bound as ``:today``).
+the date bound as ``:today``); ``loyalty_columns`` selects a customer's identity with that
+summary and ``loyalty_of`` reads such a row back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ellity.adapters.sql.tables import customers, point_lots
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
+from ellity.domain.model.money import Points
 
 # Written into the SQL, not bound, so that both databases can prove the partial index's
 # ``WHERE remaining_cents > 0`` from the query.
@@ -107,3 +111,53 @@ STORED_SQL = ValidSummary(
     next_expiry_on="c.next_expiry_on",
     next_expiry_cents="c.next_expiry_cents",
 )
+
+
+def loyalty_columns(today: date) -> tuple[Any, ...]:
+    """Identity and the summary valid on ``today`` (``valid_points``)."""
+    held = valid_summary(today)
+    return (
+        customers.c.id,
+        customers.c.email,
+        customers.c.first_name,
+        customers.c.last_name,
+        customers.c.registered,
+        customers.c.pin,
+        customers.c.referral_code,
+        held.balance_cents,
+        held.next_expiry_on,
+        held.next_expiry_cents,
+        customers.c.last_change_on,
+        customers.c.last_change_cents,
+    )
+
+
+def loyalty_of(row: Any) -> CustomerLoyalty:
+    (
+        cid,
+        email,
+        first,
+        last,
+        registered,
+        pin,
+        code,
+        balance,
+        nxt_on,
+        nxt_cents,
+        last_on,
+        last_cents,
+    ) = row
+    return CustomerLoyalty(
+        customer_id=cid,
+        email=email,
+        first_name=first,
+        last_name=last,
+        registered=registered,
+        pin=pin,
+        referral_code=code,
+        summary=LedgerSummary(
+            balance=Points(balance),
+            next_expiration=Expiration(nxt_on, Points(nxt_cents)) if nxt_on is not None else None,
+            last_change=LastChange(last_on, Points(last_cents)) if last_on is not None else None,
+        ),
+    )

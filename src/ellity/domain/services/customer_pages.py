@@ -49,12 +49,12 @@ async def search_customers(
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         today = today_of(merchant, clock)
-        rows = await uow.customers.search(
+        rows = await uow.views.search_customers(
             merchant_id, query, after_id=after_id, limit=limit + 1, today=today
         )
         if not rows and query.referral_code is not None:
             query = query.without_code()
-            rows = await uow.customers.search(
+            rows = await uow.views.search_customers(
                 merchant_id, query, after_id=after_id, limit=limit + 1, today=today
             )
     shown = rows[:limit]

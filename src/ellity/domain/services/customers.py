@@ -222,7 +222,7 @@ async def all_contact_snapshots(
 
     async def page(after_id: int) -> list[CustomerLoyalty]:
         async with uow_factory(read_only=True) as uow:
-            return await uow.ledgers.loyalty_page(
+            return await uow.views.loyalty_page(
                 merchant_id, after_id=after_id, limit=batch_size, today=today
             )
 

@@ -61,8 +61,8 @@ async def dashboard(
         time_zone = merchant.settings.timezone
         today = local_date(clock.now(), time_zone)
         periods = day_periods(today, history_days, time_zone)
-        totals = await uow.ledgers.daily_totals(merchant_id, periods)
-        expiries = await uow.ledgers.upcoming_expiries(
+        totals = await uow.views.daily_totals(merchant_id, periods)
+        expiries = await uow.views.upcoming_expiries(
             merchant_id, first_day=today, last_day=today + timedelta(days=ahead_days - 1)
         )
     return Dashboard(

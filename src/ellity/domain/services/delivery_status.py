@@ -14,7 +14,7 @@ async def delivery_health(merchant_id: int, *, uow: UnitOfWork) -> DeliveryHealt
     """Counts of pending and failed items, the oldest pending one, the last delivery."""
     async with uow:
         await load_merchant(uow, merchant_id)
-        return await uow.outbox.health(merchant_id)
+        return await uow.views.delivery_health(merchant_id)
 
 
 async def failed_deliveries(
@@ -23,7 +23,9 @@ async def failed_deliveries(
     """The merchant's given-up deliveries with their last error, newest first."""
     async with uow:
         await load_merchant(uow, merchant_id)
-        return await uow.outbox.failed(merchant_id, limit=max(1, min(limit, MAX_FAILED_PAGE)))
+        return await uow.views.failed_deliveries(
+            merchant_id, limit=max(1, min(limit, MAX_FAILED_PAGE))
+        )
 
 
 async def retry_failed(

@@ -101,7 +101,7 @@ class SnapshotRows:
     ) -> AsyncIterator[EncodedRows]:
         async def page(after_id: int) -> list[CustomerLoyalty]:
             async with self.uow_factory(read_only=True) as uow:
-                return await uow.ledgers.loyalty_page(
+                return await uow.views.loyalty_page(
                     merchant_id, after_id=after_id, limit=batch_size, today=today
                 )
 

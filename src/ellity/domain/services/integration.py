@@ -188,7 +188,7 @@ async def _first_contact(
     while True:
         async with uow_factory(read_only=True) as uow:
             merchant = await load_merchant(uow, merchant_id)
-            rows = await uow.ledgers.loyalty_page(
+            rows = await uow.views.loyalty_page(
                 merchant_id,
                 after_id=after,
                 limit=FIRST_CONTACT_SCAN,
@@ -277,9 +277,9 @@ async def integration_page(merchant_id: int, *, uow_factory: UnitOfWorkFactory) 
         merchant = await load_merchant(uow, merchant_id)
         return IntegrationPage(
             integration=await uow.ecomail.get(merchant_id),
-            contacts=await uow.contacts.health(merchant_id),
-            failures=await uow.contacts.failures(merchant_id, limit=FAILURES_SHOWN),
-            deliveries=await uow.outbox.health(merchant_id),
-            failed_deliveries=await uow.outbox.failed(merchant_id, limit=FAILURES_SHOWN),
+            contacts=await uow.views.contact_sync_health(merchant_id),
+            failures=await uow.views.contact_sync_failures(merchant_id, limit=FAILURES_SHOWN),
+            deliveries=await uow.views.delivery_health(merchant_id),
+            failed_deliveries=await uow.views.failed_deliveries(merchant_id, limit=FAILURES_SHOWN),
             send_system_emails=merchant.settings.send_system_emails,
         )

@@ -233,7 +233,7 @@ async def newsletter_panel(
         problem = error.message
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
-        activity = await uow.newsletter.recent(merchant_id, limit=ACTIVITY_SHOWN)
+        activity = await uow.views.recent_notifications(merchant_id, limit=ACTIVITY_SHOWN)
     return NewsletterPanel(
         url=url,
         url_problem=problem,

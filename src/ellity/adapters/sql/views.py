@@ -1,0 +1,200 @@
+"""The read-side queries of the pages and reports (the ``Views`` port), in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql import activity, customer_search
+from ellity.adapters.sql.newsletter import notification_of
+from ellity.adapters.sql.tables import (
+    customers,
+    ecomail_contacts,
+    ecomail_integrations,
+    newsletter_notifications,
+    outbox,
+)
+from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
+from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer_query import CustomerQuery
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import NotificationRecord, NotificationState, Outcome
+from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
+from ellity.ports.storage.views import ContactSyncFailure, ContactSyncHealth, Views
+
+_c = ecomail_contacts.c
+_i = ecomail_integrations.c
+_n = newsletter_notifications.c
+_PENDING = OutboxStatus.PENDING.value
+
+
+class SqlViews(Views):
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        return await activity.daily_totals(self.conn, merchant_id, periods)
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        return await activity.upcoming_expiries(
+            self.conn, merchant_id, first_day=first_day, last_day=last_day
+        )
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
+    ) -> list[CustomerLoyalty]:
+        rows = await self.conn.execute(
+            sa.select(*loyalty_columns(today))
+            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
+            .order_by(customers.c.id)
+            .limit(limit)
+        )
+        return [loyalty_of(row) for row in rows]
+
+    async def search_customers(
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
+    ) -> list[CustomerLoyalty]:
+        rows = await customer_search.search_rows(
+            self.conn, loyalty_columns(today), merchant_id, query, after_id=after_id, limit=limit
+        )
+        return [loyalty_of(row) for row in rows]
+
+    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        rows = await self.conn.execute(
+            sa.select(
+                outbox.c.id,
+                outbox.c.topic,
+                outbox.c.customer_id,
+                outbox.c.attempts,
+                outbox.c.last_error,
+                outbox.c.created_at,
+                outbox.c.last_attempt_at,
+            )
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status == OutboxStatus.FAILED.value,
+            )
+            .order_by(outbox.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            FailedDelivery(
+                id=row.id,
+                topic=row.topic,
+                customer_id=row.customer_id,
+                attempts=row.attempts,
+                last_error=row.last_error or "",
+                created_at=row.created_at,
+                last_attempt_at=row.last_attempt_at,
+            )
+            for row in rows
+        ]
+
+    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+        counts = await self.conn.execute(
+            sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status.in_([_PENDING, OutboxStatus.FAILED.value]),
+            )
+            .group_by(outbox.c.status)
+        )
+        by_status = {status: (int(count), oldest) for status, count, oldest in counts}
+        last = await self.conn.execute(
+            sa.select(sa.func.max(outbox.c.delivered_at)).where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status == OutboxStatus.DELIVERED.value,
+            )
+        )
+        pending, oldest = by_status.get(_PENDING, (0, None))
+        return DeliveryHealth(
+            pending=pending,
+            failed=by_status.get(OutboxStatus.FAILED.value, (0, None))[0],
+            oldest_pending_at=oldest,
+            last_delivered_at=last.scalar_one_or_none(),
+        )
+
+    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+        pending, oldest = (
+            await self.conn.execute(
+                sa.select(sa.func.count(), sa.func.min(_c.pending_since)).where(
+                    _c.merchant_id == merchant_id,
+                    _c.pending_since.is_not(None),
+                    _c.failed_at.is_(None),
+                )
+            )
+        ).one()
+        failed = (
+            await self.conn.execute(
+                sa.select(sa.func.count()).where(
+                    _c.merchant_id == merchant_id, _c.failed_at.is_not(None)
+                )
+            )
+        ).scalar_one()
+        last = (
+            await self.conn.execute(
+                sa.select(_i.last_success_at).where(_i.merchant_id == merchant_id)
+            )
+        ).scalar_one_or_none()
+        return ContactSyncHealth(
+            pending=int(pending),
+            failed=int(failed),
+            oldest_pending_at=oldest,
+            last_synced_at=last,
+        )
+
+    async def contact_sync_failures(
+        self, merchant_id: int, *, limit: int
+    ) -> list[ContactSyncFailure]:
+        rows = await self.conn.execute(
+            sa.select(_c.customer_id, customers.c.email, _c.last_error, _c.failed_at)
+            .join(customers, customers.c.id == _c.customer_id)
+            .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
+            .order_by(_c.failed_at.desc(), _c.customer_id.desc())
+            .limit(limit)
+        )
+        return [
+            ContactSyncFailure(
+                customer_id=row.customer_id,
+                email=row.email,
+                error=row.last_error or "",
+                failed_at=row.failed_at,
+            )
+            for row in rows
+        ]
+
+    async def recent_notifications(
+        self, merchant_id: int, *, limit: int
+    ) -> list[NotificationRecord]:
+        rows = await self.conn.execute(
+            sa.select(newsletter_notifications)
+            .where(_n.merchant_id == merchant_id)
+            .order_by(_n.id.desc())
+            .limit(limit)
+        )
+        return [
+            NotificationRecord(
+                id=row.id,
+                received_at=row.received_at,
+                notification=notification_of(row),
+                state=NotificationState(row.state),
+                outcome=None if row.outcome is None else Outcome(row.outcome),
+                reason=row.reason or "",
+                points=None if row.points_cents is None else Points(row.points_cents),
+                customer_id=row.customer_id,
+                processed_at=row.processed_at,
+            )
+            for row in rows
+        ]

@@ -1,0 +1,186 @@
+"""The Ecomail integration and the contacts waiting to be written to its list."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ellity.domain.model.integration import EcomailIntegration
+from ellity.ports.storage.ledger import ExpiredChunk
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedContact:
+    customer_id: int
+    in_list: bool  # Ellity has written this customer's contact to the list before
+
+
+@dataclass(frozen=True, slots=True)
+class OldAddress:
+    """An address a customer moved away from, whose contact may still hold their fields."""
+
+    id: int
+    customer_id: int
+    email: str
+
+
+class EcomailRepository(Protocol):
+    """The merchant's Ecomail integration (at most one)."""
+
+    async def get(self, merchant_id: int) -> EcomailIntegration | None: ...
+
+    async def api_key(self, merchant_id: int) -> str | None:
+        """The encrypted API key."""
+        ...
+
+    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+        """Store a verified key; the integration is inactive (and without a list) until
+        activated again, since a new key may belong to another account."""
+        ...
+
+    async def activate(
+        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+    ) -> None:
+        """Active with this list, and a backfill of every customer requested."""
+        ...
+
+    async def deactivate(self, merchant_id: int, *, at: datetime) -> None: ...
+
+    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+        """Push every customer again (restarts a backfill in progress)."""
+        ...
+
+    async def advance_backfill(
+        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+    ) -> None: ...
+
+    async def record_success(self, merchant_id: int, *, at: datetime) -> None: ...
+
+    async def active_list(self, merchant_id: int) -> str | None:
+        """The list id while the integration is active; ``None`` otherwise."""
+        ...
+
+    async def backfilling(self) -> list[int]:
+        """Active merchants whose backfill still has customers to mark."""
+        ...
+
+
+class ContactSyncRepository(Protocol):
+    """Customers whose contact in the merchant's Ecomail list needs writing.
+
+    A change *marks* the customer pending (coalescing: however many changes, one pending
+    row, and the worker sends the state as it is when it sends). A worker *claims* pending
+    contacts for a lease, writes them, and *settles* them: a contact changed again since its
+    claim stays pending. Claims are exclusive across workers.
+    """
+
+    async def mark_changed(
+        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+    ) -> None:
+        """Pending from now. ``moved``: the email changed, so the contact under the new
+        email is not known to be in the list."""
+        ...
+
+    async def mark_moved(
+        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+    ) -> None:
+        """The customer's email changed from ``old_email`` (call it in the change's
+        transaction): ``mark_changed`` with ``moved``, and ``old_email`` is remembered for
+        clearing when Ellity may have written it (the contact was written, or a claim is
+        writing it now) or another customer's fields may still sit there (it is remembered
+        for another customer already)."""
+        ...
+
+    async def old_addresses(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[OldAddress]:
+        """The addresses these customers left that no customer of the merchant holds now
+        (an address someone holds is written with their fields instead)."""
+        ...
+
+    async def forget_old_addresses(
+        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+    ) -> int:
+        """These old addresses were cleared: they are forgotten, and a customer who took one
+        of them since it was read is marked, so their fields are written again."""
+        ...
+
+    async def mark_expired(self, chunk: ExpiredChunk) -> int:
+        """Mark, set-based, the contacts of the customers with an email in ``chunk`` (call it
+        in the expiry's transaction); returns how many."""
+        ...
+
+    async def mark_all(
+        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
+    ) -> tuple[int, int | None]:
+        """Mark the next ``limit`` customers with an email after ``after_id`` (id order);
+        returns how many and the last id, or ``None`` for the id when none was left."""
+        ...
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]: ...
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added: Collection[int] = (),
+        at: datetime,
+    ) -> int:
+        """Written to the list: in the list from now on; no longer pending unless changed
+        since the claim. ``added``: those of them written by an add call that added contacts
+        (their ``added_at`` becomes ``at``). All of a claim's contacts written together are
+        settled in one call (one statement takes their rows in one order)."""
+        ...
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        """This claim's contacts could not be written now; pending again from ``retry_at``."""
+        ...
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        """These of this claim's contacts (``None``: all of them) will not be written as
+        things are; failed until retried."""
+        ...
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        """The contact was written outside a claim (activation writes the first one)."""
+        ...
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        """The most failed attempts among this claim's contacts."""
+        ...
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        """Pending and not failed: its contact is still on its way."""
+        ...
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        """Merchants with an active integration and contacts due now."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending contact of an active integration can next be claimed."""
+        ...
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int: ...
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        """When an add call of Ellity's that added contacts included this customer."""
+        ...

@@ -1,0 +1,98 @@
+"""Ecomail's list webhook: tokens, received notifications, the reward held."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ClaimedNotification,
+    Notification,
+    Outcome,
+    RewardHold,
+)
+
+
+class NewsletterRepository(Protocol):
+    """Ecomail's list webhook and the newsletter reward: each merchant's webhook token, the
+    notifications the webhook received, and the reward each customer holds.
+
+    Notifications are claimed like outbox items: while a claim lives no other claimer gets
+    the notification, however many claim at once; settling or deferring needs the claim's
+    token, and a worker whose claim was taken over learns it from a ``False``.
+    """
+
+    async def webhook_token(self, merchant_id: int) -> str | None:
+        """The merchant's webhook token, encrypted."""
+        ...
+
+    async def set_webhook_token(
+        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+    ) -> bool:
+        """Store the merchant's token (``digest``: its SHA-256). Without ``replace`` only when
+        the merchant has none yet (of concurrent calls one wins). Returns whether it was
+        stored. A replaced token stops working at once."""
+        ...
+
+    async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
+        """Store a pending notification for the merchant whose token has this ``digest``, in
+        one statement; ``None`` (nothing stored) when no merchant has it."""
+        ...
+
+    async def webhook_merchant(self, digest: str) -> int | None:
+        """The merchant whose webhook token has this digest."""
+        ...
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedNotification]:
+        """Up to ``limit`` due notifications (pending, available, no live claim), oldest
+        first, claimed with ``token`` until ``now + lease``; each claim counts as an attempt.
+        Expired claims are taken over."""
+        ...
+
+    async def settle(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        outcome: Outcome,
+        reason: str,
+        points: Points | None,
+        customer_id: int | None,
+        at: datetime,
+    ) -> bool:
+        """Record the outcome (processed); False (and nothing changed) unless ``token``
+        holds the notification."""
+        ...
+
+    async def defer(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        until: datetime,
+        reason: str,
+        count_attempt: bool,
+    ) -> bool:
+        """Pending again from ``until``, with what it waits for; without ``count_attempt`` the
+        claim is not counted as an attempt."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending notification can next be claimed."""
+        ...
+
+    async def purge_processed(self, *, before: datetime) -> int:
+        """Delete notifications processed before ``before``; returns how many."""
+        ...
+
+    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+        """The reward the customer holds (nothing held when none was ever paid). Lock the
+        customer (``CustomerRepository.get``) first when it is to be changed."""
+        ...
+
+    async def save_reward_hold(
+        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+    ) -> None: ...
