@@ -16,8 +16,9 @@ from ellity.domain.model.errors import DuplicateCustomer
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, delivery
-from ellity.domain.services.contact_sync import CONTACT_RETRY, KEY_REJECTED, LIST_GONE
+from ellity.domain.services.contact_sync import CONTACT_RETRY, LIST_GONE
 from ellity.domain.services.customers import CustomerInput, update_customer
+from ellity.domain.services.ecomail_connection import KEY_REJECTED
 from ellity.domain.services.integration import (
     activate_ecomail,
     connect_ecomail,

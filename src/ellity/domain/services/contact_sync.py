@@ -28,20 +28,24 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services.common import retried_on_conflict, snapshots_of, today_of
+from ellity.domain.services.ecomail_connection import (
+    KEY_REJECTED,
+    KEY_UNREADABLE,
+    Connection,
+    connection,
+)
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
     ContactData,
     InvalidApiKey,
     ListNotFound,
-    MarketingPlatform,
     MarketingPlatforms,
     MarketingRejected,
     MarketingUnavailable,
@@ -59,17 +63,9 @@ CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
 
 _claims = itertools.count(1)
 
-KEY_REJECTED = (
-    "Ecomail refused the API key (it was changed or regenerated): enter the current key on"
-    " the Ecomail integration page, then retry the failed contacts."
-)
 LIST_GONE = (
     "The Ecomail list no longer exists: choose another list on the Ecomail integration page,"
     " then retry the failed contacts."
-)
-KEY_UNREADABLE = (
-    "The stored Ecomail API key cannot be decrypted (was ELLITY_SECRET_KEY changed?):"
-    " enter the key again on the Ecomail integration page."
 )
 
 
@@ -97,32 +93,6 @@ def cleared_contact(email: str) -> ContactData:
             for name, value in cleared_fields().items()
         },
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """What a merchant's contacts are written with."""
-
-    platform: MarketingPlatform
-    list_id: str
-
-
-async def connection(
-    merchant_id: int,
-    *,
-    uow_factory: UnitOfWorkFactory,
-    platforms: MarketingPlatforms,
-    secret_box: SecretBox,
-) -> Connection | None:
-    """The merchant's active integration ready to call; ``None`` when it is not active.
-    Raises ``SecretUnreadable`` when the stored key cannot be decrypted."""
-    async with uow_factory(read_only=True) as uow:
-        list_id = await uow.ecomail.active_list(merchant_id)
-        encrypted = await uow.ecomail.api_key(merchant_id)
-    if list_id is None or encrypted is None:
-        return None
-    key = secret_box.decrypt(encrypted)
-    return Connection(platforms.for_key(key, account=f"merchant-{merchant_id}"), list_id)
 
 
 async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:

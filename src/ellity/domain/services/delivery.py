@@ -39,7 +39,7 @@ from ellity.domain.model.system_email import (
     PointsExpiring,
     pin_reason,
 )
-from ellity.domain.services.contact_sync import KEY_REJECTED, KEY_UNREADABLE, connection
+from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
 from ellity.ports.marketing import (

@@ -61,7 +61,7 @@ from ellity.domain.model.newsletter import (
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, stored_id
-from ellity.domain.services.contact_sync import KEY_REJECTED, KEY_UNREADABLE, connection
+from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     InvalidApiKey,
