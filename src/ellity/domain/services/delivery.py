@@ -19,10 +19,8 @@ fields have been written, so an automation that reads them sees the new values).
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -40,6 +38,7 @@ from ellity.domain.model.system_email import (
     pin_reason,
 )
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
+from ellity.domain.services.work_loop import Handled, Pace, handle_each, lease_for, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
 from ellity.ports.marketing import (
@@ -51,16 +50,13 @@ from ellity.ports.marketing import (
 )
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 10
 DELIVERY_TIMEOUT = 30.0  # seconds for one item: reading what to send and sending it
 RETRY_POLICY = RetryPolicy()
-MAX_CLAIM_TOKEN = 64
-
-_claims = itertools.count(1)
 
 
 class NothingToSend(Exception):
@@ -114,29 +110,16 @@ async def deliver_pending(
     ``worker_token`` must be unique per worker process; each claim adds a counter to it.
     Items that fail are rescheduled by ``policy``, so a run ends when nothing is due.
     """
-    courier = Courier(
-        uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms
+    outbox = _Outbox(
+        Courier(uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms),
+        clock=clock,
+        policy=policy,
+        seconds=delivery_timeout,
     )
-    lease = timedelta(seconds=delivery_timeout * (batch_size + 1))
-    delivered = handled = 0
-    while handled < limit:
-        token = f"{worker_token[: MAX_CLAIM_TOKEN - 12]}:{next(_claims)}"
-        async with uow_factory() as uow:
-            items = await uow.outbox.claim(
-                token=token, now=clock.now(), lease=lease, limit=min(batch_size, limit - handled)
-            )
-            await uow.commit()
-        if not items:
-            break
-        for item in items:
-            outcome = await _attempt(
-                courier, item, delivery_timeout=delivery_timeout, policy=policy
-            )
-            held = await _record(uow_factory, item, token, outcome, clock=clock, policy=policy)
-            if held and outcome.kind is _Kind.DELIVERED:
-                delivered += 1
-            handled += 1
-    return delivered
+    pace = Pace(batch_size, lease_for(delivery_timeout, batch_size), limit=limit)
+    return await work_through(
+        outbox, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+    )
 
 
 async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
@@ -327,31 +310,55 @@ class _Outcome:
     wait: float = 0.0
 
 
-async def _attempt(
-    courier: Courier, item: OutboxItem, *, delivery_timeout: float, policy: RetryPolicy
-) -> _Outcome:
-    if item.attempts > policy.max_attempts:  # the earlier claims all died unfinished
-        return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
-    handler = HANDLERS.get(item.topic)
-    if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
-        return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
-    try:
-        async with asyncio.timeout(delivery_timeout):
-            await handler(courier, item)
-    except NothingToSend as exc:
-        return _Outcome(_Kind.SKIPPED, str(exc))
-    except WaitFor as exc:
-        return _Outcome(_Kind.WAIT, str(exc), wait=exc.seconds)
-    except TryLater as exc:
-        return _Outcome(_Kind.RETRY, str(exc))
-    except (GiveUp, MalformedPayload) as exc:
-        return _Outcome(_Kind.GIVE_UP, str(exc))
-    except TimeoutError:
-        return _Outcome(_Kind.RETRY, f"Delivery took longer than {delivery_timeout:g} seconds.")
-    except Exception as exc:  # one broken item must not stop the others; logged, retried
+@dataclass(frozen=True, slots=True)
+class _Outbox:
+    """The outbox as the work loop goes through it: an item at a time, each bounded by
+    ``seconds``."""
+
+    courier: Courier
+    clock: Clock
+    policy: RetryPolicy
+    seconds: float
+    tag: str = ""
+
+    async def claim(
+        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[OutboxItem]:
+        return await uow.outbox.claim(token=token, now=now, lease=lease, limit=limit)
+
+    async def handle(self, token: str, claimed: Sequence[OutboxItem]) -> Handled:
+        return await handle_each(self, token, claimed, seconds=self.seconds)
+
+    async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
+        if item.attempts > self.policy.max_attempts:  # the earlier claims all died unfinished
+            return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
+        handler = HANDLERS.get(item.topic)
+        if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
+            return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
+        try:
+            await handler(self.courier, item)
+        except NothingToSend as exc:
+            return _Outcome(_Kind.SKIPPED, str(exc))
+        except WaitFor as exc:
+            return _Outcome(_Kind.WAIT, str(exc), wait=exc.seconds)
+        except TryLater as exc:
+            return _Outcome(_Kind.RETRY, str(exc))
+        except (GiveUp, MalformedPayload) as exc:
+            return _Outcome(_Kind.GIVE_UP, str(exc))
+        return _Outcome(_Kind.DELIVERED)
+
+    def timed_out(self, item: OutboxItem, seconds: float) -> _Outcome:
+        return _Outcome(_Kind.RETRY, f"Delivery took longer than {seconds:g} seconds.")
+
+    def broke(self, item: OutboxItem, error: Exception) -> _Outcome:
         logger.exception("outbox item %s (%s) failed unexpectedly", item.id, item.topic)
-        return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(exc).__name__}).")
-    return _Outcome(_Kind.DELIVERED)
+        return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(error).__name__}).")
+
+    async def settle(self, item: OutboxItem, token: str, outcome: _Outcome) -> bool:
+        held = await _record(
+            self.courier.uow_factory, item, token, outcome, clock=self.clock, policy=self.policy
+        )
+        return held and outcome.kind is _Kind.DELIVERED
 
 
 async def _record(
