@@ -24,10 +24,9 @@ added the contact only once the add call has returned.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,6 +61,7 @@ from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, stored_id
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
+from ellity.domain.services.work_loop import Handled, Pace, handle_each, lease_for, work_through
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     InvalidApiKey,
@@ -83,9 +83,6 @@ PROCESS_TIMEOUT = 30.0  # seconds for one notification: reads, Ecomail's answer,
 CONTACT_WAIT = timedelta(seconds=3)
 #: Ecomail unavailable or the key refused: 30 s, 1, 2 ... at most 30 minutes apart, for ever.
 RETRY = RetryPolicy(base=timedelta(seconds=30), cap=timedelta(minutes=30))
-MAX_CLAIM_TOKEN = 64
-
-_claims = itertools.count(1)
 
 
 class WebhookUnreadable(Conflict):
@@ -268,41 +265,57 @@ async def process_notifications(
 ) -> int:
     """Process up to ``limit`` due notifications, a claimed batch at a time; returns how many
     were settled (paid, deducted, ignored or unconfirmed)."""
-    lease = timedelta(seconds=seconds_each * (batch_size + 1))
     worker = _Worker(uow_factory, platforms, secret_box, clock)
-    settled = handled = 0
-    while handled < limit:
-        token = f"{worker_token[: MAX_CLAIM_TOKEN - 12]}:n{next(_claims)}"
-        async with uow_factory() as uow:
-            claimed = await uow.newsletter.claim(
-                token=token, now=clock.now(), lease=lease, limit=min(batch_size, limit - handled)
-            )
-            await uow.commit()
-        if not claimed:
-            break
-        for item in claimed:
-            handled += 1
-            try:
-                async with asyncio.timeout(seconds_each):
-                    outcome = await worker.handle(item, token)
-            except TimeoutError:
-                outcome = _Wait(
-                    RETRY.delay(item.attempts, item_id=item.id),
-                    f"Processing took longer than {seconds_each:g} seconds; it is tried again.",
-                    True,
-                )
-            except Exception as exc:  # one broken notification must not stop the others
-                logger.exception("newsletter notification %s failed unexpectedly", item.id)
-                outcome = _Wait(
-                    RETRY.delay(item.attempts, item_id=item.id),
-                    f"Unexpected error in Ellity ({type(exc).__name__}); it is tried again.",
-                    True,
-                )
-            if isinstance(outcome, _Wait):
-                await worker.defer(item, token, outcome)
-            elif outcome:
-                settled += 1
-    return settled
+    pace = Pace(batch_size, lease_for(seconds_each, batch_size), limit=limit)
+    return await work_through(
+        _Notifications(worker, seconds_each),
+        uow_factory=uow_factory,
+        clock=clock,
+        worker_token=worker_token,
+        pace=pace,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Notifications:
+    """The notifications as the work loop goes through them: one at a time, each bounded by
+    ``seconds``."""
+
+    worker: _Worker
+    seconds: float
+    tag: str = "n"
+
+    async def claim(
+        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[ClaimedNotification]:
+        return await uow.newsletter.claim(token=token, now=now, lease=lease, limit=limit)
+
+    async def handle(self, token: str, claimed: Sequence[ClaimedNotification]) -> Handled:
+        return await handle_each(self, token, claimed, seconds=self.seconds)
+
+    async def attempt(self, item: ClaimedNotification, token: str) -> bool | _Wait:
+        return await self.worker.handle(item, token)
+
+    def timed_out(self, item: ClaimedNotification, seconds: float) -> bool | _Wait:
+        return _Wait(
+            RETRY.delay(item.attempts, item_id=item.id),
+            f"Processing took longer than {seconds:g} seconds; it is tried again.",
+            True,
+        )
+
+    def broke(self, item: ClaimedNotification, error: Exception) -> bool | _Wait:
+        logger.exception("newsletter notification %s failed unexpectedly", item.id)
+        return _Wait(
+            RETRY.delay(item.attempts, item_id=item.id),
+            f"Unexpected error in Ellity ({type(error).__name__}); it is tried again.",
+            True,
+        )
+
+    async def settle(self, item: ClaimedNotification, token: str, outcome: bool | _Wait) -> bool:
+        if isinstance(outcome, _Wait):
+            await self.worker.defer(item, token, outcome)
+            return False
+        return outcome
 
 
 async def forget_processed(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: timedelta) -> int:
