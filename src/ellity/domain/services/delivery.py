@@ -17,7 +17,6 @@ item is settled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -32,7 +31,7 @@ from ellity.domain.services.delivery_handlers import (
     TryLater,
     WaitFor,
 )
-from ellity.domain.services.work_loop import Handled, Pace, handle_each, lease_for, work_through
+from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer
 from ellity.ports.marketing import MarketingPlatforms
@@ -65,12 +64,10 @@ async def deliver_pending(
     ``worker_token`` must be unique per worker process; each claim adds a counter to it.
     Items that fail are rescheduled by ``policy``, so a run ends when nothing is due.
     """
-    outbox = _Outbox(
-        Courier(uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms),
-        clock=clock,
-        policy=policy,
-        seconds=delivery_timeout,
+    courier = Courier(
+        uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms
     )
+    outbox = OneAtATime("", _outbox, _Delivery(courier, clock, policy), delivery_timeout)
     pace = Pace(batch_size, lease_for(delivery_timeout, batch_size), limit=limit)
     return await work_through(
         outbox, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
@@ -129,24 +126,17 @@ class _Outcome:
     wait: float = 0.0
 
 
+def _outbox(uow: UnitOfWork) -> Claimable[OutboxItem]:
+    return uow.outbox
+
+
 @dataclass(frozen=True, slots=True)
-class _Outbox:
-    """The outbox as the work loop goes through it: an item at a time, each bounded by
-    ``seconds``."""
+class _Delivery:
+    """Delivering an item, and recording the outcome."""
 
     courier: Courier
     clock: Clock
     policy: RetryPolicy
-    seconds: float
-    tag: str = ""
-
-    async def claim(
-        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
-    ) -> Sequence[OutboxItem]:
-        return await uow.outbox.claim(token=token, now=now, lease=lease, limit=limit)
-
-    async def handle(self, token: str, claimed: Sequence[OutboxItem]) -> Handled:
-        return await handle_each(self, token, claimed, seconds=self.seconds)
 
     async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
         if item.attempts > self.policy.max_attempts:  # the earlier claims all died unfinished

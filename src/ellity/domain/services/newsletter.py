@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,7 +60,7 @@ from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, stored_id
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
-from ellity.domain.services.work_loop import Handled, Pace, handle_each, lease_for, work_through
+from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     InvalidApiKey,
@@ -267,8 +266,9 @@ async def process_notifications(
     were settled (paid, deducted, ignored or unconfirmed)."""
     worker = _Worker(uow_factory, platforms, secret_box, clock)
     pace = Pace(batch_size, lease_for(seconds_each, batch_size), limit=limit)
+    queue = OneAtATime("n", _notifications, _Processing(worker), seconds_each)
     return await work_through(
-        _Notifications(worker, seconds_each),
+        queue,
         uow_factory=uow_factory,
         clock=clock,
         worker_token=worker_token,
@@ -276,22 +276,15 @@ async def process_notifications(
     )
 
 
+def _notifications(uow: UnitOfWork) -> Claimable[ClaimedNotification]:
+    return uow.newsletter
+
+
 @dataclass(frozen=True, slots=True)
-class _Notifications:
-    """The notifications as the work loop goes through them: one at a time, each bounded by
-    ``seconds``."""
+class _Processing:
+    """Processing a notification; a wait is recorded here, the rest as it is decided."""
 
     worker: _Worker
-    seconds: float
-    tag: str = "n"
-
-    async def claim(
-        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
-    ) -> Sequence[ClaimedNotification]:
-        return await uow.newsletter.claim(token=token, now=now, lease=lease, limit=limit)
-
-    async def handle(self, token: str, claimed: Sequence[ClaimedNotification]) -> Handled:
-        return await handle_each(self, token, claimed, seconds=self.seconds)
 
     async def attempt(self, item: ClaimedNotification, token: str) -> bool | _Wait:
         return await self.worker.handle(item, token)

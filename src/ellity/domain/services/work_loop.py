@@ -7,7 +7,7 @@ claim still holds the work, so two workers never settle the same thing. A worker
 leaves claims that run out and are taken over. The run ends when nothing is due, when it has
 handled ``Pace.limit`` items or made ``Pace.claims`` claims, or when the queue says to stop.
 
-Work handled an item at a time (``handle_each``) bounds each item by a timeout, and the lease
+Work handled an item at a time (``OneAtATime``) bounds each item by a timeout, and the lease
 covers the whole batch with one item's time to spare (``lease_for``), so a live worker never
 outlives its claim.
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
@@ -27,6 +27,7 @@ from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 MAX_CLAIM_TOKEN = 64
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 R = TypeVar("R")
 
@@ -137,20 +138,39 @@ async def work_through(
     return done
 
 
-async def handle_each(
-    work: ItemWork[T, R], token: str, items: Sequence[T], *, seconds: float
-) -> Handled:
-    """Attempt and settle each item in turn, each attempt bounded by ``seconds``; an item that
-    breaks does not stop the others."""
-    done = 0
-    for item in items:
-        try:
-            async with asyncio.timeout(seconds):
-                outcome = await work.attempt(item, token)
-        except TimeoutError:
-            outcome = work.timed_out(item, seconds)
-        except Exception as error:  # noqa: BLE001 - broke() logs it; the others go on
-            outcome = work.broke(item, error)
-        if await work.settle(item, token, outcome):
-            done += 1
-    return Handled(done)
+class Claimable(Protocol[T_co]):
+    """Where a queue's items are claimed from (a repository of the unit of work)."""
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[T_co]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OneAtATime(Generic[T, R]):
+    """A ``WorkQueue`` whose claimed items are attempted and settled one at a time, each
+    attempt bounded by ``seconds``; an item that breaks does not stop the others."""
+
+    tag: str
+    source: Callable[[UnitOfWork], Claimable[T]]
+    work: ItemWork[T, R]
+    seconds: float
+
+    async def claim(
+        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[T]:
+        return await self.source(uow).claim(token=token, now=now, lease=lease, limit=limit)
+
+    async def handle(self, token: str, claimed: Sequence[T]) -> Handled:
+        done = 0
+        for item in claimed:
+            try:
+                async with asyncio.timeout(self.seconds):
+                    outcome = await self.work.attempt(item, token)
+            except TimeoutError:
+                outcome = self.work.timed_out(item, self.seconds)
+            except Exception as error:  # noqa: BLE001 - broke() logs it; the others go on
+                outcome = self.work.broke(item, error)
+            if await self.work.settle(item, token, outcome):
+                done += 1
+        return Handled(done)
