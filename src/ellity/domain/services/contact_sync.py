@@ -1,8 +1,8 @@
 """Writing customers' contact fields to their merchant's Ecomail list (live sync and backfill).
 
 Use cases mark a customer's contact pending in the transaction of the change
-(``notifications``); a backfill marks every customer with an email, a chunk per transaction,
-resuming from its cursor after a crash. The worker then, per merchant:
+(``notifications``); a backfill marks every customer with an email (``contact_backfill``).
+The worker then, per merchant:
 
 1. claims up to ``BULK_LIMIT`` pending contacts (exclusive across workers, with a lease);
 2. reads the customers as they are now, in one query, so many changes cost one write;
@@ -34,6 +34,7 @@ from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fi
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services.common import retried_on_conflict, snapshots_of, today_of
+from ellity.domain.services.contact_backfill import mark_backfills
 from ellity.domain.services.ecomail_connection import (
     KEY_REJECTED,
     KEY_UNREADABLE,
@@ -56,7 +57,6 @@ from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
-MARK_CHUNK = 20_000
 LEASE = timedelta(minutes=5)
 #: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
 CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
@@ -93,50 +93,6 @@ def cleared_contact(email: str) -> ContactData:
             for name, value in cleared_fields().items()
         },
     )
-
-
-async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
-    """Mark the customers of every backfill in progress, a chunk per transaction; returns how
-    many were marked. Each chunk moves the cursor in the same transaction."""
-    async with uow_factory(read_only=True) as uow:
-        merchant_ids = await uow.ecomail.backfilling()
-    total = 0
-    for merchant_id in merchant_ids:
-        while True:
-            count, more = await _mark_backfill_chunk(
-                merchant_id, uow_factory=uow_factory, clock=clock
-            )
-            total += count
-            if not more:
-                break
-    return total
-
-
-@retried_on_conflict
-async def _mark_backfill_chunk(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
-) -> tuple[int, bool]:
-    """One chunk of the merchant's backfill and its cursor: how many it marked, and whether
-    more remain."""
-    async with uow_factory() as uow:
-        integration = await uow.ecomail.get(merchant_id)
-        backfill = None if integration is None else integration.backfill
-        if integration is None or not integration.active or backfill is None:
-            return 0, False
-        if not backfill.marking:
-            return 0, False
-        now = clock.now()
-        count, last = await uow.contacts.mark_all(
-            merchant_id, after_id=backfill.after_id, limit=MARK_CHUNK, at=now
-        )
-        await uow.ecomail.advance_backfill(
-            merchant_id,
-            after_id=backfill.after_id if last is None else last,
-            marked=backfill.marked + count,
-            finished_at=now if last is None else None,
-        )
-        await uow.commit()
-    return count, last is not None
 
 
 async def sync_contacts(
