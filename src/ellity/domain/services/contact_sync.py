@@ -25,10 +25,10 @@ contacts are retried by the merchant (or by their next change).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
 from ellity.domain.model.customer import email_key
@@ -41,6 +41,7 @@ from ellity.domain.services.ecomail_connection import (
     Connection,
     connection,
 )
+from ellity.domain.services.work_loop import Handled, Pace, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
@@ -53,15 +54,13 @@ from ellity.ports.marketing import (
     TypedValue,
 )
 from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWorkFactory
+from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 #: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
 CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
-
-_claims = itertools.count(1)
 
 LIST_GONE = (
     "The Ecomail list no longer exists: choose another list on the Ecomail integration page,"
@@ -148,25 +147,40 @@ async def sync_merchant(
         unreadable = False
     if link is None and not unreadable:
         return 0  # not active (any more): the contacts wait for an activation
-    written = 0
-    for _ in range(max_batches):
-        token = f"{worker_token[:50]}:c{next(_claims)}"
-        async with uow_factory() as uow:
-            claimed = await uow.contacts.claim(
-                merchant_id, token=token, now=clock.now(), lease=lease, limit=BULK_LIMIT
+    pace = Pace(BULK_LIMIT, lease, claims=max_batches)
+    contacts = _Contacts(merchant_id, link, uow_factory, clock)
+    return await work_through(
+        contacts, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Contacts:
+    """A merchant's pending contacts as the work loop goes through them: a claim at a time,
+    written together; a failure stops the run (what is left waits)."""
+
+    merchant_id: int
+    link: Connection | None  # None: the stored key cannot be decrypted
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    tag: str = "c"
+
+    async def claim(
+        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[ClaimedContact]:
+        return await uow.contacts.claim(
+            self.merchant_id, token=token, now=now, lease=lease, limit=limit
+        )
+
+    async def handle(self, token: str, claimed: Sequence[ClaimedContact]) -> Handled:
+        if self.link is None:
+            await _fail(
+                self.uow_factory, self.merchant_id, token, None, KEY_UNREADABLE, clock=self.clock
             )
-            await uow.commit()
-        if not claimed:
-            break
-        if link is None:
-            await _fail(uow_factory, merchant_id, token, None, KEY_UNREADABLE, clock=clock)
-            break
-        batch = _Batch(merchant_id, token, link, uow_factory, clock)
-        done = await batch.write(claimed)
-        written += done
-        if batch.stopped:
-            break
-    return written
+            return Handled(0, stop=True)
+        batch = _Batch(self.merchant_id, token, self.link, self.uow_factory, self.clock)
+        written = await batch.write(claimed)
+        return Handled(written, stop=batch.stopped)
 
 
 class _Batch:
