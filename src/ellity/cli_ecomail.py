@@ -9,7 +9,7 @@ import sys
 
 from ellity.bootstrap import build_deps
 from ellity.domain.model.errors import DomainError
-from ellity.domain.services import integration, merchants, newsletter
+from ellity.domain.services import integration, merchants, newsletter_intake
 from ellity.domain.services.common import stored_id
 from ellity.ports.marketing import MarketingError
 from ellity.settings import Settings
@@ -53,7 +53,7 @@ async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -
             secret_box=deps.secret_box,
             clock=deps.clock,
         )
-        url = await newsletter.webhook_address(
+        url = await newsletter_intake.webhook_address(
             merchant_id,
             uow_factory=deps.uow,
             secret_box=deps.secret_box,
@@ -76,7 +76,7 @@ async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -
 async def _webhook_url(settings: Settings, slug: str) -> str:
     async with build_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
-        return await newsletter.webhook_address(
+        return await newsletter_intake.webhook_address(
             stored_id(merchant.id),
             uow_factory=deps.uow,
             secret_box=deps.secret_box,

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
-from ellity.domain.services import contact_sync, delivery, newsletter, nightly
+from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
 
@@ -77,7 +77,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         worker_token=worker_token,
         lease=contact_lease(deps.settings.delivery_timeout),
     )
-    written += await newsletter.process_notifications(
+    written += await newsletter_processing.process_notifications(
         uow_factory=deps.uow,
         platforms=deps.marketing,
         secret_box=deps.secret_box,
@@ -111,7 +111,7 @@ async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
     forgotten = await delivery.forget_settled(
         uow_factory=deps.uow, clock=deps.clock, keep=KEEP_SETTLED
     )
-    return forgotten + await newsletter.forget_processed(
+    return forgotten + await newsletter_processing.forget_processed(
         uow_factory=deps.uow, clock=deps.clock, keep=KEEP_NOTIFICATIONS
     )
 

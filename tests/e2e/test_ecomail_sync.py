@@ -23,7 +23,7 @@ from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
 from ellity.domain.model.money import Points
-from ellity.domain.services import contact_sync, integration, nightly
+from ellity.domain.services import contact_backfill, contact_sync, integration, nightly
 from ellity.domain.services.customers import (
     CustomerInput,
     contact_snapshots,
@@ -269,7 +269,7 @@ async def test_a_worker_that_dies_holding_a_batch_loses_none_of_it(world: World)
     account = world.emu.add_account(KEY_A)
     list_id = account.add_list("Newsletter")
     await world.connect(shop.id, KEY_A, list_id)
-    await contact_sync.mark_backfills(uow_factory=world.deps.uow, clock=world.clock)
+    await contact_backfill.mark_backfills(uow_factory=world.deps.uow, clock=world.clock)
     async with world.deps.uow() as uow:  # a worker claims the batch, then is killed
         claimed = await uow.contacts.claim(
             shop.id,

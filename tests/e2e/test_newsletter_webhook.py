@@ -34,7 +34,7 @@ from ellity.bootstrap import build_deps
 from ellity.deps import Deps
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
-from ellity.domain.services import integration, merchants, newsletter
+from ellity.domain.services import integration, merchants, newsletter_intake
 from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.settings import load_settings
 from ellity.web.app import create_app
@@ -230,7 +230,7 @@ async def world(
             await integration.connect_ecomail(merchant.id, KEY, **common)
             await integration.activate_ecomail(merchant.id, str(list_id), **common)
             w = World(deps, sql_database, clock, emu, account.lists[list_id], app_url, merchant.id)
-            w.webhook = await newsletter.webhook_address(
+            w.webhook = await newsletter_intake.webhook_address(
                 merchant.id,
                 uow_factory=deps.uow,
                 secret_box=deps.secret_box,
@@ -389,7 +389,7 @@ async def test_forged_notifications_change_nothing(world: World) -> None:
 
 async def test_a_rotated_webhook_url_stops_working_at_once(world: World) -> None:
     old = world.webhook
-    new = await newsletter.rotate_webhook(
+    new = await newsletter_intake.rotate_webhook(
         world.merchant_id,
         uow_factory=world.deps.uow,
         secret_box=world.deps.secret_box,

@@ -38,7 +38,7 @@ from ellity.deps import Deps
 from ellity.domain.model.merchant import MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.pin import PIN_DIGITS
-from ellity.domain.services import integration, merchants, newsletter
+from ellity.domain.services import integration, merchants, newsletter_intake
 from ellity.domain.services.api_tokens import create_api_token
 from ellity.settings import load_settings
 from ellity.web.app import create_app
@@ -230,7 +230,7 @@ async def open_shop(deps: Deps, smtp: SmtpServer, clock: FakeClock, base_url: st
     }
     [contact_list] = await integration.connect_ecomail(merchant.id, ECOMAIL_KEY, **common)
     await integration.activate_ecomail(merchant.id, contact_list.id, **common)
-    webhook = await newsletter.webhook_address(
+    webhook = await newsletter_intake.webhook_address(
         merchant.id,
         uow_factory=deps.uow,
         secret_box=deps.secret_box,

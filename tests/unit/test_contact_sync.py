@@ -15,9 +15,10 @@ from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import DuplicateCustomer
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
-from ellity.domain.services import contact_sync, delivery
-from ellity.domain.services.contact_sync import CONTACT_RETRY, KEY_REJECTED, LIST_GONE
+from ellity.domain.services import contact_backfill, contact_sync, delivery
+from ellity.domain.services.contact_sync import CONTACT_RETRY, LIST_GONE
 from ellity.domain.services.customers import CustomerInput, update_customer
+from ellity.domain.services.ecomail_connection import KEY_REJECTED
 from ellity.domain.services.integration import (
     activate_ecomail,
     connect_ecomail,
@@ -383,7 +384,7 @@ async def test_activation_pushes_every_customer_marked_in_chunks_resuming_after_
     new_customer: NewCustomer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(contact_sync, "MARK_CHUNK", 2)
+    monkeypatch.setattr(contact_backfill, "MARK_CHUNK", 2)
     emails = ["a@x.cz", None, "b@x.cz", "c@x.cz", None, "d@x.cz", "e@x.cz"]
     customers = [
         await new_customer(merchant, email=email, shop_customer_id=f"s{n}")
@@ -408,7 +409,7 @@ async def test_activation_pushes_every_customer_marked_in_chunks_resuming_after_
         return uow
 
     with pytest.raises(ConnectionError):
-        await contact_sync.mark_backfills(uow_factory=crashing_factory, clock=clock)
+        await contact_backfill.mark_backfills(uow_factory=crashing_factory, clock=clock)
     async with store.unit_of_work(read_only=True) as uow:
         integration = await uow.ecomail.get(merchant.id)
     assert integration is not None and integration.backfill is not None
@@ -416,7 +417,7 @@ async def test_activation_pushes_every_customer_marked_in_chunks_resuming_after_
     assert (integration.backfill.after_id, integration.backfill.marked) == (customers[5].id, 4)
     assert integration.backfill.marking
 
-    assert await contact_sync.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 1
+    assert await contact_backfill.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 1
     async with store.unit_of_work(read_only=True) as uow:
         integration = await uow.ecomail.get(merchant.id)
         assert await uow.ecomail.backfilling() == []
@@ -643,12 +644,12 @@ async def test_a_backfill_chunk_the_database_aborts_for_a_conflict_runs_again(  
     new_customer: NewCustomer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(contact_sync, "MARK_CHUNK", 2)
+    monkeypatch.setattr(contact_backfill, "MARK_CHUNK", 2)
     customers = [await new_customer(merchant, email=f"c{n}@x.cz") for n in range(5)]
     await activate(merchant, store, clock, platforms)
     store.conflicts = 2  # the first chunk's transaction is aborted twice
 
-    assert await contact_sync.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 5
+    assert await contact_backfill.mark_backfills(uow_factory=store.unit_of_work, clock=clock) == 5
     async with store.unit_of_work(read_only=True) as uow:
         integration = await uow.ecomail.get(merchant.id)
     assert integration is not None and integration.backfill is not None

@@ -25,7 +25,7 @@ from ellity.domain.model.newsletter import (
     UnknownWebhook,
 )
 from ellity.domain.model.outbox import Topic
-from ellity.domain.services import contact_sync, newsletter
+from ellity.domain.services import contact_sync, newsletter_intake, newsletter_processing
 from ellity.domain.services.integration import activate_ecomail, connect_ecomail
 from ellity.domain.services.points import spend_points
 from ellity.ports.marketing import (
@@ -98,7 +98,7 @@ class World:
             await uow.commit()
 
     async def post(self, email: str, status: str = "SUBSCRIBED", **kw: Any) -> int:
-        return await newsletter.receive_notification(
+        return await newsletter_intake.receive_notification(
             kw.pop("token", self.token),
             body(email, status, **kw),
             uow_factory=self.uow_factory,
@@ -106,7 +106,7 @@ class World:
         )
 
     async def process(self, worker: str = "worker-1", **kw: Any) -> int:
-        return await newsletter.process_notifications(
+        return await newsletter_processing.process_notifications(
             uow_factory=self.uow_factory,
             platforms=self.platforms,
             secret_box=FakeSecretBox(),
@@ -179,7 +179,7 @@ async def w(
     await activate_ecomail(merchant.id, LIST, **services)
     world = World(merchant, store, clock, platforms, ecomail, new_customer, rng)
     await world.settings(newsletter_reward=REWARD, newsletter_take_back=True)
-    world.url = await newsletter.webhook_address(merchant.id, **world.common)
+    world.url = await newsletter_intake.webhook_address(merchant.id, **world.common)
     ecomail.calls.clear()
     return world
 
@@ -189,16 +189,16 @@ async def w(
 
 async def test_the_webhook_url_is_made_once_and_shown_again(w: World) -> None:
     assert w.url.startswith(f"{BASE_URL}/webhooks/ecomail/")
-    assert await newsletter.webhook_address(w.shop.id, **w.common) == w.url
+    assert await newsletter_intake.webhook_address(w.shop.id, **w.common) == w.url
     stored = w.store.state.webhooks[w.shop.id]
     assert w.token not in (stored.token_digest, stored.token_encrypted)  # neither is in clear
 
 
 async def test_a_rotated_webhook_url_replaces_the_old_one_at_once(w: World) -> None:
     old = w.token
-    new_url = await newsletter.rotate_webhook(w.shop.id, **w.common)
+    new_url = await newsletter_intake.rotate_webhook(w.shop.id, **w.common)
     assert new_url != w.url
-    assert await newsletter.webhook_address(w.shop.id, **w.common) == new_url
+    assert await newsletter_intake.webhook_address(w.shop.id, **w.common) == new_url
     with pytest.raises(UnknownWebhook):
         await w.post("ann@example.cz", token=old)
     w.url = new_url
@@ -208,13 +208,13 @@ async def test_a_rotated_webhook_url_replaces_the_old_one_at_once(w: World) -> N
 
 async def test_the_webhook_needs_an_active_integration(other_merchant: Merchant, w: World) -> None:
     with pytest.raises(IntegrationNotReady):
-        await newsletter.webhook_address(other_merchant.id, **w.common)
+        await newsletter_intake.webhook_address(other_merchant.id, **w.common)
 
 
 async def test_concurrent_first_views_make_one_webhook(w: World) -> None:
     w.store.state.webhooks.clear()
     urls = await asyncio.gather(
-        *(newsletter.webhook_address(w.shop.id, **w.common) for _ in range(5))
+        *(newsletter_intake.webhook_address(w.shop.id, **w.common) for _ in range(5))
     )
     assert len(set(urls)) == 1
 
@@ -227,7 +227,9 @@ async def test_a_wrong_token_is_unknown_and_stores_nothing(w: World, token: str)
     with pytest.raises(UnknownWebhook):
         await w.post("ann@example.cz", token=token)
     with pytest.raises(UnknownWebhook):  # a wrong token with a bad body: still unknown
-        await newsletter.receive_notification(token, b"{", uow_factory=w.uow_factory, clock=w.clock)
+        await newsletter_intake.receive_notification(
+            token, b"{", uow_factory=w.uow_factory, clock=w.clock
+        )
     assert w.notifications() == []
 
 
@@ -236,7 +238,7 @@ async def test_a_wrong_token_is_unknown_and_stores_nothing(w: World, token: str)
 )
 async def test_a_malformed_body_is_refused_and_stores_nothing(w: World, raw: bytes) -> None:
     with pytest.raises(MalformedNotification):
-        await newsletter.receive_notification(
+        await newsletter_intake.receive_notification(
             w.token, raw, uow_factory=w.uow_factory, clock=w.clock
         )
     assert w.notifications() == []
@@ -590,7 +592,7 @@ async def test_a_notification_waits_while_ecomail_is_unavailable_and_is_paid_lat
     assert await w.process() == 0
     (row,) = w.notifications()
     assert row.state is NotificationState.PENDING and "did not answer" in (row.reason or "")
-    assert row.available_at == w.clock.now() + newsletter.RETRY.delay(1, item_id=row.id)
+    assert row.available_at == w.clock.now() + newsletter_processing.RETRY.delay(1, item_id=row.id)
     w.clock.advance(minutes=1)
     assert await w.process() == 0
     assert w.notifications()[0].available_at >= w.clock.now() + timedelta(seconds=90)
@@ -604,7 +606,7 @@ async def test_the_activity_log_shows_the_latest_notifications_first(w: World) -
     await w.post("ann@example.cz")
     await w.post("nobody@example.cz")
     await w.process()
-    panel = await newsletter.newsletter_panel(w.shop.id, **w.common)
+    panel = await newsletter_intake.newsletter_panel(w.shop.id, **w.common)
     assert panel.url == w.url and (panel.reward, panel.take_back) == (REWARD, True)
     assert [(r.notification.email, r.result) for r in panel.activity] == [
         ("nobody@example.cz", "ignored"),

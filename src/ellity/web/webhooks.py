@@ -2,7 +2,7 @@
 
 The token in the path is the only credential (Ecomail signs nothing), so the route skips the
 pages' session and CSRF checks. A request is answered after one statement that stores the
-notification; the worker confirms it with Ecomail later (``domain.services.newsletter``).
+notification; the worker confirms it with Ecomail later (``domain.services.newsletter_processing``).
 
 Answers (JSON ``{"error", "message"}`` for refusals, as the e-shop API):
 
@@ -24,7 +24,7 @@ from litestar.response import Response
 
 from ellity.deps import Deps
 from ellity.domain.model.newsletter import WEBHOOK_PATH
-from ellity.domain.services import newsletter
+from ellity.domain.services import newsletter_intake as newsletter
 from ellity.web.errors import api_exception_handlers
 
 MAX_BODY_BYTES = 8 * 1024

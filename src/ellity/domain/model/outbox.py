@@ -21,7 +21,7 @@ MAX_ERROR_LENGTH = 1000
 
 
 class Topic(StrEnum):
-    """What an item asks for; each topic has one handler in ``services.delivery``."""
+    """What an item asks for; each topic has one handler in ``services.delivery_handlers``."""
 
     POINTS_CHANGED_EMAIL = "email.points_changed"
     PIN_ISSUED_EMAIL = "email.pin_issued"

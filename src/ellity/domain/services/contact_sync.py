@@ -1,8 +1,8 @@
 """Writing customers' contact fields to their merchant's Ecomail list (live sync and backfill).
 
 Use cases mark a customer's contact pending in the transaction of the change
-(``notifications``); a backfill marks every customer with an email, a chunk per transaction,
-resuming from its cursor after a crash. The worker then, per merchant:
+(``notifications``); a backfill marks every customer with an email (``contact_backfill``).
+The worker then, per merchant:
 
 1. claims up to ``BULK_LIMIT`` pending contacts (exclusive across workers, with a lease);
 2. reads the customers as they are now, in one query, so many changes cost one write;
@@ -25,51 +25,46 @@ contacts are retried by the merchant (or by their next change).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services.common import retried_on_conflict, snapshots_of, today_of
+from ellity.domain.services.contact_backfill import mark_backfills
+from ellity.domain.services.ecomail_connection import (
+    KEY_REJECTED,
+    KEY_UNREADABLE,
+    Connection,
+    connection,
+)
+from ellity.domain.services.work_loop import Handled, Pace, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
     ContactData,
     InvalidApiKey,
     ListNotFound,
-    MarketingPlatform,
     MarketingPlatforms,
     MarketingRejected,
     MarketingUnavailable,
     TypedValue,
 )
 from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWorkFactory
+from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
-MARK_CHUNK = 20_000
 LEASE = timedelta(minutes=5)
 #: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
 CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
 
-_claims = itertools.count(1)
-
-KEY_REJECTED = (
-    "Ecomail refused the API key (it was changed or regenerated): enter the current key on"
-    " the Ecomail integration page, then retry the failed contacts."
-)
 LIST_GONE = (
     "The Ecomail list no longer exists: choose another list on the Ecomail integration page,"
     " then retry the failed contacts."
-)
-KEY_UNREADABLE = (
-    "The stored Ecomail API key cannot be decrypted (was ELLITY_SECRET_KEY changed?):"
-    " enter the key again on the Ecomail integration page."
 )
 
 
@@ -97,76 +92,6 @@ def cleared_contact(email: str) -> ContactData:
             for name, value in cleared_fields().items()
         },
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """What a merchant's contacts are written with."""
-
-    platform: MarketingPlatform
-    list_id: str
-
-
-async def connection(
-    merchant_id: int,
-    *,
-    uow_factory: UnitOfWorkFactory,
-    platforms: MarketingPlatforms,
-    secret_box: SecretBox,
-) -> Connection | None:
-    """The merchant's active integration ready to call; ``None`` when it is not active.
-    Raises ``SecretUnreadable`` when the stored key cannot be decrypted."""
-    async with uow_factory(read_only=True) as uow:
-        list_id = await uow.ecomail.active_list(merchant_id)
-        encrypted = await uow.ecomail.api_key(merchant_id)
-    if list_id is None or encrypted is None:
-        return None
-    key = secret_box.decrypt(encrypted)
-    return Connection(platforms.for_key(key, account=f"merchant-{merchant_id}"), list_id)
-
-
-async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
-    """Mark the customers of every backfill in progress, a chunk per transaction; returns how
-    many were marked. Each chunk moves the cursor in the same transaction."""
-    async with uow_factory(read_only=True) as uow:
-        merchant_ids = await uow.ecomail.backfilling()
-    total = 0
-    for merchant_id in merchant_ids:
-        while True:
-            count, more = await _mark_backfill_chunk(
-                merchant_id, uow_factory=uow_factory, clock=clock
-            )
-            total += count
-            if not more:
-                break
-    return total
-
-
-@retried_on_conflict
-async def _mark_backfill_chunk(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
-) -> tuple[int, bool]:
-    """One chunk of the merchant's backfill and its cursor: how many it marked, and whether
-    more remain."""
-    async with uow_factory() as uow:
-        integration = await uow.ecomail.get(merchant_id)
-        backfill = None if integration is None else integration.backfill
-        if integration is None or not integration.active or backfill is None:
-            return 0, False
-        if not backfill.marking:
-            return 0, False
-        now = clock.now()
-        count, last = await uow.contacts.mark_all(
-            merchant_id, after_id=backfill.after_id, limit=MARK_CHUNK, at=now
-        )
-        await uow.ecomail.advance_backfill(
-            merchant_id,
-            after_id=backfill.after_id if last is None else last,
-            marked=backfill.marked + count,
-            finished_at=now if last is None else None,
-        )
-        await uow.commit()
-    return count, last is not None
 
 
 async def sync_contacts(
@@ -222,25 +147,40 @@ async def sync_merchant(
         unreadable = False
     if link is None and not unreadable:
         return 0  # not active (any more): the contacts wait for an activation
-    written = 0
-    for _ in range(max_batches):
-        token = f"{worker_token[:50]}:c{next(_claims)}"
-        async with uow_factory() as uow:
-            claimed = await uow.contacts.claim(
-                merchant_id, token=token, now=clock.now(), lease=lease, limit=BULK_LIMIT
+    pace = Pace(BULK_LIMIT, lease, claims=max_batches)
+    contacts = _Contacts(merchant_id, link, uow_factory, clock)
+    return await work_through(
+        contacts, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Contacts:
+    """A merchant's pending contacts as the work loop goes through them: a claim at a time,
+    written together; a failure stops the run (what is left waits)."""
+
+    merchant_id: int
+    link: Connection | None  # None: the stored key cannot be decrypted
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    tag: str = "c"
+
+    async def claim(
+        self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[ClaimedContact]:
+        return await uow.contacts.claim(
+            self.merchant_id, token=token, now=now, lease=lease, limit=limit
+        )
+
+    async def handle(self, token: str, claimed: Sequence[ClaimedContact]) -> Handled:
+        if self.link is None:
+            await _fail(
+                self.uow_factory, self.merchant_id, token, None, KEY_UNREADABLE, clock=self.clock
             )
-            await uow.commit()
-        if not claimed:
-            break
-        if link is None:
-            await _fail(uow_factory, merchant_id, token, None, KEY_UNREADABLE, clock=clock)
-            break
-        batch = _Batch(merchant_id, token, link, uow_factory, clock)
-        done = await batch.write(claimed)
-        written += done
-        if batch.stopped:
-            break
-    return written
+            return Handled(0, stop=True)
+        batch = _Batch(self.merchant_id, token, self.link, self.uow_factory, self.clock)
+        written = await batch.write(claimed)
+        return Handled(written, stop=batch.stopped)
 
 
 class _Batch:

@@ -10,90 +10,40 @@ Delivery is at-least-once: a worker killed after the SMTP server accepted an ema
 the outcome was recorded leaves the item to be sent again. The email's ``Message-ID`` is the
 same both times, so mail clients can recognise the repeat.
 
-Each topic has one handler in ``HANDLERS``. A handler raises ``NothingToSend`` (settled as
-skipped), ``TryLater`` (retried with backoff, given up after ``RetryPolicy.max_attempts``),
-``GiveUp`` (failed at once; the merchant sees why and may retry) or ``WaitFor`` (tried again
-shortly without counting an attempt: an Ecomail event waits until its customer's contact
-fields have been written, so an automation that reads them sees the new values).
+Each topic has one handler (``delivery_handlers.HANDLERS``); what it raises decides how the
+item is settled.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from ellity.domain.model.customer import Customer
-from ellity.domain.model.integration import EVENT_ACTION, EVENT_CATEGORY
-from ellity.domain.model.merchant import Merchant
-from ellity.domain.model.outbox import OutboxItem, RetryPolicy, Topic, clip_error
-from ellity.domain.model.system_email import (
-    EmailTemplate,
-    MalformedPayload,
-    OutgoingEmail,
-    PointsChanged,
-    PointsExpiring,
-    pin_reason,
+from ellity.domain.model.outbox import OutboxItem, RetryPolicy, clip_error
+from ellity.domain.model.system_email import MalformedPayload
+from ellity.domain.services.delivery_handlers import (
+    HANDLERS,
+    Courier,
+    GiveUp,
+    NothingToSend,
+    TryLater,
+    WaitFor,
 )
-from ellity.domain.services.contact_sync import KEY_REJECTED, KEY_UNREADABLE, connection
+from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
 from ellity.ports.clock import Clock
-from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
-from ellity.ports.marketing import (
-    InvalidApiKey,
-    MarketingPlatforms,
-    MarketingRejected,
-    MarketingUnavailable,
-    TrackerEvent,
-)
+from ellity.ports.mailer import Mailer
+from ellity.ports.marketing import MarketingPlatforms
 from ellity.ports.queue import JobQueue
-from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.secrets import SecretBox
+from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 10
 DELIVERY_TIMEOUT = 30.0  # seconds for one item: reading what to send and sending it
 RETRY_POLICY = RetryPolicy()
-MAX_CLAIM_TOKEN = 64
-
-_claims = itertools.count(1)
-
-
-class NothingToSend(Exception):
-    """The item no longer needs delivering (the reason is recorded)."""
-
-
-class TryLater(Exception):
-    """This attempt failed; another may succeed. The message is for the merchant."""
-
-
-class GiveUp(Exception):
-    """No attempt will succeed as things are. The message is for the merchant."""
-
-
-class WaitFor(Exception):
-    """Not yet: something this item must follow has not happened yet."""
-
-    def __init__(self, message: str, *, seconds: float) -> None:
-        super().__init__(message)
-        self.seconds = seconds
-
-
-@dataclass(frozen=True, slots=True)
-class Courier:
-    """What handlers deliver with."""
-
-    uow_factory: UnitOfWorkFactory
-    mailer: Mailer
-    secret_box: SecretBox
-    platforms: MarketingPlatforms | None = None
-
-
-Handler = Callable[[Courier, OutboxItem], Awaitable[None]]
 
 
 async def deliver_pending(
@@ -117,26 +67,11 @@ async def deliver_pending(
     courier = Courier(
         uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms
     )
-    lease = timedelta(seconds=delivery_timeout * (batch_size + 1))
-    delivered = handled = 0
-    while handled < limit:
-        token = f"{worker_token[: MAX_CLAIM_TOKEN - 12]}:{next(_claims)}"
-        async with uow_factory() as uow:
-            items = await uow.outbox.claim(
-                token=token, now=clock.now(), lease=lease, limit=min(batch_size, limit - handled)
-            )
-            await uow.commit()
-        if not items:
-            break
-        for item in items:
-            outcome = await _attempt(
-                courier, item, delivery_timeout=delivery_timeout, policy=policy
-            )
-            held = await _record(uow_factory, item, token, outcome, clock=clock, policy=policy)
-            if held and outcome.kind is _Kind.DELIVERED:
-                delivered += 1
-            handled += 1
-    return delivered
+    outbox = OneAtATime("", _outbox, _Delivery(courier, clock, policy), delivery_timeout)
+    pace = Pace(batch_size, lease_for(delivery_timeout, batch_size), limit=limit)
+    return await work_through(
+        outbox, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+    )
 
 
 async def next_due(*, uow_factory: UnitOfWorkFactory) -> datetime | None:
@@ -173,142 +108,6 @@ async def forget_settled(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: 
     return count
 
 
-# -- handlers -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Recipient:
-    merchant: Merchant
-    customer: Customer
-    email: str
-    password: str | None = field(repr=False)
-
-
-async def _recipient(courier: Courier, item: OutboxItem) -> _Recipient:
-    """The merchant's settings and the customer as they are now, in a short read."""
-    async with courier.uow_factory(read_only=True) as uow:
-        merchant = await uow.merchants.get(item.merchant_id)
-        customer = (
-            None
-            if item.customer_id is None
-            else await uow.customers.get(item.merchant_id, item.customer_id)
-        )
-        encrypted = await uow.merchants.smtp_password(item.merchant_id)
-    if merchant is None or not merchant.settings.send_system_emails:
-        raise NothingToSend("Sending emails from Ellity was switched off before delivery.")
-    if customer is None or customer.email is None:
-        raise NothingToSend("The customer has no email address any more.")
-    if not merchant.smtp.is_configured:
-        raise TryLater("SMTP is not set up: enter the SMTP server and the sender address.")
-    try:
-        password = None if encrypted is None else courier.secret_box.decrypt(encrypted)
-    except SecretUnreadable:
-        raise TryLater(
-            "The stored SMTP password cannot be decrypted (was ELLITY_SECRET_KEY changed?);"
-            " enter the password again."
-        ) from None
-    return _Recipient(merchant=merchant, customer=customer, email=customer.email, password=password)
-
-
-def _email(
-    item: OutboxItem, to: _Recipient, template: EmailTemplate, values: dict[str, str]
-) -> OutgoingEmail:
-    settings = to.merchant.settings
-    return OutgoingEmail(
-        to=to.email,
-        sender_name=settings.name,
-        template=template,
-        locale=settings.locale,
-        message_id=f"ellity.{item.id}.{int(item.created_at.timestamp())}",
-        values={
-            "programme": settings.name,
-            "shop_url": settings.shop_url,
-            "first_name": to.customer.first_name,
-            **values,
-        },
-    )
-
-
-async def _send(courier: Courier, to: _Recipient, email: OutgoingEmail) -> None:
-    try:
-        await courier.mailer.send(email, server=to.merchant.smtp, password=to.password)
-    except MailerUnavailable as exc:
-        raise TryLater(str(exc)) from None
-    except MailerRejected as exc:
-        raise GiveUp(str(exc)) from None
-
-
-async def _send_points_changed(courier: Courier, item: OutboxItem) -> None:
-    facts = PointsChanged.from_payload(item.payload)
-    to = await _recipient(courier, item)
-    values = facts.email_values(to.merchant.settings.locale)
-    await _send(courier, to, _email(item, to, EmailTemplate.POINTS_CHANGED, values))
-
-
-async def _send_pin_issued(courier: Courier, item: OutboxItem) -> None:
-    reason = pin_reason(item.payload)
-    to = await _recipient(courier, item)
-    if to.customer.pin is None:
-        raise NothingToSend("The customer is registered now and has no PIN.")
-    values = {"pin": to.customer.pin, "reason": reason.value}
-    await _send(courier, to, _email(item, to, EmailTemplate.PIN_ISSUED, values))
-
-
-async def _send_points_expiring(courier: Courier, item: OutboxItem) -> None:
-    facts = PointsExpiring.from_payload(item.payload)
-    to = await _recipient(courier, item)
-    values = facts.email_values(to.merchant.settings.locale)
-    await _send(courier, to, _email(item, to, EmailTemplate.POINTS_EXPIRING, values))
-
-
-CONTACT_WAIT = 2.0  # seconds an event waits for its contact's fields before looking again
-
-
-async def _send_ecomail_event(courier: Courier, item: OutboxItem) -> None:
-    label, value = item.payload.get("label"), item.payload.get("value")
-    if not isinstance(label, str) or not isinstance(value, dict) or item.customer_id is None:
-        raise MalformedPayload("An Ecomail event needs a label, a value and a customer.")
-    if courier.platforms is None:
-        raise TryLater("This worker is not set up to reach Ecomail.")
-    try:
-        link = await connection(
-            item.merchant_id,
-            uow_factory=courier.uow_factory,
-            platforms=courier.platforms,
-            secret_box=courier.secret_box,
-        )
-    except SecretUnreadable:
-        raise GiveUp(KEY_UNREADABLE) from None
-    if link is None:
-        raise NothingToSend("The Ecomail integration was deactivated before delivery.")
-    async with courier.uow_factory(read_only=True) as uow:
-        customer = await uow.customers.get(item.merchant_id, item.customer_id)
-        waiting = await uow.contacts.is_pending(item.merchant_id, item.customer_id)
-    if customer is None or customer.email is None:
-        raise NothingToSend("The customer has no email address any more.")
-    if waiting:
-        raise WaitFor("Waiting for the contact's fields to reach Ecomail.", seconds=CONTACT_WAIT)
-    event = TrackerEvent(
-        email=customer.email, category=EVENT_CATEGORY, action=EVENT_ACTION, label=label, value=value
-    )
-    try:
-        await link.platform.send_event(event)
-    except MarketingUnavailable as exc:
-        raise TryLater(str(exc)) from None
-    except InvalidApiKey:
-        raise GiveUp(KEY_REJECTED) from None
-    except MarketingRejected as exc:
-        raise GiveUp(f"Ecomail refused the event: {exc}") from None
-
-
-HANDLERS: Mapping[str, Handler] = {
-    Topic.POINTS_CHANGED_EMAIL.value: _send_points_changed,
-    Topic.PIN_ISSUED_EMAIL.value: _send_pin_issued,
-    Topic.POINTS_EXPIRING_EMAIL.value: _send_points_expiring,
-    Topic.ECOMAIL_EVENT.value: _send_ecomail_event,
-}
-
-
 # -- one attempt and its outcome ----------------------------------------------------------
 
 
@@ -327,31 +126,48 @@ class _Outcome:
     wait: float = 0.0
 
 
-async def _attempt(
-    courier: Courier, item: OutboxItem, *, delivery_timeout: float, policy: RetryPolicy
-) -> _Outcome:
-    if item.attempts > policy.max_attempts:  # the earlier claims all died unfinished
-        return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
-    handler = HANDLERS.get(item.topic)
-    if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
-        return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
-    try:
-        async with asyncio.timeout(delivery_timeout):
-            await handler(courier, item)
-    except NothingToSend as exc:
-        return _Outcome(_Kind.SKIPPED, str(exc))
-    except WaitFor as exc:
-        return _Outcome(_Kind.WAIT, str(exc), wait=exc.seconds)
-    except TryLater as exc:
-        return _Outcome(_Kind.RETRY, str(exc))
-    except (GiveUp, MalformedPayload) as exc:
-        return _Outcome(_Kind.GIVE_UP, str(exc))
-    except TimeoutError:
-        return _Outcome(_Kind.RETRY, f"Delivery took longer than {delivery_timeout:g} seconds.")
-    except Exception as exc:  # one broken item must not stop the others; logged, retried
+def _outbox(uow: UnitOfWork) -> Claimable[OutboxItem]:
+    return uow.outbox
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """Delivering an item, and recording the outcome."""
+
+    courier: Courier
+    clock: Clock
+    policy: RetryPolicy
+
+    async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
+        if item.attempts > self.policy.max_attempts:  # the earlier claims all died unfinished
+            return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
+        handler = HANDLERS.get(item.topic)
+        if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
+            return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
+        try:
+            await handler(self.courier, item)
+        except NothingToSend as exc:
+            return _Outcome(_Kind.SKIPPED, str(exc))
+        except WaitFor as exc:
+            return _Outcome(_Kind.WAIT, str(exc), wait=exc.seconds)
+        except TryLater as exc:
+            return _Outcome(_Kind.RETRY, str(exc))
+        except (GiveUp, MalformedPayload) as exc:
+            return _Outcome(_Kind.GIVE_UP, str(exc))
+        return _Outcome(_Kind.DELIVERED)
+
+    def timed_out(self, item: OutboxItem, seconds: float) -> _Outcome:
+        return _Outcome(_Kind.RETRY, f"Delivery took longer than {seconds:g} seconds.")
+
+    def broke(self, item: OutboxItem, error: Exception) -> _Outcome:
         logger.exception("outbox item %s (%s) failed unexpectedly", item.id, item.topic)
-        return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(exc).__name__}).")
-    return _Outcome(_Kind.DELIVERED)
+        return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(error).__name__}).")
+
+    async def settle(self, item: OutboxItem, token: str, outcome: _Outcome) -> bool:
+        held = await _record(
+            self.courier.uow_factory, item, token, outcome, clock=self.clock, policy=self.policy
+        )
+        return held and outcome.kind is _Kind.DELIVERED
 
 
 async def _record(

@@ -16,7 +16,8 @@ from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.domain.model.errors import DomainError
-from ellity.domain.services import integration, newsletter
+from ellity.domain.services import integration
+from ellity.domain.services import newsletter_intake as newsletter
 from ellity.ports.marketing import (
     ContactList,
     MarketingError,
