@@ -14,14 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.expiry_run import hit_by
-from ellity.adapters.sql.tables import (
-    customers,
-    dialect_insert,
+from ellity.adapters.sql.tables.columns import dialect_insert, instant
+from ellity.adapters.sql.tables.contact_sync import (
     ecomail_contacts,
     ecomail_integrations,
     ecomail_old_addresses,
-    instant,
 )
+from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.integration import Backfill, EcomailIntegration

@@ -15,12 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import (
-    UtcDateTime,
-    customers,
-    dialect_insert,
+from ellity.adapters.sql.tables.columns import UtcDateTime, dialect_insert, instant
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.newsletter import (
     ecomail_webhooks,
-    instant,
     newsletter_notifications,
     newsletter_rewards,
 )

@@ -20,18 +20,11 @@ from ellity.adapters.sql.expiry_run import (
     in_range,
     points_changed_payload,
 )
-from ellity.adapters.sql.tables import (
-    api_tokens,
-    customers,
-    dialect_insert,
-    expiry_notices,
-    instant,
-    ledger_entries,
-    merchants,
-    outbox,
-    point_lots,
-    staff_users,
-)
+from ellity.adapters.sql.tables.columns import dialect_insert, instant
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.ledger import expiry_notices, ledger_entries, point_lots
+from ellity.adapters.sql.tables.merchants import api_tokens, merchants, staff_users
+from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.adapters.sql.work_queue import (
     NO_CLAIM,

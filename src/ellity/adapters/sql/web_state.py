@@ -12,12 +12,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ellity.adapters.sql.database import Database
-from ellity.adapters.sql.tables import (
-    dialect_insert,
-    instant,
-    login_attempts,
-    web_sessions,
-)
+from ellity.adapters.sql.tables.columns import dialect_insert, instant
+from ellity.adapters.sql.tables.web_state import login_attempts, web_sessions
 from ellity.ports.web_state import AttemptCount, StoredSession
 
 
