@@ -23,8 +23,8 @@ from ellity.adapters.sql.repositories import (
     SqlCustomerRepository,
     SqlLedgerRepository,
     SqlOutboxRepository,
-    SqlStaffRepository,
 )
+from ellity.adapters.sql.staff import SqlStaffRepository
 from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (
     ApiTokenRepository,
