@@ -14,12 +14,12 @@ from types import TracebackType
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
+from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
 from ellity.adapters.sql.database import Database, WritersTurn
 from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
 from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
 from ellity.adapters.sql.repositories import (
-    SqlApiTokenRepository,
     SqlCustomerRepository,
     SqlLedgerRepository,
     SqlOutboxRepository,
