@@ -18,9 +18,10 @@ from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
 from ellity.adapters.sql.customers import SqlCustomerRepository
 from ellity.adapters.sql.database import Database, WritersTurn
 from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
+from ellity.adapters.sql.ledger import SqlLedgerRepository
 from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
-from ellity.adapters.sql.repositories import SqlLedgerRepository, SqlOutboxRepository
+from ellity.adapters.sql.repositories import SqlOutboxRepository
 from ellity.adapters.sql.staff import SqlStaffRepository
 from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (
