@@ -21,7 +21,7 @@ from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepo
 from ellity.adapters.sql.ledger import SqlLedgerRepository
 from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
-from ellity.adapters.sql.repositories import SqlOutboxRepository
+from ellity.adapters.sql.outbox import SqlOutboxRepository
 from ellity.adapters.sql.staff import SqlStaffRepository
 from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (

@@ -1,4 +1,7 @@
-"""SQL implementations of the storage ports, on one ``AsyncConnection`` per unit of work."""
+"""The outbox in SQL: items are written in the transaction that causes them, claimed by a
+worker for a lease and settled while that claim holds. The items that follow an expiry chunk
+are one ``INSERT ... SELECT``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import (
-    credit_event_payload,
-    hit_by,
-    points_changed_payload,
-)
+from ellity.adapters.sql.expiry_run import credit_event_payload, hit_by, points_changed_payload
 from ellity.adapters.sql.tables.columns import instant
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.outbox import outbox
@@ -26,15 +25,8 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
-from ellity.domain.model.outbox import (
-    OutboxItem,
-    OutboxStatus,
-    Payload,
-    Topic,
-)
-from ellity.ports.storage import (
-    ExpiredChunk,
-)
+from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
+from ellity.ports.storage.ledger import ExpiredChunk
 
 _OUTBOX_CLAIMED = (
     outbox.c.id,
