@@ -15,9 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
+from ellity.adapters.sql.contact_sync import SqlContactSyncRepository
 from ellity.adapters.sql.customers import SqlCustomerRepository
 from ellity.adapters.sql.database import Database, WritersTurn
-from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
+from ellity.adapters.sql.ecomail import SqlEcomailRepository
 from ellity.adapters.sql.ledger import SqlLedgerRepository
 from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
