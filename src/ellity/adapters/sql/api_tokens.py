@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.tables.merchants import api_tokens
 from ellity.domain.model.api_token import ApiToken
+from ellity.ports.storage.merchants import ApiTokenRepository
 
 
 def _api_token(row: Any) -> ApiToken:
@@ -35,7 +36,7 @@ _TOKEN_COLUMNS = (
 )
 
 
-class SqlApiTokenRepository:
+class SqlApiTokenRepository(ApiTokenRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 

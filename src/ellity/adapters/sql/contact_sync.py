@@ -19,7 +19,7 @@ from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
-from ellity.ports.storage.contact_sync import ClaimedContact
+from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
 
 _i = ecomail_integrations.c
 _c = ecomail_contacts.c
@@ -32,7 +32,7 @@ def _later(a: Any, b: Any) -> Any:
     return sa.case((b.is_(None), a), (a.is_(None), b), (a > b, a), else_=b)
 
 
-class SqlContactSyncRepository(SqlContactMarks):
+class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
     """On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``; on SQLite the
     writer's ``BEGIN IMMEDIATE`` serializes claimers. ``made_work`` tells the unit of work
     to nudge the worker after the commit.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.customer import Customer, email_key, name_key
+from ellity.ports.storage.customers import CustomerRepository
 
 _IDENTITY = (
     customers.c.id,
@@ -61,7 +62,7 @@ def _identity_columns(customer: Customer) -> dict[str, Any]:
     }
 
 
-class SqlCustomerRepository:
+class SqlCustomerRepository(CustomerRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 

@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.columns import dialect_insert
 from ellity.adapters.sql.tables.contact_sync import ecomail_integrations
 from ellity.domain.model.integration import Backfill, EcomailIntegration
+from ellity.ports.storage.contact_sync import EcomailRepository
 
 _i = ecomail_integrations.c
 
 
-class SqlEcomailRepository:
+class SqlEcomailRepository(EcomailRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 

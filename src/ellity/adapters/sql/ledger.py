@@ -21,7 +21,7 @@ from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.expiry import ExpiryPolicy
 from ellity.domain.model.ledger import Entry, EntryKind, LastChange, Ledger, Lot
 from ellity.domain.model.money import Points
-from ellity.ports.storage.ledger import OrderUse, StoredEntry
+from ellity.ports.storage.ledger import LedgerRepository, OrderUse, StoredEntry
 
 
 def _entry(row: Any) -> Entry:
@@ -35,7 +35,7 @@ def _entry(row: Any) -> Entry:
     )
 
 
-class SqlLedgerRepository(SqlLedgerExpiry):
+class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
         self.conn = conn
         self.locks_rows = locks_rows

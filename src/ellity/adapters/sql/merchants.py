@@ -15,12 +15,12 @@ from ellity.adapters.sql.unique import unique_violations
 from ellity.adapters.sql.work_queue import unclaimed
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
-from ellity.ports.storage.merchants import NightlySchedule
+from ellity.ports.storage.merchants import MerchantRepository, NightlySchedule
 
 _NO_NIGHTLY_CLAIM: dict[str, Any] = {"nightly_claim_token": None, "nightly_claimed_until": None}
 
 
-class SqlMerchantRepository:
+class SqlMerchantRepository(MerchantRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 

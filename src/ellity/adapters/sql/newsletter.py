@@ -39,6 +39,7 @@ from ellity.domain.model.newsletter import (
     SubscriptionChange,
 )
 from ellity.ports.storage import UniqueViolation
+from ellity.ports.storage.newsletter import NewsletterRepository
 
 _w = ecomail_webhooks.c
 _n = newsletter_notifications.c
@@ -81,7 +82,7 @@ def notification_of(row: Any) -> Notification:
     )
 
 
-class SqlNewsletterRepository:
+class SqlNewsletterRepository(NewsletterRepository):
     """``made_work`` tells the unit of work to nudge the worker after the commit."""
 
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:

@@ -27,6 +27,7 @@ from ellity.adapters.sql.work_queue import (
 )
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
 from ellity.ports.storage.ledger import ExpiredChunk
+from ellity.ports.storage.outbox import OutboxRepository
 
 _OUTBOX_CLAIMED = (
     outbox.c.id,
@@ -37,6 +38,7 @@ _OUTBOX_CLAIMED = (
     outbox.c.attempts,
     outbox.c.created_at,
 )
+
 _PENDING = OutboxStatus.PENDING.value
 
 
@@ -44,7 +46,7 @@ def _json(payload: Payload) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-class SqlOutboxRepository:
+class SqlOutboxRepository(OutboxRepository):
     """The outbox table. On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``,
     so claimers never wait for each other; on SQLite the claim runs inside the writer's
     ``BEGIN IMMEDIATE`` transaction, which serializes claimers.

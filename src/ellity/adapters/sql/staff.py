@@ -11,9 +11,10 @@ from ellity.adapters.sql.tables.merchants import staff_users
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.staff import StaffUser
+from ellity.ports.storage.merchants import StaffRepository
 
 
-class SqlStaffRepository:
+class SqlStaffRepository(StaffRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 

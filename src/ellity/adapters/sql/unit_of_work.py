@@ -38,6 +38,7 @@ from ellity.ports.storage import (
     TransientConflict,
     Views,
 )
+from ellity.ports.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 #: Called when a unit of work whose commit gave the worker something to do is over, its
 #: writer's turn handed on (``JobQueue.nudge_delivery``).
@@ -55,7 +56,7 @@ def transient_conflict(exc: BaseException | None) -> TransientConflict | None:
     return None
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork):
     merchants: MerchantRepository
     staff: StaffRepository
     api_tokens: ApiTokenRepository
@@ -159,7 +160,7 @@ class SqlUnitOfWork:
         self._committed_work = made_work
 
 
-class SqlUnitOfWorkFactory:
+class SqlUnitOfWorkFactory(UnitOfWorkFactory):
     def __init__(self, database: Database, *, on_outbox_work: OutboxWorkHook | None = None) -> None:
         self.database = database
         self.on_outbox_work = on_outbox_work
