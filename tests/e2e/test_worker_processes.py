@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from ellity.adapters.arq_queue import DELIVER_JOB, ArqJobQueue
 from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import create_database
-from ellity.adapters.sql.tables import outbox
+from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.merchant import MerchantSettings, SmtpSettings

@@ -21,7 +21,7 @@ import pytest
 from ellity.adapters.csv_export import FORMULA_STARTS, CsvTableEncoder
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.export_rows import FORMULA_ABOVE, FORMULA_GLOB, SqlCustomerRowSource
-from ellity.adapters.sql.tables import customers as customers_table
+from ellity.adapters.sql.tables.customers import customers as customers_table
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.contact import CustomerLoyalty, ProgrammeLook, contact_snapshot

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.expiry_run import expired_in, expiry_change
-from ellity.adapters.sql.tables import customers
+from ellity.adapters.sql.tables.customers import customers
 from ellity.ports.storage import ExpiredChunk
 
 

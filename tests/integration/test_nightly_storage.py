@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ellity.adapters.sql import ecomail as sql_ecomail
+from ellity.adapters.sql import contact_marks
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Expiration
@@ -255,7 +255,7 @@ async def test_what_follows_a_chunk_leaves_out_other_runs_and_other_ranges(
 async def test_contacts_of_more_customers_than_one_statement_binds_are_all_marked(
     uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql_ecomail, "MARK_BATCH", 2)
+    monkeypatch.setattr(contact_marks, "MARK_BATCH", 2)
     shop = await open_shop(uow_factory)
     ids = [await shop.customer(f"c{n}@example.cz", n) for n in range(5)]
     async with uow_factory() as uow:

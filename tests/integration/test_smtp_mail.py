@@ -26,7 +26,7 @@ from ellity.adapters.public_address import Resolver
 from ellity.adapters.secret_box import FernetSecretBox
 from ellity.adapters.smtp_mailer import SmtpMailer
 from ellity.adapters.sql.database import Database
-from ellity.adapters.sql.tables import outbox
+from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.bootstrap import build_deps
 from ellity.domain.model.merchant import MerchantSettings, SmtpSecurity, SmtpSettings

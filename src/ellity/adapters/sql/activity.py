@@ -13,7 +13,8 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import instant, ledger_entries, point_lots
+from ellity.adapters.sql.tables.columns import instant
+from ellity.adapters.sql.tables.ledger import ledger_entries, point_lots
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points

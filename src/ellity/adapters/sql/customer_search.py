@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import customers
+from ellity.adapters.sql.tables.customers import customers
 from ellity.domain.model.customer_query import (
     Alternative,
     CustomerQuery,

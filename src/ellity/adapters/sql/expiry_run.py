@@ -24,7 +24,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ellity.adapters.sql.tables import customers, instant, ledger_entries
+from ellity.adapters.sql.tables.columns import instant
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.ledger import ledger_entries
 from ellity.domain.model.ledger import EntryKind
 from ellity.ports.storage import ExpiredChunk
 

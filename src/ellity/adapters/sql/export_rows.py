@@ -35,7 +35,7 @@ from ellity.adapters.csv_export import CSV_FORMAT, FORMULA_STARTS
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.valid_points import STALE_SQL, STORED_SQL, VALID_SQL, ValidSummary
 from ellity.domain.model.contact import ProgrammeLook
-from ellity.ports.export import EncodedRows
+from ellity.ports.export import CustomerRowSource, EncodedRows
 
 #: The thousands separator and the decimal mark of ``Points.display`` per locale.
 SEPARATORS: dict[str, tuple[str, str]] = {"cs": (" ", ","), "en": (",", ".")}
@@ -311,7 +311,7 @@ async def _pg_parameters(_: AsyncConnection, look: ProgrammeLook) -> dict[str, A
 # -- both --------------------------------------------------------------------------------------
 
 
-class SqlCustomerRowSource:
+class SqlCustomerRowSource(CustomerRowSource):
     """``CustomerRowSource`` in ``CsvTableEncoder``'s CSV, on SQLite or PostgreSQL."""
 
     format = CSV_FORMAT

@@ -15,12 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import (
-    UtcDateTime,
-    customers,
-    dialect_insert,
+from ellity.adapters.sql.tables.columns import UtcDateTime, dialect_insert, instant
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.newsletter import (
     ecomail_webhooks,
-    instant,
     newsletter_notifications,
     newsletter_rewards,
 )
@@ -41,6 +39,7 @@ from ellity.domain.model.newsletter import (
     SubscriptionChange,
 )
 from ellity.ports.storage import UniqueViolation
+from ellity.ports.storage.newsletter import NewsletterRepository
 
 _w = ecomail_webhooks.c
 _n = newsletter_notifications.c
@@ -83,7 +82,7 @@ def notification_of(row: Any) -> Notification:
     )
 
 
-class SqlNewsletterRepository:
+class SqlNewsletterRepository(NewsletterRepository):
     """``made_work`` tells the unit of work to nudge the worker after the commit."""
 
     def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:

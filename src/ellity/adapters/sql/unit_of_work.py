@@ -14,17 +14,16 @@ from types import TracebackType
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
+from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
+from ellity.adapters.sql.contact_sync import SqlContactSyncRepository
+from ellity.adapters.sql.customers import SqlCustomerRepository
 from ellity.adapters.sql.database import Database, WritersTurn
-from ellity.adapters.sql.ecomail import SqlContactSyncRepository, SqlEcomailRepository
+from ellity.adapters.sql.ecomail import SqlEcomailRepository
+from ellity.adapters.sql.ledger import SqlLedgerRepository
+from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
-from ellity.adapters.sql.repositories import (
-    SqlApiTokenRepository,
-    SqlCustomerRepository,
-    SqlLedgerRepository,
-    SqlMerchantRepository,
-    SqlOutboxRepository,
-    SqlStaffRepository,
-)
+from ellity.adapters.sql.outbox import SqlOutboxRepository
+from ellity.adapters.sql.staff import SqlStaffRepository
 from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (
     ApiTokenRepository,
@@ -39,6 +38,7 @@ from ellity.ports.storage import (
     TransientConflict,
     Views,
 )
+from ellity.ports.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 #: Called when a unit of work whose commit gave the worker something to do is over, its
 #: writer's turn handed on (``JobQueue.nudge_delivery``).
@@ -56,7 +56,7 @@ def transient_conflict(exc: BaseException | None) -> TransientConflict | None:
     return None
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork):
     merchants: MerchantRepository
     staff: StaffRepository
     api_tokens: ApiTokenRepository
@@ -160,7 +160,7 @@ class SqlUnitOfWork:
         self._committed_work = made_work
 
 
-class SqlUnitOfWorkFactory:
+class SqlUnitOfWorkFactory(UnitOfWorkFactory):
     def __init__(self, database: Database, *, on_outbox_work: OutboxWorkHook | None = None) -> None:
         self.database = database
         self.on_outbox_work = on_outbox_work

@@ -23,7 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ellity.adapters.sql.tables import customers, point_lots
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.ledger import point_lots
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
 from ellity.domain.model.money import Points

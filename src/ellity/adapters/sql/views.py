@@ -10,13 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.newsletter import notification_of
-from ellity.adapters.sql.tables import (
-    customers,
-    ecomail_contacts,
-    ecomail_integrations,
-    newsletter_notifications,
-    outbox,
-)
+from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.newsletter import newsletter_notifications
+from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.contact import CustomerLoyalty

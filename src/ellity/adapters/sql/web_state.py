@@ -12,20 +12,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ellity.adapters.sql.database import Database
-from ellity.adapters.sql.tables import (
-    dialect_insert,
-    instant,
-    login_attempts,
-    web_sessions,
-)
-from ellity.ports.web_state import AttemptCount, StoredSession
+from ellity.adapters.sql.tables.columns import dialect_insert, instant
+from ellity.adapters.sql.tables.web_state import login_attempts, web_sessions
+from ellity.ports.web_state import AttemptCount, LoginAttempts, SessionStore, StoredSession
 
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
-class SqlSessionStore:
+class SqlSessionStore(SessionStore):
     def __init__(self, database: Database) -> None:
         self._db = database
 
@@ -77,7 +73,7 @@ class SqlSessionStore:
         return int(result.rowcount)
 
 
-class SqlLoginAttempts:
+class SqlLoginAttempts(LoginAttempts):
     def __init__(self, database: Database) -> None:
         self._db = database
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables import UtcDateTime
+from ellity.adapters.sql.tables.columns import UtcDateTime
 
 NO_CLAIM: Mapping[str, Any] = {"claim_token": None, "claimed_until": None}
 

@@ -1,0 +1,255 @@
+"""The contacts waiting to be written to the merchants' Ecomail lists, in SQL.
+
+Marking, claiming and settling contacts are set-based statements: a backfill of a million
+customers is a few hundred statements, never a statement per customer. The marks are
+``contact_marks.SqlContactMarks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql.contact_marks import SqlContactMarks
+from ellity.adapters.sql.tables.columns import dialect_insert, instant
+from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
+from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
+
+_i = ecomail_integrations.c
+_c = ecomail_contacts.c
+
+_NO_CLAIM: dict[str, Any] = {**NO_CLAIM, "claimed_seq": None}
+
+
+def _later(a: Any, b: Any) -> Any:
+    """The later of two nullable instants (SQL has no portable ``greatest`` that skips NULL)."""
+    return sa.case((b.is_(None), a), (a.is_(None), b), (a > b, a), else_=b)
+
+
+class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
+    """On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``; on SQLite the
+    writer's ``BEGIN IMMEDIATE`` serializes claimers. ``made_work`` tells the unit of work
+    to nudge the worker after the commit.
+
+    On PostgreSQL every statement that writes many contacts takes their rows in customer id
+    order: marks upsert them sorted, and a claim's settle, release or fail locks its rows in
+    that order first. A settle of thousands of contacts and the nightly expiry's marks (which
+    come after the chunk's customers, locked in id order too) then wait for each other at
+    most, never deadlock."""
+
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+        self.made_work = False
+
+    def _due(self, now: datetime) -> list[Any]:
+        return [
+            _c.pending_since.is_not(None),
+            _c.failed_at.is_(None),
+            sa.or_(_c.next_attempt_at.is_(None), _c.next_attempt_at <= now),
+            unclaimed(_c.claimed_until, now),
+        ]
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]:
+        rows = await claim_due(
+            self.conn,
+            _c.customer_id,
+            due=[_c.merchant_id == merchant_id, *self._due(now)],
+            order_by=[_c.pending_since, _c.customer_id],
+            limit=limit,
+            locks_rows=self.locks_rows,
+            values={
+                "claim_token": token,
+                "claimed_until": now + lease,
+                "claimed_seq": _c.change_seq,
+            },
+            returning=[_c.customer_id, _c.in_list],
+        )
+        claimed = [ClaimedContact(customer_id=r.customer_id, in_list=r.in_list) for r in rows]
+        return sorted(claimed, key=lambda contact: contact.customer_id)
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added: Collection[int] = (),
+        at: datetime,
+    ) -> int:
+        if not customer_ids:
+            return 0
+        unchanged = _c.change_seq == _c.claimed_seq
+        values: dict[str, Any] = {
+            "pending_since": sa.case((unchanged, None), else_=_c.pending_since),
+            "in_list": sa.case((unchanged, sa.true()), else_=_c.in_list),
+            "attempts": 0,
+            "last_error": None,
+            "next_attempt_at": None,
+            "synced_at": at,
+            **_NO_CLAIM,
+        }
+        if added:
+            values["added_at"] = sa.case(
+                (_c.customer_id.in_(sorted(set(added))), instant(at)), else_=_c.added_at
+            )
+        mine = [
+            _c.merchant_id == merchant_id,
+            _c.claim_token == token,
+            _c.customer_id.in_(sorted(set(customer_ids))),
+        ]
+        await self._lock_in_order(*mine)
+        result = await self.conn.execute(ecomail_contacts.update().where(*mine).values(**values))
+        return int(result.rowcount)
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        return await self._unclaim(merchant_id, token, next_attempt_at=retry_at, last_error=error)
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        return await self._unclaim(merchant_id, token, customer_ids, failed_at=at, last_error=error)
+
+    async def _unclaim(
+        self,
+        merchant_id: int,
+        token: str,
+        customer_ids: Sequence[int] | None = None,
+        **values: Any,
+    ) -> int:
+        mine = [_c.merchant_id == merchant_id, _c.claim_token == token]
+        if customer_ids is not None:
+            mine.append(_c.customer_id.in_(sorted(set(customer_ids))))
+        await self._lock_in_order(*mine)
+        statement = ecomail_contacts.update().where(*mine)
+        result = await self.conn.execute(
+            statement.values(attempts=_c.attempts + 1, **_NO_CLAIM, **values)
+        )
+        return int(result.rowcount)
+
+    async def _lock_in_order(self, *where: Any) -> None:
+        """PostgreSQL: lock the rows ``where`` in customer id order before an ``UPDATE``
+        changes them (it takes its rows in whatever order its plan meets them)."""
+        if self.locks_rows:
+            await self.conn.execute(
+                sa.select(_c.customer_id).where(*where).order_by(_c.customer_id).with_for_update()
+            )
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        values: dict[str, Any] = {"in_list": True, "synced_at": at}
+        if added_at is not None:
+            values["added_at"] = added_at
+        own = sa.select(
+            customers.c.id,
+            customers.c.merchant_id,
+            sa.literal(0),
+            sa.literal(0),
+            sa.true(),
+            instant(at),
+            instant(added_at),
+        ).where(customers.c.id == customer_id, customers.c.merchant_id == merchant_id)
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts).from_select(
+            [
+                "customer_id",
+                "merchant_id",
+                "change_seq",
+                "attempts",
+                "in_list",
+                "synced_at",
+                "added_at",
+            ],
+            own,
+        )
+        await self.conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[_c.customer_id],
+                set_=values,
+                where=_c.merchant_id == merchant_id,
+            )
+        )
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        result = await self.conn.execute(
+            sa.select(sa.func.max(_c.attempts)).where(
+                _c.merchant_id == merchant_id, _c.claim_token == token
+            )
+        )
+        return int(result.scalar_one_or_none() or 0)
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        result = await self.conn.execute(
+            sa.select(_c.customer_id).where(
+                _c.merchant_id == merchant_id,
+                _c.customer_id == customer_id,
+                _c.pending_since.is_not(None),
+                _c.failed_at.is_(None),
+            )
+        )
+        return result.scalar_one_or_none() is not None
+
+    def _active(self) -> Any:
+        return sa.exists().where(_i.merchant_id == _c.merchant_id, _i.active.is_(True))
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        due = (
+            sa.select(_c.customer_id)
+            .where(_c.merchant_id == _i.merchant_id, *self._due(now))
+            .limit(1)
+            .exists()
+        )
+        result = await self.conn.execute(
+            sa.select(_i.merchant_id).where(_i.active.is_(True), due).order_by(_i.merchant_id)
+        )
+        return list(result.scalars())
+
+    async def next_due(self) -> datetime | None:
+        claimable_from = _later(_later(_c.pending_since, _c.next_attempt_at), _c.claimed_until)
+        return await earliest(
+            self.conn,
+            claimable_from,
+            _c.pending_since.is_not(None),
+            _c.failed_at.is_(None),
+            self._active(),
+        )
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+        result = await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
+            .values(
+                failed_at=None,
+                attempts=0,
+                next_attempt_at=None,
+                pending_since=sa.func.coalesce(_c.pending_since, instant(at)),
+            )
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        result = await self.conn.execute(
+            sa.select(_c.added_at).where(
+                _c.merchant_id == merchant_id, _c.customer_id == customer_id
+            )
+        )
+        added: datetime | None = result.scalar_one_or_none()
+        return added

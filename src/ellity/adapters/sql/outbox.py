@@ -1,0 +1,250 @@
+"""The outbox in SQL: items are written in the transaction that causes them, claimed by a
+worker for a lease and settled while that claim holds. The items that follow an expiry chunk
+are one ``INSERT ... SELECT``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ellity.adapters.sql.expiry_run import credit_event_payload, hit_by, points_changed_payload
+from ellity.adapters.sql.tables.columns import instant
+from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.outbox import outbox
+from ellity.adapters.sql.work_queue import (
+    NO_CLAIM,
+    available_or_claim_end,
+    claim_due,
+    earliest,
+    settle_claimed,
+    unclaimed,
+)
+from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
+from ellity.ports.storage.ledger import ExpiredChunk
+from ellity.ports.storage.outbox import OutboxRepository
+
+_OUTBOX_CLAIMED = (
+    outbox.c.id,
+    outbox.c.merchant_id,
+    outbox.c.customer_id,
+    outbox.c.topic,
+    outbox.c.payload,
+    outbox.c.attempts,
+    outbox.c.created_at,
+)
+
+_PENDING = OutboxStatus.PENDING.value
+
+
+def _json(payload: Payload) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+class SqlOutboxRepository(OutboxRepository):
+    """The outbox table. On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``,
+    so claimers never wait for each other; on SQLite the claim runs inside the writer's
+    ``BEGIN IMMEDIATE`` transaction, which serializes claimers.
+
+    ``made_work`` tells the unit of work that this transaction gave the worker something to
+    do (it nudges the worker after the commit).
+    """
+
+    def __init__(self, conn: AsyncConnection, *, locks_rows: bool) -> None:
+        self.conn = conn
+        self.locks_rows = locks_rows
+        self.made_work = False
+
+    async def add(
+        self,
+        merchant_id: int,
+        topic: str,
+        payload: Payload,
+        *,
+        customer_id: int | None = None,
+        at: datetime,
+    ) -> int:
+        result = await self.conn.execute(
+            outbox.insert()
+            .values(
+                merchant_id=merchant_id,
+                customer_id=customer_id,
+                topic=topic,
+                payload=_json(payload),
+                status=_PENDING,
+                attempts=0,
+                created_at=at,
+                available_at=at,
+            )
+            .returning(outbox.c.id)
+        )
+        self.made_work = True
+        return int(result.scalar_one())
+
+    async def add_many(
+        self,
+        merchant_id: int,
+        topic: str,
+        items: Sequence[tuple[int | None, Payload]],
+        *,
+        at: datetime,
+    ) -> int:
+        if not items:
+            return 0
+        await self.conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "merchant_id": merchant_id,
+                    "customer_id": customer_id,
+                    "topic": topic,
+                    "payload": _json(payload),
+                    "status": _PENDING,
+                    "attempts": 0,
+                    "created_at": at,
+                    "available_at": at,
+                }
+                for customer_id, payload in items
+            ],
+        )
+        self.made_work = True
+        return len(items)
+
+    async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
+        payloads = {
+            Topic.ECOMAIL_EVENT.value: credit_event_payload,
+            Topic.POINTS_CHANGED_EMAIL.value: points_changed_payload,
+        }
+        if topic not in payloads:
+            raise ValueError(f"no payload for expired points in {topic} items")
+        at = instant(chunk.at)
+        rows = sa.select(
+            customers.c.merchant_id,
+            customers.c.id,
+            sa.literal(topic),
+            payloads[topic](chunk),
+            sa.literal(_PENDING),
+            sa.literal(0),
+            at,
+            at,
+        ).where(*hit_by(chunk))
+        result = await self.conn.execute(
+            outbox.insert().from_select(
+                [
+                    "merchant_id",
+                    "customer_id",
+                    "topic",
+                    "payload",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "available_at",
+                ],
+                rows,
+            )
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        rows = await claim_due(
+            self.conn,
+            outbox.c.id,
+            due=[
+                outbox.c.status == _PENDING,
+                outbox.c.available_at <= now,
+                unclaimed(outbox.c.claimed_until, now),
+            ],
+            order_by=[outbox.c.available_at, outbox.c.id],
+            limit=limit,
+            locks_rows=self.locks_rows,
+            values={
+                "claim_token": token,
+                "claimed_until": now + lease,
+                "attempts": outbox.c.attempts + 1,
+                "last_attempt_at": now,
+            },
+            returning=_OUTBOX_CLAIMED,
+        )
+        items = [
+            OutboxItem(
+                id=row.id,
+                merchant_id=row.merchant_id,
+                customer_id=row.customer_id,
+                topic=row.topic,
+                payload=json.loads(row.payload),
+                attempts=row.attempts,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+        return sorted(items, key=lambda item: item.id)
+
+    async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.DELIVERED.value, delivered_at=at, last_error=None
+        )
+
+    async def mark_skipped(self, item_id: int, *, token: str, reason: str, at: datetime) -> bool:
+        return await self._settle(
+            item_id, token, status=OutboxStatus.SKIPPED.value, delivered_at=at, last_error=reason
+        )
+
+    async def mark_failed(
+        self, item_id: int, *, token: str, error: str, retry_at: datetime | None, at: datetime
+    ) -> bool:
+        if retry_at is None:
+            return await self._settle(
+                item_id, token, status=OutboxStatus.FAILED.value, last_error=error
+            )
+        return await self._settle(item_id, token, available_at=retry_at, last_error=error)
+
+    async def defer(self, item_id: int, *, token: str, until: datetime) -> bool:
+        # the claim counted an attempt (``attempts`` is at least 1 here): take it back
+        return await self._settle(
+            item_id, token, available_at=until, attempts=outbox.c.attempts - 1
+        )
+
+    async def _settle(self, item_id: int, token: str, **values: Any) -> bool:
+        return await settle_claimed(
+            self.conn,
+            outbox,
+            outbox.c.id == item_id,
+            outbox.c.status == _PENDING,
+            token=token,
+            values=values,
+        )
+
+    async def next_due(self) -> datetime | None:
+        claimable = available_or_claim_end(outbox.c.available_at, outbox.c.claimed_until)
+        return await earliest(self.conn, claimable, outbox.c.status == _PENDING)
+
+    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+        query = outbox.update().where(
+            outbox.c.merchant_id == merchant_id, outbox.c.status == OutboxStatus.FAILED.value
+        )
+        if item_id is not None:
+            query = query.where(outbox.c.id == item_id)
+        result = await self.conn.execute(
+            query.values(status=_PENDING, attempts=0, available_at=at, **NO_CLAIM)
+        )
+        if result.rowcount:
+            self.made_work = True
+        return int(result.rowcount)
+
+    async def purge_settled(self, *, before: datetime) -> int:
+        result = await self.conn.execute(
+            outbox.delete().where(
+                outbox.c.status.in_([OutboxStatus.DELIVERED.value, OutboxStatus.SKIPPED.value]),
+                outbox.c.delivered_at < before,
+            )
+        )
+        return int(result.rowcount)

@@ -1,0 +1,34 @@
+"""The database schema, one module per concept. SQLModel and SQLAlchemy live only in the
+``ellity.adapters.sql`` package.
+
+Importing this package declares every table, so ``metadata`` (what the migrations are
+compared with) always holds the whole schema, whichever table module was asked for. The
+migrations name the column type ``ellity.adapters.sql.tables.UtcDateTime``.
+"""
+
+from sqlmodel import SQLModel
+
+from ellity.adapters.sql.tables import (
+    contact_sync,
+    customers,
+    ledger,
+    merchants,
+    newsletter,
+    outbox,
+    web_state,
+)
+from ellity.adapters.sql.tables.columns import UtcDateTime
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "UtcDateTime",
+    "contact_sync",
+    "customers",
+    "ledger",
+    "merchants",
+    "metadata",
+    "newsletter",
+    "outbox",
+    "web_state",
+]

@@ -1,0 +1,59 @@
+"""Column types and helpers that every table and statement shares: aware UTC instants, big
+integer ids, and an INSERT that knows ON CONFLICT on either database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC; read back aware (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def dialect_insert(dialect: sa.Dialect, table: sa.Table) -> Any:
+    """An INSERT that knows ON CONFLICT, for the database behind ``dialect``."""
+    from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415 - only these two
+
+    return (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def instant(value: datetime | None) -> sa.BindParameter[datetime | None]:
+    """An aware datetime (or NULL) as a bound value stored like the ``UtcDateTime`` columns."""
+    return sa.literal(value, UtcDateTime())
+
+
+def timestamp(**kw: Any) -> Any:
+    """A required ``UtcDateTime`` column."""
+    return Field(sa_column=sa.Column(UtcDateTime(), nullable=False, **kw))
+
+
+def timestamp_or_none() -> Any:
+    """A ``UtcDateTime`` column that may be NULL."""
+    return Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
+#: Ids of the tables that grow with the customers: BIGINT, but SQLite's INTEGER so that the
+#: column stays the rowid alias there.
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

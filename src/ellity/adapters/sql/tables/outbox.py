@@ -1,0 +1,55 @@
+"""The outbox of work for the outside world."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from ellity.adapters.sql.tables.columns import BIG_ID, UtcDateTime, timestamp
+
+
+class OutboxRow(SQLModel, table=True):
+    """Work for the outside world (emails, Ecomail calls), written in the transaction that
+    causes it and delivered afterwards by the worker.
+
+    ``status``: pending, delivered, skipped (nothing left to send) or failed (given up). A
+    worker claims a pending item by setting ``claim_token`` and ``claimed_until``; a claim that
+    runs out (worker killed) is taken over. ``attempts`` counts claims; ``last_attempt_at`` is
+    the latest. ``delivered_at`` is when it was settled as delivered or skipped.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_status_available_at", "status", "available_at"),
+        sa.Index("ix_outbox_merchant_status", "merchant_id", "status", "id"),
+        sa.Index("ix_outbox_merchant_delivered_at", "merchant_id", "delivered_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("customers.id"), nullable=True),
+    )
+    topic: str = Field(max_length=64)
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    created_at: datetime = timestamp()
+    available_at: datetime = timestamp()
+    claimed_until: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+    claim_token: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    last_attempt_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+
+
+outbox = OutboxRow.__table__  # type: ignore[attr-defined]
