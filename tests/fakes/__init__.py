@@ -1,5 +1,8 @@
 """Hand-written in-memory fakes of every port, one module per port module: the storage ports'
 in ``tests.fakes.storage``, the others beside it. Every name is importable from here too.
+
+Each fake subclasses the Protocol it implements, so mypy (``make lint``) checks it against its
+port: a method missing or a signature that differs is an error, not a surprise in a test.
 """
 
 from tests.fakes.clock import DEFAULT_NOW, FakeClock, FakePasswordHasher, FakeRandom

@@ -7,10 +7,12 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from ellity.ports.clock import Clock, PasswordHasher, RandomSource
+
 DEFAULT_NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 
 
-class FakeClock:
+class FakeClock(Clock):
     """A clock that stands still until a test moves it; always aware UTC."""
 
     def __init__(self, now: datetime = DEFAULT_NOW) -> None:
@@ -31,7 +33,7 @@ class FakeClock:
         return self._now
 
 
-class FakeRandom:
+class FakeRandom(RandomSource):
     """Deterministic ``randbelow``: scripted values first, then a seeded generator."""
 
     def __init__(self, seed: int = 0, *, script: Iterable[int] = ()) -> None:
@@ -51,7 +53,7 @@ class FakeRandom:
         return self._random.randrange(n)
 
 
-class FakePasswordHasher:
+class FakePasswordHasher(PasswordHasher):
     """Readable, not secure: ``hash("secret")`` is ``"fake-hash:secret"``."""
 
     PREFIX = "fake-hash:"

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from ellity.adapters.csv_export import CsvTableEncoder
 from ellity.domain.services.export import SnapshotRows
-
-if TYPE_CHECKING:
-    from ellity.ports.export import Cell, Column
-
+from ellity.ports.export import Cell, Column, CustomerRowSource, TableEncoder
 from tests.fakes.storage.unit_of_work import InMemoryStore
 
 
-class JsonLinesTableEncoder:
+class JsonLinesTableEncoder(TableEncoder):
     """A table as JSON lines: ints stay ints, so tests see exactly what the use case handed
     over. ``decode`` reads the bytes back."""
 
@@ -43,7 +39,7 @@ class JsonLinesTableEncoder:
         return items[0]["header"], [item["row"] for item in items[1:]]
 
 
-class InMemoryCustomerRowSource(SnapshotRows):
+class InMemoryCustomerRowSource(SnapshotRows, CustomerRowSource):
     """The export's rows from the in-memory store in CSV, the Python way (contact snapshots
     and ``CsvTableEncoder``): the bytes ``SqlCustomerRowSource`` must write for the same data."""
 

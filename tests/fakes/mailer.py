@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ellity.domain.model.merchant import SmtpSettings
 from ellity.domain.model.system_email import OutgoingEmail
+from ellity.ports.mailer import Mailer
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class SentEmail:
     password: str | None = field(repr=False)
 
 
-class FakeMailer:
+class FakeMailer(Mailer):
     """Records what it sent. ``fail_next`` makes the next sends raise the given errors;
     ``stall`` makes sends hang (for timeouts); ``while_sending`` runs during each send."""
 

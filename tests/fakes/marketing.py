@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
     ContactData,
@@ -16,15 +16,13 @@ from ellity.ports.marketing import (
     InvalidApiKey,
     ListDetail,
     ListNotFound,
+    MarketingPlatform,
+    MarketingPlatforms,
     MarketingRejected,
     Membership,
     SubscriptionStatus,
     TrackerEvent,
 )
-
-if TYPE_CHECKING:
-    from ellity.ports.clock import Clock
-
 from tests.fakes.clock import DEFAULT_NOW
 
 FAKE_WRONG_KEY = "Ecomail does not accept the API key."
@@ -53,7 +51,7 @@ class FakeContactList:
     members: dict[str, FakeMember] = field(default_factory=dict)
 
 
-class FakeMarketingPlatform:
+class FakeMarketingPlatform(MarketingPlatform):
     """One Ecomail account in memory, behaving as the port and ecomail-api.md describe.
 
     - ``add_contacts`` adds new members as subscribed and updates existing ones (fields and
@@ -253,7 +251,7 @@ class FakeMarketingPlatform:
             member.fields[key] = typed.value
 
 
-class FakeMarketingPlatforms:
+class FakeMarketingPlatforms(MarketingPlatforms):
     """Ecomail's accounts by API key. An unknown key gets an account whose every call raises
     ``InvalidApiKey``. ``accounts_asked`` records whose traffic each platform was for."""
 

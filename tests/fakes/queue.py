@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from ellity.ports.queue import JobQueue
 
-class FakeJobQueue:
+
+class FakeJobQueue(JobQueue):
     """Records nudges: ``None`` for "now", else the time asked for; and the nightly runs
     queued, as ``(merchant id, local date)`` jobs: one per pair until ``take_nightlies``
     hands them out (to be run), as arq keeps one job per id while it waits or runs."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ellity.ports.secrets import SecretUnreadable
+from ellity.ports.secrets import SecretBox, SecretUnreadable
 
 
-class FakeSecretBox:
+class FakeSecretBox(SecretBox):
     """Reversible and readable in tests; not a cipher. Refuses what it did not produce."""
 
     PREFIX = "sealed:"

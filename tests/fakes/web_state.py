@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ellity.ports.web_state import AttemptCount, StoredSession
+from ellity.ports.web_state import AttemptCount, LoginAttempts, SessionStore, StoredSession
 from tests.fakes.storage.state import round_trip
 
 
-class InMemorySessionStore:
+class InMemorySessionStore(SessionStore):
     def __init__(self) -> None:
         self.sessions: dict[str, StoredSession] = {}
 
@@ -38,7 +38,7 @@ class InMemorySessionStore:
         return len(gone)
 
 
-class InMemoryLoginAttempts:
+class InMemoryLoginAttempts(LoginAttempts):
     def __init__(self) -> None:
         self.counts: dict[str, AttemptCount] = {}
 

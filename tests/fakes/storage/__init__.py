@@ -1,4 +1,4 @@
-"""The storage ports in memory, one module per port module.
+"""The storage ports in memory, one module per concept as in ``ellity.ports.storage``.
 
 The fake keeps plain domain objects in one ``StoreState``. A unit of work works on a deep
 copy of it and publishes the copy on ``commit()``; leaving the block without committing

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.customer import email_key
-from ellity.ports.storage import ClaimedContact, ExpiredChunk, OldAddress
+from ellity.ports.storage import ClaimedContact, ContactSyncRepository, ExpiredChunk, OldAddress
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import ContactRecord, OldAddressRecord, round_trip
 
@@ -20,7 +20,7 @@ def _later(*instants: datetime | None) -> datetime | None:
     return max(known, default=None)
 
 
-class InMemoryContactSyncRepository:
+class InMemoryContactSyncRepository(ContactSyncRepository):
     """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``).
     Marking and retrying tell the unit of work that the worker has work (it counts the
     commit in ``InMemoryStore.outbox_commits``, where the SQL one nudges the worker)."""

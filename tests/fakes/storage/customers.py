@@ -8,14 +8,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.customer import Customer, email_key
-from ellity.ports.storage import UniqueViolation
+from ellity.ports.storage import CustomerRepository, UniqueViolation
 from tests.fakes.storage.state import round_trip
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryCustomerRepository:
+class InMemoryCustomerRepository(CustomerRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.integration import Backfill, EcomailIntegration
+from ellity.ports.storage import EcomailRepository
 from tests.fakes.storage.state import EcomailRecord, assign, round_trip
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryEcomailRepository:
+class InMemoryEcomailRepository(EcomailRepository):
     """Updates of a merchant without an integration change nothing, as an SQL ``UPDATE``."""
 
     def __init__(self, uow: InMemoryUnitOfWork) -> None:

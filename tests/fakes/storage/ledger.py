@@ -22,7 +22,14 @@ from ellity.domain.model.ledger import (
     summary_on,
 )
 from ellity.domain.model.money import Points
-from ellity.ports.storage import ExpiredChunk, ExpiryNotice, OrderUse, StoredEntry, UniqueViolation
+from ellity.ports.storage import (
+    ExpiredChunk,
+    ExpiryNotice,
+    LedgerRepository,
+    OrderUse,
+    StoredEntry,
+    UniqueViolation,
+)
 from tests.fakes.storage.state import EntryRow, ExpiryNoticeRecord, LotRow, StoreState, round_trip
 
 if TYPE_CHECKING:
@@ -84,7 +91,7 @@ def loyalty_of(state: StoreState, customer_id: int, today: date) -> CustomerLoya
     )
 
 
-class InMemoryLedgerRepository:
+class InMemoryLedgerRepository(LedgerRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 

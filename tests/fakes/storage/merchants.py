@@ -11,14 +11,20 @@ from ellity.domain.model import staff as staff_model
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
-from ellity.ports.storage import NightlySchedule, UniqueViolation
+from ellity.ports.storage import (
+    ApiTokenRepository,
+    MerchantRepository,
+    NightlySchedule,
+    StaffRepository,
+    UniqueViolation,
+)
 from tests.fakes.storage.state import StaffUser, round_trip
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryMerchantRepository:
+class InMemoryMerchantRepository(MerchantRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
@@ -122,7 +128,7 @@ class InMemoryMerchantRepository:
             del self._uow.state.nightly_claims[merchant_id]
 
 
-class InMemoryStaffRepository:
+class InMemoryStaffRepository(StaffRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
@@ -154,7 +160,7 @@ class InMemoryStaffRepository:
         return staff_model.StaffUser(row.id, row.merchant_id, row.email, row.password_hash)
 
 
-class InMemoryApiTokenRepository:
+class InMemoryApiTokenRepository(ApiTokenRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 

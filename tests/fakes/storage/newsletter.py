@@ -14,14 +14,14 @@ from ellity.domain.model.newsletter import (
     Outcome,
     RewardHold,
 )
-from ellity.ports.storage import UniqueViolation
+from ellity.ports.storage import NewsletterRepository, UniqueViolation
 from tests.fakes.storage.state import NotificationRow, RewardRow, WebhookRecord, assign, round_trip
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryNewsletterRepository:
+class InMemoryNewsletterRepository(NewsletterRepository):
     """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``);
     receiving a notification tells the unit of work that the worker has work."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ellity.domain.model.integration import EventLabel, credit_event_value
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
 from ellity.domain.model.system_email import PointsChanged
-from ellity.ports.storage import ExpiredChunk
+from ellity.ports.storage import ExpiredChunk, OutboxRepository
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import OutboxRecord, round_trip
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryOutboxRepository:
+class InMemoryOutboxRepository(OutboxRepository):
     """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``)."""
 
     def __init__(self, uow: InMemoryUnitOfWork) -> None:

@@ -8,7 +8,7 @@ import copy
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ellity.ports.storage import TransientConflict
+from ellity.ports.storage import TransientConflict, UnitOfWork, UnitOfWorkFactory
 from tests.fakes.storage.contact_sync import InMemoryContactSyncRepository
 from tests.fakes.storage.customers import InMemoryCustomerRepository
 from tests.fakes.storage.ecomail import InMemoryEcomailRepository
@@ -23,39 +23,24 @@ from tests.fakes.storage.outbox import InMemoryOutboxRepository
 from tests.fakes.storage.state import StoreState, round_trip
 from tests.fakes.storage.views import InMemoryViews
 
-if TYPE_CHECKING:
-    from ellity.ports.storage import (
-        ApiTokenRepository,
-        ContactSyncRepository,
-        CustomerRepository,
-        EcomailRepository,
-        LedgerRepository,
-        MerchantRepository,
-        NewsletterRepository,
-        OutboxRepository,
-        StaffRepository,
-        UnitOfWorkFactory,
-        Views,
-    )
 
-
-class InMemoryUnitOfWork:
+class InMemoryUnitOfWork(UnitOfWork):
     """One transaction on a private copy of the store's state."""
 
     def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
         self._store = store
         self.read_only = read_only
         self._state: StoreState | None = None
-        self.merchants: MerchantRepository = InMemoryMerchantRepository(self)
-        self.staff: StaffRepository = InMemoryStaffRepository(self)
-        self.api_tokens: ApiTokenRepository = InMemoryApiTokenRepository(self)
-        self.customers: CustomerRepository = InMemoryCustomerRepository(self)
-        self.ledgers: LedgerRepository = InMemoryLedgerRepository(self)
-        self.outbox: OutboxRepository = InMemoryOutboxRepository(self)
-        self.ecomail: EcomailRepository = InMemoryEcomailRepository(self)
-        self.contacts: ContactSyncRepository = InMemoryContactSyncRepository(self)
-        self.newsletter: NewsletterRepository = InMemoryNewsletterRepository(self)
-        self.views: Views = InMemoryViews(self)
+        self.merchants = InMemoryMerchantRepository(self)
+        self.staff = InMemoryStaffRepository(self)
+        self.api_tokens = InMemoryApiTokenRepository(self)
+        self.customers = InMemoryCustomerRepository(self)
+        self.ledgers = InMemoryLedgerRepository(self)
+        self.outbox = InMemoryOutboxRepository(self)
+        self.ecomail = InMemoryEcomailRepository(self)
+        self.contacts = InMemoryContactSyncRepository(self)
+        self.newsletter = InMemoryNewsletterRepository(self)
+        self.views = InMemoryViews(self)
         self.made_outbox_work = False  # outbox items or contact marks: the worker has work
 
     @property
@@ -115,7 +100,7 @@ class InMemoryStore:
         return InMemoryUnitOfWork(self, read_only=read_only)
 
 
-class StallingNightly:
+class StallingNightly(UnitOfWorkFactory):
     """A unit-of-work factory around a real one, for cancelling a nightly run in the middle:
     the ``stall_at``-th chunk of ``merchant_id`` waits for ever (until its task is cancelled)
     and ``stalled`` is set. With ``inside="expiry"`` it waits inside the chunk's write
@@ -198,3 +183,7 @@ class _StallingCustomers:
         await self._owner.maybe_stall(merchant_id, "read")
         end: int | None = await self._inner.chunk_end(merchant_id, **kw)
         return end
+
+
+if TYPE_CHECKING:  # the store's factory method is a ``UnitOfWorkFactory``
+    _factory: UnitOfWorkFactory = InMemoryStore().unit_of_work

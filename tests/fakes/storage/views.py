@@ -14,7 +14,7 @@ from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
-from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth
+from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
 from tests.fakes.storage.ledger import loyalty_of
 from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
 
 
-class InMemoryViews:
+class InMemoryViews(Views):
     """The read-side queries, over the unit of work's state."""
 
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
