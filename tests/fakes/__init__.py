@@ -17,37 +17,38 @@ from tests.fakes.marketing import (
 )
 from tests.fakes.queue import FakeJobQueue
 from tests.fakes.secrets import FakeSecretBox
-from tests.fakes.storage import (
+from tests.fakes.storage.contact_sync import InMemoryContactSyncRepository
+from tests.fakes.storage.customers import InMemoryCustomerRepository
+from tests.fakes.storage.ecomail import InMemoryEcomailRepository
+from tests.fakes.storage.ledger import (
     EMPTY_SUMMARY,
+    InMemoryLedgerRepository,
+    expired_in,
+    summary_of,
+)
+from tests.fakes.storage.merchants import (
+    InMemoryApiTokenRepository,
+    InMemoryMerchantRepository,
+    InMemoryStaffRepository,
+)
+from tests.fakes.storage.newsletter import InMemoryNewsletterRepository
+from tests.fakes.storage.outbox import InMemoryOutboxRepository
+from tests.fakes.storage.state import (
     ContactRecord,
     EcomailRecord,
     EntryRow,
     ExpiryNoticeRecord,
-    InMemoryApiTokenRepository,
-    InMemoryContactSyncRepository,
-    InMemoryCustomerRepository,
-    InMemoryEcomailRepository,
-    InMemoryLedgerRepository,
-    InMemoryMerchantRepository,
-    InMemoryNewsletterRepository,
-    InMemoryOutboxRepository,
-    InMemoryStaffRepository,
-    InMemoryStore,
-    InMemoryUnitOfWork,
-    InMemoryViews,
     LotRow,
     NotificationRow,
     OldAddressRecord,
     OutboxRecord,
     RewardRow,
     StaffUser,
-    StallingNightly,
     StoreState,
     WebhookRecord,
-    expired_in,
-    search_in_memory,
-    summary_of,
 )
+from tests.fakes.storage.unit_of_work import InMemoryStore, InMemoryUnitOfWork, StallingNightly
+from tests.fakes.storage.views import InMemoryViews, search_in_memory
 from tests.fakes.web_state import InMemoryLoginAttempts, InMemorySessionStore
 
 __all__ = [
