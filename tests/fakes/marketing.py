@@ -1,0 +1,273 @@
+"""Ecomail in memory: accounts by API key, their lists, members and tracker events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ellity.ports.clock import Clock
+from ellity.ports.marketing import (
+    BULK_LIMIT,
+    ContactData,
+    ContactList,
+    InvalidApiKey,
+    ListDetail,
+    ListNotFound,
+    MarketingPlatform,
+    MarketingPlatforms,
+    MarketingRejected,
+    Membership,
+    SubscriptionStatus,
+    TrackerEvent,
+)
+from tests.fakes.clock import DEFAULT_NOW
+
+FAKE_WRONG_KEY = "Ecomail does not accept the API key."
+
+
+@dataclass
+class FakeMember:
+    """One email's membership of one list (Ecomail keeps custom-field keys lower case)."""
+
+    email: str
+    status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED
+    fields: dict[str, str | int] = field(default_factory=dict)
+    name: str = ""
+    surname: str = ""
+    subscribed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+@dataclass
+class FakeContactList:
+    id: str
+    name: str
+    #: custom-field key -> its type, fixed by the first write (or by ``add_list``)
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    #: lower-cased email -> membership
+    members: dict[str, FakeMember] = field(default_factory=dict)
+
+
+class FakeMarketingPlatform(MarketingPlatform):
+    """One Ecomail account in memory, behaving as the port and ecomail-api.md describe.
+
+    - ``add_contacts`` adds new members as subscribed and updates existing ones (fields and
+      non-empty names), never touching a member's status; returns how many it added.
+    - ``update_contacts`` updates members only; returns how many it updated.
+    - A custom field is created with its type on its first write; a later write of another
+      type keeps the field's type.
+    - ``send_event`` refuses (404) an email that is in none of the account's lists.
+    - Bulk calls refuse more than ``BULK_LIMIT`` contacts (like the client adapter), and a
+      whole bulk call is refused (422) when it holds an email in ``refuse``.
+
+    Every call is recorded in ``calls`` as ``(method, contacts sent)``. Faults: ``fail_with``
+    holds errors the next calls raise, one per call (``None``: that call goes through);
+    ``valid = False`` makes every call raise ``InvalidApiKey`` (a regenerated key).
+    """
+
+    def __init__(
+        self, key: str = "fake-key", *, valid: bool = True, clock: Clock | None = None
+    ) -> None:
+        self.key = key
+        self.valid = valid
+        self.clock = clock
+        self.contact_lists: dict[str, FakeContactList] = {}
+        self.calls: list[tuple[str, int]] = []
+        self.events: list[TrackerEvent] = []
+        self.fail_with: list[Exception | None] = []
+        self.refuse: dict[str, str] = {}  # lower-cased email -> Ecomail's reason
+        self._list_ids = itertools.count(1)
+
+    # -- what happens in Ecomail itself (tests set the scene with these)
+
+    def add_list(
+        self, name: str, *, list_id: str | None = None, fields: Mapping[str, str] | None = None
+    ) -> FakeContactList:
+        """A new list; ``fields``: custom fields it has already (key -> type)."""
+        new_id = list_id if list_id is not None else str(next(self._list_ids))
+        if new_id in self.contact_lists:
+            raise ValueError(f"list {new_id} exists already")
+        created = FakeContactList(new_id, name, {k.lower(): t for k, t in (fields or {}).items()})
+        self.contact_lists[new_id] = created
+        return created
+
+    def delete_list(self, list_id: str) -> None:
+        del self.contact_lists[list_id]
+
+    def add_member(
+        self,
+        list_id: str,
+        email: str,
+        *,
+        status: SubscriptionStatus = SubscriptionStatus.SUBSCRIBED,
+        fields: Mapping[str, str | int] | None = None,
+        name: str = "",
+        surname: str = "",
+    ) -> FakeMember:
+        """Someone joins the list in Ecomail (a form, an import); new fields get a type from
+        their value."""
+        target = self.contact_lists[list_id]
+        member = FakeMember(email.strip().lower(), status, name=name, surname=surname)
+        member.subscribed_at = self._now()
+        for raw_key, value in (fields or {}).items():
+            key = raw_key.strip().lower()
+            target.custom_fields.setdefault(key, "int" if isinstance(value, int) else "string")
+            member.fields[key] = value
+        target.members[member.email] = member
+        return member
+
+    def unsubscribe(self, list_id: str, email: str) -> None:
+        """The person clicks the unsubscribe link."""
+        member = self.contact_lists[list_id].members[email.strip().lower()]
+        member.status = SubscriptionStatus.UNSUBSCRIBED
+        member.unsubscribed_at = self._now()
+
+    def subscribe_again(self, list_id: str, email: str) -> None:
+        """The person subscribes again (the list's form) after unsubscribing."""
+        member = self.contact_lists[list_id].members[email.strip().lower()]
+        if member.status is not SubscriptionStatus.SUBSCRIBED:
+            member.status = SubscriptionStatus.SUBSCRIBED
+            member.subscribed_at, member.unsubscribed_at = self._now(), None
+
+    def member(self, list_id: str, email: str) -> FakeMember | None:
+        return self.contact_lists[list_id].members.get(email.strip().lower())
+
+    def in_any_list(self, email: str) -> bool:
+        key = email.strip().lower()
+        return any(key in target.members for target in self.contact_lists.values())
+
+    @property
+    def call_names(self) -> list[str]:
+        return [method for method, _ in self.calls]
+
+    # -- the port
+
+    async def check_key(self) -> None:
+        await self._call("check_key")
+
+    async def lists(self) -> list[ContactList]:
+        await self._call("lists")
+        return [ContactList(id=t.id, name=t.name) for t in self.contact_lists.values()]
+
+    async def list_detail(self, list_id: str) -> ListDetail:
+        await self._call("list_detail")
+        target = self._list(list_id)
+        return ListDetail(id=target.id, name=target.name, custom_fields=dict(target.custom_fields))
+
+    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        await self._call("add_contacts", len(contacts))
+        target = self._bulk(list_id, contacts)
+        added = 0
+        for contact in contacts:
+            key = contact.email.strip().lower()
+            member = target.members.get(key)
+            if member is None:
+                member = FakeMember(key, subscribed_at=self._now())
+                target.members[key] = member
+                added += 1
+            self._write(target, member, contact)
+        return added
+
+    async def update_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        await self._call("update_contacts", len(contacts))
+        target = self._bulk(list_id, contacts)
+        updated = 0
+        for contact in contacts:
+            member = target.members.get(contact.email.strip().lower())
+            if member is not None:
+                self._write(target, member, contact)
+                updated += 1
+        return updated
+
+    async def membership(self, list_id: str, email: str) -> Membership | None:
+        await self._call("membership")
+        member = self._list(list_id).members.get(email.strip().lower())
+        if member is None:
+            return None
+        return Membership(
+            email=member.email,
+            status=member.status,
+            subscribed_at=member.subscribed_at,
+            unsubscribed_at=member.unsubscribed_at,
+            custom_fields=dict(member.fields),
+        )
+
+    async def send_event(self, event: TrackerEvent) -> None:
+        await self._call("send_event")
+        if not self.in_any_list(event.email):
+            raise MarketingRejected(
+                "Ecomail refused the request (HTTP 404): Subscriber not found", status=404
+            )
+        self.events.append(event)
+
+    # -- internals
+
+    async def _call(self, method: str, size: int = 0) -> None:
+        await asyncio.sleep(0)  # like a request: other tasks get a turn
+        self.calls.append((method, size))
+        if self.fail_with:
+            error = self.fail_with.pop(0)
+            if error is not None:
+                raise error
+        if not self.valid:
+            raise InvalidApiKey(FAKE_WRONG_KEY)
+
+    def _now(self) -> datetime:
+        return self.clock.now() if self.clock is not None else DEFAULT_NOW
+
+    def _list(self, list_id: str) -> FakeContactList:
+        target = self.contact_lists.get(list_id)
+        if target is None:
+            raise ListNotFound(
+                f"The Ecomail list {list_id} does not exist (any more); choose another list.",
+                status=404,
+            )
+        return target
+
+    def _bulk(self, list_id: str, contacts: Sequence[ContactData]) -> FakeContactList:
+        if len(contacts) > BULK_LIMIT:
+            raise ValueError(f"at most {BULK_LIMIT} contacts per call, not {len(contacts)}")
+        target = self._list(list_id)
+        for contact in contacts:
+            reason = self.refuse.get(contact.email.strip().lower())
+            if reason is not None:
+                raise MarketingRejected(
+                    f"Ecomail refused the request (HTTP 422): {reason}", status=422
+                )
+        return target
+
+    @staticmethod
+    def _write(target: FakeContactList, member: FakeMember, contact: ContactData) -> None:
+        if contact.first_name:
+            member.name = contact.first_name
+        if contact.last_name:
+            member.surname = contact.last_name
+        for raw_key, typed in contact.custom_fields.items():
+            key = raw_key.strip().lower()
+            target.custom_fields.setdefault(key, typed.type)
+            member.fields[key] = typed.value
+
+
+class FakeMarketingPlatforms(MarketingPlatforms):
+    """Ecomail's accounts by API key. An unknown key gets an account whose every call raises
+    ``InvalidApiKey``. ``accounts_asked`` records whose traffic each platform was for."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock
+        self.accounts: dict[str, FakeMarketingPlatform] = {}
+        self.accounts_asked: list[str] = []
+
+    def add_account(self, key: str) -> FakeMarketingPlatform:
+        platform = FakeMarketingPlatform(key, clock=self.clock)
+        self.accounts[key] = platform
+        return platform
+
+    def for_key(self, api_key: str, *, account: str) -> FakeMarketingPlatform:
+        self.accounts_asked.append(account)
+        platform = self.accounts.get(api_key)
+        if platform is None:
+            return FakeMarketingPlatform(api_key, valid=False, clock=self.clock)
+        return platform

@@ -1,0 +1,272 @@
+"""The contacts waiting to be written to the merchant's Ecomail list, in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from ellity.domain.model.customer import email_key
+from ellity.ports.storage import ClaimedContact, ContactSyncRepository, ExpiredChunk, OldAddress
+from tests.fakes.storage.ledger import expired_in
+from tests.fakes.storage.state import ContactRecord, OldAddressRecord, round_trip
+
+if TYPE_CHECKING:
+    from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
+
+
+def _later(*instants: datetime | None) -> datetime | None:
+    known = [instant for instant in instants if instant is not None]
+    return max(known, default=None)
+
+
+class InMemoryContactSyncRepository(ContactSyncRepository):
+    """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``).
+    Marking and retrying tell the unit of work that the worker has work (it counts the
+    commit in ``InMemoryStore.outbox_commits``, where the SQL one nudges the worker)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def mark_changed(
+        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+    ) -> None:
+        await round_trip()
+        if not customer_ids:
+            return
+        self._mark(merchant_id, set(customer_ids), at=at, moved=moved)
+        self._uow.made_outbox_work = True
+
+    async def mark_moved(
+        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return
+        row = state.contacts.get(customer_id)
+        written = row is not None and (row.in_list or row.claim_token is not None)
+        mine = [a for a in state.old_addresses.values() if a.merchant_id == merchant_id]
+        remembered = any(a.key == email_key(old_email) for a in mine)
+        known = any(a.customer_id == customer_id and a.key == email_key(old_email) for a in mine)
+        if (written or remembered) and not known:
+            address_id = state.next_id("old_addresses")
+            state.old_addresses[address_id] = OldAddressRecord(
+                address_id, merchant_id, customer_id, old_email, at
+            )
+        await self.mark_changed(merchant_id, [customer_id], at=at, moved=True)
+
+    async def old_addresses(
+        self, merchant_id: int, customer_ids: Sequence[int]
+    ) -> list[OldAddress]:
+        await round_trip()
+        state = self._uow.state
+        wanted = set(customer_ids)
+        held = {c.email_key for c in state.customers.values() if c.merchant_id == merchant_id}
+        return [
+            OldAddress(a.id, a.customer_id, a.email)
+            for a in sorted(state.old_addresses.values(), key=lambda a: a.id)
+            if a.merchant_id == merchant_id and a.customer_id in wanted and a.key not in held
+        ]
+
+    async def forget_old_addresses(
+        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+    ) -> int:
+        await round_trip()
+        state = self._uow.state
+        gone = [
+            state.old_addresses.pop(i)
+            for i in sorted(set(address_ids))
+            if i in state.old_addresses and state.old_addresses[i].merchant_id == merchant_id
+        ]
+        keys = {a.key for a in gone}
+        taken = {
+            customer_id
+            for customer_id, c in state.customers.items()
+            if c.merchant_id == merchant_id and c.email is not None and c.email_key in keys
+        }
+        if taken:
+            self._mark(merchant_id, taken, at=at, moved=False)
+            self._uow.made_outbox_work = True
+        return len(gone)
+
+    async def mark_expired(self, chunk: ExpiredChunk) -> int:
+        await round_trip()
+        hit = {customer_id for customer_id, _ in expired_in(self._uow.state, chunk)}
+        if hit:
+            self._mark(chunk.merchant_id, hit, at=chunk.at, moved=False)
+            self._uow.made_outbox_work = True
+        return len(hit)
+
+    async def mark_all(
+        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
+    ) -> tuple[int, int | None]:
+        await round_trip()
+        chunk = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id and c.email is not None
+        )[:limit]
+        if not chunk:
+            return 0, None
+        self._mark(merchant_id, set(chunk), at=at, moved=False)
+        self._uow.made_outbox_work = True
+        return len(chunk), chunk[-1]
+
+    def _mark(self, merchant_id: int, customer_ids: set[int], *, at: datetime, moved: bool) -> None:
+        state = self._uow.state
+        for customer_id in sorted(customer_ids):
+            customer = state.customers.get(customer_id)
+            if customer is None or customer.merchant_id != merchant_id or customer.email is None:
+                continue
+            row = state.contacts.get(customer_id)
+            if row is None:
+                state.contacts[customer_id] = ContactRecord(
+                    customer_id=customer_id, merchant_id=merchant_id, pending_since=at
+                )
+                continue
+            if row.pending_since is None:
+                row.pending_since = at
+            row.change_seq += 1
+            row.failed_at = None
+            if moved:
+                row.in_list = False
+
+    async def claim(
+        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedContact]:
+        await round_trip()
+        due = sorted(
+            (r for r in self._mine(merchant_id) if r.due(now)),
+            key=lambda r: (r.pending_since, r.customer_id),
+        )[:limit]
+        for row in due:
+            row.claim_token, row.claimed_until = token, now + lease
+            row.claimed_seq = row.change_seq
+        return [
+            ClaimedContact(customer_id=r.customer_id, in_list=r.in_list)
+            for r in sorted(due, key=lambda r: r.customer_id)
+        ]
+
+    async def settle(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int],
+        *,
+        token: str,
+        added: Collection[int] = (),
+        at: datetime,
+    ) -> int:
+        await round_trip()
+        wanted = set(customer_ids)
+        held = [r for r in self._claimed(merchant_id, token) if r.customer_id in wanted]
+        for row in held:
+            if row.change_seq == row.claimed_seq:  # not changed since the claim
+                row.pending_since = None
+                row.in_list = True
+            row.attempts, row.last_error, row.next_attempt_at = 0, None, None
+            row.synced_at = at
+            if row.customer_id in added:
+                row.added_at = at
+            row.unclaim()
+        return len(held)
+
+    async def release(
+        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+    ) -> int:
+        await round_trip()
+        held = list(self._claimed(merchant_id, token))
+        for row in held:
+            row.attempts += 1
+            row.next_attempt_at, row.last_error = retry_at, error
+            row.unclaim()
+        return len(held)
+
+    async def fail(
+        self,
+        merchant_id: int,
+        customer_ids: Sequence[int] | None,
+        *,
+        token: str,
+        error: str,
+        at: datetime,
+    ) -> int:
+        await round_trip()
+        wanted = None if customer_ids is None else set(customer_ids)
+        held = [
+            r
+            for r in self._claimed(merchant_id, token)
+            if wanted is None or r.customer_id in wanted
+        ]
+        for row in held:
+            row.attempts += 1
+            row.failed_at, row.last_error = at, error
+            row.unclaim()
+        return len(held)
+
+    async def record_written(
+        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return  # another merchant's customer: nothing is recorded, as in SQL
+        row = state.contacts.get(customer_id)
+        if row is None:
+            row = state.contacts[customer_id] = ContactRecord(customer_id, merchant_id)
+        row.in_list, row.synced_at = True, at
+        if added_at is not None:
+            row.added_at = added_at
+
+    async def attempts(self, merchant_id: int, *, token: str) -> int:
+        await round_trip()
+        return max((r.attempts for r in self._claimed(merchant_id, token)), default=0)
+
+    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        return row is not None and row.merchant_id == merchant_id and row.waiting
+
+    async def due_merchants(self, *, now: datetime) -> list[int]:
+        await round_trip()
+        state = self._uow.state
+        return sorted(
+            merchant_id
+            for merchant_id, integration in state.ecomail.items()
+            if integration.active and any(r.due(now) for r in self._mine(merchant_id))
+        )
+
+    async def next_due(self) -> datetime | None:
+        await round_trip()
+        state = self._uow.state
+        active = {m for m, integration in state.ecomail.items() if integration.active}
+        dues = [
+            _later(r.pending_since, r.next_attempt_at, r.claimed_until)
+            for r in state.contacts.values()
+            if r.waiting and r.merchant_id in active
+        ]
+        return min((due for due in dues if due is not None), default=None)
+
+    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+        await round_trip()
+        failed = [r for r in self._mine(merchant_id) if r.failed_at is not None]
+        for row in failed:  # the last error stays, as in the SQL adapter
+            row.failed_at, row.attempts, row.next_attempt_at = None, 0, None
+            if row.pending_since is None:
+                row.pending_since = at
+        if failed:
+            self._uow.made_outbox_work = True
+        return len(failed)
+
+    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        return row.added_at if row is not None and row.merchant_id == merchant_id else None
+
+    def _mine(self, merchant_id: int) -> Iterable[ContactRecord]:
+        return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
+
+    def _claimed(self, merchant_id: int, token: str) -> Iterable[ContactRecord]:
+        return (r for r in self._mine(merchant_id) if r.claim_token == token)

@@ -1,0 +1,184 @@
+"""Ecomail's list webhook in memory: tokens, received notifications, the reward held."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import (
+    ClaimedNotification,
+    Notification,
+    NotificationState,
+    Outcome,
+    RewardHold,
+)
+from ellity.ports.storage import NewsletterRepository, UniqueViolation
+from tests.fakes.storage.state import NotificationRow, RewardRow, WebhookRecord, assign, round_trip
+
+if TYPE_CHECKING:
+    from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
+
+
+class InMemoryNewsletterRepository(NewsletterRepository):
+    """Claims are exclusive because writers hold the store's lock (like ``BEGIN IMMEDIATE``);
+    receiving a notification tells the unit of work that the worker has work."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def webhook_token(self, merchant_id: int) -> str | None:
+        await round_trip()
+        row = self._uow.state.webhooks.get(merchant_id)
+        return None if row is None else row.token_encrypted
+
+    async def set_webhook_token(
+        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+    ) -> bool:
+        await round_trip()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")
+        if merchant_id in state.webhooks and not replace:
+            return False
+        if any(w.token_digest == digest for m, w in state.webhooks.items() if m != merchant_id):
+            raise UniqueViolation("token_digest")
+        state.webhooks[merchant_id] = WebhookRecord(merchant_id, digest, encrypted, at)
+        return True
+
+    async def webhook_merchant(self, digest: str) -> int | None:
+        await round_trip()
+        return next(
+            (m for m, w in self._uow.state.webhooks.items() if w.token_digest == digest), None
+        )
+
+    async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
+        merchant_id = await self.webhook_merchant(digest)
+        if merchant_id is None:
+            return None
+        state = self._uow.state
+        row = NotificationRow(
+            id=state.next_id("notifications"),
+            merchant_id=merchant_id,
+            received_at=at,
+            notification=notification,
+            available_at=at,
+        )
+        state.notifications[row.id] = row
+        self._uow.made_outbox_work = True
+        return row.id
+
+    async def claim(
+        self, *, token: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[ClaimedNotification]:
+        await round_trip()
+        due = sorted(
+            (
+                r
+                for r in self._uow.state.notifications.values()
+                if r.state is NotificationState.PENDING
+                and r.available_at <= now
+                and (r.claimed_until is None or r.claimed_until <= now)
+            ),
+            key=lambda r: (r.available_at, r.id),
+        )[:limit]
+        for row in due:
+            row.claim_token, row.claimed_until = token, now + lease
+            row.attempts += 1
+        return [
+            ClaimedNotification(
+                id=r.id,
+                merchant_id=r.merchant_id,
+                notification=r.notification,
+                received_at=r.received_at,
+                attempts=r.attempts,
+            )
+            for r in sorted(due, key=lambda r: r.id)
+        ]
+
+    async def settle(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        outcome: Outcome,
+        reason: str,
+        points: Points | None,
+        customer_id: int | None,
+        at: datetime,
+    ) -> bool:
+        return await self._update_claimed(
+            notification_id,
+            token,
+            state=NotificationState.PROCESSED,
+            outcome=outcome,
+            reason=reason,
+            points=points,
+            customer_id=customer_id,
+            processed_at=at,
+        )
+
+    async def defer(
+        self,
+        notification_id: int,
+        *,
+        token: str,
+        until: datetime,
+        reason: str,
+        count_attempt: bool,
+    ) -> bool:
+        row = self._uow.state.notifications.get(notification_id)
+        changes: dict[str, object] = {"available_at": until, "reason": reason}
+        if not count_attempt and row is not None:
+            changes["attempts"] = row.attempts - 1
+        return await self._update_claimed(notification_id, token, **changes)
+
+    async def _update_claimed(self, notification_id: int, token: str, **changes: object) -> bool:
+        await round_trip()
+        row = self._uow.state.notifications.get(notification_id)
+        if row is None or row.claim_token != token or row.state is not NotificationState.PENDING:
+            return False
+        row.claim_token = row.claimed_until = None
+        assign(row, **changes)
+        return True
+
+    async def next_due(self) -> datetime | None:
+        await round_trip()
+        pending = [
+            r.claimable_from()
+            for r in self._uow.state.notifications.values()
+            if r.state is NotificationState.PENDING
+        ]
+        return min(pending, default=None)
+
+    async def purge_processed(self, *, before: datetime) -> int:
+        await round_trip()
+        notifications = self._uow.state.notifications
+        gone = [
+            i
+            for i, r in notifications.items()
+            if r.state is NotificationState.PROCESSED
+            and r.processed_at is not None
+            and r.processed_at < before
+        ]
+        for notification_id in gone:
+            del notifications[notification_id]
+        return len(gone)
+
+    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+        await round_trip()
+        row = self._uow.state.rewards.get(customer_id)
+        if row is None or row.merchant_id != merchant_id:
+            return RewardHold()
+        return copy.deepcopy(row.hold)
+
+    async def save_reward_hold(
+        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id:
+            return  # another merchant's customer: nothing is stored, as in SQL
+        state.rewards[customer_id] = RewardRow(merchant_id, copy.deepcopy(hold), at)

@@ -1,0 +1,234 @@
+"""Everything the in-memory storage keeps: ``StoreState`` and its rows, kept as the SQL
+adapter keeps them, and what every in-memory repository shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from ellity.domain.model.api_token import ApiToken
+from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.ledger import Entry, LedgerSummary, Lot
+from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import Notification, NotificationState, Outcome, RewardHold
+from ellity.domain.model.outbox import OutboxStatus
+
+
+@dataclass
+class StaffUser:
+    id: int
+    merchant_id: int
+    email: str
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass
+class LotRow:
+    merchant_id: int
+    customer_id: int
+    lot: Lot
+
+
+@dataclass
+class EntryRow:
+    merchant_id: int
+    customer_id: int
+    entry: Entry
+
+
+@dataclass
+class ExpiryNoticeRecord:
+    merchant_id: int
+    points: Points
+    created_at: datetime
+
+
+@dataclass
+class OutboxRecord:
+    """One outbox row; the payload is kept as JSON text, as the SQL adapter keeps it."""
+
+    id: int
+    merchant_id: int
+    customer_id: int | None
+    topic: str
+    payload: str
+    created_at: datetime
+    available_at: datetime
+    status: str = OutboxStatus.PENDING.value
+    attempts: int = 0
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    def claimable_from(self) -> datetime:
+        if self.claimed_until is not None and self.claimed_until > self.available_at:
+            return self.claimed_until
+        return self.available_at
+
+
+@dataclass
+class EcomailRecord:
+    """One merchant's integration row, as the SQL adapter keeps it."""
+
+    merchant_id: int
+    api_key_encrypted: str
+    key_hint: str
+    updated_at: datetime
+    list_id: str | None = None
+    list_name: str = ""
+    active: bool = False
+    activated_at: datetime | None = None
+    backfill_requested_at: datetime | None = None
+    backfill_after_id: int = 0
+    backfill_marked: int = 0
+    backfill_finished_at: datetime | None = None
+    last_success_at: datetime | None = None
+
+
+@dataclass
+class ContactRecord:
+    """One customer's contact row, as the SQL adapter keeps it (see ``EcomailContactRow``)."""
+
+    customer_id: int
+    merchant_id: int
+    pending_since: datetime | None = None
+    change_seq: int = 0
+    claimed_seq: int | None = None
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    failed_at: datetime | None = None
+    in_list: bool = False
+    added_at: datetime | None = None
+    synced_at: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Pending and not failed."""
+        return self.pending_since is not None and self.failed_at is None
+
+    def due(self, now: datetime) -> bool:
+        return (
+            self.waiting
+            and (self.next_attempt_at is None or self.next_attempt_at <= now)
+            and (self.claimed_until is None or self.claimed_until <= now)
+        )
+
+    def unclaim(self) -> None:
+        self.claim_token = self.claimed_until = self.claimed_seq = None
+
+
+@dataclass
+class OldAddressRecord:
+    """An address a customer left (see ``EcomailOldAddressRow``)."""
+
+    id: int
+    merchant_id: int
+    customer_id: int
+    email: str
+    left_at: datetime
+
+    @property
+    def key(self) -> str | None:
+        return email_key(self.email)
+
+
+@dataclass
+class WebhookRecord:
+    merchant_id: int
+    token_digest: str
+    token_encrypted: str
+    created_at: datetime
+
+
+@dataclass
+class NotificationRow:
+    """One notification row, as the SQL adapter keeps it (``NewsletterNotificationRow``)."""
+
+    id: int
+    merchant_id: int
+    received_at: datetime
+    notification: Notification
+    available_at: datetime
+    state: NotificationState = NotificationState.PENDING
+    outcome: Outcome | None = None
+    reason: str | None = None
+    points: Points | None = None
+    customer_id: int | None = None
+    processed_at: datetime | None = None
+    attempts: int = 0
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+
+    def claimable_from(self) -> datetime:
+        if self.claimed_until is not None and self.claimed_until > self.available_at:
+            return self.claimed_until
+        return self.available_at
+
+
+@dataclass
+class RewardRow:
+    merchant_id: int
+    hold: RewardHold
+    updated_at: datetime
+
+
+@dataclass
+class StoreState:
+    """Everything stored, keyed by id. Tests may read it; they should not write it."""
+
+    merchants: dict[int, Merchant] = field(default_factory=dict)
+    merchant_created_at: dict[int, datetime] = field(default_factory=dict)
+    staff: dict[int, StaffUser] = field(default_factory=dict)
+    customers: dict[int, Customer] = field(default_factory=dict)
+    lots: dict[int, LotRow] = field(default_factory=dict)
+    entries: dict[int, EntryRow] = field(default_factory=dict)
+    #: Per customer id: what the SQL adapter keeps in its summary columns.
+    summaries: dict[int, LedgerSummary] = field(default_factory=dict)
+    smtp_passwords: dict[int, str] = field(default_factory=dict)
+    #: Per merchant id: the local date of its last finished nightly run.
+    nightly_dates: dict[int, date] = field(default_factory=dict)
+    #: Per merchant id: the claim of its nightly run in progress (token, until).
+    nightly_claims: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    #: Per (customer id, last valid day): the points a pre-expiry notice was recorded for.
+    expiry_notices: dict[tuple[int, date], ExpiryNoticeRecord] = field(default_factory=dict)
+    api_tokens: dict[int, ApiToken] = field(default_factory=dict)
+    api_token_digests: dict[int, str] = field(default_factory=dict)
+    outbox: dict[int, OutboxRecord] = field(default_factory=dict)
+    #: Per merchant id: its Ecomail integration.
+    ecomail: dict[int, EcomailRecord] = field(default_factory=dict)
+    #: Per customer id: its contact's way to the Ecomail list.
+    contacts: dict[int, ContactRecord] = field(default_factory=dict)
+    #: Per id: addresses customers left, to be cleared in Ecomail.
+    old_addresses: dict[int, OldAddressRecord] = field(default_factory=dict)
+    #: Per merchant id: its webhook token (digest, encrypted).
+    webhooks: dict[int, WebhookRecord] = field(default_factory=dict)
+    #: Per id: the notifications Ecomail's list webhook posted.
+    notifications: dict[int, NotificationRow] = field(default_factory=dict)
+    #: Per customer id: the newsletter reward they hold.
+    rewards: dict[int, RewardRow] = field(default_factory=dict)
+    last_ids: dict[str, int] = field(default_factory=dict)
+
+    def next_id(self, table: str) -> int:
+        self.last_ids[table] = self.last_ids.get(table, 0) + 1
+        return self.last_ids[table]
+
+
+async def round_trip() -> None:
+    """Give other tasks a turn, as a database round trip would."""
+    await asyncio.sleep(0)
+
+
+def assign(row: object, **values: object) -> None:
+    for name, value in values.items():
+        if not hasattr(row, name):
+            raise AttributeError(f"{type(row).__name__} has no {name}")
+        setattr(row, name, value)

@@ -1,0 +1,241 @@
+"""The read-side queries for the pages and reports, over the in-memory state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING
+
+from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.customer import Customer, name_key
+from ellity.domain.model.customer_query import CustomerQuery, SearchField
+from ellity.domain.model.ledger import EntryKind
+from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import NotificationRecord
+from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
+from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
+from tests.fakes.storage.ledger import loyalty_of
+from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
+
+if TYPE_CHECKING:
+    from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
+
+
+class InMemoryViews(Views):
+    """The read-side queries, over the unit of work's state."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+        await round_trip()
+        sums: dict[date, list[int]] = {}
+        for row in self._uow.state.entries.values():
+            if row.merchant_id != merchant_id:
+                continue
+            entry = row.entry
+            period = next((p for p in periods if p.start <= entry.at < p.end), None)
+            if period is None:
+                continue
+            totals = sums.setdefault(period.day, [0, 0, 0])
+            cents = entry.points.hundredths
+            if entry.kind is EntryKind.EXPIRE:
+                totals[2] -= cents
+            elif cents > 0:
+                totals[0] += cents
+            else:
+                totals[1] -= cents
+        return [
+            DayTotals(p.day, *(Points(v) for v in sums[p.day])) for p in periods if p.day in sums
+        ]
+
+    async def upcoming_expiries(
+        self, merchant_id: int, *, first_day: date, last_day: date
+    ) -> list[ExpiryTotal]:
+        await round_trip()
+        held: dict[date, tuple[int, set[int]]] = {}
+        for row in self._uow.state.lots.values():
+            lot = row.lot
+            if (
+                row.merchant_id == merchant_id
+                and lot.remaining.is_positive()
+                and lot.expires_on is not None
+                and first_day <= lot.expires_on <= last_day
+            ):
+                cents, holders = held.get(lot.expires_on, (0, set()))
+                holders = holders | {row.customer_id}
+                held[lot.expires_on] = (cents + lot.remaining.hundredths, holders)
+        return [
+            ExpiryTotal(day, Points(cents), len(holders))
+            for day, (cents, holders) in sorted(held.items())
+        ]
+
+    async def loyalty_page(
+        self, merchant_id: int, *, after_id: int, limit: int, today: date
+    ) -> list[CustomerLoyalty]:
+        await round_trip()
+        ids = sorted(
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id and customer_id > after_id
+        )
+        return [loyalty_of(self._uow.state, i, today) for i in ids[:limit]]
+
+    async def search_customers(
+        self,
+        merchant_id: int,
+        query: CustomerQuery,
+        *,
+        after_id: int | None,
+        limit: int,
+        today: date,
+    ) -> list[CustomerLoyalty]:
+        await round_trip()
+        state = self._uow.state
+        mine = sorted(
+            (c for c in state.customers.values() if c.merchant_id == merchant_id),
+            key=lambda c: c.id or 0,
+        )
+        found = search_in_memory(mine, query, after_id=after_id, limit=limit)
+        return [loyalty_of(state, c.id, today) for c in found if c.id is not None]
+
+    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+        await round_trip()
+        found = sorted(
+            (r for r in self._outbox_of(merchant_id) if r.status == OutboxStatus.FAILED.value),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            FailedDelivery(
+                id=r.id,
+                topic=r.topic,
+                customer_id=r.customer_id,
+                attempts=r.attempts,
+                last_error=r.last_error or "",
+                created_at=r.created_at,
+                last_attempt_at=r.last_attempt_at,
+            )
+            for r in found
+        ]
+
+    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+        await round_trip()
+        mine = list(self._outbox_of(merchant_id))
+        pending = [r for r in mine if r.status == OutboxStatus.PENDING.value]
+        delivered = [
+            r.delivered_at
+            for r in mine
+            if r.status == OutboxStatus.DELIVERED.value and r.delivered_at is not None
+        ]
+        return DeliveryHealth(
+            pending=len(pending),
+            failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
+            oldest_pending_at=min((r.created_at for r in pending), default=None),
+            last_delivered_at=max(delivered, default=None),
+        )
+
+    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+        await round_trip()
+        mine = list(self._contacts_of(merchant_id))
+        waiting = [r.pending_since for r in mine if r.waiting and r.pending_since is not None]
+        integration = self._uow.state.ecomail.get(merchant_id)
+        return ContactSyncHealth(
+            pending=len(waiting),
+            failed=sum(r.failed_at is not None for r in mine),
+            oldest_pending_at=min(waiting, default=None),
+            last_synced_at=None if integration is None else integration.last_success_at,
+        )
+
+    async def contact_sync_failures(
+        self, merchant_id: int, *, limit: int
+    ) -> list[ContactSyncFailure]:
+        await round_trip()
+        customers = self._uow.state.customers
+        failed = sorted(
+            (
+                r
+                for r in self._contacts_of(merchant_id)
+                if r.failed_at is not None and r.customer_id in customers
+            ),
+            key=lambda r: (r.failed_at, r.customer_id),
+            reverse=True,
+        )[:limit]
+        return [
+            ContactSyncFailure(
+                customer_id=r.customer_id,
+                email=customers[r.customer_id].email,
+                error=r.last_error or "",
+                failed_at=r.failed_at,
+            )
+            for r in failed
+            if r.failed_at is not None
+        ]
+
+    async def recent_notifications(
+        self, merchant_id: int, *, limit: int
+    ) -> list[NotificationRecord]:
+        await round_trip()
+        mine = sorted(
+            (r for r in self._uow.state.notifications.values() if r.merchant_id == merchant_id),
+            key=lambda r: r.id,
+            reverse=True,
+        )[:limit]
+        return [
+            NotificationRecord(
+                id=r.id,
+                received_at=r.received_at,
+                notification=r.notification,
+                state=r.state,
+                outcome=r.outcome,
+                reason=r.reason or "",
+                points=r.points,
+                customer_id=r.customer_id,
+                processed_at=r.processed_at,
+            )
+            for r in mine
+        ]
+
+    def _outbox_of(self, merchant_id: int) -> Iterable[OutboxRecord]:
+        return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)
+
+    def _contacts_of(self, merchant_id: int) -> Iterable[ContactRecord]:
+        return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
+
+
+def _search_keys(customer: Customer) -> dict[SearchField, str | None]:
+    return {
+        "email": customer.email_key,
+        "first_name": name_key(customer.first_name),
+        "last_name": name_key(customer.last_name),
+    }
+
+
+def search_in_memory(
+    customers: Sequence[Customer], query: CustomerQuery, *, after_id: int | None, limit: int
+) -> list[Customer]:
+    """``Views.search_customers`` over customers in id order, as the SQL adapter pages."""
+    if query.referral_code is not None:
+        if after_id is not None:
+            return []
+        return [c for c in customers if c.referral_code == query.referral_code][:limit]
+    if query.is_everyone:
+        newest = [c for c in reversed(customers) if after_id is None or (c.id or 0) < after_id]
+        return newest[:limit]
+    alternatives = query.alternatives
+    listed: list[tuple[int, str, int, Customer]] = []  # (alternative, key, id, customer)
+    for customer in customers:
+        keys = _search_keys(customer)
+        for index, alternative in enumerate(alternatives):
+            if alternative.matches(keys):
+                key = keys[alternative.order_field] or ""
+                listed.append((index, key, customer.id or 0, customer))
+                break
+    listed.sort(key=lambda item: item[:3])
+    if after_id is not None:
+        at = next((i for i, item in enumerate(listed) if item[2] == after_id), None)
+        if at is None:
+            return []
+        listed = listed[at + 1 :]
+    return [item[3] for item in listed[:limit]]
