@@ -28,8 +28,9 @@ from litestar.types import ExceptionHandlersMap
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
 from ellity.ports.marketing import MarketingError
 from ellity.ports.storage import TransientConflict
-from ellity.web.errors import page_status_of, refusal_message
+from ellity.web.errors import page_status_of
 from ellity.web.pages.common import AnyRequest, render
+from ellity.web.validation_messages import refusal_message
 
 logger = logging.getLogger(__name__)
 
