@@ -111,6 +111,8 @@ _HTTP_CODES: Mapping[int, str] = {
 }
 
 API_PATH_PREFIX = "/api/"
+#: What Litestar's routing can refuse with before a router is chosen.
+_ROUTING_STATUSES = (400, 404, 405)
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -217,33 +219,27 @@ def api_exception_handlers() -> ExceptionHandlersMap:
     return handlers
 
 
-def for_api_paths(fallback: ExceptionHandlersMap) -> ExceptionHandlersMap:
+def for_api_paths(app_handlers: ExceptionHandlersMap) -> ExceptionHandlersMap:
     """The app's handlers, answering in the API's shape for requests under ``/api/``.
 
     Routing failures (no such URL, wrong method) happen before any router is chosen, so only
-    the app's handlers see them; elsewhere ``fallback`` answers as it did.
+    the app's handlers see them. Litestar calls a status's handler for every HTTP exception of
+    that status, so for each of them the app's own handler of the same status (or Litestar's
+    default answer) still answers outside the API.
     """
-    wrapped: dict[int | type[Exception], ExceptionHandler[Any]] = dict(fallback)
-    for status in (400, 404, 405):
-        wrapped[status] = _api_or(fallback)
+    wrapped: dict[int | type[Exception], ExceptionHandler[Any]] = dict(app_handlers)
+    for status in _ROUTING_STATUSES:
+        wrapped[status] = _api_or(app_handlers.get(status, create_exception_response))
     return wrapped
 
 
-def _api_or(fallback: ExceptionHandlersMap) -> ExceptionHandler[Any]:
+def _api_or(elsewhere: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         if request.url.path.startswith(API_PATH_PREFIX):
             return api_error(request, exc)
-        handler = _resolve(fallback, exc) or create_exception_response
-        return handler(request, exc)
+        return elsewhere(request, exc)
 
     return handle
-
-
-def _resolve(handlers: ExceptionHandlersMap, exc: Exception) -> ExceptionHandler[Any] | None:
-    """The handler Litestar would pick from ``handlers``: status first, then the MRO."""
-    if isinstance(exc, HTTPException) and exc.status_code in handlers:
-        return handlers[exc.status_code]
-    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
 
 
 def _code_of_status(status: int) -> str:
