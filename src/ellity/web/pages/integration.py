@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.services import integration, newsletter
 from ellity.ports.marketing import (
@@ -23,7 +25,8 @@ from ellity.ports.marketing import (
     MarketingRateLimited,
     MarketingUnavailable,
 )
-from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
 from ellity.web.pages.errors import FORM_ERRORS, status_for
 
 PAGE = "/integrations/ecomail"
@@ -50,9 +53,8 @@ def error_message(error: Error) -> str:
     return integration.failure_message(error)
 
 
-async def _lists(request: AnyRequest) -> tuple[list[ContactList], Error | None]:
+async def _lists(request: AnyRequest, deps: Deps) -> tuple[list[ContactList], Error | None]:
     """The account's lists, fetched now, or why they could not be."""
-    deps = deps_of(request)
     try:
         lists = await integration.ecomail_lists(
             staff_of(request).merchant_id,
@@ -66,11 +68,15 @@ async def _lists(request: AnyRequest) -> tuple[list[ContactList], Error | None]:
 
 
 async def _page(
-    request: AnyRequest, *, failed: Error | None = None, failed_form: str = "", list_id: str = ""
+    request: AnyRequest,
+    deps: Deps,
+    *,
+    failed: Error | None = None,
+    failed_form: str = "",
+    list_id: str = "",
 ) -> Template:
     """The page in the integration's state; ``failed``: why the form ``failed_form`` (or,
     when empty, an action without a form) did not work."""
-    deps = deps_of(request)
     merchant_id = staff_of(request).merchant_id
     page = await integration.integration_page(merchant_id, uow_factory=deps.uow)
     panel = None
@@ -88,7 +94,7 @@ async def _page(
     choosing = page.integration is not None and not page.integration.active
     # Straight after Ecomail said "unavailable" or "slow down", asking again would only wait.
     if choosing and not isinstance(failed, MarketingUnavailable):
-        lists, lists_failed = await _lists(request)
+        lists, lists_failed = await _lists(request, deps)
     error = error_message(failed) if failed is not None else ""
     lists_error = error_message(lists_failed) if lists_failed is not None else ""
     shown = failed or lists_failed
@@ -112,16 +118,21 @@ async def _page(
 
 
 @get(PAGE)
-async def integration_page(request: AnyRequest) -> Template:
-    return await _page(request)
+async def integration_page(request: AnyRequest, *, deps: Injected[Deps]) -> Template:
+    return await _page(request, deps)
 
 
 @post(f"{PAGE}/key")
-async def save_key(request: AnyRequest, data: URLEncodedBody[KeyForm]) -> Response[Any]:
-    deps = deps_of(request)
+async def save_key(
+    request: AnyRequest,
+    data: URLEncodedBody[KeyForm],
+    *,
+    deps: Injected[Deps],
+    merchant_id: NamedDependency[int],
+) -> Response[Any]:
     try:
         await integration.connect_ecomail(
-            staff_of(request).merchant_id,
+            merchant_id,
             data.api_key,
             uow_factory=deps.uow,
             platforms=deps.marketing,
@@ -129,17 +140,22 @@ async def save_key(request: AnyRequest, data: URLEncodedBody[KeyForm]) -> Respon
             clock=deps.clock,
         )
     except INTEGRATION_ERRORS as error:
-        return await _page(request, failed=error, failed_form="key")
+        return await _page(request, deps, failed=error, failed_form="key")
     flash(request, "Key verified. Choose the Ecomail list for the loyalty fields and activate.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/activate")
-async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> Response[Any]:
-    deps = deps_of(request)
+async def activate(
+    request: AnyRequest,
+    data: URLEncodedBody[ActivateForm],
+    *,
+    deps: Injected[Deps],
+    merchant_id: NamedDependency[int],
+) -> Response[Any]:
     try:
         activation = await integration.activate_ecomail(
-            staff_of(request).merchant_id,
+            merchant_id,
             data.list_id,
             uow_factory=deps.uow,
             platforms=deps.marketing,
@@ -147,7 +163,9 @@ async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> R
             clock=deps.clock,
         )
     except INTEGRATION_ERRORS as error:
-        return await _page(request, failed=error, failed_form="activate", list_id=data.list_id)
+        return await _page(
+            request, deps, failed=error, failed_form="activate", list_id=data.list_id
+        )
     if activation.fields_confirmed:
         flash(
             request,
@@ -164,14 +182,15 @@ async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> R
 
 
 @post(f"{PAGE}/retry")
-async def retry_failed(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
+async def retry_failed(
+    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+) -> Response[Any]:
     try:
         count = await integration.retry_failed_sync(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
+            merchant_id, uow_factory=deps.uow, clock=deps.clock
         )
     except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+        return await _page(request, deps, failed=error)
     flash(
         request,
         f"{count} failed contacts and deliveries will be sent again."
@@ -182,27 +201,25 @@ async def retry_failed(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PAGE}/repush")
-async def repush(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
+async def repush(
+    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+) -> Response[Any]:
     try:
-        await integration.repush_all(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
+        await integration.repush_all(merchant_id, uow_factory=deps.uow, clock=deps.clock)
     except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+        return await _page(request, deps, failed=error)
     flash(request, "Every customer with an email will be pushed to Ecomail again.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/deactivate")
-async def deactivate(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
+async def deactivate(
+    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+) -> Response[Any]:
     try:
-        await integration.deactivate_ecomail(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
+        await integration.deactivate_ecomail(merchant_id, uow_factory=deps.uow, clock=deps.clock)
     except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+        return await _page(request, deps, failed=error)
     flash(
         request,
         "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
@@ -212,11 +229,12 @@ async def deactivate(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PAGE}/webhook/rotate")
-async def rotate_webhook(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
+async def rotate_webhook(
+    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+) -> Response[Any]:
     try:
         await newsletter.rotate_webhook(
-            staff_of(request).merchant_id,
+            merchant_id,
             uow_factory=deps.uow,
             secret_box=deps.secret_box,
             rng=deps.rng,
@@ -224,7 +242,7 @@ async def rotate_webhook(request: AnyRequest) -> Response[Any]:
             base_url=deps.settings.base_url,
         )
     except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+        return await _page(request, deps, failed=error)
     flash(
         request,
         "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"

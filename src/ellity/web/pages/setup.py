@@ -12,7 +12,10 @@ from litestar.response import Response, Template
 
 from ellity.domain.model.staff import AlreadySetUp
 from ellity.domain.services import staff
-from ellity.web.pages.common import PUBLIC, AnyRequest, deps_of, flash, render, see_other
+from ellity.ports.clock import Clock, PasswordHasher
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import PUBLIC, AnyRequest, flash, render, see_other
 from ellity.web.pages.errors import FORM_ERRORS, status_for
 
 
@@ -27,16 +30,22 @@ class SetupForm:
 
 
 @get("/setup", opt=PUBLIC)
-async def setup_page(request: AnyRequest) -> Template:
-    if not await staff.needs_setup(uow=deps_of(request).uow(read_only=True)):
+async def setup_page(request: AnyRequest, *, uow_factory: Injected[UnitOfWorkFactory]) -> Template:
+    if not await staff.needs_setup(uow=uow_factory(read_only=True)):
         raise AlreadySetUp()
     return render(request, "setup.html", form=SetupForm())
 
 
 @post("/setup", opt=PUBLIC)
-async def set_up(request: AnyRequest, data: URLEncodedBody[SetupForm]) -> Response[Any]:
-    deps = deps_of(request)
-    if not await staff.needs_setup(uow=deps.uow(read_only=True)):
+async def set_up(
+    request: AnyRequest,
+    data: URLEncodedBody[SetupForm],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    hasher: Injected[PasswordHasher],
+) -> Response[Any]:
+    if not await staff.needs_setup(uow=uow_factory(read_only=True)):
         raise AlreadySetUp()  # whatever the form says; set_up_first_merchant also checks
     try:
         await staff.set_up_first_merchant(
@@ -46,9 +55,9 @@ async def set_up(request: AnyRequest, data: URLEncodedBody[SetupForm]) -> Respon
             admin_email=data.email,
             admin_password=data.password,
             password_again=data.password_again,
-            uow=deps.uow(),
-            clock=deps.clock,
-            hasher=deps.hasher,
+            uow=uow_factory(),
+            clock=clock,
+            hasher=hasher,
         )
     except FORM_ERRORS as error:
         kept = dataclasses.replace(data, password="", password_again="")
