@@ -10,12 +10,14 @@ from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
 from ellity.domain.services import api_tokens
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.pages.errors import refused_form_page, status_for
 from ellity.web.params import TokenPathId
 
 
@@ -51,7 +53,16 @@ async def tokens_page(request: AnyRequest, *, uow_factory: Injected[UnitOfWorkFa
     return await _page(request, uow_factory)
 
 
+async def _tokens_again(
+    request: AnyRequest, deps: Deps, form: TokenForm, error: DomainError
+) -> Template:
+    return await _page(
+        request, deps.uow, name=form.name, error=error.message, status_code=status_for(error)
+    )
+
+
 @post("/api-tokens")
+@refused_form_page(_tokens_again)
 async def create_token(
     request: AnyRequest,
     data: URLEncodedBody[TokenForm],
@@ -61,14 +72,9 @@ async def create_token(
     clock: Injected[Clock],
     rng: Injected[RandomSource],
 ) -> Response[Any]:
-    try:
-        stored, token = await api_tokens.create_api_token(
-            merchant_id, data.name, uow=uow_factory(), clock=clock, rng=rng
-        )
-    except FORM_ERRORS as error:
-        return await _page(
-            request, uow_factory, name=data.name, error=error.message, status_code=status_for(error)
-        )
+    stored, token = await api_tokens.create_api_token(
+        merchant_id, data.name, uow=uow_factory(), clock=clock, rng=rng
+    )
     # Kept in the server-side session only until the next page shows it, once.
     flash(request, f"The token '{stored.name}' is created.", kind="token", token=token)
     return see_other("/api-tokens")

@@ -30,7 +30,7 @@ from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.pages.errors import ShowAgain, refused_form_page, status_for
 from ellity.web.params import Cursor, CustomerPathId
 
 
@@ -129,7 +129,16 @@ async def new_customer_page(request: AnyRequest) -> Template:
     return render(request, "customers/new.html", form=NewCustomerForm())
 
 
+async def _new_customer_again(
+    request: AnyRequest, deps: Deps, form: NewCustomerForm, error: DomainError
+) -> Template:
+    return render(
+        request, "customers/new.html", status_code=status_for(error), form=form, error=error.message
+    )
+
+
 @post("/customers/new")
+@refused_form_page(_new_customer_again)
 async def add_customer(
     request: AnyRequest,
     data: URLEncodedBody[NewCustomerForm],
@@ -147,18 +156,7 @@ async def add_customer(
         registered=bool(data.registered),
         referred_by=data.referred_by or None,
     )
-    try:
-        view = await create_customer(
-            merchant_id, fields, uow_factory=uow_factory, clock=clock, rng=rng
-        )
-    except FORM_ERRORS as error:
-        return render(
-            request,
-            "customers/new.html",
-            status_code=status_for(error),
-            form=data,
-            error=error.message,
-        )
+    view = await create_customer(merchant_id, fields, uow_factory=uow_factory, clock=clock, rng=rng)
     flash(request, "The customer has been created.")
     return see_other(f"/customers/{view.customer.id}")
 
@@ -219,104 +217,107 @@ async def customer_page(
     return await _customer_page(request, deps, customer_id, before=before)
 
 
+def _detail_again(form: str) -> ShowAgain:
+    """The customer page with the refused ``form`` showing what was typed and why."""
+
+    async def show(request: AnyRequest, deps: Deps, values: Any, error: DomainError) -> Template:
+        customer_id = request.path_params["customer_id"]
+        return await _customer_page(
+            request, deps, customer_id, form=form, values=values, error=error
+        )
+
+    return show
+
+
 @post("/customers/{customer_id:int}/earn")
+@refused_form_page(_detail_again("earn"))
 async def earn(
     request: AnyRequest,
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await points.earn_points(
-            merchant_id,
-            customer_id,
-            parse_points(data.points),
-            order_ref=data.order_ref,
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(
-            request, deps, customer_id, form="earn", values=data, error=error
-        )
+    await points.earn_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        order_ref=data.order_ref,
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The points have been added.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/spend")
+@refused_form_page(_detail_again("spend"))
 async def spend(
     request: AnyRequest,
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await points.spend_points(
-            merchant_id,
-            customer_id,
-            parse_points(data.points),
-            order_ref=data.order_ref or None,
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(
-            request, deps, customer_id, form="spend", values=data, error=error
-        )
+    await points.spend_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        order_ref=data.order_ref or None,
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The points have been spent.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/adjust")
+@refused_form_page(_detail_again("adjust"))
 async def adjust(
     request: AnyRequest,
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await points.adjust_points(
-            merchant_id,
-            customer_id,
-            parse_points(data.points),
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(
-            request, deps, customer_id, form="adjust", values=data, error=error
-        )
+    await points.adjust_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The balance has been adjusted.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/pin")
+@refused_form_page(_detail_again("pin"))
 async def new_pin(
     request: AnyRequest,
     customer_id: CustomerPathId,
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
 ) -> Response[Any]:
-    try:
-        await customers.regenerate_pin(
-            merchant_id,
-            customer_id,
-            uow=deps.uow(),
-            clock=deps.clock,
-            rng=deps.rng,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, deps, customer_id, form="pin", error=error)
+    await customers.regenerate_pin(
+        merchant_id,
+        customer_id,
+        uow=uow_factory(),
+        clock=clock,
+        rng=rng,
+    )
     flash(request, "The customer has a new PIN.")
     return see_other(f"/customers/{customer_id}")
 
@@ -336,26 +337,24 @@ async def register(
 
 
 @post("/customers/{customer_id:int}/edit")
+@refused_form_page(_detail_again("edit"))
 async def edit(
     request: AnyRequest,
     customer_id: CustomerPathId,
     data: URLEncodedBody[EditForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
 ) -> Response[Any]:
-    try:
-        await customers.update_customer(
-            merchant_id,
-            customer_id,
-            CustomerInput(email=data.email, first_name=data.first_name, last_name=data.last_name),
-            uow=deps.uow(),
-            clock=deps.clock,
-            rng=deps.rng,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(
-            request, deps, customer_id, form="edit", values=data, error=error
-        )
+    await customers.update_customer(
+        merchant_id,
+        customer_id,
+        CustomerInput(email=data.email, first_name=data.first_name, last_name=data.last_name),
+        uow=uow_factory(),
+        clock=clock,
+        rng=rng,
+    )
     flash(request, "The customer's details are saved.")
     return see_other(f"/customers/{customer_id}")

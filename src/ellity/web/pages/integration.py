@@ -19,15 +19,20 @@ from litestar.response import Response, Template
 from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.services import integration, newsletter
+from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     ContactList,
     MarketingError,
+    MarketingPlatforms,
     MarketingRateLimited,
     MarketingUnavailable,
 )
+from ellity.ports.secrets import SecretBox
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.settings import Settings
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.pages.errors import FORM_ERRORS, ShowAgain, refused_form_page, status_for
 
 PAGE = "/integrations/ecomail"
 
@@ -122,50 +127,61 @@ async def integration_page(request: AnyRequest, *, deps: Injected[Deps]) -> Temp
     return await _page(request, deps)
 
 
+def _page_again(failed_form: str = "") -> ShowAgain:
+    """The page saying why the form ``failed_form`` (or, when empty, an action without a
+    form) did not work; the list chosen on the activation form stays chosen."""
+
+    async def show(request: AnyRequest, deps: Deps, form: Any, error: Error) -> Template:
+        list_id = form.list_id if isinstance(form, ActivateForm) else ""
+        return await _page(request, deps, failed=error, failed_form=failed_form, list_id=list_id)
+
+    return show
+
+
 @post(f"{PAGE}/key")
+@refused_form_page(_page_again("key"), errors=INTEGRATION_ERRORS)
 async def save_key(
     request: AnyRequest,
     data: URLEncodedBody[KeyForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    marketing: Injected[MarketingPlatforms],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await integration.connect_ecomail(
-            merchant_id,
-            data.api_key,
-            uow_factory=deps.uow,
-            platforms=deps.marketing,
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-        )
-    except INTEGRATION_ERRORS as error:
-        return await _page(request, deps, failed=error, failed_form="key")
+    await integration.connect_ecomail(
+        merchant_id,
+        data.api_key,
+        uow_factory=uow_factory,
+        platforms=marketing,
+        secret_box=secret_box,
+        clock=clock,
+    )
     flash(request, "Key verified. Choose the Ecomail list for the loyalty fields and activate.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/activate")
+@refused_form_page(_page_again("activate"), errors=INTEGRATION_ERRORS)
 async def activate(
     request: AnyRequest,
     data: URLEncodedBody[ActivateForm],
     *,
-    deps: Injected[Deps],
     merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    marketing: Injected[MarketingPlatforms],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        activation = await integration.activate_ecomail(
-            merchant_id,
-            data.list_id,
-            uow_factory=deps.uow,
-            platforms=deps.marketing,
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-        )
-    except INTEGRATION_ERRORS as error:
-        return await _page(
-            request, deps, failed=error, failed_form="activate", list_id=data.list_id
-        )
+    activation = await integration.activate_ecomail(
+        merchant_id,
+        data.list_id,
+        uow_factory=uow_factory,
+        platforms=marketing,
+        secret_box=secret_box,
+        clock=clock,
+    )
     if activation.fields_confirmed:
         flash(
             request,
@@ -182,15 +198,15 @@ async def activate(
 
 
 @post(f"{PAGE}/retry")
+@refused_form_page(_page_again())
 async def retry_failed(
-    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        count = await integration.retry_failed_sync(
-            merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, deps, failed=error)
+    count = await integration.retry_failed_sync(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(
         request,
         f"{count} failed contacts and deliveries will be sent again."
@@ -201,25 +217,29 @@ async def retry_failed(
 
 
 @post(f"{PAGE}/repush")
+@refused_form_page(_page_again())
 async def repush(
-    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await integration.repush_all(merchant_id, uow_factory=deps.uow, clock=deps.clock)
-    except FORM_ERRORS as error:
-        return await _page(request, deps, failed=error)
+    await integration.repush_all(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(request, "Every customer with an email will be pushed to Ecomail again.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/deactivate")
+@refused_form_page(_page_again())
 async def deactivate(
-    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await integration.deactivate_ecomail(merchant_id, uow_factory=deps.uow, clock=deps.clock)
-    except FORM_ERRORS as error:
-        return await _page(request, deps, failed=error)
+    await integration.deactivate_ecomail(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(
         request,
         "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
@@ -229,20 +249,25 @@ async def deactivate(
 
 
 @post(f"{PAGE}/webhook/rotate")
+@refused_form_page(_page_again())
 async def rotate_webhook(
-    request: AnyRequest, *, deps: Injected[Deps], merchant_id: NamedDependency[int]
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    secret_box: Injected[SecretBox],
+    rng: Injected[RandomSource],
+    clock: Injected[Clock],
+    settings: Injected[Settings],
 ) -> Response[Any]:
-    try:
-        await newsletter.rotate_webhook(
-            merchant_id,
-            uow_factory=deps.uow,
-            secret_box=deps.secret_box,
-            rng=deps.rng,
-            clock=deps.clock,
-            base_url=deps.settings.base_url,
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, deps, failed=error)
+    await newsletter.rotate_webhook(
+        merchant_id,
+        uow_factory=uow_factory,
+        secret_box=secret_box,
+        rng=rng,
+        clock=clock,
+        base_url=settings.base_url,
+    )
     flash(
         request,
         "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"

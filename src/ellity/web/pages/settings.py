@@ -11,6 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
 from ellity.domain.model.merchant import SMTP_SECURITY
 from ellity.domain.model.money import LOCALES
 from ellity.domain.services import programme_settings
@@ -19,8 +21,8 @@ from ellity.ports.clock import Clock
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
+from ellity.web.pages.errors import refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
 COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
@@ -129,7 +131,16 @@ async def settings_page(
     return _page(request, SettingsForm.of(view), view)
 
 
+async def _settings_again(
+    request: AnyRequest, deps: Deps, form: SettingsForm, error: DomainError
+) -> Template:
+    merchant_id = staff_of(request).merchant_id
+    view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
+    return _page(request, form, view, error=error.message, status_code=status_for(error))
+
+
 @post("/settings")
+@refused_form_page(_settings_again)
 async def save_settings(
     request: AnyRequest,
     data: URLEncodedBody[SettingsForm],
@@ -139,23 +150,13 @@ async def save_settings(
     secret_box: Injected[SecretBox],
     clock: Injected[Clock],
 ) -> Response[Any]:
-    try:
-        await programme_settings.save_settings(
-            merchant_id,
-            data.changes(),
-            data.smtp(),
-            uow=uow_factory(),
-            secret_box=secret_box,
-            clock=clock,
-        )
-    except FORM_ERRORS as error:
-        view = await programme_settings.read_settings(merchant_id, uow=uow_factory(read_only=True))
-        return _page(
-            request,
-            data,
-            view,
-            error=error.message,
-            status_code=status_for(error),
-        )
+    await programme_settings.save_settings(
+        merchant_id,
+        data.changes(),
+        data.smtp(),
+        uow=uow_factory(),
+        secret_box=secret_box,
+        clock=clock,
+    )
     flash(request, "The settings are saved.")
     return see_other("/settings")
