@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, get
-from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.response import Response
 
-from ellity.deps import Deps, DepsProvider
+from ellity.deps import DepsProvider
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.web.api import EshopApiPlugin
+from ellity.web.dependencies import BUNDLE_DEPENDENCIES, Injected
 from ellity.web.pages.errors import not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
 from ellity.web.security import SecurityHeaders, WebSecurity
@@ -20,11 +20,12 @@ from ellity.web.webhooks import webhook_router
 
 
 @get("/health", opt={"public": True})
-async def health(state: State) -> Response[dict[str, str]]:
+async def health(
+    ping_database: Injected[Callable[[], Awaitable[None]]],
+) -> Response[dict[str, str]]:
     """``ok`` when the database answers; 503 otherwise."""
-    deps: Deps = state.deps
     try:
-        await deps.ping_database()
+        await ping_database()
     except Exception:  # noqa: BLE001 - any failure means unhealthy, reported not raised
         return Response({"status": "unavailable", "database": "unreachable"}, status_code=503)
     return Response({"status": "ok", "database": "ok"})
@@ -45,6 +46,7 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
     return Litestar(
         route_handlers=[health, pages_router(security), static_files(), webhook_router],
         lifespan=[lifespan],
+        dependencies=BUNDLE_DEPENDENCIES,
         debug=debug,
         exception_handlers={404: not_found},  # HTML for browsers, JSON for the API
         plugins=[EshopApiPlugin()],  # the e-shop API under /api/v1

@@ -28,7 +28,11 @@ from litestar.utils.dataclass import extract_dataclass_items
 from ellity.deps import Deps
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled, StaffIdentity
 from ellity.domain.services import staff
-from ellity.web.pages.common import PUBLIC, deps_of, render, see_other
+from ellity.ports.clock import Clock, PasswordHasher
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.web_state import LoginAttempts
+from ellity.web.dependencies import Injected, app_deps
+from ellity.web.pages.common import PUBLIC, render, see_other
 from ellity.web.pages.errors import status_for
 
 SESSION_COOKIE = "ellity_session"
@@ -55,7 +59,7 @@ def _state(connection: ASGIConnection[Any, Any, Any, Any]) -> _SessionState:
 
 
 def _deps(connection: ASGIConnection[Any, Any, Any, Any]) -> Deps:
-    return cast(Deps, connection.app.state.deps)
+    return app_deps(connection.app.state)
 
 
 def rotate_session_id(request: Request[Any, Any, Any]) -> None:
@@ -180,27 +184,35 @@ class LoginForm:
 
 @get("/login", opt=PUBLIC)
 async def login_page(
-    request: Request[Any, Any, State], next: FromQuery[str] = "/"
+    request: Request[Any, Any, State],
+    next: FromQuery[str] = "/",
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
 ) -> Response[Any]:
-    if await staff.needs_setup(uow=deps_of(request).uow(read_only=True)):
+    if await staff.needs_setup(uow=uow_factory(read_only=True)):
         return see_other("/setup")
     return render(request, "login.html", next=safe_next(next), email="")
 
 
 @post("/login", opt=PUBLIC)
 async def log_in(
-    request: Request[Any, Any, State], data: URLEncodedBody[LoginForm]
+    request: Request[Any, Any, State],
+    data: URLEncodedBody[LoginForm],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    login_attempts: Injected[LoginAttempts],
+    clock: Injected[Clock],
+    hasher: Injected[PasswordHasher],
 ) -> Response[Any]:
-    deps = deps_of(request)
     try:
         identity = await staff.log_in(
             data.email,
             data.password,
             client=client_address(request),
-            uow_factory=deps.uow,
-            attempts=deps.login_attempts,
-            clock=deps.clock,
-            hasher=deps.hasher,
+            uow_factory=uow_factory,
+            attempts=login_attempts,
+            clock=clock,
+            hasher=hasher,
         )
     except (InvalidCredentials, LoginThrottled) as error:
         page = render(

@@ -36,7 +36,6 @@ Litestar reads them everywhere: ``true``/``false``, and also ``"true"``/``"false
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -44,7 +43,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
 from litestar.response import Response
 from litestar.types import ExceptionHandler, ExceptionHandlersMap
@@ -68,6 +67,7 @@ from ellity.ports.marketing import (
     MarketingUnavailable,
 )
 from ellity.ports.storage import TransientConflict
+from ellity.web.validation_messages import refusal_message
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ _HTTP_CODES: Mapping[int, str] = {
 }
 
 API_PATH_PREFIX = "/api/"
+#: What Litestar's routing can refuse with before a router is chosen.
+_ROUTING_STATUSES = (400, 404, 405)
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -217,51 +219,27 @@ def api_exception_handlers() -> ExceptionHandlersMap:
     return handlers
 
 
-def for_api_paths(fallback: ExceptionHandlersMap) -> ExceptionHandlersMap:
+def for_api_paths(app_handlers: ExceptionHandlersMap) -> ExceptionHandlersMap:
     """The app's handlers, answering in the API's shape for requests under ``/api/``.
 
     Routing failures (no such URL, wrong method) happen before any router is chosen, so only
-    the app's handlers see them; elsewhere ``fallback`` answers as it did.
+    the app's handlers see them. Litestar calls a status's handler for every HTTP exception of
+    that status, so for each of them the app's own handler of the same status (or Litestar's
+    default answer) still answers outside the API.
     """
-    wrapped: dict[int | type[Exception], ExceptionHandler[Any]] = dict(fallback)
-    for status in (400, 404, 405):
-        wrapped[status] = _api_or(fallback)
+    wrapped: dict[int | type[Exception], ExceptionHandler[Any]] = dict(app_handlers)
+    for status in _ROUTING_STATUSES:
+        wrapped[status] = _api_or(app_handlers.get(status, create_exception_response))
     return wrapped
 
 
-def _api_or(fallback: ExceptionHandlersMap) -> ExceptionHandler[Any]:
+def _api_or(elsewhere: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         if request.url.path.startswith(API_PATH_PREFIX):
             return api_error(request, exc)
-        handler = _resolve(fallback, exc) or create_exception_response
-        return handler(request, exc)
+        return elsewhere(request, exc)
 
     return handle
-
-
-def _resolve(handlers: ExceptionHandlersMap, exc: Exception) -> ExceptionHandler[Any] | None:
-    """The handler Litestar would pick from ``handlers``: status first, then the MRO."""
-    if isinstance(exc, HTTPException) and exc.status_code in handlers:
-        return handlers[exc.status_code]
-    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
-
-
-# -- messages -----------------------------------------------------------------------------
-
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_OUT_OF_RANGE = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<rule>[<>]=? ?\S+)$")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
-_POINTS_FIELDS = frozenset({"points"})
-_JSON_TYPES = {
-    "str": "a string",
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "null": "null",
-    "object": "an object",
-    "array": "an array",
-}
 
 
 def _code_of_status(status: int) -> str:
@@ -269,65 +247,3 @@ def _code_of_status(status: int) -> str:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
         return "error"
-
-
-def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
-    """What Litestar refused (a parameter out of range, an unreadable form), said plainly;
-    the merchant pages show the same words as the API."""
-    status = exc.status_code
-    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
-        return " ".join(_field_message(item) for item in exc.extra if isinstance(item, dict))
-    if status == 404:
-        return f"There is no {request.method} {request.url.path} in the API."
-    if status == 405:
-        allowed = (exc.headers or {}).get("allow", "")
-        return f"{request.method} is not allowed on {request.url.path}; use {allowed}."
-    if status == 413:
-        return f"The request body is larger than the API accepts ({_body_limit(request)})."
-    detail = exc.detail or ""
-    if isinstance(exc.__cause__, SerializationException):  # the body could not be decoded
-        return f"The body is not valid JSON ({detail.removeprefix('JSON is malformed: ')})."
-    try:
-        generic = detail == HTTPStatus(status).phrase
-    except ValueError:
-        generic = False
-    return detail if detail and not generic else f"The request was refused ({status})."
-
-
-def _field_message(item: dict[str, Any]) -> str:
-    """One of Litestar's validation messages, said plainly."""
-    raw = str(item.get("message", "")).strip()
-    key = str(item.get("key", ""))
-    source = str(getattr(item.get("source"), "value", item.get("source", "")))
-    if source == "body" and key == "data":
-        if raw == "'data'":
-            return "The request needs a JSON object as its body."
-        if m := _MISSING.match(raw):
-            return f"The field '{m['field']}' is required."
-        if m := _UNKNOWN.match(raw):
-            return f"The field '{m['field']}' is not part of this call; check its spelling."
-        if m := _EXPECTED.match(raw):
-            return f"The body must be a JSON object, not {_describe(m['got'])}."
-        return f"The body is not valid: {raw}."
-    where = f"The field '{key}'" if source == "body" else f"The {source} parameter '{key}'"
-    if (m := _EXPECTED.match(raw)) is not None:
-        if source == "body" and key in _POINTS_FIELDS and m["got"] in ("int", "float"):
-            return (
-                f"The field '{key}' must be a decimal string such as \"12.50\";"
-                " points are never sent as JSON numbers."
-            )
-        return f"{where} must be {_describe(m['want'])}, not {_describe(m['got'])}."
-    if (m := _OUT_OF_RANGE.match(raw)) is not None:
-        return f"{where} must be {_describe(m['want'])} {m['rule']}."
-    return f"{where} is not valid: {raw}." if raw else f"{where} is not valid."
-
-
-def _describe(json_type: str) -> str:
-    return " or ".join(_JSON_TYPES.get(part.strip(), part.strip()) for part in json_type.split("|"))
-
-
-def _body_limit(request: Request[Any, Any, Any]) -> str:
-    limit = request.route_handler.resolve_request_max_body_size()
-    if not limit:
-        return "a smaller one"
-    return f"at most {limit // 1024} KiB" if limit % 1024 == 0 else f"at most {limit} bytes"

@@ -22,9 +22,11 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Response
 
-from ellity.deps import Deps
 from ellity.domain.model.newsletter import WEBHOOK_PATH
 from ellity.domain.services import newsletter_intake as newsletter
+from ellity.ports.clock import Clock
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
 from ellity.web.errors import api_exception_handlers
 
 MAX_BODY_BYTES = 8 * 1024
@@ -38,11 +40,14 @@ RECEIVED = {"status": "received"}
     opt={"exclude_from_csrf": True, "public": True},
 )
 async def ecomail_list_webhook(
-    request: Request[Any, Any, State], token: FromPath[str]
+    request: Request[Any, Any, State],
+    token: FromPath[str],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[dict[str, str]]:
-    deps: Deps = request.app.state.deps
     await newsletter.receive_notification(
-        token, await request.body(), uow_factory=deps.uow, clock=deps.clock
+        token, await request.body(), uow_factory=uow_factory, clock=clock
     )
     return Response(RECEIVED, status_code=200, headers={"Cache-Control": "no-store"})
 

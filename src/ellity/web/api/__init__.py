@@ -4,9 +4,10 @@ Every call needs ``Authorization: Bearer <token>`` (an API token of the merchant
 JSON of at most ``MAX_BODY_BYTES``; errors are ``{"error", "message"}`` (see ``web.errors``).
 The API is token-authenticated, so the pages' CSRF and session checks do not apply to it.
 
-``EshopApiPlugin`` wires it into an app in one place: the router, the bearer scheme of the
-OpenAPI schema, and the API's error shape for routing failures under ``/api/`` (which happen
-before any router is chosen, so only app-level handlers see them).
+``EshopApiPlugin`` wires it into an app in one place: the router, the app-level dependencies
+its handlers take from the ``Deps`` in the app's state, the bearer scheme of the OpenAPI
+schema, and the API's error shape for routing failures under ``/api/`` (which happen before
+any router is chosen, so only app-level handlers see them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from litestar.plugins import InitPluginProtocol
 
 from ellity.web.api import customers
 from ellity.web.api.auth import BEARER_SCHEME, api_merchant_id, require_api_token
+from ellity.web.dependencies import BUNDLE_DEPENDENCIES
 from ellity.web.errors import api_exception_handlers, for_api_paths
 
 MAX_BODY_BYTES = 64 * 1024
@@ -54,6 +56,8 @@ class EshopApiPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.append(api_router)
+        for name, provider in BUNDLE_DEPENDENCIES.items():  # what the handlers take from ``Deps``
+            app_config.dependencies.setdefault(name, provider)
         app_config.exception_handlers = for_api_paths(app_config.exception_handlers)
         if app_config.openapi_config is not None:
             app_config.openapi_config = with_bearer_scheme(app_config.openapi_config)

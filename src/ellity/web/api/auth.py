@@ -13,8 +13,8 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from ellity.deps import Deps
 from ellity.domain.services.api_tokens import authenticate_api_token
+from ellity.web.dependencies import app_deps
 
 #: The OpenAPI security scheme the API's operations require.
 BEARER_SCHEME = "apiToken"
@@ -31,7 +31,7 @@ async def require_api_token(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """Guard: refuse the request unless it carries an active token (``InvalidApiToken``)."""
-    deps: Deps = connection.app.state.deps
+    deps = app_deps(connection.app.state)
     merchant_id = await authenticate_api_token(
         bearer_token(connection.headers.get("authorization")), uow=deps.uow(), clock=deps.clock
     )

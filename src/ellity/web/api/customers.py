@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
-from ellity.deps import Deps
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, points
 from ellity.domain.services.common import CustomerView
 from ellity.domain.services.points import MAX_LEDGER_PAGE
+from ellity.ports.clock import Clock, RandomSource
+from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.api import schemas
+from ellity.web.dependencies import Injected
 from ellity.web.errors import ErrorBody
 from ellity.web.params import MAX_ID
 
@@ -45,11 +47,6 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def _deps(request: Request[Any, Any, Any]) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
-
 def _customer(view: CustomerView) -> schemas.Customer:
     return schemas.Customer.of(view)
 
@@ -68,13 +65,15 @@ def _customer(view: CustomerView) -> schemas.Customer:
     },
 )
 async def upsert_customer(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     data: JSONBody[schemas.CustomerUpsert],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
 ) -> Response[schemas.Customer]:
-    deps = _deps(request)
     result = await customers.upsert_customer(
-        merchant_id, data.to_input(), uow=deps.uow(), clock=deps.clock, rng=deps.rng
+        merchant_id, data.to_input(), uow=uow_factory(), clock=clock, rng=rng
     )
     return Response(_customer(result.view), status_code=201 if result.created else 200)
 
@@ -87,11 +86,14 @@ async def upsert_customer(
     responses=_errors(400, 401, 404),
 )
 async def get_customer(
-    request: Request[Any, Any, Any], merchant_id: NamedDependency[int], customer_id: CustomerId
+    merchant_id: NamedDependency[int],
+    customer_id: CustomerId,
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> schemas.Customer:
-    deps = _deps(request)
     view = await customers.get_customer(
-        merchant_id, customer_id, uow=deps.uow(read_only=True), clock=deps.clock
+        merchant_id, customer_id, uow=uow_factory(read_only=True), clock=clock
     )
     return _customer(view)
 
@@ -105,13 +107,14 @@ async def get_customer(
     responses=_errors(400, 401, 422),
 )
 async def find_customers(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     email: Annotated[str, QueryParameter(description="The email address to look for.")],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> schemas.CustomerList:
-    deps = _deps(request)
     view = await customers.find_customer_by_email(
-        merchant_id, email, uow=deps.uow(read_only=True), clock=deps.clock
+        merchant_id, email, uow=uow_factory(read_only=True), clock=clock
     )
     return schemas.CustomerList(items=[] if view is None else [_customer(view)])
 
@@ -127,20 +130,21 @@ async def find_customers(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def earn_points(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     customer_id: CustomerId,
     data: JSONBody[schemas.EarnPoints],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> schemas.Customer:
-    deps = _deps(request)
     result = await points.earn_points(
         merchant_id,
         customer_id,
         Points.parse(data.points),
         order_ref=data.order_ref,
         note=data.note,
-        uow=deps.uow(),
-        clock=deps.clock,
+        uow=uow_factory(),
+        clock=clock,
     )
     return _customer(result.view)
 
@@ -156,20 +160,21 @@ async def earn_points(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def spend_points(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     customer_id: CustomerId,
     data: JSONBody[schemas.SpendPoints],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> schemas.Customer:
-    deps = _deps(request)
     result = await points.spend_points(
         merchant_id,
         customer_id,
         Points.parse(data.points),
         order_ref=data.order_ref,
         note=data.note,
-        uow=deps.uow(),
-        clock=deps.clock,
+        uow=uow_factory(),
+        clock=clock,
     )
     return _customer(result.view)
 
@@ -184,19 +189,20 @@ async def spend_points(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def adjust_points(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     customer_id: CustomerId,
     data: JSONBody[schemas.AdjustPoints],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> schemas.Customer:
-    deps = _deps(request)
     result = await points.adjust_points(
         merchant_id,
         customer_id,
         Points.parse(data.points),
         note=data.note,
-        uow=deps.uow(),
-        clock=deps.clock,
+        uow=uow_factory(),
+        clock=clock,
     )
     return _customer(result.view)
 
@@ -211,11 +217,15 @@ async def adjust_points(
     responses=_errors(400, 401, 404, 409),
 )
 async def regenerate_pin(
-    request: Request[Any, Any, Any], merchant_id: NamedDependency[int], customer_id: CustomerId
+    merchant_id: NamedDependency[int],
+    customer_id: CustomerId,
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
 ) -> schemas.Customer:
-    deps = _deps(request)
     view = await customers.regenerate_pin(
-        merchant_id, customer_id, uow=deps.uow(), clock=deps.clock, rng=deps.rng
+        merchant_id, customer_id, uow=uow_factory(), clock=clock, rng=rng
     )
     return _customer(view)
 
@@ -229,9 +239,10 @@ async def regenerate_pin(
     responses=_errors(400, 401, 404),
 )
 async def read_ledger(
-    request: Request[Any, Any, Any],
     merchant_id: NamedDependency[int],
     customer_id: CustomerId,
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
     limit: Annotated[
         int, QueryParameter(ge=1, le=MAX_LEDGER_PAGE, description="Entries per page.")
     ] = DEFAULT_LEDGER_PAGE,
@@ -245,7 +256,7 @@ async def read_ledger(
         customer_id,
         limit=limit,
         before_id=before,
-        uow=_deps(request).uow(read_only=True),
+        uow=uow_factory(read_only=True),
     )
     return schemas.LedgerPage.of(entries, limit=limit)
 

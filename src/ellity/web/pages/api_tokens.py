@@ -6,12 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
 from ellity.domain.services import api_tokens
-from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.ports.clock import Clock, RandomSource
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
+from ellity.web.pages.errors import refused_form_page, status_for
 from ellity.web.params import TokenPathId
 
 
@@ -21,10 +27,15 @@ class TokenForm:
 
 
 async def _page(
-    request: AnyRequest, *, name: str = "", error: str = "", status_code: int = 200
+    request: AnyRequest,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    name: str = "",
+    error: str = "",
+    status_code: int = 200,
 ) -> Template:
     tokens = await api_tokens.list_api_tokens(
-        staff_of(request).merchant_id, uow=deps_of(request).uow(read_only=True)
+        staff_of(request).merchant_id, uow=uow_factory(read_only=True)
     )
     return render(
         request,
@@ -38,31 +49,46 @@ async def _page(
 
 
 @get("/api-tokens")
-async def tokens_page(request: AnyRequest) -> Template:
-    return await _page(request)
+async def tokens_page(request: AnyRequest, *, uow_factory: Injected[UnitOfWorkFactory]) -> Template:
+    return await _page(request, uow_factory)
+
+
+async def _tokens_again(
+    request: AnyRequest, deps: Deps, form: TokenForm, error: DomainError
+) -> Template:
+    return await _page(
+        request, deps.uow, name=form.name, error=error.message, status_code=status_for(error)
+    )
 
 
 @post("/api-tokens")
-async def create_token(request: AnyRequest, data: URLEncodedBody[TokenForm]) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        stored, token = await api_tokens.create_api_token(
-            staff_of(request).merchant_id, data.name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
-        )
-    except FORM_ERRORS as error:
-        return await _page(
-            request, name=data.name, error=error.message, status_code=status_for(error)
-        )
+@refused_form_page(_tokens_again)
+async def create_token(
+    request: AnyRequest,
+    data: URLEncodedBody[TokenForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
+) -> Response[Any]:
+    stored, token = await api_tokens.create_api_token(
+        merchant_id, data.name, uow=uow_factory(), clock=clock, rng=rng
+    )
     # Kept in the server-side session only until the next page shows it, once.
     flash(request, f"The token '{stored.name}' is created.", kind="token", token=token)
     return see_other("/api-tokens")
 
 
 @post("/api-tokens/{token_id:int}/revoke")
-async def revoke_token(request: AnyRequest, token_id: TokenPathId) -> Response[Any]:
-    deps = deps_of(request)
-    await api_tokens.revoke_api_token(
-        staff_of(request).merchant_id, token_id, uow=deps.uow(), clock=deps.clock
-    )
+async def revoke_token(
+    request: AnyRequest,
+    token_id: TokenPathId,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await api_tokens.revoke_api_token(merchant_id, token_id, uow=uow_factory(), clock=clock)
     flash(request, "The token is revoked; the e-shop can no longer use it.")
     return see_other("/api-tokens")

@@ -1,4 +1,4 @@
-"""What every page handler uses: the deps, who is logged in, rendering, redirects, flashes."""
+"""What every page handler uses: who is logged in, rendering, redirects, flashes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.response import Redirect, Template
 
-from ellity.deps import Deps
 from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.staff import StaffIdentity
+from ellity.web.dependencies import Injected
 
 #: Route option of the pages anyone may open (log-in, first run).
 PUBLIC: dict[str, Any] = {"public": True}
@@ -20,13 +21,21 @@ PUBLIC: dict[str, Any] = {"public": True}
 AnyRequest = Request[Any, Any, State]
 
 
-def deps_of(request: AnyRequest) -> Deps:
-    return cast(Deps, request.app.state.deps)
-
-
 def staff_of(request: AnyRequest) -> StaffIdentity:
     """The logged-in staff user; every non-public page has one."""
     return cast(StaffIdentity, request.user)
+
+
+def _merchant_id(staff: Injected[StaffIdentity]) -> int:
+    return staff.merchant_id
+
+
+#: The dependencies of the pages: the logged-in ``staff`` user and their ``merchant_id``
+#: (which every page's use case is limited to).
+PAGE_DEPENDENCIES = {
+    "staff": Provide(staff_of, sync_to_thread=False),
+    "merchant_id": Provide(_merchant_id, sync_to_thread=False),
+}
 
 
 def see_other(path: str) -> Redirect:

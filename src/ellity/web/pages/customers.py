@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Response, Stream, Template
 
+from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.money import Points
+from ellity.domain.model.staff import StaffIdentity
 from ellity.domain.services import customers, points
 from ellity.domain.services.customer_pages import (
     create_customer,
@@ -22,15 +25,12 @@ from ellity.domain.services.customer_pages import (
 )
 from ellity.domain.services.customers import CustomerInput
 from ellity.domain.services.export import export_customers
-from ellity.web.pages.common import (
-    AnyRequest,
-    deps_of,
-    flash,
-    render,
-    see_other,
-    staff_of,
-)
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.ports.clock import Clock, RandomSource
+from ellity.ports.export import CustomerRowSource, TableEncoder
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
+from ellity.web.pages.errors import ShowAgain, refused_form_page, status_for
 from ellity.web.params import Cursor, CustomerPathId
 
 
@@ -71,15 +71,16 @@ class NewCustomerForm:
 
 @get("/customers")
 async def customer_list(
-    request: AnyRequest, q: FromQuery[str] = "", after: Cursor = None
+    request: AnyRequest,
+    q: FromQuery[str] = "",
+    after: Cursor = None,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Template:
-    deps = deps_of(request)
     page = await search_customers(
-        staff_of(request).merchant_id,
-        q,
-        after_id=after,
-        uow=deps.uow(read_only=True),
-        clock=deps.clock,
+        merchant_id, q, after_id=after, uow=uow_factory(read_only=True), clock=clock
     )
     return render(
         request,
@@ -92,21 +93,27 @@ async def customer_list(
 
 
 @get("/customers/export.csv")
-async def export_points(request: AnyRequest) -> Stream:
+async def export_points(
+    *,
+    staff: Injected[StaffIdentity],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    export_encoder: Injected[TableEncoder],
+    export_rows: Injected[CustomerRowSource],
+) -> Stream:
     """All the merchant's customers with their ``ellity_*`` values, streamed."""
-    deps, me = deps_of(request), staff_of(request)
-    today = local_date(deps.clock.now(), me.time_zone)
-    encoder = deps.export_encoder
-    filename = f"ellity-{me.merchant_slug}-{today.isoformat()}.{encoder.file_extension}"
+    today = local_date(clock.now(), staff.time_zone)
+    extension = export_encoder.file_extension
+    filename = f"ellity-{staff.merchant_slug}-{today.isoformat()}.{extension}"
     return Stream(
         export_customers(
-            me.merchant_id,
-            uow_factory=deps.uow,
-            encoder=encoder,
-            clock=deps.clock,
-            rows=deps.export_rows,
+            staff.merchant_id,
+            uow_factory=uow_factory,
+            encoder=export_encoder,
+            clock=clock,
+            rows=export_rows,
         ),
-        media_type=encoder.media_type,
+        media_type=export_encoder.media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
@@ -122,9 +129,25 @@ async def new_customer_page(request: AnyRequest) -> Template:
     return render(request, "customers/new.html", form=NewCustomerForm())
 
 
+async def _new_customer_again(
+    request: AnyRequest, deps: Deps, form: NewCustomerForm, error: DomainError
+) -> Template:
+    return render(
+        request, "customers/new.html", status_code=status_for(error), form=form, error=error.message
+    )
+
+
 @post("/customers/new")
-async def add_customer(request: AnyRequest, data: URLEncodedBody[NewCustomerForm]) -> Response[Any]:
-    deps = deps_of(request)
+@refused_form_page(_new_customer_again)
+async def add_customer(
+    request: AnyRequest,
+    data: URLEncodedBody[NewCustomerForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
+) -> Response[Any]:
     fields = CustomerInput(
         email=data.email,
         first_name=data.first_name,
@@ -133,22 +156,7 @@ async def add_customer(request: AnyRequest, data: URLEncodedBody[NewCustomerForm
         registered=bool(data.registered),
         referred_by=data.referred_by or None,
     )
-    try:
-        view = await create_customer(
-            staff_of(request).merchant_id,
-            fields,
-            uow_factory=deps.uow,
-            clock=deps.clock,
-            rng=deps.rng,
-        )
-    except FORM_ERRORS as error:
-        return render(
-            request,
-            "customers/new.html",
-            status_code=status_for(error),
-            form=data,
-            error=error.message,
-        )
+    view = await create_customer(merchant_id, fields, uow_factory=uow_factory, clock=clock, rng=rng)
     flash(request, "The customer has been created.")
     return see_other(f"/customers/{view.customer.id}")
 
@@ -158,6 +166,7 @@ async def add_customer(request: AnyRequest, data: URLEncodedBody[NewCustomerForm
 
 async def _customer_page(
     request: AnyRequest,
+    deps: Deps,
     customer_id: int,
     *,
     before: int | None = None,
@@ -165,7 +174,6 @@ async def _customer_page(
     values: Any = None,
     error: DomainError | None = None,
 ) -> Template:
-    deps = deps_of(request)
     detail = await customer_detail(
         staff_of(request).merchant_id,
         customer_id,
@@ -200,115 +208,153 @@ async def _customer_page(
 
 @get("/customers/{customer_id:int}")
 async def customer_page(
-    request: AnyRequest, customer_id: CustomerPathId, before: Cursor = None
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    before: Cursor = None,
+    *,
+    deps: Injected[Deps],
 ) -> Template:
-    return await _customer_page(request, customer_id, before=before)
+    return await _customer_page(request, deps, customer_id, before=before)
+
+
+def _detail_again(form: str) -> ShowAgain:
+    """The customer page with the refused ``form`` showing what was typed and why."""
+
+    async def show(request: AnyRequest, deps: Deps, values: Any, error: DomainError) -> Template:
+        customer_id = request.path_params["customer_id"]
+        return await _customer_page(
+            request, deps, customer_id, form=form, values=values, error=error
+        )
+
+    return show
 
 
 @post("/customers/{customer_id:int}/earn")
+@refused_form_page(_detail_again("earn"))
 async def earn(
-    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    data: URLEncodedBody[PointsForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await points.earn_points(
-            staff_of(request).merchant_id,
-            customer_id,
-            parse_points(data.points),
-            order_ref=data.order_ref,
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, customer_id, form="earn", values=data, error=error)
+    await points.earn_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        order_ref=data.order_ref,
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The points have been added.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/spend")
+@refused_form_page(_detail_again("spend"))
 async def spend(
-    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    data: URLEncodedBody[PointsForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await points.spend_points(
-            staff_of(request).merchant_id,
-            customer_id,
-            parse_points(data.points),
-            order_ref=data.order_ref or None,
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, customer_id, form="spend", values=data, error=error)
+    await points.spend_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        order_ref=data.order_ref or None,
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The points have been spent.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/adjust")
+@refused_form_page(_detail_again("adjust"))
 async def adjust(
-    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[PointsForm]
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    data: URLEncodedBody[PointsForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
 ) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await points.adjust_points(
-            staff_of(request).merchant_id,
-            customer_id,
-            parse_points(data.points),
-            note=data.note or None,
-            uow=deps.uow(),
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, customer_id, form="adjust", values=data, error=error)
+    await points.adjust_points(
+        merchant_id,
+        customer_id,
+        parse_points(data.points),
+        note=data.note or None,
+        uow=uow_factory(),
+        clock=clock,
+    )
     flash(request, "The balance has been adjusted.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/pin")
-async def new_pin(request: AnyRequest, customer_id: CustomerPathId) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await customers.regenerate_pin(
-            staff_of(request).merchant_id,
-            customer_id,
-            uow=deps.uow(),
-            clock=deps.clock,
-            rng=deps.rng,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, customer_id, form="pin", error=error)
+@refused_form_page(_detail_again("pin"))
+async def new_pin(
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
+) -> Response[Any]:
+    await customers.regenerate_pin(
+        merchant_id,
+        customer_id,
+        uow=uow_factory(),
+        clock=clock,
+        rng=rng,
+    )
     flash(request, "The customer has a new PIN.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/register")
-async def register(request: AnyRequest, customer_id: CustomerPathId) -> Response[Any]:
-    deps = deps_of(request)
-    await customers.register_customer(
-        staff_of(request).merchant_id, customer_id, uow=deps.uow(), clock=deps.clock
-    )
+async def register(
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await customers.register_customer(merchant_id, customer_id, uow=uow_factory(), clock=clock)
     flash(request, "The customer is now a registered member.")
     return see_other(f"/customers/{customer_id}")
 
 
 @post("/customers/{customer_id:int}/edit")
+@refused_form_page(_detail_again("edit"))
 async def edit(
-    request: AnyRequest, customer_id: CustomerPathId, data: URLEncodedBody[EditForm]
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    data: URLEncodedBody[EditForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    rng: Injected[RandomSource],
 ) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await customers.update_customer(
-            staff_of(request).merchant_id,
-            customer_id,
-            CustomerInput(email=data.email, first_name=data.first_name, last_name=data.last_name),
-            uow=deps.uow(),
-            clock=deps.clock,
-            rng=deps.rng,
-        )
-    except FORM_ERRORS as error:
-        return await _customer_page(request, customer_id, form="edit", values=data, error=error)
+    await customers.update_customer(
+        merchant_id,
+        customer_id,
+        CustomerInput(email=data.email, first_name=data.first_name, last_name=data.last_name),
+        uow=uow_factory(),
+        clock=clock,
+        rng=rng,
+    )
     flash(request, "The customer's details are saved.")
     return see_other(f"/customers/{customer_id}")

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.response import Template
 
 from ellity.domain.services.dashboard import dashboard
+from ellity.ports.clock import Clock
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
 from ellity.web.pages.charts import expiry_chart, history_chart
-from ellity.web.pages.common import AnyRequest, deps_of, render, staff_of
+from ellity.web.pages.common import AnyRequest, render
 
 
 @get("/")
-async def dashboard_page(request: AnyRequest) -> Template:
-    deps = deps_of(request)
-    board = await dashboard(
-        staff_of(request).merchant_id, uow=deps.uow(read_only=True), clock=deps.clock
-    )
+async def dashboard_page(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Template:
+    board = await dashboard(merchant_id, uow=uow_factory(read_only=True), clock=clock)
     locale = board.merchant.settings.locale
     return render(
         request,

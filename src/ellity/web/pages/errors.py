@@ -1,17 +1,20 @@
 """Errors on the merchant pages.
 
 A domain error from a form is shown on that form, with what the user typed kept, under its
-page status in ``ellity.web.errors.DOMAIN_ERRORS`` (handlers catch ``FORM_ERRORS``). Any other
-domain error, a missing page, a failed CSRF check or a missing log-in becomes a page of its
-own. A path parameter that cannot name anything (``/customers/0``, an id above 2^63 - 1) is
-a missing page; a query parameter or form Litestar cannot read is a 400 page saying which
-one and why. Requests that do not ask for HTML (the e-shop API) keep getting JSON.
+page status in ``ellity.web.errors.DOMAIN_ERRORS``: a form's handler declares its page with
+``refused_form_page``. Any other domain error, a missing page, a failed CSRF check or a
+missing log-in becomes a page of its own. A path parameter that cannot name anything
+(``/customers/0``, an id above 2^63 - 1) is a missing page; a query parameter or form
+Litestar cannot read is a 400 page saying which one and why. Requests that do not ask for
+HTML (the e-shop API) keep getting JSON.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlencode
 
 from litestar import MediaType, Response
@@ -25,11 +28,14 @@ from litestar.exceptions import (
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
+from ellity.deps import Deps
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
 from ellity.ports.marketing import MarketingError
 from ellity.ports.storage import TransientConflict
-from ellity.web.errors import page_status_of, refusal_message
+from ellity.web.dependencies import app_deps
+from ellity.web.errors import page_status_of
 from ellity.web.pages.common import AnyRequest, render
+from ellity.web.validation_messages import refusal_message
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +48,41 @@ _CSRF_MESSAGE = (
 )
 
 
+#: Shows a form's page again after its use case refused what was sent; given the request, the
+#: app's ``Deps``, the form as the handler read it (``None`` for a form without fields) and
+#: the error, whose message the page shows under its ``status_for``.
+ShowAgain: TypeAlias = Callable[[AnyRequest, Deps, Any, Any], Awaitable[Response[Any]]]
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
 def status_for(error: DomainError | MarketingError) -> int:
     """The page status of a domain error, from the one table in ``ellity.web.errors``."""
     return page_status_of(error)
+
+
+def refused_form_page(
+    show_again: ShowAgain, *, errors: tuple[type[Exception], ...] = FORM_ERRORS
+) -> Callable[[Handler], Handler]:
+    """Declares a form handler's page for its refusals (put it under the route decorator).
+
+    When the use case refuses the form with one of ``errors``, ``show_again`` answers with the
+    form's page; any other error reaches the exception handlers. The handler takes
+    ``request`` and, for a form with fields, ``data``.
+    """
+
+    def declare(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def handle(**kwargs: Any) -> Any:
+            try:
+                return await handler(**kwargs)
+            except errors as error:
+                request: AnyRequest = kwargs["request"]
+                deps = app_deps(request.app.state)
+                return await show_again(request, deps, kwargs.get("data"), error)
+
+        return cast(Handler, handle)
+
+    return declare
 
 
 def wants_html(request: AnyRequest) -> bool:

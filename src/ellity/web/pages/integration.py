@@ -12,20 +12,28 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.services import integration
 from ellity.domain.services import newsletter_intake as newsletter
+from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     ContactList,
     MarketingError,
+    MarketingPlatforms,
     MarketingRateLimited,
     MarketingUnavailable,
 )
-from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.ports.secrets import SecretBox
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.settings import Settings
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
+from ellity.web.pages.errors import FORM_ERRORS, ShowAgain, refused_form_page, status_for
 
 PAGE = "/integrations/ecomail"
 
@@ -51,9 +59,8 @@ def error_message(error: Error) -> str:
     return integration.failure_message(error)
 
 
-async def _lists(request: AnyRequest) -> tuple[list[ContactList], Error | None]:
+async def _lists(request: AnyRequest, deps: Deps) -> tuple[list[ContactList], Error | None]:
     """The account's lists, fetched now, or why they could not be."""
-    deps = deps_of(request)
     try:
         lists = await integration.ecomail_lists(
             staff_of(request).merchant_id,
@@ -67,11 +74,15 @@ async def _lists(request: AnyRequest) -> tuple[list[ContactList], Error | None]:
 
 
 async def _page(
-    request: AnyRequest, *, failed: Error | None = None, failed_form: str = "", list_id: str = ""
+    request: AnyRequest,
+    deps: Deps,
+    *,
+    failed: Error | None = None,
+    failed_form: str = "",
+    list_id: str = "",
 ) -> Template:
     """The page in the integration's state; ``failed``: why the form ``failed_form`` (or,
     when empty, an action without a form) did not work."""
-    deps = deps_of(request)
     merchant_id = staff_of(request).merchant_id
     page = await integration.integration_page(merchant_id, uow_factory=deps.uow)
     panel = None
@@ -89,7 +100,7 @@ async def _page(
     choosing = page.integration is not None and not page.integration.active
     # Straight after Ecomail said "unavailable" or "slow down", asking again would only wait.
     if choosing and not isinstance(failed, MarketingUnavailable):
-        lists, lists_failed = await _lists(request)
+        lists, lists_failed = await _lists(request, deps)
     error = error_message(failed) if failed is not None else ""
     lists_error = error_message(lists_failed) if lists_failed is not None else ""
     shown = failed or lists_failed
@@ -113,42 +124,65 @@ async def _page(
 
 
 @get(PAGE)
-async def integration_page(request: AnyRequest) -> Template:
-    return await _page(request)
+async def integration_page(request: AnyRequest, *, deps: Injected[Deps]) -> Template:
+    return await _page(request, deps)
+
+
+def _page_again(failed_form: str = "") -> ShowAgain:
+    """The page saying why the form ``failed_form`` (or, when empty, an action without a
+    form) did not work; the list chosen on the activation form stays chosen."""
+
+    async def show(request: AnyRequest, deps: Deps, form: Any, error: Error) -> Template:
+        list_id = form.list_id if isinstance(form, ActivateForm) else ""
+        return await _page(request, deps, failed=error, failed_form=failed_form, list_id=list_id)
+
+    return show
 
 
 @post(f"{PAGE}/key")
-async def save_key(request: AnyRequest, data: URLEncodedBody[KeyForm]) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await integration.connect_ecomail(
-            staff_of(request).merchant_id,
-            data.api_key,
-            uow_factory=deps.uow,
-            platforms=deps.marketing,
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-        )
-    except INTEGRATION_ERRORS as error:
-        return await _page(request, failed=error, failed_form="key")
+@refused_form_page(_page_again("key"), errors=INTEGRATION_ERRORS)
+async def save_key(
+    request: AnyRequest,
+    data: URLEncodedBody[KeyForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    marketing: Injected[MarketingPlatforms],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await integration.connect_ecomail(
+        merchant_id,
+        data.api_key,
+        uow_factory=uow_factory,
+        platforms=marketing,
+        secret_box=secret_box,
+        clock=clock,
+    )
     flash(request, "Key verified. Choose the Ecomail list for the loyalty fields and activate.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/activate")
-async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        activation = await integration.activate_ecomail(
-            staff_of(request).merchant_id,
-            data.list_id,
-            uow_factory=deps.uow,
-            platforms=deps.marketing,
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-        )
-    except INTEGRATION_ERRORS as error:
-        return await _page(request, failed=error, failed_form="activate", list_id=data.list_id)
+@refused_form_page(_page_again("activate"), errors=INTEGRATION_ERRORS)
+async def activate(
+    request: AnyRequest,
+    data: URLEncodedBody[ActivateForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    marketing: Injected[MarketingPlatforms],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    activation = await integration.activate_ecomail(
+        merchant_id,
+        data.list_id,
+        uow_factory=uow_factory,
+        platforms=marketing,
+        secret_box=secret_box,
+        clock=clock,
+    )
     if activation.fields_confirmed:
         flash(
             request,
@@ -165,14 +199,15 @@ async def activate(request: AnyRequest, data: URLEncodedBody[ActivateForm]) -> R
 
 
 @post(f"{PAGE}/retry")
-async def retry_failed(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        count = await integration.retry_failed_sync(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+@refused_form_page(_page_again())
+async def retry_failed(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    count = await integration.retry_failed_sync(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(
         request,
         f"{count} failed contacts and deliveries will be sent again."
@@ -183,27 +218,29 @@ async def retry_failed(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PAGE}/repush")
-async def repush(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await integration.repush_all(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+@refused_form_page(_page_again())
+async def repush(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await integration.repush_all(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(request, "Every customer with an email will be pushed to Ecomail again.")
     return see_other(PAGE)
 
 
 @post(f"{PAGE}/deactivate")
-async def deactivate(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await integration.deactivate_ecomail(
-            staff_of(request).merchant_id, uow_factory=deps.uow, clock=deps.clock
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+@refused_form_page(_page_again())
+async def deactivate(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await integration.deactivate_ecomail(merchant_id, uow_factory=uow_factory, clock=clock)
     flash(
         request,
         "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
@@ -213,19 +250,25 @@ async def deactivate(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PAGE}/webhook/rotate")
-async def rotate_webhook(request: AnyRequest) -> Response[Any]:
-    deps = deps_of(request)
-    try:
-        await newsletter.rotate_webhook(
-            staff_of(request).merchant_id,
-            uow_factory=deps.uow,
-            secret_box=deps.secret_box,
-            rng=deps.rng,
-            clock=deps.clock,
-            base_url=deps.settings.base_url,
-        )
-    except FORM_ERRORS as error:
-        return await _page(request, failed=error)
+@refused_form_page(_page_again())
+async def rotate_webhook(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    secret_box: Injected[SecretBox],
+    rng: Injected[RandomSource],
+    clock: Injected[Clock],
+    settings: Injected[Settings],
+) -> Response[Any]:
+    await newsletter.rotate_webhook(
+        merchant_id,
+        uow_factory=uow_factory,
+        secret_box=secret_box,
+        rng=rng,
+        clock=clock,
+        base_url=settings.base_url,
+    )
     flash(
         request,
         "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"

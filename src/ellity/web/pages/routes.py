@@ -11,7 +11,7 @@ from litestar.template.config import TemplateConfig
 
 from ellity.web import auth
 from ellity.web.pages import api_tokens, customers, dashboard, integration, settings, setup
-from ellity.web.pages.common import FILTERS
+from ellity.web.pages.common import FILTERS, PAGE_DEPENDENCIES
 from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS
 from ellity.web.security import WebSecurity
 
@@ -53,6 +53,7 @@ def pages_router(security: WebSecurity) -> Router:
             integration.rotate_webhook,
         ],
         middleware=[auth.session_auth(security.sessions).middleware],
+        dependencies=PAGE_DEPENDENCIES,
         exception_handlers=PAGE_EXCEPTION_HANDLERS,
         include_in_schema=False,
     )

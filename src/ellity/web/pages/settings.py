@@ -7,15 +7,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
 from ellity.domain.model.merchant import SMTP_SECURITY
 from ellity.domain.model.money import LOCALES
 from ellity.domain.services import programme_settings
 from ellity.domain.services.programme_settings import SettingsView, SmtpChange
-from ellity.web.pages.common import AnyRequest, deps_of, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.ports.clock import Clock
+from ellity.ports.secrets import SecretBox
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
+from ellity.web.pages.errors import refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
 COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
@@ -114,35 +121,42 @@ def _page(
 
 
 @get("/settings")
-async def settings_page(request: AnyRequest) -> Template:
-    deps = deps_of(request)
-    view = await programme_settings.read_settings(
-        staff_of(request).merchant_id, uow=deps.uow(read_only=True)
-    )
+async def settings_page(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+) -> Template:
+    view = await programme_settings.read_settings(merchant_id, uow=uow_factory(read_only=True))
     return _page(request, SettingsForm.of(view), view)
 
 
-@post("/settings")
-async def save_settings(request: AnyRequest, data: URLEncodedBody[SettingsForm]) -> Response[Any]:
-    deps = deps_of(request)
+async def _settings_again(
+    request: AnyRequest, deps: Deps, form: SettingsForm, error: DomainError
+) -> Template:
     merchant_id = staff_of(request).merchant_id
-    try:
-        await programme_settings.save_settings(
-            merchant_id,
-            data.changes(),
-            data.smtp(),
-            uow=deps.uow(),
-            secret_box=deps.secret_box,
-            clock=deps.clock,
-        )
-    except FORM_ERRORS as error:
-        view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
-        return _page(
-            request,
-            data,
-            view,
-            error=error.message,
-            status_code=status_for(error),
-        )
+    view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
+    return _page(request, form, view, error=error.message, status_code=status_for(error))
+
+
+@post("/settings")
+@refused_form_page(_settings_again)
+async def save_settings(
+    request: AnyRequest,
+    data: URLEncodedBody[SettingsForm],
+    *,
+    merchant_id: NamedDependency[int],
+    uow_factory: Injected[UnitOfWorkFactory],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    await programme_settings.save_settings(
+        merchant_id,
+        data.changes(),
+        data.smtp(),
+        uow=uow_factory(),
+        secret_box=secret_box,
+        clock=clock,
+    )
     flash(request, "The settings are saved.")
     return see_other("/settings")

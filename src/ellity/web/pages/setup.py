@@ -10,10 +10,15 @@ from litestar import get, post
 from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
+from ellity.deps import Deps
+from ellity.domain.model.errors import DomainError
 from ellity.domain.model.staff import AlreadySetUp
 from ellity.domain.services import staff
-from ellity.web.pages.common import PUBLIC, AnyRequest, deps_of, flash, render, see_other
-from ellity.web.pages.errors import FORM_ERRORS, status_for
+from ellity.ports.clock import Clock, PasswordHasher
+from ellity.ports.storage import UnitOfWorkFactory
+from ellity.web.dependencies import Injected
+from ellity.web.pages.common import PUBLIC, AnyRequest, flash, render, see_other
+from ellity.web.pages.errors import refused_form_page, status_for
 
 
 @dataclass
@@ -27,33 +32,43 @@ class SetupForm:
 
 
 @get("/setup", opt=PUBLIC)
-async def setup_page(request: AnyRequest) -> Template:
-    if not await staff.needs_setup(uow=deps_of(request).uow(read_only=True)):
+async def setup_page(request: AnyRequest, *, uow_factory: Injected[UnitOfWorkFactory]) -> Template:
+    if not await staff.needs_setup(uow=uow_factory(read_only=True)):
         raise AlreadySetUp()
     return render(request, "setup.html", form=SetupForm())
 
 
+async def _setup_again(
+    request: AnyRequest, deps: Deps, form: SetupForm, error: DomainError
+) -> Template:
+    kept = dataclasses.replace(form, password="", password_again="")
+    return render(
+        request, "setup.html", status_code=status_for(error), form=kept, error=error.message
+    )
+
+
 @post("/setup", opt=PUBLIC)
-async def set_up(request: AnyRequest, data: URLEncodedBody[SetupForm]) -> Response[Any]:
-    deps = deps_of(request)
-    if not await staff.needs_setup(uow=deps.uow(read_only=True)):
+@refused_form_page(_setup_again)
+async def set_up(
+    request: AnyRequest,
+    data: URLEncodedBody[SetupForm],
+    *,
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    hasher: Injected[PasswordHasher],
+) -> Response[Any]:
+    if not await staff.needs_setup(uow=uow_factory(read_only=True)):
         raise AlreadySetUp()  # whatever the form says; set_up_first_merchant also checks
-    try:
-        await staff.set_up_first_merchant(
-            name=data.name,
-            slug=data.slug,
-            shop_url=data.shop_url,
-            admin_email=data.email,
-            admin_password=data.password,
-            password_again=data.password_again,
-            uow=deps.uow(),
-            clock=deps.clock,
-            hasher=deps.hasher,
-        )
-    except FORM_ERRORS as error:
-        kept = dataclasses.replace(data, password="", password_again="")
-        return render(
-            request, "setup.html", status_code=status_for(error), form=kept, error=error.message
-        )
+    await staff.set_up_first_merchant(
+        name=data.name,
+        slug=data.slug,
+        shop_url=data.shop_url,
+        admin_email=data.email,
+        admin_password=data.password,
+        password_again=data.password_again,
+        uow=uow_factory(),
+        clock=clock,
+        hasher=hasher,
+    )
     flash(request, "Your loyalty programme is ready. Log in as its admin.")
     return see_other("/login")
