@@ -20,7 +20,7 @@ from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.services import api_tokens, merchants, nightly
-from ellity.domain.services.common import stored_id
+from ellity.domain.services.common import merchant_id_of
 from ellity.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -99,13 +99,15 @@ def _print_settings(values: dict[str, str]) -> None:
 async def _create_api_token(deps: Deps, slug: str, name: str) -> tuple[ApiToken, str]:
     merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
     return await api_tokens.create_api_token(
-        stored_id(merchant.id), name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
+        merchant_id_of(merchant), name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
     )
 
 
 async def _run_nightly(deps: Deps, slug: str) -> nightly.NightlyResult:
     merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
-    return await nightly.run_nightly(stored_id(merchant.id), uow_factory=deps.uow, clock=deps.clock)
+    return await nightly.run_nightly(
+        merchant_id_of(merchant), uow_factory=deps.uow, clock=deps.clock
+    )
 
 
 def _print_nightly(slug: str, result: nightly.NightlyResult) -> None:

@@ -10,7 +10,7 @@ import sys
 from ellity.bootstrap import build_deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.services import integration, merchants, newsletter_intake
-from ellity.domain.services.common import stored_id
+from ellity.domain.services.common import merchant_id_of
 from ellity.ports.marketing import MarketingError
 from ellity.settings import Settings
 
@@ -33,7 +33,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -> str:
     async with build_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
-        merchant_id = stored_id(merchant.id)
+        merchant_id = merchant_id_of(merchant)
         lists = await integration.connect_ecomail(
             merchant_id,
             api_key,
@@ -77,7 +77,7 @@ async def _webhook_url(settings: Settings, slug: str) -> str:
     async with build_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
         return await newsletter_intake.webhook_address(
-            stored_id(merchant.id),
+            merchant_id_of(merchant),
             uow_factory=deps.uow,
             secret_box=deps.secret_box,
             rng=deps.rng,

@@ -20,7 +20,7 @@ from typing import BinaryIO, TextIO
 
 from ellity.bootstrap import build_deps
 from ellity.domain.services import export, merchants
-from ellity.domain.services.common import stored_id
+from ellity.domain.services.common import merchant_id_of
 from ellity.settings import Settings
 
 EXIT_BAD_INPUT = 2
@@ -97,7 +97,7 @@ def run_export(settings: Settings, slug: str, out: Path | None) -> int:
 async def _export(settings: Settings, slug: str, out: Path | None) -> int:
     async with build_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
-        merchant_id = stored_id(merchant.id)
+        merchant_id = merchant_id_of(merchant)
         bar = None
         if sys.stderr.isatty():
             total = await export.count_customers(merchant_id, uow=deps.uow(read_only=True))

@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
@@ -130,7 +131,7 @@ async def run_nightly(ctx: dict[str, Any], merchant_id: int, local_date: date) -
     there was nothing to claim (done already, or another worker runs it)."""
     deps: Deps = ctx["deps"]
     result = await nightly.run_claimed_nightly(
-        merchant_id,
+        MerchantId(merchant_id),
         today=local_date,
         uow_factory=deps.uow,
         clock=deps.clock,

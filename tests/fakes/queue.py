@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from ellity.domain.model.ids import MerchantId
 from ellity.ports.queue import JobQueue
 
 
@@ -14,15 +15,15 @@ class FakeJobQueue(JobQueue):
 
     def __init__(self) -> None:
         self.nudges: list[datetime | None] = []
-        self.nightlies: list[tuple[int, date]] = []
+        self.nightlies: list[tuple[MerchantId, date]] = []
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
         self.nudges.append(at)
 
-    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+    async def queue_nightly(self, merchant_id: MerchantId, *, local_date: date) -> None:
         if (merchant_id, local_date) not in self.nightlies:
             self.nightlies.append((merchant_id, local_date))
 
-    def take_nightlies(self) -> list[tuple[int, date]]:
+    def take_nightlies(self) -> list[tuple[MerchantId, date]]:
         taken, self.nightlies = self.nightlies, []
         return taken

@@ -36,6 +36,8 @@ from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
+from ellity.domain.model.ids import MerchantId
+
 logger = logging.getLogger(__name__)
 
 DELIVER_JOB = "deliver_outbox"
@@ -105,7 +107,7 @@ class ArqJobQueue:
         self._backoff = min(BACKOFF_MAX, self._backoff * 2 or BACKOFF_FIRST)
         self._quiet_until = self._monotonic() + self._backoff
 
-    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+    async def queue_nightly(self, merchant_id: MerchantId, *, local_date: date) -> None:
         job_id = f"{self._queue_name}:nightly:{merchant_id}:{local_date.isoformat()}"
         async with self._talking:  # one talk to Redis at a time, as for the nudges
             failure = await self._enqueue(NIGHTLY_JOB, merchant_id, local_date, job_id=job_id)
@@ -146,7 +148,7 @@ class NoJobQueue:
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
         return None
 
-    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+    async def queue_nightly(self, merchant_id: MerchantId, *, local_date: date) -> None:
         return None  # no worker ticks without Redis; ``ellity run-nightly`` runs it by hand
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Literal, Protocol
 
 from ellity.domain.model.contact import ProgrammeLook
+from ellity.domain.model.ids import MerchantId
 
 #: ``number``: an int, or a number as display text (``1 250,50``, ``-120``);
 #: ``date``: ``YYYY-MM-DD``; ``text``: anything else (names, emails, codes, links, PINs).
@@ -72,7 +73,7 @@ class CustomerRowSource(Protocol):
     format: str
 
     def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
+        self, merchant_id: MerchantId, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
         """Pages with at least one row each; none for a merchant without customers. The
         values are those valid on ``today`` (the merchant's local date): points past their

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Protocol
 
+from ellity.domain.model.ids import MerchantId
+
 
 class JobQueue(Protocol):
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
@@ -16,7 +18,7 @@ class JobQueue(Protocol):
         """
         ...
 
-    async def queue_nightly(self, merchant_id: int, *, local_date: date) -> None:
+    async def queue_nightly(self, merchant_id: MerchantId, *, local_date: date) -> None:
         """Ask a worker to run the merchant's nightly for ``local_date`` as a job of its own
         (with its own time limit, so one merchant's long run cannot use up another's).
 

@@ -26,6 +26,7 @@ from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
 from ellity.deps import Deps
+from ellity.domain.model.ids import StaffId
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled, StaffIdentity
 from ellity.domain.services import staff
 from ellity.ports.clock import Clock, PasswordHasher
@@ -149,7 +150,7 @@ async def retrieve_staff(
     staff_id = session.get("staff_id")
     if not isinstance(staff_id, int):
         return None
-    return await staff.current_staff(staff_id, uow=_deps(connection).uow(read_only=True))
+    return await staff.current_staff(StaffId(staff_id), uow=_deps(connection).uow(read_only=True))
 
 
 def session_auth(config: DatabaseSessionConfig) -> SessionAuth[StaffIdentity, Any]:

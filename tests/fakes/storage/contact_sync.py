@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.customer import email_key
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import ClaimedContact, ContactSyncRepository, ExpiredChunk, OldAddress
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import ContactRecord, OldAddressRecord, round_trip
@@ -29,7 +30,12 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         self._uow = uow
 
     async def mark_changed(
-        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+        self,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
+        *,
+        at: datetime,
+        moved: bool = False,
     ) -> None:
         await round_trip()
         if not customer_ids:
@@ -38,7 +44,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         self._uow.made_outbox_work = True
 
     async def mark_moved(
-        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:
         await round_trip()
         state = self._uow.state
@@ -58,7 +64,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         await self.mark_changed(merchant_id, [customer_id], at=at, moved=True)
 
     async def old_addresses(
-        self, merchant_id: int, customer_ids: Sequence[int]
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId]
     ) -> list[OldAddress]:
         await round_trip()
         state = self._uow.state
@@ -71,7 +77,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         ]
 
     async def forget_old_addresses(
-        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+        self, merchant_id: MerchantId, address_ids: Sequence[int], *, at: datetime
     ) -> int:
         await round_trip()
         state = self._uow.state
@@ -100,8 +106,8 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         return len(hit)
 
     async def mark_all(
-        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
-    ) -> tuple[int, int | None]:
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, at: datetime
+    ) -> tuple[int, CustomerId | None]:
         await round_trip()
         chunk = sorted(
             customer_id
@@ -114,7 +120,9 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         self._uow.made_outbox_work = True
         return len(chunk), chunk[-1]
 
-    def _mark(self, merchant_id: int, customer_ids: set[int], *, at: datetime, moved: bool) -> None:
+    def _mark(
+        self, merchant_id: MerchantId, customer_ids: set[CustomerId], *, at: datetime, moved: bool
+    ) -> None:
         state = self._uow.state
         for customer_id in sorted(customer_ids):
             customer = state.customers.get(customer_id)
@@ -134,7 +142,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
                 row.in_list = False
 
     async def claim(
-        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+        self, merchant_id: MerchantId, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[ClaimedContact]:
         await round_trip()
         due = sorted(
@@ -151,11 +159,11 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
 
     async def settle(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int],
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
         *,
         token: str,
-        added: Collection[int] = (),
+        added: Collection[CustomerId] = (),
         at: datetime,
     ) -> int:
         await round_trip()
@@ -173,7 +181,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         return len(held)
 
     async def release(
-        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+        self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime
     ) -> int:
         await round_trip()
         held = list(self._claimed(merchant_id, token))
@@ -185,8 +193,8 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
 
     async def fail(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int] | None,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId] | None,
         *,
         token: str,
         error: str,
@@ -206,7 +214,12 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         return len(held)
 
     async def record_written(
-        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        added_at: datetime | None,
+        at: datetime,
     ) -> None:
         await round_trip()
         state = self._uow.state
@@ -220,16 +233,16 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         if added_at is not None:
             row.added_at = added_at
 
-    async def attempts(self, merchant_id: int, *, token: str) -> int:
+    async def attempts(self, merchant_id: MerchantId, *, token: str) -> int:
         await round_trip()
         return max((r.attempts for r in self._claimed(merchant_id, token)), default=0)
 
-    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+    async def is_pending(self, merchant_id: MerchantId, customer_id: CustomerId) -> bool:
         await round_trip()
         row = self._uow.state.contacts.get(customer_id)
         return row is not None and row.merchant_id == merchant_id and row.waiting
 
-    async def due_merchants(self, *, now: datetime) -> list[int]:
+    async def due_merchants(self, *, now: datetime) -> list[MerchantId]:
         await round_trip()
         state = self._uow.state
         return sorted(
@@ -249,7 +262,7 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         ]
         return min((due for due in dues if due is not None), default=None)
 
-    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+    async def retry_failed(self, merchant_id: MerchantId, *, at: datetime) -> int:
         await round_trip()
         failed = [r for r in self._mine(merchant_id) if r.failed_at is not None]
         for row in failed:  # the last error stays, as in the SQL adapter
@@ -260,13 +273,13 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
             self._uow.made_outbox_work = True
         return len(failed)
 
-    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+    async def added_at(self, merchant_id: MerchantId, customer_id: CustomerId) -> datetime | None:
         await round_trip()
         row = self._uow.state.contacts.get(customer_id)
         return row.added_at if row is not None and row.merchant_id == merchant_id else None
 
-    def _mine(self, merchant_id: int) -> Iterable[ContactRecord]:
+    def _mine(self, merchant_id: MerchantId) -> Iterable[ContactRecord]:
         return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
 
-    def _claimed(self, merchant_id: int, token: str) -> Iterable[ContactRecord]:
+    def _claimed(self, merchant_id: MerchantId, token: str) -> Iterable[ContactRecord]:
         return (r for r in self._mine(merchant_id) if r.claim_token == token)

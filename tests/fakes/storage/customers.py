@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import CustomerRepository, UniqueViolation
 from tests.fakes.storage.state import round_trip
 
@@ -25,29 +26,30 @@ class InMemoryCustomerRepository(CustomerRepository):
         if customer.merchant_id not in state.merchants:
             raise LookupError(f"no merchant {customer.merchant_id}")
         self._check_unique(customer, ignore_id=None)
-        customer.id = state.next_id("customers")  # like the SQL adapter: the id is set in place
-        state.customers[customer.id] = copy.deepcopy(customer)
+        customer_id = CustomerId(state.next_id("customers"))
+        customer.id = customer_id  # like the SQL adapter: the id is set in place
+        state.customers[customer_id] = copy.deepcopy(customer)
         return customer
 
     async def get(
-        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, for_update: bool = False
     ) -> Customer | None:
         # for_update needs nothing more: writers are serialized by the store's lock.
         await round_trip()
         return copy.deepcopy(self._own(merchant_id, customer_id))
 
-    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+    async def find_by_email(self, merchant_id: MerchantId, email: str) -> Customer | None:
         await round_trip()
         key = email_key(email)
         return self._first(merchant_id, lambda c: c.email is not None and c.email_key == key)
 
     async def find_by_shop_customer_id(
-        self, merchant_id: int, shop_customer_id: str
+        self, merchant_id: MerchantId, shop_customer_id: str
     ) -> Customer | None:
         await round_trip()
         return self._first(merchant_id, lambda c: c.shop_customer_id == shop_customer_id)
 
-    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None:
+    async def find_by_referral_code(self, merchant_id: MerchantId, code: str) -> Customer | None:
         await round_trip()
         return self._first(merchant_id, lambda c: c.referral_code == code)
 
@@ -71,11 +73,13 @@ class InMemoryCustomerRepository(CustomerRepository):
         self._check_unique(written, ignore_id=customer.id)
         self._uow.state.customers[customer.id] = written
 
-    async def count(self, merchant_id: int) -> int:
+    async def count(self, merchant_id: MerchantId) -> int:
         await round_trip()
         return sum(1 for c in self._uow.state.customers.values() if c.merchant_id == merchant_id)
 
-    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+    async def chunk_end(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, size: int
+    ) -> CustomerId | None:
         await round_trip()
         chunk = sorted(
             customer_id
@@ -84,11 +88,13 @@ class InMemoryCustomerRepository(CustomerRepository):
         )[:size]
         return chunk[-1] if chunk else None
 
-    def _own(self, merchant_id: int, customer_id: int) -> Customer | None:
+    def _own(self, merchant_id: MerchantId, customer_id: CustomerId) -> Customer | None:
         customer = self._uow.state.customers.get(customer_id)
         return customer if customer is not None and customer.merchant_id == merchant_id else None
 
-    def _first(self, merchant_id: int, matches: Callable[[Customer], bool]) -> Customer | None:
+    def _first(
+        self, merchant_id: MerchantId, matches: Callable[[Customer], bool]
+    ) -> Customer | None:
         for customer in self._uow.state.customers.values():
             if customer.merchant_id == merchant_id and matches(customer):
                 return copy.deepcopy(customer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage import EcomailRepository
 from tests.fakes.storage.state import EcomailRecord, assign, round_trip
@@ -19,7 +20,7 @@ class InMemoryEcomailRepository(EcomailRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def get(self, merchant_id: int) -> EcomailIntegration | None:
+    async def get(self, merchant_id: MerchantId) -> EcomailIntegration | None:
         await round_trip()
         row = self._uow.state.ecomail.get(merchant_id)
         if row is None:
@@ -43,12 +44,14 @@ class InMemoryEcomailRepository(EcomailRepository):
             last_success_at=row.last_success_at,
         )
 
-    async def api_key(self, merchant_id: int) -> str | None:
+    async def api_key(self, merchant_id: MerchantId) -> str | None:
         await round_trip()
         row = self._uow.state.ecomail.get(merchant_id)
         return None if row is None else row.api_key_encrypted
 
-    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+    async def save_key(
+        self, merchant_id: MerchantId, *, encrypted: str, hint: str, at: datetime
+    ) -> None:
         await round_trip()
         state = self._uow.state
         if merchant_id not in state.merchants:
@@ -69,7 +72,7 @@ class InMemoryEcomailRepository(EcomailRepository):
         )
 
     async def activate(
-        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+        self, merchant_id: MerchantId, *, list_id: str, list_name: str, at: datetime
     ) -> None:
         await self._update(
             merchant_id,
@@ -80,14 +83,19 @@ class InMemoryEcomailRepository(EcomailRepository):
             **_backfill_from_start(at),
         )
 
-    async def deactivate(self, merchant_id: int, *, at: datetime) -> None:
+    async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, active=False, updated_at=at)
 
-    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+    async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, **_backfill_from_start(at))
 
     async def advance_backfill(
-        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+        self,
+        merchant_id: MerchantId,
+        *,
+        after_id: CustomerId,
+        marked: int,
+        finished_at: datetime | None,
     ) -> None:
         await self._update(
             merchant_id,
@@ -96,15 +104,15 @@ class InMemoryEcomailRepository(EcomailRepository):
             backfill_finished_at=finished_at,
         )
 
-    async def record_success(self, merchant_id: int, *, at: datetime) -> None:
+    async def record_success(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, last_success_at=at)
 
-    async def active_list(self, merchant_id: int) -> str | None:
+    async def active_list(self, merchant_id: MerchantId) -> str | None:
         await round_trip()
         row = self._uow.state.ecomail.get(merchant_id)
         return row.list_id if row is not None and row.active else None
 
-    async def backfilling(self) -> list[int]:
+    async def backfilling(self) -> list[MerchantId]:
         await round_trip()
         return sorted(
             row.merchant_id
@@ -114,7 +122,7 @@ class InMemoryEcomailRepository(EcomailRepository):
             and row.backfill_finished_at is None
         )
 
-    async def _update(self, merchant_id: int, **values: object) -> None:
+    async def _update(self, merchant_id: MerchantId, **values: object) -> None:
         await round_trip()
         row = self._uow.state.ecomail.get(merchant_id)
         if row is not None:

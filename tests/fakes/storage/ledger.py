@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.ledger import (
     Entry,
     EntryKind,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 EMPTY_SUMMARY = LedgerSummary(balance=Points.zero(), next_expiration=None, last_change=None)
 
 
-def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[int, Entry]]:
+def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[CustomerId, Entry]]:
     """The customers with an email that the chunk's expiry hit, with their expiry entry."""
     hit = []
     for row in state.entries.values():
@@ -68,11 +69,11 @@ def summary_of(lots: Iterable[Lot], last_change: LastChange | None) -> LedgerSum
     return LedgerSummary(balance=balance, next_expiration=next_expiration, last_change=last_change)
 
 
-def lots_of(state: StoreState, customer_id: int) -> list[Lot]:
+def lots_of(state: StoreState, customer_id: CustomerId) -> list[Lot]:
     return [row.lot for row in state.lots.values() if row.customer_id == customer_id]
 
 
-def loyalty_of(state: StoreState, customer_id: int, today: date) -> CustomerLoyalty:
+def loyalty_of(state: StoreState, customer_id: CustomerId, today: date) -> CustomerLoyalty:
     """The stored summary, or, while it counts a lot past its last valid day, the summary of
     the lots valid on ``today`` (as the SQL adapter reads it)."""
     c = state.customers[customer_id]
@@ -95,7 +96,9 @@ class InMemoryLedgerRepository(LedgerRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
+    async def get(
+        self, merchant_id: MerchantId, customer_id: CustomerId, policy: ExpiryPolicy
+    ) -> Ledger:
         await round_trip()
         state = self._uow.state
         lots = [
@@ -112,7 +115,7 @@ class InMemoryLedgerRepository(LedgerRepository):
             last_change=summary.last_change if summary else None,
         )
 
-    async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
+    async def save(self, merchant_id: MerchantId, ledger: Ledger, *, at: datetime) -> None:
         """Writes new entries, new and changed lots, then the summary.
 
         Like the SQL adapter it marks the ledger saved: new lots get their ids, every lot's
@@ -140,7 +143,7 @@ class InMemoryLedgerRepository(LedgerRepository):
         state.summaries[customer_id] = summary_of(lots_of(state, customer_id), ledger.last_change)
 
     async def find_order(
-        self, merchant_id: int, kind: EntryKind, order_ref: str
+        self, merchant_id: MerchantId, kind: EntryKind, order_ref: str
     ) -> OrderUse | None:
         await round_trip()
         for row in self._uow.state.entries.values():
@@ -152,7 +155,9 @@ class InMemoryLedgerRepository(LedgerRepository):
                 return OrderUse(customer_id=row.customer_id, entry=row.entry)
         return None
 
-    async def has_entry(self, merchant_id: int, customer_id: int, kind: EntryKind) -> bool:
+    async def has_entry(
+        self, merchant_id: MerchantId, customer_id: CustomerId, kind: EntryKind
+    ) -> bool:
         await round_trip()
         return any(
             (row.merchant_id, row.customer_id, row.entry.kind) == (merchant_id, customer_id, kind)
@@ -160,7 +165,12 @@ class InMemoryLedgerRepository(LedgerRepository):
         )
 
     async def entries(
-        self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        limit: int,
+        before_id: int | None = None,
     ) -> list[StoredEntry]:
         await round_trip()
         found = [
@@ -174,16 +184,16 @@ class InMemoryLedgerRepository(LedgerRepository):
 
     async def expire_due(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         *,
         at: datetime,
         today: date,
-        after_id: int = 0,
-        up_to_id: int | None = None,
+        after_id: CustomerId = BEFORE_FIRST_CUSTOMER,
+        up_to_id: CustomerId | None = None,
     ) -> int:
         await round_trip()
         state = self._uow.state
-        expired: dict[int, int] = {}  # customer id -> hundredths expired
+        expired: dict[CustomerId, int] = {}  # customer id -> hundredths expired
         for row in state.lots.values():
             lot = row.lot
             if (
@@ -210,17 +220,17 @@ class InMemoryLedgerRepository(LedgerRepository):
 
     async def record_expiry_notices(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         *,
         first_day: date,
         last_day: date,
-        after_id: int,
-        up_to_id: int,
+        after_id: CustomerId,
+        up_to_id: CustomerId,
         at: datetime,
     ) -> list[ExpiryNotice]:
         await round_trip()
         state = self._uow.state
-        held: dict[tuple[int, date], int] = {}
+        held: dict[tuple[CustomerId, date], int] = {}
         for row in state.lots.values():
             lot, customer = row.lot, state.customers.get(row.customer_id)
             if (
@@ -252,17 +262,17 @@ class InMemoryLedgerRepository(LedgerRepository):
         return noted
 
     async def loyalty(
-        self, merchant_id: int, customer_ids: Sequence[int], *, today: date
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, today: date
     ) -> list[CustomerLoyalty]:
         await round_trip()
         wanted = sorted(set(customer_ids))
         return [loyalty_of(self._uow.state, i, today) for i in wanted if self._owns(merchant_id, i)]
 
-    def _owns(self, merchant_id: int, customer_id: int) -> bool:
+    def _owns(self, merchant_id: MerchantId, customer_id: CustomerId) -> bool:
         customer = self._uow.state.customers.get(customer_id)
         return customer is not None and customer.merchant_id == merchant_id
 
-    def _check_order_refs(self, merchant_id: int, new_entries: Sequence[Entry]) -> None:
+    def _check_order_refs(self, merchant_id: MerchantId, new_entries: Sequence[Entry]) -> None:
         """(merchant, kind, order_ref) is unique among entries that have an order_ref."""
         taken = {
             (row.entry.kind, row.entry.order_ref)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ellity.domain.model import staff as staff_model
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.customer import email_key
+from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.ports.storage import (
     ApiTokenRepository,
@@ -33,12 +34,13 @@ class InMemoryMerchantRepository(MerchantRepository):
         state = self._uow.state
         if any(m.slug == merchant.slug for m in state.merchants.values()):
             raise UniqueViolation("slug")
-        merchant.id = state.next_id("merchants")  # like the SQL adapter: the id is set in place
-        state.merchants[merchant.id] = copy.deepcopy(merchant)
-        state.merchant_created_at[merchant.id] = at
+        merchant_id = MerchantId(state.next_id("merchants"))
+        merchant.id = merchant_id  # like the SQL adapter: the id is set in place
+        state.merchants[merchant_id] = copy.deepcopy(merchant)
+        state.merchant_created_at[merchant_id] = at
         return merchant
 
-    async def get(self, merchant_id: int) -> Merchant | None:
+    async def get(self, merchant_id: MerchantId) -> Merchant | None:
         await round_trip()
         return copy.deepcopy(self._uow.state.merchants.get(merchant_id))
 
@@ -47,7 +49,7 @@ class InMemoryMerchantRepository(MerchantRepository):
         found = (m for m in self._uow.state.merchants.values() if m.slug == slug)
         return copy.deepcopy(next(found, None))
 
-    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None:
+    async def update_settings(self, merchant_id: MerchantId, settings: MerchantSettings) -> None:
         await round_trip()
         merchant = self._uow.state.merchants.get(merchant_id)
         if merchant is None:
@@ -64,21 +66,21 @@ class InMemoryMerchantRepository(MerchantRepository):
             return None
         return await self.add(merchant, at=at)
 
-    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
+    async def update_smtp(self, merchant_id: MerchantId, smtp: SmtpSettings) -> None:
         await round_trip()
         merchant = self._uow.state.merchants.get(merchant_id)
         if merchant is None:
             raise LookupError(f"no merchant {merchant_id}")
         merchant.smtp = smtp
 
-    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+    async def set_smtp_password(self, merchant_id: MerchantId, encrypted: str | None) -> None:
         await round_trip()
         if encrypted is None:
             self._uow.state.smtp_passwords.pop(merchant_id, None)
         else:
             self._uow.state.smtp_passwords[merchant_id] = encrypted
 
-    async def smtp_password(self, merchant_id: int) -> str | None:
+    async def smtp_password(self, merchant_id: MerchantId) -> str | None:
         await round_trip()
         return self._uow.state.smtp_passwords.get(merchant_id)
 
@@ -96,7 +98,7 @@ class InMemoryMerchantRepository(MerchantRepository):
         ]
 
     async def claim_nightly(
-        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+        self, merchant_id: MerchantId, *, today: date, token: str, at: datetime, until: datetime
     ) -> bool:
         await round_trip()
         state = self._uow.state
@@ -111,7 +113,7 @@ class InMemoryMerchantRepository(MerchantRepository):
         state.nightly_claims[merchant_id] = (token, until)
         return True
 
-    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+    async def finish_nightly(self, merchant_id: MerchantId, *, today: date, token: str) -> bool:
         await round_trip()
         state = self._uow.state
         claim = state.nightly_claims.get(merchant_id)
@@ -121,7 +123,7 @@ class InMemoryMerchantRepository(MerchantRepository):
         state.nightly_dates[merchant_id] = today
         return True
 
-    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
+    async def release_nightly(self, merchant_id: MerchantId, *, token: str) -> None:
         await round_trip()
         claim = self._uow.state.nightly_claims.get(merchant_id)
         if claim is not None and claim[0] == token:
@@ -132,18 +134,20 @@ class InMemoryStaffRepository(StaffRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+    async def add(
+        self, merchant_id: MerchantId, *, email: str, password_hash: str, at: datetime
+    ) -> StaffId:
         await round_trip()
         state = self._uow.state
         if merchant_id not in state.merchants:
             raise LookupError(f"no merchant {merchant_id}")
         if any(email_key(s.email) == email_key(email) for s in state.staff.values()):
             raise UniqueViolation("email")
-        staff_id = state.next_id("staff")
+        staff_id = StaffId(state.next_id("staff"))
         state.staff[staff_id] = StaffUser(staff_id, merchant_id, email, password_hash, at)
         return staff_id
 
-    async def get(self, staff_id: int) -> staff_model.StaffUser | None:
+    async def get(self, staff_id: StaffId) -> staff_model.StaffUser | None:
         await round_trip()
         return self._user(self._uow.state.staff.get(staff_id))
 
@@ -165,7 +169,7 @@ class InMemoryApiTokenRepository(ApiTokenRepository):
         self._uow = uow
 
     async def add(
-        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+        self, merchant_id: MerchantId, *, name: str, token_digest: str, hint: str, at: datetime
     ) -> ApiToken:
         await round_trip()
         state = self._uow.state
@@ -191,12 +195,12 @@ class InMemoryApiTokenRepository(ApiTokenRepository):
                 return token
         return None
 
-    async def list(self, merchant_id: int) -> list[ApiToken]:
+    async def list(self, merchant_id: MerchantId) -> list[ApiToken]:
         await round_trip()
         found = [t for t in self._uow.state.api_tokens.values() if t.merchant_id == merchant_id]
         return sorted(found, key=lambda t: t.id, reverse=True)
 
-    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+    async def revoke(self, merchant_id: MerchantId, token_id: int, *, at: datetime) -> bool:
         await round_trip()
         token = self._uow.state.api_tokens.get(token_id)
         if token is None or token.merchant_id != merchant_id or not token.is_active:

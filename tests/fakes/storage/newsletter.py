@@ -6,6 +6,7 @@ import copy
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
     ClaimedNotification,
@@ -28,13 +29,13 @@ class InMemoryNewsletterRepository(NewsletterRepository):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def webhook_token(self, merchant_id: int) -> str | None:
+    async def webhook_token(self, merchant_id: MerchantId) -> str | None:
         await round_trip()
         row = self._uow.state.webhooks.get(merchant_id)
         return None if row is None else row.token_encrypted
 
     async def set_webhook_token(
-        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+        self, merchant_id: MerchantId, *, digest: str, encrypted: str, at: datetime, replace: bool
     ) -> bool:
         await round_trip()
         state = self._uow.state
@@ -47,7 +48,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         state.webhooks[merchant_id] = WebhookRecord(merchant_id, digest, encrypted, at)
         return True
 
-    async def webhook_merchant(self, digest: str) -> int | None:
+    async def webhook_merchant(self, digest: str) -> MerchantId | None:
         await round_trip()
         return next(
             (m for m, w in self._uow.state.webhooks.items() if w.token_digest == digest), None
@@ -105,7 +106,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         outcome: Outcome,
         reason: str,
         points: Points | None,
-        customer_id: int | None,
+        customer_id: CustomerId | None,
         at: datetime,
     ) -> bool:
         return await self._update_claimed(
@@ -166,7 +167,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
             del notifications[notification_id]
         return len(gone)
 
-    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+    async def reward_hold(self, merchant_id: MerchantId, customer_id: CustomerId) -> RewardHold:
         await round_trip()
         row = self._uow.state.rewards.get(customer_id)
         if row is None or row.merchant_id != merchant_id:
@@ -174,7 +175,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         return copy.deepcopy(row.hold)
 
     async def save_reward_hold(
-        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, hold: RewardHold, *, at: datetime
     ) -> None:
         await round_trip()
         state = self._uow.state

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EventLabel, credit_event_value
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
 from ellity.domain.model.system_email import PointsChanged
@@ -26,11 +27,11 @@ class InMemoryOutboxRepository(OutboxRepository):
 
     async def add(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
         payload: Payload,
         *,
-        customer_id: int | None = None,
+        customer_id: CustomerId | None = None,
         at: datetime,
     ) -> int:
         await round_trip()
@@ -52,9 +53,9 @@ class InMemoryOutboxRepository(OutboxRepository):
 
     async def add_many(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
-        items: Sequence[tuple[int | None, Payload]],
+        items: Sequence[tuple[CustomerId | None, Payload]],
         *,
         at: datetime,
     ) -> int:
@@ -65,7 +66,7 @@ class InMemoryOutboxRepository(OutboxRepository):
     async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
         """Built by the domain's own functions: the SQL adapter builds them in SQL."""
         state = self._uow.state
-        items: list[tuple[int | None, Payload]] = []
+        items: list[tuple[CustomerId | None, Payload]] = []
         for customer_id, entry in expired_in(state, chunk):
             nxt = state.summaries[customer_id].next_expiration
             if topic == Topic.ECOMAIL_EVENT.value:
@@ -158,7 +159,9 @@ class InMemoryOutboxRepository(OutboxRepository):
         ]
         return min(pending, default=None)
 
-    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+    async def retry_failed(
+        self, merchant_id: MerchantId, item_id: int | None, *, at: datetime
+    ) -> int:
         await round_trip()
         count = 0
         for record in self._mine(merchant_id):
@@ -182,5 +185,5 @@ class InMemoryOutboxRepository(OutboxRepository):
             del self._uow.state.outbox[record_id]
         return len(gone)
 
-    def _mine(self, merchant_id: int) -> Iterable[OutboxRecord]:
+    def _mine(self, merchant_id: MerchantId) -> Iterable[OutboxRecord]:
         return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)

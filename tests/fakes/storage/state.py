@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId, StaffId
 from ellity.domain.model.ledger import Entry, LedgerSummary, Lot
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
@@ -19,8 +20,8 @@ from ellity.domain.model.outbox import OutboxStatus
 
 @dataclass
 class StaffUser:
-    id: int
-    merchant_id: int
+    id: StaffId
+    merchant_id: MerchantId
     email: str
     password_hash: str
     created_at: datetime
@@ -28,21 +29,21 @@ class StaffUser:
 
 @dataclass
 class LotRow:
-    merchant_id: int
-    customer_id: int
+    merchant_id: MerchantId
+    customer_id: CustomerId
     lot: Lot
 
 
 @dataclass
 class EntryRow:
-    merchant_id: int
-    customer_id: int
+    merchant_id: MerchantId
+    customer_id: CustomerId
     entry: Entry
 
 
 @dataclass
 class ExpiryNoticeRecord:
-    merchant_id: int
+    merchant_id: MerchantId
     points: Points
     created_at: datetime
 
@@ -52,8 +53,8 @@ class OutboxRecord:
     """One outbox row; the payload is kept as JSON text, as the SQL adapter keeps it."""
 
     id: int
-    merchant_id: int
-    customer_id: int | None
+    merchant_id: MerchantId
+    customer_id: CustomerId | None
     topic: str
     payload: str
     created_at: datetime
@@ -76,7 +77,7 @@ class OutboxRecord:
 class EcomailRecord:
     """One merchant's integration row, as the SQL adapter keeps it."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     api_key_encrypted: str
     key_hint: str
     updated_at: datetime
@@ -85,7 +86,7 @@ class EcomailRecord:
     active: bool = False
     activated_at: datetime | None = None
     backfill_requested_at: datetime | None = None
-    backfill_after_id: int = 0
+    backfill_after_id: CustomerId = BEFORE_FIRST_CUSTOMER
     backfill_marked: int = 0
     backfill_finished_at: datetime | None = None
     last_success_at: datetime | None = None
@@ -95,8 +96,8 @@ class EcomailRecord:
 class ContactRecord:
     """One customer's contact row, as the SQL adapter keeps it (see ``EcomailContactRow``)."""
 
-    customer_id: int
-    merchant_id: int
+    customer_id: CustomerId
+    merchant_id: MerchantId
     pending_since: datetime | None = None
     change_seq: int = 0
     claimed_seq: int | None = None
@@ -131,8 +132,8 @@ class OldAddressRecord:
     """An address a customer left (see ``EcomailOldAddressRow``)."""
 
     id: int
-    merchant_id: int
-    customer_id: int
+    merchant_id: MerchantId
+    customer_id: CustomerId
     email: str
     left_at: datetime
 
@@ -143,7 +144,7 @@ class OldAddressRecord:
 
 @dataclass
 class WebhookRecord:
-    merchant_id: int
+    merchant_id: MerchantId
     token_digest: str
     token_encrypted: str
     created_at: datetime
@@ -154,7 +155,7 @@ class NotificationRow:
     """One notification row, as the SQL adapter keeps it (``NewsletterNotificationRow``)."""
 
     id: int
-    merchant_id: int
+    merchant_id: MerchantId
     received_at: datetime
     notification: Notification
     available_at: datetime
@@ -162,7 +163,7 @@ class NotificationRow:
     outcome: Outcome | None = None
     reason: str | None = None
     points: Points | None = None
-    customer_id: int | None = None
+    customer_id: CustomerId | None = None
     processed_at: datetime | None = None
     attempts: int = 0
     claim_token: str | None = None
@@ -176,7 +177,7 @@ class NotificationRow:
 
 @dataclass
 class RewardRow:
-    merchant_id: int
+    merchant_id: MerchantId
     hold: RewardHold
     updated_at: datetime
 
@@ -185,36 +186,36 @@ class RewardRow:
 class StoreState:
     """Everything stored, keyed by id. Tests may read it; they should not write it."""
 
-    merchants: dict[int, Merchant] = field(default_factory=dict)
-    merchant_created_at: dict[int, datetime] = field(default_factory=dict)
-    staff: dict[int, StaffUser] = field(default_factory=dict)
-    customers: dict[int, Customer] = field(default_factory=dict)
+    merchants: dict[MerchantId, Merchant] = field(default_factory=dict)
+    merchant_created_at: dict[MerchantId, datetime] = field(default_factory=dict)
+    staff: dict[StaffId, StaffUser] = field(default_factory=dict)
+    customers: dict[CustomerId, Customer] = field(default_factory=dict)
     lots: dict[int, LotRow] = field(default_factory=dict)
     entries: dict[int, EntryRow] = field(default_factory=dict)
     #: Per customer id: what the SQL adapter keeps in its summary columns.
-    summaries: dict[int, LedgerSummary] = field(default_factory=dict)
-    smtp_passwords: dict[int, str] = field(default_factory=dict)
+    summaries: dict[CustomerId, LedgerSummary] = field(default_factory=dict)
+    smtp_passwords: dict[MerchantId, str] = field(default_factory=dict)
     #: Per merchant id: the local date of its last finished nightly run.
-    nightly_dates: dict[int, date] = field(default_factory=dict)
+    nightly_dates: dict[MerchantId, date] = field(default_factory=dict)
     #: Per merchant id: the claim of its nightly run in progress (token, until).
-    nightly_claims: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    nightly_claims: dict[MerchantId, tuple[str, datetime]] = field(default_factory=dict)
     #: Per (customer id, last valid day): the points a pre-expiry notice was recorded for.
-    expiry_notices: dict[tuple[int, date], ExpiryNoticeRecord] = field(default_factory=dict)
+    expiry_notices: dict[tuple[CustomerId, date], ExpiryNoticeRecord] = field(default_factory=dict)
     api_tokens: dict[int, ApiToken] = field(default_factory=dict)
     api_token_digests: dict[int, str] = field(default_factory=dict)
     outbox: dict[int, OutboxRecord] = field(default_factory=dict)
     #: Per merchant id: its Ecomail integration.
-    ecomail: dict[int, EcomailRecord] = field(default_factory=dict)
+    ecomail: dict[MerchantId, EcomailRecord] = field(default_factory=dict)
     #: Per customer id: its contact's way to the Ecomail list.
-    contacts: dict[int, ContactRecord] = field(default_factory=dict)
+    contacts: dict[CustomerId, ContactRecord] = field(default_factory=dict)
     #: Per id: addresses customers left, to be cleared in Ecomail.
     old_addresses: dict[int, OldAddressRecord] = field(default_factory=dict)
     #: Per merchant id: its webhook token (digest, encrypted).
-    webhooks: dict[int, WebhookRecord] = field(default_factory=dict)
+    webhooks: dict[MerchantId, WebhookRecord] = field(default_factory=dict)
     #: Per id: the notifications Ecomail's list webhook posted.
     notifications: dict[int, NotificationRow] = field(default_factory=dict)
     #: Per customer id: the newsletter reward they hold.
-    rewards: dict[int, RewardRow] = field(default_factory=dict)
+    rewards: dict[CustomerId, RewardRow] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:

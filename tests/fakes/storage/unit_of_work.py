@@ -8,6 +8,7 @@ import copy
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import TransientConflict, UnitOfWork, UnitOfWorkFactory
 from tests.fakes.storage.contact_sync import InMemoryContactSyncRepository
 from tests.fakes.storage.customers import InMemoryCustomerRepository
@@ -109,7 +110,7 @@ class StallingNightly(UnitOfWorkFactory):
     runs are not held up). Other merchants and other calls pass straight through."""
 
     def __init__(
-        self, inner: UnitOfWorkFactory, merchant_id: int, *, stall_at: int = 2, inside: str
+        self, inner: UnitOfWorkFactory, merchant_id: MerchantId, *, stall_at: int = 2, inside: str
     ) -> None:
         self._inner = inner
         self.merchant_id = merchant_id
@@ -121,7 +122,7 @@ class StallingNightly(UnitOfWorkFactory):
     def __call__(self, *, read_only: bool = False) -> Any:
         return _StallingUnitOfWork(self._inner(read_only=read_only), self)
 
-    async def maybe_stall(self, merchant_id: int, inside: str) -> None:
+    async def maybe_stall(self, merchant_id: MerchantId, inside: str) -> None:
         if merchant_id != self.merchant_id or inside != self.inside:
             return
         self.chunks += 1
@@ -165,7 +166,7 @@ class _StallingLedgers:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def expire_due(self, merchant_id: int, **kw: Any) -> int:
+    async def expire_due(self, merchant_id: MerchantId, **kw: Any) -> int:
         expired: int = await self._inner.expire_due(merchant_id, **kw)
         await self._owner.maybe_stall(merchant_id, "expiry")
         return expired
@@ -179,9 +180,9 @@ class _StallingCustomers:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def chunk_end(self, merchant_id: int, **kw: Any) -> int | None:
+    async def chunk_end(self, merchant_id: MerchantId, **kw: Any) -> CustomerId | None:
         await self._owner.maybe_stall(merchant_id, "read")
-        end: int | None = await self._inner.chunk_end(merchant_id, **kw)
+        end: CustomerId | None = await self._inner.chunk_end(merchant_id, **kw)
         return end
 
 

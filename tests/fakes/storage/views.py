@@ -10,6 +10,7 @@ from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord
@@ -28,7 +29,9 @@ class InMemoryViews(Views):
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+    async def daily_totals(
+        self, merchant_id: MerchantId, periods: Sequence[DayPeriod]
+    ) -> list[DayTotals]:
         await round_trip()
         sums: dict[date, list[int]] = {}
         for row in self._uow.state.entries.values():
@@ -51,7 +54,7 @@ class InMemoryViews(Views):
         ]
 
     async def upcoming_expiries(
-        self, merchant_id: int, *, first_day: date, last_day: date
+        self, merchant_id: MerchantId, *, first_day: date, last_day: date
     ) -> list[ExpiryTotal]:
         await round_trip()
         held: dict[date, tuple[int, set[int]]] = {}
@@ -72,7 +75,7 @@ class InMemoryViews(Views):
         ]
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int, today: date
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[CustomerLoyalty]:
         await round_trip()
         ids = sorted(
@@ -84,10 +87,10 @@ class InMemoryViews(Views):
 
     async def search_customers(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         query: CustomerQuery,
         *,
-        after_id: int | None,
+        after_id: CustomerId | None,
         limit: int,
         today: date,
     ) -> list[CustomerLoyalty]:
@@ -100,7 +103,9 @@ class InMemoryViews(Views):
         found = search_in_memory(mine, query, after_id=after_id, limit=limit)
         return [loyalty_of(state, c.id, today) for c in found if c.id is not None]
 
-    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+    async def failed_deliveries(
+        self, merchant_id: MerchantId, *, limit: int
+    ) -> list[FailedDelivery]:
         await round_trip()
         found = sorted(
             (r for r in self._outbox_of(merchant_id) if r.status == OutboxStatus.FAILED.value),
@@ -120,7 +125,7 @@ class InMemoryViews(Views):
             for r in found
         ]
 
-    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+    async def delivery_health(self, merchant_id: MerchantId) -> DeliveryHealth:
         await round_trip()
         mine = list(self._outbox_of(merchant_id))
         pending = [r for r in mine if r.status == OutboxStatus.PENDING.value]
@@ -136,7 +141,7 @@ class InMemoryViews(Views):
             last_delivered_at=max(delivered, default=None),
         )
 
-    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+    async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
         await round_trip()
         mine = list(self._contacts_of(merchant_id))
         waiting = [r.pending_since for r in mine if r.waiting and r.pending_since is not None]
@@ -149,7 +154,7 @@ class InMemoryViews(Views):
         )
 
     async def contact_sync_failures(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[ContactSyncFailure]:
         await round_trip()
         customers = self._uow.state.customers
@@ -174,7 +179,7 @@ class InMemoryViews(Views):
         ]
 
     async def recent_notifications(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[NotificationRecord]:
         await round_trip()
         mine = sorted(
@@ -197,10 +202,10 @@ class InMemoryViews(Views):
             for r in mine
         ]
 
-    def _outbox_of(self, merchant_id: int) -> Iterable[OutboxRecord]:
+    def _outbox_of(self, merchant_id: MerchantId) -> Iterable[OutboxRecord]:
         return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)
 
-    def _contacts_of(self, merchant_id: int) -> Iterable[ContactRecord]:
+    def _contacts_of(self, merchant_id: MerchantId) -> Iterable[ContactRecord]:
         return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
 
 
@@ -213,7 +218,7 @@ def _search_keys(customer: Customer) -> dict[SearchField, str | None]:
 
 
 def search_in_memory(
-    customers: Sequence[Customer], query: CustomerQuery, *, after_id: int | None, limit: int
+    customers: Sequence[Customer], query: CustomerQuery, *, after_id: CustomerId | None, limit: int
 ) -> list[Customer]:
     """``Views.search_customers`` over customers in id order, as the SQL adapter pages."""
     if query.referral_code is not None:

@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.columns import instant
 from ellity.adapters.sql.tables.ledger import ledger_entries, point_lots
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
 
 
 async def daily_totals(
-    conn: AsyncConnection, merchant_id: int, periods: Sequence[DayPeriod]
+    conn: AsyncConnection, merchant_id: MerchantId, periods: Sequence[DayPeriod]
 ) -> list[DayTotals]:
     if not periods:
         return []
@@ -64,7 +65,7 @@ async def daily_totals(
 
 
 async def upcoming_expiries(
-    conn: AsyncConnection, merchant_id: int, *, first_day: date, last_day: date
+    conn: AsyncConnection, merchant_id: MerchantId, *, first_day: date, last_day: date
 ) -> list[ExpiryTotal]:
     lot = point_lots.c
     rows = await conn.execute(

@@ -10,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.tables.merchants import api_tokens
 from ellity.domain.model.api_token import ApiToken
+from ellity.domain.model.ids import MerchantId
 from ellity.ports.storage.merchants import ApiTokenRepository
 
 
 def _api_token(row: Any) -> ApiToken:
     return ApiToken(
         id=row.id,
-        merchant_id=row.merchant_id,
+        merchant_id=MerchantId(row.merchant_id),
         name=row.name,
         hint=row.hint,
         created_at=row.created_at,
@@ -41,7 +42,7 @@ class SqlApiTokenRepository(ApiTokenRepository):
         self.conn = conn
 
     async def add(
-        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+        self, merchant_id: MerchantId, *, name: str, token_digest: str, hint: str, at: datetime
     ) -> ApiToken:
         result = await self.conn.execute(
             api_tokens.insert()
@@ -66,7 +67,7 @@ class SqlApiTokenRepository(ApiTokenRepository):
         ).first()
         return None if row is None else _api_token(row)
 
-    async def list(self, merchant_id: int) -> list[ApiToken]:
+    async def list(self, merchant_id: MerchantId) -> list[ApiToken]:
         rows = await self.conn.execute(
             sa.select(*_TOKEN_COLUMNS)
             .where(api_tokens.c.merchant_id == merchant_id)
@@ -74,7 +75,7 @@ class SqlApiTokenRepository(ApiTokenRepository):
         )
         return [_api_token(row) for row in rows]
 
-    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+    async def revoke(self, merchant_id: MerchantId, token_id: int, *, at: datetime) -> bool:
         result = await self.conn.execute(
             api_tokens.update()
             .where(

@@ -19,6 +19,7 @@ from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_old_addresses
 from ellity.adapters.sql.tables.customers import customers
 from ellity.domain.model.customer import email_key
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage.contact_sync import OldAddress
 from ellity.ports.storage.ledger import ExpiredChunk
 
@@ -55,7 +56,7 @@ class SqlContactMarks:
             },
         )
 
-    def _customers(self, merchant_id: int, at: datetime) -> Any:
+    def _customers(self, merchant_id: MerchantId, at: datetime) -> Any:
         return sa.select(
             customers.c.id,
             customers.c.merchant_id,
@@ -66,7 +67,12 @@ class SqlContactMarks:
         ).where(customers.c.merchant_id == merchant_id, customers.c.email.is_not(None))
 
     async def mark_changed(
-        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+        self,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
+        *,
+        at: datetime,
+        moved: bool = False,
     ) -> None:
         if not customer_ids:
             return
@@ -80,7 +86,7 @@ class SqlContactMarks:
         self.made_work = True
 
     async def mark_moved(
-        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:
         key = email_key(old_email)
         written = sa.exists().where(
@@ -110,7 +116,7 @@ class SqlContactMarks:
         await self.mark_changed(merchant_id, [customer_id], at=at, moved=True)
 
     async def old_addresses(
-        self, merchant_id: int, customer_ids: Sequence[int]
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId]
     ) -> list[OldAddress]:
         if not customer_ids:
             return []
@@ -129,11 +135,11 @@ class SqlContactMarks:
                 )
                 .order_by(_o.id)
             )
-            found += [OldAddress(r.id, r.customer_id, r.email) for r in rows]
+            found += [OldAddress(r.id, CustomerId(r.customer_id), r.email) for r in rows]
         return found
 
     async def forget_old_addresses(
-        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+        self, merchant_id: MerchantId, address_ids: Sequence[int], *, at: datetime
     ) -> int:
         if not address_ids:
             return 0
@@ -159,8 +165,8 @@ class SqlContactMarks:
         return int(result.rowcount)
 
     async def mark_all(
-        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
-    ) -> tuple[int, int | None]:
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, at: datetime
+    ) -> tuple[int, CustomerId | None]:
         chunk = (
             sa.select(customers.c.id)
             .where(
@@ -182,4 +188,4 @@ class SqlContactMarks:
         )
         await self.conn.execute(self._upsert_pending(rows, moved=False))
         self.made_work = True
-        return int(count), int(last)
+        return int(count), CustomerId(int(last))

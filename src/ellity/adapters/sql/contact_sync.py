@@ -19,6 +19,7 @@ from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
 
 _i = ecomail_integrations.c
@@ -57,7 +58,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         ]
 
     async def claim(
-        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+        self, merchant_id: MerchantId, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[ClaimedContact]:
         rows = await claim_due(
             self.conn,
@@ -73,13 +74,15 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             },
             returning=[_c.customer_id, _c.in_list],
         )
-        claimed = [ClaimedContact(customer_id=r.customer_id, in_list=r.in_list) for r in rows]
+        claimed = [
+            ClaimedContact(customer_id=CustomerId(r.customer_id), in_list=r.in_list) for r in rows
+        ]
         return sorted(claimed, key=lambda contact: contact.customer_id)
 
     async def settle(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int],
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
         *,
         token: str,
         added: Collection[int] = (),
@@ -111,14 +114,14 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         return int(result.rowcount)
 
     async def release(
-        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+        self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime
     ) -> int:
         return await self._unclaim(merchant_id, token, next_attempt_at=retry_at, last_error=error)
 
     async def fail(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int] | None,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId] | None,
         *,
         token: str,
         error: str,
@@ -128,9 +131,9 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
 
     async def _unclaim(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         token: str,
-        customer_ids: Sequence[int] | None = None,
+        customer_ids: Sequence[CustomerId] | None = None,
         **values: Any,
     ) -> int:
         mine = [_c.merchant_id == merchant_id, _c.claim_token == token]
@@ -152,7 +155,12 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             )
 
     async def record_written(
-        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        added_at: datetime | None,
+        at: datetime,
     ) -> None:
         values: dict[str, Any] = {"in_list": True, "synced_at": at}
         if added_at is not None:
@@ -186,7 +194,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             )
         )
 
-    async def attempts(self, merchant_id: int, *, token: str) -> int:
+    async def attempts(self, merchant_id: MerchantId, *, token: str) -> int:
         result = await self.conn.execute(
             sa.select(sa.func.max(_c.attempts)).where(
                 _c.merchant_id == merchant_id, _c.claim_token == token
@@ -194,7 +202,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         )
         return int(result.scalar_one_or_none() or 0)
 
-    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+    async def is_pending(self, merchant_id: MerchantId, customer_id: CustomerId) -> bool:
         result = await self.conn.execute(
             sa.select(_c.customer_id).where(
                 _c.merchant_id == merchant_id,
@@ -208,7 +216,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
     def _active(self) -> Any:
         return sa.exists().where(_i.merchant_id == _c.merchant_id, _i.active.is_(True))
 
-    async def due_merchants(self, *, now: datetime) -> list[int]:
+    async def due_merchants(self, *, now: datetime) -> list[MerchantId]:
         due = (
             sa.select(_c.customer_id)
             .where(_c.merchant_id == _i.merchant_id, *self._due(now))
@@ -218,7 +226,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         result = await self.conn.execute(
             sa.select(_i.merchant_id).where(_i.active.is_(True), due).order_by(_i.merchant_id)
         )
-        return list(result.scalars())
+        return [MerchantId(merchant_id) for merchant_id in result.scalars()]
 
     async def next_due(self) -> datetime | None:
         claimable_from = _later(_later(_c.pending_since, _c.next_attempt_at), _c.claimed_until)
@@ -230,7 +238,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             self._active(),
         )
 
-    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int:
+    async def retry_failed(self, merchant_id: MerchantId, *, at: datetime) -> int:
         result = await self.conn.execute(
             ecomail_contacts.update()
             .where(_c.merchant_id == merchant_id, _c.failed_at.is_not(None))
@@ -245,7 +253,7 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             self.made_work = True
         return int(result.rowcount)
 
-    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+    async def added_at(self, merchant_id: MerchantId, customer_id: CustomerId) -> datetime | None:
         result = await self.conn.execute(
             sa.select(_c.added_at).where(
                 _c.merchant_id == merchant_id, _c.customer_id == customer_id

@@ -22,6 +22,7 @@ from ellity.domain.model.customer_query import (
     SearchField,
     prefix_end,
 )
+from ellity.domain.model.ids import CustomerId, MerchantId
 
 _KEY: dict[SearchField, sa.ColumnElement[Any]] = {
     "email": customers.c.email_key,
@@ -56,10 +57,10 @@ def _matched_earlier(alternative: Alternative) -> sa.ColumnElement[bool]:
 async def search_rows(
     conn: AsyncConnection,
     columns: Sequence[sa.ColumnElement[Any]],
-    merchant_id: int,
+    merchant_id: MerchantId,
     query: CustomerQuery,
     *,
-    after_id: int | None,
+    after_id: CustomerId | None,
     limit: int,
 ) -> list[Any]:
     mine = customers.c.merchant_id == merchant_id

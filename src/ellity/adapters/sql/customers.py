@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.customer import Customer, email_key, name_key
+from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.ports.storage.customers import CustomerRepository
 
 _IDENTITY = (
@@ -32,8 +33,8 @@ _IDENTITY = (
 
 def _customer(row: Any) -> Customer:
     return Customer(
-        id=row.id,
-        merchant_id=row.merchant_id,
+        id=CustomerId(row.id),
+        merchant_id=MerchantId(row.merchant_id),
         email=row.email,
         first_name=row.first_name,
         last_name=row.last_name,
@@ -41,7 +42,7 @@ def _customer(row: Any) -> Customer:
         registered=row.registered,
         pin=row.pin,
         referral_code=row.referral_code,
-        referred_by_id=row.referred_by_id,
+        referred_by_id=optional_customer_id(row.referred_by_id),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -79,11 +80,11 @@ class SqlCustomerRepository(CustomerRepository):
                 )
                 .returning(customers.c.id)
             )
-        customer.id = result.scalar_one()
+        customer.id = CustomerId(result.scalar_one())
         return customer
 
     async def get(
-        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, for_update: bool = False
     ) -> Customer | None:
         query = sa.select(*_IDENTITY).where(
             customers.c.merchant_id == merchant_id, customers.c.id == customer_id
@@ -92,7 +93,7 @@ class SqlCustomerRepository(CustomerRepository):
             query = query.with_for_update()
         return await self._first(query)
 
-    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+    async def find_by_email(self, merchant_id: MerchantId, email: str) -> Customer | None:
         return await self._first(
             sa.select(*_IDENTITY).where(
                 customers.c.merchant_id == merchant_id, customers.c.email_key == email_key(email)
@@ -100,7 +101,7 @@ class SqlCustomerRepository(CustomerRepository):
         )
 
     async def find_by_shop_customer_id(
-        self, merchant_id: int, shop_customer_id: str
+        self, merchant_id: MerchantId, shop_customer_id: str
     ) -> Customer | None:
         return await self._first(
             sa.select(*_IDENTITY).where(
@@ -109,7 +110,7 @@ class SqlCustomerRepository(CustomerRepository):
             )
         )
 
-    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None:
+    async def find_by_referral_code(self, merchant_id: MerchantId, code: str) -> Customer | None:
         return await self._first(
             sa.select(*_IDENTITY).where(
                 customers.c.merchant_id == merchant_id, customers.c.referral_code == code
@@ -127,7 +128,7 @@ class SqlCustomerRepository(CustomerRepository):
                 .values(**_identity_columns(customer))
             )
 
-    async def count(self, merchant_id: int) -> int:
+    async def count(self, merchant_id: MerchantId) -> int:
         result = await self.conn.execute(
             sa.select(sa.func.count())
             .select_from(customers)
@@ -135,7 +136,9 @@ class SqlCustomerRepository(CustomerRepository):
         )
         return int(result.scalar_one())
 
-    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+    async def chunk_end(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, size: int
+    ) -> CustomerId | None:
         chunk = (
             sa.select(customers.c.id)
             .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
@@ -144,8 +147,8 @@ class SqlCustomerRepository(CustomerRepository):
             .subquery()
         )
         result = await self.conn.execute(sa.select(sa.func.max(chunk.c.id)))
-        last: int | None = result.scalar_one_or_none()
-        return last
+        last = result.scalar_one_or_none()
+        return None if last is None else CustomerId(last)
 
     async def _first(self, query: sa.Select[Any]) -> Customer | None:
         row = (await self.conn.execute(query)).first()

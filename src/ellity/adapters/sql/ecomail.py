@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.tables.columns import dialect_insert
 from ellity.adapters.sql.tables.contact_sync import ecomail_integrations
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import Backfill, EcomailIntegration
 from ellity.ports.storage.contact_sync import EcomailRepository
 
@@ -21,7 +22,7 @@ class SqlEcomailRepository(EcomailRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get(self, merchant_id: int) -> EcomailIntegration | None:
+    async def get(self, merchant_id: MerchantId) -> EcomailIntegration | None:
         row = (
             await self.conn.execute(
                 sa.select(ecomail_integrations).where(_i.merchant_id == merchant_id)
@@ -33,12 +34,12 @@ class SqlEcomailRepository(EcomailRepository):
         if row.backfill_requested_at is not None:
             backfill = Backfill(
                 requested_at=row.backfill_requested_at,
-                after_id=row.backfill_after_id,
+                after_id=CustomerId(row.backfill_after_id),
                 marked=row.backfill_marked,
                 finished_marking_at=row.backfill_finished_at,
             )
         return EcomailIntegration(
-            merchant_id=row.merchant_id,
+            merchant_id=MerchantId(row.merchant_id),
             key_hint=row.key_hint,
             list_id=row.list_id,
             list_name=row.list_name,
@@ -48,14 +49,16 @@ class SqlEcomailRepository(EcomailRepository):
             last_success_at=row.last_success_at,
         )
 
-    async def api_key(self, merchant_id: int) -> str | None:
+    async def api_key(self, merchant_id: MerchantId) -> str | None:
         result = await self.conn.execute(
             sa.select(_i.api_key_encrypted).where(_i.merchant_id == merchant_id)
         )
         key: str | None = result.scalar_one_or_none()
         return key
 
-    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+    async def save_key(
+        self, merchant_id: MerchantId, *, encrypted: str, hint: str, at: datetime
+    ) -> None:
         values = {
             "api_key_encrypted": encrypted,
             "key_hint": hint,
@@ -76,7 +79,7 @@ class SqlEcomailRepository(EcomailRepository):
         )
 
     async def activate(
-        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+        self, merchant_id: MerchantId, *, list_id: str, list_name: str, at: datetime
     ) -> None:
         await self._update(
             merchant_id,
@@ -87,14 +90,19 @@ class SqlEcomailRepository(EcomailRepository):
             **_backfill_from_start(at),
         )
 
-    async def deactivate(self, merchant_id: int, *, at: datetime) -> None:
+    async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, active=False, updated_at=at)
 
-    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+    async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, **_backfill_from_start(at))
 
     async def advance_backfill(
-        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+        self,
+        merchant_id: MerchantId,
+        *,
+        after_id: CustomerId,
+        marked: int,
+        finished_at: datetime | None,
     ) -> None:
         await self._update(
             merchant_id,
@@ -103,17 +111,17 @@ class SqlEcomailRepository(EcomailRepository):
             backfill_finished_at=finished_at,
         )
 
-    async def record_success(self, merchant_id: int, *, at: datetime) -> None:
+    async def record_success(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, last_success_at=at)
 
-    async def active_list(self, merchant_id: int) -> str | None:
+    async def active_list(self, merchant_id: MerchantId) -> str | None:
         result = await self.conn.execute(
             sa.select(_i.list_id).where(_i.merchant_id == merchant_id, _i.active.is_(True))
         )
         list_id: str | None = result.scalar_one_or_none()
         return list_id
 
-    async def backfilling(self) -> list[int]:
+    async def backfilling(self) -> list[MerchantId]:
         result = await self.conn.execute(
             sa.select(_i.merchant_id)
             .where(
@@ -123,9 +131,9 @@ class SqlEcomailRepository(EcomailRepository):
             )
             .order_by(_i.merchant_id)
         )
-        return list(result.scalars())
+        return [MerchantId(merchant_id) for merchant_id in result.scalars()]
 
-    async def _update(self, merchant_id: int, **values: Any) -> None:
+    async def _update(self, merchant_id: MerchantId, **values: Any) -> None:
         await self.conn.execute(
             ecomail_integrations.update().where(_i.merchant_id == merchant_id).values(**values)
         )

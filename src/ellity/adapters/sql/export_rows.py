@@ -35,6 +35,7 @@ from ellity.adapters.csv_export import CSV_FORMAT, FORMULA_STARTS
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.valid_points import STALE_SQL, STORED_SQL, VALID_SQL, ValidSummary
 from ellity.domain.model.contact import ProgrammeLook
+from ellity.domain.model.ids import MerchantId
 from ellity.ports.export import CustomerRowSource, EncodedRows
 
 #: The thousands separator and the decimal mark of ``Points.display`` per locale.
@@ -325,7 +326,7 @@ class SqlCustomerRowSource(CustomerRowSource):
             self._page_sql, self._parameters = sa.text(_PG_PAGE), _pg_parameters
 
     async def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
+        self, merchant_id: MerchantId, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
         if batch_size < 1:
             raise ValueError("a page holds at least one customer")

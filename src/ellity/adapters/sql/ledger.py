@@ -19,6 +19,7 @@ from ellity.adapters.sql.unique import unique_violations
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, EntryKind, LastChange, Ledger, Lot
 from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import LedgerRepository, OrderUse, StoredEntry
@@ -40,7 +41,9 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
         self.conn = conn
         self.locks_rows = locks_rows
 
-    async def get(self, merchant_id: int, customer_id: int, policy: ExpiryPolicy) -> Ledger:
+    async def get(
+        self, merchant_id: MerchantId, customer_id: CustomerId, policy: ExpiryPolicy
+    ) -> Ledger:
         lots = await self.conn.execute(
             sa.select(
                 point_lots.c.id,
@@ -81,7 +84,7 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
             ),
         )
 
-    async def save(self, merchant_id: int, ledger: Ledger, *, at: datetime) -> None:
+    async def save(self, merchant_id: MerchantId, ledger: Ledger, *, at: datetime) -> None:
         for lot in ledger.lots:
             if lot.is_new:
                 result = await self.conn.execute(
@@ -138,7 +141,7 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
         )
 
     async def find_order(
-        self, merchant_id: int, kind: EntryKind, order_ref: str
+        self, merchant_id: MerchantId, kind: EntryKind, order_ref: str
     ) -> OrderUse | None:
         row = (
             await self.conn.execute(
@@ -149,9 +152,13 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
                 )
             )
         ).first()
-        return None if row is None else OrderUse(customer_id=row.customer_id, entry=_entry(row))
+        if row is None:
+            return None
+        return OrderUse(customer_id=CustomerId(row.customer_id), entry=_entry(row))
 
-    async def has_entry(self, merchant_id: int, customer_id: int, kind: EntryKind) -> bool:
+    async def has_entry(
+        self, merchant_id: MerchantId, customer_id: CustomerId, kind: EntryKind
+    ) -> bool:
         found = await self.conn.execute(
             sa.select(ledger_entries.c.id)
             .where(
@@ -164,7 +171,12 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
         return found.first() is not None
 
     async def entries(
-        self, merchant_id: int, customer_id: int, *, limit: int, before_id: int | None = None
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        limit: int,
+        before_id: int | None = None,
     ) -> list[StoredEntry]:
         query = (
             sa.select(ledger_entries)
@@ -179,11 +191,12 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
             query = query.where(ledger_entries.c.id < before_id)
         rows = await self.conn.execute(query)
         return [
-            StoredEntry(id=row.id, customer_id=row.customer_id, entry=_entry(row)) for row in rows
+            StoredEntry(id=row.id, customer_id=CustomerId(row.customer_id), entry=_entry(row))
+            for row in rows
         ]
 
     async def loyalty(
-        self, merchant_id: int, customer_ids: Sequence[int], *, today: date
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, today: date
     ) -> list[CustomerLoyalty]:
         if not customer_ids:
             return []

@@ -15,6 +15,7 @@ from ellity.adapters.sql.expiry_run import expired_in, expiry_change, in_range
 from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import expiry_notices, ledger_entries, point_lots
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.ledger import EntryKind, Expiration
 from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import ExpiredChunk, ExpiryNotice
@@ -39,12 +40,12 @@ class SqlLedgerExpiry:
 
     async def expire_due(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         *,
         at: datetime,
         today: date,
-        after_id: int = 0,
-        up_to_id: int | None = None,
+        after_id: CustomerId = BEFORE_FIRST_CUSTOMER,
+        up_to_id: CustomerId | None = None,
     ) -> int:
         """Four set-based statements, each kept to the customers of the id range; the new
         expiry entries (kind, ``at``) mark the customers hit (``expired_in``)."""
@@ -125,12 +126,12 @@ class SqlLedgerExpiry:
 
     async def record_expiry_notices(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         *,
         first_day: date,
         last_day: date,
-        after_id: int,
-        up_to_id: int,
+        after_id: CustomerId,
+        up_to_id: CustomerId,
         at: datetime,
     ) -> list[ExpiryNotice]:
         """One INSERT ... SELECT ... ON CONFLICT DO NOTHING: the primary key (customer, day)
@@ -181,7 +182,7 @@ class SqlLedgerExpiry:
         return sorted(
             (
                 ExpiryNotice(
-                    customer_id=cid,
+                    customer_id=CustomerId(cid),
                     expiration=Expiration(on, Points(cents)),
                     balance=Points(balances[cid]),
                 )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.merchants import merchants
 from ellity.adapters.sql.unique import unique_violations
 from ellity.adapters.sql.work_queue import unclaimed
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.ports.storage.merchants import MerchantRepository, NightlySchedule
@@ -31,16 +32,16 @@ class SqlMerchantRepository(MerchantRepository):
                 .values(slug=merchant.slug, created_at=at, **_settings_columns(merchant.settings))
                 .returning(merchants.c.id)
             )
-        merchant.id = result.scalar_one()
+        merchant.id = MerchantId(result.scalar_one())
         return merchant
 
-    async def get(self, merchant_id: int) -> Merchant | None:
+    async def get(self, merchant_id: MerchantId) -> Merchant | None:
         return await self._one(merchants.c.id == merchant_id)
 
     async def get_by_slug(self, slug: str) -> Merchant | None:
         return await self._one(merchants.c.slug == slug)
 
-    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None:
+    async def update_settings(self, merchant_id: MerchantId, settings: MerchantSettings) -> None:
         await self.conn.execute(
             merchants.update()
             .where(merchants.c.id == merchant_id)
@@ -61,7 +62,7 @@ class SqlMerchantRepository(MerchantRepository):
             return None
         return await self.add(merchant, at=at)
 
-    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None:
+    async def update_smtp(self, merchant_id: MerchantId, smtp: SmtpSettings) -> None:
         await self.conn.execute(
             merchants.update()
             .where(merchants.c.id == merchant_id)
@@ -74,14 +75,14 @@ class SqlMerchantRepository(MerchantRepository):
             )
         )
 
-    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+    async def set_smtp_password(self, merchant_id: MerchantId, encrypted: str | None) -> None:
         await self.conn.execute(
             merchants.update()
             .where(merchants.c.id == merchant_id)
             .values(smtp_password_encrypted=encrypted)
         )
 
-    async def smtp_password(self, merchant_id: int) -> str | None:
+    async def smtp_password(self, merchant_id: MerchantId) -> str | None:
         result = await self.conn.execute(
             sa.select(merchants.c.smtp_password_encrypted).where(merchants.c.id == merchant_id)
         )
@@ -96,10 +97,13 @@ class SqlMerchantRepository(MerchantRepository):
                 merchants.c.nightly_claimed_until,
             ).order_by(merchants.c.id)
         )
-        return [NightlySchedule(*row) for row in rows]
+        return [
+            NightlySchedule(MerchantId(merchant_id), timezone, last_on, claimed_until)
+            for merchant_id, timezone, last_on, claimed_until in rows
+        ]
 
     async def claim_nightly(
-        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+        self, merchant_id: MerchantId, *, today: date, token: str, at: datetime, until: datetime
     ) -> bool:
         result = await self.conn.execute(
             merchants.update()
@@ -112,7 +116,7 @@ class SqlMerchantRepository(MerchantRepository):
         )
         return result.rowcount == 1
 
-    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+    async def finish_nightly(self, merchant_id: MerchantId, *, today: date, token: str) -> bool:
         result = await self.conn.execute(
             merchants.update()
             .where(merchants.c.id == merchant_id, merchants.c.nightly_claim_token == token)
@@ -120,7 +124,7 @@ class SqlMerchantRepository(MerchantRepository):
         )
         return result.rowcount == 1
 
-    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
+    async def release_nightly(self, merchant_id: MerchantId, *, token: str) -> None:
         await self.conn.execute(
             merchants.update()
             .where(merchants.c.id == merchant_id, merchants.c.nightly_claim_token == token)
@@ -152,7 +156,7 @@ class SqlMerchantRepository(MerchantRepository):
             sender=row["smtp_sender"],
             security=row["smtp_security"],
         )
-        return Merchant(slug=row["slug"], settings=settings, id=row["id"], smtp=smtp)
+        return Merchant(slug=row["slug"], settings=settings, id=MerchantId(row["id"]), smtp=smtp)
 
 
 def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
     ClaimedNotification,
@@ -92,7 +93,7 @@ class SqlNewsletterRepository(NewsletterRepository):
 
     # -- the webhook token
 
-    async def webhook_token(self, merchant_id: int) -> str | None:
+    async def webhook_token(self, merchant_id: MerchantId) -> str | None:
         result = await self.conn.execute(
             sa.select(_w.token_encrypted).where(_w.merchant_id == merchant_id)
         )
@@ -100,7 +101,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         return token
 
     async def set_webhook_token(
-        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+        self, merchant_id: MerchantId, *, digest: str, encrypted: str, at: datetime, replace: bool
     ) -> bool:
         values = {"token_digest": digest, "token_encrypted": encrypted, "created_at": at}
         insert = dialect_insert(self.conn.dialect, ecomail_webhooks).values(
@@ -116,10 +117,10 @@ class SqlNewsletterRepository(NewsletterRepository):
             raise UniqueViolation("token_digest") from None
         return bool(result.rowcount)
 
-    async def webhook_merchant(self, digest: str) -> int | None:
+    async def webhook_merchant(self, digest: str) -> MerchantId | None:
         result = await self.conn.execute(sa.select(_w.merchant_id).where(_w.token_digest == digest))
-        merchant_id: int | None = result.scalar_one_or_none()
-        return merchant_id
+        merchant_id = result.scalar_one_or_none()
+        return None if merchant_id is None else MerchantId(merchant_id)
 
     async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
         stored: int | None = (
@@ -170,7 +171,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         claimed = [
             ClaimedNotification(
                 id=row.id,
-                merchant_id=row.merchant_id,
+                merchant_id=MerchantId(row.merchant_id),
                 notification=notification_of(row),
                 received_at=row.received_at,
                 attempts=row.attempts,
@@ -187,7 +188,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         outcome: Outcome,
         reason: str,
         points: Points | None,
-        customer_id: int | None,
+        customer_id: CustomerId | None,
         at: datetime,
     ) -> bool:
         return await self._update_claimed(
@@ -239,7 +240,7 @@ class SqlNewsletterRepository(NewsletterRepository):
 
     # -- the reward each customer holds
 
-    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+    async def reward_hold(self, merchant_id: MerchantId, customer_id: CustomerId) -> RewardHold:
         row = (
             await self.conn.execute(
                 sa.select(newsletter_rewards).where(
@@ -256,7 +257,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         )
 
     async def save_reward_hold(
-        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, hold: RewardHold, *, at: datetime
     ) -> None:
         values = {
             "outstanding_cents": hold.outstanding.hundredths,

@@ -25,6 +25,7 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
+from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
 from ellity.ports.storage.ledger import ExpiredChunk
 from ellity.ports.storage.outbox import OutboxRepository
@@ -62,11 +63,11 @@ class SqlOutboxRepository(OutboxRepository):
 
     async def add(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
         payload: Payload,
         *,
-        customer_id: int | None = None,
+        customer_id: CustomerId | None = None,
         at: datetime,
     ) -> int:
         result = await self.conn.execute(
@@ -88,9 +89,9 @@ class SqlOutboxRepository(OutboxRepository):
 
     async def add_many(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
-        items: Sequence[tuple[int | None, Payload]],
+        items: Sequence[tuple[CustomerId | None, Payload]],
         *,
         at: datetime,
     ) -> int:
@@ -177,8 +178,8 @@ class SqlOutboxRepository(OutboxRepository):
         items = [
             OutboxItem(
                 id=row.id,
-                merchant_id=row.merchant_id,
-                customer_id=row.customer_id,
+                merchant_id=MerchantId(row.merchant_id),
+                customer_id=optional_customer_id(row.customer_id),
                 topic=row.topic,
                 payload=json.loads(row.payload),
                 attempts=row.attempts,
@@ -227,7 +228,9 @@ class SqlOutboxRepository(OutboxRepository):
         claimable = available_or_claim_end(outbox.c.available_at, outbox.c.claimed_until)
         return await earliest(self.conn, claimable, outbox.c.status == _PENDING)
 
-    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+    async def retry_failed(
+        self, merchant_id: MerchantId, item_id: int | None, *, at: datetime
+    ) -> int:
         query = outbox.update().where(
             outbox.c.merchant_id == merchant_id, outbox.c.status == OutboxStatus.FAILED.value
         )

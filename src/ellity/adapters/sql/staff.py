@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.merchants import staff_users
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.customer import email_key
+from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.staff import StaffUser
 from ellity.ports.storage.merchants import StaffRepository
 
@@ -18,7 +19,9 @@ class SqlStaffRepository(StaffRepository):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+    async def add(
+        self, merchant_id: MerchantId, *, email: str, password_hash: str, at: datetime
+    ) -> StaffId:
         async with unique_violations():
             result = await self.conn.execute(
                 staff_users.insert()
@@ -31,9 +34,9 @@ class SqlStaffRepository(StaffRepository):
                 )
                 .returning(staff_users.c.id)
             )
-        return int(result.scalar_one())
+        return StaffId(int(result.scalar_one()))
 
-    async def get(self, staff_id: int) -> StaffUser | None:
+    async def get(self, staff_id: StaffId) -> StaffUser | None:
         return await self._first(staff_users.c.id == staff_id)
 
     async def find_by_email(self, email: str) -> StaffUser | None:
@@ -50,4 +53,7 @@ class SqlStaffRepository(StaffRepository):
                 ).where(condition)
             )
         ).first()
-        return None if row is None else StaffUser(*row)
+        if row is None:
+            return None
+        staff_id, merchant_id, email, password_hash = row
+        return StaffUser(StaffId(staff_id), MerchantId(merchant_id), email, password_hash)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import point_lots
 from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
 from ellity.domain.model.money import Points
 
@@ -149,7 +150,7 @@ def loyalty_of(row: Any) -> CustomerLoyalty:
         last_cents,
     ) = row
     return CustomerLoyalty(
-        customer_id=cid,
+        customer_id=CustomerId(cid),
         email=email,
         first_name=first,
         last_name=last,

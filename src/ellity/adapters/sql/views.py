@@ -18,6 +18,7 @@ from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer_query import CustomerQuery
+from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord, NotificationState, Outcome
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
@@ -33,18 +34,20 @@ class SqlViews(Views):
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+    async def daily_totals(
+        self, merchant_id: MerchantId, periods: Sequence[DayPeriod]
+    ) -> list[DayTotals]:
         return await activity.daily_totals(self.conn, merchant_id, periods)
 
     async def upcoming_expiries(
-        self, merchant_id: int, *, first_day: date, last_day: date
+        self, merchant_id: MerchantId, *, first_day: date, last_day: date
     ) -> list[ExpiryTotal]:
         return await activity.upcoming_expiries(
             self.conn, merchant_id, first_day=first_day, last_day=last_day
         )
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int, today: date
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[CustomerLoyalty]:
         rows = await self.conn.execute(
             sa.select(*loyalty_columns(today))
@@ -56,10 +59,10 @@ class SqlViews(Views):
 
     async def search_customers(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         query: CustomerQuery,
         *,
-        after_id: int | None,
+        after_id: CustomerId | None,
         limit: int,
         today: date,
     ) -> list[CustomerLoyalty]:
@@ -68,7 +71,9 @@ class SqlViews(Views):
         )
         return [loyalty_of(row) for row in rows]
 
-    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+    async def failed_deliveries(
+        self, merchant_id: MerchantId, *, limit: int
+    ) -> list[FailedDelivery]:
         rows = await self.conn.execute(
             sa.select(
                 outbox.c.id,
@@ -90,7 +95,7 @@ class SqlViews(Views):
             FailedDelivery(
                 id=row.id,
                 topic=row.topic,
-                customer_id=row.customer_id,
+                customer_id=optional_customer_id(row.customer_id),
                 attempts=row.attempts,
                 last_error=row.last_error or "",
                 created_at=row.created_at,
@@ -99,7 +104,7 @@ class SqlViews(Views):
             for row in rows
         ]
 
-    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+    async def delivery_health(self, merchant_id: MerchantId) -> DeliveryHealth:
         counts = await self.conn.execute(
             sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
             .where(
@@ -123,7 +128,7 @@ class SqlViews(Views):
             last_delivered_at=last.scalar_one_or_none(),
         )
 
-    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+    async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
         pending, oldest = (
             await self.conn.execute(
                 sa.select(sa.func.count(), sa.func.min(_c.pending_since)).where(
@@ -153,7 +158,7 @@ class SqlViews(Views):
         )
 
     async def contact_sync_failures(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[ContactSyncFailure]:
         rows = await self.conn.execute(
             sa.select(_c.customer_id, customers.c.email, _c.last_error, _c.failed_at)
@@ -164,7 +169,7 @@ class SqlViews(Views):
         )
         return [
             ContactSyncFailure(
-                customer_id=row.customer_id,
+                customer_id=CustomerId(row.customer_id),
                 email=row.email,
                 error=row.last_error or "",
                 failed_at=row.failed_at,
@@ -173,7 +178,7 @@ class SqlViews(Views):
         ]
 
     async def recent_notifications(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[NotificationRecord]:
         rows = await self.conn.execute(
             sa.select(newsletter_notifications)
@@ -190,7 +195,7 @@ class SqlViews(Views):
                 outcome=None if row.outcome is None else Outcome(row.outcome),
                 reason=row.reason or "",
                 points=None if row.points_cents is None else Points(row.points_cents),
-                customer_id=row.customer_id,
+                customer_id=optional_customer_id(row.customer_id),
                 processed_at=row.processed_at,
             )
             for row in rows

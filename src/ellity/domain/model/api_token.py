@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.pin import RandomBelow
 from ellity.domain.model.text import has_control_characters
 
@@ -20,7 +21,7 @@ MAX_TOKEN_LENGTH = 200
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     id: int
-    merchant_id: int
+    merchant_id: MerchantId
     name: str
     hint: str
     created_at: datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import LedgerSummary
 from ellity.domain.model.money import Locale
 from ellity.domain.model.referral import referral_link
@@ -51,7 +52,7 @@ def cleared_fields() -> dict[str, FieldValue]:
 class CustomerLoyalty:
     """What the snapshot is made of: one customer's identity and ledger summary."""
 
-    customer_id: int
+    customer_id: CustomerId
     email: str | None
     first_name: str
     last_name: str
@@ -72,7 +73,7 @@ class ProgrammeLook:
 
 @dataclass(frozen=True, slots=True)
 class ContactSnapshot:
-    customer_id: int
+    customer_id: CustomerId
     email: str | None
     first_name: str
     last_name: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.pin import RandomBelow, generate_pin
 from ellity.domain.model.text import has_control_characters
 
@@ -74,7 +75,7 @@ def clean_shop_customer_id(value: str | None) -> str | None:
 class Customer:
     """A customer; an anonymous one always holds a PIN, a registered one never does."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     referral_code: str
     created_at: datetime
     updated_at: datetime
@@ -84,8 +85,8 @@ class Customer:
     shop_customer_id: str | None = None
     registered: bool = False
     pin: str | None = None
-    referred_by_id: int | None = None
-    id: int | None = None
+    referred_by_id: CustomerId | None = None
+    id: CustomerId | None = None
 
     @property
     def email_key(self) -> str | None:

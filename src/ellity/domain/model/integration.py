@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
 from ellity.domain.model.errors import Conflict, InvalidInput
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, Expiration
 from ellity.domain.model.money import Points
 
@@ -47,7 +48,7 @@ class Backfill:
     """Pushing every customer: how far the marking got and how many it covers."""
 
     requested_at: datetime
-    after_id: int  # customers up to this id are marked
+    after_id: CustomerId  # customers up to this id are marked
     marked: int
     finished_marking_at: datetime | None
 
@@ -58,7 +59,7 @@ class Backfill:
 
 @dataclass(frozen=True, slots=True)
 class EcomailIntegration:
-    merchant_id: int
+    merchant_id: MerchantId
     key_hint: str  # the last four characters of the API key
     list_id: str | None
     list_name: str

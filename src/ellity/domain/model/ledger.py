@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from ellity.domain.model.errors import InsufficientPoints, InvalidInput
 from ellity.domain.model.expiry import ExpiryPolicy, local_date
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.money import Points
 from ellity.domain.model.text import has_control_characters
 
@@ -126,7 +127,7 @@ def _positive(amount: Points) -> Points:
 class Ledger:
     """The open lots of one customer and the entries added since it was loaded."""
 
-    customer_id: int
+    customer_id: CustomerId
     policy: ExpiryPolicy
     lots: list[Lot] = field(default_factory=list)
     last_change: LastChange | None = None

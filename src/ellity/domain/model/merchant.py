@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.expiry import MAX_VALIDITY_MONTHS, ExpiryPolicy, zone
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.money import LOCALES, Locale, Points
 from ellity.domain.model.referral import DEFAULT_LINK_TEMPLATE, validate_link_template
 
@@ -207,5 +208,5 @@ class SmtpSettings:
 class Merchant:
     slug: str
     settings: MerchantSettings
-    id: int | None = None
+    id: MerchantId | None = None
     smtp: SmtpSettings = field(default_factory=SmtpSettings)

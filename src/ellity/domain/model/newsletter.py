@@ -50,6 +50,7 @@ from enum import StrEnum
 
 from ellity.domain.model.customer import clean_email
 from ellity.domain.model.errors import InvalidInput, NotFound
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
 from ellity.domain.model.money import Points
 from ellity.domain.model.pin import RandomBelow
@@ -355,7 +356,7 @@ class ClaimedNotification:
     """A pending notification as a worker claimed it; ``attempts`` counts this claim too."""
 
     id: int
-    merchant_id: int
+    merchant_id: MerchantId
     notification: Notification
     received_at: datetime
     attempts: int
@@ -372,7 +373,7 @@ class NotificationRecord:
     outcome: Outcome | None
     reason: str  # why it was ignored or unconfirmed; while pending, what it waits for
     points: Points | None
-    customer_id: int | None
+    customer_id: CustomerId | None
     processed_at: datetime | None
 
     @property

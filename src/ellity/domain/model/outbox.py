@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeAlias
 
+from ellity.domain.model.ids import CustomerId, MerchantId
+
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
 Payload: TypeAlias = dict[str, JsonValue]
 
@@ -41,8 +43,8 @@ class OutboxItem:
     """A pending item as a worker claimed it. ``attempts`` counts this claim too."""
 
     id: int
-    merchant_id: int
-    customer_id: int | None
+    merchant_id: MerchantId
+    customer_id: CustomerId | None
     topic: str
     payload: Payload
     attempts: int
@@ -55,7 +57,7 @@ class FailedDelivery:
 
     id: int
     topic: str
-    customer_id: int | None
+    customer_id: CustomerId | None
     attempts: int
     last_error: str
     created_at: datetime

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.errors import DomainError, NotFound
+from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.money import Locale
 from ellity.domain.model.text import has_control_characters
 
@@ -25,8 +26,8 @@ MAX_CLIENT_KEY = 200
 
 @dataclass(frozen=True, slots=True)
 class StaffUser:
-    id: int
-    merchant_id: int
+    id: StaffId
+    merchant_id: MerchantId
     email: str
     password_hash: str
 
@@ -35,8 +36,8 @@ class StaffUser:
 class StaffIdentity:
     """Who is logged in, as every page sees it; never carries the password hash."""
 
-    staff_id: int
-    merchant_id: int
+    staff_id: StaffId
+    merchant_id: MerchantId
     email: str
     merchant_slug: str
     programme_name: str

@@ -14,6 +14,7 @@ from ellity.domain.model.api_token import (
     token_digest,
 )
 from ellity.domain.model.errors import ApiTokenNotFound, InvalidApiToken
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services.common import load_merchant
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWork
@@ -25,7 +26,7 @@ _BAD_TOKEN = "The API token is not valid: it is wrong or has been revoked."
 
 
 async def create_api_token(
-    merchant_id: int, name: str, *, uow: UnitOfWork, clock: Clock, rng: RandomSource
+    merchant_id: MerchantId, name: str, *, uow: UnitOfWork, clock: Clock, rng: RandomSource
 ) -> tuple[ApiToken, str]:
     """A new token for the merchant: the stored record and the plaintext, to be shown once."""
     name = clean_token_name(name)
@@ -43,14 +44,14 @@ async def create_api_token(
     return stored, token
 
 
-async def list_api_tokens(merchant_id: int, *, uow: UnitOfWork) -> list[ApiToken]:
+async def list_api_tokens(merchant_id: MerchantId, *, uow: UnitOfWork) -> list[ApiToken]:
     """The merchant's tokens, newest first, revoked ones included."""
     async with uow:
         return await uow.api_tokens.list(merchant_id)
 
 
 async def revoke_api_token(
-    merchant_id: int, token_id: int, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, token_id: int, *, uow: UnitOfWork, clock: Clock
 ) -> None:
     """Revoke one of the merchant's active tokens; another merchant's token is not found."""
     async with uow:
@@ -59,7 +60,7 @@ async def revoke_api_token(
         await uow.commit()
 
 
-async def authenticate_api_token(token: str, *, uow: UnitOfWork, clock: Clock) -> int:
+async def authenticate_api_token(token: str, *, uow: UnitOfWork, clock: Clock) -> MerchantId:
     """The id of the merchant whose active token this is; the token's last use is recorded.
 
     The token is never compared as text: its digest is looked up through the database's index,

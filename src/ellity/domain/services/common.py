@@ -19,6 +19,7 @@ from ellity.domain.model.contact import (
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import CustomerNotFound, MerchantNotFound
 from ellity.domain.model.expiry import local_date
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import LedgerSummary
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.referral import referral_link
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+IdT = TypeVar("IdT", MerchantId, CustomerId)
 
 #: How many times in all a use case runs when each run ends in a ``TransientConflict``.
 CONFLICT_ATTEMPTS = 5
@@ -43,14 +45,23 @@ class CustomerView:
     referral_link: str
 
 
-def stored_id(value: int | None) -> int:
-    """The id of an object that has been stored (they all have one)."""
+def merchant_id_of(merchant: Merchant) -> MerchantId:
+    """The id of a stored merchant (every stored one has one)."""
+    return _stored(merchant.id)
+
+
+def customer_id_of(customer: Customer) -> CustomerId:
+    """The id of a stored customer (every stored one has one)."""
+    return _stored(customer.id)
+
+
+def _stored(value: IdT | None) -> IdT:
     if value is None:
         raise ValueError("the object has not been stored yet")
     return value
 
 
-async def load_merchant(uow: UnitOfWork, merchant_id: int) -> Merchant:
+async def load_merchant(uow: UnitOfWork, merchant_id: MerchantId) -> Merchant:
     merchant = await uow.merchants.get(merchant_id)
     if merchant is None:
         raise MerchantNotFound(str(merchant_id))
@@ -58,7 +69,7 @@ async def load_merchant(uow: UnitOfWork, merchant_id: int) -> Merchant:
 
 
 async def load_customer(
-    uow: UnitOfWork, merchant_id: int, customer_id: int, *, for_update: bool = False
+    uow: UnitOfWork, merchant_id: MerchantId, customer_id: CustomerId, *, for_update: bool = False
 ) -> Customer:
     customer = await uow.customers.get(merchant_id, customer_id, for_update=for_update)
     if customer is None:
@@ -82,7 +93,7 @@ async def view_of(
     uow: UnitOfWork, merchant: Merchant, customer: Customer, *, clock: Clock
 ) -> CustomerView:
     (loyalty,) = await uow.ledgers.loyalty(
-        stored_id(merchant.id), [stored_id(customer.id)], today=today_of(merchant, clock)
+        merchant_id_of(merchant), [customer_id_of(customer)], today=today_of(merchant, clock)
     )
     return CustomerView(
         customer=customer,

@@ -4,6 +4,7 @@ in the same transaction, so marking resumes where it stopped after a crash."""
 
 from __future__ import annotations
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services.common import retried_on_conflict
 from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWorkFactory
@@ -30,7 +31,7 @@ async def mark_backfills(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int
 
 @retried_on_conflict
 async def _mark_backfill_chunk(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
+    merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory, clock: Clock
 ) -> tuple[int, bool]:
     """One chunk of the merchant's backfill and its cursor: how many it marked, and whether
     more remain."""

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
 from ellity.domain.model.customer import email_key
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services.common import retried_on_conflict, snapshots_of, today_of
 from ellity.domain.services.contact_backfill import mark_backfills
@@ -125,7 +126,7 @@ async def sync_contacts(
 
 
 async def sync_merchant(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     platforms: MarketingPlatforms,
@@ -159,7 +160,7 @@ class _Contacts:
     """A merchant's pending contacts as the work loop goes through them: a claim at a time,
     written together; a failure stops the run (what is left waits)."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     link: Connection | None  # None: the stored key cannot be decrypted
     uow_factory: UnitOfWorkFactory
     clock: Clock
@@ -188,7 +189,7 @@ class _Batch:
 
     def __init__(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         token: str,
         link: Connection,
         uow_factory: UnitOfWorkFactory,
@@ -245,7 +246,9 @@ class _Batch:
         return len(written)
 
     @retried_on_conflict
-    async def _settle(self, settled: list[int], added: list[int], old_ids: list[int]) -> None:
+    async def _settle(
+        self, settled: list[CustomerId], added: list[CustomerId], old_ids: list[int]
+    ) -> None:
         """One statement for the whole claim: its rows are taken in one order; the old
         addresses cleared with it are forgotten in the same transaction."""
         async with self.uow_factory() as uow:
@@ -296,7 +299,7 @@ class _Batch:
             return False
         return updated >= len(contacts)
 
-    async def _add(self, contacts: list[ContactSnapshot]) -> list[tuple[list[int], bool]]:
+    async def _add(self, contacts: list[ContactSnapshot]) -> list[tuple[list[CustomerId], bool]]:
         """Add (or update) contacts; a rejected call is split until the refused contacts are
         alone, and those are failed with Ecomail's reason. Returns the written groups with
         whether their call added anyone."""
@@ -356,9 +359,9 @@ def _distinct(addresses: Sequence[OldAddress]) -> list[str]:
 
 async def _fail(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
+    merchant_id: MerchantId,
     token: str,
-    customer_ids: list[int] | None,
+    customer_ids: list[CustomerId] | None,
     error: str,
     *,
     clock: Clock,

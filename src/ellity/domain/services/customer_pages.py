@@ -9,6 +9,7 @@ from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import clean_email, clean_shop_customer_id
 from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.services.common import (
     CustomerView,
@@ -31,14 +32,14 @@ class CustomerPage:
     merchant: Merchant
     query: CustomerQuery
     customers: list[CustomerLoyalty]
-    next_after: int | None  # the cursor of the next page; None on the last page
+    next_after: CustomerId | None  # the cursor of the next page; None on the last page
 
 
 async def search_customers(
-    merchant_id: int,
+    merchant_id: MerchantId,
     text: str,
     *,
-    after_id: int | None = None,
+    after_id: CustomerId | None = None,
     uow: UnitOfWork,
     clock: Clock,
     limit: int = PAGE_SIZE,
@@ -71,8 +72,8 @@ class CustomerDetail:
 
 
 async def customer_detail(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     *,
     before_id: int | None = None,
     uow: UnitOfWork,
@@ -94,7 +95,7 @@ async def customer_detail(
 
 @retried_on_conflict
 async def create_customer(
-    merchant_id: int,
+    merchant_id: MerchantId,
     data: CustomerInput,
     *,
     uow_factory: UnitOfWorkFactory,

@@ -19,6 +19,7 @@ from ellity.domain.model.errors import (
     DuplicateCustomer,
     InvalidInput,
 )
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.pin import generate_pin
 from ellity.domain.model.referral import generate_referral_code, normalize_referral_code
@@ -27,11 +28,12 @@ from ellity.domain.model.text import has_control_characters
 from ellity.domain.services import notifications
 from ellity.domain.services.common import (
     CustomerView,
+    customer_id_of,
     load_customer,
     load_merchant,
+    merchant_id_of,
     retried_on_conflict,
     snapshots_of,
-    stored_id,
     today_of,
     view_of,
 )
@@ -68,7 +70,7 @@ _DUPLICATE_MESSAGES = {
 
 @retried_on_conflict
 async def upsert_customer(
-    merchant_id: int,
+    merchant_id: MerchantId,
     data: CustomerInput,
     *,
     uow: UnitOfWork,
@@ -93,7 +95,7 @@ async def upsert_customer(
             )
         else:
             customer = await load_customer(
-                uow, merchant_id, stored_id(existing.id), for_update=True
+                uow, merchant_id, customer_id_of(existing), for_update=True
             )
             reason = await _apply(
                 merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
@@ -109,8 +111,8 @@ async def upsert_customer(
 
 @retried_on_conflict
 async def update_customer(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     data: CustomerInput,
     *,
     uow: UnitOfWork,
@@ -133,7 +135,7 @@ async def update_customer(
 
 
 async def get_customer(
-    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, customer_id: CustomerId, *, uow: UnitOfWork, clock: Clock
 ) -> CustomerView:
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
@@ -142,7 +144,7 @@ async def get_customer(
 
 
 async def find_customer_by_email(
-    merchant_id: int, email: str, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, email: str, *, uow: UnitOfWork, clock: Clock
 ) -> CustomerView | None:
     cleaned = clean_email(email)
     if cleaned is None:
@@ -155,7 +157,7 @@ async def find_customer_by_email(
 
 @retried_on_conflict
 async def register_customer(
-    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, customer_id: CustomerId, *, uow: UnitOfWork, clock: Clock
 ) -> CustomerView:
     """A registered member has no PIN."""
     async with uow:
@@ -171,7 +173,12 @@ async def register_customer(
 
 @retried_on_conflict
 async def regenerate_pin(
-    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock, rng: RandomSource
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    rng: RandomSource,
 ) -> CustomerView:
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
@@ -187,7 +194,7 @@ async def regenerate_pin(
 
 
 async def contact_snapshots(
-    merchant_id: int, customer_ids: Sequence[int], *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, uow: UnitOfWork, clock: Clock
 ) -> list[ContactSnapshot]:
     """Snapshots of the given customers (one query); unknown or foreign ids are left out."""
     async with uow:
@@ -197,7 +204,7 @@ async def contact_snapshots(
 
 
 async def contact_snapshot(
-    merchant_id: int, customer_id: int, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, customer_id: CustomerId, *, uow: UnitOfWork, clock: Clock
 ) -> ContactSnapshot:
     snapshots = await contact_snapshots(merchant_id, [customer_id], uow=uow, clock=clock)
     if not snapshots:
@@ -206,7 +213,7 @@ async def contact_snapshot(
 
 
 async def all_contact_snapshots(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -220,13 +227,13 @@ async def all_contact_snapshots(
         merchant = await load_merchant(uow, merchant_id)
     today = today_of(merchant, clock)
 
-    async def page(after_id: int) -> list[CustomerLoyalty]:
+    async def page(after_id: CustomerId) -> list[CustomerLoyalty]:
         async with uow_factory(read_only=True) as uow:
             return await uow.views.loyalty_page(
                 merchant_id, after_id=after_id, limit=batch_size, today=today
             )
 
-    rows = await page(0)
+    rows = await page(BEFORE_FIRST_CUSTOMER)
     while rows:
         following = asyncio.ensure_future(page(rows[-1].customer_id))
         try:
@@ -253,7 +260,7 @@ async def create_new_customer(
 
     An email, shop customer id or referral code already in use raises ``DuplicateCustomer``.
     """
-    merchant_id = stored_id(merchant.id)
+    merchant_id = merchant_id_of(merchant)
     now = clock.now()
     referred_by_id = None
     if data.referred_by:

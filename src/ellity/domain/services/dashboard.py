@@ -13,6 +13,7 @@ from ellity.domain.model.activity import (
     every_expiry_day,
 )
 from ellity.domain.model.expiry import local_date
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services.common import load_merchant
@@ -47,7 +48,7 @@ class Dashboard:
 
 
 async def dashboard(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow: UnitOfWork,
     clock: Clock,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
 from ellity.domain.services.common import load_merchant
 from ellity.ports.clock import Clock
@@ -10,7 +11,7 @@ from ellity.ports.storage import UnitOfWork
 MAX_FAILED_PAGE = 500
 
 
-async def delivery_health(merchant_id: int, *, uow: UnitOfWork) -> DeliveryHealth:
+async def delivery_health(merchant_id: MerchantId, *, uow: UnitOfWork) -> DeliveryHealth:
     """Counts of pending and failed items, the oldest pending one, the last delivery."""
     async with uow:
         await load_merchant(uow, merchant_id)
@@ -18,7 +19,7 @@ async def delivery_health(merchant_id: int, *, uow: UnitOfWork) -> DeliveryHealt
 
 
 async def failed_deliveries(
-    merchant_id: int, *, limit: int = 50, uow: UnitOfWork
+    merchant_id: MerchantId, *, limit: int = 50, uow: UnitOfWork
 ) -> list[FailedDelivery]:
     """The merchant's given-up deliveries with their last error, newest first."""
     async with uow:
@@ -29,7 +30,7 @@ async def failed_deliveries(
 
 
 async def retry_failed(
-    merchant_id: int, item_id: int | None = None, *, uow: UnitOfWork, clock: Clock
+    merchant_id: MerchantId, item_id: int | None = None, *, uow: UnitOfWork, clock: Clock
 ) -> int:
     """Deliver a failed item again (all of them with ``None``), with a fresh count of attempts.
 

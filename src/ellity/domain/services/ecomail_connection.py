@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ellity.domain.model.ids import MerchantId
 from ellity.ports.marketing import MarketingPlatform, MarketingPlatforms
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
@@ -28,7 +29,7 @@ class Connection:
 
 
 async def connection(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     platforms: MarketingPlatforms,

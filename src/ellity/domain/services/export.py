@@ -34,6 +34,7 @@ from ellity.domain.model.contact import (
     ProgrammeLook,
     contact_snapshot,
 )
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.services.common import load_merchant, look_of, today_of
 from ellity.ports.clock import Clock
 from ellity.ports.export import (
@@ -97,15 +98,15 @@ class SnapshotRows:
         self.format = encoder.format
 
     async def pages(
-        self, merchant_id: int, look: ProgrammeLook, *, batch_size: int, today: date
+        self, merchant_id: MerchantId, look: ProgrammeLook, *, batch_size: int, today: date
     ) -> AsyncIterator[EncodedRows]:
-        async def page(after_id: int) -> list[CustomerLoyalty]:
+        async def page(after_id: CustomerId) -> list[CustomerLoyalty]:
             async with self.uow_factory(read_only=True) as uow:
                 return await uow.views.loyalty_page(
                     merchant_id, after_id=after_id, limit=batch_size, today=today
                 )
 
-        rows = await page(0)
+        rows = await page(BEFORE_FIRST_CUSTOMER)
         while rows:
             following = asyncio.ensure_future(page(rows[-1].customer_id))
             try:
@@ -117,7 +118,7 @@ class SnapshotRows:
 
 
 async def export_customers(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     encoder: TableEncoder,
@@ -155,7 +156,7 @@ async def export_customers(
                 progress(done)
 
 
-async def count_customers(merchant_id: int, *, uow: UnitOfWork) -> int:
+async def count_customers(merchant_id: MerchantId, *, uow: UnitOfWork) -> int:
     """How many customers the merchant has (the total behind an export's progress)."""
     async with uow:
         await load_merchant(uow, merchant_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ellity.domain.model.contact import ContactSnapshot
 from ellity.domain.model.errors import Conflict
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, MerchantId
 from ellity.domain.model.integration import (
     EcomailIntegration,
     IntegrationNotReady,
@@ -116,12 +117,14 @@ def failure_message(error: MarketingError) -> str:
     return f"{REFUSED}: {said}."
 
 
-def _platform(platforms: MarketingPlatforms, merchant_id: int, key: str) -> MarketingPlatform:
+def _platform(
+    platforms: MarketingPlatforms, merchant_id: MerchantId, key: str
+) -> MarketingPlatform:
     return platforms.for_key(key, account=f"merchant-{merchant_id}")
 
 
 async def connect_ecomail(
-    merchant_id: int,
+    merchant_id: MerchantId,
     api_key: str,
     *,
     uow_factory: UnitOfWorkFactory,
@@ -146,7 +149,7 @@ async def connect_ecomail(
 
 
 async def _stored_platform(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     platforms: MarketingPlatforms,
@@ -168,7 +171,7 @@ async def _stored_platform(
 
 
 async def ecomail_lists(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     platforms: MarketingPlatforms,
@@ -182,9 +185,9 @@ async def ecomail_lists(
 
 
 async def _first_contact(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, clock: Clock
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, clock: Clock
 ) -> ContactSnapshot | None:
-    after = 0
+    after = BEFORE_FIRST_CUSTOMER
     while True:
         async with uow_factory(read_only=True) as uow:
             merchant = await load_merchant(uow, merchant_id)
@@ -203,7 +206,7 @@ async def _first_contact(
 
 
 async def activate_ecomail(
-    merchant_id: int,
+    merchant_id: MerchantId,
     list_id: str,
     *,
     uow_factory: UnitOfWorkFactory,
@@ -240,7 +243,7 @@ async def activate_ecomail(
 
 
 async def deactivate_ecomail(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
+    merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory, clock: Clock
 ) -> None:
     """Stop all traffic to Ecomail; the key stays stored for a later activation."""
     async with uow_factory() as uow:
@@ -249,7 +252,9 @@ async def deactivate_ecomail(
         await uow.commit()
 
 
-async def repush_all(merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+async def repush_all(
+    merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory, clock: Clock
+) -> None:
     """Write every customer's contact again (a new backfill)."""
     async with uow_factory() as uow:
         integration = await uow.ecomail.get(merchant_id)
@@ -260,7 +265,7 @@ async def repush_all(merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock:
 
 
 async def retry_failed_sync(
-    merchant_id: int, *, uow_factory: UnitOfWorkFactory, clock: Clock
+    merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory, clock: Clock
 ) -> int:
     """Make failed contacts and failed deliveries pending again; returns how many."""
     async with uow_factory() as uow:
@@ -272,7 +277,9 @@ async def retry_failed_sync(
     return count
 
 
-async def integration_page(merchant_id: int, *, uow_factory: UnitOfWorkFactory) -> IntegrationPage:
+async def integration_page(
+    merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory
+) -> IntegrationPage:
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
         return IntegrationPage(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.newsletter import (
     DOI_PATIENCE,
     ClaimedNotification,
@@ -35,7 +36,7 @@ from ellity.ports.marketing import (
 from ellity.ports.secrets import SecretUnreadable
 
 #: The merchant's Ecomail connection (``ecomail_connection.connection`` for a merchant id).
-Connect = Callable[[int], Awaitable[Connection | None]]
+Connect = Callable[[MerchantId], Awaitable[Connection | None]]
 
 DOI_WAITING = (
     "Ecomail says the sign-up is not confirmed yet (double opt-in): Ellity asks again until"

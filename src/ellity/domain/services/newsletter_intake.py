@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ellity.domain.model.errors import Conflict
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -39,7 +40,7 @@ class WebhookUnreadable(Conflict):
 
 
 async def webhook_address(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     secret_box: SecretBox,
@@ -83,7 +84,7 @@ async def webhook_address(
 
 
 async def rotate_webhook(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     secret_box: SecretBox,
@@ -154,7 +155,7 @@ class NewsletterPanel:
 
 
 async def newsletter_panel(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     secret_box: SecretBox,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ellity.domain.model.customer import Customer, email_key
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.newsletter import (
     ECHO,
@@ -38,7 +39,7 @@ from ellity.domain.model.newsletter import (
 )
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services import notifications
-from ellity.domain.services.common import load_merchant, stored_id
+from ellity.domain.services.common import customer_id_of, load_merchant, merchant_id_of
 from ellity.domain.services.ecomail_connection import Connection, connection
 from ellity.domain.services.newsletter_confirmation import Connect, Wait, confirm, ignored
 from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
@@ -70,7 +71,7 @@ async def process_notifications(
     """Process up to ``limit`` due notifications, a claimed batch at a time; returns how many
     were settled (paid, deducted, ignored or unconfirmed)."""
 
-    async def connect(merchant_id: int) -> Connection | None:
+    async def connect(merchant_id: MerchantId) -> Connection | None:
         return await connection(
             merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
         )
@@ -180,7 +181,7 @@ async def _screen(uow_factory: UnitOfWorkFactory, item: ClaimedNotification) -> 
             verdict = None
         pending = False
         if verdict is None and customer is not None:
-            customer_id = stored_id(customer.id)
+            customer_id = customer_id_of(customer)
             hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
             verdict = _screen_settings(n.change, merchant.settings, hold)
             if verdict is None and n.change is SubscriptionChange.SUBSCRIBED:
@@ -204,7 +205,7 @@ async def _apply(
     """Apply the confirmed change and settle the notification; False when the claim was lost
     (nothing is recorded)."""
     n, merchant_id = item.notification, item.merchant_id
-    customer_id = stored_id(found.id)
+    customer_id = customer_id_of(found)
     async with uow_factory() as uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
@@ -307,7 +308,7 @@ async def _apply_change(
     now: datetime,
 ) -> Verdict:
     """The reward or deduction, under the customer's lock (the hold is read again here)."""
-    merchant_id, customer_id = stored_id(merchant.id), stored_id(customer.id)
+    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
     settings = merchant.settings
     hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
     before = dataclasses.replace(hold)

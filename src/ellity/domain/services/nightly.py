@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from ellity.domain.model.expiry import local_date
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.nightly import nightly_date, notice_window
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, retried_on_conflict
@@ -58,23 +59,23 @@ class NoticeResult:
 
 @dataclass(frozen=True, slots=True)
 class DueNightly:
-    merchant_id: int
+    merchant_id: MerchantId
     local_date: date
 
 
 @dataclass(frozen=True, slots=True)
 class NightlyResult:
-    merchant_id: int
+    merchant_id: MerchantId
     local_date: date
     expiry: ExpiryResult
     notices: NoticeResult
 
 
 async def _chunks(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, size: int
-) -> AsyncIterator[tuple[int, int]]:
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, size: int
+) -> AsyncIterator[tuple[CustomerId, CustomerId]]:
     """``(after_id, up_to_id]`` ranges of ``size`` customers, in id order."""
-    after = 0
+    after = BEFORE_FIRST_CUSTOMER
     while True:
         async with uow_factory(read_only=True) as uow:
             end = await uow.customers.chunk_end(merchant_id, after_id=after, size=size)
@@ -85,7 +86,7 @@ async def _chunks(
 
 
 async def expire_points(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -129,7 +130,7 @@ async def _expire_chunk(
 
 
 async def notify_upcoming_expiry(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -166,8 +167,8 @@ async def notify_upcoming_expiry(
 
 @retried_on_conflict
 async def _notice_chunk(
-    merchant_id: int,
-    ids: tuple[int, int],
+    merchant_id: MerchantId,
+    ids: tuple[CustomerId, CustomerId],
     *,
     first_day: date,
     last_day: date,
@@ -200,7 +201,7 @@ async def _notice_chunk(
 
 
 async def run_nightly(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -245,7 +246,7 @@ async def queue_due_nightlies(
 
 
 async def run_claimed_nightly(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     today: date,
     uow_factory: UnitOfWorkFactory,

@@ -40,7 +40,7 @@ from ellity.domain.model.system_email import (
     PointsExpiring,
     pin_payload,
 )
-from ellity.domain.services.common import look_of, stored_id
+from ellity.domain.services.common import customer_id_of, look_of, merchant_id_of
 from ellity.ports.storage import ExpiredChunk, ExpiryNotice, UnitOfWork
 
 
@@ -76,10 +76,10 @@ async def points_changed(
             continue
         facts = PointsChanged.of(entry, ledger.next_expiration())
         await uow.outbox.add(
-            stored_id(merchant.id),
+            merchant_id_of(merchant),
             Topic.POINTS_CHANGED_EMAIL.value,
             facts.to_payload(),
-            customer_id=stored_id(customer.id),
+            customer_id=customer_id_of(customer),
             at=entry.at,
         )
 
@@ -94,10 +94,10 @@ async def pin_issued(
     if not sends_email_to(merchant, customer):
         return
     await uow.outbox.add(
-        stored_id(merchant.id),
+        merchant_id_of(merchant),
         Topic.PIN_ISSUED_EMAIL.value,
         pin_payload(reason),
-        customer_id=stored_id(customer.id),
+        customer_id=customer_id_of(customer),
         at=at,
     )
 
@@ -128,7 +128,7 @@ async def _ecomail(
 ) -> None:
     if customer.email is None:
         return
-    merchant_id, customer_id = stored_id(merchant.id), stored_id(customer.id)
+    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
     if await uow.ecomail.active_list(merchant_id) is None:
         return
     if moved_from is None:
@@ -168,7 +168,7 @@ async def points_expiring(
     """Customers were just noted as having points about to expire (they all have an email):
     the ``expiry`` event while the integration is active, the email while the switch is on.
     The contact's fields do not change, so the contact is not marked."""
-    merchant_id = stored_id(merchant.id)
+    merchant_id = merchant_id_of(merchant)
     events = emails = 0
     if ecomail_active:
         events = await uow.outbox.add_many(
@@ -221,6 +221,6 @@ async def look_changed(
     shop URL, referral link template), every contact is written again."""
     if before is not None and look_of(before) == look_of(merchant):
         return
-    merchant_id = stored_id(merchant.id)
+    merchant_id = merchant_id_of(merchant)
     if await uow.ecomail.active_list(merchant_id) is not None:
         await uow.ecomail.request_backfill(merchant_id, at=at)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import CustomerNotFound, OrderAlreadyUsed
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger, clean_order_ref
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
@@ -25,8 +26,8 @@ from ellity.domain.services.common import (
     CustomerView,
     load_customer,
     load_merchant,
+    merchant_id_of,
     retried_on_conflict,
-    stored_id,
     view_of,
 )
 from ellity.ports.clock import Clock
@@ -41,15 +42,15 @@ class PointsResult:
     entry: Entry | None  # None when an idempotent repeat changed nothing
 
 
-def referral_order_ref(customer_id: int) -> str:
+def referral_order_ref(customer_id: CustomerId) -> str:
     """The bonus for referring ``customer_id`` is recorded once under this reference."""
     return f"referral:{customer_id}"
 
 
 @retried_on_conflict
 async def earn_points(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     points: Points,
     *,
     order_ref: str,
@@ -92,8 +93,8 @@ async def earn_points(
 
 @retried_on_conflict
 async def spend_points(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     points: Points,
     *,
     order_ref: str | None = None,
@@ -126,8 +127,8 @@ async def spend_points(
 
 @retried_on_conflict
 async def adjust_points(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     delta: Points,
     *,
     note: str | None,
@@ -149,8 +150,8 @@ async def adjust_points(
 
 
 async def ledger_entries(
-    merchant_id: int,
-    customer_id: int,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
     *,
     limit: int = 100,
     before_id: int | None = None,
@@ -165,7 +166,7 @@ async def ledger_entries(
 
 
 async def expire_due_points(
-    merchant_id: int,
+    merchant_id: MerchantId,
     *,
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -181,7 +182,7 @@ async def expire_due_points(
 
 
 async def _save(
-    uow: UnitOfWork, merchant_id: int, ledger: Ledger, now: datetime, ref: str | None
+    uow: UnitOfWork, merchant_id: MerchantId, ledger: Ledger, now: datetime, ref: str | None
 ) -> list[Entry]:
     """Save; returns the entries written (an expiry the change recorded first, then the
     change), each of which the outside world must hear of. A concurrent use of the same
@@ -194,11 +195,13 @@ async def _save(
     return entries
 
 
-async def _lock_with_referrer(uow: UnitOfWork, merchant: Merchant, customer_id: int) -> Customer:
+async def _lock_with_referrer(
+    uow: UnitOfWork, merchant: Merchant, customer_id: CustomerId
+) -> Customer:
     """Lock the customer and, when this may be their first purchase and a referral bonus is
     on, their referrer too: both in id order, as the nightly expiry locks a chunk's customers,
     so that neither waits for the other holding what it wants."""
-    merchant_id = stored_id(merchant.id)
+    merchant_id = merchant_id_of(merchant)
     if not merchant.settings.referral_bonus.is_positive():
         return await load_customer(uow, merchant_id, customer_id, for_update=True)
     customer = await load_customer(uow, merchant_id, customer_id)
@@ -217,14 +220,18 @@ async def _lock_with_referrer(uow: UnitOfWork, merchant: Merchant, customer_id: 
 
 
 async def _pay_referral_bonus(
-    uow: UnitOfWork, merchant: Merchant, referrer_id: int, referred_id: int, now: datetime
+    uow: UnitOfWork,
+    merchant: Merchant,
+    referrer_id: CustomerId,
+    referred_id: CustomerId,
+    now: datetime,
 ) -> None:
     """The referrer earns the bonus with the referred customer's first purchase, once ever.
 
     A bonus that was off (0) at that first purchase is not paid later.
     """
     bonus = merchant.settings.referral_bonus
-    merchant_id = stored_id(merchant.id)
+    merchant_id = merchant_id_of(merchant)
     ref = referral_order_ref(referred_id)
     if not bonus.is_positive():
         return

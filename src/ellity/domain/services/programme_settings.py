@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, SmtpSecurity, SmtpSettings
 from ellity.domain.model.text import has_control_characters
 from ellity.domain.services import notifications
@@ -66,7 +67,7 @@ class SmtpChange:
         return self.password or None
 
 
-async def read_settings(merchant_id: int, *, uow: UnitOfWork) -> SettingsView:
+async def read_settings(merchant_id: MerchantId, *, uow: UnitOfWork) -> SettingsView:
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         password = await uow.merchants.smtp_password(merchant_id)
@@ -77,7 +78,7 @@ async def read_settings(merchant_id: int, *, uow: UnitOfWork) -> SettingsView:
 
 
 async def save_settings(
-    merchant_id: int,
+    merchant_id: MerchantId,
     changes: dict[str, str],
     smtp: SmtpChange,
     *,

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from ellity.domain.model.customer import clean_email
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, clean_slug
 from ellity.domain.model.staff import (
     LOGIN_WINDOW,
@@ -23,7 +24,7 @@ from ellity.domain.model.staff import (
     login_email,
     slug_from_name,
 )
-from ellity.domain.services.common import stored_id
+from ellity.domain.services.common import merchant_id_of
 from ellity.domain.services.merchants import MAX_PASSWORD_LENGTH, check_password
 from ellity.ports.clock import Clock, PasswordHasher
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
@@ -93,7 +94,7 @@ async def log_in(
     return _identity(staff.id, staff.email, merchant)
 
 
-async def current_staff(staff_id: int, *, uow: UnitOfWork) -> StaffIdentity | None:
+async def current_staff(staff_id: StaffId, *, uow: UnitOfWork) -> StaffIdentity | None:
     """Who a session belongs to, or None when the staff user no longer exists."""
     async with uow:
         staff = await uow.staff.get(staff_id)
@@ -141,16 +142,16 @@ async def set_up_first_merchant(
         if merchant is None:
             raise AlreadySetUp()
         await uow.staff.add(
-            stored_id(merchant.id), email=email, password_hash=password_hash, at=now
+            merchant_id_of(merchant), email=email, password_hash=password_hash, at=now
         )
         await uow.commit()
     return merchant
 
 
-def _identity(staff_id: int, email: str, merchant: Merchant) -> StaffIdentity:
+def _identity(staff_id: StaffId, email: str, merchant: Merchant) -> StaffIdentity:
     return StaffIdentity(
         staff_id=staff_id,
-        merchant_id=stored_id(merchant.id),
+        merchant_id=merchant_id_of(merchant),
         email=email,
         merchant_slug=merchant.slug,
         programme_name=merchant.settings.name,

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EcomailIntegration
 from ellity.ports.storage.ledger import ExpiredChunk
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimedContact:
-    customer_id: int
+    customer_id: CustomerId
     in_list: bool  # Ellity has written this customer's contact to the list before
 
 
@@ -22,47 +23,54 @@ class OldAddress:
     """An address a customer moved away from, whose contact may still hold their fields."""
 
     id: int
-    customer_id: int
+    customer_id: CustomerId
     email: str
 
 
 class EcomailRepository(Protocol):
     """The merchant's Ecomail integration (at most one)."""
 
-    async def get(self, merchant_id: int) -> EcomailIntegration | None: ...
+    async def get(self, merchant_id: MerchantId) -> EcomailIntegration | None: ...
 
-    async def api_key(self, merchant_id: int) -> str | None:
+    async def api_key(self, merchant_id: MerchantId) -> str | None:
         """The encrypted API key."""
         ...
 
-    async def save_key(self, merchant_id: int, *, encrypted: str, hint: str, at: datetime) -> None:
+    async def save_key(
+        self, merchant_id: MerchantId, *, encrypted: str, hint: str, at: datetime
+    ) -> None:
         """Store a verified key; the integration is inactive (and without a list) until
         activated again, since a new key may belong to another account."""
         ...
 
     async def activate(
-        self, merchant_id: int, *, list_id: str, list_name: str, at: datetime
+        self, merchant_id: MerchantId, *, list_id: str, list_name: str, at: datetime
     ) -> None:
         """Active with this list, and a backfill of every customer requested."""
         ...
 
-    async def deactivate(self, merchant_id: int, *, at: datetime) -> None: ...
+    async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None: ...
 
-    async def request_backfill(self, merchant_id: int, *, at: datetime) -> None:
+    async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
         """Push every customer again (restarts a backfill in progress)."""
         ...
 
     async def advance_backfill(
-        self, merchant_id: int, *, after_id: int, marked: int, finished_at: datetime | None
+        self,
+        merchant_id: MerchantId,
+        *,
+        after_id: CustomerId,
+        marked: int,
+        finished_at: datetime | None,
     ) -> None: ...
 
-    async def record_success(self, merchant_id: int, *, at: datetime) -> None: ...
+    async def record_success(self, merchant_id: MerchantId, *, at: datetime) -> None: ...
 
-    async def active_list(self, merchant_id: int) -> str | None:
+    async def active_list(self, merchant_id: MerchantId) -> str | None:
         """The list id while the integration is active; ``None`` otherwise."""
         ...
 
-    async def backfilling(self) -> list[int]:
+    async def backfilling(self) -> list[MerchantId]:
         """Active merchants whose backfill still has customers to mark."""
         ...
 
@@ -77,14 +85,19 @@ class ContactSyncRepository(Protocol):
     """
 
     async def mark_changed(
-        self, merchant_id: int, customer_ids: Sequence[int], *, at: datetime, moved: bool = False
+        self,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
+        *,
+        at: datetime,
+        moved: bool = False,
     ) -> None:
         """Pending from now. ``moved``: the email changed, so the contact under the new
         email is not known to be in the list."""
         ...
 
     async def mark_moved(
-        self, merchant_id: int, customer_id: int, *, old_email: str, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:
         """The customer's email changed from ``old_email`` (call it in the change's
         transaction): ``mark_changed`` with ``moved``, and ``old_email`` is remembered for
@@ -94,14 +107,14 @@ class ContactSyncRepository(Protocol):
         ...
 
     async def old_addresses(
-        self, merchant_id: int, customer_ids: Sequence[int]
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId]
     ) -> list[OldAddress]:
         """The addresses these customers left that no customer of the merchant holds now
         (an address someone holds is written with their fields instead)."""
         ...
 
     async def forget_old_addresses(
-        self, merchant_id: int, address_ids: Sequence[int], *, at: datetime
+        self, merchant_id: MerchantId, address_ids: Sequence[int], *, at: datetime
     ) -> int:
         """These old addresses were cleared: they are forgotten, and a customer who took one
         of them since it was read is marked, so their fields are written again."""
@@ -113,23 +126,23 @@ class ContactSyncRepository(Protocol):
         ...
 
     async def mark_all(
-        self, merchant_id: int, *, after_id: int, limit: int, at: datetime
-    ) -> tuple[int, int | None]:
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, at: datetime
+    ) -> tuple[int, CustomerId | None]:
         """Mark the next ``limit`` customers with an email after ``after_id`` (id order);
         returns how many and the last id, or ``None`` for the id when none was left."""
         ...
 
     async def claim(
-        self, merchant_id: int, *, token: str, now: datetime, lease: timedelta, limit: int
+        self, merchant_id: MerchantId, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[ClaimedContact]: ...
 
     async def settle(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int],
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId],
         *,
         token: str,
-        added: Collection[int] = (),
+        added: Collection[CustomerId] = (),
         at: datetime,
     ) -> int:
         """Written to the list: in the list from now on; no longer pending unless changed
@@ -139,15 +152,15 @@ class ContactSyncRepository(Protocol):
         ...
 
     async def release(
-        self, merchant_id: int, *, token: str, error: str, retry_at: datetime, at: datetime
+        self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime
     ) -> int:
         """This claim's contacts could not be written now; pending again from ``retry_at``."""
         ...
 
     async def fail(
         self,
-        merchant_id: int,
-        customer_ids: Sequence[int] | None,
+        merchant_id: MerchantId,
+        customer_ids: Sequence[CustomerId] | None,
         *,
         token: str,
         error: str,
@@ -158,20 +171,25 @@ class ContactSyncRepository(Protocol):
         ...
 
     async def record_written(
-        self, merchant_id: int, customer_id: int, *, added_at: datetime | None, at: datetime
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        added_at: datetime | None,
+        at: datetime,
     ) -> None:
         """The contact was written outside a claim (activation writes the first one)."""
         ...
 
-    async def attempts(self, merchant_id: int, *, token: str) -> int:
+    async def attempts(self, merchant_id: MerchantId, *, token: str) -> int:
         """The most failed attempts among this claim's contacts."""
         ...
 
-    async def is_pending(self, merchant_id: int, customer_id: int) -> bool:
+    async def is_pending(self, merchant_id: MerchantId, customer_id: CustomerId) -> bool:
         """Pending and not failed: its contact is still on its way."""
         ...
 
-    async def due_merchants(self, *, now: datetime) -> list[int]:
+    async def due_merchants(self, *, now: datetime) -> list[MerchantId]:
         """Merchants with an active integration and contacts due now."""
         ...
 
@@ -179,8 +197,8 @@ class ContactSyncRepository(Protocol):
         """When the earliest pending contact of an active integration can next be claimed."""
         ...
 
-    async def retry_failed(self, merchant_id: int, *, at: datetime) -> int: ...
+    async def retry_failed(self, merchant_id: MerchantId, *, at: datetime) -> int: ...
 
-    async def added_at(self, merchant_id: int, customer_id: int) -> datetime | None:
+    async def added_at(self, merchant_id: MerchantId, customer_id: CustomerId) -> datetime | None:
         """When an add call of Ellity's that added contacts included this customer."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ids import CustomerId, MerchantId
 
 
 class CustomerRepository(Protocol):
@@ -13,30 +14,34 @@ class CustomerRepository(Protocol):
         ...
 
     async def get(
-        self, merchant_id: int, customer_id: int, *, for_update: bool = False
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, for_update: bool = False
     ) -> Customer | None:
         """With ``for_update`` the customer is locked until the transaction ends."""
         ...
 
-    async def find_by_email(self, merchant_id: int, email: str) -> Customer | None:
+    async def find_by_email(self, merchant_id: MerchantId, email: str) -> Customer | None:
         """Case-insensitive."""
         ...
 
     async def find_by_shop_customer_id(
-        self, merchant_id: int, shop_customer_id: str
+        self, merchant_id: MerchantId, shop_customer_id: str
     ) -> Customer | None: ...
 
-    async def find_by_referral_code(self, merchant_id: int, code: str) -> Customer | None: ...
+    async def find_by_referral_code(
+        self, merchant_id: MerchantId, code: str
+    ) -> Customer | None: ...
 
     async def update(self, customer: Customer) -> None:
         """Write back identity fields; raises ``UniqueViolation`` like ``add``."""
         ...
 
-    async def count(self, merchant_id: int) -> int:
+    async def count(self, merchant_id: MerchantId) -> int:
         """How many customers the merchant has."""
         ...
 
-    async def chunk_end(self, merchant_id: int, *, after_id: int, size: int) -> int | None:
+    async def chunk_end(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, size: int
+    ) -> CustomerId | None:
         """The id that ends the next chunk of ``size`` customers after ``after_id`` (id
         order): the size-th one, or the last one when fewer are left; None when none is."""
         ...

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from ellity.domain.model.api_token import ApiToken
+from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.staff import StaffUser
 
@@ -16,7 +17,7 @@ class NightlySchedule:
     """When a merchant's nightly run is due: its time zone, the local date of the last run
     that finished, and until when a run's claim holds (``None``: no run has claimed it)."""
 
-    merchant_id: int
+    merchant_id: MerchantId
     timezone: str
     last_nightly_on: date | None
     claimed_until: datetime | None = None
@@ -27,19 +28,21 @@ class MerchantRepository(Protocol):
         """Store a new merchant; raises ``UniqueViolation("slug")``."""
         ...
 
-    async def get(self, merchant_id: int) -> Merchant | None: ...
+    async def get(self, merchant_id: MerchantId) -> Merchant | None: ...
 
     async def get_by_slug(self, slug: str) -> Merchant | None: ...
 
-    async def update_settings(self, merchant_id: int, settings: MerchantSettings) -> None: ...
+    async def update_settings(
+        self, merchant_id: MerchantId, settings: MerchantSettings
+    ) -> None: ...
 
-    async def update_smtp(self, merchant_id: int, smtp: SmtpSettings) -> None: ...
+    async def update_smtp(self, merchant_id: MerchantId, smtp: SmtpSettings) -> None: ...
 
-    async def set_smtp_password(self, merchant_id: int, encrypted: str | None) -> None:
+    async def set_smtp_password(self, merchant_id: MerchantId, encrypted: str | None) -> None:
         """Store the encrypted SMTP password (``None`` removes it)."""
         ...
 
-    async def smtp_password(self, merchant_id: int) -> str | None:
+    async def smtp_password(self, merchant_id: MerchantId) -> str | None:
         """The encrypted SMTP password, if one is set."""
         ...
 
@@ -55,7 +58,7 @@ class MerchantRepository(Protocol):
         ...
 
     async def claim_nightly(
-        self, merchant_id: int, *, today: date, token: str, at: datetime, until: datetime
+        self, merchant_id: MerchantId, *, today: date, token: str, at: datetime, until: datetime
     ) -> bool:
         """Claim the merchant's nightly run for ``today`` with ``token`` until ``until``,
         unless a run for ``today`` (or later) has finished or another claim still holds at
@@ -63,24 +66,26 @@ class MerchantRepository(Protocol):
         neither finished nor released runs out at ``until`` (its process died)."""
         ...
 
-    async def finish_nightly(self, merchant_id: int, *, today: date, token: str) -> bool:
+    async def finish_nightly(self, merchant_id: MerchantId, *, today: date, token: str) -> bool:
         """Record ``today`` as the merchant's last finished nightly date and drop the claim,
         if the claim is still held with ``token``; False when it ran out and was taken over
         (the run that took it records the date)."""
         ...
 
-    async def release_nightly(self, merchant_id: int, *, token: str) -> None:
+    async def release_nightly(self, merchant_id: MerchantId, *, token: str) -> None:
         """Drop the claim held with ``token`` (the run failed or was cancelled), so that the
         next tick runs the night again."""
         ...
 
 
 class StaffRepository(Protocol):
-    async def add(self, merchant_id: int, *, email: str, password_hash: str, at: datetime) -> int:
+    async def add(
+        self, merchant_id: MerchantId, *, email: str, password_hash: str, at: datetime
+    ) -> StaffId:
         """A staff user; raises ``UniqueViolation("email")`` (emails are unique overall)."""
         ...
 
-    async def get(self, staff_id: int) -> StaffUser | None: ...
+    async def get(self, staff_id: StaffId) -> StaffUser | None: ...
 
     async def find_by_email(self, email: str) -> StaffUser | None:
         """Case-insensitive; staff emails are unique across all merchants."""
@@ -89,18 +94,18 @@ class StaffRepository(Protocol):
 
 class ApiTokenRepository(Protocol):
     async def add(
-        self, merchant_id: int, *, name: str, token_digest: str, hint: str, at: datetime
+        self, merchant_id: MerchantId, *, name: str, token_digest: str, hint: str, at: datetime
     ) -> ApiToken: ...
 
     async def find_active(self, token_digest: str) -> ApiToken | None:
         """The unrevoked token with this digest, whichever merchant owns it."""
         ...
 
-    async def list(self, merchant_id: int) -> list[ApiToken]:
+    async def list(self, merchant_id: MerchantId) -> list[ApiToken]:
         """Newest first, revoked ones included."""
         ...
 
-    async def revoke(self, merchant_id: int, token_id: int, *, at: datetime) -> bool:
+    async def revoke(self, merchant_id: MerchantId, token_id: int, *, at: datetime) -> bool:
         """False when the merchant has no such unrevoked token."""
         ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
     ClaimedNotification,
@@ -23,12 +24,12 @@ class NewsletterRepository(Protocol):
     token, and a worker whose claim was taken over learns it from a ``False``.
     """
 
-    async def webhook_token(self, merchant_id: int) -> str | None:
+    async def webhook_token(self, merchant_id: MerchantId) -> str | None:
         """The merchant's webhook token, encrypted."""
         ...
 
     async def set_webhook_token(
-        self, merchant_id: int, *, digest: str, encrypted: str, at: datetime, replace: bool
+        self, merchant_id: MerchantId, *, digest: str, encrypted: str, at: datetime, replace: bool
     ) -> bool:
         """Store the merchant's token (``digest``: its SHA-256). Without ``replace`` only when
         the merchant has none yet (of concurrent calls one wins). Returns whether it was
@@ -40,7 +41,7 @@ class NewsletterRepository(Protocol):
         one statement; ``None`` (nothing stored) when no merchant has it."""
         ...
 
-    async def webhook_merchant(self, digest: str) -> int | None:
+    async def webhook_merchant(self, digest: str) -> MerchantId | None:
         """The merchant whose webhook token has this digest."""
         ...
 
@@ -60,7 +61,7 @@ class NewsletterRepository(Protocol):
         outcome: Outcome,
         reason: str,
         points: Points | None,
-        customer_id: int | None,
+        customer_id: CustomerId | None,
         at: datetime,
     ) -> bool:
         """Record the outcome (processed); False (and nothing changed) unless ``token``
@@ -88,11 +89,11 @@ class NewsletterRepository(Protocol):
         """Delete notifications processed before ``before``; returns how many."""
         ...
 
-    async def reward_hold(self, merchant_id: int, customer_id: int) -> RewardHold:
+    async def reward_hold(self, merchant_id: MerchantId, customer_id: CustomerId) -> RewardHold:
         """The reward the customer holds (nothing held when none was ever paid). Lock the
         customer (``CustomerRepository.get``) first when it is to be changed."""
         ...
 
     async def save_reward_hold(
-        self, merchant_id: int, customer_id: int, hold: RewardHold, *, at: datetime
+        self, merchant_id: MerchantId, customer_id: CustomerId, hold: RewardHold, *, at: datetime
     ) -> None: ...

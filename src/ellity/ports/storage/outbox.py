@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.outbox import OutboxItem, Payload
 from ellity.ports.storage.ledger import ExpiredChunk
 
@@ -20,11 +21,11 @@ class OutboxRepository(Protocol):
 
     async def add(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
         payload: Payload,
         *,
-        customer_id: int | None = None,
+        customer_id: CustomerId | None = None,
         at: datetime,
     ) -> int:
         """Record an item in this transaction; claimable from ``at`` once committed."""
@@ -32,9 +33,9 @@ class OutboxRepository(Protocol):
 
     async def add_many(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         topic: str,
-        items: Sequence[tuple[int | None, Payload]],
+        items: Sequence[tuple[CustomerId | None, Payload]],
         *,
         at: datetime,
     ) -> int:
@@ -82,7 +83,9 @@ class OutboxRepository(Protocol):
         of its live claim); ``None`` when nothing is pending."""
         ...
 
-    async def retry_failed(self, merchant_id: int, item_id: int | None, *, at: datetime) -> int:
+    async def retry_failed(
+        self, merchant_id: MerchantId, item_id: int | None, *, at: datetime
+    ) -> int:
         """Make the merchant's failed item (or all of them, with ``None``) pending again with
         a fresh count of attempts. Returns how many."""
         ...

@@ -10,6 +10,7 @@ from typing import Protocol
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer_query import CustomerQuery
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
     NotificationRecord,
 )
@@ -26,7 +27,7 @@ class ContactSyncHealth:
 
 @dataclass(frozen=True, slots=True)
 class ContactSyncFailure:
-    customer_id: int
+    customer_id: CustomerId
     email: str | None
     error: str
     failed_at: datetime
@@ -36,55 +37,59 @@ class Views(Protocol):
     """What the pages and reports read: set-based queries that change nothing, each scoped
     by the merchant it is asked for."""
 
-    async def daily_totals(self, merchant_id: int, periods: Sequence[DayPeriod]) -> list[DayTotals]:
+    async def daily_totals(
+        self, merchant_id: MerchantId, periods: Sequence[DayPeriod]
+    ) -> list[DayTotals]:
         """Points issued, spent and expired within each period, in one set-based query; days
         without entries are left out."""
         ...
 
     async def upcoming_expiries(
-        self, merchant_id: int, *, first_day: date, last_day: date
+        self, merchant_id: MerchantId, *, first_day: date, last_day: date
     ) -> list[ExpiryTotal]:
         """What the open lots whose last valid day is in ``[first_day, last_day]`` hold, per
         day, in day order; days when nothing expires are left out."""
         ...
 
     async def loyalty_page(
-        self, merchant_id: int, *, after_id: int, limit: int, today: date
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[CustomerLoyalty]:
         """Customers with ``id > after_id`` in id order (keyset paging), in one query;
         summaries as of ``today`` (``LedgerRepository.loyalty``)."""
         ...
 
-    async def failed_deliveries(self, merchant_id: int, *, limit: int) -> list[FailedDelivery]:
+    async def failed_deliveries(
+        self, merchant_id: MerchantId, *, limit: int
+    ) -> list[FailedDelivery]:
         """The merchant's given-up outbox items, newest first."""
         ...
 
-    async def delivery_health(self, merchant_id: int) -> DeliveryHealth:
+    async def delivery_health(self, merchant_id: MerchantId) -> DeliveryHealth:
         """The merchant's outbox: what waits, what failed, the last delivery."""
         ...
 
-    async def contact_sync_health(self, merchant_id: int) -> ContactSyncHealth:
+    async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
         """The merchant's contacts waiting to be written to the list, and the failed ones."""
         ...
 
     async def contact_sync_failures(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[ContactSyncFailure]:
         """The merchant's contacts that failed to be written, latest first."""
         ...
 
     async def recent_notifications(
-        self, merchant_id: int, *, limit: int
+        self, merchant_id: MerchantId, *, limit: int
     ) -> list[NotificationRecord]:
         """The merchant's latest notifications, newest first."""
         ...
 
     async def search_customers(
         self,
-        merchant_id: int,
+        merchant_id: MerchantId,
         query: CustomerQuery,
         *,
-        after_id: int | None,
+        after_id: CustomerId | None,
         limit: int,
         today: date,
     ) -> list[CustomerLoyalty]:

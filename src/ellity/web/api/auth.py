@@ -13,6 +13,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services.api_tokens import authenticate_api_token
 from ellity.web.dependencies import app_deps
 
@@ -38,7 +39,7 @@ async def require_api_token(
     connection.state[_STATE_KEY] = merchant_id
 
 
-def api_merchant_id(request: Request[Any, Any, Any]) -> int:
+def api_merchant_id(request: Request[Any, Any, Any]) -> MerchantId:
     """The ``merchant_id`` dependency: the merchant the guard authenticated."""
-    merchant_id: int = request.state[_STATE_KEY]
+    merchant_id: MerchantId = request.state[_STATE_KEY]
     return merchant_id

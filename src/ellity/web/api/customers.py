@@ -10,6 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Response
 
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, points
 from ellity.domain.services.common import CustomerView
@@ -23,7 +24,7 @@ from ellity.web.params import MAX_ID
 
 DEFAULT_LEDGER_PAGE = 100
 
-CustomerId = Annotated[
+ApiCustomerId = Annotated[
     int, PathParameter(ge=1, le=MAX_ID, description="The customer's id in Ellity.")
 ]
 
@@ -65,7 +66,7 @@ def _customer(view: CustomerView) -> schemas.Customer:
     },
 )
 async def upsert_customer(
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     data: JSONBody[schemas.CustomerUpsert],
     *,
     uow_factory: Injected[UnitOfWorkFactory],
@@ -86,14 +87,14 @@ async def upsert_customer(
     responses=_errors(400, 401, 404),
 )
 async def get_customer(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     *,
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> schemas.Customer:
     view = await customers.get_customer(
-        merchant_id, customer_id, uow=uow_factory(read_only=True), clock=clock
+        merchant_id, CustomerId(customer_id), uow=uow_factory(read_only=True), clock=clock
     )
     return _customer(view)
 
@@ -107,7 +108,7 @@ async def get_customer(
     responses=_errors(400, 401, 422),
 )
 async def find_customers(
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     email: Annotated[str, QueryParameter(description="The email address to look for.")],
     *,
     uow_factory: Injected[UnitOfWorkFactory],
@@ -130,8 +131,8 @@ async def find_customers(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def earn_points(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     data: JSONBody[schemas.EarnPoints],
     *,
     uow_factory: Injected[UnitOfWorkFactory],
@@ -139,7 +140,7 @@ async def earn_points(
 ) -> schemas.Customer:
     result = await points.earn_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         Points.parse(data.points),
         order_ref=data.order_ref,
         note=data.note,
@@ -160,8 +161,8 @@ async def earn_points(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def spend_points(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     data: JSONBody[schemas.SpendPoints],
     *,
     uow_factory: Injected[UnitOfWorkFactory],
@@ -169,7 +170,7 @@ async def spend_points(
 ) -> schemas.Customer:
     result = await points.spend_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         Points.parse(data.points),
         order_ref=data.order_ref,
         note=data.note,
@@ -189,8 +190,8 @@ async def spend_points(
     responses=_errors(400, 401, 404, 409, 413, 422),
 )
 async def adjust_points(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     data: JSONBody[schemas.AdjustPoints],
     *,
     uow_factory: Injected[UnitOfWorkFactory],
@@ -198,7 +199,7 @@ async def adjust_points(
 ) -> schemas.Customer:
     result = await points.adjust_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         Points.parse(data.points),
         note=data.note,
         uow=uow_factory(),
@@ -217,15 +218,15 @@ async def adjust_points(
     responses=_errors(400, 401, 404, 409),
 )
 async def regenerate_pin(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     *,
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
     rng: Injected[RandomSource],
 ) -> schemas.Customer:
     view = await customers.regenerate_pin(
-        merchant_id, customer_id, uow=uow_factory(), clock=clock, rng=rng
+        merchant_id, CustomerId(customer_id), uow=uow_factory(), clock=clock, rng=rng
     )
     return _customer(view)
 
@@ -239,8 +240,8 @@ async def regenerate_pin(
     responses=_errors(400, 401, 404),
 )
 async def read_ledger(
-    merchant_id: NamedDependency[int],
-    customer_id: CustomerId,
+    merchant_id: NamedDependency[MerchantId],
+    customer_id: ApiCustomerId,
     *,
     uow_factory: Injected[UnitOfWorkFactory],
     limit: Annotated[
@@ -253,7 +254,7 @@ async def read_ledger(
 ) -> schemas.LedgerPage:
     entries = await points.ledger_entries(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         limit=limit,
         before_id=before,
         uow=uow_factory(read_only=True),

@@ -12,6 +12,7 @@ from litestar.response import Response, Template
 
 from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import api_tokens
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWorkFactory
@@ -67,7 +68,7 @@ async def create_token(
     request: AnyRequest,
     data: URLEncodedBody[TokenForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
     rng: Injected[RandomSource],
@@ -85,7 +86,7 @@ async def revoke_token(
     request: AnyRequest,
     token_id: TokenPathId,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:

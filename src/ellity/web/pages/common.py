@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.response import Redirect, Template
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.staff import StaffIdentity
 from ellity.web.dependencies import Injected
@@ -26,7 +27,7 @@ def staff_of(request: AnyRequest) -> StaffIdentity:
     return cast(StaffIdentity, request.user)
 
 
-def _merchant_id(staff: Injected[StaffIdentity]) -> int:
+def _merchant_id(staff: Injected[StaffIdentity]) -> MerchantId:
     return staff.merchant_id
 
 

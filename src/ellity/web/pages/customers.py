@@ -15,6 +15,7 @@ from litestar.response import Response, Stream, Template
 from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.expiry import local_date
+from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
 from ellity.domain.model.staff import StaffIdentity
 from ellity.domain.services import customers, points
@@ -75,12 +76,16 @@ async def customer_list(
     q: FromQuery[str] = "",
     after: Cursor = None,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Template:
     page = await search_customers(
-        merchant_id, q, after_id=after, uow=uow_factory(read_only=True), clock=clock
+        merchant_id,
+        q,
+        after_id=optional_customer_id(after),
+        uow=uow_factory(read_only=True),
+        clock=clock,
     )
     return render(
         request,
@@ -143,7 +148,7 @@ async def add_customer(
     request: AnyRequest,
     data: URLEncodedBody[NewCustomerForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
     rng: Injected[RandomSource],
@@ -167,7 +172,7 @@ async def add_customer(
 async def _customer_page(
     request: AnyRequest,
     deps: Deps,
-    customer_id: int,
+    customer_id: CustomerId,
     *,
     before: int | None = None,
     form: str = "",
@@ -214,14 +219,14 @@ async def customer_page(
     *,
     deps: Injected[Deps],
 ) -> Template:
-    return await _customer_page(request, deps, customer_id, before=before)
+    return await _customer_page(request, deps, CustomerId(customer_id), before=before)
 
 
 def _detail_again(form: str) -> ShowAgain:
     """The customer page with the refused ``form`` showing what was typed and why."""
 
     async def show(request: AnyRequest, deps: Deps, values: Any, error: DomainError) -> Template:
-        customer_id = request.path_params["customer_id"]
+        customer_id = CustomerId(request.path_params["customer_id"])
         return await _customer_page(
             request, deps, customer_id, form=form, values=values, error=error
         )
@@ -236,13 +241,13 @@ async def earn(
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
     await points.earn_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         parse_points(data.points),
         order_ref=data.order_ref,
         note=data.note or None,
@@ -260,13 +265,13 @@ async def spend(
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
     await points.spend_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         parse_points(data.points),
         order_ref=data.order_ref or None,
         note=data.note or None,
@@ -284,13 +289,13 @@ async def adjust(
     customer_id: CustomerPathId,
     data: URLEncodedBody[PointsForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
     await points.adjust_points(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         parse_points(data.points),
         note=data.note or None,
         uow=uow_factory(),
@@ -306,14 +311,14 @@ async def new_pin(
     request: AnyRequest,
     customer_id: CustomerPathId,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
     rng: Injected[RandomSource],
 ) -> Response[Any]:
     await customers.regenerate_pin(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         uow=uow_factory(),
         clock=clock,
         rng=rng,
@@ -327,11 +332,13 @@ async def register(
     request: AnyRequest,
     customer_id: CustomerPathId,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
-    await customers.register_customer(merchant_id, customer_id, uow=uow_factory(), clock=clock)
+    await customers.register_customer(
+        merchant_id, CustomerId(customer_id), uow=uow_factory(), clock=clock
+    )
     flash(request, "The customer is now a registered member.")
     return see_other(f"/customers/{customer_id}")
 
@@ -343,14 +350,14 @@ async def edit(
     customer_id: CustomerPathId,
     data: URLEncodedBody[EditForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
     rng: Injected[RandomSource],
 ) -> Response[Any]:
     await customers.update_customer(
         merchant_id,
-        customer_id,
+        CustomerId(customer_id),
         CustomerInput(email=data.email, first_name=data.first_name, last_name=data.last_name),
         uow=uow_factory(),
         clock=clock,

@@ -6,6 +6,7 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.response import Template
 
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services.dashboard import dashboard
 from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWorkFactory
@@ -18,7 +19,7 @@ from ellity.web.pages.common import AnyRequest, render
 async def dashboard_page(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Template:

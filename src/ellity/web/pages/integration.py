@@ -18,6 +18,7 @@ from litestar.response import Response, Template
 
 from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import integration
 from ellity.domain.services import newsletter_intake as newsletter
 from ellity.ports.clock import Clock, RandomSource
@@ -145,7 +146,7 @@ async def save_key(
     request: AnyRequest,
     data: URLEncodedBody[KeyForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     marketing: Injected[MarketingPlatforms],
     secret_box: Injected[SecretBox],
@@ -169,7 +170,7 @@ async def activate(
     request: AnyRequest,
     data: URLEncodedBody[ActivateForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     marketing: Injected[MarketingPlatforms],
     secret_box: Injected[SecretBox],
@@ -203,7 +204,7 @@ async def activate(
 async def retry_failed(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
@@ -222,7 +223,7 @@ async def retry_failed(
 async def repush(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
@@ -236,7 +237,7 @@ async def repush(
 async def deactivate(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
@@ -254,7 +255,7 @@ async def deactivate(
 async def rotate_webhook(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     secret_box: Injected[SecretBox],
     rng: Injected[RandomSource],

@@ -13,6 +13,7 @@ from litestar.response import Response, Template
 
 from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import SMTP_SECURITY
 from ellity.domain.model.money import LOCALES
 from ellity.domain.services import programme_settings
@@ -124,7 +125,7 @@ def _page(
 async def settings_page(
     request: AnyRequest,
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
 ) -> Template:
     view = await programme_settings.read_settings(merchant_id, uow=uow_factory(read_only=True))
@@ -145,7 +146,7 @@ async def save_settings(
     request: AnyRequest,
     data: URLEncodedBody[SettingsForm],
     *,
-    merchant_id: NamedDependency[int],
+    merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
     secret_box: Injected[SecretBox],
     clock: Injected[Clock],
