@@ -40,7 +40,7 @@ from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
-from ellity.domain.services import merchants, newsletter
+from ellity.domain.services import merchants, newsletter_intake
 from ellity.settings import load_settings
 
 RATIO_TARGET = 0.5
@@ -96,7 +96,7 @@ async def prepare(env: dict[str, str]) -> str:
             await uow.ecomail.save_key(merchant.id, encrypted="-", hint="none", at=now)
             await uow.ecomail.activate(merchant.id, list_id="1", list_name="Bench", at=now)
             await uow.commit()
-        return await newsletter.webhook_address(
+        return await newsletter_intake.webhook_address(
             merchant.id,
             uow_factory=deps.uow,
             secret_box=deps.secret_box,
