@@ -35,11 +35,11 @@ class Received:
 
     def text(self) -> str:
         part = self.message.get_body(("plain",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
     def html(self) -> str:
         part = self.message.get_body(("html",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Recorder:
         with self.lock:
             self.received.append(
                 Received(
-                    message=message,  # type: ignore[arg-type]
+                    message=message,
                     mail_from=envelope.mail_from,
                     rcpt_tos=list(envelope.rcpt_tos),
                     login=login.login.decode() if isinstance(login, LoginPassword) else None,

@@ -29,6 +29,7 @@ from ellity.domain.services.api_tokens import create_api_token
 from ellity.domain.services.merchants import create_merchant
 from ellity.settings import load_settings
 from ellity.web.app import create_app
+from tests.asgi import asgi_transport
 from tests.fakes import FakeClock, FakePasswordHasher, FakeRandom
 
 BASE_URL = "http://testserver.local"
@@ -155,7 +156,7 @@ async def api(sql_database: Database, tmp_path: Path) -> AsyncIterator[ApiClient
     app = create_app(provide_deps, debug=True)
     async with (
         running(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client,
+        httpx.AsyncClient(transport=asgi_transport(app), base_url=BASE_URL) as client,
     ):
         deps = deps_holder[0]
         anna = await new_shop(deps, "anna", referral_bonus="50")

@@ -15,6 +15,7 @@ from litestar.config.csrf import CSRFConfig
 
 from ellity.domain.services.api_tokens import create_api_token, revoke_api_token
 from ellity.web.api import MAX_BODY_BYTES, EshopApiPlugin
+from tests.asgi import asgi_transport
 from tests.e2e.conftest import BASE_URL, ApiClient, Shop
 
 V1 = "/api/v1"
@@ -593,9 +594,7 @@ async def test_the_api_needs_no_csrf_token_even_when_the_pages_are_csrf_protecte
     )
     async with (
         protected.lifespan(),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=protected), base_url=BASE_URL
-        ) as client,
+        httpx.AsyncClient(transport=asgi_transport(protected), base_url=BASE_URL) as client,
     ):
         response = await client.post(
             f"{V1}/customers", json={"email": "ann@example.cz"}, headers=api.anna.auth

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -111,14 +112,16 @@ async def add_customer(world: World, merchant_id: int, email: str | None, **kw: 
     return customer_id
 
 
-async def expected_fields(world: World, merchant_id: int, ids: list[int]) -> dict[str, dict]:
+async def expected_fields(
+    world: World, merchant_id: int, ids: list[int]
+) -> dict[str, dict[str, Any]]:
     snapshots = await contact_snapshots(
         merchant_id, ids, uow=world.deps.uow(read_only=True), clock=world.clock
     )
     return {s.email.lower(): dict(s.fields) for s in snapshots if s.email}
 
 
-def stored_fields(emu_list: object) -> dict[str, dict]:
+def stored_fields(emu_list: object) -> dict[str, dict[str, Any]]:
     members = emu_list.members  # type: ignore[attr-defined]
     return {
         email: {k: v for k, v in m.custom_fields.items() if k.startswith("ellity_")}

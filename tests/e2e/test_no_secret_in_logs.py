@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -360,8 +360,12 @@ async def _drive_the_failures(
             assert ann["pin"] == PINS[0]
 
             # Ecomail answers 500, 429 and "wrong key"; the SMTP server refuses the password
-            for fault in (lambda: emu.faults.fail_next(1, 500), emu.faults.rate_limit_next,
-                          lambda: emu.faults.fail_next(1, 401)):  # fmt: skip
+            faults: list[Callable[[], object]] = [
+                lambda: emu.faults.fail_next(1, 500),
+                emu.faults.rate_limit_next,
+                lambda: emu.faults.fail_next(1, 401),
+            ]
+            for fault in faults:
                 fault()
                 await deliver_once(worker_deps, "log-test", limit=100)
                 clock.advance(minutes=10)

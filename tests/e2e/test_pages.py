@@ -35,6 +35,7 @@ from ellity.domain.services import api_tokens, customers, merchants, nightly, po
 from ellity.ports.storage import TransientConflict
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
+from tests.asgi import asgi_transport
 from tests.e2e.conftest import BASE_URL, deps_on, running
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
@@ -84,7 +85,7 @@ class Site:
     def browser(self, base_url: str = BASE_URL, *, address: str = "127.0.0.1") -> httpx.AsyncClient:
         """A browser on the client ``address``."""
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=(address, 123)),
+            transport=asgi_transport(self.app, client=(address, 123)),
             base_url=base_url,
             headers=HTML,
         )
@@ -495,7 +496,7 @@ def typed(query_string: str) -> str:
 
 def page_routes(app: Litestar) -> list[tuple[str, str]]:
     """Every (method, path) of the merchant pages; the API, schema and static files aside."""
-    found = []
+    found: list[tuple[str, str]] = []
     for route in app.routes:
         if route.path.startswith(("/api/", "/schema", "/static")) or route.path in NOT_WALKED:
             continue

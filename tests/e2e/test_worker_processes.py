@@ -267,12 +267,14 @@ async def test_two_workers_at_once_deliver_each_email_exactly_once(
 ) -> None:
     items = 60  # more than one worker's four runs claim at once (4 x 10)
     smtp.recorder.delay = 0.03  # slow enough that both workers are busy at the same time
+
+    def started(name: str) -> Callable[[], bool]:
+        return lambda: "Starting worker" in deployment.log(name)
+
     for name in "ab":
         deployment.start(name, "worker")
     for name in "ab":
-        await until(
-            lambda name=name: "Starting worker" in deployment.log(name), within=30, what=name
-        )
+        await until(started(name), within=30, what=name)
     await asyncio.sleep(1)  # their start-up runs found nothing to do
     await deployment.seed(items)
     await enqueue_deliveries(deployment.queue, 8)  # more than one worker takes (max_jobs 4)

@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from tests.ecomail_emulator import shapes, writes
 from tests.ecomail_emulator.gate import ACCOUNT, Gate
 from tests.ecomail_emulator.model import Account, MailingList
-from tests.ecomail_emulator.payload import Invalid
+from tests.ecomail_emulator.payload import Invalid, write_body
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
@@ -152,7 +152,7 @@ async def unsubscribe(request: Request[Any, Any, Any], list_id: FromPath[int]) -
 
 async def _write(request: Request[Any, Any, Any], list_id: int, write: Any) -> Json:
     lst = _list(request, list_id)
-    body = writes.write_body(await request.body())
+    body = write_body(await request.body())
     with lst.emulator.lock:
         if lst.id not in lst.account.lists:  # deleted while the body was read
             raise writes.NotFound("List not found")

@@ -8,12 +8,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from litestar.enums import ScopeType
 
 from tests.ecomail_emulator.emulator import OUTBOX, RequestRecord
 from tests.ecomail_emulator.model import Account
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
     from tests.ecomail_emulator.emulator import Emulator
 
@@ -30,7 +31,7 @@ class Gate:
         self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.inner(scope, receive, send)
             return
         arrived = time.monotonic()
@@ -77,14 +78,14 @@ async def _buffered(receive: Receive) -> Receive:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    pending: list[Message] = [
+    pending: list[ReceiveMessage] = [
         {"type": "http.request", "body": b"".join(chunks), "more_body": False}
     ]
 
-    async def replay() -> Message:
+    async def replay() -> ReceiveMessage:
         return pending.pop() if pending else await receive()
 
-    return replay  # type: ignore[return-value]
+    return replay
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:

@@ -57,7 +57,7 @@ class StatusIndex:
         sequence = self._order.get(status, [])
         holes = self._holes.get(status)
         if not holes:
-            return sequence[offset : offset + limit]  # type: ignore[return-value]
+            return sequence[offset : offset + limit]
         # the smallest position with offset + 1 live members up to and including it
         low, high = offset, offset + len(holes)
         while low < high:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -115,7 +116,7 @@ async def add_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, **field
     return created.view.customer.id
 
 
-async def export_csv(uow_factory: SqlUnitOfWorkFactory, merchant_id: int, **options: int) -> bytes:
+async def export_csv(uow_factory: SqlUnitOfWorkFactory, merchant_id: int, **options: Any) -> bytes:
     """The whole file, its rows written by the database as in production."""
     rows = SqlCustomerRowSource(uow_factory.database)
     chunks = [

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.asgi import asgi_transport
 from tests.ecomail_emulator import Emulator, EmulatorServer, ThreadedServer
 from tests.processes import clean_env, free_port
 
@@ -42,7 +43,7 @@ def list_id(emu: Emulator) -> int:
 
 @pytest.fixture
 async def api(emu: Emulator) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=emu.app)
+    transport = asgi_transport(emu.app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://ecomail.test", headers={"key": KEY}
     ) as client:
@@ -95,7 +96,7 @@ async def subscribe(api: httpx.AsyncClient, list_id: int, **body: Any) -> httpx.
 
 async def test_a_wrong_or_missing_key_answers_401_wrong_api_key(emu: Emulator) -> None:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emu.app), base_url="http://e.test"
+        transport=asgi_transport(emu.app), base_url="http://e.test"
     ) as client:
         wrong = await client.get("/account", headers={"key": "nope"})
         missing = await client.get("/lists")
@@ -106,7 +107,7 @@ async def test_a_wrong_or_missing_key_answers_401_wrong_api_key(emu: Emulator) -
 
 async def test_the_key_header_name_is_case_insensitive(emu: Emulator) -> None:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emu.app), base_url="http://e.test"
+        transport=asgi_transport(emu.app), base_url="http://e.test"
     ) as client:
         for name in ("key", "Key", "KEY"):
             response = await client.get("/account", headers={name: KEY})
@@ -128,7 +129,7 @@ async def test_requests_over_the_limit_answer_429_with_retry_after_until_the_win
     emu = Emulator(rate_limit=3, rate_window=1.0)
     emu.add_account(KEY)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emu.app), base_url="http://e.test", headers={"key": KEY}
+        transport=asgi_transport(emu.app), base_url="http://e.test", headers={"key": KEY}
     ) as client:
         served = [(await client.get("/lists")).status_code for _ in range(3)]
         refused = await client.get("/lists")
@@ -601,7 +602,7 @@ async def test_a_subscriber_read_keys_lists_by_string_id(
 async def test_member_pages_are_laravel_paginators_with_empty_custom_fields_as_a_list(
     api: httpx.AsyncClient, list_id: int
 ) -> None:
-    items = [{"email": f"c{i}@x.cz"} for i in range(5)]
+    items: list[dict[str, Any]] = [{"email": f"c{i}@x.cz"} for i in range(5)]
     items[0]["custom_fields"] = {"p": 1}
     await api.post(f"/lists/{list_id}/subscribe-bulk", json={"subscriber_data": items})
 

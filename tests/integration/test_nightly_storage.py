@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -318,7 +319,7 @@ async def test_a_notice_is_recorded_once_per_customer_and_last_valid_day(
     await shop.earn(bea, "1", at=T0 - timedelta(days=7))  # 3 March: before it
     await shop.earn(no_email, "9")
     await other.earn(foreign, "9")
-    window = {"first": date(2025, 3, 4), "last": date(2025, 3, 14)}
+    window: dict[str, Any] = {"first": date(2025, 3, 4), "last": date(2025, 3, 14)}
 
     assert await notices(shop, **window, up_to_id=ann) == [
         ExpiryNotice(ann, Expiration(LAST_DAY, P("12.50")), balance=P("16.50"))

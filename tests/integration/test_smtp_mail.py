@@ -270,7 +270,7 @@ async def test_tls_and_starttls_servers_with_a_trusted_certificate_get_the_email
 ) -> None:
     server_tls, client_tls = private_tls(tmp_path)
     kind = "starttls" if security == "starttls" else "implicit_tls"
-    server = SmtpServer(logins={"anna": "s3cret pass"}, **{kind: server_tls}).start()  # type: ignore[arg-type]
+    server = SmtpServer(logins={"anna": "s3cret pass"}, **{kind: server_tls}).start()
     try:
         mailer = local_mailer(tls_context=client_tls)
         shop = await open_shop(clean_sqlite, server, security=security, mailer=mailer)
@@ -474,7 +474,7 @@ async def test_tls_checks_the_certificate_against_the_name_typed_not_the_address
 ) -> None:
     server_tls, client_tls = private_tls(tmp_path)  # for localhost and 127.0.0.1
     kind = "starttls" if security == "starttls" else "implicit_tls"
-    server = SmtpServer(logins={"anna": "s3cret pass"}, **{kind: server_tls}).start()  # type: ignore[arg-type]
+    server = SmtpServer(logins={"anna": "s3cret pass"}, **{kind: server_tls}).start()
     try:
         both = resolver({"localhost": ["127.0.0.1"], "mail.anna.test": ["127.0.0.1"]})
         mailer = local_mailer(tls_context=client_tls, resolve=both)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -29,10 +30,10 @@ async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
     return merchant.id
 
 
-def new_customer(merchant_id: int, code: str, **fields: object) -> Customer:
+def new_customer(merchant_id: int, code: str, **fields: Any) -> Customer:
     return Customer(
         merchant_id=merchant_id, referral_code=code, created_at=T0, updated_at=T0, **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 async def add_customer(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
@@ -47,7 +49,7 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
         a, ann, Points.parse("100"), order_ref="o-1", uow=uow_factory(), clock=CLOCK
     )
 
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "get": lambda: customers.get_customer(b, ann, uow=uow_factory(), clock=CLOCK),
         "update": lambda: customers.update_customer(
             b, ann, customers.CustomerInput(first_name="X"), uow=uow_factory(), clock=CLOCK, rng=RNG

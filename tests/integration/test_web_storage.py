@@ -74,7 +74,9 @@ async def found(
 
 async def all_pages(uow_factory: UnitOfWorkFactory, merchant_id: int, text: str) -> list[int]:
     """Page through with pages of 2, each from the previous page's last id."""
-    query, seen, after = parse_customer_query(text), [], None
+    query = parse_customer_query(text)
+    seen: list[int] = []
+    after: int | None = None
     while True:
         async with uow_factory(read_only=True) as uow:
             page = await uow.views.search_customers(
@@ -110,7 +112,7 @@ async def test_the_search_finds_by_email_prefix_name_prefix_full_name_and_referr
     assert await found(uow_factory, shop, "x") == []
 
     async with uow_factory(read_only=True) as uow:
-        code = (await uow.customers.get(shop, anna)).referral_code  # type: ignore[union-attr]
+        code = (await uow.customers.get(shop, anna)).referral_code
         by_code = await uow.views.search_customers(
             shop, parse_customer_query(code.lower()), after_id=None, limit=10, today=TODAY
         )

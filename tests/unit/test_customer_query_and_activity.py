@@ -13,7 +13,9 @@ from ellity.domain.model.errors import InvalidInput
 
 def shape(text: str) -> tuple[list[list[tuple[str, str]]], str | None]:
     query = parse_customer_query(text)
-    alternatives = [[(p.field, p.text) for p in alt.prefixes] for alt in query.alternatives]
+    alternatives: list[list[tuple[str, str]]] = [
+        [(p.field, p.text) for p in alt.prefixes] for alt in query.alternatives
+    ]
     return alternatives, query.referral_code
 
 

@@ -18,6 +18,7 @@ from ellity.ports.marketing import (
     BULK_LIMIT,
     ContactData,
     InvalidApiKey,
+    JsonValue,
     ListNotFound,
     MarketingError,
     MarketingPlatform,
@@ -187,7 +188,7 @@ async def test_send_event_sends_the_value_as_a_json_encoded_string(
     ecomail: Ecomail, platform: MarketingPlatform
 ) -> None:
     ecomail.answer(200, json={"id": 1})
-    value = {"points": 120, "reason": "nákup", "lots": [1, 2]}
+    value: dict[str, JsonValue] = {"points": 120, "reason": "nákup", "lots": [1, 2]}
     await platform.send_event(
         TrackerEvent(
             email="ann@example.cz", category="ellity", action="credit", label="Nákup", value=value

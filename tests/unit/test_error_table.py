@@ -19,6 +19,7 @@ from ellity.domain.model.errors import (
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
 from ellity.ports.storage import TransientConflict
 from ellity.web.errors import api_exception_handlers, page_status_of, status_of
+from tests.asgi import asgi_transport
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -47,7 +48,7 @@ async def test_an_api_change_still_in_conflict_after_its_retries_answers_503() -
         raise TransientConflict("deadlock detected")
 
     api = Router("/", route_handlers=[earn], exception_handlers=api_exception_handlers())
-    transport = httpx.ASGITransport(app=Litestar([api]))
+    transport = asgi_transport(Litestar([api]))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
         response = await client.post("/api/v1/customers/1/earn")
     assert response.status_code == 503

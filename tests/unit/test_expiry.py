@@ -12,8 +12,8 @@ from ellity.domain.model.expiry import ExpiryPolicy, add_months, local_date, zon
 PRAGUE = "Europe/Prague"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from litestar.params import URLEncodedBody
 from ellity.domain.model.errors import Conflict, DomainError, InvalidInput, NotFound
 from ellity.web.pages.common import AnyRequest
 from ellity.web.pages.errors import FORM_ERRORS, refused_form_page, status_for
+from tests.asgi import asgi_transport
 
 BASE_URL = "http://testserver.local"
 THE_DEPS = object()  # stands for the app's ``Deps``: the page gets what the state holds
@@ -61,7 +62,7 @@ APP.state.deps = THE_DEPS
 
 
 async def send(path: str, form: dict[str, str]) -> httpx.Response:
-    transport = httpx.ASGITransport(app=APP)
+    transport = asgi_transport(APP)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         return await client.post(path, data=form)
 
@@ -88,7 +89,8 @@ async def test_a_form_without_fields_is_shown_again_without_one() -> None:
 
 
 async def test_an_error_the_form_cannot_correct_reaches_the_exception_handlers() -> None:
-    assert NotFound not in FORM_ERRORS
+    form_errors: tuple[type[DomainError], ...] = FORM_ERRORS
+    assert NotFound not in form_errors
     answer = await send("/note", {"note": "gone"})
 
     assert (answer.status_code, answer.text) == (418, "handled elsewhere: No such note.")

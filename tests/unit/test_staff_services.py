@@ -14,6 +14,7 @@ from ellity.domain.model.staff import (
     AlreadySetUp,
     InvalidCredentials,
     LoginThrottled,
+    StaffIdentity,
     account_delay,
     email_throttle_key,
     login_email,
@@ -51,7 +52,7 @@ async def log_in(
     password: str = PASSWORD,
     client: str = "10.0.0.1",
     pauses: Pauses | None = None,
-) -> staff.StaffIdentity:
+) -> StaffIdentity:
     return await staff.log_in(
         email,
         password,

@@ -22,6 +22,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter, URLEncodedB
 from ellity.web.api import schemas
 from ellity.web.params import MAX_ID
 from ellity.web.validation_messages import refusal_message
+from tests.asgi import asgi_transport
 
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 BASE_URL = "http://testserver.local"
@@ -242,7 +243,7 @@ CASES: dict[str, tuple[Sent, int, str]] = {
 
 @pytest.mark.parametrize(("sent", "status", "message"), CASES.values(), ids=CASES.keys())
 async def test_a_refusal_says_plainly_what_is_wrong(sent: Sent, status: int, message: str) -> None:
-    transport = httpx.ASGITransport(app=APP)
+    transport = asgi_transport(APP)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         if sent.content is not None:
             headers = {"Content-Type": "application/json"}

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ellity.adapters import arq_queue
 from ellity.adapters.arq_queue import ArqJobQueue
 from ellity.logs import keep_secrets_out_of_logs
 
@@ -61,7 +60,7 @@ async def test_a_burst_of_nudges_asks_redis_once_per_half_second_slot(
 
     monkeypatch.setattr(queue, "_connected", connected)
     now = [1000.1]
-    monkeypatch.setattr(arq_queue.time, "time", lambda: now[0])
+    monkeypatch.setattr("ellity.adapters.arq_queue.time.time", lambda: now[0])
     for _ in range(50):
         await queue.nudge_delivery()
     now[0] = 1000.6  # the next slot
