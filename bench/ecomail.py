@@ -124,7 +124,7 @@ def burst(environ: dict[str, str], cwd: Path) -> tuple[float, float]:
 def check_contacts(path: Path, members: dict[str, Any]) -> int:
     conn = sqlite3.connect(path)
     try:
-        expected = conn.execute(
+        expected: int = conn.execute(
             "SELECT count(*) FROM customers WHERE merchant_id = ? AND email IS NOT NULL",
             (MERCHANT_ID,),
         ).fetchone()[0]

@@ -96,7 +96,7 @@ async def prepare(env: dict[str, str]) -> str:
             await uow.ecomail.save_key(merchant.id, encrypted="-", hint="none", at=now)
             await uow.ecomail.activate(merchant.id, list_id="1", list_name="Bench", at=now)
             await uow.commit()
-        return await newsletter_intake.webhook_address(
+        url: str = await newsletter_intake.webhook_address(
             merchant.id,
             uow_factory=deps.uow,
             secret_box=deps.secret_box,
@@ -104,6 +104,7 @@ async def prepare(env: dict[str, str]) -> str:
             clock=deps.clock,
             base_url=settings.base_url,
         )
+        return url
 
 
 def start_server(env: dict[str, str], port: int, var_dir: Path) -> subprocess.Popen[bytes]:
