@@ -21,6 +21,7 @@ from ellity.adapters.sql.database import Database, NestedWrite
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.errors import InsufficientPoints
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_sync, customers, integration, merchants, points
@@ -31,7 +32,9 @@ from tests.fakes import FakeClock, FakeMarketingPlatforms, FakePasswordHasher, F
 CLOCK = SystemClock()
 
 
-async def merchant_with_customer(uow_factory: UnitOfWorkFactory) -> tuple[int, int]:
+async def merchant_with_customer(
+    uow_factory: UnitOfWorkFactory,
+) -> tuple[MerchantId, CustomerId]:
     merchant = await merchants.create_merchant(
         slug="shop",
         settings=MerchantSettings(name="Shop", shop_url="https://shop.example.cz"),
@@ -49,11 +52,14 @@ async def merchant_with_customer(uow_factory: UnitOfWorkFactory) -> tuple[int, i
         clock=CLOCK,
         rng=SecretsRandom(),
     )
-    return merchant.id, created.view.customer.id or 0
+    return merchant.id, created.view.customer.id or CustomerId(0)
 
 
 async def balance_and_entries(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, clock: Clock = CLOCK
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
+    clock: Clock = CLOCK,
 ) -> tuple[Points, int]:
     view = await customers.get_customer(
         merchant_id, customer_id, uow=uow_factory(read_only=True), clock=clock
@@ -209,7 +215,7 @@ async def silent_redis() -> AsyncIterator[SilentRedis]:
     await server.close()
 
 
-async def merchant_sending_emails(factory: SqlUnitOfWorkFactory) -> tuple[int, int]:
+async def merchant_sending_emails(factory: SqlUnitOfWorkFactory) -> tuple[MerchantId, CustomerId]:
     """A merchant whose every earn leaves an email in the outbox (so each commit nudges)."""
     merchant_id, customer_id = await merchant_with_customer(factory)
     async with factory() as uow:
@@ -298,10 +304,10 @@ async def test_a_transaction_postgresql_aborts_as_a_deadlock_leaves_as_a_transie
         clock=CLOCK,
         rng=SecretsRandom(),
     )
-    bob = created.view.customer.id or 0
+    bob = created.view.customer.id or CustomerId(0)
     holding = {ann: asyncio.Event(), bob: asyncio.Event()}
 
-    async def lock(first: int, then: int) -> None:
+    async def lock(first: CustomerId, then: CustomerId) -> None:
         async with factory() as uow:
             await uow.customers.get(merchant_id, first, for_update=True)
             holding[first].set()
@@ -350,10 +356,10 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
         clock=clock,
         hasher=FakePasswordHasher(),
     )
-    merchant_id = merchant.id or 0
+    merchant_id = merchant.id or MerchantId(0)
     await integration.connect_ecomail(merchant_id, "ecomail-key-0001", **services)
     await integration.activate_ecomail(merchant_id, "1", **services)
-    chain: list[int] = []
+    chain: list[CustomerId] = []
     code = None
     for n in range(REFERRAL_CHAIN):
         created = await customers.upsert_customer(
@@ -363,7 +369,7 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
             clock=clock,
             rng=SecretsRandom(),
         )
-        chain.append(created.view.customer.id or 0)
+        chain.append(created.view.customer.id or CustomerId(0))
         code = created.view.customer.referral_code
         await points.adjust_points(  # not a purchase: the first purchase is still to come
             merchant_id, chain[-1], Points.parse("10"), note="welcome", uow=factory(), clock=clock
@@ -381,7 +387,7 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
     purchases_left = asyncio.Semaphore(8)
     done = asyncio.Event()
 
-    async def first_purchase(customer_id: int) -> None:
+    async def first_purchase(customer_id: CustomerId) -> None:
         async with purchases_left:
             await points.earn_points(
                 merchant_id,
@@ -488,10 +494,10 @@ async def test_a_settle_takes_its_contacts_in_customer_order_whatever_order_the_
         clock=CLOCK,
         rng=SecretsRandom(),
     )
-    bob = created.view.customer.id or 0
+    bob = created.view.customer.id or CustomerId(0)
     now = CLOCK.now()
 
-    async def mark(*ids: int) -> None:
+    async def mark(*ids: CustomerId) -> None:
         async with factory() as uow:
             await uow.contacts.mark_changed(merchant_id, ids, at=now)
             await uow.commit()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.ports.storage import ClaimedContact, ContactSyncHealth, OldAddress, UnitOfWorkFactory
 from tests.fakes import FakeJobQueue, InMemoryStore
@@ -22,7 +23,7 @@ SECOND = timedelta(seconds=1)
 # -- helpers ---------------------------------------------------------------------------------
 
 
-async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> int:
+async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> MerchantId:
     async with uow_factory() as uow:
         merchant = await uow.merchants.add(
             Merchant(slug=slug, settings=MerchantSettings(name=slug)), at=NOW
@@ -33,8 +34,8 @@ async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
 
 
 async def add_customers(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, *emails: str | None, first: int = 0
-) -> list[int]:
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *emails: str | None, first: int = 0
+) -> list[CustomerId]:
     """One customer per email (``None``: a customer with only a shop customer id); ``first``:
     the number of the first one's referral code, for a merchant who has customers already."""
     ids = []
@@ -56,7 +57,9 @@ async def add_customers(
     return ids
 
 
-async def connect(uow_factory: UnitOfWorkFactory, merchant_id: int, *, active: bool = True) -> None:
+async def connect(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *, active: bool = True
+) -> None:
     async with uow_factory() as uow:
         await uow.ecomail.save_key(merchant_id, encrypted="sealed:key", hint="1234", at=NOW)
         if active:
@@ -66,8 +69,8 @@ async def connect(uow_factory: UnitOfWorkFactory, merchant_id: int, *, active: b
 
 async def mark(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
-    *customer_ids: int,
+    merchant_id: MerchantId,
+    *customer_ids: CustomerId,
     at: datetime = NOW,
     moved: bool = False,
 ) -> None:
@@ -78,7 +81,7 @@ async def mark(
 
 async def claim(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
+    merchant_id: MerchantId,
     token: str,
     *,
     now: datetime = NOW,
@@ -92,17 +95,17 @@ async def claim(
     return claimed
 
 
-def ids_of(claimed: list[ClaimedContact]) -> list[int]:
+def ids_of(claimed: list[ClaimedContact]) -> list[CustomerId]:
     return [contact.customer_id for contact in claimed]
 
 
 async def settle(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
-    customer_ids: list[int],
+    merchant_id: MerchantId,
+    customer_ids: list[CustomerId],
     token: str,
     *,
-    added: Collection[int] = (),
+    added: Collection[CustomerId] = (),
     at: datetime = NOW,
 ) -> int:
     async with uow_factory() as uow:
@@ -115,8 +118,8 @@ async def settle(
 
 async def fail(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
-    customer_ids: list[int] | None,
+    merchant_id: MerchantId,
+    customer_ids: list[CustomerId] | None,
     token: str,
     *,
     error: str = "refused",
@@ -129,7 +132,7 @@ async def fail(
 
 
 async def release(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, token: str, *, retry_at: datetime
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, token: str, *, retry_at: datetime
 ) -> int:
     async with uow_factory() as uow:
         count = await uow.contacts.release(
@@ -139,12 +142,14 @@ async def release(
     return count
 
 
-async def pending(uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int) -> bool:
+async def pending(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, customer_id: CustomerId
+) -> bool:
     async with uow_factory(read_only=True) as uow:
         return await uow.contacts.is_pending(merchant_id, customer_id)
 
 
-async def health(uow_factory: UnitOfWorkFactory, merchant_id: int) -> ContactSyncHealth:
+async def health(uow_factory: UnitOfWorkFactory, merchant_id: MerchantId) -> ContactSyncHealth:
     async with uow_factory(read_only=True) as uow:
         return await uow.views.contact_sync_health(merchant_id)
 
@@ -265,8 +270,8 @@ async def test_concurrent_claimers_never_get_the_same_contact(
     ids = await add_customers(uow_factory, shop, *(f"c{n}@x.cz" for n in range(30)))
     await mark(uow_factory, shop, *ids)
 
-    async def claimer(token: str) -> list[int]:
-        mine: list[int] = []
+    async def claimer(token: str) -> list[CustomerId]:
+        mine: list[CustomerId] = []
         while batch := await claim(uow_factory, shop, token, limit=3):
             mine += ids_of(batch)
         return mine
@@ -364,7 +369,7 @@ async def test_only_active_integrations_have_due_contacts(uow_factory: UnitOfWor
     [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
     await mark(uow_factory, shop, ann)
 
-    async def due() -> tuple[list[int], datetime | None]:
+    async def due() -> tuple[list[MerchantId], datetime | None]:
         async with uow_factory(read_only=True) as uow:
             return await uow.contacts.due_merchants(now=NOW), await uow.contacts.next_due()
 
@@ -411,13 +416,13 @@ async def test_mark_all_marks_customers_with_an_email_a_chunk_at_a_time(
     ann, nobody, bob, cid = await add_customers(uow_factory, shop, "a@x.cz", None, "b@x.cz", "c@x")
     [theirs] = await add_customers(uow_factory, other, "d@x.cz")
 
-    async def mark_all(after_id: int) -> tuple[int, int | None]:
+    async def mark_all(after_id: CustomerId) -> tuple[int, CustomerId | None]:
         async with uow_factory() as uow:
             result = await uow.contacts.mark_all(shop, after_id=after_id, limit=2, at=NOW)
             await uow.commit()
         return result
 
-    assert await mark_all(0) == (2, bob)  # the customer without an email is skipped
+    assert await mark_all(CustomerId(0)) == (2, bob)  # the customer without an email is skipped
     assert (await health(uow_factory, shop)).pending == 2
     assert await mark_all(bob) == (1, cid)
     assert await mark_all(cid) == (0, None)
@@ -500,7 +505,7 @@ async def test_recording_a_written_contact_keeps_a_pending_change(
 
 
 async def move(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, email: str
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, customer_id: CustomerId, email: str
 ) -> None:
     """The customer's email changes, and the contact is marked as moved, in one transaction."""
     async with uow_factory() as uow:
@@ -513,15 +518,15 @@ async def move(
 
 
 async def old_addresses(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int
-) -> list[tuple[int, str]]:
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *customer_ids: CustomerId
+) -> list[tuple[CustomerId, str]]:
     async with uow_factory(read_only=True) as uow:
         found = await uow.contacts.old_addresses(merchant_id, list(customer_ids))
     return [(address.customer_id, address.email) for address in found]
 
 
 async def forget(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *customer_ids: CustomerId
 ) -> list[OldAddress]:
     """Read the customers' old addresses, then forget them (as the sync does after clearing)."""
     async with uow_factory(read_only=True) as uow:
@@ -535,7 +540,9 @@ async def forget(
     return found
 
 
-async def written(uow_factory: UnitOfWorkFactory, merchant_id: int, *customer_ids: int) -> None:
+async def written(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *customer_ids: CustomerId
+) -> None:
     """The worker writes the customers' contacts to the list."""
     await mark(uow_factory, merchant_id, *customer_ids)
     await claim(uow_factory, merchant_id, "writer")
@@ -760,7 +767,7 @@ async def test_a_backfill_advances_finishes_and_can_be_restarted(
     await connect(uow_factory, shop)
     await connect(uow_factory, other)
 
-    async def backfill_of(merchant_id: int) -> tuple[int, int, datetime | None]:
+    async def backfill_of(merchant_id: MerchantId) -> tuple[int, int, datetime | None]:
         async with uow_factory(read_only=True) as uow:
             integration = await uow.ecomail.get(merchant_id)
         assert integration is not None and integration.backfill is not None
@@ -768,11 +775,15 @@ async def test_a_backfill_advances_finishes_and_can_be_restarted(
         return b.after_id, b.marked, b.finished_marking_at
 
     async with uow_factory() as uow:
-        await uow.ecomail.advance_backfill(shop, after_id=3_000_000_000, marked=2, finished_at=None)
+        await uow.ecomail.advance_backfill(
+            shop, after_id=CustomerId(3_000_000_000), marked=2, finished_at=None
+        )
         await uow.commit()
     assert await backfill_of(shop) == (3_000_000_000, 2, None)  # ids beyond 32 bits
     async with uow_factory() as uow:
-        await uow.ecomail.advance_backfill(shop, after_id=3_000_000_000, marked=2, finished_at=NOW)
+        await uow.ecomail.advance_backfill(
+            shop, after_id=CustomerId(3_000_000_000), marked=2, finished_at=NOW
+        )
         await uow.commit()
     assert await backfill_of(shop) == (3_000_000_000, 2, NOW)
     async with uow_factory(read_only=True) as uow:
@@ -831,7 +842,10 @@ async def test_a_merchant_never_sees_or_touches_another_merchants_contacts(
         assert await uow.contacts.fail(other, None, token="mine2", error="x", at=NOW) == 0
         assert await uow.contacts.attempts(other, token="mine") == 0
         assert await uow.contacts.retry_failed(other, at=NOW) == 0
-        assert await uow.contacts.mark_all(other, after_id=0, limit=10, at=NOW) == (0, None)
+        assert await uow.contacts.mark_all(other, after_id=CustomerId(0), limit=10, at=NOW) == (
+            0,
+            None,
+        )
         await uow.contacts.record_written(shop, bob, added_at=NOW, at=NOW)
         await uow.contacts.record_written(other, ann, added_at=NOW, at=NOW)  # not theirs
         assert await uow.contacts.added_at(shop, ann) is None

@@ -16,6 +16,7 @@ import pytest
 
 from ellity.adapters.sql import contact_marks
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Expiration
 from ellity.domain.model.merchant import Merchant, MerchantSettings
@@ -42,10 +43,10 @@ def prague(day: date, hour: int = 2) -> datetime:
 class Shop:
     uow: UnitOfWorkFactory
     clock: FakeClock
-    merchant_id: int
+    merchant_id: MerchantId
     slug: str
 
-    async def customer(self, email: str | None, n: int) -> int:
+    async def customer(self, email: str | None, n: int) -> CustomerId:
         async with self.uow() as uow:
             customer = await uow.customers.add(
                 Customer(
@@ -61,7 +62,7 @@ class Shop:
         assert customer.id is not None
         return customer.id
 
-    async def earn(self, customer_id: int, points: str, *, at: datetime = T0) -> None:
+    async def earn(self, customer_id: CustomerId, points: str, *, at: datetime = T0) -> None:
         self.clock.set(at)
         await earn_points(
             self.merchant_id,
@@ -126,7 +127,11 @@ async def schedules(shop: Shop) -> list[NightlySchedule]:
 
 
 async def expire(
-    shop: Shop, *, at: datetime, after_id: int = 0, up_to_id: int | None = None
+    shop: Shop,
+    *,
+    at: datetime,
+    after_id: CustomerId = BEFORE_FIRST_CUSTOMER,
+    up_to_id: CustomerId | None = None,
 ) -> int:
     async with shop.uow() as uow:
         count = await uow.ledgers.expire_due(
@@ -140,7 +145,7 @@ async def expire(
     return count
 
 
-async def balances(shop: Shop, *customer_ids: int) -> list[Points]:
+async def balances(shop: Shop, *customer_ids: CustomerId) -> list[Points]:
     """The stored balances (read as of the day the points were earned)."""
     async with shop.uow(read_only=True) as uow:
         rows = await uow.ledgers.loyalty(shop.merchant_id, list(customer_ids), today=T0.date())
@@ -177,7 +182,7 @@ async def test_the_chunk_end_counts_the_merchants_customers_in_id_order(
     async with uow_factory(read_only=True) as uow:
         ends = [
             await uow.customers.chunk_end(shop.merchant_id, after_id=after, size=2)
-            for after in (0, ids[1], ids[3], ids[4])
+            for after in (CustomerId(0), ids[1], ids[3], ids[4])
         ]
     assert ends == [ids[1], ids[3], ids[4], None]
 
@@ -243,7 +248,7 @@ async def test_what_follows_a_chunk_leaves_out_other_runs_and_other_ranges(
     await expire(shop, at=second)  # bob: both lots by now
     async with uow_factory() as uow:
         assert await uow.outbox.add_for_expired(
-            ExpiredChunk(shop.merchant_id, at=second, after_id=0, up_to_id=ann),
+            ExpiredChunk(shop.merchant_id, at=second, after_id=CustomerId(0), up_to_id=ann),
             Topic.ECOMAIL_EVENT.value,
         ) == 0  # fmt: skip
         assert await uow.outbox.add_for_expired(
@@ -287,15 +292,18 @@ async def test_outbox_items_added_together_are_each_delivered_on_their_own(
 # -- pre-expiry notices ----------------------------------------------------------------------
 
 
+AFTER_EVERY_CUSTOMER = CustomerId(10**9)
+
+
 async def notices(
-    shop: Shop, *, first: date, last: date, up_to_id: int = 10**9
+    shop: Shop, *, first: date, last: date, up_to_id: CustomerId = AFTER_EVERY_CUSTOMER
 ) -> list[ExpiryNotice]:
     async with shop.uow() as uow:
         noted = await uow.ledgers.record_expiry_notices(
             shop.merchant_id,
             first_day=first,
             last_day=last,
-            after_id=0,
+            after_id=CustomerId(0),
             up_to_id=up_to_id,
             at=prague(first),
         )
@@ -434,7 +442,7 @@ async def test_a_claim_whose_worker_died_runs_out_and_the_night_can_be_claimed_a
 # -- the cron's jobs: cancelled, failed or killed runs are run again -------------------------
 
 
-async def tick(shop: Shop, at: datetime) -> list[tuple[int, date]]:
+async def tick(shop: Shop, at: datetime) -> list[tuple[MerchantId, date]]:
     """The cron at ``at``: the nightly jobs it queues."""
     shop.clock.set(at)
     queue = FakeJobQueue()
@@ -443,7 +451,7 @@ async def tick(shop: Shop, at: datetime) -> list[tuple[int, date]]:
 
 
 async def run_job(
-    shop: Shop, job: tuple[int, date], *, uow_factory: UnitOfWorkFactory | None = None
+    shop: Shop, job: tuple[MerchantId, date], *, uow_factory: UnitOfWorkFactory | None = None
 ) -> nightly.NightlyResult | None:
     merchant_id, day = job
     return await nightly.run_claimed_nightly(

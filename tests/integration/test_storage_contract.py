@@ -9,6 +9,7 @@ import pytest
 
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import parse_customer_query
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
@@ -22,7 +23,7 @@ def settings(**changes: object) -> MerchantSettings:
     return MerchantSettings(**{**base, **changes})  # type: ignore[arg-type]
 
 
-async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> int:
+async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> MerchantId:
     async with uow_factory() as uow:
         merchant = await uow.merchants.add(Merchant(slug=slug, settings=settings()), at=T0)
         await uow.commit()
@@ -30,15 +31,15 @@ async def add_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
     return merchant.id
 
 
-def new_customer(merchant_id: int, code: str, **fields: Any) -> Customer:
+def new_customer(merchant_id: MerchantId, code: str, **fields: Any) -> Customer:
     return Customer(
         merchant_id=merchant_id, referral_code=code, created_at=T0, updated_at=T0, **fields
     )
 
 
 async def add_customer(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, code: str, **fields: object
-) -> int:
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, code: str, **fields: object
+) -> CustomerId:
     async with uow_factory() as uow:
         customer = await uow.customers.add(new_customer(merchant_id, code, **fields))
         await uow.commit()
@@ -158,7 +159,12 @@ async def test_another_merchants_customer_is_never_returned(uow_factory: UnitOfW
         assert await uow.customers.find_by_shop_customer_id(other_id, "1") is None
         assert await uow.customers.find_by_referral_code(other_id, "AAAAAAAA") is None
         assert await uow.ledgers.loyalty(other_id, [customer_id], today=T0.date()) == []
-        assert await uow.views.loyalty_page(other_id, after_id=0, limit=10, today=T0.date()) == []
+        assert (
+            await uow.views.loyalty_page(
+                other_id, after_id=CustomerId(0), limit=10, today=T0.date()
+            )
+            == []
+        )
         assert await uow.ledgers.entries(other_id, customer_id, limit=10) == []
 
 
@@ -193,7 +199,7 @@ async def test_leaving_without_commit_stores_nothing(uow_factory: UnitOfWorkFact
 
 
 async def _ledger_session(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int, change: object
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, customer_id: CustomerId, change: object
 ) -> Ledger:
     policy = settings().expiry_policy
     async with uow_factory() as uow:
@@ -273,11 +279,15 @@ async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory)
     ids = [await add_customer(uow_factory, merchant_id, f"AAAAAAA{n}") for n in range(2, 7)]
     async with uow_factory(read_only=True) as uow:
         day = T0.date()
-        first = await uow.views.loyalty_page(merchant_id, after_id=0, limit=3, today=day)
+        first = await uow.views.loyalty_page(
+            merchant_id, after_id=CustomerId(0), limit=3, today=day
+        )
         rest = await uow.views.loyalty_page(
             merchant_id, after_id=first[-1].customer_id, limit=3, today=day
         )
-        chosen = await uow.ledgers.loyalty(merchant_id, [ids[3], ids[0], 10**9], today=day)
+        chosen = await uow.ledgers.loyalty(
+            merchant_id, [ids[3], ids[0], CustomerId(10**9)], today=day
+        )
     assert [row.customer_id for row in first + rest] == ids
     assert [row.customer_id for row in chosen] == [ids[0], ids[3]]
     assert first[0].summary.balance == Points(0) and first[0].summary.next_expiration is None
@@ -300,7 +310,7 @@ async def test_expire_due_empties_past_lots_like_the_ledger_does(
         "nothing due": [(T0, 700)],
         "all due": [(T0 - timedelta(days=500), 1234)],
     }
-    customers: dict[str, int] = {}
+    customers: dict[str, CustomerId] = {}
     references: dict[str, Ledger] = {}
     for n, (name, lots) in enumerate(plans.items()):
         customer_id = await add_customer(uow_factory, merchant_id, f"CCCCCCC{n + 2}")
@@ -439,7 +449,9 @@ async def test_summaries_are_read_as_of_a_day_leaving_out_lots_past_their_last_v
     async def read(day: date) -> dict[int, tuple[str, Expiration | None]]:
         async with uow_factory(read_only=True) as uow:
             chosen = await uow.ledgers.loyalty(merchant_id, [both, gone, kept], today=day)
-            paged = await uow.views.loyalty_page(merchant_id, after_id=0, limit=10, today=day)
+            paged = await uow.views.loyalty_page(
+                merchant_id, after_id=CustomerId(0), limit=10, today=day
+            )
             found = await uow.views.search_customers(
                 merchant_id, parse_customer_query(""), after_id=None, limit=10, today=day
             )
