@@ -23,6 +23,7 @@ from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services.api_tokens import create_api_token
@@ -94,7 +95,7 @@ async def running(app: Litestar) -> AsyncIterator[None]:
 class Shop:
     """A merchant as its e-shop sees it: its id and an API token."""
 
-    id: int
+    id: MerchantId
     token: str
 
     @property

@@ -17,6 +17,7 @@ from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.services.customers import CustomerInput, contact_snapshots, upsert_customer
 from ellity.domain.services.merchants import create_merchant
@@ -55,7 +56,7 @@ def ellity(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Complet
     )
 
 
-async def shop_with_customers(workdir: Path, count: int) -> list[int]:
+async def shop_with_customers(workdir: Path, count: int) -> list[CustomerId]:
     url = f"sqlite+aiosqlite:///{workdir / 'ellity.db'}"
     await asyncio.to_thread(migrate.upgrade, url)
     database = create_database(url)
@@ -82,11 +83,11 @@ async def shop_with_customers(workdir: Path, count: int) -> list[int]:
         await database.dispose()
 
 
-async def stored_fields(workdir: Path, ids: list[int]) -> dict[str, dict[str, object]]:
+async def stored_fields(workdir: Path, ids: list[CustomerId]) -> dict[str, dict[str, object]]:
     database = create_database(f"sqlite+aiosqlite:///{workdir / 'ellity.db'}")
     try:
         snapshots = await contact_snapshots(
-            1, ids, uow=SqlUnitOfWorkFactory(database)(), clock=SystemClock()
+            MerchantId(1), ids, uow=SqlUnitOfWorkFactory(database)(), clock=SystemClock()
         )
     finally:
         await database.dispose()

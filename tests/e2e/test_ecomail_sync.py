@@ -23,6 +23,7 @@ from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.services import contact_backfill, contact_sync, integration, nightly
 from ellity.domain.services.customers import (
@@ -71,7 +72,7 @@ class World:
                     break
         return total
 
-    async def connect(self, merchant_id: int, key: str, list_id: int) -> None:
+    async def connect(self, merchant_id: MerchantId, key: str, list_id: int) -> None:
         common = {
             "uow_factory": self.deps.uow,
             "platforms": self.deps.marketing,
@@ -99,7 +100,9 @@ async def world(
             await platforms.aclose()
 
 
-async def add_customer(world: World, merchant_id: int, email: str | None, **kw: object) -> int:
+async def add_customer(
+    world: World, merchant_id: MerchantId, email: str | None, **kw: object
+) -> CustomerId:
     result = await upsert_customer(
         merchant_id,
         CustomerInput(email=email, shop_customer_id=None if email else f"shop-{id(kw)}", **kw),  # type: ignore[arg-type]
@@ -113,7 +116,7 @@ async def add_customer(world: World, merchant_id: int, email: str | None, **kw: 
 
 
 async def expected_fields(
-    world: World, merchant_id: int, ids: list[int]
+    world: World, merchant_id: MerchantId, ids: list[CustomerId]
 ) -> dict[str, dict[str, Any]]:
     snapshots = await contact_snapshots(
         merchant_id, ids, uow=world.deps.uow(read_only=True), clock=world.clock

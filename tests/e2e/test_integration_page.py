@@ -23,6 +23,7 @@ from litestar import Litestar
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.contact import FIELD_TYPES
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.services import customers, merchants, programme_settings
@@ -52,7 +53,7 @@ LIST_GONE = "The list no longer exists in Ecomail: refresh the lists and choose 
 
 @dataclass(frozen=True)
 class Shop:
-    id: int
+    id: MerchantId
     admin: str
 
 

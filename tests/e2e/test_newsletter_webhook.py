@@ -32,6 +32,7 @@ from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import integration, merchants, newsletter_intake
@@ -88,7 +89,7 @@ class World:
     emu: Emulator
     newsletter_list: MailingList
     app_url: str
-    merchant_id: int
+    merchant_id: MerchantId
     webhook: str = ""
 
     @property

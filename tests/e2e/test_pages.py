@@ -29,6 +29,7 @@ from litestar import Litestar
 
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import api_tokens, customers, merchants, nightly, points
@@ -50,10 +51,10 @@ SESSION = "ellity_session"
 class Shop:
     """A merchant with one customer who holds points, and an API token."""
 
-    id: int
+    id: MerchantId
     admin: str
     name: str
-    customer_id: int
+    customer_id: CustomerId
     customer_email: str
     customer_last_name: str
     referral_code: str
@@ -900,18 +901,18 @@ async def test_expired_points_are_gone_from_every_answer_before_the_nightly_run(
         assert body["last_change"] == {"date": "2025-03-11", "points": "-100.00"}
 
 
-async def _api_token(site: Site, merchant_id: int) -> tuple[str, int]:
+async def _api_token(site: Site, merchant_id: MerchantId) -> tuple[str, int]:
     token, secret = await api_tokens.create_api_token(
         merchant_id, "expiry", uow=site.deps.uow(), clock=site.clock, rng=site.deps.rng
     )
     return secret, token.id
 
 
-async def add_customer_via_api(site: Site, auth: dict[str, str], email: str) -> int:
+async def add_customer_via_api(site: Site, auth: dict[str, str], email: str) -> CustomerId:
     async with site.browser() as api:
         made = await api.post("/api/v1/customers", json={"email": email}, headers=auth)
         assert made.status_code == 201, made.text
-        return int(made.json()["id"])
+        return CustomerId(int(made.json()["id"]))
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services.customers import CustomerInput, upsert_customer
@@ -113,7 +114,7 @@ class Deployment:
                         sender="body@anna.cz",
                         security="none",
                     )
-                    await unit.merchants.update_smtp(merchant.id or 0, smtp)
+                    await unit.merchants.update_smtp(merchant.id or MerchantId(0), smtp)
                     await unit.commit()
             # PostgreSQL flushes concurrent commits together; SQLite has one writer at a time
             gate = asyncio.Semaphore(8 if self.database_url.startswith("postgresql") else 1)
@@ -129,14 +130,14 @@ class Deployment:
                     )
                     await earn_points(
                         merchant_id,
-                        created.view.customer.id or 0,
+                        created.view.customer.id or CustomerId(0),
                         Points.parse("10"),
                         order_ref=f"o-{n}",
                         uow=uow(),
                         clock=clock,
                     )
 
-            merchant_id = merchant.id or 0
+            merchant_id = merchant.id or MerchantId(0)
             await asyncio.gather(*(customer_earns(n) for n in range(first, first + customers)))
         finally:
             await database.dispose()

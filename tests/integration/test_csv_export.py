@@ -15,6 +15,7 @@ from ellity.adapters.sql.export_rows import SqlCustomerRowSource
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.contact import FIELD_NAMES
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, export, merchants, points
@@ -90,7 +91,7 @@ def test_a_row_with_the_wrong_number_of_cells_is_refused() -> None:
 # -- the whole export on SQLite and PostgreSQL --------------------------------------------
 
 
-async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str) -> int:
+async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str) -> MerchantId:
     merchant = await merchants.create_merchant(
         slug=slug,
         settings=MerchantSettings(name=slug, shop_url=f"https://{slug}.example.cz"),
@@ -104,7 +105,9 @@ async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str) -> int:
     return merchant.id
 
 
-async def add_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, **fields: object) -> int:
+async def add_customer(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, **fields: object
+) -> CustomerId:
     created = await customers.upsert_customer(
         merchant_id,
         customers.CustomerInput(**fields),  # type: ignore[arg-type]
@@ -116,7 +119,9 @@ async def add_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, **field
     return created.view.customer.id
 
 
-async def export_csv(uow_factory: SqlUnitOfWorkFactory, merchant_id: int, **options: Any) -> bytes:
+async def export_csv(
+    uow_factory: SqlUnitOfWorkFactory, merchant_id: MerchantId, **options: Any
+) -> bytes:
     """The whole file, its rows written by the database as in production."""
     rows = SqlCustomerRowSource(uow_factory.database)
     chunks = [
@@ -241,4 +246,4 @@ async def test_customers_are_counted_per_merchant_on_every_backend(
     async with uow_factory(read_only=True) as uow:
         assert await uow.customers.count(alpha) == 3
         assert await uow.customers.count(beta) == 1
-        assert await uow.customers.count(404) == 0
+        assert await uow.customers.count(MerchantId(404)) == 0

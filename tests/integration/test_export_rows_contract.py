@@ -25,6 +25,7 @@ from ellity.adapters.sql.tables.customers import customers as customers_table
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.contact import CustomerLoyalty, ProgrammeLook, contact_snapshot
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, export, merchants, points
@@ -74,7 +75,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 async def make_merchant(
     uow: UnitOfWorkFactory, slug: str, *, locale: str = "cs", validity_months: int = 12
-) -> int:
+) -> MerchantId:
     merchant = await merchants.create_merchant(
         slug=slug,
         settings=MerchantSettings(
@@ -93,7 +94,7 @@ async def make_merchant(
     return merchant.id
 
 
-async def add(uow: UnitOfWorkFactory, merchant_id: int, n: int, **fields: Any) -> int:
+async def add(uow: UnitOfWorkFactory, merchant_id: MerchantId, n: int, **fields: Any) -> CustomerId:
     fields.setdefault("shop_customer_id", f"shop-{n}")
     made = await customers.upsert_customer(
         merchant_id, customers.CustomerInput(**fields), uow=uow(), clock=CLOCK, rng=RNG
@@ -117,7 +118,9 @@ NAMES = [
 ]
 
 
-async def seed_through_services(uow: UnitOfWorkFactory, shop: int, forever: int) -> None:
+async def seed_through_services(
+    uow: UnitOfWorkFactory, shop: MerchantId, forever: MerchantId
+) -> None:
     """Customers of both merchants as the services make them, with every kind of balance."""
     ids = []
     for n, (first, last) in enumerate(NAMES):
@@ -180,7 +183,7 @@ RAW_ROWS: list[dict[str, Any]] = [
 ]
 
 
-async def seed_raw(database: Database, uow: UnitOfWorkFactory, shop: int) -> None:
+async def seed_raw(database: Database, uow: UnitOfWorkFactory, shop: MerchantId) -> None:
     """Customers made by the services, then rewritten the way only raw SQL can."""
     for n, values in enumerate(RAW_ROWS):
         customer_id = await add(uow, shop, 1000 + n, email=f"raw{n}@shop.example.cz")
@@ -193,7 +196,7 @@ async def seed_raw(database: Database, uow: UnitOfWorkFactory, shop: int) -> Non
             )
 
 
-async def seeded(backend: Backend) -> tuple[int, int]:
+async def seeded(backend: Backend) -> tuple[MerchantId, MerchantId]:
     shop = await make_merchant(backend.uow, "shop")
     forever = await make_merchant(backend.uow, "forever", locale="en", validity_months=0)
     await seed_through_services(backend.uow, shop, forever)
@@ -206,11 +209,11 @@ async def seeded(backend: Backend) -> tuple[int, int]:
 
 
 async def all_loyalty(
-    uow: UnitOfWorkFactory, merchant_id: int, today: date = TODAY
+    uow: UnitOfWorkFactory, merchant_id: MerchantId, today: date = TODAY
 ) -> list[CustomerLoyalty]:
     found: list[CustomerLoyalty] = []
     while True:
-        after_id = found[-1].customer_id if found else 0
+        after_id = found[-1].customer_id if found else BEFORE_FIRST_CUSTOMER
         async with uow(read_only=True) as unit:
             page = await unit.views.loyalty_page(
                 merchant_id, after_id=after_id, limit=7, today=today
@@ -221,7 +224,7 @@ async def all_loyalty(
 
 
 async def python_bytes(
-    uow: UnitOfWorkFactory, merchant_id: int, look: ProgrammeLook, today: date = TODAY
+    uow: UnitOfWorkFactory, merchant_id: MerchantId, look: ProgrammeLook, today: date = TODAY
 ) -> bytes:
     """The definition: each customer's contact snapshot, encoded by ``CsvTableEncoder``."""
     rows = [
@@ -233,7 +236,7 @@ async def python_bytes(
 
 async def pages_of(
     rows: CustomerRowSource,
-    merchant_id: int,
+    merchant_id: MerchantId,
     look: ProgrammeLook,
     *,
     batch_size: int = 1000,

@@ -15,6 +15,7 @@ from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.expiry_run import expired_in, expiry_change
 from ellity.adapters.sql.tables.customers import customers
+from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.ports.storage import ExpiredChunk
 
 
@@ -47,7 +48,12 @@ async def test_the_expiry_probes_read_only_the_partial_index_of_expiry_entries(
     """The nightly's per-customer tests ("did this run expire points of the customer", "how
     many") are one probe each of the expiry entries' index by customer and instant: none of
     the customer's other entries is read."""
-    chunk = ExpiredChunk(1, at=datetime(2026, 11, 27, tzinfo=UTC), after_id=0, up_to_id=100)
+    chunk = ExpiredChunk(
+        MerchantId(1),
+        at=datetime(2026, 11, 27, tzinfo=UTC),
+        after_id=BEFORE_FIRST_CUSTOMER,
+        up_to_id=CustomerId(100),
+    )
 
     def explain(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> Any:
         return f"EXPLAIN QUERY PLAN {statement}", parameters

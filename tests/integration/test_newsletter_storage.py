@@ -11,6 +11,7 @@ import pytest
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -35,7 +36,7 @@ def note(email: str = "ann@example.cz", change: SubscriptionChange = SUB) -> Not
     return Notification(email=email, change=change, list_id="7", campaign_id=None)
 
 
-async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> int:
+async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> MerchantId:
     async with uow_factory() as uow:
         merchant = await uow.merchants.add(
             Merchant(slug=slug, settings=MerchantSettings(name=slug)), at=NOW
@@ -45,7 +46,9 @@ async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
     return merchant.id
 
 
-async def new_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, email: str) -> int:
+async def new_customer(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, email: str
+) -> CustomerId:
     async with uow_factory() as uow:
         customer = await uow.customers.add(
             Customer(
@@ -62,7 +65,7 @@ async def new_customer(uow_factory: UnitOfWorkFactory, merchant_id: int, email: 
 
 
 async def set_token(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, digest: str, *, replace: bool = False
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, digest: str, *, replace: bool = False
 ) -> bool:
     async with uow_factory() as uow:
         stored = await uow.newsletter.set_webhook_token(
@@ -108,7 +111,7 @@ async def settle(
 
 
 @pytest.fixture
-async def shop(uow_factory: UnitOfWorkFactory) -> int:
+async def shop(uow_factory: UnitOfWorkFactory) -> MerchantId:
     merchant_id = await new_merchant(uow_factory)
     await set_token(uow_factory, merchant_id, DIGEST_A)
     return merchant_id
@@ -118,7 +121,7 @@ async def shop(uow_factory: UnitOfWorkFactory) -> int:
 
 
 async def test_a_merchant_gets_one_token_and_a_replaced_one_stops_working(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     assert not await set_token(uow_factory, shop, DIGEST_B)  # has one: kept
     async with uow_factory(read_only=True) as uow:
@@ -142,7 +145,9 @@ async def test_concurrent_first_tokens_leave_one(uow_factory: UnitOfWorkFactory)
         assert await uow.newsletter.webhook_merchant(winner) == shop
 
 
-async def test_no_two_merchants_share_a_token(uow_factory: UnitOfWorkFactory, shop: int) -> None:
+async def test_no_two_merchants_share_a_token(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
     other = await new_merchant(uow_factory, "other")
     with pytest.raises(UniqueViolation):
         await set_token(uow_factory, other, DIGEST_A)
@@ -152,7 +157,7 @@ async def test_no_two_merchants_share_a_token(uow_factory: UnitOfWorkFactory, sh
 
 
 async def test_a_notification_is_stored_only_for_a_known_token(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     assert await receive(uow_factory, DIGEST_B, note()) == [None]
     campaign = Notification("Žofie@Example.cz", SubscriptionChange.UNSUBSCRIBED, "7", 2**62)
@@ -168,7 +173,7 @@ async def test_a_notification_is_stored_only_for_a_known_token(
 
 
 async def test_a_rolled_back_notification_is_not_there(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     async with uow_factory() as uow:
         await uow.newsletter.receive(DIGEST_A, note(), at=NOW)
@@ -176,7 +181,7 @@ async def test_a_rolled_back_notification_is_not_there(
 
 
 async def test_each_merchant_sees_only_its_own_notifications(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     other = await new_merchant(uow_factory, "other")
     await set_token(uow_factory, other, DIGEST_B)
@@ -193,7 +198,7 @@ async def test_each_merchant_sees_only_its_own_notifications(
 
 
 async def test_notifications_are_claimed_oldest_first_when_available(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     [late] = await receive(uow_factory, DIGEST_A, note("late@example.cz"), at=NOW + SECOND)
     [early] = await receive(uow_factory, DIGEST_A, note("early@example.cz"))
@@ -206,7 +211,7 @@ async def test_notifications_are_claimed_oldest_first_when_available(
 
 
 async def test_concurrent_claimers_never_get_the_same_notification(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     ids = await receive(uow_factory, DIGEST_A, *(note(f"n{n}@example.cz") for n in range(30)))
 
@@ -223,7 +228,7 @@ async def test_concurrent_claimers_never_get_the_same_notification(
 
 
 async def test_a_live_claim_is_respected_and_an_expired_one_is_taken_over(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     [notification_id] = await receive(uow_factory, DIGEST_A, note())
     await claim(uow_factory, "dies")
@@ -236,7 +241,7 @@ async def test_a_live_claim_is_respected_and_an_expired_one_is_taken_over(
 
 
 async def test_a_settled_notification_keeps_its_outcome_and_is_not_claimed_again(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     customer = await new_customer(uow_factory, shop, "ann@example.cz")
     [notification_id] = await receive(uow_factory, DIGEST_A, note())
@@ -269,7 +274,7 @@ async def test_a_settled_notification_keeps_its_outcome_and_is_not_claimed_again
 
 @pytest.mark.parametrize("count_attempt", [True, False])
 async def test_a_deferred_notification_waits_with_its_reason(
-    uow_factory: UnitOfWorkFactory, shop: int, count_attempt: bool
+    uow_factory: UnitOfWorkFactory, shop: MerchantId, count_attempt: bool
 ) -> None:
     [notification_id] = await receive(uow_factory, DIGEST_A, note())
     assert notification_id is not None
@@ -300,7 +305,7 @@ async def test_a_deferred_notification_waits_with_its_reason(
 
 
 async def test_the_next_due_notification_counts_live_claims(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     async with uow_factory(read_only=True) as uow:
         assert await uow.newsletter.next_due() is None
@@ -313,7 +318,7 @@ async def test_the_next_due_notification_counts_live_claims(
 
 
 async def test_old_processed_notifications_can_be_purged(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     ids = await receive(uow_factory, DIGEST_A, note("a@example.cz"), note("b@example.cz"))
     await claim(uow_factory, "w")
@@ -331,7 +336,7 @@ async def test_old_processed_notifications_can_be_purged(
 
 
 async def test_a_customers_reward_hold_is_kept_and_changed(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     ann = await new_customer(uow_factory, shop, "ann@example.cz")
     async with uow_factory() as uow:
@@ -352,7 +357,7 @@ async def test_a_customers_reward_hold_is_kept_and_changed(
 
 
 async def test_another_merchants_customer_has_no_hold_to_read_or_write(
-    uow_factory: UnitOfWorkFactory, shop: int
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
 ) -> None:
     other = await new_merchant(uow_factory, "other")
     ann = await new_customer(uow_factory, shop, "ann@example.cz")

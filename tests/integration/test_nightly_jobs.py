@@ -19,6 +19,7 @@ from arq.worker import Worker
 
 from ellity.adapters.arq_queue import NIGHTLY_JOB, ArqJobQueue, redis_settings
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import nightly
@@ -56,7 +57,7 @@ async def redis() -> AsyncIterator[ArqRedis]:
     await pool.aclose(close_connection_pool=True)
 
 
-async def open_shop(uow_factory: UnitOfWorkFactory, slug: str) -> tuple[int, int]:
+async def open_shop(uow_factory: UnitOfWorkFactory, slug: str) -> tuple[MerchantId, CustomerId]:
     """A merchant with one customer holding 10 points that expired at the end of 10 March
     2025; the merchant's id and the customer's."""
     async with uow_factory() as uow:
@@ -86,7 +87,9 @@ async def open_shop(uow_factory: UnitOfWorkFactory, slug: str) -> tuple[int, int
     return merchant.id, customer.id
 
 
-async def balance(uow_factory: UnitOfWorkFactory, merchant_id: int, customer_id: int) -> Points:
+async def balance(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, customer_id: CustomerId
+) -> Points:
     """The balance as stored: read on the day the points were earned, before any expiry."""
     async with uow_factory(read_only=True) as uow:
         [row] = await uow.ledgers.loyalty(merchant_id, [customer_id], today=T0.date())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.outbox import OutboxItem, Payload, RetryPolicy
 from ellity.ports.storage import UnitOfWorkFactory
@@ -16,7 +17,7 @@ NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
 
 
-async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> int:
+async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> MerchantId:
     async with uow_factory() as uow:
         merchant = await uow.merchants.add(
             Merchant(slug=slug, settings=MerchantSettings(name=slug)), at=NOW
@@ -28,7 +29,7 @@ async def new_merchant(uow_factory: UnitOfWorkFactory, slug: str = "shop") -> in
 
 async def add(
     uow_factory: UnitOfWorkFactory,
-    merchant_id: int,
+    merchant_id: MerchantId,
     count: int = 1,
     *,
     at: datetime = NOW,
@@ -202,7 +203,7 @@ async def test_retrying_failed_items_touches_only_that_merchants_items(
     for item in await claim(uow_factory, "w"):
         await settle(uow_factory, "mark_failed", item.id, "w", error="550", retry_at=None, at=NOW)
 
-    async def retry(merchant_id: int, item_id: int | None) -> int:
+    async def retry(merchant_id: MerchantId, item_id: int | None) -> int:
         async with uow_factory() as uow:
             count = await uow.outbox.retry_failed(merchant_id, item_id, at=NOW + LEASE)
             await uow.commit()

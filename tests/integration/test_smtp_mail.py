@@ -29,6 +29,7 @@ from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.bootstrap import build_deps
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings, SmtpSecurity, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.outbox import DeliveryHealth
@@ -47,7 +48,7 @@ BOX = FernetSecretBox("integration-test-secret-key")
 
 @dataclass
 class Shop:
-    merchant_id: int
+    merchant_id: MerchantId
     uow: SqlUnitOfWorkFactory
     clock: FakeClock
     mailer: Mailer
@@ -63,7 +64,7 @@ class Shop:
             delivery_timeout=5,
         )
 
-    async def customer(self, email: str, *, registered: bool = True) -> int:
+    async def customer(self, email: str, *, registered: bool = True) -> CustomerId:
         data = CustomerInput(email=email, first_name="Anna", registered=registered)
         result = await upsert_customer(
             self.merchant_id, data, uow=self.uow(), clock=self.clock, rng=FakeRandom(7)
@@ -72,7 +73,7 @@ class Shop:
         assert customer_id is not None
         return customer_id
 
-    async def earn(self, customer_id: int, points: str, order_ref: str) -> None:
+    async def earn(self, customer_id: CustomerId, points: str, order_ref: str) -> None:
         await earn_points(
             self.merchant_id,
             customer_id,

@@ -8,6 +8,7 @@ import pytest
 
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.errors import CustomerNotFound
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, merchants, points
@@ -17,7 +18,7 @@ from tests.fakes import FakePasswordHasher
 CLOCK, RNG = SystemClock(), SecretsRandom()
 
 
-async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str) -> int:
+async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str) -> MerchantId:
     merchant = await merchants.create_merchant(
         slug=slug,
         settings=MerchantSettings(name=slug, shop_url=f"https://{slug}.example.cz"),

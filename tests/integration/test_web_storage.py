@@ -14,6 +14,7 @@ from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
 from ellity.domain.model.activity import DayTotals, ExpiryTotal, day_periods
 from ellity.domain.model.customer_query import parse_customer_query
+from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, merchants, points
@@ -32,7 +33,9 @@ NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
 
 
-async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str, **settings: object) -> int:
+async def make_merchant(
+    uow_factory: UnitOfWorkFactory, slug: str, **settings: object
+) -> MerchantId:
     merchant = await merchants.create_merchant(
         slug=slug,
         settings=MerchantSettings(name=slug.title(), **settings),  # type: ignore[arg-type]
@@ -47,8 +50,12 @@ async def make_merchant(uow_factory: UnitOfWorkFactory, slug: str, **settings: o
 
 
 async def add(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, email: str | None, first: str, last: str
-) -> int:
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    email: str | None,
+    first: str,
+    last: str,
+) -> CustomerId:
     result = await customers.upsert_customer(
         merchant_id,
         customers.CustomerInput(
@@ -63,7 +70,10 @@ async def add(
 
 
 async def found(
-    uow_factory: UnitOfWorkFactory, merchant_id: int, text: str, after: int | None = None
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    text: str,
+    after: CustomerId | None = None,
 ) -> list[int]:
     async with uow_factory(read_only=True) as uow:
         rows = await uow.views.search_customers(
@@ -72,11 +82,13 @@ async def found(
     return [row.customer_id for row in rows]
 
 
-async def all_pages(uow_factory: UnitOfWorkFactory, merchant_id: int, text: str) -> list[int]:
+async def all_pages(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, text: str
+) -> list[int]:
     """Page through with pages of 2, each from the previous page's last id."""
     query = parse_customer_query(text)
     seen: list[int] = []
-    after: int | None = None
+    after: CustomerId | None = None
     while True:
         async with uow_factory(read_only=True) as uow:
             page = await uow.views.search_customers(
@@ -223,7 +235,7 @@ async def test_staff_are_found_by_email_case_insensitively_and_by_id(
         assert admin.password_hash == "fake-hash:a long password"
         assert await uow.staff.get(admin.id) == admin
         assert await uow.staff.find_by_email("nobody@shop.example.cz") is None
-        assert await uow.staff.get(admin.id + 100) is None
+        assert await uow.staff.get(StaffId(admin.id + 100)) is None
 
 
 async def test_the_first_merchant_is_stored_only_while_there_is_none(

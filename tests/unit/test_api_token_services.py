@@ -12,6 +12,7 @@ from ellity.domain.model.errors import (
     InvalidInput,
     MerchantNotFound,
 )
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.services.api_tokens import (
     authenticate_api_token,
@@ -88,7 +89,7 @@ async def test_a_token_for_an_unknown_merchant_is_refused(
     uow_factory: UnitOfWorkFactory, store: InMemoryStore, clock: FakeClock, rng: FakeRandom
 ) -> None:
     with pytest.raises(MerchantNotFound):
-        await create_api_token(404, "e-shop", uow=uow_factory(), clock=clock, rng=rng)
+        await create_api_token(MerchantId(404), "e-shop", uow=uow_factory(), clock=clock, rng=rng)
     assert store.state.api_tokens == {}
 
 

@@ -14,6 +14,7 @@ from ellity.domain.model.contact import (
     cleared_fields,
     contact_snapshot,
 )
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
 from ellity.domain.model.money import Points
 
@@ -36,7 +37,7 @@ def loyalty(
     *, registered: bool = False, pin: str | None = "004217", summary: LedgerSummary = HOLDING
 ) -> CustomerLoyalty:
     return CustomerLoyalty(
-        customer_id=7,
+        customer_id=CustomerId(7),
         email="ann@example.cz",
         first_name="Anna",
         last_name="Nováková",

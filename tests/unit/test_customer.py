@@ -14,6 +14,7 @@ from ellity.domain.model.customer import (
     email_key,
 )
 from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
+from ellity.domain.model.ids import MerchantId
 from tests.fakes import FakeRandom
 
 CREATED = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -22,7 +23,11 @@ LATER = CREATED + timedelta(days=1)
 
 def anonymous(pin: str = "123456") -> Customer:
     return Customer(
-        merchant_id=1, referral_code="ABCD2345", created_at=CREATED, updated_at=CREATED, pin=pin
+        merchant_id=MerchantId(1),
+        referral_code="ABCD2345",
+        created_at=CREATED,
+        updated_at=CREATED,
+        pin=pin,
     )
 
 

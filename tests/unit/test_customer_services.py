@@ -13,6 +13,7 @@ from ellity.domain.model.errors import (
     InvalidInput,
     RegisteredCustomerHasNoPin,
 )
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.model.referral import ALPHABET
@@ -270,7 +271,7 @@ async def test_an_unknown_customer_is_not_found(
     clock: FakeClock, merchant: Merchant, uow_factory: UnitOfWorkFactory
 ) -> None:
     with pytest.raises(CustomerNotFound):
-        await get_customer(merchant.id, 999, uow=uow_factory(), clock=clock)
+        await get_customer(merchant.id, CustomerId(999), uow=uow_factory(), clock=clock)
 
 
 async def test_a_customer_created_with_a_referral_code_records_the_referrer(
@@ -405,7 +406,7 @@ async def test_contact_snapshots_of_many_customers_leave_out_unknown_ids(
     )
 
     snapshots = await contact_snapshots(
-        merchant.id, [bob.id, 404, ann.id], uow=uow_factory(), clock=clock
+        merchant.id, [bob.id, CustomerId(404), ann.id], uow=uow_factory(), clock=clock
     )
 
     by_id = {s.customer_id: s for s in snapshots}
@@ -428,7 +429,7 @@ async def test_a_snapshot_of_an_unknown_customer_is_not_found(
     uow_factory: UnitOfWorkFactory,
 ) -> None:
     with pytest.raises(CustomerNotFound):
-        await contact_snapshot(merchant.id, 404, uow=uow_factory(), clock=clock)
+        await contact_snapshot(merchant.id, CustomerId(404), uow=uow_factory(), clock=clock)
 
 
 async def test_all_snapshots_come_in_batches_in_id_order(

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.merchant import Merchant, SmtpSettings
 from ellity.domain.model.money import Points
 from ellity.domain.model.outbox import RetryPolicy
@@ -99,7 +100,7 @@ async def anna(store: InMemoryStore, merchant: Merchant) -> Merchant:
 
 
 async def earn(
-    store: InMemoryStore, clock: FakeClock, merchant: Merchant, customer_id: int
+    store: InMemoryStore, clock: FakeClock, merchant: Merchant, customer_id: CustomerId
 ) -> None:
     await earn_points(
         merchant.id,

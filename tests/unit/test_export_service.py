@@ -8,6 +8,7 @@ import pytest
 
 from ellity.domain.model.contact import FIELD_NAMES
 from ellity.domain.model.errors import MerchantNotFound
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services.customers import contact_snapshots
@@ -27,7 +28,7 @@ P = Points.parse
 ENCODER = JsonLinesTableEncoder()
 
 
-def stored(merchant: Merchant) -> int:
+def stored(merchant: Merchant) -> MerchantId:
     assert merchant.id is not None
     return merchant.id
 
@@ -198,7 +199,9 @@ async def test_an_unknown_merchant_is_refused_before_any_byte(
     clock: FakeClock,
     uow_factory: UnitOfWorkFactory,
 ) -> None:
-    chunks = export_customers(404, uow_factory=uow_factory, encoder=ENCODER, clock=clock)
+    chunks = export_customers(
+        MerchantId(404), uow_factory=uow_factory, encoder=ENCODER, clock=clock
+    )
     with pytest.raises(MerchantNotFound):
         await anext(chunks)
 
@@ -215,4 +218,4 @@ async def test_customers_are_counted_per_merchant(
     assert await count_customers(stored(merchant), uow=uow_factory(read_only=True)) == 2
     assert await count_customers(stored(other_merchant), uow=uow_factory(read_only=True)) == 1
     with pytest.raises(MerchantNotFound):
-        await count_customers(404, uow=uow_factory(read_only=True))
+        await count_customers(MerchantId(404), uow=uow_factory(read_only=True))

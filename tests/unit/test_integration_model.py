@@ -9,6 +9,7 @@ import pytest
 
 from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import (
     MAX_API_KEY_LENGTH,
     Backfill,
@@ -67,7 +68,7 @@ def test_an_empty_key_is_asked_for_and_a_wrong_one_is_explained() -> None:
 def test_a_stored_key_is_shown_by_its_last_four_characters() -> None:
     assert key_hint("a1b2c3d4e5f6") == "e5f6"
     integration = EcomailIntegration(
-        merchant_id=1,
+        merchant_id=MerchantId(1),
         key_hint=key_hint("a1b2c3d4e5f6"),
         list_id=None,
         list_name="",
@@ -80,9 +81,13 @@ def test_a_stored_key_is_shown_by_its_last_four_characters() -> None:
 
 
 def test_a_backfill_is_marking_until_it_has_marked_every_customer() -> None:
-    marking = Backfill(requested_at=AT, after_id=40, marked=40, finished_marking_at=None)
+    marking = Backfill(
+        requested_at=AT, after_id=CustomerId(40), marked=40, finished_marking_at=None
+    )
     assert marking.marking
-    assert not Backfill(requested_at=AT, after_id=90, marked=88, finished_marking_at=AT).marking
+    assert not Backfill(
+        requested_at=AT, after_id=CustomerId(90), marked=88, finished_marking_at=AT
+    ).marking
 
 
 def test_a_list_with_every_field_of_the_right_type_has_no_problems() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from ellity.domain.model.errors import InsufficientPoints, InvalidInput
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import (
     EntryKind,
     Expiration,
@@ -29,7 +30,7 @@ LATER = datetime(2024, 4, 1, 9, 0, tzinfo=UTC)
 
 def ledger_with(*amounts: str, policy: ExpiryPolicy = PRAGUE_12_MONTHS) -> Ledger:
     """A ledger holding lots of ``amounts`` earned in January, February, March ..."""
-    ledger = Ledger(customer_id=1, policy=policy)
+    ledger = Ledger(customer_id=CustomerId(1), policy=policy)
     for month, amount in enumerate(amounts, start=1):
         ledger.earn(P(amount), at=datetime(2024, month, 10, 9, 0, tzinfo=UTC))
     return ledger
@@ -89,7 +90,7 @@ def test_spending_consumes_partly_spent_lots_oldest_first_whatever_order_they_lo
         )
         for i, (at, a, r) in enumerate(loaded, start=1)
     ]
-    ledger = Ledger(customer_id=1, policy=PRAGUE_12_MONTHS, lots=lots)
+    ledger = Ledger(customer_id=CustomerId(1), policy=PRAGUE_12_MONTHS, lots=lots)
     ledger.spend(P(spend), at=LATER)
     assert {
         lot.earned_at.month: lot.remaining.decimal_string() for lot in ledger.lots
@@ -102,7 +103,7 @@ def test_lots_earned_at_the_same_instant_are_spent_in_the_order_they_were_stored
         Lot(earned_at=JAN, expires_on=None, amount=P("5"), remaining=P("5"), id=7),
         Lot(earned_at=JAN, expires_on=None, amount=P("5"), remaining=P("5"), id=3),
     ]
-    ledger = Ledger(customer_id=1, policy=PRAGUE_12_MONTHS, lots=lots)
+    ledger = Ledger(customer_id=CustomerId(1), policy=PRAGUE_12_MONTHS, lots=lots)
     ledger.spend(P("5"), at=LATER)
     assert {lot.id: lot.remaining for lot in ledger.lots} == {3: P("0"), 7: P("5")}
 
@@ -240,7 +241,7 @@ def test_expiry_empties_the_lots_whose_last_day_has_passed_and_records_one_entry
 
 
 def test_expiry_waits_for_the_local_midnight_after_the_last_valid_day() -> None:
-    ledger = Ledger(customer_id=1, policy=PRAGUE_12_MONTHS)
+    ledger = Ledger(customer_id=CustomerId(1), policy=PRAGUE_12_MONTHS)
     ledger.earn(P("10"), at=datetime(2023, 12, 31, 23, 30, tzinfo=UTC))  # 1 Jan 2024 in Prague
     assert ledger.expire(at=datetime(2025, 1, 1, 22, 59, 59, tzinfo=UTC)) is None
     assert ledger.balance() == P("10")
@@ -357,7 +358,7 @@ def test_points_that_never_expire_are_never_expired() -> None:
 
 
 def test_next_expiration_adds_up_the_lots_that_share_the_earliest_date() -> None:
-    ledger = Ledger(customer_id=1, policy=PRAGUE_12_MONTHS)
+    ledger = Ledger(customer_id=CustomerId(1), policy=PRAGUE_12_MONTHS)
     morning, evening = MAR, MAR + timedelta(hours=12)  # 10:00 and 22:00 in Prague, same day
     ledger.earn(P("10"), at=morning)
     ledger.earn(P("5.50"), at=evening)

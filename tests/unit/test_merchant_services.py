@@ -15,6 +15,7 @@ from ellity.domain.model.errors import (
     InvalidInput,
     MerchantNotFound,
 )
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, points
@@ -178,8 +179,8 @@ async def test_changing_settings_of_an_unknown_merchant_is_refused(
 class Intruder:
     """Merchant B calling the use cases with the id of merchant A's customer."""
 
-    merchant_id: int
-    customer_id: int
+    merchant_id: MerchantId
+    customer_id: CustomerId
     uow: UnitOfWorkFactory
     clock: FakeClock
     rng: FakeRandom

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ellity.domain.model.expiry import ExpiryPolicy
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import EntryKind, Ledger
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -196,7 +197,7 @@ def test_without_an_add_of_ellitys_nothing_is_an_echo() -> None:
 
 
 def ledger() -> Ledger:
-    return Ledger(customer_id=1, policy=ExpiryPolicy(12, "Europe/Prague"))
+    return Ledger(customer_id=CustomerId(1), policy=ExpiryPolicy(12, "Europe/Prague"))
 
 
 def subscribe(hold: RewardHold, book: Ledger, *, at: datetime = NOW, **kw: object):  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ import pytest
 from ellity.adapters.arq_queue import NIGHTLY_JOB
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import InsufficientPoints
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import credit_event_value, expiry_event_value
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration
 from ellity.domain.model.merchant import Merchant
@@ -64,7 +65,7 @@ def events(store: InMemoryStore, label: str) -> list[tuple[int | None, object]]:
     ]
 
 
-async def activate_ecomail(store: InMemoryStore, merchant_id: int) -> None:
+async def activate_ecomail(store: InMemoryStore, merchant_id: MerchantId) -> None:
     async with store.unit_of_work() as uow:
         await uow.ecomail.save_key(
             merchant_id, encrypted="sealed", hint="1234", at=prague(LAST_DAY)
@@ -85,7 +86,7 @@ async def earn(
     uow_factory: UnitOfWorkFactory,
     clock: FakeClock,
     merchant: Merchant,
-    customer_id: int,
+    customer_id: CustomerId,
     points: str,
 ) -> None:
     await earn_points(
@@ -105,7 +106,7 @@ async def run(
 
 
 async def balance(
-    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int, clock: FakeClock
+    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: CustomerId, clock: FakeClock
 ) -> Points:
     view = await get_customer(merchant.id, customer_id, uow=uow_factory(), clock=clock)
     return view.summary.balance
@@ -517,7 +518,7 @@ LEASE = timedelta(hours=1)
 
 
 async def run_job(
-    job: tuple[int, date], uow_factory: UnitOfWorkFactory, clock: FakeClock
+    job: tuple[MerchantId, date], uow_factory: UnitOfWorkFactory, clock: FakeClock
 ) -> tuple[int, date] | None:
     """Run one queued nightly job as a worker would; the ``(merchant, date)`` it ran."""
     merchant_id, day = job
@@ -622,7 +623,7 @@ async def test_a_failed_run_gives_its_claim_back_and_the_next_tick_runs_it(  # n
 ) -> None:
     real = nightly.run_nightly
 
-    async def broken_for_anna(merchant_id: int, **kw: Any) -> nightly.NightlyResult:
+    async def broken_for_anna(merchant_id: MerchantId, **kw: Any) -> nightly.NightlyResult:
         if merchant_id == merchant.id:
             raise RuntimeError("the database went away")
         return await real(merchant_id, **kw)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ellity.domain.model.errors import InsufficientPoints
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.services.customers import CustomerInput, regenerate_pin, update_customer
@@ -240,7 +241,7 @@ async def test_an_email_change_gives_an_anonymous_customer_a_new_pin_and_its_ema
     dana = await new_customer(emails_on, email="dana@exmaple.cz", registered=True)
     before = len(outbox(store))
 
-    async def change(customer_id: int | None, **fields: object) -> str | None:
+    async def change(customer_id: CustomerId | None, **fields: object) -> str | None:
         assert customer_id is not None
         view = await update_customer(
             emails_on.id,

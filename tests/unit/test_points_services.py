@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ellity.domain.model.errors import InsufficientPoints, InvalidInput, OrderAlreadyUsed
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import EntryKind, Expiration, LastChange
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
@@ -31,7 +32,7 @@ P = Points.parse
 
 
 async def balance_of(
-    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int, clock: FakeClock
+    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: CustomerId, clock: FakeClock
 ) -> Points:
     view = await get_customer(
         merchant.id, customer_id, uow=uow_factory(read_only=True), clock=clock
@@ -40,7 +41,7 @@ async def balance_of(
 
 
 async def kinds_and_points(
-    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: int
+    uow_factory: UnitOfWorkFactory, merchant: Merchant, customer_id: CustomerId
 ) -> list[tuple[EntryKind, str]]:
     """The customer's ledger, oldest first."""
     entries = await ledger_entries(merchant.id, customer_id, limit=500, uow=uow_factory())

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.ids import StaffId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.staff import (
     MAX_FAILED_LOGINS,
@@ -78,7 +79,7 @@ async def test_the_right_password_logs_in_as_the_merchants_staff(
         "anna",
     )
     assert await staff.current_staff(me.staff_id, uow=uow_factory()) == me
-    assert await staff.current_staff(me.staff_id + 1, uow=uow_factory()) is None
+    assert await staff.current_staff(StaffId(me.staff_id + 1), uow=uow_factory()) is None
 
 
 @pytest.mark.parametrize(
