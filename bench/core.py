@@ -34,10 +34,11 @@ from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SystemClock
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.referral import ALPHABET
 from ellity.domain.services import customers, points
 
-MERCHANT_ID = 1
+MERCHANT_ID = MerchantId(1)
 
 SEED_SQL = [
     "CREATE TEMP TABLE seq(n INTEGER PRIMARY KEY)",
