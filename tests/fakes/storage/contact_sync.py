@@ -43,6 +43,16 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         self._mark(merchant_id, set(customer_ids), at=at, moved=moved)
         self._uow.made_outbox_work = True
 
+    async def request_unsubscribe(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        await round_trip()
+        self._mark(merchant_id, {customer_id}, at=at, moved=False)
+        row = self._uow.state.contacts.get(customer_id)
+        if row is not None:
+            row.unsubscribe_due = True
+            self._uow.made_outbox_work = True
+
     async def mark_moved(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:

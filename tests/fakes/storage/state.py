@@ -110,6 +110,9 @@ class ContactRecord:
     in_list: bool = False
     added_at: datetime | None = None
     synced_at: datetime | None = None
+    add_attempted_at: datetime | None = None
+    echo_taken_at: datetime | None = None
+    unsubscribe_due: bool = False
 
     @property
     def waiting(self) -> bool:

@@ -85,6 +85,16 @@ class SqlContactMarks:
             await self.conn.execute(self._upsert_pending(rows, moved=moved))
         self.made_work = True
 
+    async def request_unsubscribe(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        await self.mark_changed(merchant_id, [customer_id], at=at)
+        await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.customer_id == customer_id, _c.merchant_id == merchant_id)
+            .values(unsubscribe_due=True)
+        )
+
     async def mark_moved(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:

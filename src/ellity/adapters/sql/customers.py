@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.unique import unique_violations
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer, email_key, name_key
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.ports.storage.customers import CustomerRepository
@@ -28,6 +29,9 @@ _IDENTITY = (
     customers.c.referred_by_id,
     customers.c.created_at,
     customers.c.updated_at,
+    customers.c.marketing_consent,
+    customers.c.consent_source,
+    customers.c.consent_changed_at,
 )
 
 
@@ -45,6 +49,9 @@ def _customer(row: Any) -> Customer:
         referred_by_id=optional_customer_id(row.referred_by_id),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        marketing_consent=MarketingConsent(row.marketing_consent),
+        consent_source=None if row.consent_source is None else ConsentSource(row.consent_source),
+        consent_changed_at=row.consent_changed_at,
     )
 
 
@@ -60,6 +67,11 @@ def _identity_columns(customer: Customer) -> dict[str, Any]:
         "registered": customer.registered,
         "pin": customer.pin,
         "updated_at": customer.updated_at,
+        "marketing_consent": customer.marketing_consent.value,
+        "consent_source": None
+        if customer.consent_source is None
+        else customer.consent_source.value,
+        "consent_changed_at": customer.consent_changed_at,
     }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.merchants import merchants
 from ellity.adapters.sql.unique import unique_violations
 from ellity.adapters.sql.work_queue import unclaimed
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
@@ -148,6 +149,7 @@ class SqlMerchantRepository(MerchantRepository):
             newsletter_take_back=row["newsletter_take_back"],
             pre_expiry_notify=row["pre_expiry_notify"],
             pre_expiry_days=row["pre_expiry_days"],
+            ecomail_add=EcomailAdd(row["ecomail_add"]),
         )
         smtp = SmtpSettings(
             host=row["smtp_host"],
@@ -173,4 +175,5 @@ def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
         "newsletter_take_back": settings.newsletter_take_back,
         "pre_expiry_notify": settings.pre_expiry_notify,
         "pre_expiry_days": settings.pre_expiry_days,
+        "ecomail_add": settings.ecomail_add.value,
     }

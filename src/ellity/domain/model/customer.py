@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingConsent
 from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.pin import RandomBelow, generate_pin
@@ -87,6 +88,9 @@ class Customer:
     pin: str | None = None
     referred_by_id: CustomerId | None = None
     id: CustomerId | None = None
+    marketing_consent: MarketingConsent = MarketingConsent.UNKNOWN
+    consent_source: ConsentSource | None = None  # who set it last; None while never set
+    consent_changed_at: datetime | None = None
 
     @property
     def email_key(self) -> str | None:
@@ -113,6 +117,28 @@ class Customer:
             return False
         self.regenerate_pin(randbelow, at=at)
         return True
+
+    def set_consent(
+        self, consent: MarketingConsent, source: ConsentSource, *, at: datetime
+    ) -> ConsentChange | None:
+        """Record the customer's marketing consent as ``source`` reports it; the change for
+        the history, or ``None`` when the consent was that already (its date is kept: it is
+        when consent was given)."""
+        if consent is self.marketing_consent:
+            return None
+        if self.id is None:
+            raise ValueError("a customer's consent is changed once it is stored")
+        change = ConsentChange(
+            merchant_id=self.merchant_id,
+            customer_id=self.id,
+            consent=consent,
+            previous=self.marketing_consent,
+            source=source,
+            at=at,
+        )
+        self.marketing_consent, self.consent_source, self.consent_changed_at = consent, source, at
+        self.updated_at = at
+        return change
 
     def make_anonymous(self, randbelow: RandomBelow, *, at: datetime) -> bool:
         if not self.registered:

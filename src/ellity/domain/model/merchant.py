@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from ellity.domain.model.consent import DEFAULT_ECOMAIL_ADD, EcomailAdd, parse_ecomail_add
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.expiry import MAX_VALIDITY_MONTHS, ExpiryPolicy, zone
 from ellity.domain.model.ids import MerchantId
@@ -74,6 +75,7 @@ class MerchantSettings:
     newsletter_take_back: bool = False  # the reward is deducted again on unsubscribe
     pre_expiry_notify: bool = False  # True: "Notify Ecomail", False: "Do not send"
     pre_expiry_days: int = DEFAULT_PRE_EXPIRY_DAYS  # how many days ahead of the last valid day
+    ecomail_add: EcomailAdd = DEFAULT_ECOMAIL_ADD  # whom the contact sync adds to the list
 
     def __post_init__(self) -> None:
         name = self.name.strip()
@@ -121,6 +123,7 @@ class MerchantSettings:
             "newsletter_take_back": _bool_text(self.newsletter_take_back),
             "pre_expiry_notify": _bool_text(self.pre_expiry_notify),
             "pre_expiry_days": str(self.pre_expiry_days),
+            "ecomail_add": self.ecomail_add.value,
         }
 
     def with_changes(self, changes: dict[str, str]) -> MerchantSettings:
@@ -142,6 +145,8 @@ class MerchantSettings:
                 parsed[key] = parse_bool(raw, key)
             elif key == "locale":
                 parsed[key] = cast(Locale, raw.strip())
+            elif key == "ecomail_add":
+                parsed[key] = parse_ecomail_add(raw)
             else:
                 parsed[key] = raw
         return dataclasses.replace(self, **parsed)  # type: ignore[arg-type]
@@ -160,6 +165,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "newsletter_take_back",
     "pre_expiry_notify",
     "pre_expiry_days",
+    "ecomail_add",
 )
 _BOOL_KEYS = frozenset(("send_system_emails", "newsletter_take_back", "pre_expiry_notify"))
 

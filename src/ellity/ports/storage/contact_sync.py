@@ -96,6 +96,14 @@ class ContactSyncRepository(Protocol):
         email is not known to be in the list."""
         ...
 
+    async def request_unsubscribe(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        """The customer refused marketing: mark the contact pending with its unsubscription
+        due (call it in the consent change's transaction). Nothing for a customer without an
+        email."""
+        ...
+
     async def mark_moved(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, old_email: str, at: datetime
     ) -> None:

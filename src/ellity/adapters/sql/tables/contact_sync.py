@@ -79,6 +79,9 @@ class EcomailContactRow(SQLModel, table=True):
     in_list: bool = False
     added_at: datetime | None = timestamp_or_none()
     synced_at: datetime | None = timestamp_or_none()
+    add_attempted_at: datetime | None = timestamp_or_none()
+    echo_taken_at: datetime | None = timestamp_or_none()
+    unsubscribe_due: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class EcomailOldAddressRow(SQLModel, table=True):

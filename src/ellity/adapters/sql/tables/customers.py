@@ -11,7 +11,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import BIG_ID, timestamp
+from ellity.adapters.sql.tables.columns import BIG_ID, timestamp, timestamp_or_none
 
 
 class CustomerRow(SQLModel, table=True):
@@ -58,6 +58,34 @@ class CustomerRow(SQLModel, table=True):
     last_change_cents: int | None = Field(
         default=None, sa_column=sa.Column(sa.BigInteger, nullable=True)
     )
+    # domain.model.consent: granted, refused or unknown; who set it last (api, staff,
+    # ecomail) and when
+    marketing_consent: str = Field(
+        default="unknown", max_length=16, sa_column_kwargs={"server_default": "unknown"}
+    )
+    consent_source: str | None = Field(default=None, max_length=16)
+    consent_changed_at: datetime | None = timestamp_or_none()
+
+
+class ConsentChangeRow(SQLModel, table=True):
+    """A customer's consent history (``domain.model.consent.ConsentChange``), one row per
+    change, never updated: when consent was given or refused, and who said so."""
+
+    __tablename__ = "consent_changes"
+    __table_args__ = (sa.Index("ix_consent_changes_customer_id_id", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    customer_id: int = Field(
+        sa_column=sa.Column(
+            BIG_ID, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    consent: str = Field(max_length=16)
+    previous: str = Field(max_length=16)
+    source: str = Field(max_length=16)
+    at: datetime = timestamp()
 
 
 customers = CustomerRow.__table__  # type: ignore[attr-defined]
+consent_changes = ConsentChangeRow.__table__  # type: ignore[attr-defined]

@@ -39,6 +39,10 @@ class MerchantRow(SQLModel, table=True):
     )
     pre_expiry_notify: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     pre_expiry_days: int = Field(default=14, sa_column_kwargs={"server_default": "14"})
+    # whom the contact sync adds to the Ecomail list (domain.model.consent.EcomailAdd)
+    ecomail_add: str = Field(
+        default="consented", max_length=16, sa_column_kwargs={"server_default": "consented"}
+    )
     # the merchant's local date of the last nightly run that finished; a run in progress
     # holds a claim (token, lease) that it drops when it ends, or that runs out if it died
     last_nightly_on: date | None = None

@@ -40,6 +40,9 @@ class NewsletterNotificationRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_newsletter_notifications_merchant_id_id", "merchant_id", "id"),
         sa.Index(
+            "ix_newsletter_notifications_merchant_email_key_id", "merchant_id", "email_key", "id"
+        ),
+        sa.Index(
             "ix_newsletter_notifications_pending",
             "available_at",
             "id",
@@ -53,6 +56,8 @@ class NewsletterNotificationRow(SQLModel, table=True):
     merchant_id: int = Field(foreign_key="merchants.id")
     received_at: datetime = timestamp()
     email: str = Field(max_length=254)
+    # the email case-folded (domain.model.customer.email_key); NULL in rows stored before it
+    email_key: str | None = Field(default=None, max_length=254)
     status: str = Field(max_length=16)  # SUBSCRIBED or UNSUBSCRIBED, as Ecomail sent it
     list_id: str = Field(max_length=32)
     campaign_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
@@ -91,6 +96,32 @@ class NewsletterRewardRow(SQLModel, table=True):
     updated_at: datetime = timestamp()
 
 
+class NewsletterSignupRow(SQLModel, table=True):
+    """A sign-up Ecomail confirmed for an email no customer had: kept so that a customer who
+    is created with that email within ``SIGNUP_KEEP`` is paid the reward then (once).
+    ``notification_id`` is the notification that reported it; ``used_at`` when a customer
+    took it."""
+
+    __tablename__ = "newsletter_signups"
+    __table_args__ = (
+        sa.Index(
+            "ux_newsletter_signups_merchant_email_key", "merchant_id", "email_key", unique=True
+        ),
+        sa.Index("ix_newsletter_signups_confirmed_at", "confirmed_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
+    merchant_id: int = Field(foreign_key="merchants.id")
+    email: str = Field(max_length=254)
+    email_key: str = Field(max_length=254)
+    list_id: str = Field(max_length=32)
+    received_at: datetime = timestamp()
+    confirmed_at: datetime = timestamp()
+    notification_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    used_at: datetime | None = timestamp_or_none()
+
+
 ecomail_webhooks = EcomailWebhookRow.__table__  # type: ignore[attr-defined]
 newsletter_notifications = NewsletterNotificationRow.__table__  # type: ignore[attr-defined]
 newsletter_rewards = NewsletterRewardRow.__table__  # type: ignore[attr-defined]
+newsletter_signups = NewsletterSignupRow.__table__  # type: ignore[attr-defined]
