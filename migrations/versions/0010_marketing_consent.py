@@ -120,6 +120,13 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(
+            sa.Column(
+                "echo_subscribed_at",
+                ellity.adapters.sql.tables.columns.UtcDateTime(timezone=True),
+                nullable=True,
+            )
+        )
+        batch_op.add_column(
             sa.Column("unsubscribe_due", sa.Boolean(), server_default="0", nullable=False)
         )
 
@@ -158,6 +165,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("ecomail_contacts", schema=None) as batch_op:
         batch_op.drop_column("unsubscribe_due")
+        batch_op.drop_column("echo_subscribed_at")
         batch_op.drop_column("echo_taken_at")
         batch_op.drop_column("add_attempted_at")
 

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.consent import ConsentChange
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import CustomerRepository, UniqueViolation
@@ -52,6 +53,23 @@ class InMemoryCustomerRepository(CustomerRepository):
     async def find_by_referral_code(self, merchant_id: MerchantId, code: str) -> Customer | None:
         await round_trip()
         return self._first(merchant_id, lambda c: c.referral_code == code)
+
+    async def record_consent_change(self, change: ConsentChange) -> None:
+        await round_trip()
+        if self._own(change.merchant_id, change.customer_id) is None:
+            raise LookupError(f"no customer {change.customer_id}")
+        self._uow.state.consent_changes.append(change)
+
+    async def consent_history(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int = 100
+    ) -> list[ConsentChange]:
+        await round_trip()
+        mine = [
+            c
+            for c in self._uow.state.consent_changes
+            if c.merchant_id == merchant_id and c.customer_id == customer_id
+        ]
+        return mine[::-1][:limit]
 
     async def update(self, customer: Customer) -> None:
         await round_trip()

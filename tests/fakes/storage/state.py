@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from ellity.domain.model.api_token import ApiToken
+from ellity.domain.model.consent import ConsentChange
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId, StaffId
 from ellity.domain.model.ledger import Entry, LedgerSummary, Lot
@@ -112,6 +113,7 @@ class ContactRecord:
     synced_at: datetime | None = None
     add_attempted_at: datetime | None = None
     echo_taken_at: datetime | None = None
+    echo_subscribed_at: datetime | None = None
     unsubscribe_due: bool = False
 
     @property
@@ -193,6 +195,7 @@ class StoreState:
     merchant_created_at: dict[MerchantId, datetime] = field(default_factory=dict)
     staff: dict[StaffId, StaffUser] = field(default_factory=dict)
     customers: dict[CustomerId, Customer] = field(default_factory=dict)
+    consent_changes: list[ConsentChange] = field(default_factory=list)
     lots: dict[int, LotRow] = field(default_factory=dict)
     entries: dict[int, EntryRow] = field(default_factory=dict)
     #: Per customer id: what the SQL adapter keeps in its summary columns.

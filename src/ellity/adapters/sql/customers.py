@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.customers import consent_changes, customers
 from ellity.adapters.sql.unique import unique_violations
-from ellity.domain.model.consent import ConsentSource, MarketingConsent
+from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer, email_key, name_key
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.ports.storage.customers import CustomerRepository
@@ -139,6 +139,40 @@ class SqlCustomerRepository(CustomerRepository):
                 )
                 .values(**_identity_columns(customer))
             )
+
+    async def record_consent_change(self, change: ConsentChange) -> None:
+        await self.conn.execute(
+            consent_changes.insert().values(
+                merchant_id=change.merchant_id,
+                customer_id=change.customer_id,
+                consent=change.consent.value,
+                previous=change.previous.value,
+                source=change.source.value,
+                at=change.at,
+            )
+        )
+
+    async def consent_history(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int = 100
+    ) -> list[ConsentChange]:
+        c = consent_changes.c
+        rows = await self.conn.execute(
+            sa.select(c.consent, c.previous, c.source, c.at)
+            .where(c.customer_id == customer_id, c.merchant_id == merchant_id)
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        return [
+            ConsentChange(
+                merchant_id=merchant_id,
+                customer_id=customer_id,
+                consent=MarketingConsent(row.consent),
+                previous=MarketingConsent(row.previous),
+                source=ConsentSource(row.source),
+                at=row.at,
+            )
+            for row in rows
+        ]
 
     async def count(self, merchant_id: MerchantId) -> int:
         result = await self.conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ellity.domain.model.consent import ConsentChange
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.ids import CustomerId, MerchantId
 
@@ -33,6 +34,16 @@ class CustomerRepository(Protocol):
 
     async def update(self, customer: Customer) -> None:
         """Write back identity fields; raises ``UniqueViolation`` like ``add``."""
+        ...
+
+    async def record_consent_change(self, change: ConsentChange) -> None:
+        """Add a line to the customer's consent history (in the change's transaction)."""
+        ...
+
+    async def consent_history(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int = 100
+    ) -> list[ConsentChange]:
+        """The customer's consent changes, newest first."""
         ...
 
     async def count(self, merchant_id: MerchantId) -> int:

@@ -38,8 +38,14 @@ class EcomailContactRow(SQLModel, table=True):
     ``pending_since`` is set while the contact needs writing (``NULL``: written); every change
     bumps ``change_seq``, a claim copies it to ``claimed_seq``, and settling leaves the contact
     pending when the two differ (it changed while being written). ``in_list``: Ellity has
-    written the contact to the list; ``added_at``: an add call of Ellity's that added contacts
-    included it (its subscription may be Ellity's own doing).
+    written the contact to the list (or Ecomail confirmed it a member); ``added_at``: an add
+    call of Ellity's that added contacts included it.
+
+    ``add_attempted_at``: when Ellity attempted to add the contact, recorded before the call
+    (kept when its answer is lost); ``echo_taken_at``: when a ``SUBSCRIBED`` notification was
+    taken as Ecomail's echo of that attempt, and ``echo_subscribed_at`` Ecomail's
+    ``subscribed_at`` of that subscription. ``unsubscribe_due``: the customer refused
+    marketing and Ellity still has to unsubscribe the contact.
     """
 
     __tablename__ = "ecomail_contacts"
@@ -81,6 +87,7 @@ class EcomailContactRow(SQLModel, table=True):
     synced_at: datetime | None = timestamp_or_none()
     add_attempted_at: datetime | None = timestamp_or_none()
     echo_taken_at: datetime | None = timestamp_or_none()
+    echo_subscribed_at: datetime | None = timestamp_or_none()
     unsubscribe_due: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
