@@ -153,7 +153,7 @@ async def test_a_write_opened_inside_another_of_the_same_task_is_refused_at_once
             async with factory(read_only=True) as reader:  # reading alongside is fine
                 assert await reader.customers.get(merchant_id, customer_id) is not None
             await outer.commit()
-        other = asyncio.ensure_future(
+        other = asyncio.create_task(
             points.earn_points(
                 merchant_id,
                 customer_id,
@@ -259,7 +259,7 @@ async def test_the_writers_turn_is_free_while_a_nudge_waits_for_redis(
     plain = SqlUnitOfWorkFactory(clean_sqlite)
     merchant_id, customer_id = await merchant_sending_emails(plain)
     try:
-        first = asyncio.ensure_future(
+        first = asyncio.create_task(
             points.earn_points(
                 merchant_id,
                 customer_id,

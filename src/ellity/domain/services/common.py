@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ellity.domain.model.contact import (
     ContactSnapshot,
@@ -111,7 +111,9 @@ def snapshots_of(merchant: Merchant, rows: list[CustomerLoyalty]) -> list[Contac
     return [contact_snapshot(row, look) for row in rows]
 
 
-def retried_on_conflict(use_case: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def retried_on_conflict(
+    use_case: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
     """Run the use case again, from the start, when the database aborted its transaction for
     a conflict with a concurrent one (``TransientConflict``: a deadlock victim, a
     serialization failure), up to ``CONFLICT_ATTEMPTS`` runs in all; then the conflict goes
