@@ -28,8 +28,9 @@ class Faults:
     - ``delay``: sleep that long once the whole request has arrived, then handle it (a client
       that gave up meanwhile has still sent a request that takes effect).
 
-    Faults after the request was processed (state changed, webhooks fired): the answer is lost.
-    Its webhooks are sent as soon as it is processed, before the (lost or late) answer:
+    Faults after the request was processed (state changed, webhooks fired), so the client may
+    never learn what it did. Its webhooks are sent as soon as it is processed, before the
+    (lost or late) answer:
 
     - ``lose_answer_next(n, status)``: answer ``status`` with a JSON message instead.
     - ``answer_late_next(n, seconds=...)``: send the real answer only ``seconds`` later (a client
@@ -37,7 +38,8 @@ class Faults:
 
     These two take the next requests that reach an endpoint, in the order they were asked
     for; a request answered before (another fault, a wrong key, the rate limit) does not use
-    one up. The request log records the status the client was sent. ``clear()`` ends all.
+    one up. The request log records the status the client was sent, once it is sent (a late
+    answer's record appears after the wait). ``clear()`` ends all.
     """
 
     def __init__(self, lock: threading.RLock) -> None:
