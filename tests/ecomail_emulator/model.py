@@ -136,6 +136,10 @@ class MailingList:
         self.known_fields: dict[str, tuple[str, str]] = {}  # key -> (the one shared key, type)
         self.members: dict[str, Member] = {}
         self.index = StatusIndex()
+        #: Emails the list's subscribe and update writes refuse (422, the whole request)
+        #: with this message: a rule of Ecomail's that the emulator does not model, such as
+        #: a blocked domain. Tests set it.
+        self.refused: dict[str, str] = {}
 
     @property
     def emulator(self) -> Emulator:

@@ -48,7 +48,7 @@ Body = bytes | WriteBody | dict[str, Any]
 def subscribe(lst: MailingList, raw: Body) -> dict[str, Any]:
     """POST /lists/{id}/subscribe. Flags default to false."""
     body = write_body(raw)
-    item = parse_subscriber(one_item(body), "subscriber_data")
+    item = accepted(lst, parse_subscriber(one_item(body), "subscriber_data"), "subscriber_data")
     update_existing = flag(body, "update_existing", default=False)
     skip_confirmation = flag(body, "skip_confirmation", default=False)
     resubscribe = flag(body, "resubscribe", default=False)
@@ -94,7 +94,8 @@ def subscribe_bulk(lst: MailingList, raw: Body) -> dict[str, Any]:
     prepared: list[tuple[SubscriberInput, dict[str, Any] | None]] = []
     staged: dict[str, dict[str, Any]] = {}  # an email met twice in one request merges twice
     for position, data in enumerate(items_of(body)):
-        item = parse_subscriber(data, f"subscriber_data.{position}", statuses=BULK_STATUSES)
+        where = f"subscriber_data.{position}"
+        item = accepted(lst, parse_subscriber(data, where, statuses=BULK_STATUSES), where)
         member = lst.members.get(item.email)
         fields = None
         if (member is not None or item.email in staged) and not update_existing:
@@ -136,7 +137,7 @@ def update_subscriber(lst: MailingList, raw: Body) -> dict[str, Any]:
     body = write_body(raw)
     email = normalise_email(body.email, "email")
     data = one_item(body) if body.subscriber_data is not None else SubscriberData()
-    item = parse_subscriber(data, "subscriber_data", email=email)
+    item = accepted(lst, parse_subscriber(data, "subscriber_data", email=email), "email")
     member = lst.members.get(item.email)
     if member is None:
         raise NotFound("Subscriber not found")
@@ -159,7 +160,8 @@ def update_subscriber_bulk(lst: MailingList, raw: Body) -> dict[str, Any]:
     prepared: list[tuple[SubscriberInput, Member, dict[str, Any]]] = []
     staged: dict[str, dict[str, Any]] = {}
     for position, data in enumerate(items_of(body)):
-        item = parse_subscriber(data, f"subscriber_data.{position}", statuses=BULK_STATUSES)
+        where = f"subscriber_data.{position}"
+        item = accepted(lst, parse_subscriber(data, where, statuses=BULK_STATUSES), where)
         member = lst.members.get(item.email)
         if member is None:
             continue
@@ -191,6 +193,14 @@ def unsubscribe(lst: MailingList, raw: Body) -> dict[str, Any]:
         lst.move(member, UNSUBSCRIBED)
         member.unsubscribed_at = lst.emulator.now()
     return membership_row(member, lst)
+
+
+def accepted(lst: MailingList, item: SubscriberInput, where: str) -> SubscriberInput:
+    """The item, unless the test made the list refuse its email (``MailingList.refused``)."""
+    message = lst.refused.get(item.email)
+    if message is not None:
+        raise Invalid(f"{where}.email" if where != "email" else where, message)
+    return item
 
 
 def track_event(account: Account, body: dict[str, Any]) -> dict[str, Any]:

@@ -1134,3 +1134,23 @@ def test_pages_and_counters_match_a_plain_model_through_random_status_changes(
                 assert total == len(joined)
                 assert [m.email for m in page] == joined[offset : offset + limit]
     assert newsletter.counts()["hard_bounced"] == len(expected[4])
+
+
+async def test_a_refused_email_fails_the_whole_write_with_422_and_changes_nothing(
+    emu: Emulator, api: httpx.AsyncClient, list_id: int
+) -> None:
+    lst = emu.accounts[KEY].lists[list_id]
+    lst.refused["blocked@spam.example"] = "This address is on the blocklist."
+    items = [{"email": "ok@x.cz"}, {"email": "Blocked@spam.example"}]
+    refused = await api.post(f"/lists/{list_id}/subscribe-bulk", json={"subscriber_data": items})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == {
+        "subscriber_data.1.email": ["This address is on the blocklist."]
+    }
+    assert members(emu, list_id) == {}
+    fine = await api.post(f"/lists/{list_id}/subscribe-bulk", json={"subscriber_data": items[:1]})
+    assert fine.status_code == 200
+    update = await api.put(
+        f"/lists/{list_id}/update-subscriber-bulk", json={"subscriber_data": items}
+    )
+    assert update.status_code == 422
