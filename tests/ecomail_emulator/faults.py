@@ -25,6 +25,8 @@ class Faults:
 
     - ``fail_next(n, status)`` / ``fail_always(status)``: answer ``status`` with a JSON message.
     - ``rate_limit_next(n, retry_after)``: answer 429 with ``Retry-After``.
+    - ``rate_limit_after(k, retry_after)``: let ``k`` requests through, then answer the next one
+      429 (a limit hit in the middle of a run of calls, e.g. while a bulk call is split).
     - ``delay``: sleep that long once the whole request has arrived, then handle it (a client
       that gave up meanwhile has still sent a request that takes effect).
 
@@ -47,6 +49,7 @@ class Faults:
         self._failures: deque[int] = deque()
         self._always: int | None = None
         self._throttles: deque[int] = deque()
+        self._throttle_after: tuple[int, int] | None = None  # (requests to let through, retry)
         self._after: deque[AfterProcessing] = deque()
         self.delay = 0.0  # seconds to sleep before a request is handled (it still is, after)
 
@@ -64,6 +67,11 @@ class Faults:
         with self._lock:
             self._throttles.extend([retry_after] * n)
 
+    def rate_limit_after(self, k: int, retry_after: int = 2) -> None:
+        """Let the next ``k`` API requests through, then answer one 429."""
+        with self._lock:
+            self._throttle_after = (k, retry_after)
+
     def lose_answer_next(self, n: int = 1, status: int = 500) -> None:
         """The next ``n`` requests are processed, then answered ``status`` with a JSON message."""
         with self._lock:
@@ -78,6 +86,7 @@ class Faults:
         with self._lock:
             self._failures.clear()
             self._throttles.clear()
+            self._throttle_after = None
             self._after.clear()
             self._always = None
             self.delay = 0.0
@@ -85,6 +94,13 @@ class Faults:
     def take(self) -> tuple[int, dict[str, str], dict[str, str]] | None:
         """The injected answer for this request, if any: (status, body, headers)."""
         with self._lock:
+            if self._throttle_after is not None:
+                left, retry_after = self._throttle_after
+                if left == 0:
+                    self._throttle_after = None
+                    self._throttles.appendleft(retry_after)
+                else:
+                    self._throttle_after = (left - 1, retry_after)
             if self._throttles:
                 seconds = self._throttles.popleft()
                 return 429, {"message": TOO_MANY}, {"retry-after": str(seconds)}

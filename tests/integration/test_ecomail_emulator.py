@@ -893,6 +893,17 @@ def test_rate_limit_next_answers_429_with_the_given_retry_after(
     assert http.get("/lists").status_code == 200
 
 
+def test_rate_limit_after_lets_k_requests_through_then_answers_one_429(
+    emu: Emulator, http: httpx.Client
+) -> None:
+    emu.faults.rate_limit_after(2, retry_after=9)
+
+    answers = [http.get("/lists") for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429, 200]
+    assert answers[2].headers["Retry-After"] == "9"
+
+
 def test_a_delayed_answer_times_the_client_out_but_the_request_is_still_applied(
     emu: Emulator, http: httpx.Client, list_id: int
 ) -> None:
