@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,55 @@ def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> Non
         "newsletter_take_back": "false",
         "pre_expiry_notify": "false",
         "pre_expiry_days": "14",
+        "ecomail_add": "consented",
     }
+
+
+def create_shop(workdir: Path) -> None:
+    created = run(
+        workdir,
+        "create-merchant",
+        "--slug",
+        "shop",
+        "--name",
+        "My Shop",
+        "--admin-email",
+        "admin@shop.cz",
+        "--admin-password",
+        "a long password",
+    )
+    assert created.returncode == 0, created.stderr
+
+
+BACKFILL = "SELECT backfill_requested_at, backfill_finished_at FROM ecomail_integrations"
+
+
+def test_a_wider_ecomail_add_setting_writes_every_contact_again_while_active(
+    workdir: Path,
+) -> None:
+    create_shop(workdir)
+    done = "2024-01-01 00:00:00.000000"
+    database = sqlite3.connect(workdir / "var" / "ellity.db")
+    with database:  # an integration active since long ago, its backfill finished
+        database.execute(
+            "INSERT INTO ecomail_integrations (merchant_id, api_key_encrypted, key_hint, list_id,"
+            " list_name, active, activated_at, backfill_requested_at, backfill_after_id,"
+            " backfill_marked, backfill_finished_at, updated_at)"
+            " SELECT id, 'sealed', 'abcd', '1', 'Customers', 1, :t, :t, 0, 0, :t, :t"
+            " FROM merchants WHERE slug = 'shop'",
+            {"t": done},
+        )
+    narrower = run(workdir, "settings", "--merchant", "shop", "ecomail_add=none")
+    assert narrower.returncode == 0, narrower.stderr
+    assert "ecomail_add=none" in narrower.stdout.splitlines()
+    assert database.execute(BACKFILL).fetchone() == (done, done)  # nobody new to add
+
+    wider = run(workdir, "settings", "--merchant", "shop", "ecomail_add=customers")
+    assert wider.returncode == 0, wider.stderr
+    assert "ecomail_add=customers" in wider.stdout.splitlines()
+    requested, finished = database.execute(BACKFILL).fetchone()
+    assert requested > done and finished is None  # a new backfill, marking from the start
+    database.close()
 
 
 @pytest.mark.parametrize(
@@ -86,6 +135,10 @@ def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> Non
         (["settings", "--merchant", "shop", "timezone=Mars/Base"], "not a known time zone"),
         (["settings", "--merchant", "shop", "colour=red"], "Unknown setting colour"),
         (["settings", "--merchant", "shop", "validity_months=x"], "whole number"),
+        (
+            ["settings", "--merchant", "shop", "ecomail_add=everyone"],
+            "ecomail_add must be one of: consented, customers, none",
+        ),
         (["settings", "--merchant", "nobody"], "No merchant with the slug 'nobody'"),
         (
             [

@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from litestar import Litestar
 
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.contact import FIELD_TYPES
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
@@ -42,7 +44,7 @@ HTML = {"accept": "text/html"}
 TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ANNA_KEY = "anna-ecomail-key-7f3a9c"
 BOB_KEY = "bob-ecomail-key-51d0e8"
-ACTIONS = ("key", "activate", "retry", "repush", "deactivate", "webhook/rotate")
+ACTIONS = ("key", "activate", "adding", "retry", "repush", "deactivate", "webhook/rotate")
 
 WRONG_KEY = (
     "Ecomail did not accept this API key: copy it again from Ecomail → account management"
@@ -524,6 +526,171 @@ async def test_a_merchant_never_sees_or_changes_another_merchants_integration(
         assert 'name="api_key"' in page.text  # Anna has no integration at all
     assert await site.integration(site.bob) == before
     assert await site.integration(site.anna) is None
+
+
+# -- who Ellity adds to the list -------------------------------------------------------------------
+
+NOT_A_CHOICE = (
+    "Choose who Ellity adds to your Ecomail list: only customers who gave marketing consent,"
+    " every customer except refusals, or nobody. Nothing was changed."
+)
+
+
+def text_of(page: httpx.Response, element_id: str) -> str:
+    """The text of the element with this id (up to its first closing tag of the same kind),
+    without tags and with its white space collapsed."""
+    found = re.search(rf'<(\w+)[^>]* id="{element_id}"[^>]*>(.*?)</\1>', page.text, re.DOTALL)
+    assert found, f"no #{element_id}"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(2))).split())
+
+
+def checked_choice(page: httpx.Response) -> list[str]:
+    return re.findall(r'name="ecomail_add" value="(\w+)"\s+checked', page.text)
+
+
+async def with_consents(site: Site, shop: Shop, consents: dict[str | None, str]) -> None:
+    """New customers of the shop (email → consent), the consent set as staff set it."""
+    deps = site.deps
+    for n, (email, consent) in enumerate(consents.items()):
+        result = await customers.upsert_customer(
+            shop.id,
+            customers.CustomerInput(email=email, shop_customer_id=f"consent-{n}"),
+            uow=deps.uow(),
+            clock=deps.clock,
+            rng=deps.rng,
+        )
+        customer_id = result.view.customer.id
+        assert customer_id is not None
+        async with deps.uow() as uow:
+            customer = await uow.customers.get(shop.id, customer_id, for_update=True)
+            assert customer is not None
+            customer.set_consent(
+                MarketingConsent(consent), ConsentSource.STAFF, at=deps.clock.now()
+            )
+            await uow.customers.update(customer)
+            await uow.commit()
+
+
+async def ecomail_add_of(site: Site, shop: Shop) -> str:
+    async with site.database.engine.connect() as conn:
+        return str(
+            (
+                await conn.execute(
+                    sa.text("SELECT ecomail_add FROM merchants WHERE id = :m"), {"m": shop.id}
+                )
+            ).scalar_one()
+        )
+
+
+async def backfill_requested(site: Site, shop: Shop) -> datetime:
+    async with site.deps.uow(read_only=True) as uow:
+        integration = await uow.ecomail.get(shop.id)
+    assert integration is not None and integration.backfill is not None
+    return integration.backfill.requested_at
+
+
+async def test_the_choice_of_who_is_added_is_saved_shown_and_counted(site: Site) -> None:
+    _, list_id = ecomail_account(site)
+    # ann and ben (unknown consent) are there already
+    await with_consents(
+        site,
+        site.anna,
+        {
+            "gina@anna-customers.cz": "granted",
+            "hugo@anna-customers.cz": "granted",
+            "ida@anna-customers.cz": "refused",
+            "jan@anna-customers.cz": "unknown",
+            None: "granted",  # no email: never synced, whatever the consent
+        },
+    )
+    async with logged_in(site, site.anna) as client:
+        assert 'id="adding"' not in (await client.get(PAGE)).text  # no key yet
+        await connected(site, client)
+        page = await client.get(PAGE)  # before activation, next to the list chooser
+        assert "Who Ellity adds to your Ecomail list" in page.text
+        assert page.text.index('id="adding"') < page.text.index(
+            'action="/integrations/ecomail/activate"'
+        )
+        assert checked_choice(page) == ["consented"]
+        assert text_of(page, "adding-counts") == (
+            "2 customers will be added · 3 only updated if they are already in the list"
+            " · 1 never added (refused; Ellity unsubscribes them) · 1 has no email (not synced)"
+        )
+        assert text_of(page, "adding-others") == (
+            "With “Every customer except refusals”: 5 would be added, 0 only updated;"
+            " With “Nobody”: 0 would be added, 5 only updated."
+        )
+        assert text_of(page, "unknown-consent") == (
+            "3 customers have unknown consent (all customers from before consent was recorded"
+            " start this way): Ellity does not add them; those already in the list keep their"
+            " status and get their loyalty fields."
+        )
+        for explained in (
+            "the person signed up through your Ecomail form",
+            "whether it applies is yours to judge",
+            "Ellity adds nobody; it only keeps the loyalty fields of people already in the list.",
+        ):
+            assert explained in html.unescape(text_of(page, "adding"))
+
+        page = await followed(client, await post(client, "adding", ecomail_add="customers"))
+        assert flash_on(page) == "Saved: Ellity adds every customer except refusals to the list."
+        assert checked_choice(page) == ["customers"]
+        assert text_of(page, "adding-counts").startswith("5 customers will be added · 0 only")
+        assert text_of(page, "adding-others") == (
+            "With “Customers who gave marketing consent”: 2 would be added, 3 only updated;"
+            " With “Nobody”: 0 would be added, 5 only updated."
+        )
+        assert 'id="unknown-consent"' not in page.text
+        assert await ecomail_add_of(site, site.anna) == "customers"
+
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        assert checked_choice(page) == ["customers"]  # and on the active page
+        assert text_of(page, "adding-counts").startswith("5 customers will be added")
+        site.clock.advance(hours=1)
+        page = await followed(client, await post(client, "adding", ecomail_add="none"))
+        assert flash_on(page) == "Saved: Ellity adds nobody to the list."
+        assert text_of(page, "adding-counts").startswith("0 customers will be added · 5 only")
+        assert await backfill_requested(site, site.anna) < site.clock.now()  # narrower: none
+
+        page = await followed(client, await post(client, "adding", ecomail_add="consented"))
+        assert flash_on(page) == (
+            "Saved: Ellity adds customers who gave marketing consent to the list. Every contact"
+            " is written again, so the customers this choice allows are added now (the progress"
+            " is below)."
+        )
+        assert checked_choice(page) == ["consented"]
+        assert "3 customers have unknown consent" in text_of(page, "unknown-consent")
+    assert await backfill_requested(site, site.anna) == site.clock.now()  # wider: a backfill
+
+
+@pytest.mark.parametrize("value", ["everyone", "", "none; drop table"])
+async def test_a_choice_of_who_is_added_that_is_not_offered_is_refused_clearly(
+    site: Site, value: str
+) -> None:
+    ecomail_account(site)
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        refused = await post(client, "adding", ecomail_add=value)
+        assert refused.status_code == 400
+        assert error_on(refused) == NOT_A_CHOICE
+        assert refused.text.index('class="error"') > refused.text.index('id="adding"')
+        assert checked_choice(refused) == ["consented"]
+    assert await ecomail_add_of(site, site.anna) == "consented"
+
+
+async def test_a_merchant_chooses_who_is_added_only_for_their_own_list(site: Site) -> None:
+    ecomail_account(site, BOB_KEY)
+    async with logged_in(site, site.bob) as bob:
+        await connected(site, bob, BOB_KEY)
+        page = await followed(bob, await post(bob, "adding", ecomail_add="none"))
+        assert checked_choice(page) == ["none"]
+        # Bob's one customer has no email; Anna's two customers are not counted for him
+        assert text_of(page, "adding-counts") == (
+            "0 customers will be added · 0 only updated if they are already in the list"
+            " · 0 never added (refused; Ellity unsubscribes them) · 1 has no email (not synced)"
+        )
+    assert await ecomail_add_of(site, site.anna) == "consented"
+    assert await ecomail_add_of(site, site.bob) == "none"
 
 
 # -- the newsletter webhook ----------------------------------------------------------------------

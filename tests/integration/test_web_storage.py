@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
 from ellity.domain.model.activity import DayTotals, ExpiryTotal, day_periods
+from ellity.domain.model.consent import ConsentCounts, ConsentSource, MarketingConsent
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
@@ -222,6 +223,52 @@ async def test_upcoming_expiries_sum_the_open_lots_per_last_valid_day(
             shop, first_day=date(2024, 4, 10), last_day=date(2024, 4, 12)
         )
     assert ahead == [ExpiryTotal(date(2024, 4, 10), Points(1600), 2)]
+
+
+async def consent(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    customer_id: CustomerId,
+    value: MarketingConsent,
+) -> None:
+    async with uow_factory() as uow:
+        customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
+        assert customer is not None
+        customer.set_consent(value, ConsentSource.STAFF, at=NOW)
+        await uow.customers.update(customer)
+        await uow.commit()
+
+
+async def test_consent_counts_count_customers_with_an_email_by_consent_and_those_without(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    other = await make_merchant(uow_factory, "other")
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.views.consent_counts(shop) == ConsentCounts()
+    seeded = {
+        "ann": MarketingConsent.GRANTED,
+        "bea": MarketingConsent.GRANTED,
+        "cyril": MarketingConsent.REFUSED,
+        "dana": MarketingConsent.UNKNOWN,
+        "emil": MarketingConsent.UNKNOWN,
+        "fero": MarketingConsent.UNKNOWN,
+    }
+    for name, value in seeded.items():
+        customer_id = await add(uow_factory, shop, f"{name}@example.cz", name.title(), "Novak")
+        if value is not MarketingConsent.UNKNOWN:
+            await consent(uow_factory, shop, customer_id, value)
+    without = await add(uow_factory, shop, None, "Gustav", "Novak")  # counted whatever it says
+    await consent(uow_factory, shop, without, MarketingConsent.GRANTED)
+    await add(uow_factory, shop, None, "Hana", "Novak")
+    refusing = await add(uow_factory, other, "ann@example.cz", "Ann", "Novak")  # never counted
+    await consent(uow_factory, other, refusing, MarketingConsent.REFUSED)
+
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.views.consent_counts(shop) == ConsentCounts(
+            granted=2, refused=1, unknown=3, without_email=2
+        )
+        assert await uow.views.consent_counts(other) == ConsentCounts(refused=1)
 
 
 async def test_staff_are_found_by_email_case_insensitively_and_by_id(

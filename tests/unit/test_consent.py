@@ -11,6 +11,7 @@ from ellity.domain.model.consent import (
     ConsentSource,
     EcomailAdd,
     MarketingConsent,
+    adds_more,
     may_add,
     membership_plan,
     parse_consent,
@@ -42,6 +43,28 @@ def test_who_ellity_adds_follows_the_setting_and_never_a_refusal(
     setting: EcomailAdd, added: set[MarketingConsent]
 ) -> None:
     assert {c for c in MarketingConsent if may_add(setting, c)} == added
+
+
+CONSENTED, CUSTOMERS, NONE = EcomailAdd.CONSENTED, EcomailAdd.CUSTOMERS, EcomailAdd.NONE
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "more"),
+    [
+        (NONE, CONSENTED, True),
+        (NONE, CUSTOMERS, True),
+        (CONSENTED, CUSTOMERS, True),
+        (CUSTOMERS, CONSENTED, False),
+        (CUSTOMERS, NONE, False),
+        (CONSENTED, NONE, False),
+        (CONSENTED, CONSENTED, False),
+        (NONE, NONE, False),
+    ],
+)
+def test_a_change_of_the_setting_adds_more_only_when_it_allows_someone_new(
+    before: EcomailAdd, after: EcomailAdd, more: bool
+) -> None:
+    assert adds_more(before, after) is more
 
 
 def test_the_plan_counts_who_is_added_updated_only_or_never_added() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from ellity.domain.model.consent import ConsentCounts, EcomailAdd, MarketingConsent
 from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import InvalidInput
@@ -18,13 +20,16 @@ from ellity.domain.model.money import Points
 from ellity.domain.services.customers import CustomerInput, regenerate_pin, update_customer
 from ellity.domain.services.integration import (
     Activation,
+    AddingChosen,
     FieldsNotConfirmed,
     activate_ecomail,
+    choose_ecomail_add,
     connect_ecomail,
     deactivate_ecomail,
     integration_page,
     repush_all,
 )
+from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points
 from ellity.ports.marketing import (
     ContactList,
@@ -410,3 +415,102 @@ async def test_with_an_inactive_integration_nothing_is_recorded_for_ecomail(w: W
     await w.regenerate_pin(ann)
     assert w.store.state.contacts[ann.id].pending_since is None
     assert ecomail_events(w.store) == []
+
+
+# -- who Ellity adds to the list ----------------------------------------------------------------
+
+
+async def seed_consents(w: World) -> None:
+    """Two customers who granted consent, one who refused, three unknown, one without email."""
+    consents = ["granted", "granted", "refused", "unknown", "unknown", "unknown"]
+    for n, consent in enumerate(consents):
+        customer = await w.new_customer(w.merchant, email=f"c{n}@example.cz")
+        assert customer.id is not None
+        w.store.state.customers[customer.id].marketing_consent = MarketingConsent(consent)
+    await w.new_customer(w.merchant, shop_customer_id="no-email")
+
+
+async def backfill_requested_at(w: World) -> datetime | None:
+    page = await integration_page(w.merchant.id, uow_factory=w.store.unit_of_work)
+    assert page.integration is not None
+    return page.integration.backfill.requested_at if page.integration.backfill else None
+
+
+async def choose(w: World, value: str) -> AddingChosen:
+    return await choose_ecomail_add(
+        w.merchant.id, value, uow_factory=w.store.unit_of_work, clock=w.clock
+    )
+
+
+async def test_the_page_counts_what_each_choice_of_who_is_added_would_do(w: World) -> None:
+    await seed_consents(w)
+    page = await integration_page(w.merchant.id, uow_factory=w.store.unit_of_work)
+    assert page.counts == ConsentCounts(granted=2, refused=1, unknown=3, without_email=1)
+    plan = page.plan
+    assert plan.setting is EcomailAdd.CONSENTED  # the default
+    assert (plan.added, plan.updated_only, plan.never_added, plan.without_email) == (2, 3, 1, 1)
+    assert page.unknown_left_out == 3
+    others = {p.setting: (p.added, p.updated_only, p.never_added) for p in page.other_plans}
+    assert others == {EcomailAdd.CUSTOMERS: (5, 0, 1), EcomailAdd.NONE: (0, 5, 1)}
+
+    assert await choose(w, " Customers ") == AddingChosen(EcomailAdd.CUSTOMERS, backfill=False)
+    page = await integration_page(w.merchant.id, uow_factory=w.store.unit_of_work)
+    assert (page.plan.setting, page.plan.added, page.plan.updated_only) == (
+        EcomailAdd.CUSTOMERS,
+        5,
+        0,
+    )
+    assert page.unknown_left_out == 0
+    assert [p.setting for p in page.other_plans] == [EcomailAdd.CONSENTED, EcomailAdd.NONE]
+    assert w.store.state.merchants[w.merchant.id].settings.ecomail_add is EcomailAdd.CUSTOMERS
+
+
+async def test_a_wider_choice_requests_a_backfill_so_the_newly_allowed_are_added(
+    w: World,
+) -> None:
+    await w.active()
+    activated = await backfill_requested_at(w)
+    w.clock.advance(hours=1)
+    assert await choose(w, "none") == AddingChosen(EcomailAdd.NONE, backfill=False)
+    assert await backfill_requested_at(w) == activated  # narrower: nobody new to add
+    w.clock.advance(hours=1)
+    assert await choose(w, "consented") == AddingChosen(EcomailAdd.CONSENTED, backfill=True)
+    assert await backfill_requested_at(w) == w.clock.now()
+    w.clock.advance(hours=1)
+    assert await choose(w, "customers") == AddingChosen(EcomailAdd.CUSTOMERS, backfill=True)
+    assert await backfill_requested_at(w) == w.clock.now()
+    w.clock.advance(hours=1)
+    assert await choose(w, "consented") == AddingChosen(EcomailAdd.CONSENTED, backfill=False)
+    assert await choose(w, "consented") == AddingChosen(EcomailAdd.CONSENTED, backfill=False)
+    assert await backfill_requested_at(w) == w.clock.now() - timedelta(hours=1)
+
+
+async def test_a_choice_while_the_integration_is_not_active_is_only_saved(w: World) -> None:
+    await connect(w.merchant, w.services)
+    assert await choose(w, "customers") == AddingChosen(EcomailAdd.CUSTOMERS, backfill=False)
+    assert await backfill_requested_at(w) is None
+    assert w.store.state.merchants[w.merchant.id].settings.ecomail_add is EcomailAdd.CUSTOMERS
+
+
+async def test_a_choice_that_is_not_one_of_the_three_is_refused_and_changes_nothing(
+    w: World,
+) -> None:
+    with pytest.raises(InvalidInput, match="Choose who Ellity adds to your Ecomail list"):
+        await choose(w, "everyone")
+    assert w.store.state.merchants[w.merchant.id].settings.ecomail_add is EcomailAdd.CONSENTED
+
+
+async def test_widening_the_choice_with_the_settings_command_requests_a_backfill_too(
+    w: World,
+) -> None:
+    await w.active()
+    w.clock.advance(hours=1)
+    await change_settings(
+        "anna", {"ecomail_add": "customers"}, uow=w.store.unit_of_work(), clock=w.clock
+    )
+    assert await backfill_requested_at(w) == w.clock.now()
+    w.clock.advance(hours=1)
+    await change_settings(
+        "anna", {"ecomail_add": "consented"}, uow=w.store.unit_of_work(), clock=w.clock
+    )
+    assert await backfill_requested_at(w) == w.clock.now() - timedelta(hours=1)

@@ -7,6 +7,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import Customer, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
@@ -201,6 +202,17 @@ class InMemoryViews(Views):
             )
             for r in mine
         ]
+
+    async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:
+        await round_trip()
+        mine = [c for c in self._uow.state.customers.values() if c.merchant_id == merchant_id]
+        with_email = [c.marketing_consent for c in mine if c.email is not None]
+        return ConsentCounts(
+            granted=with_email.count(MarketingConsent.GRANTED),
+            refused=with_email.count(MarketingConsent.REFUSED),
+            unknown=with_email.count(MarketingConsent.UNKNOWN),
+            without_email=len(mine) - len(with_email),
+        )
 
     def _outbox_of(self, merchant_id: MerchantId) -> Iterable[OutboxRecord]:
         return (r for r in self._uow.state.outbox.values() if r.merchant_id == merchant_id)

@@ -16,6 +16,7 @@ from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
@@ -200,3 +201,25 @@ class SqlViews(Views):
             )
             for row in rows
         ]
+
+    async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:
+        c = customers.c
+        with_email = c.email.is_not(None)
+
+        def having(consent: MarketingConsent) -> sa.ColumnElement[int]:
+            return sa.func.count().filter(with_email, c.marketing_consent == consent.value)
+
+        row = (
+            await self.conn.execute(
+                sa.select(
+                    having(MarketingConsent.GRANTED),
+                    having(MarketingConsent.REFUSED),
+                    having(MarketingConsent.UNKNOWN),
+                    sa.func.count().filter(c.email.is_(None)),
+                ).where(c.merchant_id == merchant_id)
+            )
+        ).one()
+        granted, refused, unknown, without_email = (int(n or 0) for n in row)
+        return ConsentCounts(
+            granted=granted, refused=refused, unknown=unknown, without_email=without_email
+        )

@@ -71,6 +71,13 @@ def parse_ecomail_add(value: str) -> EcomailAdd:
         ) from None
 
 
+def adds_more(before: EcomailAdd, after: EcomailAdd) -> bool:
+    """Whether changing the setting from ``before`` to ``after`` lets Ellity add customers it
+    did not add before (``none`` → anything, ``consented`` → ``customers``): those customers
+    are then added by writing every contact again."""
+    return any(may_add(after, c) and not may_add(before, c) for c in MarketingConsent)
+
+
 def may_add(setting: EcomailAdd, consent: MarketingConsent) -> bool:
     """Whether Ellity may add a customer with this consent to the list (subscribe them)."""
     if setting is EcomailAdd.CONSENTED:

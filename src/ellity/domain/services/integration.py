@@ -11,11 +11,19 @@ half-stored and raises an error the pages can explain: ``InvalidApiKey``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+from ellity.domain.model.consent import (
+    ConsentCounts,
+    EcomailAdd,
+    MembershipPlan,
+    membership_plan,
+    parse_ecomail_add,
+)
 from ellity.domain.model.contact import ContactSnapshot
-from ellity.domain.model.errors import Conflict
+from ellity.domain.model.errors import Conflict, InvalidInput
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, MerchantId
 from ellity.domain.model.integration import (
     EcomailIntegration,
@@ -25,6 +33,7 @@ from ellity.domain.model.integration import (
     key_hint,
 )
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
+from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, snapshots_of, today_of
 from ellity.domain.services.contact_sync import contact_data
 from ellity.ports.clock import Clock
@@ -77,6 +86,15 @@ class IntegrationPage:
     deliveries: DeliveryHealth
     failed_deliveries: list[FailedDelivery]
     send_system_emails: bool  # warn about double emails while the integration is active
+    counts: ConsentCounts  # the merchant's customers by marketing consent
+    plan: MembershipPlan  # what the sync does with them under the current ``ecomail_add``
+    other_plans: tuple[MembershipPlan, ...]  # ... and under each of the other two choices
+
+    @property
+    def unknown_left_out(self) -> int:
+        """Customers with an email whom the current choice does not add because their
+        consent is unknown (every customer from before consent was recorded)."""
+        return self.counts.unknown if self.plan.setting is EcomailAdd.CONSENTED else 0
 
     @property
     def backfill_done(self) -> int:
@@ -277,11 +295,43 @@ async def retry_failed_sync(
     return count
 
 
+@dataclass(frozen=True, slots=True)
+class AddingChosen:
+    setting: EcomailAdd
+    backfill: bool  # every contact is written again, adding the newly allowed customers
+
+
+async def choose_ecomail_add(
+    merchant_id: MerchantId, value: str, *, uow_factory: UnitOfWorkFactory, clock: Clock
+) -> AddingChosen:
+    """Save whom Ellity adds to the Ecomail list (``ecomail_add``). A choice that lets Ellity
+    add customers it did not add before requests a backfill while the integration is active,
+    so they are added now rather than at their next change; a narrower one needs none (the
+    sync adds nobody it no longer may, and never removes anyone it added)."""
+    try:
+        setting = parse_ecomail_add(value)
+    except InvalidInput:
+        raise InvalidInput(
+            "Choose who Ellity adds to your Ecomail list: only customers who gave marketing"
+            " consent, every customer except refusals, or nobody. Nothing was changed."
+        ) from None
+    async with uow_factory() as uow:
+        merchant = await load_merchant(uow, merchant_id)
+        before = dataclasses.replace(merchant)
+        merchant.settings = dataclasses.replace(merchant.settings, ecomail_add=setting)
+        await uow.merchants.update_settings(merchant_id, merchant.settings)
+        backfill = await notifications.settings_changed(uow, merchant, before, at=clock.now())
+        await uow.commit()
+    return AddingChosen(setting=setting, backfill=backfill)
+
+
 async def integration_page(
     merchant_id: MerchantId, *, uow_factory: UnitOfWorkFactory
 ) -> IntegrationPage:
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
+        counts = await uow.views.consent_counts(merchant_id)
+        current = merchant.settings.ecomail_add
         return IntegrationPage(
             integration=await uow.ecomail.get(merchant_id),
             contacts=await uow.views.contact_sync_health(merchant_id),
@@ -289,4 +339,9 @@ async def integration_page(
             deliveries=await uow.views.delivery_health(merchant_id),
             failed_deliveries=await uow.views.failed_deliveries(merchant_id, limit=FAILURES_SHOWN),
             send_system_emails=merchant.settings.send_system_emails,
+            counts=counts,
+            plan=membership_plan(current, counts),
+            other_plans=tuple(
+                membership_plan(other, counts) for other in EcomailAdd if other is not current
+            ),
         )

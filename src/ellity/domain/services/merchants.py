@@ -76,6 +76,6 @@ async def change_settings(
         before = dataclasses.replace(merchant)
         merchant.settings = merchant.settings.with_changes(changes)
         await uow.merchants.update_settings(merchant.id, merchant.settings)
-        await notifications.look_changed(uow, merchant, before, at=clock.now())
+        await notifications.settings_changed(uow, merchant, before, at=clock.now())
         await uow.commit()
     return merchant

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ellity.domain.model.consent import adds_more
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.integration import (
     EventLabel,
@@ -214,13 +215,20 @@ def _event(label: EventLabel, value: EventValue) -> Payload:
     return {"label": label.value, "value": dict(value)}
 
 
-async def look_changed(
+async def settings_changed(
     uow: UnitOfWork, merchant: Merchant, before: Merchant | None, *, at: datetime
-) -> None:
-    """The merchant's settings changed; when that changes how every contact reads (locale,
-    shop URL, referral link template), every contact is written again."""
-    if before is not None and look_of(before) == look_of(merchant):
-        return
+) -> bool:
+    """The merchant's settings changed; every contact is written again (a backfill, while
+    the integration is active) when that changes how every contact reads (locale, shop URL,
+    referral link template) or lets Ellity add customers it did not add before
+    (``ecomail_add`` widened: ``adds_more``). Whether a backfill was requested."""
+    if before is not None:
+        same_look = look_of(before) == look_of(merchant)
+        widened = adds_more(before.settings.ecomail_add, merchant.settings.ecomail_add)
+        if same_look and not widened:
+            return False
     merchant_id = merchant_id_of(merchant)
-    if await uow.ecomail.active_list(merchant_id) is not None:
-        await uow.ecomail.request_backfill(merchant_id, at=at)
+    if await uow.ecomail.active_list(merchant_id) is None:
+        return False
+    await uow.ecomail.request_backfill(merchant_id, at=at)
+    return True

@@ -101,7 +101,7 @@ async def save_settings(
         elif password is not None:
             await uow.merchants.set_smtp_password(merchant_id, secret_box.encrypt(password))
         password_set = await uow.merchants.smtp_password(merchant_id) is not None
-        await notifications.look_changed(uow, merchant, before, at=clock.now())
+        await notifications.settings_changed(uow, merchant, before, at=clock.now())
         ecomail_active = await uow.ecomail.active_list(merchant_id) is not None
         await uow.commit()
     return SettingsView(merchant, smtp_password_set=password_set, ecomail_active=ecomail_active)

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
+from ellity.domain.model.consent import ConsentCounts
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -82,6 +83,11 @@ class Views(Protocol):
         self, merchant_id: MerchantId, *, limit: int
     ) -> list[NotificationRecord]:
         """The merchant's latest notifications, newest first."""
+        ...
+
+    async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:
+        """How many of the merchant's customers with an email have each marketing consent,
+        and how many have no email; one pass over the merchant's customers."""
         ...
 
     async def search_customers(

@@ -1,4 +1,5 @@
-"""Settings → Integrations → Ecomail: the key, the list, activation and the sync's health.
+"""Settings → Integrations → Ecomail: the key, the list, activation, who Ellity adds to the
+list, and the sync's health.
 
 The merchant's integration comes from the session (no ids in the paths). Every failure is
 shown on the page with its own advice and its status from ``ellity.web.errors.DOMAIN_ERRORS``:
@@ -17,6 +18,7 @@ from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.deps import Deps
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import integration
@@ -51,6 +53,38 @@ class KeyForm:
 @dataclass
 class ActivateForm:
     list_id: str = ""
+
+
+@dataclass
+class AddingForm:
+    ecomail_add: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddingChoice:
+    """One choice of ``ecomail_add`` as the page offers it."""
+
+    title: str
+    explanation: str
+
+
+ADDING_CHOICES: dict[EcomailAdd, AddingChoice] = {
+    EcomailAdd.CONSENTED: AddingChoice(
+        "Customers who gave marketing consent",
+        "Only customers who gave marketing consent (the e-shop sends it through the API, staff"
+        " set it on the customer's page, or the person signed up through your Ecomail form).",
+    ),
+    EcomailAdd.CUSTOMERS: AddingChoice(
+        "Every customer except refusals",
+        "Every customer except those who refused. Choose this only if you rely on the"
+        " existing-customer exception for your own similar products: whether it applies is"
+        " yours to judge.",
+    ),
+    EcomailAdd.NONE: AddingChoice(
+        "Nobody",
+        "Ellity adds nobody; it only keeps the loyalty fields of people already in the list.",
+    ),
+}
 
 
 def error_message(error: Error) -> str:
@@ -118,6 +152,7 @@ async def _page(
         failed_form=failed_form,
         time_zone=staff_of(request).time_zone,
         where_the_key_is=integration.WHERE_THE_KEY_IS,
+        adding_choices=ADDING_CHOICES,
     )
     if isinstance(shown, MarketingRateLimited):
         template.headers["Retry-After"] = str(integration.retry_wait(shown))
@@ -187,8 +222,8 @@ async def activate(
     if activation.fields_confirmed:
         flash(
             request,
-            f"Active with the list {activation.list_name}. Fields confirmed; pushing every"
-            " customer with an email to Ecomail… (the progress is below).",
+            f"Active with the list {activation.list_name}. Fields confirmed; writing the"
+            " customers' contacts to Ecomail… (the progress is below).",
         )
     else:
         flash(
@@ -196,6 +231,29 @@ async def activate(
             f"Active with the list {activation.list_name}. No customer has an email yet:"
             " the fields will be created with the first customer.",
         )
+    return see_other(PAGE)
+
+
+@post(f"{PAGE}/adding")
+@refused_form_page(_page_again("adding"))
+async def choose_adding(
+    request: AnyRequest,
+    data: URLEncodedBody[AddingForm],
+    *,
+    merchant_id: NamedDependency[MerchantId],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    chosen = await integration.choose_ecomail_add(
+        merchant_id, data.ecomail_add, uow_factory=uow_factory, clock=clock
+    )
+    saved = f"Saved: Ellity adds {ADDING_CHOICES[chosen.setting].title.lower()} to the list."
+    if chosen.backfill:
+        saved += (
+            " Every contact is written again, so the customers this choice allows are added"
+            " now (the progress is below)."
+        )
+    flash(request, saved)
     return see_other(PAGE)
 
 

@@ -47,6 +47,7 @@ def pages_router(security: WebSecurity) -> Router:
             integration.integration_page,
             integration.save_key,
             integration.activate,
+            integration.choose_adding,
             integration.retry_failed,
             integration.repush,
             integration.deactivate,

@@ -26,6 +26,7 @@ from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_
 from ellity.web.pages.errors import refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
+_ELSEWHERE = ("ecomail_add",)  # chosen on the Ecomail integration page
 COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
 
 
@@ -57,7 +58,7 @@ class SettingsForm:
         values = view.merchant.settings.as_strings()
         smtp = view.merchant.smtp
         return cls(
-            **{k: v for k, v in values.items() if k not in _CHECKBOXES},
+            **{k: v for k, v in values.items() if k not in _CHECKBOXES + _ELSEWHERE},
             **{k: "on" if values[k] == "true" else "" for k in _CHECKBOXES},
             smtp_host=smtp.host,
             smtp_port=str(smtp.port),
