@@ -95,6 +95,9 @@ async def test_a_new_customer_answers_201_with_exactly_the_customer_fields(
         "balance": "0.00",
         "next_expiration": None,
         "last_change": None,
+        "marketing_consent": "unknown",
+        "marketing_consent_source": None,
+        "marketing_consent_changed_at": None,
     }
 
 
@@ -146,6 +149,104 @@ async def test_a_customer_is_read_by_id_and_found_by_email_case_insensitively(
     assert found.json() == {"items": [ann]}
     assert nobody.status_code == 200
     assert nobody.json() == {"items": []}
+
+
+def consent_of(body: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (
+        body["marketing_consent"],
+        body["marketing_consent_source"],
+        body["marketing_consent_changed_at"],
+    )
+
+
+async def test_a_customer_created_with_a_marketing_consent_answers_who_set_it_and_when(
+    api: ApiClient,
+) -> None:
+    ann = await create(api, api.anna, email="ann@example.cz", marketing_consent="granted")
+
+    assert consent_of(ann) == ("granted", "api", "2024-03-10T09:00:00Z")
+    read = await api.client.get(f"{V1}/customers/{ann['id']}", headers=api.anna.auth)
+    assert read.json() == ann
+    assert await api.rows("consent_changes") == 1
+
+
+async def test_the_eshop_changes_consent_on_update_and_the_same_value_again_changes_nothing(
+    api: ApiClient,
+) -> None:
+    ann = await create(api, api.anna, email="ann@example.cz", shop_customer_id="c-1")
+    api.clock.advance(days=1)
+
+    refused = await api.client.post(
+        f"{V1}/customers",
+        json={"shop_customer_id": "c-1", "marketing_consent": "refused"},
+        headers=api.anna.auth,
+    )
+    api.clock.advance(days=1)
+    again = await api.client.post(
+        f"{V1}/customers",
+        json={"email": "ANN@example.cz", "marketing_consent": "refused"},
+        headers=api.anna.auth,
+    )
+    left = await api.client.post(
+        f"{V1}/customers",
+        json={"email": "ann@example.cz", "first_name": "Ann"},
+        headers=api.anna.auth,
+    )
+
+    assert refused.status_code == again.status_code == left.status_code == 200
+    assert consent_of(refused.json()) == ("refused", "api", "2024-03-11T09:00:00Z")
+    assert consent_of(again.json()) == consent_of(refused.json())
+    assert consent_of(left.json()) == consent_of(refused.json())
+    assert refused.json()["id"] == ann["id"]
+    assert await api.rows("consent_changes") == 1
+
+    back = await api.client.post(
+        f"{V1}/customers",
+        json={"email": "ann@example.cz", "marketing_consent": "unknown"},
+        headers=api.anna.auth,
+    )
+    assert consent_of(back.json()) == ("unknown", "api", "2024-03-12T09:00:00Z")
+    assert await api.rows("consent_changes") == 2
+
+
+@pytest.mark.parametrize("value", ["yes", "GRANTED", "", 1, True, ["granted"]])
+async def test_a_consent_that_is_not_granted_refused_or_unknown_is_refused_and_nothing_changes(
+    api: ApiClient, value: Any
+) -> None:
+    ann = await create(api, api.anna, email="ann@example.cz", marketing_consent="granted")
+    before = (await api.stored(), await api.rows("consent_changes"))
+
+    updated = await api.client.post(
+        f"{V1}/customers",
+        json={"email": "ann@example.cz", "first_name": "Ann", "marketing_consent": value},
+        headers=api.anna.auth,
+    )
+    created = await api.client.post(
+        f"{V1}/customers",
+        json={"email": "new@example.cz", "marketing_consent": value},
+        headers=api.anna.auth,
+    )
+
+    for response in (updated, created):
+        assert_error(response, 400, "bad_request", "'marketing_consent'")
+        if isinstance(value, str):
+            assert "granted, refused, unknown" in response.json()["message"]
+    assert (await api.stored(), await api.rows("consent_changes")) == before
+    read = await api.client.get(f"{V1}/customers/{ann['id']}", headers=api.anna.auth)
+    assert read.json() == ann
+
+
+async def test_another_merchants_customer_with_the_same_email_keeps_their_own_consent(
+    api: ApiClient,
+) -> None:
+    ann = await create(api, api.anna, email="ann@example.cz", marketing_consent="granted")
+
+    bobs = await create(api, api.bob, email="ann@example.cz", marketing_consent="refused")
+
+    assert bobs["id"] != ann["id"]
+    assert consent_of(bobs)[:2] == ("refused", "api")
+    read = await api.client.get(f"{V1}/customers/{ann['id']}", headers=api.anna.auth)
+    assert consent_of(read.json())[:2] == ("granted", "api")
 
 
 async def test_a_customer_created_with_a_referral_code_pays_the_referrer_on_the_first_purchase(
@@ -507,6 +608,9 @@ BAD_REQUESTS = {
     "empty-body": Bad("POST", SPEND, b"", 400, "JSON object"),
     "wrong-type": Bad("POST", "", {"email": 5}, 400, "'email' must be a string"),
     "wrong-bool": Bad("POST", "", {"email": "a@b.cz", "registered": "yes"}, 400, "registered"),
+    "bad-consent": Bad(
+        "POST", "", {"email": "a@b.cz", "marketing_consent": "yes"}, 400, "granted,"
+    ),
     "missing-field": Bad("POST", EARN, {"points": "1"}, 400, "'order_ref' is required"),
     "missing-note": Bad("POST", ADJUST, {"points": "1"}, 400, "'note' is required"),
     "unknown-field": Bad("POST", EARN, {"points": "1", "order_ref": "o", "pts": 1}, 400, "'pts'"),
@@ -625,6 +729,14 @@ async def test_the_openapi_schema_describes_the_bearer_token_bodies_and_errors(
     earn_body = schema["components"]["schemas"]["EarnPoints"]
     assert earn_body["properties"]["points"]["type"] == "string"
     assert sorted(earn_body["required"]) == ["order_ref", "points"]
+    schemas = schema["components"]["schemas"]
+    assert sorted(schemas["MarketingConsent"]["enum"]) == ["granted", "refused", "unknown"]
+    assert sorted(schemas["ConsentSource"]["enum"]) == ["api", "ecomail", "staff"]
+    upsert_consent = schemas["CustomerUpsert"]["properties"]["marketing_consent"]
+    assert {"$ref": "#/components/schemas/MarketingConsent"} in upsert_consent["oneOf"]
+    answered = schemas["Customer"]["properties"]
+    assert answered["marketing_consent_changed_at"]["oneOf"][0]["format"] == "date-time"
+    assert {"marketing_consent", "marketing_consent_source"} <= set(schemas["Customer"]["required"])
 
 
 async def test_pages_outside_the_api_keep_their_own_not_found_answer(api: ApiClient) -> None:

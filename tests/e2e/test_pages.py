@@ -485,6 +485,7 @@ WALK_FORM = {
     "timezone": "Europe/Prague",
     "smtp_port": "587",
     "smtp_security": "starttls",
+    "marketing_consent": "refused",
 }
 NOT_WALKED = {"/login", "/logout", "/health"}
 
@@ -709,6 +710,98 @@ async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Si
         assert re.search(r'id="balance">112,50<', shown.text)
         assert "o-77" in shown.text
         assert await site.balance(anna) == 112_50
+
+
+def consent_history_rows(page: httpx.Response) -> list[list[str]]:
+    """The consent history table's rows, newest first: when, change, set by."""
+    found = re.search(r'id="consent-history">.*?<tbody>(.*?)</tbody>', page.text, re.S)
+    assert found, page.text
+    rows = re.findall(r"<tr>(.*?)</tr>", found.group(1), re.S)
+    return [
+        [html.unescape(cell).strip() for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        for row in rows
+    ]
+
+
+def consent_shown(page: httpx.Response) -> str:
+    found = re.search(r'<dd id="consent">(.*?)</dd>', page.text, re.S)
+    assert found, page.text
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
+
+
+async def test_staff_set_marketing_consent_on_the_customer_page_and_see_its_history(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with site.browser() as api:
+        made = await api.post(
+            "/api/v1/customers",
+            json={"email": "cyril@anna-customers.cz", "marketing_consent": "granted"},
+            headers={"Authorization": f"Bearer {(await _api_token(site, anna.id))[0]}"},
+        )
+    assert made.status_code == 201, made.text
+    page = f"/customers/{made.json()['id']}"
+    async with logged_in(site, anna) as client:
+        shown = await client.get(page)
+        assert consent_shown(shown) == "Granted (set by the e-shop on 2024-03-10 10:00)"
+        assert re.search(r'value="granted" required checked>', shown.text)
+        assert "never added again" in shown.text
+        assert consent_history_rows(shown) == [
+            ["2024-03-10 10:00", "Unknown → Granted", "the e-shop"]
+        ]
+
+        site.clock.advance(hours=2)
+        token = await form_token(client, page)
+        refused = await client.post(
+            f"{page}/consent", data={"_csrf_token": token, "marketing_consent": "refused"}
+        )
+        assert refused.status_code == 303
+        shown = await client.get(page)
+        assert "The marketing consent is now refused." in shown.text
+        assert consent_shown(shown) == "Refused (set by staff on 2024-03-10 12:00)"
+        assert consent_history_rows(shown) == [
+            ["2024-03-10 12:00", "Granted → Refused", "staff"],
+            ["2024-03-10 10:00", "Unknown → Granted", "the e-shop"],
+        ]
+
+        again = await client.post(
+            f"{page}/consent", data={"_csrf_token": token, "marketing_consent": "refused"}
+        )
+        assert again.status_code == 303
+        shown = await client.get(page)
+        assert "The marketing consent was refused already; nothing changed." in shown.text
+        assert len(consent_history_rows(shown)) == 2
+    assert await site.scalar("SELECT count(*) FROM consent_changes") == 2
+
+
+async def test_a_customer_never_given_a_consent_shows_unknown_and_no_history(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        shown = await client.get(f"/customers/{anna.customer_id}")
+    assert consent_shown(shown) == "Unknown (never set)"
+    assert "No consent changes yet." in shown.text
+    assert "checked>" not in shown.text
+
+
+@pytest.mark.parametrize("value", ["unknown", "", "yes"])
+async def test_a_consent_form_without_granted_or_refused_is_refused_and_changes_nothing(
+    site: Site, value: str
+) -> None:
+    anna, bob = shops(site)
+    page = f"/customers/{anna.customer_id}"
+    before = (await site.rows_of(anna), await site.rows_of(bob))
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, page)
+        answer = await client.post(
+            f"{page}/consent", data={"_csrf_token": token, "marketing_consent": value}
+        )
+        forged = await client.post(f"{page}/consent", data={"marketing_consent": "refused"})
+    assert answer.status_code == 400
+    assert error_on(answer) == "Choose whether the customer granted or refused consent."
+    assert "Marketing consent history" in answer.text  # the customer's page, shown again
+    assert forged.status_code == 403
+    assert (await site.rows_of(anna), await site.rows_of(bob)) == before
+    assert await site.scalar("SELECT count(*) FROM consent_changes") == 0
 
 
 async def test_the_customer_list_pages_by_keyset_cursor(site: Site) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
@@ -38,6 +38,10 @@ def test_the_rewriting_was_checked_against_the_pinned_msgspec() -> None:
 
 class Coded(msgspec.Struct, forbid_unknown_fields=True):
     code: Annotated[str, msgspec.Meta(max_length=3)]
+
+
+class Picked(msgspec.Struct):
+    colour: Literal["red", "blue"] | None = None
 
 
 @dataclass
@@ -68,6 +72,11 @@ async def coded(data: JSONBody[Coded]) -> None:
     return None
 
 
+@post("/picked", status_code=200)
+async def picked(data: JSONBody[Picked]) -> None:
+    return None
+
+
 @post("/form", status_code=200)
 async def form(data: URLEncodedBody[PointsForm]) -> None:
     return None
@@ -92,7 +101,8 @@ def said(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
 
 
 APP = Litestar(
-    [upsert, earn, adjust, coded, form, ledger, find], exception_handlers={HTTPException: said}
+    [upsert, earn, adjust, coded, picked, form, ledger, find],
+    exception_handlers={HTTPException: said},
 )
 
 
@@ -157,6 +167,16 @@ CASES: dict[str, tuple[Sent, int, str]] = {
         Sent("POST", "/customers", json={"email": [1]}),
         400,
         "The field 'email' must be a string or null, not an array.",
+    ),
+    "a-value-not-among-an-enums-values": (
+        Sent("POST", "/customers", json={"email": "a@b.cz", "marketing_consent": "Yes"}),
+        400,
+        "The field 'marketing_consent' must be one of: granted, refused, unknown; not 'Yes'.",
+    ),
+    "a-value-not-among-a-literals-values": (
+        Sent("POST", "/picked", json={"colour": "green"}),
+        400,
+        "The field 'colour' must be one of: blue, red; not 'green'.",
     ),
     "a-missing-field": (
         Sent("POST", "/customers/1/earn", json={"points": "1"}),

@@ -14,6 +14,7 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
@@ -21,6 +22,7 @@ _EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _OUT_OF_RANGE = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<rule>[<>]=? ?\S+)$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_NOT_A_CHOICE = re.compile(r"^Invalid enum value (?P<value>.+)$")
 _POINTS_FIELDS = frozenset({"points"})
 _JSON_TYPES = {
     "str": "a string",
@@ -38,7 +40,9 @@ def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
     the merchant pages show the same words as the API."""
     status = exc.status_code
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
-        return " ".join(_field_message(item) for item in exc.extra if isinstance(item, dict))
+        return " ".join(
+            _field_message(request, item) for item in exc.extra if isinstance(item, dict)
+        )
     if status == 404:
         return f"There is no {request.method} {request.url.path} in the API."
     if status == 405:
@@ -56,7 +60,7 @@ def refusal_message(request: Request[Any, Any, Any], exc: HTTPException) -> str:
     return detail if detail and not generic else f"The request was refused ({status})."
 
 
-def _field_message(item: dict[str, Any]) -> str:
+def _field_message(request: Request[Any, Any, Any], item: dict[str, Any]) -> str:
     """One of Litestar's validation messages, said plainly."""
     raw = str(item.get("message", "")).strip()
     key = str(item.get("key", ""))
@@ -81,7 +85,40 @@ def _field_message(item: dict[str, Any]) -> str:
         return f"{where} must be {_describe(m['want'])}, not {_describe(m['got'])}."
     if (m := _OUT_OF_RANGE.match(raw)) is not None:
         return f"{where} must be {_describe(m['want'])} {m['rule']}."
+    if (m := _NOT_A_CHOICE.match(raw)) is not None:
+        choices = _body_choices(request, key) if source == "body" else []
+        if choices:
+            return f"{where} must be one of: {', '.join(choices)}; not {m['value']}."
+        return f"{where} cannot be {m['value']}."
     return f"{where} is not valid: {raw}." if raw else f"{where} is not valid."
+
+
+def _body_choices(request: Request[Any, Any, Any], key: str) -> list[str]:
+    """The values the body field ``key`` may take, when its type is an enum or a literal
+    (read from the handler's ``data`` type); none when it is not one of those."""
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return []
+    try:
+        info = msgspec.inspect.type_info(data.annotation)
+    except (TypeError, ValueError):
+        return []
+    for field in getattr(info, "fields", ()):
+        if field.encode_name == key:
+            return _choices_of(field.type)
+    return []
+
+
+def _choices_of(info: msgspec.inspect.Type) -> list[str]:
+    if isinstance(info, msgspec.inspect.Metadata):  # a type with a description
+        return _choices_of(info.type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [choice for member in info.types for choice in _choices_of(member)]
+    if isinstance(info, msgspec.inspect.EnumType):
+        return [str(member.value) for member in info.cls]
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return [str(value) for value in info.values]
+    return []
 
 
 def _describe(json_type: str) -> str:

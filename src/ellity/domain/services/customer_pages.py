@@ -1,10 +1,12 @@
 """What the staff's customer pages need beyond the shared customer use cases: the search with
-keyset paging, one customer with a page of their ledger, and creating a customer by hand."""
+keyset paging, one customer with a page of their ledger and their consent history, and
+creating a customer by hand."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ellity.domain.model.consent import ConsentChange, ConsentSource
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.customer import clean_email, clean_shop_customer_id
 from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
@@ -25,6 +27,7 @@ from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
 
 PAGE_SIZE = 50
 LEDGER_PAGE_SIZE = 25
+CONSENT_HISTORY_SIZE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class CustomerDetail:
     view: CustomerView
     entries: list[StoredEntry]  # newest first
     next_before: int | None  # the cursor of the next (older) page of the ledger
+    consent_changes: list[ConsentChange]  # newest first, at most CONSENT_HISTORY_SIZE
 
 
 async def customer_detail(
@@ -80,7 +84,8 @@ async def customer_detail(
     clock: Clock,
     limit: int = LEDGER_PAGE_SIZE,
 ) -> CustomerDetail:
-    """The customer and a page of their ledger, newest first, keyset-paged by entry id."""
+    """The customer, a page of their ledger, newest first, keyset-paged by entry id, and
+    their latest consent changes."""
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id)
@@ -88,9 +93,12 @@ async def customer_detail(
         entries = await uow.ledgers.entries(
             merchant_id, customer_id, limit=limit + 1, before_id=before_id
         )
+        consent_changes = await uow.customers.consent_history(
+            merchant_id, customer_id, limit=CONSENT_HISTORY_SIZE
+        )
     shown = entries[:limit]
     more = len(entries) > limit
-    return CustomerDetail(merchant, view, shown, shown[-1].id if more else None)
+    return CustomerDetail(merchant, view, shown, shown[-1].id if more else None, consent_changes)
 
 
 @retried_on_conflict
@@ -103,14 +111,22 @@ async def create_customer(
     rng: RandomSource,
 ) -> CustomerView:
     """A new customer; unlike the e-shop's upsert, an email or shop customer id already in
-    use is refused (by the unique indexes, in the same transaction), never updated."""
+    use is refused (by the unique indexes, in the same transaction), never updated. A consent
+    in ``data`` is recorded as set by staff."""
     email, shop_id = clean_email(data.email), clean_shop_customer_id(data.shop_customer_id)
     if email is None and shop_id is None:
         raise InvalidInput("A customer needs an email or a shop customer id.")
     async with uow_factory() as uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await create_new_customer(
-            merchant, data, email, shop_id, uow=uow, clock=clock, rng=rng
+            merchant,
+            data,
+            email,
+            shop_id,
+            uow=uow,
+            clock=clock,
+            rng=rng,
+            consent_source=ConsentSource.STAFF,
         )
         view = await view_of(uow, merchant, customer, clock=clock)
         await uow.commit()

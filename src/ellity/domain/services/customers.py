@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.contact import ContactSnapshot, CustomerLoyalty
 from ellity.domain.model.customer import (
     Customer,
@@ -37,6 +38,7 @@ from ellity.domain.services.common import (
     today_of,
     view_of,
 )
+from ellity.domain.services.consent import record_consent
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UniqueViolation, UnitOfWork, UnitOfWorkFactory
 
@@ -54,6 +56,7 @@ class CustomerInput:
     shop_customer_id: str | None = None
     registered: bool | None = None
     referred_by: str | None = None
+    marketing_consent: MarketingConsent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +79,10 @@ async def upsert_customer(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
+    consent_source: ConsentSource = ConsentSource.API,
 ) -> UpsertResult:
-    """Create the customer, or update the one with the same shop customer id or email."""
+    """Create the customer, or update the one with the same shop customer id or email (the
+    e-shop's call: a consent it sends is recorded as the e-shop's)."""
     email = clean_email(data.email)
     shop_id = clean_shop_customer_id(data.shop_customer_id)
     if email is None and shop_id is None:
@@ -91,14 +96,29 @@ async def upsert_customer(
             existing = await uow.customers.find_by_email(merchant_id, email)
         if existing is None:
             customer = await create_new_customer(
-                merchant, data, email, shop_id, uow=uow, clock=clock, rng=rng
+                merchant,
+                data,
+                email,
+                shop_id,
+                uow=uow,
+                clock=clock,
+                rng=rng,
+                consent_source=consent_source,
             )
         else:
             customer = await load_customer(
                 uow, merchant_id, customer_id_of(existing), for_update=True
             )
             reason = await _apply(
-                merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
+                merchant,
+                customer,
+                data,
+                email,
+                shop_id,
+                uow=uow,
+                clock=clock,
+                rng=rng,
+                consent_source=consent_source,
             )
             if reason is not None:
                 await notifications.pin_issued(
@@ -118,14 +138,25 @@ async def update_customer(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
+    consent_source: ConsentSource = ConsentSource.STAFF,
 ) -> CustomerView:
+    """Change what ``data`` sets (the staff's edit form: a consent is recorded as theirs
+    unless ``consent_source`` says otherwise)."""
     email = clean_email(data.email)
     shop_id = clean_shop_customer_id(data.shop_customer_id)
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id, for_update=True)
         reason = await _apply(
-            merchant, customer, data, email, shop_id, uow=uow, clock=clock, rng=rng
+            merchant,
+            customer,
+            data,
+            email,
+            shop_id,
+            uow=uow,
+            clock=clock,
+            rng=rng,
+            consent_source=consent_source,
         )
         if reason is not None:
             await notifications.pin_issued(uow, merchant, customer, reason, at=customer.updated_at)
@@ -255,10 +286,13 @@ async def create_new_customer(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
+    consent_source: ConsentSource,
 ) -> Customer:
     """Store a new customer in the caller's transaction (with the PIN email, when that is on).
 
-    An email, shop customer id or referral code already in use raises ``DuplicateCustomer``.
+    A consent in ``data`` other than ``unknown`` is recorded as set by ``consent_source``,
+    with its history line. An email, shop customer id or referral code already in use raises
+    ``DuplicateCustomer``.
     """
     merchant_id = merchant_id_of(merchant)
     now = clock.now()
@@ -302,6 +336,10 @@ async def create_new_customer(
         raise DuplicateCustomer(
             _DUPLICATE_MESSAGES.get(exc.field, "This customer exists already.")
         ) from None
+    if data.marketing_consent is not None:  # set once stored: its history line needs the id
+        await record_consent(
+            uow, merchant, customer, data.marketing_consent, consent_source, at=now
+        )
     await notifications.contact_changed(uow, merchant, customer, at=now)
     await notifications.pin_issued(uow, merchant, customer, PinReason.CREATED, at=now)
     return customer
@@ -317,8 +355,10 @@ async def _apply(
     uow: UnitOfWork,
     clock: Clock,
     rng: RandomSource,
+    consent_source: ConsentSource,
 ) -> PinReason | None:
-    """Change only what ``data`` sets; the referrer is fixed at creation.
+    """Change only what ``data`` sets; the referrer is fixed at creation. A consent is
+    recorded as set by ``consent_source`` when it changes (see ``record_consent``).
 
     Returns why the customer got a new PIN, if they did: they became anonymous, or an
     anonymous customer's email changed (the old PIN may be in a stranger's mailbox).
@@ -350,5 +390,9 @@ async def _apply(
         moved = email_key(customer.email) != email_key(before[0])
         await notifications.contact_changed(
             uow, merchant, customer, at=now, moved_from=before[0] if moved else None
+        )
+    if data.marketing_consent is not None:
+        await record_consent(
+            uow, merchant, customer, data.marketing_consent, consent_source, at=now
         )
     return None if customer.pin is None else reason

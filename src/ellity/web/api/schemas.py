@@ -12,6 +12,7 @@ from typing import Annotated
 
 import msgspec
 
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, MAX_SHOP_ID_LENGTH
 from ellity.domain.model.ledger import MAX_NOTE_LENGTH, MAX_ORDER_REF_LENGTH, EntryKind
 from ellity.domain.model.money import Points
@@ -42,6 +43,12 @@ OrderRef = Annotated[
     ),
 ]
 Note = Annotated[str, msgspec.Meta(description=f"At most {MAX_NOTE_LENGTH} characters.")]
+CONSENT_RULES = (
+    "Whether the customer agreed to receive the merchant's newsletters. `granted`: Ellity may"
+    " add them to the merchant's Ecomail list (as the merchant's setting allows); `refused`:"
+    " Ellity unsubscribes them from the list and never adds them again (a newsletter reward is"
+    " taken back when the merchant's take-back option is on); `unknown`: not known (the default)."
+)
 
 
 def _text(description: str) -> msgspec.Meta:
@@ -56,6 +63,8 @@ class CustomerUpsert(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     At least one of ``email`` and ``shop_customer_id`` is needed. A missing or null field
     leaves the stored value as it is; ``referred_by`` counts only when the customer is new.
+    A ``marketing_consent`` other than the stored one is kept in the customer's consent
+    history as set by the e-shop.
     """
 
     email: Annotated[
@@ -70,6 +79,9 @@ class CustomerUpsert(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         bool | None, _text("A registered member has no PIN; an anonymous customer has one.")
     ] = None
     referred_by: Annotated[str | None, _text("The referral code of the referring customer.")] = None
+    marketing_consent: Annotated[
+        MarketingConsent | None, _text(CONSENT_RULES + " Missing or null: left as it is.")
+    ] = None
 
     def to_input(self) -> CustomerInput:
         return CustomerInput(
@@ -79,6 +91,7 @@ class CustomerUpsert(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             shop_customer_id=self.shop_customer_id,
             registered=self.registered,
             referred_by=self.referred_by,
+            marketing_consent=self.marketing_consent,
         )
 
 
@@ -130,6 +143,18 @@ class Customer(msgspec.Struct):
         PointsOnDay | None, _text("The earliest last valid day and the points valid until then.")
     ]
     last_change: Annotated[PointsOnDay | None, _text("The day and signed points of the change.")]
+    marketing_consent: Annotated[MarketingConsent, _text(CONSENT_RULES)]
+    marketing_consent_source: Annotated[
+        ConsentSource | None,
+        _text(
+            "Who set the consent last: `api` (the e-shop), `staff` (on the customer's page) or"
+            " `ecomail` (a subscription or unsubscription Ecomail confirmed); null while never"
+            " set."
+        ),
+    ]
+    marketing_consent_changed_at: Annotated[
+        datetime | None, _text("When the consent was last set; null while never set.")
+    ]
 
     @classmethod
     def of(cls, view: CustomerView) -> Customer:
@@ -150,6 +175,9 @@ class Customer(msgspec.Struct):
             balance=summary.balance.decimal_string(),
             next_expiration=_on_day(nxt.on, nxt.points) if nxt else None,
             last_change=_on_day(last.on, last.points) if last else None,
+            marketing_consent=customer.marketing_consent,
+            marketing_consent_source=customer.consent_source,
+            marketing_consent_changed_at=customer.consent_changed_at,
         )
 
 

@@ -13,13 +13,15 @@ from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Response, Stream, Template
 
 from ellity.deps import Deps
-from ellity.domain.model.errors import DomainError
+from ellity.domain.model.consent import MarketingConsent, parse_consent
+from ellity.domain.model.errors import DomainError, InvalidInput
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
 from ellity.domain.model.staff import StaffIdentity
-from ellity.domain.services import customers, points
+from ellity.domain.services import customer_consent, customers, points
 from ellity.domain.services.customer_pages import (
+    CONSENT_HISTORY_SIZE,
     create_customer,
     customer_detail,
     search_customers,
@@ -55,6 +57,19 @@ class EditForm:
     email: str = ""
     first_name: str = ""
     last_name: str = ""
+
+
+@dataclass
+class ConsentForm:
+    marketing_consent: str = ""  # a radio button: "granted" or "refused"
+
+
+def parse_staff_consent(text: str) -> MarketingConsent:
+    """Staff record a consent the customer gave or refused; "unknown" is never chosen."""
+    try:
+        return parse_consent(text, allow_unknown=False)
+    except InvalidInput:
+        raise InvalidInput("Choose whether the customer granted or refused consent.") from None
 
 
 @dataclass
@@ -192,6 +207,7 @@ async def _customer_page(
         "spend": PointsForm(),
         "adjust": PointsForm(),
         "edit": EditForm(customer.email or "", customer.first_name, customer.last_name),
+        "consent": ConsentForm(customer.marketing_consent.value),
     }
     if form and values is not None:
         forms[form] = values
@@ -208,6 +224,7 @@ async def _customer_page(
         failed_form=form if error else "",
         error=error.message if error else "",
         before=before,
+        consent_history_size=CONSENT_HISTORY_SIZE,
     )
 
 
@@ -364,4 +381,26 @@ async def edit(
         rng=rng,
     )
     flash(request, "The customer's details are saved.")
+    return see_other(f"/customers/{customer_id}")
+
+
+@post("/customers/{customer_id:int}/consent")
+@refused_form_page(_detail_again("consent"))
+async def consent(
+    request: AnyRequest,
+    customer_id: CustomerPathId,
+    data: URLEncodedBody[ConsentForm],
+    *,
+    merchant_id: NamedDependency[MerchantId],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    wanted = parse_staff_consent(data.marketing_consent)
+    change = await customer_consent.set_consent(
+        merchant_id, CustomerId(customer_id), wanted, uow=uow_factory(), clock=clock
+    )
+    if change is None:
+        flash(request, f"The marketing consent was {wanted.value} already; nothing changed.")
+    else:
+        flash(request, f"The marketing consent is now {wanted.value}.")
     return see_other(f"/customers/{customer_id}")

@@ -39,6 +39,7 @@ def pages_router(security: WebSecurity) -> Router:
             customers.new_pin,
             customers.register,
             customers.edit,
+            customers.consent,
             settings.settings_page,
             settings.save_settings,
             api_tokens.tokens_page,
