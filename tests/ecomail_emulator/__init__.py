@@ -7,8 +7,13 @@
         ...  # point the client at server.url with the header ``key: key-a``
 
 Inspect ``account.lists[list_id].members``, ``account.events``, ``emu.requests``,
-``emu.webhook_calls``; inject failures with ``emu.faults``. Where the docs are silent the
-emulator picks a behaviour and says so in a comment marked "assumption" or "unconfirmed".
+``emu.webhook_calls``; inject failures with ``emu.faults`` (see ``Faults``): answered before
+the request is processed (``fail_next``, ``fail_always``, ``rate_limit_next``, ``delay``), or
+after it was processed and its webhooks sent, so the change happens but the client never
+learns it (``lose_answer_next``: a 500 or other status instead of the answer;
+``answer_late_next``: the answer after a wait longer than the client's timeout). Where the
+docs are silent the emulator picks a behaviour and says so in a comment marked "assumption"
+or "unconfirmed".
 """
 
 from tests.ecomail_emulator.emulator import Emulator, RequestRecord

@@ -1,5 +1,7 @@
 """What every API request passes first: the request log, the delay, injected faults, the key
-check (401), the rate limit (429); webhooks fired by the request are sent after its answer."""
+check (401), the rate limit (429); webhooks fired by the request are sent after its answer,
+or before it when the answer is then lost or late (``Faults.lose_answer_next``,
+``Faults.answer_late_next``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import msgspec
 from litestar.enums import ScopeType
 
 from tests.ecomail_emulator.emulator import OUTBOX, RequestRecord
+from tests.ecomail_emulator.faults import AfterProcessing, message_for
 from tests.ecomail_emulator.model import Account
 
 if TYPE_CHECKING:
@@ -24,7 +27,9 @@ ACCOUNT = "ecomail.account"
 
 class Gate:
     """Every API request: logged with its answer; delayed, failed, refused (401) or
-    throttled (429) before it reaches the endpoint; webhooks sent after the response."""
+    throttled (429) before it reaches the endpoint; webhooks sent after the response. A
+    request whose answer is to be lost or late is processed first, its webhooks are sent,
+    and then it gets the lost answer's status, or its own answer after the wait."""
 
     def __init__(self, emulator: Emulator, inner: ASGIApp) -> None:
         self.emulator = emulator
@@ -55,18 +60,44 @@ class Gate:
             if self.emulator.faults.delay > 0:
                 await asyncio.sleep(self.emulator.faults.delay)
             admitted = self.emulator.admit(key)
-            if isinstance(admitted, Account):
-                scope[ACCOUNT] = admitted  # type: ignore[literal-required]
-                await self.inner(scope, replay, logged_send)
-            else:
+            if not isinstance(admitted, Account):
                 await _answer(logged_send, *admitted)
+                return
+            scope[ACCOUNT] = admitted  # type: ignore[literal-required]
+            after = self.emulator.faults.take_after_processing()
+            if after is None:
+                await self.inner(scope, replay, logged_send)
+                return
+            held: list[Message] = []
+
+            async def hold(message: Message) -> None:
+                held.append(message)
+
+            await self.inner(scope, replay, hold)
+            self._send_webhooks(outbox)  # processed: its webhooks go out before the answer
+            await _answer_after_processing(logged_send, held, after)
         finally:
             OUTBOX.reset(token)
             self.emulator.requests.append(
                 RequestRecord(arrived, key, scope["method"], scope["path"], answered[0])
             )
-            if outbox:
-                self.emulator.send_webhooks(outbox)
+            self._send_webhooks(outbox)
+
+    def _send_webhooks(self, outbox: list[tuple[str, dict[str, Any]]]) -> None:
+        if outbox:
+            deliveries = outbox[:]
+            outbox.clear()
+            self.emulator.send_webhooks(deliveries)
+
+
+async def _answer_after_processing(send: Send, held: list[Message], after: AfterProcessing) -> None:
+    """The processed request's answer, lost (replaced by ``after.status``) or held back."""
+    if after.status is not None:
+        await _answer(send, after.status, {"message": message_for(after.status)}, {})
+        return
+    await asyncio.sleep(after.late)
+    for message in held:  # a client that gave up is gone: the server drops what it is sent
+        await send(message)
 
 
 async def _buffered(receive: Receive) -> Receive:

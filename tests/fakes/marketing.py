@@ -60,6 +60,9 @@ class FakeMarketingPlatform(MarketingPlatform):
     - A custom field is created with its type on its first write; a later write of another
       type keeps the field's type.
     - ``send_event`` refuses (404) an email that is in none of the account's lists.
+    - ``unsubscribe_contact`` sets a member's status to unsubscribed (a member unsubscribed
+      before keeps its ``unsubscribed_at``) and returns True; False for an email not in the
+      list.
     - Bulk calls refuse more than ``BULK_LIMIT`` contacts (like the client adapter), and a
       whole bulk call is refused (422) when it holds an email in ``refuse``.
 
@@ -121,9 +124,7 @@ class FakeMarketingPlatform(MarketingPlatform):
 
     def unsubscribe(self, list_id: str, email: str) -> None:
         """The person clicks the unsubscribe link."""
-        member = self.contact_lists[list_id].members[email.strip().lower()]
-        member.status = SubscriptionStatus.UNSUBSCRIBED
-        member.unsubscribed_at = self._now()
+        self._unsubscribe(self.contact_lists[list_id].members[email.strip().lower()])
 
     def subscribe_again(self, list_id: str, email: str) -> None:
         """The person subscribes again (the list's form) after unsubscribing."""
@@ -195,6 +196,15 @@ class FakeMarketingPlatform(MarketingPlatform):
             custom_fields=dict(member.fields),
         )
 
+    async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
+        await self._call("unsubscribe_contact", 1)
+        member = self._list(list_id).members.get(email.strip().lower())
+        if member is None:
+            return False
+        if member.status is not SubscriptionStatus.UNSUBSCRIBED:  # else it keeps its time
+            self._unsubscribe(member)
+        return True
+
     async def send_event(self, event: TrackerEvent) -> None:
         await self._call("send_event")
         if not self.in_any_list(event.email):
@@ -217,6 +227,10 @@ class FakeMarketingPlatform(MarketingPlatform):
 
     def _now(self) -> datetime:
         return self.clock.now() if self.clock is not None else DEFAULT_NOW
+
+    def _unsubscribe(self, member: FakeMember) -> None:
+        member.status = SubscriptionStatus.UNSUBSCRIBED
+        member.unsubscribed_at = self._now()
 
     def _list(self, list_id: str) -> FakeContactList:
         target = self.contact_lists.get(list_id)

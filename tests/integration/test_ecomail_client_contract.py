@@ -1,6 +1,6 @@
 """The Ecomail client against the local Ecomail emulator over real HTTP: what the port
-promises (adds, updates, never re-subscribes, typed fields, events) and how the emulator's
-faults reach the caller."""
+promises (adds, updates, never re-subscribes, typed fields, events, unsubscribes) and how the
+emulator's faults reach the caller. The unsubscribe cases run on the fake too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 import pytest
@@ -35,6 +36,8 @@ from ellity.ports.marketing import (
     TypedValue,
 )
 from tests.ecomail_emulator import Account, Emulator, EmulatorServer, MailingList
+from tests.fakes.marketing import FakeMarketingPlatform
+from tests.processes import free_port
 
 KEY = "key-a-0123456789abcdef"
 REDIS_URL = os.environ.get("ELLITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -281,6 +284,148 @@ async def test_a_deleted_list_is_not_found(ecomail: Ecomail, platform: Marketing
     with pytest.raises(ListNotFound):
         await platform.update_contacts(list_id, [ann()])
     assert await platform.lists() == []
+
+
+# --- unsubscribe_contact: the same cases on the emulator (over HTTP) and on the fake ---------
+
+
+class Scene(Protocol):
+    """One Ecomail account with one list, reached through ``platform``."""
+
+    @property
+    def platform(self) -> MarketingPlatform: ...
+
+    @property
+    def list_id(self) -> str: ...
+
+    def add_member(self, email: str, status: SubscriptionStatus) -> None: ...
+
+    def delete_list(self) -> None: ...
+
+
+@dataclass
+class EmulatorScene:
+    ecomail: Ecomail
+    platform: MarketingPlatform
+
+    @property
+    def list_id(self) -> str:
+        return str(self.ecomail.list_id)
+
+    def add_member(self, email: str, status: SubscriptionStatus) -> None:
+        self.ecomail.lst.add_member(email, status=int(status))
+
+    def delete_list(self) -> None:
+        self.ecomail.account.delete_list(self.ecomail.list_id)
+
+
+@dataclass
+class FakeScene:
+    platform: FakeMarketingPlatform
+    list_id: str
+
+    def add_member(self, email: str, status: SubscriptionStatus) -> None:
+        self.platform.add_member(self.list_id, email, status=status)
+
+    def delete_list(self) -> None:
+        self.platform.delete_list(self.list_id)
+
+
+@pytest.fixture(params=["emulator", "fake"])
+def scene(request: pytest.FixtureRequest) -> Scene:
+    if request.param == "fake":
+        fake = FakeMarketingPlatform(KEY)
+        return FakeScene(fake, fake.add_list("Newsletter").id)
+    return EmulatorScene(request.getfixturevalue("ecomail"), request.getfixturevalue("platform"))
+
+
+async def test_unsubscribe_contact_unsubscribes_a_subscribed_member(scene: Scene) -> None:
+    scene.add_member("ann@example.cz", SubscriptionStatus.SUBSCRIBED)
+    scene.add_member("bob@example.cz", SubscriptionStatus.SUBSCRIBED)
+
+    assert await scene.platform.unsubscribe_contact(scene.list_id, "ann@example.cz") is True
+
+    ann_now = await scene.platform.membership(scene.list_id, "ann@example.cz")
+    bob_now = await scene.platform.membership(scene.list_id, "bob@example.cz")
+    assert ann_now is not None and ann_now.status is SubscriptionStatus.UNSUBSCRIBED
+    assert ann_now.unsubscribed_at is not None
+    assert bob_now is not None and bob_now.status is SubscriptionStatus.SUBSCRIBED
+
+
+async def test_unsubscribe_contact_of_a_member_unsubscribed_before_is_true_and_changes_nothing(
+    scene: Scene,
+) -> None:
+    """Ecomail answers the membership row either way (the emulator's reading of §6)."""
+    scene.add_member("ann@example.cz", SubscriptionStatus.UNSUBSCRIBED)
+    before = await scene.platform.membership(scene.list_id, "ann@example.cz")
+
+    assert await scene.platform.unsubscribe_contact(scene.list_id, "ann@example.cz") is True
+
+    after = await scene.platform.membership(scene.list_id, "ann@example.cz")
+    assert before is not None and after is not None
+    assert after.status is SubscriptionStatus.UNSUBSCRIBED
+    assert after.unsubscribed_at == before.unsubscribed_at
+
+
+async def test_unsubscribe_contact_of_someone_not_in_the_list_is_false(scene: Scene) -> None:
+    scene.add_member("ann@example.cz", SubscriptionStatus.SUBSCRIBED)
+
+    assert await scene.platform.unsubscribe_contact(scene.list_id, "bob@example.cz") is False
+
+    assert await scene.platform.membership(scene.list_id, "bob@example.cz") is None
+
+
+async def test_unsubscribe_contact_on_a_deleted_list_is_not_found(scene: Scene) -> None:
+    scene.add_member("ann@example.cz", SubscriptionStatus.SUBSCRIBED)
+    scene.delete_list()
+
+    with pytest.raises(ListNotFound) as raised:
+        await scene.platform.unsubscribe_contact(scene.list_id, "ann@example.cz")
+    assert raised.value.status == 404
+
+
+async def test_unsubscribe_contact_fires_no_list_webhook(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    ecomail.lst.add_member("ann@example.cz")
+    ecomail.lst.webhook_url = f"http://127.0.0.1:{free_port()}/hook"  # recorded even if unheard
+
+    assert await platform.unsubscribe_contact(str(ecomail.list_id), "Ann@Example.cz") is True
+    ecomail.emu.wait_for_webhooks()
+
+    assert ecomail.lst.members["ann@example.cz"].status == SubscriptionStatus.UNSUBSCRIBED
+    assert ecomail.emu.webhook_calls == []
+    assert [(r.method, r.path) for r in ecomail.emu.requests] == [
+        ("DELETE", f"/lists/{ecomail.list_id}/unsubscribe")
+    ]
+
+
+async def test_an_unsubscribe_whose_answer_was_lost_is_unavailable_and_true_when_sent_again(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    ecomail.lst.add_member("ann@example.cz")
+    ecomail.emu.faults.lose_answer_next()
+
+    with pytest.raises(MarketingUnavailable, match="HTTP 500"):
+        await platform.unsubscribe_contact(str(ecomail.list_id), "ann@example.cz")
+    assert ecomail.lst.members["ann@example.cz"].status == SubscriptionStatus.UNSUBSCRIBED
+    assert await platform.unsubscribe_contact(str(ecomail.list_id), "ann@example.cz") is True
+
+
+async def test_the_fake_records_unsubscribe_contact_and_raises_its_queued_failures() -> None:
+    fake = FakeMarketingPlatform(KEY)
+    list_id = fake.add_list("Newsletter").id
+    fake.add_member(list_id, "ann@example.cz")
+    fake.fail_with = [MarketingUnavailable("down")]
+
+    with pytest.raises(MarketingUnavailable):
+        await fake.unsubscribe_contact(list_id, "ann@example.cz")
+    member = fake.member(list_id, "ann@example.cz")
+    assert member is not None and member.status is SubscriptionStatus.SUBSCRIBED
+    fake.valid = False
+    with pytest.raises(InvalidApiKey):
+        await fake.unsubscribe_contact(list_id, "ann@example.cz")
+    assert fake.calls == [("unsubscribe_contact", 1)] * 2
 
 
 # --- faults -----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The Ecomail emulator keeps the quirks of ecomail-api.md §9, through real HTTP semantics.
 
 Most tests talk to ``emu.app`` through ``httpx.ASGITransport``; webhooks, faults on the wire
-and the standalone command use a real server. Behaviour the docs leave open (statuses of
-errors, 404s, the 5000-character count) is the emulator's documented assumption.
+(some through Ellity's own client) and the standalone command use a real server. Behaviour
+the docs leave open (statuses of errors, 404s, the 5000-character count) is the emulator's
+documented assumption.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ellity.adapters.ecomail import EcomailPlatforms, EcomailSettings, LocalRequestLimiter
+from ellity.ports.marketing import ContactData, MarketingUnavailable
 from tests.asgi import asgi_transport
 from tests.ecomail_emulator import Emulator, EmulatorServer, ThreadedServer
 from tests.processes import clean_env, free_port
@@ -906,6 +909,125 @@ def test_a_delayed_answer_times_the_client_out_but_the_request_is_still_applied(
         time.sleep(0.05)
 
     assert "ann@x.cz" in members(emu, list_id)
+
+
+def test_lose_answer_next_applies_the_next_requests_and_answers_the_status_instead(
+    emu: Emulator, http: httpx.Client, list_id: int
+) -> None:
+    emu.faults.lose_answer_next(2, status=504)
+
+    answers = [
+        http.post(f"/lists/{list_id}/subscribe", json={"subscriber_data": {"email": email}})
+        for email in ("ann@x.cz", "bob@x.cz", "cyril@x.cz")
+    ]
+
+    assert [(r.status_code, r.json().get("message")) for r in answers[:2]] == [
+        (504, "Gateway Timeout")
+    ] * 2
+    assert answers[2].status_code == 200
+    assert sorted(members(emu, list_id)) == ["ann@x.cz", "bob@x.cz", "cyril@x.cz"]
+    assert [r.status for r in emu.requests] == [504, 504, 200]
+
+
+def test_requests_answered_before_processing_do_not_use_up_a_lost_answer(
+    emu: Emulator, http: httpx.Client, list_id: int
+) -> None:
+    path, ann = f"/lists/{list_id}/subscribe", {"subscriber_data": {"email": "ann@x.cz"}}
+    emu.faults.lose_answer_next()
+
+    statuses = [http.post(path, json=ann, headers={"key": "wrong"}).status_code]
+    emu.faults.fail_next(1, status=503)
+    statuses.append(http.post(path, json=ann).status_code)
+    applied_before = "ann@x.cz" in members(emu, list_id)
+    statuses.append(http.post(path, json=ann).status_code)
+    statuses.append(http.post(path, json={"subscriber_data": {"email": "bob@x.cz"}}).status_code)
+
+    assert statuses == [401, 503, 500, 200]
+    assert not applied_before
+    assert sorted(members(emu, list_id)) == ["ann@x.cz", "bob@x.cz"]
+
+
+def test_answer_late_next_applies_the_request_at_once_and_answers_after_the_wait(
+    emu: Emulator, http: httpx.Client, list_id: int
+) -> None:
+    emu.faults.answer_late_next(seconds=0.4)
+
+    started = time.monotonic()
+    late = http.post(f"/lists/{list_id}/subscribe", json={"subscriber_data": {"email": "a@x.cz"}})
+    waited = time.monotonic() - started
+    started = time.monotonic()
+    on_time = http.get("/lists")
+
+    assert (late.status_code, late.json()["email"]) == (200, "a@x.cz")
+    assert waited >= 0.4
+    assert on_time.status_code == 200
+    assert time.monotonic() - started < 0.4
+
+
+def test_a_late_answer_sends_its_webhook_before_the_answer_the_client_gave_up_on(
+    emu: Emulator, http: httpx.Client, list_id: int, receiver: Receiver
+) -> None:
+    emu.accounts[KEY].lists[list_id].webhook_url = receiver.url
+    emu.faults.answer_late_next(seconds=5.0)
+
+    with pytest.raises(httpx.ReadTimeout):
+        http.post(
+            f"/lists/{list_id}/subscribe",
+            json={"subscriber_data": {"email": "ann@x.cz"}},
+            timeout=0.2,
+        )
+    applied = "ann@x.cz" in members(emu, list_id)
+    emu.wait_for_webhooks(timeout=2.0)
+
+    assert applied  # at once, not after the wait
+    assert [r["body"]["payload"]["email"] for r in receiver.received] == ["ann@x.cz"]
+    assert emu.requests == []  # the webhook went out before the answer, which is still held
+
+
+def test_clear_ends_lost_and_late_answers(emu: Emulator, http: httpx.Client) -> None:
+    emu.faults.lose_answer_next(2)
+    emu.faults.answer_late_next(2, seconds=5.0)
+    emu.faults.clear()
+
+    assert http.get("/lists", timeout=1.0).status_code == 200
+
+
+async def test_a_lost_answer_to_a_bulk_add_is_unavailable_yet_the_member_is_added_and_announced(
+    emu: Emulator, server: EmulatorServer, list_id: int, receiver: Receiver
+) -> None:
+    emu.accounts[KEY].lists[list_id].webhook_url = receiver.url
+    emu.faults.lose_answer_next()
+
+    async with ellity_client(server) as platforms:
+        with pytest.raises(MarketingUnavailable, match="HTTP 500"):
+            await platforms.for_key(KEY, account="anna").add_contacts(
+                str(list_id), [ContactData(email="ann@x.cz", custom_fields={})]
+            )
+    emu.wait_for_webhooks()
+
+    assert members(emu, list_id)["ann@x.cz"].status == 1
+    assert [r["body"]["payload"] for r in receiver.received] == [
+        {"email": "ann@x.cz", "status": "SUBSCRIBED", "listId": list_id, "campaignId": None}
+    ]
+
+
+async def test_a_late_answer_times_the_client_out_yet_the_member_is_added(
+    emu: Emulator, server: EmulatorServer, list_id: int
+) -> None:
+    emu.faults.answer_late_next(seconds=2.0)
+
+    async with ellity_client(server, read_timeout=0.2) as platforms:
+        with pytest.raises(MarketingUnavailable, match=r"did not answer within 0\.2 seconds"):
+            await platforms.for_key(KEY, account="anna").add_contacts(
+                str(list_id), [ContactData(email="ann@x.cz", custom_fields={})]
+            )
+
+    assert members(emu, list_id)["ann@x.cz"].status == 1
+
+
+def ellity_client(server: EmulatorServer, *, read_timeout: float = 5.0) -> EcomailPlatforms:
+    settings = EcomailSettings(base_url=server.url, read_timeout=read_timeout)
+    return EcomailPlatforms(LocalRequestLimiter(limit=100, window=60.0, max_wait=1.0), settings)
 
 
 def test_a_stopped_server_refuses_connections_and_listens_again_on_the_same_port(

@@ -4,7 +4,9 @@ can fail reaches the caller as one of the port's errors (never an httpx exceptio
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -91,6 +93,7 @@ CALLS: dict[str, Callable[[MarketingPlatform], Any]] = {
     "add_contacts": lambda p: p.add_contacts("7", [contact()]),
     "update_contacts": lambda p: p.update_contacts("7", [contact()]),
     "membership": lambda p: p.membership("7", "ann@example.cz"),
+    "unsubscribe_contact": lambda p: p.unsubscribe_contact("7", "ann@example.cz"),
     "send_event": lambda p: p.send_event(
         TrackerEvent(email="ann@example.cz", category="c", action="a", label="l", value={})
     ),
@@ -106,9 +109,10 @@ async def test_every_call_sends_the_key_in_the_key_header_and_never_in_the_url(
     ecomail.handler = lambda request: httpx.Response(
         200, json=[] if request.url.path == "/lists" else {"inserts": 0, "updates": 0}
     )
-    for call in ("check_key", "lists", "add_contacts", "update_contacts", "send_event"):
+    calls = ("check_key", "lists", "add_contacts", "update_contacts", "unsubscribe_contact")
+    for call in (*calls, "send_event"):
         await CALLS[call](platform)
-    assert len(ecomail.requests) == 5
+    assert len(ecomail.requests) == 6
     for request in ecomail.requests:
         assert request.headers["key"] == KEY
         assert KEY not in str(request.url)
@@ -357,6 +361,103 @@ async def test_membership_of_someone_not_in_the_list_is_none(
 ) -> None:
     ecomail.answer(404, json={"message": "Subscriber not found"})
     assert await platform.membership("7", "stranger@example.cz") is None
+
+
+async def test_unsubscribe_contact_sends_a_delete_with_the_email_in_a_json_body(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    ecomail.answer(
+        200,
+        json={
+            "id": 4,
+            "list_id": 7,
+            "email": "ann+vip@example.cz",
+            "status": 2,
+            "subscribed_at": "2024-11-27T11:18:00.000000Z",
+            "unsubscribed_at": "2025-01-02T10:00:00.000000Z",
+            "custom_fields": [],
+            "source": "api",
+        },
+    )
+    assert await platform.unsubscribe_contact("7", "ann+vip@example.cz") is True
+    [request] = ecomail.requests
+    assert (request.method, request.url.raw_path) == ("DELETE", b"/lists/7/unsubscribe")
+    assert request.headers["content-type"] == "application/json"
+    assert ecomail.sent == {"email": "ann+vip@example.cz"}
+
+
+@pytest.mark.parametrize(
+    "message", ["Subscriber not found", "Subscriber is not in this list", "Email not found"]
+)
+async def test_unsubscribe_contact_of_someone_not_in_the_list_is_false_without_more_calls(
+    ecomail: Ecomail, platform: MarketingPlatform, message: str
+) -> None:
+    ecomail.answer(404, json={"message": message})
+    assert await platform.unsubscribe_contact("7", "stranger@example.cz") is False
+    assert len(ecomail.requests) == 1
+
+
+def answer_unsubscribe_404(ecomail: Ecomail, body: Any, list_status: int) -> None:
+    """The unsubscribe answers 404 with ``body``; asking for the list answers ``list_status``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            if isinstance(body, str):
+                return httpx.Response(404, text=body)
+            return httpx.Response(404, json=body)
+        if list_status == 200:
+            return httpx.Response(200, json={"list": {"id": "7", "name": "N", "custom_fields": []}})
+        return httpx.Response(list_status, json={"message": "List not found"})
+
+    ecomail.handler = handler
+
+
+UNTOLD_404S = {
+    "the list named": {"message": "List not found"},
+    "other words": {"message": "Not Found"},
+    "no message": {},
+    "an html page": "<html><body>404</body></html>",
+}
+
+
+@pytest.mark.parametrize("body", UNTOLD_404S.values(), ids=UNTOLD_404S)
+async def test_an_unsubscribe_404_that_does_not_name_the_subscriber_asks_for_the_list(
+    ecomail: Ecomail, platform: MarketingPlatform, body: Any
+) -> None:
+    answer_unsubscribe_404(ecomail, body, list_status=404)
+    with pytest.raises(ListNotFound, match="list 7"):
+        await platform.unsubscribe_contact("7", "ann@example.cz")
+    answer_unsubscribe_404(ecomail, body, list_status=200)
+    assert await platform.unsubscribe_contact("7", "ann@example.cz") is False
+    assert [(r.method, r.url.path) for r in ecomail.requests] == [
+        ("DELETE", "/lists/7/unsubscribe"),
+        ("GET", "/lists/7"),
+    ] * 2
+
+
+async def test_a_failing_list_check_after_an_unsubscribe_404_raises_its_error(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    answer_unsubscribe_404(ecomail, {"message": "Not Found"}, list_status=503)
+    with pytest.raises(MarketingUnavailable, match="HTTP 503"):
+        await platform.unsubscribe_contact("7", "ann@example.cz")
+
+
+async def test_unsubscribe_contact_logs_neither_the_email_nor_the_key(
+    ecomail: Ecomail, platforms: EcomailPlatforms, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    email = "ann.secret@example.cz"
+    ecomail.answer(200, json={"email": email, "status": 2})
+    await platforms.for_key(KEY, account="anna").unsubscribe_contact("7", email)
+    for name in sorted(FAULTS, key=lambda name: name == "429"):  # a 429 holds the key back
+        FAULTS[name](ecomail)
+        with contextlib.suppress(MarketingError):
+            await platforms.for_key(KEY, account="anna").unsubscribe_contact("7", email)
+    assert len(ecomail.requests) > len(FAULTS)  # the 404 asked for the list too
+    assert caplog.records
+    assert email not in caplog.text
+    assert KEY not in caplog.text
 
 
 # --- faults -----------------------------------------------------------------------------

@@ -148,6 +148,14 @@ class MarketingPlatform(Protocol):
         """The contact's membership in the list; ``None`` when it is not in it."""
         ...
 
+    async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
+        """Unsubscribe the contact from the list (the only status change Ellity makes: the
+        person refused marketing). True when the contact is now unsubscribed, also when it
+        already was; False when the contact is not in the list (nothing to do). Raises like
+        the others (``ListNotFound`` for a deleted list, ``MarketingUnavailable``,
+        ``InvalidApiKey``, ``MarketingRejected``). Ecomail fires no list webhook for it."""
+        ...
+
     async def send_event(self, event: TrackerEvent) -> None:
         """Record a tracker event for an existing contact."""
         ...

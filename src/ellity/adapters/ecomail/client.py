@@ -9,7 +9,8 @@ every way it can fail into the port's errors:
   ``Retry-After`` (seconds or an HTTP date; 60 s when missing)
 - 5xx, timeouts, connection and other transport errors, an unexpected status, a 2xx whose
   body is not the JSON expected -> ``MarketingUnavailable``
-- 404 on a list's path -> ``ListNotFound`` (except ``membership``: not a member -> ``None``)
+- 404 on a list's path -> ``ListNotFound`` (except ``membership``: not a member -> ``None``,
+  and ``unsubscribe_contact``: not a member -> ``False``, see there)
 - any other 4xx -> ``MarketingRejected`` with Ecomail's ``message``/``errors``, clipped
 """
 
@@ -19,6 +20,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -123,12 +125,30 @@ class EcomailMarketingPlatform:
             "GET",
             f"/lists/{_segment(list_id)}/subscriber/{quote(email, safe='@')}",
             list_id=list_id,
-            missing_is_none=True,
+            missing_ok=True,
         )
-        if body is None:
+        if isinstance(body, _Missing):
             return None
         with _readable():
             return wire.membership(body, email)
+
+    async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
+        path = f"/lists/{_segment(list_id)}/unsubscribe"
+        body = await self._call(
+            "DELETE", path, json=wire.unsubscribe(email), list_id=list_id, missing_ok=True
+        )
+        if not isinstance(body, _Missing):
+            return True  # Ecomail answers the membership row, also for one unsubscribed before
+        # Assumption: Ecomail's 404 bodies here are unconfirmed. The emulator (like Ecomail's
+        # other 404s, as far as seen) says {"message": "Subscriber not found"} for an email
+        # not in the list and {"message": "List not found"} for a list that is gone. A 404
+        # whose message names the subscriber is taken at its word; any other 404 (the list
+        # named, other words, no JSON) is settled by asking for the list: a deleted list
+        # raises ListNotFound there, an existing one means the contact is not in it.
+        if wire.names_the_subscriber(body.body):
+            return False
+        await self._call("GET", f"/lists/{_segment(list_id)}", list_id=list_id)
+        return False
 
     async def send_event(self, event: TrackerEvent) -> None:
         await self._call("POST", "/tracker/events", json=wire.tracker_event(event))
@@ -141,9 +161,10 @@ class EcomailMarketingPlatform:
         json: Any = None,
         params: dict[str, Any] | None = None,
         list_id: str | None = None,
-        missing_is_none: bool = False,
+        missing_ok: bool = False,
     ) -> Any:
-        """The decoded JSON of a 2xx answer (``None`` for a 404 when ``missing_is_none``)."""
+        """The decoded JSON of a 2xx answer; with ``missing_ok`` a 404 is no error but a
+        ``_Missing`` holding its body."""
         if not _usable(self._api_key):
             raise InvalidApiKey(WRONG_KEY)
         if self._limiter is not None:
@@ -163,10 +184,10 @@ class EcomailMarketingPlatform:
             raise MarketingUnavailable(
                 "Ellity could not reach Ecomail; it will try again."
             ) from None
-        return await self._read(response, list_id=list_id, missing_is_none=missing_is_none)
+        return await self._read(response, list_id=list_id, missing_ok=missing_ok)
 
     async def _read(
-        self, response: httpx.Response, *, list_id: str | None, missing_is_none: bool
+        self, response: httpx.Response, *, list_id: str | None, missing_ok: bool
     ) -> Any:
         status = response.status_code
         try:
@@ -181,8 +202,8 @@ class EcomailMarketingPlatform:
             raise MarketingUnavailable(
                 f"Ecomail is having trouble (HTTP {status}); Ellity will try again."
             )
-        if status == 404 and missing_is_none:
-            return None
+        if status == 404 and missing_ok:
+            return _Missing(None if body is _NOT_JSON else body)
         if status == 404 and list_id is not None:
             raise ListNotFound(
                 f"The Ecomail list {list_id} does not exist (any more); choose another list.",
@@ -239,6 +260,13 @@ class EcomailMarketingPlatform:
 
 
 _NOT_JSON = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Missing:
+    """A 404 the caller asked to see (``missing_ok``): its decoded JSON, ``None`` if none."""
+
+    body: Any
 
 
 def _within(what: str, seconds: float | None) -> str:

@@ -69,6 +69,11 @@ def update_bulk(contacts: Sequence[ContactData]) -> dict[str, Any]:
     }
 
 
+def unsubscribe(email: str) -> dict[str, Any]:
+    """The JSON body of ``DELETE /lists/{id}/unsubscribe``."""
+    return {"email": email}
+
+
 def tracker_event(event: TrackerEvent) -> dict[str, Any]:
     value = json.dumps(event.value, ensure_ascii=False, separators=(",", ":"))
     return {
@@ -186,6 +191,17 @@ def is_wrong_key(body: Any) -> bool:
         and isinstance(body.get("message"), str)
         and body["message"].strip().lower() == "wrong api key"
     )
+
+
+def names_the_subscriber(body: Any) -> bool:
+    """Whether a 404's message says the contact is what is missing ("Subscriber not found",
+    "Email not in list"). Ecomail's 404 bodies are unconfirmed: this reads the words, not one
+    exact sentence."""
+    message = body.get("message") if isinstance(body, Mapping) else None
+    if not isinstance(message, str):
+        return False
+    words = message.lower()
+    return any(word in words for word in ("subscriber", "contact", "e-mail", "email"))
 
 
 def refusal(body: Any, text: str) -> str:
