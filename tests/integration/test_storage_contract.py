@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -188,6 +189,42 @@ async def test_updates_write_back_identity_fields(uow_factory: UnitOfWorkFactory
         None,
         later,
     )
+
+
+async def test_a_consent_change_is_stored_with_its_history_newest_first_per_merchant(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    other_id = await add_merchant(uow_factory, "other")
+    customer_id = await add_customer(uow_factory, merchant_id, "AAAAAAAA", email="a@x.cz")
+    later = T0 + timedelta(days=1)
+    changes = []
+    for consent, source, at in [
+        (MarketingConsent.GRANTED, ConsentSource.API, T0),
+        (MarketingConsent.REFUSED, ConsentSource.STAFF, later),
+    ]:
+        async with uow_factory() as uow:
+            customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
+            assert customer is not None
+            change = customer.set_consent(consent, source, at=at)
+            assert change is not None
+            await uow.customers.update(customer)
+            await uow.customers.record_consent_change(change)
+            await uow.commit()
+        changes.append(change)
+    async with uow_factory(read_only=True) as uow:
+        stored = await uow.customers.get(merchant_id, customer_id)
+        assert stored is not None
+        assert (stored.marketing_consent, stored.consent_source, stored.consent_changed_at) == (
+            MarketingConsent.REFUSED,
+            ConsentSource.STAFF,
+            later,
+        )
+        assert await uow.customers.consent_history(merchant_id, customer_id) == changes[::-1]
+        assert await uow.customers.consent_history(merchant_id, customer_id, limit=1) == [
+            changes[1]
+        ]
+        assert await uow.customers.consent_history(other_id, customer_id) == []
 
 
 async def test_leaving_without_commit_stores_nothing(uow_factory: UnitOfWorkFactory) -> None:
