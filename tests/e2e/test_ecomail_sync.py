@@ -22,6 +22,7 @@ from ellity.adapters.ecomail.limiter import LocalRequestLimiter
 from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
@@ -36,6 +37,7 @@ from ellity.domain.services.customers import (
 from ellity.domain.services.points import earn_points
 from ellity.ports.marketing import InvalidApiKey
 from ellity.worker import deliver_once
+from tests.consenting import set_ecomail_add
 from tests.e2e.conftest import deps_on, new_shop
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
@@ -72,7 +74,17 @@ class World:
                     break
         return total
 
-    async def connect(self, merchant_id: MerchantId, key: str, list_id: int) -> None:
+    async def connect(
+        self,
+        merchant_id: MerchantId,
+        key: str,
+        list_id: int,
+        *,
+        adding: EcomailAdd = EcomailAdd.CUSTOMERS,
+    ) -> None:
+        """Activate the merchant's integration on ``list_id``; ``adding``: whom Ellity adds
+        (every customer unless said: most tests are about what is written, not to whom)."""
+        await set_ecomail_add(self.deps.uow, merchant_id, adding)
         common = {
             "uow_factory": self.deps.uow,
             "platforms": self.deps.marketing,

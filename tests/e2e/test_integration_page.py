@@ -22,6 +22,7 @@ from litestar import Litestar
 
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.contact import FIELD_TYPES
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
@@ -32,6 +33,7 @@ from ellity.web.app import create_app
 from ellity.web.pages.integration import Error, error_message
 from ellity.worker import deliver_once
 from tests.asgi import asgi_transport
+from tests.consenting import set_ecomail_add
 from tests.e2e.conftest import BASE_URL, deps_on, running
 from tests.ecomail_emulator import Account, Emulator, EmulatorServer
 from tests.fakes import FakeClock
@@ -264,6 +266,8 @@ async def test_activation_creates_the_eleven_fields_and_the_page_shows_the_sync(
     site: Site,
 ) -> None:
     account, list_id = ecomail_account(site)
+    # every customer is added to the list, whatever their consent
+    await set_ecomail_add(site.deps.uow, site.anna.id, EcomailAdd.CUSTOMERS)
     async with logged_in(site, site.anna) as client:
         await connected(site, client)
         page = await followed(client, await post(client, "activate", list_id=str(list_id)))
