@@ -16,7 +16,7 @@ from ellity.ports.storage.ledger import ExpiredChunk
 @dataclass(frozen=True, slots=True)
 class ClaimedContact:
     customer_id: CustomerId
-    in_list: bool  # Ellity has written this customer's contact to the list before
+    in_list: bool  # the contact is known to be in the list (Ellity wrote it there before)
     unsubscribe: bool = False  # the customer refused marketing: unsubscribe the contact
 
 
