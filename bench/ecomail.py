@@ -210,6 +210,15 @@ def main() -> None:
     with EmulatorServer(emulator, port=0) as server:
         environ = env(path, var_dir, server.url)
         print(f"Activating Ecomail for {args.customers:,} customers ...", flush=True)
+        # every customer is added (the seeded customers' consent is unknown)
+        ellity(
+            "settings",
+            "--merchant",
+            "bench",
+            "ecomail_add=customers",
+            environ=environ,
+            cwd=var_dir,
+        )
         ellity(
             "ecomail",
             "activate",

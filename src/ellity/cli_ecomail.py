@@ -64,7 +64,7 @@ async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -
     fields = (
         "the Ellity fields are confirmed"
         if done.fields_confirmed
-        else "the fields will be created with the first customer who has an email"
+        else "the fields will be created with the first customer Ellity writes to the list"
     )
     return (
         f"Ecomail is active for '{slug}' with the list '{done.list_name}' ({done.list_id}):"

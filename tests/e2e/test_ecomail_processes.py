@@ -17,6 +17,7 @@ from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.services.customers import CustomerInput, contact_snapshots, upsert_customer
@@ -64,7 +65,11 @@ async def shop_with_customers(workdir: Path, count: int) -> list[CustomerId]:
     try:
         merchant = await create_merchant(
             slug="shop",
-            settings=MerchantSettings(name="Shop", shop_url="https://shop.example.cz"),
+            settings=MerchantSettings(
+                name="Shop",
+                shop_url="https://shop.example.cz",
+                ecomail_add=EcomailAdd.CUSTOMERS,  # every customer is added to the list
+            ),
             admin_email="admin@shop.example.cz",
             admin_password="a long password",
             uow=uow(),

@@ -22,6 +22,7 @@ from ellity.adapters.ecomail.limiter import LocalRequestLimiter
 from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
+from ellity.domain.model.consent import EcomailAdd, MarketingConsent
 from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
@@ -36,6 +37,7 @@ from ellity.domain.services.customers import (
 from ellity.domain.services.points import earn_points
 from ellity.ports.marketing import InvalidApiKey
 from ellity.worker import deliver_once
+from tests.consenting import set_consent, set_ecomail_add
 from tests.e2e.conftest import deps_on, new_shop
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
@@ -72,7 +74,17 @@ class World:
                     break
         return total
 
-    async def connect(self, merchant_id: MerchantId, key: str, list_id: int) -> None:
+    async def connect(
+        self,
+        merchant_id: MerchantId,
+        key: str,
+        list_id: int,
+        *,
+        adding: EcomailAdd = EcomailAdd.CUSTOMERS,
+    ) -> None:
+        """Activate the merchant's integration on ``list_id``; ``adding``: whom Ellity adds
+        (every customer unless said: most tests are about what is written, not to whom)."""
+        await set_ecomail_add(self.deps.uow, merchant_id, adding)
         common = {
             "uow_factory": self.deps.uow,
             "platforms": self.deps.marketing,
@@ -396,6 +408,100 @@ async def test_an_email_change_empties_the_old_contacts_fields_and_leaves_its_st
     assert stored["ann@example.cz"]["ellity_pin"] == pins[0] != old_pin
     assert pins[1] is None
     assert [(e["email"], e["label"]) for e in account.events] == [("ann@example.cz", "pin")]
+    async with world.deps.uow(read_only=True) as uow:
+        health = await uow.views.contact_sync_health(shop.id)
+    assert (health.pending, health.failed) == (0, 0)
+
+
+# -- consent decides who is added -------------------------------------------------------------
+
+
+async def consent(
+    world: World, merchant_id: MerchantId, customer_id: CustomerId, value: MarketingConsent
+) -> None:
+    """The e-shop sets the customer's consent (what the API's ``marketing_consent`` does)."""
+    await set_consent(world.deps.uow, merchant_id, customer_id, value, clock=world.clock)
+
+
+async def test_with_consented_activation_adds_only_customers_who_granted_consent(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter")
+    emu_list = account.lists[list_id]
+    emu_list.add_member("una@example.cz", status=2, custom_fields={"colour": "blue"})
+    una = await add_customer(world, shop.id, "una@example.cz")  # unknown, a member already
+    ulf = await add_customer(world, shop.id, "ulf@example.cz")  # unknown, not a member
+    gil = await add_customer(world, shop.id, "gil@example.cz")
+    rob = await add_customer(world, shop.id, "rob@example.cz")
+    await consent(world, shop.id, gil, MarketingConsent.GRANTED)
+    await consent(world, shop.id, rob, MarketingConsent.REFUSED)
+
+    await world.connect(shop.id, KEY_A, list_id, adding=EcomailAdd.CONSENTED)
+    await world.sync()
+
+    members = emu_list.members
+    assert set(members) == {"una@example.cz", "gil@example.cz"}
+    assert members["gil@example.cz"].status == 1
+    assert members["una@example.cz"].status == 2  # her status is hers
+    assert members["una@example.cz"].custom_fields["colour"] == "blue"
+    assert stored_fields(emu_list) == await expected_fields(world, shop.id, [una, gil])
+    adds = [r for r in world.emu.requests if r.path.endswith("/subscribe-bulk")]
+    assert len(adds) == 1  # gil's, at activation; nobody else was ever added
+
+    # later changes keep it so: the refused one is never added, the unknown only updated
+    for customer in (una, ulf, gil, rob):
+        await earn_points(
+            shop.id,
+            customer,
+            P("3"),
+            order_ref=f"o-{customer}",
+            uow=world.deps.uow(),
+            clock=world.clock,
+        )
+    await world.sync()
+    assert set(members) == {"una@example.cz", "gil@example.cz"}
+    assert members["una@example.cz"].custom_fields["ellity_credit_num"] == 3
+    async with world.deps.uow(read_only=True) as uow:
+        health = await uow.views.contact_sync_health(shop.id)
+    assert (health.pending, health.failed) == (0, 0)
+
+
+async def test_a_customer_who_refuses_is_unsubscribed_through_the_api_without_a_webhook(
+    world: World,
+) -> None:
+    shop = await new_shop(world.deps, "anna")
+    ann = await add_customer(world, shop.id, "ann@example.cz")
+    await consent(world, shop.id, ann, MarketingConsent.GRANTED)
+    account = world.emu.add_account(KEY_A)
+    list_id = account.add_list("Newsletter", webhook_url="http://127.0.0.1:9/ellity-webhook")
+    await world.connect(shop.id, KEY_A, list_id, adding=EcomailAdd.CONSENTED)
+    await world.sync()
+    member = account.lists[list_id].members["ann@example.cz"]
+    assert member.status == 1
+    world.emu.wait_for_webhooks()
+    assert [c.body["payload"]["status"] for c in world.emu.webhook_calls] == ["SUBSCRIBED"]
+
+    requests_before = len(world.emu.requests)
+    await consent(world, shop.id, ann, MarketingConsent.REFUSED)
+    await world.sync()
+
+    assert member.status == 2
+    assert member.unsubscribed_at is not None
+    paths = [(r.method, r.path) for r in world.emu.requests[requests_before:]]
+    assert paths.count(("DELETE", f"/lists/{list_id}/unsubscribe")) == 1
+    assert not any(path.endswith("/subscribe-bulk") for _, path in paths)
+    world.emu.wait_for_webhooks()
+    assert [c.body["payload"]["status"] for c in world.emu.webhook_calls] == ["SUBSCRIBED"]
+
+    # never added again, whatever changes
+    await earn_points(
+        shop.id, ann, P("8"), order_ref="o-8", uow=world.deps.uow(), clock=world.clock
+    )
+    await world.sync()
+    assert member.status == 2
+    assert member.custom_fields["ellity_credit_num"] == 8
     async with world.deps.uow(read_only=True) as uow:
         health = await uow.views.contact_sync_health(shop.id)
     assert (health.pending, health.failed) == (0, 0)

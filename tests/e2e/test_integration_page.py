@@ -23,7 +23,7 @@ from litestar import Litestar
 
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
-from ellity.domain.model.consent import ConsentSource, MarketingConsent
+from ellity.domain.model.consent import ConsentSource, EcomailAdd, MarketingConsent
 from ellity.domain.model.contact import FIELD_TYPES
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
@@ -34,6 +34,7 @@ from ellity.web.app import create_app
 from ellity.web.pages.integration import Error, error_message
 from ellity.worker import deliver_once
 from tests.asgi import asgi_transport
+from tests.consenting import set_ecomail_add
 from tests.e2e.conftest import BASE_URL, deps_on, running
 from tests.ecomail_emulator import Account, Emulator, EmulatorServer
 from tests.fakes import FakeClock
@@ -266,6 +267,8 @@ async def test_activation_creates_the_eleven_fields_and_the_page_shows_the_sync(
     site: Site,
 ) -> None:
     account, list_id = ecomail_account(site)
+    # every customer is added to the list, whatever their consent
+    await set_ecomail_add(site.deps.uow, site.anna.id, EcomailAdd.CUSTOMERS)
     async with logged_in(site, site.anna) as client:
         await connected(site, client)
         page = await followed(client, await post(client, "activate", list_id=str(list_id)))
@@ -297,7 +300,7 @@ async def test_activation_without_a_customer_email_says_the_fields_come_later(
     async with logged_in(site, site.bob) as client:
         await connected(site, client, BOB_KEY)
         page = await followed(client, await post(client, "activate", list_id=str(list_id)))
-        assert "the fields will be created with the first customer" in flash_on(page)
+        assert "The Ellity fields will appear in Ecomail with the first customer" in flash_on(page)
         assert '<dd id="state">active</dd>' in page.text
     assert account.lists[list_id].fields == {}
 

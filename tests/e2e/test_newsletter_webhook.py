@@ -32,6 +32,7 @@ from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
@@ -214,6 +215,9 @@ async def world(
                     shop_url="https://anna.example.cz",
                     newsletter_reward=Points.parse(str(REWARD)),
                     newsletter_take_back=True,
+                    # every customer is added to the list, whatever their consent (these
+                    # tests are about the reward, not about who is added)
+                    ecomail_add=EcomailAdd.CUSTOMERS,
                 ),
                 admin_email="admin@anna.example.cz",
                 admin_password="a long password",

@@ -20,6 +20,7 @@ from ellity.adapters.arq_queue import ArqJobQueue
 from ellity.adapters.sql.database import Database, NestedWrite
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.errors import InsufficientPoints
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
@@ -348,7 +349,10 @@ async def test_the_nightly_expiry_referral_first_purchases_and_contact_settles_r
     merchant = await merchants.create_merchant(
         slug="shop",
         settings=MerchantSettings(
-            name="Shop", shop_url="https://shop.example.cz", referral_bonus=Points.parse("5")
+            name="Shop",
+            shop_url="https://shop.example.cz",
+            referral_bonus=Points.parse("5"),
+            ecomail_add=EcomailAdd.CUSTOMERS,  # every customer is added to the list
         ),
         admin_email="admin@shop.example.cz",
         admin_password="a long password",
@@ -525,7 +529,9 @@ async def test_a_settle_takes_its_contacts_in_customer_order_whatever_order_the_
     async def settles_both() -> int:
         await holds_ann.wait()
         async with factory() as uow:
-            settled = await uow.contacts.settle(merchant_id, [bob, ann], token="w", at=now)
+            settled = await uow.contacts.settle(
+                merchant_id, [bob, ann], token="w", members=[bob, ann], at=now
+            )
             await uow.commit()
         return settled
 

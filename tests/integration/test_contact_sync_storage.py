@@ -7,17 +7,24 @@ import asyncio
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.tables.contact_sync import ecomail_contacts
+from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
-from ellity.domain.model.customer import Customer
+from ellity.domain.model.consent import MarketingConsent
+from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.newsletter import Notification, SubscriptionChange
 from ellity.ports.storage import ClaimedContact, ContactSyncHealth, OldAddress, UnitOfWorkFactory
 from tests.fakes import FakeJobQueue, InMemoryStore
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 SECOND = timedelta(seconds=1)
+UNSUB = SubscriptionChange.UNSUBSCRIBED
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -105,12 +112,21 @@ async def settle(
     customer_ids: list[CustomerId],
     token: str,
     *,
+    members: Collection[CustomerId] | None = None,
     added: Collection[CustomerId] = (),
+    unsubscribed: Collection[CustomerId] = (),
     at: datetime = NOW,
 ) -> int:
+    """``members``: every contact settled unless given."""
     async with uow_factory() as uow:
         count = await uow.contacts.settle(
-            merchant_id, customer_ids, token=token, added=added, at=at
+            merchant_id,
+            customer_ids,
+            token=token,
+            members=customer_ids if members is None else members,
+            added=added,
+            unsubscribed=unsubscribed,
+            at=at,
         )
         await uow.commit()
     return count
@@ -501,6 +517,265 @@ async def test_recording_a_written_contact_keeps_a_pending_change(
     assert await claim(uow_factory, shop, "w") == [ClaimedContact(ann, in_list=True)]
 
 
+# -- unsubscriptions, members, add attempts -------------------------------------------------
+
+
+async def refuse(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, customer_id: CustomerId, at: datetime
+) -> None:
+    async with uow_factory() as uow:
+        await uow.contacts.request_unsubscribe(merchant_id, customer_id, at=at)
+        await uow.commit()
+
+
+async def test_a_due_unsubscription_is_claimed_and_cleared_by_the_settle_that_did_it(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob, cid = await add_customers(uow_factory, shop, "a@x.cz", "b@x.cz", "c@x.cz")
+    await mark(uow_factory, shop, bob)
+    await refuse(uow_factory, shop, ann, NOW)
+    await refuse(uow_factory, shop, cid, NOW)
+    assert await claim(uow_factory, shop, "w") == [
+        ClaimedContact(ann, in_list=False, unsubscribe=True),
+        ClaimedContact(bob, in_list=False, unsubscribe=False),
+        ClaimedContact(cid, in_list=False, unsubscribe=True),
+    ]
+    # the claim unsubscribed ann only (cid's call failed and is retried later)
+    assert await settle(uow_factory, shop, [ann, bob, cid], "w", unsubscribed=[ann]) == 3
+    await mark(uow_factory, shop, ann, bob, cid, at=NOW + SECOND)
+    assert await claim(uow_factory, shop, "w2", now=NOW + SECOND) == [
+        ClaimedContact(ann, in_list=True, unsubscribe=False),
+        ClaimedContact(bob, in_list=True, unsubscribe=False),
+        ClaimedContact(cid, in_list=True, unsubscribe=True),
+    ]
+
+
+async def test_an_unsubscription_requested_again_during_the_claim_stays_due(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
+    await refuse(uow_factory, shop, ann, NOW)
+    await claim(uow_factory, shop, "w")
+    await refuse(uow_factory, shop, ann, NOW + SECOND)  # refused again while being written
+    await settle(uow_factory, shop, [ann], "w", unsubscribed=[ann], at=NOW + 2 * SECOND)
+    assert await pending(uow_factory, shop, ann)
+    assert await claim(uow_factory, shop, "w2", now=NOW + 2 * SECOND) == [
+        ClaimedContact(ann, in_list=False, unsubscribe=True)
+    ]
+
+
+async def test_settling_puts_only_the_members_in_the_list(uow_factory: UnitOfWorkFactory) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob, cid = await add_customers(uow_factory, shop, "a@x.cz", "b@x.cz", "c@x.cz")
+    await mark(uow_factory, shop, ann, bob, cid)
+    await claim(uow_factory, shop, "w")
+    await settle(uow_factory, shop, [ann, bob, cid], "w", members=[ann])
+    # bob and cid were only updated: not known to be in the list, and no longer pending
+    assert not await pending(uow_factory, shop, bob)
+    await mark(uow_factory, shop, ann, bob, cid, at=NOW + SECOND)
+    assert await claim(uow_factory, shop, "w2", now=NOW + SECOND) == [
+        ClaimedContact(ann, in_list=True),
+        ClaimedContact(bob, in_list=False),
+        ClaimedContact(cid, in_list=False),
+    ]
+    # settling without them as members keeps what was known
+    await settle(uow_factory, shop, [ann, bob, cid], "w2", members=[bob])
+    await mark(uow_factory, shop, ann, bob, cid, at=NOW + 2 * SECOND)
+    assert await claim(uow_factory, shop, "w3", now=NOW + 2 * SECOND) == [
+        ClaimedContact(ann, in_list=True),
+        ClaimedContact(bob, in_list=True),
+        ClaimedContact(cid, in_list=False),
+    ]
+
+
+Attempt = tuple[datetime | None, datetime | None, datetime | None]
+
+
+async def attempt_of(uow_factory: UnitOfWorkFactory, customer_id: CustomerId) -> Attempt | None:
+    """The contact's ``add_attempted_at``, ``echo_taken_at`` and ``echo_subscribed_at`` as
+    stored (newsletter processing reads them); ``None`` without a contact row."""
+    if isinstance(uow_factory, SqlUnitOfWorkFactory):
+        c = ecomail_contacts.c
+        async with uow_factory.database.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(c.add_attempted_at, c.echo_taken_at, c.echo_subscribed_at).where(
+                        c.customer_id == customer_id
+                    )
+                )
+            ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2])
+    record = _store_of(uow_factory).state.contacts.get(customer_id)
+    if record is None:
+        return None
+    return record.add_attempted_at, record.echo_taken_at, record.echo_subscribed_at
+
+
+async def take_echo(
+    uow_factory: UnitOfWorkFactory, customer_id: CustomerId, *, at: datetime, subscribed: datetime
+) -> None:
+    """What newsletter processing records when it takes a notification as the echo."""
+    if isinstance(uow_factory, SqlUnitOfWorkFactory):
+        c = ecomail_contacts.c
+        async with uow_factory.database.write_engine.begin() as conn:
+            await conn.execute(
+                ecomail_contacts.update()
+                .where(c.customer_id == customer_id)
+                .values(echo_taken_at=at, echo_subscribed_at=subscribed)
+            )
+        return
+    record = _store_of(uow_factory).state.contacts[customer_id]
+    record.echo_taken_at, record.echo_subscribed_at = at, subscribed
+
+
+def _store_of(uow_factory: UnitOfWorkFactory) -> InMemoryStore:
+    store = getattr(uow_factory, "__self__", None)
+    assert isinstance(store, InMemoryStore)
+    return store
+
+
+async def notify(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    email: str,
+    change: SubscriptionChange,
+    *,
+    at: datetime,
+) -> None:
+    """A notification of the merchant's list webhook, received at ``at`` (stored with its
+    ``email_key``, as the intake stores it)."""
+    digest = f"{merchant_id:064d}"
+    async with uow_factory() as uow:
+        await uow.newsletter.set_webhook_token(
+            merchant_id, digest=digest, encrypted="sealed", at=NOW, replace=True
+        )
+        stored = await uow.newsletter.receive(
+            digest, Notification(email=email, change=change, list_id="7"), at=at
+        )
+        await uow.commit()
+    if isinstance(uow_factory, SqlUnitOfWorkFactory):
+        n = newsletter_notifications.c
+        async with uow_factory.database.write_engine.begin() as conn:
+            await conn.execute(
+                newsletter_notifications.update()
+                .where(n.id == stored, n.email_key.is_(None))
+                .values(email_key=email_key(email))
+            )
+
+
+async def record_attempts(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, *ids: CustomerId, at: datetime
+) -> None:
+    async with uow_factory() as uow:
+        await uow.contacts.record_add_attempts(merchant_id, list(ids), at=at)
+        await uow.commit()
+
+
+async def test_an_add_attempt_is_kept_by_the_retries_of_its_episode_until_its_echo_is_taken(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob, nobody = await add_customers(uow_factory, shop, "ann@example.cz", "b@x.cz", None)
+    await mark(uow_factory, shop, bob)
+    # activation's first contact has no row yet: it gets one, not pending
+    await record_attempts(uow_factory, shop, ann, bob, nobody, at=NOW)
+    assert await attempt_of(uow_factory, ann) == (NOW, None, None)
+    assert await attempt_of(uow_factory, bob) == (NOW, None, None)
+    assert await attempt_of(uow_factory, nobody) is None  # no email, no contact
+    assert not await pending(uow_factory, shop, ann)
+    assert await pending(uow_factory, shop, bob)  # the mark is left as it was
+    # a retry (the answer was lost, a half of a split call) belongs to the same attempt
+    later = NOW + timedelta(minutes=1)
+    await record_attempts(uow_factory, shop, ann, bob, at=later)
+    assert await attempt_of(uow_factory, ann) == (NOW, None, None)
+    # once the echo is taken, the next add is a new attempt
+    await take_echo(uow_factory, ann, at=NOW + 30 * SECOND, subscribed=NOW)
+    assert await attempt_of(uow_factory, ann) == (NOW, NOW + 30 * SECOND, NOW)
+    await record_attempts(uow_factory, shop, ann, bob, at=later)
+    assert await attempt_of(uow_factory, ann) == (later, None, None)
+    assert await attempt_of(uow_factory, bob) == (NOW, None, None)
+
+
+async def test_an_unsubscription_received_since_the_attempt_starts_a_new_one(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    other = await add_merchant(uow_factory, "other")
+    await connect(uow_factory, shop)
+    ann, bob, cid, dan = await add_customers(
+        uow_factory, shop, "ann@example.cz", "bob@example.cz", "cid@example.cz", "dan@x.cz"
+    )
+    await record_attempts(uow_factory, shop, ann, bob, cid, dan, at=NOW)
+    # ann unsubscribed after the attempt (the address in another case); bob before it; cid
+    # subscribed; dan unsubscribed from another merchant's list
+    await notify(uow_factory, shop, "ANN@example.cz", UNSUB, at=NOW + SECOND)
+    await notify(uow_factory, shop, "bob@example.cz", UNSUB, at=NOW - SECOND)
+    await notify(uow_factory, shop, "cid@example.cz", SubscriptionChange.SUBSCRIBED, at=NOW)
+    await notify(uow_factory, other, "dan@x.cz", UNSUB, at=NOW + SECOND)
+    later = NOW + timedelta(minutes=1)
+    await record_attempts(uow_factory, shop, ann, bob, cid, dan, at=later)
+    assert await attempt_of(uow_factory, ann) == (later, None, None)
+    for kept in (bob, cid, dan):
+        assert await attempt_of(uow_factory, kept) == (NOW, None, None)
+    # the unsubscription is older than ann's new attempt: its retries keep it
+    await record_attempts(uow_factory, shop, ann, at=later + SECOND)
+    assert await attempt_of(uow_factory, ann) == (later, None, None)
+
+
+async def test_a_merchant_never_records_an_attempt_on_another_merchants_customer(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    other = await add_merchant(uow_factory, "other")
+    [theirs] = await add_customers(uow_factory, other, "ann@example.cz")
+    await record_attempts(uow_factory, shop, theirs, at=NOW)
+    assert await attempt_of(uow_factory, theirs) is None
+    await mark(uow_factory, other, theirs)
+    await record_attempts(uow_factory, shop, theirs, at=NOW)
+    assert await attempt_of(uow_factory, theirs) == (None, None, None)
+
+
+async def test_the_first_customer_with_an_email_of_the_consents_asked(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    other = await add_merchant(uow_factory, "other")
+    consents = [None, MarketingConsent.REFUSED, MarketingConsent.UNKNOWN, MarketingConsent.GRANTED]
+    ids = []
+    async with uow_factory() as uow:
+        for n, consent in enumerate(consents):
+            customer = await uow.customers.add(
+                Customer(
+                    merchant_id=shop,
+                    referral_code=f"CODE{n:04d}",
+                    created_at=NOW,
+                    updated_at=NOW,
+                    email=None if consent is None else f"c{n}@x.cz",
+                    shop_customer_id=f"shop-{n}",
+                    marketing_consent=consent or MarketingConsent.GRANTED,
+                )
+            )
+            assert customer.id is not None
+            ids.append(customer.id)
+        await uow.commit()
+    granted, customers_setting = (
+        {MarketingConsent.GRANTED},
+        set(MarketingConsent) - {MarketingConsent.REFUSED},
+    )
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.contacts.first_customer(shop) == ids[1]
+        assert await uow.contacts.first_customer(shop, consents=granted) == ids[3]
+        assert await uow.contacts.first_customer(shop, consents=customers_setting) == ids[2]
+        assert await uow.contacts.first_customer(shop, consents=[]) is None
+        assert await uow.contacts.first_customer(other) is None
+
+
 # -- addresses customers left -----------------------------------------------------------------
 
 
@@ -835,7 +1110,7 @@ async def test_a_merchant_never_sees_or_touches_another_merchants_contacts(
     await claim(uow_factory, shop, "mine2")
     async with uow_factory() as uow:
         # the other merchant cannot settle, release or fail what this one claimed
-        assert await uow.contacts.settle(other, [bob], token="mine2", at=NOW) == 0
+        assert await uow.contacts.settle(other, [bob], token="mine2", members=[bob], at=NOW) == 0
         assert (
             await uow.contacts.release(other, token="mine2", error="x", retry_at=NOW, at=NOW) == 0
         )

@@ -4,12 +4,14 @@ events that follow them, on the in-memory fakes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from ellity.domain.model.consent import EcomailAdd, MarketingConsent
 from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES, cleared_fields
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.errors import DuplicateCustomer
@@ -27,12 +29,15 @@ from ellity.domain.services.integration import (
 )
 from ellity.domain.services.points import earn_points
 from ellity.ports.marketing import (
+    ContactData,
     MarketingRateLimited,
+    MarketingRejected,
     MarketingUnavailable,
     SubscriptionStatus,
     TrackerEvent,
 )
 from ellity.ports.storage import ContactSyncFailure, UnitOfWorkFactory
+from tests.consenting import set_consent, set_ecomail_add
 from tests.fakes import (
     FakeClock,
     FakeMailer,
@@ -66,10 +71,30 @@ class World:
     def uow_factory(self) -> UnitOfWorkFactory:
         return self.store.unit_of_work
 
-    async def customer(self, email: str | None, **fields: object) -> Customer:
+    async def customer(
+        self,
+        email: str | None,
+        *,
+        consent: MarketingConsent | None = MarketingConsent.GRANTED,
+        **fields: object,
+    ) -> Customer:
+        """A new customer; one with an email has given marketing consent unless ``consent``
+        says otherwise (``None``: left unknown, as for every customer from before)."""
         if email is None:
             return await self.new_customer(self.shop, **fields)
-        return await self.new_customer(self.shop, email=email, registered=True, **fields)
+        customer = await self.new_customer(self.shop, email=email, registered=True, **fields)
+        if consent is not None:
+            await self.consent(customer, consent)
+        return customer
+
+    async def consent(self, customer: Customer, consent: MarketingConsent) -> None:
+        """The e-shop sets the customer's consent."""
+        assert customer.id is not None
+        await set_consent(self.uow_factory, self.shop.id, customer.id, consent, clock=self.clock)
+
+    async def adding(self, setting: EcomailAdd) -> None:
+        """The merchant chooses whom Ellity adds to the list."""
+        await set_ecomail_add(self.uow_factory, self.shop.id, setting)
 
     async def earn(self, customer: Customer, points: str) -> None:
         assert customer.id is not None
@@ -300,6 +325,258 @@ async def test_a_deactivated_integration_sends_nothing(w: World) -> None:
     assert await w.failures() == []
 
 
+# -- consent decides who is added ---------------------------------------------------------------
+
+
+def member_status(w: World, email: str) -> SubscriptionStatus | None:
+    member = w.ecomail.member(LIST, email)
+    return None if member is None else member.status
+
+
+async def test_with_consented_only_granted_customers_are_added_the_others_only_updated(
+    w: World,
+) -> None:
+    w.ecomail.add_member(LIST, "una@example.cz", status=SubscriptionStatus.UNSUBSCRIBED)
+    una = await w.customer("una@example.cz", consent=None)  # a member (unsubscribed)
+    ulf = await w.customer("ulf@example.cz", consent=None)  # not a member
+    gil = await w.customer("gil@example.cz")  # granted
+    rob = await w.customer("rob@example.cz", consent=MarketingConsent.REFUSED)
+    assert await w.sync() == 4
+    assert w.ecomail.calls == [
+        ("unsubscribe_contact", 1),  # rob's refusal
+        ("add_contacts", 1),  # gil
+        ("update_contacts", 3),  # una, ulf, rob: fields only
+    ]
+    assert member_status(w, "gil@example.cz") == SubscriptionStatus.SUBSCRIBED
+    assert member_status(w, "una@example.cz") == SubscriptionStatus.UNSUBSCRIBED  # kept
+    assert w.fields_of("una@example.cz")["ellity_referral_code"] == una.referral_code
+    assert member_status(w, "ulf@example.cz") is None  # not added
+    assert member_status(w, "rob@example.cz") is None
+    contacts = w.store.state.contacts
+    assert [contacts[c.id].in_list for c in (una, ulf, gil, rob)] == [False, False, True, False]
+    assert not any([await w.pending(c) for c in (una, ulf, gil, rob)])
+    assert contacts[gil.id].add_attempted_at == w.clock.now()
+    assert [contacts[c.id].add_attempted_at for c in (una, ulf, rob)] == [None, None, None]
+
+    # later changes: the granted one is updated, the others still only updated, never added
+    w.clock.advance(minutes=5)
+    for customer in (una, ulf, gil, rob):
+        await w.earn(customer, "5")
+    w.ecomail.calls.clear()
+    assert await w.sync() == 4
+    assert w.ecomail.calls == [("update_contacts", 1), ("update_contacts", 3)]
+    assert member_status(w, "ulf@example.cz") is None
+    assert w.fields_of("una@example.cz")["ellity_credit_num"] == 5
+
+
+async def test_with_customers_everyone_but_refusals_is_added(w: World) -> None:
+    await w.adding(EcomailAdd.CUSTOMERS)
+    await w.customer("una@example.cz", consent=None)
+    await w.customer("gil@example.cz")
+    rob = await w.customer("rob@example.cz", consent=MarketingConsent.REFUSED)
+    assert await w.sync() == 3
+    assert w.ecomail.calls == [
+        ("unsubscribe_contact", 1),
+        ("add_contacts", 2),
+        ("update_contacts", 1),
+    ]
+    assert member_status(w, "una@example.cz") == SubscriptionStatus.SUBSCRIBED
+    assert member_status(w, "gil@example.cz") == SubscriptionStatus.SUBSCRIBED
+    assert member_status(w, "rob@example.cz") is None
+    assert not w.store.state.contacts[rob.id].in_list
+
+
+async def test_with_none_nobody_is_added_and_members_keep_their_fields(w: World) -> None:
+    await w.adding(EcomailAdd.NONE)
+    w.ecomail.add_member(LIST, "gil@example.cz")
+    gil = await w.customer("gil@example.cz")
+    await w.customer("gia@example.cz")
+    assert await w.sync() == 2
+    assert w.ecomail.calls == [("update_contacts", 2)]
+    assert w.fields_of("gil@example.cz")["ellity_referral_code"] == gil.referral_code
+    assert member_status(w, "gia@example.cz") is None
+    assert all(contact.add_attempted_at is None for contact in w.store.state.contacts.values())
+
+
+async def test_a_refusal_unsubscribes_the_contact_once_and_it_is_never_added_again(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.sync()
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.SUBSCRIBED
+    w.clock.advance(minutes=5)
+    await w.consent(ann, MarketingConsent.REFUSED)
+    assert w.store.state.contacts[ann.id].unsubscribe_due
+    await w.earn(ann, "12")
+    w.ecomail.calls.clear()
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("unsubscribe_contact", 1), ("update_contacts", 1)]
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.UNSUBSCRIBED
+    assert w.fields_of("ann@example.cz")["ellity_credit_num"] == 12  # still kept in sync
+    assert not w.store.state.contacts[ann.id].unsubscribe_due
+    assert not await w.pending(ann)
+
+    # later changes write the fields only: no unsubscription again, no add
+    w.clock.advance(minutes=5)
+    await w.earn(ann, "1")
+    w.ecomail.calls.clear()
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("update_contacts", 1)]
+    del w.ecomail.contact_lists[LIST].members["ann@example.cz"]  # even once deleted there
+    await w.earn(ann, "1")
+    await w.sync()
+    assert member_status(w, "ann@example.cz") is None
+    assert "add_contacts" not in w.ecomail.call_names
+
+
+async def test_a_refusal_of_a_contact_not_in_the_list_has_nothing_to_undo(w: World) -> None:
+    rob = await w.customer("rob@example.cz", consent=MarketingConsent.REFUSED)
+    assert await w.sync() == 1
+    assert w.ecomail.call_names == ["unsubscribe_contact", "update_contacts"]
+    assert member_status(w, "rob@example.cz") is None
+    assert not w.store.state.contacts[rob.id].unsubscribe_due
+    assert await w.failures() == []
+
+
+async def test_a_refusal_withdrawn_before_the_sync_unsubscribes_nobody(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.sync()
+    await w.consent(ann, MarketingConsent.REFUSED)
+    await w.consent(ann, MarketingConsent.GRANTED)  # the latest wish counts
+    w.ecomail.calls.clear()
+    assert await w.sync() == 1
+    assert w.ecomail.calls == [("update_contacts", 1)]
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.SUBSCRIBED
+    assert not w.store.state.contacts[ann.id].unsubscribe_due
+
+
+async def test_an_unsubscription_waits_while_ecomail_is_down(w: World) -> None:
+    ann = await w.customer("ann@example.cz")
+    await w.sync()
+    await w.consent(ann, MarketingConsent.REFUSED)
+    w.ecomail.fail_with = [MarketingUnavailable("Ecomail did not answer.")]
+    assert await w.sync() == 0
+    assert await w.pending(ann)
+    assert w.store.state.contacts[ann.id].unsubscribe_due
+    w.clock.advance(CONTACT_RETRY.delay(1, item_id=w.shop.id))
+    assert await w.sync() == 1
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.UNSUBSCRIBED
+    assert not w.store.state.contacts[ann.id].unsubscribe_due
+
+
+async def test_an_unsubscription_ecomail_refuses_fails_that_contact_with_its_reason(
+    w: World,
+) -> None:
+    ann = await w.customer("ann@example.cz")
+    bob = await w.customer("bob@example.cz")
+    await w.sync()
+    await w.consent(ann, MarketingConsent.REFUSED)
+    await w.earn(bob, "3")
+    refused = "Ecomail refused the request (HTTP 422): no"
+    w.ecomail.fail_with = [MarketingRejected(refused, status=422)]
+    assert await w.sync() == 1  # bob
+    assert [(f.customer_id, f.error) for f in await w.failures()] == [
+        (ann.id, f"Ecomail refused to unsubscribe the contact: {refused}")
+    ]
+    assert w.store.state.contacts[ann.id].unsubscribe_due  # still to be done on a retry
+    assert w.fields_of("bob@example.cz")["ellity_credit_num"] == 3
+
+
+async def test_a_consent_change_while_the_contact_is_written_leaves_it_pending(w: World) -> None:
+    ann = await w.customer("ann@example.cz", consent=None)
+    meddling = MeddlingPlatform.replacing(w)
+
+    async def granted_meanwhile() -> None:
+        del meddling.during["update_contacts"]
+        await w.consent(ann, MarketingConsent.GRANTED)
+
+    meddling.during["update_contacts"] = granted_meanwhile
+    assert await w.sync() == 2
+    # unknown when read, so only updated; still pending after that claim, so the next claim
+    # of the run adds her
+    assert w.ecomail.calls == [("update_contacts", 1), ("add_contacts", 1)]
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.SUBSCRIBED
+    assert w.store.state.contacts[ann.id].in_list
+    assert not await w.pending(ann)
+
+
+class MeddlingPlatform(FakeMarketingPlatform):
+    """The fake Ecomail, where something else may happen while a call is under way
+    (``during``: method → what happens before it answers), and whose answers may be lost
+    after it processed the call (``lose_answers``: method → the errors the next calls raise
+    instead of answering)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.during: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.lose_answers: dict[str, list[Exception]] = {}
+
+    @classmethod
+    def replacing(cls, w: World) -> MeddlingPlatform:
+        """Take the place of the world's Ecomail account, with its lists."""
+        meddling = cls(KEY, clock=w.clock)
+        meddling.contact_lists = w.ecomail.contact_lists
+        w.platforms.accounts[KEY] = meddling
+        w.ecomail = meddling
+        return meddling
+
+    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        added = await super().add_contacts(list_id, contacts)
+        await self._after("add_contacts")
+        return added
+
+    async def update_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+        updated = await super().update_contacts(list_id, contacts)
+        await self._after("update_contacts")
+        return updated
+
+    async def _after(self, method: str) -> None:
+        meanwhile = self.during.get(method)
+        if meanwhile is not None:
+            await meanwhile()
+        lost = self.lose_answers.get(method)
+        if lost:
+            raise lost.pop(0)
+
+
+async def test_an_add_whose_answer_is_lost_is_recorded_as_attempted_before_the_call(
+    w: World,
+) -> None:
+    meddling = MeddlingPlatform.replacing(w)
+    meddling.lose_answers["add_contacts"] = [MarketingUnavailable("Ecomail answered 500.")]
+    ann = await w.customer("ann@example.cz")
+    attempted = w.clock.now()
+    assert await w.sync() == 0
+    assert member_status(w, "ann@example.cz") == SubscriptionStatus.SUBSCRIBED  # it was added
+    contact = w.store.state.contacts[ann.id]
+    assert contact.add_attempted_at == attempted
+    assert contact.pending_since is not None and not contact.in_list
+    # the retry belongs to the same attempt: its time is kept
+    w.clock.advance(CONTACT_RETRY.delay(1, item_id=w.shop.id))
+    assert await w.sync() == 1
+    contact = w.store.state.contacts[ann.id]
+    assert contact.add_attempted_at == attempted
+    assert contact.in_list and not await w.pending(ann)
+
+
+async def test_every_half_of_a_split_add_is_recorded_before_a_429_interrupts_it(
+    w: World,
+) -> None:
+    emails = [f"{name}@example.cz" for name in ("ann", "bob", "cyril", "dana")]
+    customers = [await w.customer(email) for email in emails]
+    w.ecomail.refuse["dana@example.cz"] = "The subscriber_data.3.email field is invalid."
+    attempted = w.clock.now()
+    # the whole call is refused, its first half goes through, then Ecomail rate-limits
+    w.ecomail.fail_with = [None, None, MarketingRateLimited("Slow down.", retry_after=30)]
+    assert await w.sync() == 0
+    assert w.ecomail.calls == [("add_contacts", 4), ("add_contacts", 2), ("add_contacts", 2)]
+    contacts = w.store.state.contacts
+    assert [contacts[c.id].add_attempted_at for c in customers] == [attempted] * 4
+    assert [member_status(w, e) is not None for e in emails] == [True, True, False, False]
+    assert all([await w.pending(c) for c in customers])  # the claim waits, nothing failed
+    assert await w.failures() == []
+
+
 # -- when Ecomail fails -------------------------------------------------------------------------
 
 
@@ -390,6 +667,7 @@ async def test_activation_pushes_every_customer_marked_in_chunks_resuming_after_
         await new_customer(merchant, email=email, shop_customer_id=f"s{n}")
         for n, email in enumerate(emails)
     ]
+    await set_ecomail_add(store.unit_of_work, merchant.id, EcomailAdd.CUSTOMERS)
     await activate(merchant, store, clock, platforms)  # writes the first one to confirm fields
 
     commits = 0
@@ -561,6 +839,7 @@ async def test_a_change_of_case_only_is_the_same_contact_and_keeps_the_pin(
     w: World, new_customer: NewCustomer
 ) -> None:
     ann = await new_customer(w.shop, email="Ann@Example.cz")  # anonymous: has a PIN
+    await w.consent(ann, MarketingConsent.GRANTED)
     await w.sync()
     await w.deliver()
     w.ecomail.calls.clear()
@@ -617,6 +896,7 @@ async def test_an_anonymous_customer_gets_a_new_pin_written_before_its_pin_event
     w: World, new_customer: NewCustomer
 ) -> None:
     ann = await new_customer(w.shop, email="ann@exmaple.cz")  # anonymous: has a PIN
+    await w.consent(ann, MarketingConsent.GRANTED)
     await w.sync()
     await w.deliver()
     w.ecomail.events.clear()

@@ -39,6 +39,7 @@ from ellity.ports.marketing import (
     SubscriptionStatus,
 )
 from ellity.ports.storage import UnitOfWorkFactory
+from tests.consenting import set_consent, set_ecomail_add
 from tests.fakes import (
     FakeClock,
     FakeMarketingPlatform,
@@ -116,6 +117,12 @@ class World:
             uow=self.store.unit_of_work(),
             clock=self.clock,
             rng=self.rng,
+        )
+
+    async def consent(self, customer: Customer, consent: MarketingConsent) -> None:
+        assert customer.id is not None
+        await set_consent(
+            self.store.unit_of_work, self.merchant.id, customer.id, consent, clock=self.clock
         )
 
     async def regenerate_pin(self, customer: Customer) -> None:
@@ -229,6 +236,7 @@ async def test_activation_writes_the_first_customer_confirms_the_fields_and_star
     ann = await w.new_customer(
         w.merchant, email="ann@example.cz", first_name="Anna", registered=True
     )
+    await w.consent(ann, MarketingConsent.GRANTED)
     await connect(w.merchant, w.services)
     w.ecomail.calls.clear()
     activation = await activate(w.merchant, w.services, list_id=f" {LIST} ")
@@ -305,6 +313,75 @@ async def test_without_customers_with_an_email_the_fields_come_with_the_first_co
     assert activation == Activation(list_id=LIST, list_name="Customers", fields_confirmed=False)
     assert ecomail.call_names == ["list_detail"]
     assert await active_list(store, merchant) == LIST
+
+
+async def test_activation_adds_the_first_customer_ellity_may_add_and_records_the_attempt_first(
+    w: World,
+) -> None:
+    una = await w.new_customer(w.merchant, email="una@example.cz")  # unknown consent
+    ann = await w.new_customer(w.merchant, email="ann@example.cz")
+    await w.consent(ann, MarketingConsent.GRANTED)
+    await connect(w.merchant, w.services)
+    w.ecomail.calls.clear()
+    w.ecomail.fail_with = [None, MarketingUnavailable("Ecomail answered 500.")]  # the add
+    with pytest.raises(MarketingUnavailable):
+        await activate(w.merchant, w.services)
+    assert w.store.state.contacts[ann.id].add_attempted_at == w.clock.now()  # before the call
+    assert await active_list(w.store, w.merchant) is None
+
+    w.clock.advance(minutes=1)
+    assert (await activate(w.merchant, w.services)).fields_confirmed
+    assert w.ecomail.calls[-3:] == [("list_detail", 0), ("add_contacts", 1), ("list_detail", 0)]
+    assert w.ecomail.member(LIST, "una@example.cz") is None  # never subscribed
+    assert w.ecomail.member(LIST, "ann@example.cz") is not None
+    contact = w.store.state.contacts[ann.id]
+    assert contact.in_list
+    assert contact.add_attempted_at == w.clock.now() - timedelta(minutes=1)  # the same attempt
+    assert una.id not in w.store.state.contacts
+
+
+async def test_without_anyone_ellity_may_add_a_member_gets_the_fields_and_keeps_its_status(
+    w: World,
+) -> None:
+    w.ecomail.add_member(LIST, "una@example.cz", status=SubscriptionStatus.UNSUBSCRIBED)
+    una = await w.new_customer(w.merchant, email="una@example.cz")  # unknown consent
+    rob = await w.new_customer(w.merchant, email="rob@example.cz")
+    await w.consent(rob, MarketingConsent.REFUSED)
+    await connect(w.merchant, w.services)
+    w.ecomail.calls.clear()
+    activation = await activate(w.merchant, w.services)
+    assert activation == Activation(list_id=LIST, list_name="Customers", fields_confirmed=True)
+    assert w.ecomail.calls == [("list_detail", 0), ("update_contacts", 1), ("list_detail", 0)]
+    member = w.ecomail.member(LIST, "una@example.cz")
+    assert member is not None and member.status == SubscriptionStatus.UNSUBSCRIBED
+    assert sorted(member.fields) == sorted(FIELD_NAMES)
+    contact = w.store.state.contacts[una.id]
+    assert contact.in_list and contact.add_attempted_at is None
+    assert w.ecomail.member(LIST, "rob@example.cz") is None
+
+
+async def test_without_anyone_ellity_may_add_or_a_member_the_fields_come_with_the_first_add(
+    w: World,
+) -> None:
+    una = await w.new_customer(w.merchant, email="una@example.cz")  # unknown consent
+    await connect(w.merchant, w.services)
+    w.ecomail.calls.clear()
+    activation = await activate(w.merchant, w.services)
+    assert activation == Activation(list_id=LIST, list_name="Customers", fields_confirmed=False)
+    assert w.ecomail.calls == [("list_detail", 0), ("update_contacts", 1), ("list_detail", 0)]
+    assert w.ecomail.contact_lists[LIST].members == {}  # nobody subscribed
+    assert una.id not in w.store.state.contacts
+    assert await active_list(w.store, w.merchant) == LIST
+
+
+async def test_with_none_activation_adds_nobody_even_with_consent(w: World) -> None:
+    await set_ecomail_add(w.store.unit_of_work, w.merchant.id, EcomailAdd.NONE)
+    ann = await w.new_customer(w.merchant, email="ann@example.cz")
+    await w.consent(ann, MarketingConsent.GRANTED)
+    await connect(w.merchant, w.services)
+    assert not (await activate(w.merchant, w.services)).fields_confirmed
+    assert w.ecomail.contact_lists[LIST].members == {}
+    assert "add_contacts" not in w.ecomail.call_names
 
 
 async def test_a_deleted_list_cannot_be_activated(
@@ -404,6 +481,7 @@ async def test_a_new_email_is_a_contact_ellity_has_not_written_yet(w: World) -> 
 async def test_with_an_inactive_integration_nothing_is_recorded_for_ecomail(w: World) -> None:
     await connect(w.merchant, w.services)  # a key, no active list
     ann = await w.new_customer(w.merchant, email="ann@example.cz")
+    await w.consent(ann, MarketingConsent.GRANTED)
     await w.earn(ann, "10")
     await w.regenerate_pin(ann)
     assert w.store.state.contacts == {}

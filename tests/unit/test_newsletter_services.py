@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.ledger import EntryKind
@@ -178,7 +179,11 @@ async def w(
     await connect_ecomail(merchant.id, KEY, **services)
     await activate_ecomail(merchant.id, LIST, **services)
     world = World(merchant, store, clock, platforms, ecomail, new_customer, rng)
-    await world.settings(newsletter_reward=REWARD, newsletter_take_back=True)
+    # every customer is added to the list, whatever their consent (these tests are about
+    # the reward, not about who is added)
+    await world.settings(
+        newsletter_reward=REWARD, newsletter_take_back=True, ecomail_add=EcomailAdd.CUSTOMERS
+    )
     world.url = await newsletter_intake.webhook_address(merchant.id, **world.common)
     ecomail.calls.clear()
     return world

@@ -6,8 +6,10 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
+from ellity.domain.model.newsletter import SubscriptionChange
 from ellity.ports.storage import ClaimedContact, ContactSyncRepository, ExpiredChunk, OldAddress
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import ContactRecord, OldAddressRecord, round_trip
@@ -163,7 +165,9 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
             row.claim_token, row.claimed_until = token, now + lease
             row.claimed_seq = row.change_seq
         return [
-            ClaimedContact(customer_id=r.customer_id, in_list=r.in_list)
+            ClaimedContact(
+                customer_id=r.customer_id, in_list=r.in_list, unsubscribe=r.unsubscribe_due
+            )
             for r in sorted(due, key=lambda r: r.customer_id)
         ]
 
@@ -173,7 +177,9 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         customer_ids: Sequence[CustomerId],
         *,
         token: str,
+        members: Collection[CustomerId],
         added: Collection[CustomerId] = (),
+        unsubscribed: Collection[CustomerId] = (),
         at: datetime,
     ) -> int:
         await round_trip()
@@ -182,13 +188,67 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         for row in held:
             if row.change_seq == row.claimed_seq:  # not changed since the claim
                 row.pending_since = None
-                row.in_list = True
+                if row.customer_id in members:
+                    row.in_list = True
+                if row.customer_id in unsubscribed:
+                    row.unsubscribe_due = False
             row.attempts, row.last_error, row.next_attempt_at = 0, None, None
             row.synced_at = at
             if row.customer_id in added:
                 row.added_at = at
             row.unclaim()
         return len(held)
+
+    async def record_add_attempts(
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, at: datetime
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        for customer_id in sorted(set(customer_ids)):
+            customer = state.customers.get(customer_id)
+            if customer is None or customer.merchant_id != merchant_id:
+                continue
+            row = state.contacts.get(customer_id)
+            if row is None:
+                if customer.email is None:
+                    continue
+                row = state.contacts[customer_id] = ContactRecord(customer_id, merchant_id)
+            same_episode = (
+                row.add_attempted_at is not None
+                and row.echo_taken_at is None
+                and not self._unsubscribed_since(merchant_id, customer.email_key, row)
+            )
+            if not same_episode:
+                row.add_attempted_at = at
+                row.echo_taken_at = row.echo_subscribed_at = None
+
+    def _unsubscribed_since(
+        self, merchant_id: MerchantId, key: str | None, row: ContactRecord
+    ) -> bool:
+        """An ``UNSUBSCRIBED`` notification for this email was received after the contact's
+        add attempt (as the SQL adapter matches it: by ``email_key``)."""
+        attempted = row.add_attempted_at
+        return key is not None and any(
+            n.merchant_id == merchant_id
+            and n.notification.change is SubscriptionChange.UNSUBSCRIBED
+            and email_key(n.notification.email) == key
+            and attempted is not None
+            and n.received_at > attempted
+            for n in self._uow.state.notifications.values()
+        )
+
+    async def first_customer(
+        self, merchant_id: MerchantId, *, consents: Collection[MarketingConsent] | None = None
+    ) -> CustomerId | None:
+        await round_trip()
+        found = [
+            customer_id
+            for customer_id, c in self._uow.state.customers.items()
+            if c.merchant_id == merchant_id
+            and c.email is not None
+            and (consents is None or c.marketing_consent in consents)
+        ]
+        return min(found, default=None)
 
     async def release(
         self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime

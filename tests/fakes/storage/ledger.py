@@ -89,6 +89,7 @@ def loyalty_of(state: StoreState, customer_id: CustomerId, today: date) -> Custo
         pin=c.pin,
         referral_code=c.referral_code,
         summary=summary,
+        marketing_consent=c.marketing_consent,
     )
 
 

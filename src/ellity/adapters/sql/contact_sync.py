@@ -14,18 +14,44 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.contact_marks import SqlContactMarks
+from ellity.adapters.sql.contact_marks import MARK_BATCH, SqlContactMarks
 from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
+from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
+from ellity.domain.model.newsletter import SubscriptionChange
 from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
 
 _i = ecomail_integrations.c
 _c = ecomail_contacts.c
+_n = newsletter_notifications.c
 
 _NO_CLAIM: dict[str, Any] = {**NO_CLAIM, "claimed_seq": None}
+
+
+def _unsubscribed_since_attempt() -> Any:
+    """An ``UNSUBSCRIBED`` notification for the contact's email (its customer's
+    ``email_key``, same merchant) was received after its ``add_attempted_at``."""
+    email = (
+        sa.select(customers.c.email_key)
+        .where(customers.c.id == _c.customer_id)
+        .correlate(ecomail_contacts)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(_n.id)
+        .where(
+            _n.merchant_id == _c.merchant_id,
+            _n.email_key == email,
+            _n.status == SubscriptionChange.UNSUBSCRIBED.value,
+            _n.received_at > _c.add_attempted_at,
+        )
+        .correlate(ecomail_contacts)
+        .exists()
+    )
 
 
 def _later(a: Any, b: Any) -> Any:
@@ -72,10 +98,15 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
                 "claimed_until": now + lease,
                 "claimed_seq": _c.change_seq,
             },
-            returning=[_c.customer_id, _c.in_list],
+            returning=[_c.customer_id, _c.in_list, _c.unsubscribe_due],
         )
         claimed = [
-            ClaimedContact(customer_id=CustomerId(r.customer_id), in_list=r.in_list) for r in rows
+            ClaimedContact(
+                customer_id=CustomerId(r.customer_id),
+                in_list=r.in_list,
+                unsubscribe=bool(r.unsubscribe_due),
+            )
+            for r in rows
         ]
         return sorted(claimed, key=lambda contact: contact.customer_id)
 
@@ -85,7 +116,9 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         customer_ids: Sequence[CustomerId],
         *,
         token: str,
-        added: Collection[int] = (),
+        members: Collection[CustomerId],
+        added: Collection[CustomerId] = (),
+        unsubscribed: Collection[CustomerId] = (),
         at: datetime,
     ) -> int:
         if not customer_ids:
@@ -93,16 +126,25 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         unchanged = _c.change_seq == _c.claimed_seq
         values: dict[str, Any] = {
             "pending_since": sa.case((unchanged, None), else_=_c.pending_since),
-            "in_list": sa.case((unchanged, sa.true()), else_=_c.in_list),
             "attempts": 0,
             "last_error": None,
             "next_attempt_at": None,
             "synced_at": at,
             **_NO_CLAIM,
         }
+        if members:
+            values["in_list"] = sa.case(
+                (sa.and_(unchanged, _c.customer_id.in_(sorted(set(members)))), sa.true()),
+                else_=_c.in_list,
+            )
         if added:
             values["added_at"] = sa.case(
                 (_c.customer_id.in_(sorted(set(added))), instant(at)), else_=_c.added_at
+            )
+        if unsubscribed:
+            values["unsubscribe_due"] = sa.case(
+                (sa.and_(unchanged, _c.customer_id.in_(sorted(set(unsubscribed)))), sa.false()),
+                else_=_c.unsubscribe_due,
             )
         mine = [
             _c.merchant_id == merchant_id,
@@ -112,6 +154,64 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         await self._lock_in_order(*mine)
         result = await self.conn.execute(ecomail_contacts.update().where(*mine).values(**values))
         return int(result.rowcount)
+
+    async def record_add_attempts(
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, at: datetime
+    ) -> None:
+        ids = sorted(set(customer_ids))
+        for start in range(0, len(ids), MARK_BATCH):
+            batch = ids[start : start + MARK_BATCH]
+            await self._add_missing_rows(merchant_id, batch)
+            mine = [_c.merchant_id == merchant_id, _c.customer_id.in_(batch)]
+            await self._lock_in_order(*mine)
+            same_episode = sa.and_(
+                _c.add_attempted_at.is_not(None),
+                _c.echo_taken_at.is_(None),
+                ~_unsubscribed_since_attempt(),
+            )
+            await self.conn.execute(
+                ecomail_contacts.update()
+                .where(*mine)
+                .values(
+                    add_attempted_at=sa.case(
+                        (same_episode, _c.add_attempted_at), else_=instant(at)
+                    ),
+                    echo_taken_at=sa.case((same_episode, _c.echo_taken_at), else_=None),
+                    echo_subscribed_at=sa.case((same_episode, _c.echo_subscribed_at), else_=None),
+                )
+            )
+
+    async def _add_missing_rows(self, merchant_id: MerchantId, ids: list[CustomerId]) -> None:
+        """A contact row (not pending) for each of these customers of the merchant with an
+        email who has none yet."""
+        rows = sa.select(
+            customers.c.id, customers.c.merchant_id, sa.literal(0), sa.literal(0), sa.false()
+        ).where(
+            customers.c.merchant_id == merchant_id,
+            customers.c.id.in_(ids),
+            customers.c.email.is_not(None),
+        )
+        if self.locks_rows:
+            rows = rows.order_by(customers.c.id)
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts).from_select(
+            ["customer_id", "merchant_id", "change_seq", "attempts", "in_list"], rows
+        )
+        await self.conn.execute(insert.on_conflict_do_nothing(index_elements=[_c.customer_id]))
+
+    async def first_customer(
+        self, merchant_id: MerchantId, *, consents: Collection[MarketingConsent] | None = None
+    ) -> CustomerId | None:
+        query = sa.select(customers.c.id).where(
+            customers.c.merchant_id == merchant_id, customers.c.email.is_not(None)
+        )
+        if consents is not None:
+            if not consents:
+                return None
+            query = query.where(
+                customers.c.marketing_consent.in_(sorted(c.value for c in consents))
+            )
+        found = (await self.conn.execute(query.order_by(customers.c.id).limit(1))).scalar()
+        return None if found is None else CustomerId(found)
 
     async def release(
         self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime

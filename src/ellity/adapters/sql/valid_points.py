@@ -11,8 +11,8 @@ passed. Every other row costs one comparison and reads its stored columns.
 
 ``valid_summary`` gives the three values as SQLAlchemy expressions on ``customers``;
 ``valid_summary_sql`` the same as SQL text for the hand-written export queries (alias ``c``,
-the date bound as ``:today``); ``loyalty_columns`` selects a customer's identity with that
-summary and ``loyalty_of`` reads such a row back.
+the date bound as ``:today``); ``loyalty_columns`` selects a customer's identity and marketing
+consent with that summary and ``loyalty_of`` reads such a row back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import point_lots
+from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
@@ -131,6 +132,7 @@ def loyalty_columns(today: date) -> tuple[Any, ...]:
         held.next_expiry_cents,
         customers.c.last_change_on,
         customers.c.last_change_cents,
+        customers.c.marketing_consent,
     )
 
 
@@ -148,6 +150,7 @@ def loyalty_of(row: Any) -> CustomerLoyalty:
         nxt_cents,
         last_on,
         last_cents,
+        consent,
     ) = row
     return CustomerLoyalty(
         customer_id=CustomerId(cid),
@@ -162,4 +165,5 @@ def loyalty_of(row: Any) -> CustomerLoyalty:
             next_expiration=Expiration(nxt_on, Points(nxt_cents)) if nxt_on is not None else None,
             last_change=LastChange(last_on, Points(last_cents)) if last_on is not None else None,
         ),
+        marketing_consent=MarketingConsent(consent),
     )

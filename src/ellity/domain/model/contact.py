@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import LedgerSummary
 from ellity.domain.model.money import Locale
@@ -50,7 +51,8 @@ def cleared_fields() -> dict[str, FieldValue]:
 
 @dataclass(frozen=True, slots=True)
 class CustomerLoyalty:
-    """What the snapshot is made of: one customer's identity and ledger summary."""
+    """What the snapshot is made of: one customer's identity and ledger summary (and their
+    marketing consent, which decides whether the contact sync may add them to the list)."""
 
     customer_id: CustomerId
     email: str | None
@@ -60,6 +62,7 @@ class CustomerLoyalty:
     pin: str | None
     referral_code: str
     summary: LedgerSummary
+    marketing_consent: MarketingConsent = MarketingConsent.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,14 +90,16 @@ def key_hint(key: str) -> str:
     return key[-4:]
 
 
-def field_problems(found: Mapping[str, str]) -> list[str]:
+def field_problems(found: Mapping[str, str], *, missing: bool = True) -> list[str]:
     """What is wrong with a list's custom fields (key → type, as Ecomail reports them) for
-    Ellity: each missing field, each field of another type. Empty when all is well."""
+    Ellity: each missing field (unless ``missing`` is False: the fields are not written yet),
+    each field of another type. Empty when all is well."""
     problems = []
     for name in FIELD_NAMES:
         wanted = FIELD_TYPES[name]
         if name not in found:
-            problems.append(f"{name} is missing")
+            if missing:
+                problems.append(f"{name} is missing")
         elif found[name] != wanted:
             problems.append(f"{name} is of type {found[name]}, not {wanted}")
     return problems

@@ -1,26 +1,45 @@
 """Writing customers' contact fields to their merchant's Ecomail list (live sync and backfill).
 
 Use cases mark a customer's contact pending in the transaction of the change
-(``notifications``); a backfill marks every customer with an email (``contact_backfill``).
-The worker then, per merchant:
+(``notifications``); a backfill marks every customer with an email (``contact_backfill``);
+a refusal of marketing consent by the e-shop or staff marks it with its unsubscription due
+(``consent``). The worker then, per merchant:
 
 1. claims up to ``BULK_LIMIT`` pending contacts (exclusive across workers, with a lease);
-2. reads the customers as they are now, in one query, so many changes cost one write;
-3. updates the contacts Ellity wrote before with one bulk update, and adds the others with
-   one bulk add (which updates those that turn out to exist and never re-subscribes anyone
-   who unsubscribed); when the update touched fewer contacts than it sent (someone deleted
-   them in Ecomail), the same contacts are sent through the add as well;
+2. reads the customers as they are now, with their marketing consent, in one query, so many
+   changes cost one write;
+3. sorts them by the merchant's ``ecomail_add`` setting (``domain.model.consent.may_add``):
+   - a customer Ellity may add: the contacts Ellity wrote before are updated with one bulk
+     update, the others added with one bulk add (which updates those that turn out to exist
+     and never re-subscribes anyone who unsubscribed); when the update touched fewer
+     contacts than it sent (someone deleted them in Ecomail), the same contacts are sent
+     through the add as well. Before every add call (each half of a split one too) the
+     attempt is recorded and committed (``record_add_attempts``), so that Ellity knows its
+     own add even when Ecomail processed it and the answer was lost: the ``SUBSCRIBED``
+     notification it causes is Ellity's echo, not the person's sign-up;
+   - a customer Ellity may not add (no consent under ``consented``, a refusal, or ``none``):
+     one bulk update only, which writes the fields of a contact that is a member already
+     (keeping its status) and adds nobody; such a contact is never recorded as in the list
+     by this;
+   - a customer who refused, with the contact's unsubscription due: the contact is
+     unsubscribed from the list, one call per contact (the only status change Ellity makes;
+     a contact not in the list has nothing to undo), and its fields are still updated. When
+     the consent is no longer refused by the time the claim is written, the due
+     unsubscription is dropped: the latest wish counts;
 4. clears the addresses these customers moved away from (their email changed) and no
    customer holds now, with a bulk update of empty ``ellity_*`` fields: an update never adds
    a contact nor changes its status, and while this claim holds the customer no other
    worker can still be writing their fields to the old address;
-5. settles them: a contact that changed while it was being written stays pending.
+5. settles them in one statement: the contacts written by the add or a full update are in
+   the list from now on, the unsubscriptions done are no longer due, and a contact that
+   changed while it was being written (its consent, say) stays pending with what was due.
 
 Failures: Ecomail unavailable or rate-limited → the claim's contacts wait and are retried with
-backoff (never given up: they are not lost); a rejected bulk call is split in halves until the
-contacts Ecomail refuses are isolated, and those are recorded as failed with Ecomail's
-reason; a wrong key or a deleted list fails the claim's contacts with what to do. Failed
-contacts are retried by the merchant (or by their next change).
+backoff (never given up: they are not lost; the attempts recorded stay); a rejected bulk call
+is split in halves until the contacts Ecomail refuses are isolated, and those are recorded as
+failed with Ecomail's reason, as is a contact Ecomail refuses to unsubscribe; a wrong key or a
+deleted list fails the claim's contacts with what to do. Failed contacts are retried by the
+merchant (or by their next change).
 """
 
 from __future__ import annotations
@@ -30,7 +49,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ellity.domain.model.contact import FIELD_TYPES, ContactSnapshot, cleared_fields
+from ellity.domain.model.consent import EcomailAdd, MarketingConsent, may_add
+from ellity.domain.model.contact import (
+    FIELD_TYPES,
+    ContactSnapshot,
+    CustomerLoyalty,
+    cleared_fields,
+)
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.outbox import RetryPolicy, clip_error
@@ -92,6 +117,58 @@ def cleared_contact(email: str) -> ContactData:
             name: TypedValue(value=value, type=FIELD_TYPES[name])
             for name, value in cleared_fields().items()
         },
+    )
+
+
+@retried_on_conflict
+async def record_add_attempts(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    customer_ids: list[CustomerId],
+    *,
+    clock: Clock,
+) -> None:
+    """Record, committed, that Ellity is about to add these contacts: call it before every
+    add call, so that the attempt is known even when the answer is lost (Ecomail may have
+    processed the add, and its ``SUBSCRIBED`` notification is then Ellity's echo)."""
+    async with uow_factory() as uow:
+        await uow.contacts.record_add_attempts(merchant_id, customer_ids, at=clock.now())
+        await uow.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one claim's contacts get, by the merchant's ``ecomail_add`` and each customer's
+    consent (every list in customer id order)."""
+
+    known: list[ContactSnapshot]  # may be added, written before: updated (added if missing)
+    new: list[ContactSnapshot]  # may be added, not known to be in the list: added
+    update_only: list[ContactSnapshot]  # may not be added: fields only, if a member
+    unsubscribe: list[ContactSnapshot]  # refused, unsubscription due
+    unsubscribe_dropped: list[CustomerId]  # due, but consent no longer refused (or no email)
+    gone: list[CustomerId]  # no email any more (or deleted): nothing to write
+
+
+def _plan(
+    setting: EcomailAdd,
+    claimed: Sequence[ClaimedContact],
+    rows: Sequence[CustomerLoyalty],
+    snapshots: Sequence[ContactSnapshot],
+) -> _Plan:
+    consent = {row.customer_id: row.marketing_consent for row in rows}
+    written = {s.customer_id: s for s in snapshots if s.email}
+    in_list = {c.customer_id for c in claimed if c.in_list}
+    eligible = {i for i in written if may_add(setting, consent[i])}
+    due = {c.customer_id for c in claimed if c.unsubscribe}
+    refused = {i for i in written if consent[i] is MarketingConsent.REFUSED}
+    ordered = sorted(written.items())
+    return _Plan(
+        known=[s for i, s in ordered if i in eligible and i in in_list],
+        new=[s for i, s in ordered if i in eligible and i not in in_list],
+        update_only=[s for i, s in ordered if i not in eligible],
+        unsubscribe=[s for i, s in ordered if i in due & refused],
+        unsubscribe_dropped=sorted(due - refused),
+        gone=sorted(c.customer_id for c in claimed if c.customer_id not in written),
     )
 
 
@@ -201,6 +278,7 @@ class _Batch:
         self.uow_factory = uow_factory
         self.clock = clock
         self.stopped = False
+        self.failed: set[CustomerId] = set()
 
     async def write(self, claimed: Sequence[ClaimedContact]) -> int:
         customer_ids = [c.customer_id for c in claimed]
@@ -212,17 +290,18 @@ class _Batch:
                 self.merchant_id, customer_ids, today=today_of(merchant, self.clock)
             )
             old = await uow.contacts.old_addresses(self.merchant_id, customer_ids)
-        snapshots = {s.customer_id: s for s in snapshots_of(merchant, rows) if s.email}
-        in_list = {c.customer_id for c in claimed if c.in_list}
-        gone = [c.customer_id for c in claimed if c.customer_id not in snapshots]
-        known = [snapshots[i] for i in sorted(in_list & snapshots.keys())]
-        new = [s for i, s in sorted(snapshots.items()) if i not in in_list]
+        plan = _plan(merchant.settings.ecomail_add, claimed, rows, snapshots_of(merchant, rows))
         try:
+            unsubscribed = await self._unsubscribe(plan.unsubscribe)
+            known, new = plan.known, plan.new
             if known and not await self._update(known):
                 # some were deleted in Ecomail (or one was refused): the add path puts them
                 # back and isolates any contact Ecomail refuses
                 new, known = sorted(new + known, key=lambda s: s.customer_id), []
             added = await self._add(new)
+            kept = await self._update_only(
+                [s for s in plan.update_only if s.customer_id not in self.failed]
+            )
             await self._clear(_distinct(old))
         except MarketingUnavailable as exc:
             await self._release(str(exc), exc.retry_after)
@@ -240,25 +319,68 @@ class _Batch:
             )
             self.stopped = True
             return 0
-        written = [s.customer_id for s in known] + [i for ids, _ in added for i in ids]
+        members = [s.customer_id for s in known] + [i for ids, _ in added for i in ids]
         inserted_ids = [i for ids, inserted in added if inserted for i in ids]
-        await self._settle(written + gone, inserted_ids, [address.id for address in old])
-        return len(written)
+        await self._settle(
+            members + kept + plan.gone,
+            members,
+            inserted_ids,
+            unsubscribed + plan.unsubscribe_dropped,
+            [address.id for address in old],
+        )
+        return len(members) + len(kept)
 
     @retried_on_conflict
     async def _settle(
-        self, settled: list[CustomerId], added: list[CustomerId], old_ids: list[int]
+        self,
+        settled: list[CustomerId],
+        members: list[CustomerId],
+        added: list[CustomerId],
+        unsubscribed: list[CustomerId],
+        old_ids: list[int],
     ) -> None:
         """One statement for the whole claim: its rows are taken in one order; the old
         addresses cleared with it are forgotten in the same transaction."""
         async with self.uow_factory() as uow:
             now = self.clock.now()
             await uow.contacts.settle(
-                self.merchant_id, settled, token=self.token, added=added, at=now
+                self.merchant_id,
+                settled,
+                token=self.token,
+                members=members,
+                added=added,
+                unsubscribed=unsubscribed,
+                at=now,
             )
             await uow.contacts.forget_old_addresses(self.merchant_id, old_ids, at=now)
             await uow.ecomail.record_success(self.merchant_id, at=now)
             await uow.commit()
+
+    async def _unsubscribe(self, contacts: list[ContactSnapshot]) -> list[CustomerId]:
+        """Unsubscribe the contacts of customers who refused marketing, one call each (they
+        are few); a contact not in the list has nothing to undo. A contact Ecomail refuses to
+        unsubscribe is failed with Ecomail's reason. Returns those done."""
+        done = []
+        for snapshot in contacts:
+            if snapshot.email is None:  # never: planned from snapshots with an email
+                continue
+            try:
+                await self.link.platform.unsubscribe_contact(self.link.list_id, snapshot.email)
+            except ListNotFound:
+                raise
+            except MarketingRejected as exc:
+                await self._fail_one(
+                    snapshot.customer_id, f"Ecomail refused to unsubscribe the contact: {exc}"
+                )
+                continue
+            done.append(snapshot.customer_id)
+        return done
+
+    async def _fail_one(self, customer_id: CustomerId, error: str) -> None:
+        await _fail(
+            self.uow_factory, self.merchant_id, self.token, [customer_id], error, clock=self.clock
+        )
+        self.failed.add(customer_id)
 
     async def _clear(self, emails: list[str]) -> None:
         """Empty the fields of addresses no customer holds; a rejected call is split until the
@@ -299,12 +421,37 @@ class _Batch:
             return False
         return updated >= len(contacts)
 
-    async def _add(self, contacts: list[ContactSnapshot]) -> list[tuple[list[CustomerId], bool]]:
-        """Add (or update) contacts; a rejected call is split until the refused contacts are
-        alone, and those are failed with Ecomail's reason. Returns the written groups with
-        whether their call added anyone."""
+    async def _update_only(self, contacts: list[ContactSnapshot]) -> list[CustomerId]:
+        """Write the fields of contacts Ellity may not add: members get them, the others are
+        not added (an update never adds anyone nor changes a status). A rejected call is
+        split until the refused contacts are alone, and those are failed with Ecomail's
+        reason. Returns those written (or found not to be members)."""
         if not contacts:
             return []
+        try:
+            await self.link.platform.update_contacts(
+                self.link.list_id, [contact_data(s) for s in contacts]
+            )
+        except ListNotFound:
+            raise
+        except MarketingRejected as exc:
+            if len(contacts) == 1:
+                await self._fail_one(contacts[0].customer_id, f"Ecomail refused the contact: {exc}")
+                return []
+            half = len(contacts) // 2
+            return await self._update_only(contacts[:half]) + await self._update_only(
+                contacts[half:]
+            )
+        return [s.customer_id for s in contacts]
+
+    async def _add(self, contacts: list[ContactSnapshot]) -> list[tuple[list[CustomerId], bool]]:
+        """Add (or update) contacts, each call recorded as an attempt first; a rejected call
+        is split until the refused contacts are alone, and those are failed with Ecomail's
+        reason. Returns the written groups with whether their call added anyone."""
+        if not contacts:
+            return []
+        ids = [s.customer_id for s in contacts]
+        await record_add_attempts(self.uow_factory, self.merchant_id, ids, clock=self.clock)
         try:
             inserts = await self.link.platform.add_contacts(
                 self.link.list_id, [contact_data(s) for s in contacts]
@@ -313,18 +460,11 @@ class _Batch:
             raise
         except MarketingRejected as exc:
             if len(contacts) == 1:
-                await _fail(
-                    self.uow_factory,
-                    self.merchant_id,
-                    self.token,
-                    [contacts[0].customer_id],
-                    f"Ecomail refused the contact: {exc}",
-                    clock=self.clock,
-                )
+                await self._fail_one(contacts[0].customer_id, f"Ecomail refused the contact: {exc}")
                 return []
             half = len(contacts) // 2
             return await self._add(contacts[:half]) + await self._add(contacts[half:])
-        return [([s.customer_id for s in contacts], inserts > 0)]
+        return [(ids, inserts > 0)]
 
     async def _release(self, error: str, retry_after: float | None) -> None:
         async with self.uow_factory() as uow:

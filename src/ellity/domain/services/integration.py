@@ -4,8 +4,14 @@ Activation (PRODUCT §2): the key is checked against Ecomail before it is stored
 the merchant picks a list from the account's lists; activating writes one real contact with
 all eleven ``ellity_*`` fields and their types (Ecomail creates a field when a contact is
 first written with it), reads the list back to confirm the fields, and only then stores the
-integration as active and starts the backfill of every customer. Each failure leaves nothing
-half-stored and raises an error the pages can explain: ``InvalidApiKey``,
+integration as active and starts the backfill of every customer. The contact written is the
+first customer Ellity may add under the merchant's ``ecomail_add`` (the attempt recorded
+before the add, as the sync does); when there is none, the first customer with an email is
+only updated (a member gets the fields; nobody is subscribed), and when that person is not a
+member the integration is activated without the fields confirmed: they are created with the
+first customer the sync writes. A field of the same name with another type blocks it. A
+failure leaves the integration as it was (only an add attempt may stay recorded) and raises
+an error the pages can explain: ``InvalidApiKey``,
 ``MarketingUnavailable`` / ``MarketingRateLimited``, ``ListNotFound``, ``FieldsNotConfirmed``.
 """
 
@@ -18,13 +24,15 @@ from dataclasses import dataclass
 from ellity.domain.model.consent import (
     ConsentCounts,
     EcomailAdd,
+    MarketingConsent,
     MembershipPlan,
+    may_add,
     membership_plan,
     parse_ecomail_add,
 )
 from ellity.domain.model.contact import ContactSnapshot
 from ellity.domain.model.errors import Conflict, InvalidInput
-from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, MerchantId
+from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import (
     EcomailIntegration,
     IntegrationNotReady,
@@ -35,7 +43,7 @@ from ellity.domain.model.integration import (
 from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant, snapshots_of, today_of
-from ellity.domain.services.contact_sync import contact_data
+from ellity.domain.services.contact_sync import contact_data, record_add_attempts
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     ContactList,
@@ -54,7 +62,6 @@ from ellity.ports.storage import (
     UnitOfWorkFactory,
 )
 
-FIRST_CONTACT_SCAN = 500  # customers read at a time while looking for one with an email
 FAILURES_SHOWN = 20
 
 
@@ -75,7 +82,9 @@ class FieldsNotConfirmed(Conflict):
 class Activation:
     list_id: str
     list_name: str
-    fields_confirmed: bool  # False: no customer with an email yet, fields come with the first
+    # False: no customer was written (none Ellity may add, and the first one with an email is
+    # not a member): the fields are created with the first customer the sync writes
+    fields_confirmed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,23 +213,25 @@ async def ecomail_lists(
 
 async def _first_contact(
     uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, clock: Clock
-) -> ContactSnapshot | None:
-    after = BEFORE_FIRST_CUSTOMER
-    while True:
-        async with uow_factory(read_only=True) as uow:
-            merchant = await load_merchant(uow, merchant_id)
-            rows = await uow.views.loyalty_page(
-                merchant_id,
-                after_id=after,
-                limit=FIRST_CONTACT_SCAN,
-                today=today_of(merchant, clock),
-            )
-        if not rows:
-            return None
-        for snapshot in snapshots_of(merchant, rows):
-            if snapshot.email:
-                return snapshot
-        after = rows[-1].customer_id
+) -> tuple[ContactSnapshot | None, bool]:
+    """The customer activation writes: the first one Ellity may add to the list (``True``),
+    else the first one with an email (``False``: only updated, never added); ``None`` when
+    no customer has an email."""
+    async with uow_factory(read_only=True) as uow:
+        merchant = await load_merchant(uow, merchant_id)
+        setting = merchant.settings.ecomail_add
+        addable = [consent for consent in MarketingConsent if may_add(setting, consent)]
+        customer_id = await uow.contacts.first_customer(merchant_id, consents=addable)
+        adds = customer_id is not None
+        if customer_id is None:
+            customer_id = await uow.contacts.first_customer(merchant_id)
+        if customer_id is None:
+            return None, False
+        rows = await uow.ledgers.loyalty(
+            merchant_id, [customer_id], today=today_of(merchant, clock)
+        )
+    snapshots = [s for s in snapshots_of(merchant, rows) if s.email]
+    return (snapshots[0], adds) if snapshots else (None, False)
 
 
 async def activate_ecomail(
@@ -240,24 +251,30 @@ async def activate_ecomail(
         merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
     )
     detail = await platform.list_detail(list_id)
-    first = await _first_contact(uow_factory, merchant_id, clock)
-    inserted = 0
+    first, adds = await _first_contact(uow_factory, merchant_id, clock)
+    inserted = updated = 0
     if first is not None:
-        inserted = await platform.add_contacts(list_id, [contact_data(first)])
+        if adds:
+            await record_add_attempts(uow_factory, merchant_id, [first.customer_id], clock=clock)
+            inserted = await platform.add_contacts(list_id, [contact_data(first)])
+        else:  # a member gets the fields (which creates them); nobody is subscribed
+            updated = await platform.update_contacts(list_id, [contact_data(first)])
         detail = await platform.list_detail(list_id)
-        problems = field_problems(detail.custom_fields)
-        if problems:
-            raise FieldsNotConfirmed(problems)
+    written = adds or updated > 0
+    problems = field_problems(detail.custom_fields, missing=written)
+    if problems:
+        raise FieldsNotConfirmed(problems)
+    confirmed = written or not field_problems(detail.custom_fields)
     now = clock.now()
     async with uow_factory() as uow:
         await uow.ecomail.activate(merchant_id, list_id=list_id, list_name=detail.name, at=now)
-        if first is not None:
+        if first is not None and written:
             await uow.contacts.record_written(
                 merchant_id, first.customer_id, added_at=now if inserted else None, at=now
             )
             await uow.ecomail.record_success(merchant_id, at=now)
         await uow.commit()
-    return Activation(list_id=list_id, list_name=detail.name, fields_confirmed=first is not None)
+    return Activation(list_id=list_id, list_name=detail.name, fields_confirmed=confirmed)
 
 
 async def deactivate_ecomail(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EcomailIntegration
 from ellity.ports.storage.ledger import ExpiredChunk
@@ -15,7 +16,8 @@ from ellity.ports.storage.ledger import ExpiredChunk
 @dataclass(frozen=True, slots=True)
 class ClaimedContact:
     customer_id: CustomerId
-    in_list: bool  # Ellity has written this customer's contact to the list before
+    in_list: bool  # the contact is known to be in the list (Ellity wrote it there before)
+    unsubscribe: bool = False  # the customer refused marketing: unsubscribe the contact
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +152,37 @@ class ContactSyncRepository(Protocol):
         customer_ids: Sequence[CustomerId],
         *,
         token: str,
+        members: Collection[CustomerId],
         added: Collection[CustomerId] = (),
+        unsubscribed: Collection[CustomerId] = (),
         at: datetime,
     ) -> int:
-        """Written to the list: in the list from now on; no longer pending unless changed
-        since the claim. ``added``: those of them written by an add call that added contacts
-        (their ``added_at`` becomes ``at``). All of a claim's contacts written together are
-        settled in one call (one statement takes their rows in one order)."""
+        """Written: no longer pending unless changed since the claim. ``members``: those of
+        them now known to be in the list (written by an add, or by an update that reached
+        every contact it sent), in the list from now on unless changed since the claim; the
+        others keep what was known. ``added``: those written by an add call that added
+        contacts (their ``added_at`` becomes ``at``). ``unsubscribed``: those whose due
+        unsubscription is done (or no longer wanted): no longer due unless changed since the
+        claim. All of a claim's contacts written together are settled in one call (one
+        statement takes their rows in one order)."""
+        ...
+
+    async def record_add_attempts(
+        self, merchant_id: MerchantId, customer_ids: Sequence[CustomerId], *, at: datetime
+    ) -> None:
+        """Ellity is about to add these customers' contacts (commit it before the add call,
+        so that it stays recorded when the answer is lost). A contact whose earlier attempt's
+        echo has not been taken, and for whose email no ``UNSUBSCRIBED`` notification was
+        received since that attempt, keeps the earlier attempt (a retry belongs to the same
+        episode); any other gets ``add_attempted_at = at`` and no echo taken. A customer of
+        the merchant without a contact row gets one (not pending)."""
+        ...
+
+    async def first_customer(
+        self, merchant_id: MerchantId, *, consents: Collection[MarketingConsent] | None = None
+    ) -> CustomerId | None:
+        """The merchant's first customer (in id order) with an email, and with one of
+        ``consents`` when given: whose contact activation writes first."""
         ...
 
     async def release(

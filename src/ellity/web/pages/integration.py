@@ -228,8 +228,8 @@ async def activate(
     else:
         flash(
             request,
-            f"Active with the list {activation.list_name}. No customer has an email yet:"
-            " the fields will be created with the first customer.",
+            f"Active with the list {activation.list_name}. The Ellity fields will appear in"
+            " Ecomail with the first customer Ellity writes to the list.",
         )
     return see_other(PAGE)
 

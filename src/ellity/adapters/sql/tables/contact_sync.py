@@ -37,9 +37,10 @@ class EcomailContactRow(SQLModel, table=True):
 
     ``pending_since`` is set while the contact needs writing (``NULL``: written); every change
     bumps ``change_seq``, a claim copies it to ``claimed_seq``, and settling leaves the contact
-    pending when the two differ (it changed while being written). ``in_list``: Ellity has
-    written the contact to the list (or Ecomail confirmed it a member); ``added_at``: an add
-    call of Ellity's that added contacts included it.
+    pending when the two differ (it changed while being written). ``in_list``: the contact is
+    known to be in the list (Ellity added it, or updated it in a call that reached every
+    contact sent, or Ecomail confirmed it a member); ``added_at``: an add call of Ellity's that
+    added contacts included it.
 
     ``add_attempted_at``: when Ellity attempted to add the contact, recorded before the call
     (kept when its answer is lost); ``echo_taken_at``: when a ``SUBSCRIBED`` notification was
