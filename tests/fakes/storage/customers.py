@@ -87,6 +87,9 @@ class InMemoryCustomerRepository(CustomerRepository):
             registered=customer.registered,
             pin=customer.pin,
             updated_at=customer.updated_at,
+            marketing_consent=customer.marketing_consent,
+            consent_source=customer.consent_source,
+            consent_changed_at=customer.consent_changed_at,
         )
         self._check_unique(written, ignore_id=customer.id)
         self._uow.state.customers[customer.id] = written
