@@ -3,7 +3,7 @@ app listening on a real port (uvicorn in a thread), on SQLite and on PostgreSQL.
 
 The worker's run is driven by hand (``worker.deliver_once``: contacts, then notifications,
 then the outbox) with one clock the test moves, shared by the app, the worker and the
-emulator, so "later" is exact and Ellity's echo window can be stepped over.
+emulator, so "later" and "31 days later" are exact.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from hypothesis import strategies as st
 from ellity.adapters.ecomail.limiter import LocalRequestLimiter
 from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.tables.contact_sync import ecomail_contacts
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import integration, merchants, newsletter_intake
+from ellity.domain.services.api_tokens import create_api_token
 from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.settings import load_settings
 from ellity.web.app import create_app
@@ -48,6 +50,7 @@ from tests.processes import ELLITY, clean_env, free_port
 KEY = "anna-ecomail-key-7f3a9c"
 REWARD = 50
 ANN = "ann@anna-customers.cz"
+ZOE = "zoe@anna-customers.cz"
 
 
 class AppServer:
@@ -107,14 +110,44 @@ class World:
         assert result.view.customer.id is not None
         return result.view.customer.id
 
+    async def created_through_the_api(self, email: str) -> None:
+        """The e-shop creates the customer through the app's API."""
+        _, token = await create_api_token(
+            self.merchant_id, "e-shop", uow=self.deps.uow(), clock=self.clock, rng=self.deps.rng
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"{self.app_url}/api/v1/customers",
+                json={"email": email, "registered": True},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert answer.status_code == 201, answer.text
+
     async def webhooks_answered(self) -> None:
         await asyncio.to_thread(self.emu.wait_for_webhooks, 20.0)
+
+    async def add_attempts(self) -> None:
+        """What the contact sync records, committed, before its add calls: an attempt to add
+        each contact waiting to be written that is not in the list (one with an attempt
+        recorded keeps it), so Ecomail's notification of the add is known as its echo."""
+        c = ecomail_contacts.c
+        async with self.database.write_engine.begin() as conn:
+            await conn.execute(
+                ecomail_contacts.update()
+                .where(
+                    c.pending_since.is_not(None),
+                    c.in_list.is_(False),
+                    c.add_attempted_at.is_(None),
+                )
+                .values(add_attempted_at=self.clock.now())
+            )
 
     async def work(self) -> None:
         """Worker runs until nothing is left: each may fire webhooks (Ellity's own adds)."""
         await self.webhooks_answered()
         idle = 0
         while idle < 2:
+            await self.add_attempts()
             done = await deliver_once(self.deps, "test-worker", limit=1000)
             await self.webhooks_answered()
             idle = 0 if done else idle + 1
@@ -136,6 +169,23 @@ class World:
                 sa.text("SELECT kind, points_cents FROM ledger_entries ORDER BY id")
             )
             return [(r.kind, int(r.points_cents)) for r in rows]
+
+    async def reasons(self) -> list[str | None]:
+        async with self.database.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT reason FROM newsletter_notifications ORDER BY id")
+            )
+            return [r.reason for r in rows]
+
+    async def consent(self, email: str) -> str:
+        async with self.database.engine.connect() as conn:
+            consent: str = (
+                await conn.execute(
+                    sa.text("SELECT marketing_consent FROM customers WHERE email_key = :e"),
+                    {"e": email.casefold()},
+                )
+            ).scalar_one()
+        return consent
 
     async def outcomes(self) -> list[tuple[str, str, str | None]]:
         async with self.database.engine.connect() as conn:
@@ -359,6 +409,45 @@ async def test_a_customer_ellity_itself_added_to_the_list_gets_nothing(world: Wo
     }
     assert await world.ledger() == []
     assert {o for _, _, o in await world.outcomes()} == {"ignored"}
+
+
+# -- sign-ups before the customer exists ---------------------------------------------------
+
+
+async def test_a_form_sign_up_is_paid_once_when_the_e_shop_creates_the_customer_later(
+    world: World,
+) -> None:
+    world.newsletter_list.subscribe_by_form(ZOE)  # not a customer yet
+    await world.work()
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored")]
+    assert "the sign-up is kept" in ((await world.reasons())[0] or "")
+
+    world.clock.advance(days=29)
+    await world.created_through_the_api(ZOE)
+    await world.work()
+    assert await world.balance(ZOE) == p(REWARD)
+    assert await world.consent(ZOE) == "granted"
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored"), (ZOE, "SUBSCRIBED", "paid")]
+    assert world.newsletter_list.members[ZOE].custom_fields["ellity_credit_num"] == REWARD
+
+    fired = world.emu.webhook_calls[0].body  # Ecomail delivers the sign-up again
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(world.webhook, json=fired)).status_code == 200
+    await world.work()
+    assert await world.ledger() == [("newsletter_reward", REWARD * 100)]  # paid once
+
+
+async def test_a_form_sign_up_is_not_paid_when_the_customer_comes_after_30_days(
+    world: World,
+) -> None:
+    world.newsletter_list.subscribe_by_form(ZOE)
+    await world.work()
+    world.clock.advance(days=31)
+    await world.created_through_the_api(ZOE)
+    await world.work()
+    assert await world.balance(ZOE) == p(0)
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored")]  # nothing new
+    assert await world.ledger() == []
 
 
 # -- forged notifications ------------------------------------------------------------------

@@ -221,7 +221,15 @@ def test_subscribing_again_ten_seconds_after_unsubscribing_is_the_customers_own(
     assert verdict.kind is EchoKind.OWN
     assert verdict.reason == "Subscribed again after unsubscribing"
     taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
-    assert echo(taken, unsubscribed_since=True, subscribed_at=NOW) is EchoKind.OWN
+    assert echo(taken, unsubscribed_since=True, subscribed_at=NOW + 20 * SECOND) is EchoKind.OWN
+    assert echo(taken, unsubscribed_since=True, subscribed_at=None) is EchoKind.OWN
+
+
+def test_the_taken_echos_subscription_is_a_replay_whatever_unsubscription_was_claimed() -> None:
+    """Ecomail says the subscription is the one Ellity's add made: an unsubscription notified
+    since (not confirmed, or forged) did not end it."""
+    taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
+    assert echo(taken, unsubscribed_since=True, subscribed_at=NOW) is EchoKind.REPLAY
 
 
 def test_the_echo_already_taken_notified_again_is_a_replay() -> None:

@@ -505,6 +505,26 @@ async def test_the_echo_notified_again_is_a_replay_and_pays_nothing(w: World) ->
     assert w.customer(ann).marketing_consent is MarketingConsent.UNKNOWN
 
 
+async def test_a_forged_unsubscription_does_not_make_the_echo_a_paid_subscription(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    await w.ellity_adds(ann)
+    await w.post("ann@example.cz")  # the echo
+    await w.process()
+    w.clock.advance(seconds=30)
+    await w.post("ann@example.cz", "UNSUBSCRIBED")  # forged: Ann is still subscribed
+    await w.post("ann@example.cz")  # and the echo once more
+    assert await w.process() == 2
+    assert w.balance(ann) == Points(0)
+    assert [r.outcome for r in w.notifications()] == [
+        Outcome.IGNORED,
+        Outcome.UNCONFIRMED,
+        Outcome.IGNORED,
+    ]
+    assert "The same subscription as the echo" in (w.notifications()[-1].reason or "")
+
+
 async def test_unsubscribing_and_subscribing_again_ten_seconds_later_is_paid_once(
     w: World,
 ) -> None:

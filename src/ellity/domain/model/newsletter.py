@@ -35,8 +35,9 @@ that attempt has not been taken yet; it is then taken, with Ecomail's ``subscrib
 Ecomail's ``subscribed_at`` is a further check: one more than ``ECHO_SKEW`` before the
 attempt means the person subscribed before Ellity's add (not an echo), and a subscription
 whose ``subscribed_at`` is the taken echo's is that same subscription again (a replay,
-ignored). Anything else is the person's own subscription: a customer Ellity added who
-unsubscribes and signs up again a minute later is paid.
+ignored, even when an unsubscription was notified since: Ecomail says nothing ended it).
+Anything else is the person's own subscription: a customer Ellity added who unsubscribes and
+signs up again a minute later is paid.
 
 **Sign-up before the customer exists.** A confirmed subscription for an email no customer has
 is kept; a customer created with that email within ``SIGNUP_KEEP`` of its confirmation (and
@@ -378,7 +379,11 @@ def echo_of(
     """Whether a subscription Ecomail confirmed (notified at ``received_at``, subscribed at
     ``subscribed_at`` as Ecomail says) is Ellity's echo of its add ``attempt``.
     ``unsubscribed_since``: an ``UNSUBSCRIBED`` notification for the email was received at or
-    after the attempt. See the module doc."""
+    after the attempt. See the module doc.
+
+    A subscription whose ``subscribed_at`` is the taken echo's is a replay even after an
+    unsubscription was notified: Ecomail says it is the subscription Ellity's add made, so the
+    unsubscription (not confirmed, or forged) did not end it."""
     if attempt is None:
         return EchoVerdict(
             EchoKind.OWN, "The customer's own subscription (Ellity never tried to add this contact)"
@@ -390,6 +395,10 @@ def echo_of(
             "The customer's own subscription (notified before Ellity's add of this contact,"
             f" attempted {attempted})",
         )
+    if attempt.echo_taken_at is not None and _same(subscribed_at, attempt.echo_subscribed_at):
+        # the subscription Ecomail reports is the very one taken as the echo: nothing ended
+        # it, whatever unsubscription was claimed since
+        return _replay(attempted)
     if unsubscribed_since:
         return EchoVerdict(EchoKind.OWN, "Subscribed again after unsubscribing")
     if attempt.echo_taken_at is None:
@@ -404,20 +413,24 @@ def echo_of(
             f"Ellity's own add of this contact (attempted {attempted}): not a subscription by"
             " the customer; nothing paid, consent unchanged.",
         )
-    if (
-        subscribed_at is None
-        or attempt.echo_subscribed_at is None
-        or subscribed_at == attempt.echo_subscribed_at
-    ):
-        return EchoVerdict(
-            EchoKind.REPLAY,
-            f"The same subscription as the echo of Ellity's add of this contact (attempted"
-            f" {attempted}), recorded already: nothing changed.",
-        )
+    if subscribed_at is None or attempt.echo_subscribed_at is None:
+        return _replay(attempted)  # a missing time counts as the same subscription
     return EchoVerdict(
         EchoKind.OWN,
         f"Subscribed again after Ellity's add of this contact (Ecomail says since"
         f" {_instant(subscribed_at)})",
+    )
+
+
+def _same(subscribed_at: datetime | None, echo_subscribed_at: datetime | None) -> bool:
+    return subscribed_at is not None and subscribed_at == echo_subscribed_at
+
+
+def _replay(attempted: str) -> EchoVerdict:
+    return EchoVerdict(
+        EchoKind.REPLAY,
+        f"The same subscription as the echo of Ellity's add of this contact (attempted"
+        f" {attempted}), recorded already: nothing changed.",
     )
 
 
