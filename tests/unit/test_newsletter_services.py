@@ -676,7 +676,6 @@ async def test_a_customer_created_within_30_days_of_a_sign_up_is_paid_once(w: Wo
     pending = w.notifications()[-1]
     assert pending.state is NotificationState.PENDING
     assert (pending.received_at, pending.available_at) == (signed_up_at, w.clock.now())
-    assert w.store.outbox_commits  # the worker is woken
     w.clock.advance(seconds=5)
     assert await w.work() == 1
     assert w.balance(zoe) == REWARD
@@ -709,6 +708,16 @@ async def test_a_customer_created_after_30_days_is_not_paid_for_the_sign_up(w: W
     await w.work()
     assert w.balance(zoe) == Points(0)
     assert next(iter(w.store.state.signups.values())).used_at is None
+
+
+async def test_sign_ups_no_customer_can_take_any_more_are_forgotten(w: World) -> None:
+    await sign_up(w, "old@example.cz")
+    w.clock.advance(days=2)
+    await sign_up(w, "new@example.cz")
+    w.clock.advance(SIGNUP_KEEP - timedelta(days=1))
+    forget = newsletter_processing.forget_processed
+    await forget(uow_factory=w.uow_factory, clock=w.clock, keep=timedelta(days=90))
+    assert [r.email for r in w.store.state.signups.values()] == ["new@example.cz"]
 
 
 async def test_a_customer_who_refused_marketing_is_not_paid_for_the_sign_up(w: World) -> None:
