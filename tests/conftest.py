@@ -24,6 +24,7 @@ from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "newsletter_signups",
     "newsletter_rewards",
     "newsletter_notifications",
     "ecomail_webhooks",
@@ -37,6 +38,7 @@ TABLES = (
     "api_tokens",
     "ledger_entries",
     "point_lots",
+    "consent_changes",
     "customers",
     "staff_users",
     "merchants",

@@ -736,13 +736,13 @@ async def test_the_page_shows_the_webhook_url_and_what_each_notification_did(
         )
         assert [(email, result) for email, _, _, result, _ in rows] == [
             ("ben@anna-customers.cz", "ignored"),
-            ("stranger@example.cz", "ignored"),
+            ("stranger@example.cz", "unconfirmed"),  # no customer, and not in the list
             ("ann@anna-customers.cz", "ignored"),
         ]
         reasons = [html.unescape(reason) for *_, reason in rows]
         assert "another list" in reasons[0]
-        assert reasons[1] == "No customer has this email."
-        assert reasons[2] == "No newsletter reward is set (0 points)."
+        assert reasons[1] == "Ecomail has no such contact in the list: nothing changed."
+        assert "no newsletter reward is set (0 points)" in reasons[2], reasons[2]
         assert '<a href="/customers/' in page.text  # a known customer links to their page
 
 

@@ -3,7 +3,7 @@ app listening on a real port (uvicorn in a thread), on SQLite and on PostgreSQL.
 
 The worker's run is driven by hand (``worker.deliver_once``: contacts, then notifications,
 then the outbox) with one clock the test moves, shared by the app, the worker and the
-emulator, so "later" is exact and Ellity's echo window can be stepped over.
+emulator, so "later" and "31 days later" are exact.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.sql.database import Database
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
-from ellity.domain.model.consent import EcomailAdd
+from ellity.domain.model.consent import EcomailAdd, MarketingConsent
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import integration, merchants, newsletter_intake
+from ellity.domain.services.api_tokens import create_api_token
 from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.settings import load_settings
 from ellity.web.app import create_app
@@ -49,6 +50,7 @@ from tests.processes import ELLITY, clean_env, free_port
 KEY = "anna-ecomail-key-7f3a9c"
 REWARD = 50
 ANN = "ann@anna-customers.cz"
+ZOE = "zoe@anna-customers.cz"
 
 
 class AppServer:
@@ -108,6 +110,19 @@ class World:
         assert result.view.customer.id is not None
         return result.view.customer.id
 
+    async def created_through_the_api(self, email: str) -> None:
+        """The e-shop creates the customer through the app's API."""
+        _, token = await create_api_token(
+            self.merchant_id, "e-shop", uow=self.deps.uow(), clock=self.clock, rng=self.deps.rng
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"{self.app_url}/api/v1/customers",
+                json={"email": email, "registered": True},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert answer.status_code == 201, answer.text
+
     async def webhooks_answered(self) -> None:
         await asyncio.to_thread(self.emu.wait_for_webhooks, 20.0)
 
@@ -137,6 +152,23 @@ class World:
                 sa.text("SELECT kind, points_cents FROM ledger_entries ORDER BY id")
             )
             return [(r.kind, int(r.points_cents)) for r in rows]
+
+    async def reasons(self) -> list[str | None]:
+        async with self.database.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT reason FROM newsletter_notifications ORDER BY id")
+            )
+            return [r.reason for r in rows]
+
+    async def consent(self, email: str) -> str:
+        async with self.database.engine.connect() as conn:
+            consent: str = (
+                await conn.execute(
+                    sa.text("SELECT marketing_consent FROM customers WHERE email_key = :e"),
+                    {"e": email.casefold()},
+                )
+            ).scalar_one()
+        return consent
 
     async def outcomes(self) -> list[tuple[str, str, str | None]]:
         async with self.database.engine.connect() as conn:
@@ -365,6 +397,45 @@ async def test_a_customer_ellity_itself_added_to_the_list_gets_nothing(world: Wo
     assert {o for _, _, o in await world.outcomes()} == {"ignored"}
 
 
+# -- sign-ups before the customer exists ---------------------------------------------------
+
+
+async def test_a_form_sign_up_is_paid_once_when_the_e_shop_creates_the_customer_later(
+    world: World,
+) -> None:
+    world.newsletter_list.subscribe_by_form(ZOE)  # not a customer yet
+    await world.work()
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored")]
+    assert "the sign-up is kept" in ((await world.reasons())[0] or "")
+
+    world.clock.advance(days=29)
+    await world.created_through_the_api(ZOE)
+    await world.work()
+    assert await world.balance(ZOE) == p(REWARD)
+    assert await world.consent(ZOE) == "granted"
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored"), (ZOE, "SUBSCRIBED", "paid")]
+    assert world.newsletter_list.members[ZOE].custom_fields["ellity_credit_num"] == REWARD
+
+    fired = world.emu.webhook_calls[0].body  # Ecomail delivers the sign-up again
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(world.webhook, json=fired)).status_code == 200
+    await world.work()
+    assert await world.ledger() == [("newsletter_reward", REWARD * 100)]  # paid once
+
+
+async def test_a_form_sign_up_is_not_paid_when_the_customer_comes_after_30_days(
+    world: World,
+) -> None:
+    world.newsletter_list.subscribe_by_form(ZOE)
+    await world.work()
+    world.clock.advance(days=31)
+    await world.created_through_the_api(ZOE)
+    await world.work()
+    assert await world.balance(ZOE) == p(0)
+    assert await world.outcomes() == [(ZOE, "SUBSCRIBED", "ignored")]  # nothing new
+    assert await world.ledger() == []
+
+
 # -- forged notifications ------------------------------------------------------------------
 
 
@@ -528,3 +599,109 @@ def test_the_command_prints_the_webhook_url(tmp_path: Path) -> None:
         assert ellity("ecomail", "webhook-url", "--merchant", "anna").stdout.strip() == url
         unknown = ellity("ecomail", "webhook-url", "--merchant", "nobody")
         assert unknown.returncode == 2 and "nobody" in unknown.stderr
+
+
+# -- Ellity's own add is never paid, however Ecomail answers it ---------------------------------
+
+BEN = "ben@anna-customers.cz"
+CID = "cid@anna-customers.cz"
+DAN = "dan@blocked.example"
+READ_TIMEOUT = 5.0  # the world's Ecomail client gives up on an answer after this long
+
+
+async def consenting(w: World, *emails: str) -> None:
+    """Customers created by the e-shop with marketing consent granted."""
+    for email in emails:
+        await upsert_customer(
+            w.merchant_id,
+            CustomerInput(email=email, registered=True, marketing_consent=MarketingConsent.GRANTED),
+            uow=w.deps.uow(),
+            clock=w.clock,
+            rng=w.deps.rng,
+        )
+
+
+async def subscriptions(w: World, email: str) -> list[tuple[str | None, str]]:
+    """The outcome and reason of every ``SUBSCRIBED`` notification about ``email``."""
+    async with w.database.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT outcome, reason FROM newsletter_notifications"
+                " WHERE email = :e AND status = 'SUBSCRIBED' ORDER BY id"
+            ),
+            {"e": email},
+        )
+        return [(r.outcome, r.reason or "") for r in rows]
+
+
+async def rewards(w: World) -> int:
+    return sum(1 for kind, _ in await w.ledger() if kind == "newsletter_reward")
+
+
+async def test_ellitys_add_is_not_paid_and_a_sign_up_ten_seconds_after_leaving_is_paid_once(
+    world: World,
+) -> None:
+    await consenting(world, ANN)
+    await world.work()
+    assert world.newsletter_list.members[ANN].status == 1  # added by Ellity, subscribed
+    [(outcome, reason)] = await subscriptions(world, ANN)
+    assert outcome == "ignored" and "Ellity" in reason
+    assert await world.balance(ANN) == p(0)
+
+    world.newsletter_list.unsubscribe_by_link(ANN)
+    world.clock.advance(seconds=10)
+    world.newsletter_list.subscribe_by_form(ANN)
+    await world.work()
+    assert await world.balance(ANN) == p(REWARD)
+    assert [o for o, _ in await subscriptions(world, ANN)] == ["ignored", "paid"]
+    assert await rewards(world) == 1
+
+
+@pytest.mark.parametrize("lost", ["500 after processing", "answer after the timeout"])
+async def test_the_echo_of_an_add_whose_answer_was_lost_is_not_paid(
+    world: World, lost: str
+) -> None:
+    faults = world.emu.faults
+    if lost.startswith("500"):
+        faults.lose_answer_next(1, status=500)
+    else:
+        faults.answer_late_next(1, seconds=READ_TIMEOUT + 1)
+    await consenting(world, ANN)
+    await world.work()  # the add is processed, its answer lost; it is tried again
+    assert world.newsletter_list.members[ANN].status == 1
+    adds = [r.status for r in world.emu.requests if r.path.endswith("/subscribe-bulk")]
+    assert 200 in adds, "the add whose answer was lost is tried again"
+    if lost.startswith("500"):
+        assert adds[0] == 500
+    assert [o for o, _ in await subscriptions(world, ANN)] == ["ignored"]
+    assert await world.balance(ANN) == p(0)
+    assert await rewards(world) == 0
+
+    # the person's own sign-up after leaving is still paid: the echo did not use it up
+    world.newsletter_list.unsubscribe_by_link(ANN)
+    world.newsletter_list.subscribe_by_form(ANN)
+    await world.work()
+    assert await world.balance(ANN) == p(REWARD)
+
+
+async def test_the_echoes_of_adds_split_by_a_refusal_and_cut_by_a_429_are_not_paid(
+    world: World,
+) -> None:
+    """One bulk add of four contacts is refused for one of them; the sync splits it in
+    halves; the first half is added, and Ecomail's rate limit answers the second 429. The
+    contacts wait and are added later: none of the echoes is paid."""
+    world.newsletter_list.refused[DAN] = "This address is on the blocklist."
+    world.emu.faults.rate_limit_after(2, retry_after=1)
+    await consenting(world, ANN, BEN, CID, DAN)
+    await world.work()
+    statuses = [r.status for r in world.emu.requests if r.path.endswith("/subscribe-bulk")]
+    assert statuses[:3] == [422, 200, 429]
+    await asyncio.sleep(1.2)  # the client holds its calls back for the Retry-After
+    world.clock.advance(minutes=2)  # and the contacts wait their retry
+    await world.work()
+    members = world.newsletter_list.members
+    assert {e for e in (ANN, BEN, CID, DAN) if e in members} == {ANN, BEN, CID}
+    for email in (ANN, BEN, CID):
+        assert [o for o, _ in await subscriptions(world, email)] == ["ignored"], email
+        assert await world.balance(email) == p(0)
+    assert await rewards(world) == 0

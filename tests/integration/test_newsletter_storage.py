@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
@@ -22,7 +24,7 @@ from ellity.domain.model.newsletter import (
     RewardHold,
     SubscriptionChange,
 )
-from ellity.ports.storage import UniqueViolation, UnitOfWorkFactory
+from ellity.ports.storage import KeptSignup, UniqueViolation, UnitOfWorkFactory
 from tests.fakes import FakeJobQueue
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -30,6 +32,7 @@ LEASE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
 DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 SUB = SubscriptionChange.SUBSCRIBED
+UNSUB = SubscriptionChange.UNSUBSCRIBED
 
 
 def note(email: str = "ann@example.cz", change: SubscriptionChange = SUB) -> Notification:
@@ -368,6 +371,210 @@ async def test_another_merchants_customer_has_no_hold_to_read_or_write(
     async with uow_factory(read_only=True) as uow:
         assert await uow.newsletter.reward_hold(other, ann) == RewardHold()
         assert (await uow.newsletter.reward_hold(shop, ann)).outstanding == Points(100)
+
+
+# -- unsubscriptions by email --------------------------------------------------------------
+
+
+async def unsubscribed_since(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, email: str, since: datetime
+) -> bool:
+    async with uow_factory(read_only=True) as uow:
+        return await uow.newsletter.unsubscribed_since(merchant_id, email, since)
+
+
+async def test_an_unsubscription_received_since_an_instant_is_found_by_email_in_any_case(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await receive(uow_factory, DIGEST_A, note("Ann@Example.CZ", UNSUB), at=NOW)
+    await receive(uow_factory, DIGEST_A, note("ann@example.cz"), at=NOW + 5 * SECOND)
+    assert await unsubscribed_since(uow_factory, shop, "ann@example.cz", NOW)  # at counts
+    assert await unsubscribed_since(uow_factory, shop, "ANN@example.cz", NOW - SECOND)
+    assert not await unsubscribed_since(uow_factory, shop, "ann@example.cz", NOW + SECOND)
+    assert not await unsubscribed_since(uow_factory, shop, "ben@example.cz", NOW - SECOND)
+
+
+async def test_subscriptions_and_other_merchants_unsubscriptions_do_not_count(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    other = await new_merchant(uow_factory, "other")
+    await set_token(uow_factory, other, DIGEST_B)
+    await receive(uow_factory, DIGEST_A, note("ann@example.cz", SUB))
+    await receive(uow_factory, DIGEST_B, note("ann@example.cz", UNSUB))
+    assert not await unsubscribed_since(uow_factory, shop, "ann@example.cz", NOW - SECOND)
+    assert await unsubscribed_since(uow_factory, other, "ann@example.cz", NOW - SECOND)
+
+
+async def test_an_enqueued_unsubscription_counts_too(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    async with uow_factory() as uow:
+        await uow.newsletter.enqueue(
+            shop, note("Ann@example.cz", UNSUB), received_at=NOW, at=NOW + SECOND
+        )
+        await uow.commit()
+    assert await unsubscribed_since(uow_factory, shop, "ann@example.cz", NOW)
+
+
+async def test_the_unsubscription_look_up_searches_the_email_index(clean_sqlite: Database) -> None:
+    """SQLite's plan for ``unsubscribed_since``: a search of (merchant_id, email_key), never a
+    scan of the merchant's notifications."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "newsletter_notifications" in statement:
+            captured.append((statement, parameters))
+
+    engine = clean_sqlite.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with SqlUnitOfWorkFactory(clean_sqlite)(read_only=True) as uow:
+            await uow.newsletter.unsubscribed_since(MerchantId(1), "ann@example.cz", NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = captured
+    async with clean_sqlite.engine.connect() as conn:
+        plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)).all()
+    details = " | ".join(str(row[-1]) for row in plan)
+    searched = "ix_newsletter_notifications_merchant_email_key_id (merchant_id=? AND email_key=?)"
+    assert searched in details, details
+
+
+# -- notifications stored for the worker --------------------------------------------------
+
+
+async def test_an_enqueued_notification_is_pending_with_its_received_instant(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    async with uow_factory() as uow:
+        first = await uow.newsletter.enqueue(
+            shop, note(), received_at=NOW - timedelta(days=3), at=NOW + SECOND
+        )
+        second = await uow.newsletter.enqueue(shop, note("ben@example.cz"), received_at=NOW, at=NOW)
+        await uow.commit()
+    assert second > first
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.newsletter.next_due() == NOW
+    assert [c.id for c in await claim(uow_factory, "w")] == [second]
+    [claimed] = await claim(uow_factory, "w", now=NOW + SECOND)
+    assert (claimed.id, claimed.merchant_id, claimed.notification) == (first, shop, note())
+    assert (claimed.received_at, claimed.attempts) == (NOW - timedelta(days=3), 1)
+
+
+async def test_an_enqueued_notification_nudges_the_worker(sql_database: Database) -> None:
+    queue = FakeJobQueue()
+    uow_factory = SqlUnitOfWorkFactory(sql_database, on_outbox_work=queue.nudge_delivery)
+    shop = await new_merchant(uow_factory)
+    async with uow_factory() as uow:
+        await uow.newsletter.enqueue(shop, note(), received_at=NOW, at=NOW)
+        await uow.commit()
+    assert queue.nudges == [None]
+
+
+# -- sign-ups before the customer exists ---------------------------------------------------
+
+
+async def keep(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    email: str = "zoe@example.cz",
+    *,
+    confirmed_at: datetime = NOW,
+    list_id: str = "7",
+    notification_id: int | None = 1,
+) -> None:
+    async with uow_factory() as uow:
+        await uow.newsletter.keep_signup(
+            merchant_id,
+            email,
+            list_id,
+            received_at=confirmed_at - SECOND,
+            confirmed_at=confirmed_at,
+            notification_id=notification_id,
+        )
+        await uow.commit()
+
+
+async def take(
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    email: str = "zoe@example.cz",
+    *,
+    since: datetime = NOW - timedelta(days=30),
+    at: datetime = NOW + timedelta(days=1),
+) -> KeptSignup | None:
+    async with uow_factory() as uow:
+        taken = await uow.newsletter.take_signup(merchant_id, email, since=since, at=at)
+        await uow.commit()
+    return taken
+
+
+async def test_a_kept_sign_up_is_taken_once_by_email_in_any_case(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await keep(uow_factory, shop, "Zoe@Example.cz", notification_id=41)
+    assert await take(uow_factory, shop, "ben@example.cz") is None
+    assert await take(uow_factory, shop, "zoe@EXAMPLE.cz") == KeptSignup(
+        email="Zoe@Example.cz",
+        list_id="7",
+        received_at=NOW - SECOND,
+        confirmed_at=NOW,
+        notification_id=41,
+    )
+    assert await take(uow_factory, shop, "zoe@example.cz") is None  # used
+
+
+async def test_only_a_sign_up_confirmed_since_the_limit_is_taken(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await keep(uow_factory, shop)
+    assert await take(uow_factory, shop, since=NOW + SECOND) is None
+    assert await take(uow_factory, shop, since=NOW) is not None  # confirmed at the limit
+
+
+async def test_a_newer_confirmation_refreshes_the_sign_up_and_an_older_one_does_not(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await keep(uow_factory, shop, notification_id=1)
+    assert await take(uow_factory, shop) is not None
+    later = NOW + timedelta(days=40)
+    await keep(
+        uow_factory, shop, "ZOE@example.cz", confirmed_at=later, list_id="8", notification_id=2
+    )
+    await keep(uow_factory, shop, confirmed_at=NOW + SECOND, notification_id=3)  # older: ignored
+    taken = await take(uow_factory, shop, since=later, at=later)  # unused again
+    assert taken == KeptSignup("ZOE@example.cz", "8", later - SECOND, later, 2)
+
+
+async def test_concurrent_takers_of_a_sign_up_get_it_once(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await keep(uow_factory, shop)
+    taken = await asyncio.gather(*(take(uow_factory, shop) for _ in range(5)))
+    assert sum(t is not None for t in taken) == 1
+
+
+async def test_each_merchant_keeps_its_own_sign_ups(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    other = await new_merchant(uow_factory, "other")
+    await keep(uow_factory, shop, notification_id=1)
+    await keep(uow_factory, other, notification_id=2)
+    mine = await take(uow_factory, shop)
+    theirs = await take(uow_factory, other)
+    assert mine is not None and mine.notification_id == 1
+    assert theirs is not None and theirs.notification_id == 2
+
+
+async def test_old_sign_ups_are_purged(uow_factory: UnitOfWorkFactory, shop: MerchantId) -> None:
+    await keep(uow_factory, shop, "old@example.cz", confirmed_at=NOW - SECOND)
+    await keep(uow_factory, shop, "new@example.cz", confirmed_at=NOW)
+    async with uow_factory() as uow:
+        assert await uow.newsletter.purge_signups(before=NOW) == 1
+        await uow.commit()
+    since = NOW - timedelta(days=1)
+    assert await take(uow_factory, shop, "old@example.cz", since=since) is None
+    assert await take(uow_factory, shop, "new@example.cz", since=since) is not None
 
 
 # -- the worker is woken -------------------------------------------------------------------

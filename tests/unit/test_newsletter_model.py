@@ -18,10 +18,10 @@ from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
     DOI_LONGEST_WAIT,
     DOI_PATIENCE,
-    ECHO,
     ECHO_SKEW,
-    ECHO_WINDOW,
     TOKEN_LENGTH,
+    AddAttempt,
+    EchoKind,
     MalformedNotification,
     Notification,
     NotificationRecord,
@@ -32,9 +32,10 @@ from ellity.domain.model.newsletter import (
     UnreadableNotification,
     decode_notification,
     double_optin_wait,
+    echo_of,
     generate_webhook_token,
-    is_echo,
     looks_like_token,
+    own_subscription_reason,
     parse_notification,
     reward_subscription,
     take_back_reward,
@@ -170,27 +171,121 @@ def test_text_that_cannot_be_a_token_is_recognised_without_a_look_up(token: str)
 
 # -- Ellity's echo -------------------------------------------------------------------------
 
+SECOND = timedelta(seconds=1)
+
+
+def echo(
+    attempt: AddAttempt | None,
+    *,
+    received_at: datetime = NOW + 5 * SECOND,
+    unsubscribed_since: bool = False,
+    subscribed_at: datetime | None = NOW + SECOND,
+) -> EchoKind:
+    return echo_of(
+        attempt,
+        received_at=received_at,
+        unsubscribed_since=unsubscribed_since,
+        subscribed_at=subscribed_at,
+    ).kind
+
+
+def test_the_first_subscription_after_ellitys_add_attempt_is_its_echo() -> None:
+    verdict = echo_of(AddAttempt(NOW), received_at=NOW, unsubscribed_since=False, subscribed_at=NOW)
+    assert verdict.kind is EchoKind.ECHO
+    assert verdict.reason.startswith(
+        "Ellity's own add of this contact (attempted 2024-03-10 09:00:00 UTC): not a"
+        " subscription by the customer"
+    )
+
+
+def test_an_attempt_whose_answer_was_lost_still_has_its_echo() -> None:
+    """The add reached Ecomail but its answer did not reach Ellity: the attempt was recorded
+    before the call, so the notification received an hour later is still the echo."""
+    assert echo(AddAttempt(NOW), received_at=NOW + timedelta(hours=1)) is EchoKind.ECHO
+    assert echo(AddAttempt(NOW), subscribed_at=None) is EchoKind.ECHO
+
+
+def test_without_an_add_attempt_of_ellitys_nothing_is_an_echo() -> None:
+    verdict = echo_of(None, received_at=NOW, unsubscribed_since=False, subscribed_at=NOW)
+    assert verdict.kind is EchoKind.OWN and "never tried to add" in verdict.reason
+
+
+def test_subscribing_again_ten_seconds_after_unsubscribing_is_the_customers_own() -> None:
+    attempt = AddAttempt(NOW)
+    verdict = echo_of(
+        attempt,
+        received_at=NOW + 20 * SECOND,
+        unsubscribed_since=True,  # an UNSUBSCRIBED came 10 s before
+        subscribed_at=NOW + 20 * SECOND,
+    )
+    assert verdict.kind is EchoKind.OWN
+    assert verdict.reason == "Subscribed again after unsubscribing"
+    taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
+    assert echo(taken, unsubscribed_since=True, subscribed_at=NOW + 20 * SECOND) is EchoKind.OWN
+    assert echo(taken, unsubscribed_since=True, subscribed_at=None) is EchoKind.OWN
+
+
+def test_the_taken_echos_subscription_is_a_replay_whatever_unsubscription_was_claimed() -> None:
+    """Ecomail says the subscription is the one Ellity's add made: an unsubscription notified
+    since (not confirmed, or forged) did not end it."""
+    taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
+    assert echo(taken, unsubscribed_since=True, subscribed_at=NOW) is EchoKind.REPLAY
+
+
+def test_the_echo_already_taken_notified_again_is_a_replay() -> None:
+    taken = AddAttempt(NOW, echo_taken_at=NOW + SECOND, echo_subscribed_at=NOW)
+    verdict = echo_of(
+        taken, received_at=NOW + 9 * SECOND, unsubscribed_since=False, subscribed_at=NOW
+    )
+    assert verdict.kind is EchoKind.REPLAY and "recorded already" in verdict.reason
+    # either subscription time missing counts as the same subscription
+    assert echo(taken, subscribed_at=None) is EchoKind.REPLAY
+    assert echo(AddAttempt(NOW, NOW, None), subscribed_at=NOW + SECOND) is EchoKind.REPLAY
+
+
+def test_a_new_subscription_after_the_echo_was_taken_is_the_customers_own() -> None:
+    """Ecomail's subscription time changed: the person subscribed again (the unsubscription
+    between was not notified)."""
+    taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
+    verdict = echo_of(
+        taken,
+        received_at=NOW + timedelta(days=3),
+        unsubscribed_since=False,
+        subscribed_at=NOW + timedelta(days=3),
+    )
+    assert verdict.kind is EchoKind.OWN and "2024-03-13 09:00:00 UTC" in verdict.reason
+
+
+def test_a_notification_received_before_the_attempt_is_not_its_echo() -> None:
+    verdict = echo_of(
+        AddAttempt(NOW), received_at=NOW - SECOND, unsubscribed_since=False, subscribed_at=NOW
+    )
+    assert verdict.kind is EchoKind.OWN and "before Ellity's add" in verdict.reason
+
 
 @pytest.mark.parametrize(
-    ("subscribed", "echo"),
+    ("subscribed_at", "kind"),
     [
-        (NOW, True),
-        (NOW - ECHO_SKEW, True),
-        (NOW - ECHO_SKEW - timedelta(seconds=1), False),
-        (NOW + ECHO_WINDOW, True),
-        (NOW + ECHO_WINDOW + timedelta(seconds=1), False),
-        (NOW + timedelta(days=3), False),
-        (None, False),
+        (NOW - ECHO_SKEW, EchoKind.ECHO),  # Ecomail's clock a little behind
+        (NOW - ECHO_SKEW - SECOND, EchoKind.OWN),  # subscribed before Ellity's add
+        (NOW - timedelta(days=40), EchoKind.OWN),
+        (NOW + timedelta(minutes=30), EchoKind.ECHO),  # Ecomail processed the add later
     ],
 )
-def test_a_subscription_soon_after_ellitys_add_is_its_echo(
-    subscribed: datetime | None, echo: bool
+def test_ecomails_subscription_time_well_before_the_attempt_is_not_an_echo(
+    subscribed_at: datetime, kind: EchoKind
 ) -> None:
-    assert is_echo(NOW, subscribed) is echo
+    assert (
+        echo(AddAttempt(NOW), received_at=NOW + timedelta(hours=1), subscribed_at=subscribed_at)
+        is kind
+    )
 
 
-def test_without_an_add_of_ellitys_nothing_is_an_echo() -> None:
-    assert not is_echo(None, NOW)
+def test_the_customers_own_subscription_reason_says_why_and_what_it_did() -> None:
+    own = echo_of(None, received_at=NOW, unsubscribed_since=True, subscribed_at=NOW)
+    assert own_subscription_reason(own, "Paid 50 points.") == (
+        "The customer's own subscription (Ellity never tried to add this contact): paid 50 points."
+    )
 
 
 # -- one reward at a time ------------------------------------------------------------------
@@ -201,13 +296,7 @@ def ledger() -> Ledger:
 
 
 def subscribe(hold: RewardHold, book: Ledger, *, at: datetime = NOW, **kw: object):  # type: ignore[no-untyped-def]
-    options: dict[str, object] = {
-        "reward": REWARD,
-        "added_at": None,
-        "subscribed_at": at,
-        "received_at": at,
-        "at": at,
-    }
+    options: dict[str, object] = {"reward": REWARD, "at": at}
     options.update(kw)
     return reward_subscription(hold, book, **options)  # type: ignore[arg-type]
 
@@ -233,19 +322,6 @@ def test_no_reward_is_paid_while_it_is_set_to_zero() -> None:
     hold, book = RewardHold(), ledger()
     verdict = subscribe(hold, book, reward=Points(0))
     assert verdict.outcome is Outcome.IGNORED and not book.balance() and not hold.held
-
-
-def test_ellitys_echo_pays_nothing() -> None:
-    hold, book = RewardHold(), ledger()
-    verdict = subscribe(hold, book, added_at=NOW - timedelta(seconds=2))
-    assert verdict.outcome is Outcome.IGNORED and verdict.reason == ECHO
-    assert not book.balance() and not hold.held
-
-
-def test_a_subscription_long_after_ellitys_add_is_the_customers_own() -> None:
-    hold, book = RewardHold(), ledger()
-    verdict = subscribe(hold, book, added_at=NOW - timedelta(days=30))
-    assert verdict.outcome is Outcome.PAID
 
 
 def test_an_unsubscription_takes_the_whole_reward_back_and_releases_it() -> None:

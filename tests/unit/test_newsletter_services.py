@@ -7,26 +7,31 @@ import asyncio
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ellity.domain.model.consent import EcomailAdd
+from ellity.domain.model.consent import ConsentSource, EcomailAdd, MarketingConsent
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
-    ECHO,
+    SIGNUP_KEEP,
     MalformedNotification,
     NotificationState,
     Outcome,
     UnknownWebhook,
 )
 from ellity.domain.model.outbox import Topic
-from ellity.domain.services import contact_sync, newsletter_intake, newsletter_processing
+from ellity.domain.services import (
+    contact_sync,
+    newsletter_intake,
+    newsletter_processing,
+    newsletter_signups,
+)
 from ellity.domain.services.integration import activate_ecomail, connect_ecomail
 from ellity.domain.services.points import spend_points
 from ellity.ports.marketing import (
@@ -45,6 +50,7 @@ from tests.fakes import (
     InMemoryStore,
     NotificationRow,
 )
+from tests.fakes.storage.state import ContactRecord
 from tests.unit.conftest import NewCustomer
 
 P = Points.parse
@@ -139,6 +145,33 @@ class World:
         self.clock.advance(minutes=30)
         self.ecomail.calls.clear()
         return customer
+
+    async def ellity_adds(self, customer: Customer) -> None:
+        """What the sync does for a contact it may add: record the attempt (before the add
+        call, committed), then add it to the list (Ecomail posts ``SUBSCRIBED`` for it)."""
+        self.attempted(customer)
+        await self.sync()
+
+    def attempted(self, customer: Customer, at: datetime | None = None) -> ContactRecord:
+        """The sync's record of an attempt to add the customer's contact, written directly."""
+        assert customer.id is not None
+        contacts = self.store.state.contacts
+        row = contacts.setdefault(customer.id, ContactRecord(customer.id, self.shop.id))
+        row.add_attempted_at = at or self.clock.now()
+        row.echo_taken_at = row.echo_subscribed_at = None
+        return row
+
+    def customer(self, customer: Customer) -> Customer:
+        assert customer.id is not None
+        return self.store.state.customers[customer.id]
+
+    def consent_sources(self, customer: Customer) -> list[tuple[MarketingConsent, ConsentSource]]:
+        """The customer's consent history, oldest first."""
+        return [
+            (c.consent, c.source)
+            for c in self.store.state.consent_changes
+            if c.customer_id == customer.id
+        ]
 
     def balance(self, customer: Customer) -> Points:
         assert customer.id is not None
@@ -410,6 +443,7 @@ async def test_without_taking_back_the_reward_is_kept_and_never_paid_again(w: Wo
     await w.process()
     w.ecomail.unsubscribe(LIST, "ann@example.cz")
     await w.post("ann@example.cz", "UNSUBSCRIBED")
+    await w.process()
     w.clock.advance(days=1)
     w.ecomail.subscribe_again(LIST, "ann@example.cz")
     await w.post("ann@example.cz")
@@ -426,43 +460,320 @@ async def test_without_taking_back_the_reward_is_kept_and_never_paid_again(w: Wo
 # -- Ellity's own echo ---------------------------------------------------------------------
 
 
-async def test_the_echo_of_ellitys_own_add_pays_nothing_and_needs_no_confirmation(
+async def test_the_echo_of_ellitys_own_add_pays_nothing_and_leaves_consent_unchanged(
     w: World,
 ) -> None:
     ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
-    await w.post("ann@example.cz")  # Ecomail's webhook may arrive before the add is recorded
-    assert await w.process() == 0  # waits for the contact to be written
-    assert w.notifications()[0].state is NotificationState.PENDING
-    await w.sync()  # Ellity adds Ann to the list
+    await w.ellity_adds(ann)
     w.clock.advance(seconds=5)
+    await w.post("ann@example.cz")  # Ecomail's notification of Ellity's add
     assert await w.process() == 1
     assert w.balance(ann) == Points(0)
     (row,) = w.notifications()
-    assert (row.outcome, row.reason) == (Outcome.IGNORED, ECHO)
-    assert w.ecomail.call_names == ["add_contacts"]
+    assert row.outcome is Outcome.IGNORED
+    assert (row.reason or "").startswith("Ellity's own add of this contact (attempted")
+    assert w.customer(ann).marketing_consent is MarketingConsent.UNKNOWN
+    assert w.consent_sources(ann) == []
+    contact = w.store.state.contacts[ann.id]
+    assert contact.echo_taken_at == w.clock.now()
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None and contact.echo_subscribed_at == member.subscribed_at
+    assert w.ecomail.call_names == ["add_contacts", "membership"]  # confirmed first
 
 
-async def test_a_late_echo_is_recognised_by_ecomails_subscription_time(w: World) -> None:
+async def test_the_echo_of_an_add_whose_answer_was_lost_pays_nothing(w: World) -> None:
+    """Ecomail processed the add but its answer never came (a timeout, a 5xx): the sync
+    recorded its attempt before the call, and knows nothing more."""
     ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
-    await w.sync()
-    w.clock.advance(hours=2)  # the webhook was delivered (or processed) much later
+    w.attempted(ann)
+    w.ecomail.add_member(LIST, "ann@example.cz")  # what the lost call did
+    w.clock.advance(hours=1)  # the webhook came late; the retried add inserted no one
     await w.post("ann@example.cz")
     assert await w.process() == 1
-    assert w.balance(ann) == Points(0)
-    assert w.notifications()[0].reason == ECHO
-    assert w.ecomail.call_names[-1] == "membership"
+    assert w.balance(ann) == Points(0) and w.kinds(ann) == []
+    assert "Ellity's own add" in (w.notifications()[0].reason or "")
 
 
-async def test_a_contact_ellity_added_who_subscribes_again_later_is_paid(w: World) -> None:
+async def test_the_echo_notified_again_is_a_replay_and_pays_nothing(w: World) -> None:
     ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
-    await w.sync()
-    w.clock.advance(days=2)
-    w.ecomail.unsubscribe(LIST, "ann@example.cz")
-    w.clock.advance(days=1)
-    w.ecomail.subscribe_again(LIST, "ann@example.cz")
+    await w.ellity_adds(ann)
     await w.post("ann@example.cz")
     await w.process()
+    w.clock.advance(hours=3)
+    await w.post("ann@example.cz")  # Ecomail delivers the same notification again
+    assert await w.process() == 1
+    assert w.balance(ann) == Points(0)
+    replay = w.notifications()[-1]
+    assert replay.outcome is Outcome.IGNORED
+    assert "The same subscription as the echo" in (replay.reason or "")
+    assert w.customer(ann).marketing_consent is MarketingConsent.UNKNOWN
+
+
+async def test_a_forged_unsubscription_does_not_make_the_echo_a_paid_subscription(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    await w.ellity_adds(ann)
+    await w.post("ann@example.cz")  # the echo
+    await w.process()
+    w.clock.advance(seconds=30)
+    await w.post("ann@example.cz", "UNSUBSCRIBED")  # forged: Ann is still subscribed
+    await w.post("ann@example.cz")  # and the echo once more
+    assert await w.process() == 2
+    assert w.balance(ann) == Points(0)
+    assert [r.outcome for r in w.notifications()] == [
+        Outcome.IGNORED,
+        Outcome.UNCONFIRMED,
+        Outcome.IGNORED,
+    ]
+    assert "The same subscription as the echo" in (w.notifications()[-1].reason or "")
+
+
+async def test_unsubscribing_and_subscribing_again_ten_seconds_later_is_paid_once(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    await w.ellity_adds(ann)
+    await w.post("ann@example.cz")  # the echo
+    await w.process()
+    w.clock.advance(minutes=1)
+    w.ecomail.unsubscribe(LIST, "ann@example.cz")
+    await w.post("ann@example.cz", "UNSUBSCRIBED")
+    await w.process()
+    assert w.customer(ann).marketing_consent is MarketingConsent.REFUSED
+    w.clock.advance(seconds=10)
+    w.ecomail.subscribe_again(LIST, "ann@example.cz")  # the shop's form, 10 s later
+    await w.post("ann@example.cz")
+    await w.post("ann@example.cz")  # delivered twice
+    await w.process()
     assert w.balance(ann) == REWARD
+    assert w.kinds(ann) == [EntryKind.NEWSLETTER_REWARD]
+    paid = [r for r in w.notifications() if r.outcome is Outcome.PAID]
+    assert len(paid) == 1
+    assert paid[0].reason == (
+        "Subscribed again after unsubscribing: paid 50 points. Consent recorded as granted."
+    )
+    assert w.customer(ann).marketing_consent is MarketingConsent.GRANTED
+
+
+async def test_a_notification_received_before_ellitys_attempt_is_the_customers_own(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    w.ecomail.add_member(LIST, "ann@example.cz")  # Ann signed up on the shop's form
+    await w.post("ann@example.cz")
+    w.clock.advance(seconds=1)
+    w.attempted(ann)  # the sync tries to add her before the notification is processed
+    await w.process()
+    assert w.balance(ann) == REWARD
+    assert "notified before Ellity's add" in (w.notifications()[0].reason or "")
+
+
+async def test_a_subscription_ecomail_dates_before_ellitys_attempt_is_the_customers_own(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    w.ecomail.add_member(LIST, "ann@example.cz")  # subscribed on the form long ago
+    w.clock.advance(days=2)
+    await w.ellity_adds(ann)  # the add finds her a member: it adds no one
+    await w.post("ann@example.cz")  # a late notification of her own sign-up
+    await w.process()
+    assert w.balance(ann) == REWARD
+    assert "before Ellity's add" in (w.notifications()[0].reason or "")
+
+
+# -- consent from Ecomail ------------------------------------------------------------------
+
+
+async def test_a_confirmed_subscription_grants_consent_and_makes_the_contact_a_member(
+    w: World,
+) -> None:
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    await w.settings(newsletter_reward=Points(0))  # consent counts even without a reward
+    w.ecomail.add_member(LIST, "ann@example.cz")  # the form: no ellity_* fields yet
+    await w.post("ann@example.cz")
+    assert await w.process() == 1
+    assert w.customer(ann).marketing_consent is MarketingConsent.GRANTED
+    assert w.customer(ann).consent_source is ConsentSource.ECOMAIL
+    assert w.consent_sources(ann) == [(MarketingConsent.GRANTED, ConsentSource.ECOMAIL)]
+    contact = w.store.state.contacts[ann.id]
+    assert contact.in_list and contact.pending_since == w.clock.now()
+    (row,) = w.notifications()
+    assert row.reason == (
+        "The customer's own subscription (Ellity never tried to add this contact): no"
+        " newsletter reward is set (0 points). Consent recorded as granted."
+    )
+    w.ecomail.calls.clear()
+    await w.sync()
+    assert w.ecomail.call_names == ["update_contacts"]  # a member: its fields, never an add
+    member = w.ecomail.member(LIST, "ann@example.cz")
+    assert member is not None and "ellity_credit_num" in member.fields
+
+
+async def test_a_confirmed_unsubscription_refuses_consent_without_unsubscribing_again(
+    w: World,
+) -> None:
+    ann = await w.form_subscriber("ann@example.cz")
+    w.ecomail.unsubscribe(LIST, "ann@example.cz")
+    await w.post("ann@example.cz", "UNSUBSCRIBED")
+    assert await w.process() == 1
+    assert w.customer(ann).marketing_consent is MarketingConsent.REFUSED
+    assert w.consent_sources(ann) == [(MarketingConsent.REFUSED, ConsentSource.ECOMAIL)]
+    assert not w.store.state.contacts[ann.id].unsubscribe_due
+    (row,) = w.notifications()
+    assert row.outcome is Outcome.IGNORED
+    assert row.reason == (
+        "The customer holds no newsletter reward to take back. Consent recorded as refused."
+    )
+    assert w.ecomail.call_names == ["membership"]
+
+
+async def test_what_could_change_nothing_is_not_asked_of_ecomail(w: World) -> None:
+    ann = await w.form_subscriber("ann@example.cz")
+    w.ecomail.unsubscribe(LIST, "ann@example.cz")
+    await w.post("ann@example.cz", "UNSUBSCRIBED")
+    await w.process()  # consent refused, nothing held
+    await w.post("ann@example.cz", "UNSUBSCRIBED")
+    await w.process()
+    assert w.ecomail.call_names == ["membership"]  # the second needed no confirmation
+    assert w.notifications()[-1].reason == "The customer holds no newsletter reward to take back."
+    assert w.balance(ann) == Points(0)
+
+
+# -- sign-ups before the customer exists ---------------------------------------------------
+
+
+async def sign_up(w: World, email: str = "zoe@example.cz") -> None:
+    """Someone signs up on the shop's form before being a customer."""
+    w.ecomail.add_member(LIST, email)
+    await w.post(email)
+    assert await w.process() == 1
+
+
+async def test_a_sign_up_before_the_customer_exists_is_kept(w: World) -> None:
+    await sign_up(w)
+    (row,) = w.notifications()
+    assert (row.outcome, row.customer_id) == (Outcome.IGNORED, None)
+    assert row.reason == (
+        "No customer has this email yet: the sign-up is kept, and paid if a customer with"
+        " this email is created within 30 days."
+    )
+    (kept,) = w.store.state.signups.values()
+    assert (kept.email, kept.list_id, kept.received_at) == ("zoe@example.cz", LIST, row.received_at)
+    assert (kept.notification_id, kept.used_at) == (row.id, None)
+    assert w.ecomail.call_names == ["membership"]
+
+
+async def test_a_sign_up_ecomail_does_not_confirm_is_not_kept(w: World) -> None:
+    await w.post("zoe@example.cz")  # forged: Zoe is in no list
+    await w.process()
+    (row,) = w.notifications()
+    assert row.outcome is Outcome.UNCONFIRMED and "no such contact" in (row.reason or "")
+    assert w.store.state.signups == {}
+
+
+async def test_a_customer_created_within_30_days_of_a_sign_up_is_paid_once(w: World) -> None:
+    await sign_up(w)
+    signed_up_at = w.clock.now()
+    w.clock.advance(days=29)
+    zoe = await w.new_customer(w.shop, email="Zoe@Example.cz", registered=True)
+    pending = w.notifications()[-1]
+    assert pending.state is NotificationState.PENDING
+    assert (pending.received_at, pending.available_at) == (signed_up_at, w.clock.now())
+    w.clock.advance(seconds=5)
+    assert await w.work() == 1
+    assert w.balance(zoe) == REWARD
+    last = w.notifications()[-1]
+    assert (last.outcome, last.customer_id) == (Outcome.PAID, zoe.id)
+    assert last.reason == (
+        "Signed up to the newsletter before becoming a customer: paid 50 points. Consent"
+        " recorded as granted."
+    )
+    assert w.customer(zoe).marketing_consent is MarketingConsent.GRANTED
+    assert w.ecomail.call_names.count("membership") == 2  # confirmed again before paying
+    # not twice: the sign-up is used, and Zoe's later notifications find the reward held
+    async with w.uow_factory() as uow:
+        assert (
+            await newsletter_signups.signup_for_new_customer(
+                uow, w.shop, w.customer(zoe), at=w.clock.now()
+            )
+            is None
+        )
+    await w.post("zoe@example.cz")
+    await w.work()
+    assert w.balance(zoe) == REWARD and w.kinds(zoe) == [EntryKind.NEWSLETTER_REWARD]
+
+
+async def test_a_customer_created_after_30_days_is_not_paid_for_the_sign_up(w: World) -> None:
+    await sign_up(w)
+    w.clock.advance(SIGNUP_KEEP + timedelta(seconds=1))
+    zoe = await w.new_customer(w.shop, email="zoe@example.cz", registered=True)
+    assert len(w.notifications()) == 1  # nothing new to process
+    await w.work()
+    assert w.balance(zoe) == Points(0)
+    assert next(iter(w.store.state.signups.values())).used_at is None
+
+
+async def test_sign_ups_no_customer_can_take_any_more_are_forgotten(w: World) -> None:
+    await sign_up(w, "old@example.cz")
+    w.clock.advance(days=2)
+    await sign_up(w, "new@example.cz")
+    w.clock.advance(SIGNUP_KEEP - timedelta(days=1))
+    forget = newsletter_processing.forget_processed
+    await forget(uow_factory=w.uow_factory, clock=w.clock, keep=timedelta(days=90))
+    assert [r.email for r in w.store.state.signups.values()] == ["new@example.cz"]
+
+
+async def test_a_customer_who_refused_marketing_is_not_paid_for_the_sign_up(w: World) -> None:
+    await sign_up(w)
+    zoe = Customer(
+        merchant_id=w.shop.id,
+        referral_code="ZOEZOEZO",
+        created_at=w.clock.now(),
+        updated_at=w.clock.now(),
+        email="zoe@example.cz",
+        marketing_consent=MarketingConsent.REFUSED,
+    )
+    async with w.uow_factory() as uow:
+        await uow.customers.add(zoe)
+        assert (
+            await newsletter_signups.signup_for_new_customer(uow, w.shop, zoe, at=w.clock.now())
+            is None
+        )
+        await uow.commit()
+    assert next(iter(w.store.state.signups.values())).used_at is None
+    assert len(w.notifications()) == 1
+
+
+async def test_a_sign_up_no_longer_confirmed_when_the_customer_is_created_pays_nothing(
+    w: World,
+) -> None:
+    await sign_up(w)
+    w.clock.advance(days=3)
+    w.ecomail.unsubscribe(LIST, "zoe@example.cz")  # Zoe left the list meanwhile
+    zoe = await w.new_customer(w.shop, email="zoe@example.cz", registered=True)
+    await w.work()
+    assert w.balance(zoe) == Points(0)
+    assert w.notifications()[-1].outcome is Outcome.UNCONFIRMED
+
+
+async def test_a_customer_created_while_the_sign_up_is_confirmed_gets_it_processed(
+    w: World,
+) -> None:
+    w.ecomail.add_member(LIST, "zoe@example.cz")
+    await w.post("zoe@example.cz")
+    membership = w.ecomail.membership
+    made: list[Customer] = []
+
+    async def customer_meanwhile(list_id: str, email: str) -> Membership | None:
+        if not made:  # the shop creates Zoe while Ecomail is asked
+            made.append(await w.new_customer(w.shop, email="zoe@example.cz", registered=True))
+        return await membership(list_id, email)
+
+    w.ecomail.membership = customer_meanwhile  # type: ignore[method-assign]
+    assert await w.process() == 1  # waited once, then processed as Zoe's
+    assert w.balance(made[0]) == REWARD
+    assert w.store.state.signups == {}
 
 
 # -- what changes nothing ------------------------------------------------------------------
@@ -545,18 +856,18 @@ async def test_an_unsubscription_ecomail_does_not_confirm_takes_nothing(w: World
 
 
 @pytest.mark.parametrize(
-    ("email", "list_id", "says"),
+    ("email", "status", "list_id", "says"),
     [
-        ("nobody@example.cz", 1, "No customer"),
-        ("ann@example.cz", 2, "another list"),
-        ("ann@example.cz", "99", "another list"),
+        ("nobody@example.cz", "UNSUBSCRIBED", 1, "No customer"),
+        ("ann@example.cz", "SUBSCRIBED", 2, "another list"),
+        ("ann@example.cz", "SUBSCRIBED", "99", "another list"),
     ],
 )
 async def test_another_list_or_an_unknown_email_is_recorded_as_ignored(
-    w: World, email: str, list_id: object, says: str
+    w: World, email: str, status: str, list_id: object, says: str
 ) -> None:
     ann = await w.form_subscriber("ann@example.cz")
-    await w.post(email, list_id=list_id)
+    await w.post(email, status, list_id=list_id)
     assert await w.process() == 1
     assert w.balance(ann) == Points(0)
     (row,) = w.notifications()
@@ -609,7 +920,7 @@ async def test_a_notification_waits_while_ecomail_is_unavailable_and_is_paid_lat
 async def test_the_activity_log_shows_the_latest_notifications_first(w: World) -> None:
     await w.form_subscriber("ann@example.cz")
     await w.post("ann@example.cz")
-    await w.post("nobody@example.cz")
+    await w.post("nobody@example.cz", "UNSUBSCRIBED")
     await w.process()
     panel = await newsletter_intake.newsletter_panel(w.shop.id, **w.common)
     assert panel.url == w.url and (panel.reward, panel.take_back) == (REWARD, True)

@@ -10,7 +10,13 @@ from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import SubscriptionChange
-from ellity.ports.storage import ClaimedContact, ContactSyncRepository, ExpiredChunk, OldAddress
+from ellity.ports.storage import (
+    AddAttempt,
+    ClaimedContact,
+    ContactSyncRepository,
+    ExpiredChunk,
+    OldAddress,
+)
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import ContactRecord, OldAddressRecord, round_trip
 
@@ -353,3 +359,40 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
 
     def _claimed(self, merchant_id: MerchantId, token: str) -> Iterable[ContactRecord]:
         return (r for r in self._mine(merchant_id) if r.claim_token == token)
+
+    async def add_attempt(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> AddAttempt | None:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        if row is None or row.merchant_id != merchant_id or row.add_attempted_at is None:
+            return None
+        return AddAttempt(row.add_attempted_at, row.echo_taken_at, row.echo_subscribed_at)
+
+    async def take_echo(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        at: datetime,
+        subscribed_at: datetime | None,
+    ) -> None:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        if row is not None and row.merchant_id == merchant_id:
+            row.echo_taken_at, row.echo_subscribed_at = at, subscribed_at
+
+    async def mark_member(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        integration = state.ecomail.get(merchant_id)
+        if integration is None or not integration.active:
+            return
+        customer = state.customers.get(customer_id)
+        if customer is None or customer.merchant_id != merchant_id or customer.email is None:
+            return
+        self._mark(merchant_id, {customer_id}, at=at, moved=False)
+        state.contacts[customer_id].in_list = True
+        self._uow.made_outbox_work = True

@@ -6,6 +6,7 @@ import copy
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -14,9 +15,17 @@ from ellity.domain.model.newsletter import (
     NotificationState,
     Outcome,
     RewardHold,
+    SubscriptionChange,
 )
-from ellity.ports.storage import NewsletterRepository, UniqueViolation
-from tests.fakes.storage.state import NotificationRow, RewardRow, WebhookRecord, assign, round_trip
+from ellity.ports.storage import KeptSignup, NewsletterRepository, UniqueViolation
+from tests.fakes.storage.state import (
+    NotificationRow,
+    RewardRow,
+    SignupRecord,
+    WebhookRecord,
+    assign,
+    round_trip,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
@@ -58,17 +67,54 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         merchant_id = await self.webhook_merchant(digest)
         if merchant_id is None:
             return None
+        return self._store(merchant_id, notification, received_at=at, at=at)
+
+    async def enqueue(
+        self,
+        merchant_id: MerchantId,
+        notification: Notification,
+        *,
+        received_at: datetime,
+        at: datetime,
+    ) -> int:
+        await round_trip()
+        if merchant_id not in self._uow.state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")  # a foreign key in SQL
+        return self._store(merchant_id, notification, received_at=received_at, at=at)
+
+    def _store(
+        self,
+        merchant_id: MerchantId,
+        notification: Notification,
+        *,
+        received_at: datetime,
+        at: datetime,
+    ) -> int:
         state = self._uow.state
         row = NotificationRow(
             id=state.next_id("notifications"),
             merchant_id=merchant_id,
-            received_at=at,
+            received_at=received_at,
             notification=notification,
             available_at=at,
+            email_key=email_key(notification.email),
         )
         state.notifications[row.id] = row
         self._uow.made_outbox_work = True
         return row.id
+
+    async def unsubscribed_since(
+        self, merchant_id: MerchantId, email: str, since: datetime
+    ) -> bool:
+        await round_trip()
+        key = email_key(email)
+        return any(
+            r.merchant_id == merchant_id
+            and r.email_key == key
+            and r.notification.change is SubscriptionChange.UNSUBSCRIBED
+            and r.received_at >= since
+            for r in self._uow.state.notifications.values()
+        )
 
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
@@ -183,3 +229,56 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         if customer is None or customer.merchant_id != merchant_id:
             return  # another merchant's customer: nothing is stored, as in SQL
         state.rewards[customer_id] = RewardRow(merchant_id, copy.deepcopy(hold), at)
+
+    async def keep_signup(
+        self,
+        merchant_id: MerchantId,
+        email: str,
+        list_id: str,
+        *,
+        received_at: datetime,
+        confirmed_at: datetime,
+        notification_id: int | None,
+    ) -> None:
+        await round_trip()
+        state = self._uow.state
+        if merchant_id not in state.merchants:
+            raise LookupError(f"no merchant {merchant_id}")  # a foreign key in SQL
+        kept = self._signup(merchant_id, email)
+        if kept is not None and kept.confirmed_at > confirmed_at:
+            return  # a newer confirmation is kept already
+        signup_id = state.next_id("signups") if kept is None else kept.id
+        state.signups[signup_id] = SignupRecord(
+            signup_id, merchant_id, email, list_id, received_at, confirmed_at, notification_id
+        )
+
+    async def take_signup(
+        self, merchant_id: MerchantId, email: str, *, since: datetime, at: datetime
+    ) -> KeptSignup | None:
+        await round_trip()
+        kept = self._signup(merchant_id, email)
+        if kept is None or kept.used_at is not None or kept.confirmed_at < since:
+            return None
+        kept.used_at = at
+        return KeptSignup(
+            kept.email, kept.list_id, kept.received_at, kept.confirmed_at, kept.notification_id
+        )
+
+    async def purge_signups(self, *, before: datetime) -> int:
+        await round_trip()
+        signups = self._uow.state.signups
+        gone = [i for i, r in signups.items() if r.confirmed_at < before]
+        for signup_id in gone:
+            del signups[signup_id]
+        return len(gone)
+
+    def _signup(self, merchant_id: MerchantId, email: str) -> SignupRecord | None:
+        key = email_key(email)
+        return next(
+            (
+                r
+                for r in self._uow.state.signups.values()
+                if r.merchant_id == merchant_id and r.key == key
+            ),
+            None,
+        )

@@ -164,6 +164,7 @@ class NotificationRow:
     received_at: datetime
     notification: Notification
     available_at: datetime
+    email_key: str | None = None  # None in rows stored before it was kept
     state: NotificationState = NotificationState.PENDING
     outcome: Outcome | None = None
     reason: str | None = None
@@ -178,6 +179,24 @@ class NotificationRow:
         if self.claimed_until is not None and self.claimed_until > self.available_at:
             return self.claimed_until
         return self.available_at
+
+
+@dataclass
+class SignupRecord:
+    """A sign-up kept for an email no customer had (``NewsletterSignupRow``)."""
+
+    id: int
+    merchant_id: MerchantId
+    email: str
+    list_id: str
+    received_at: datetime
+    confirmed_at: datetime
+    notification_id: int | None
+    used_at: datetime | None = None
+
+    @property
+    def key(self) -> str | None:
+        return email_key(self.email)
 
 
 @dataclass
@@ -222,6 +241,8 @@ class StoreState:
     notifications: dict[int, NotificationRow] = field(default_factory=dict)
     #: Per customer id: the newsletter reward they hold.
     rewards: dict[CustomerId, RewardRow] = field(default_factory=dict)
+    #: Per id: sign-ups kept for emails no customer had.
+    signups: dict[int, SignupRecord] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:

@@ -22,7 +22,7 @@ from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
-from ellity.domain.model.newsletter import SubscriptionChange
+from ellity.domain.model.newsletter import AddAttempt, SubscriptionChange
 from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
 
 _i = ecomail_integrations.c
@@ -361,3 +361,71 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         )
         added: datetime | None = result.scalar_one_or_none()
         return added
+
+    # -- Ellity's add attempts and their echoes
+
+    async def add_attempt(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> AddAttempt | None:
+        row = (
+            await self.conn.execute(
+                sa.select(_c.add_attempted_at, _c.echo_taken_at, _c.echo_subscribed_at).where(
+                    _c.merchant_id == merchant_id, _c.customer_id == customer_id
+                )
+            )
+        ).first()
+        if row is None or row.add_attempted_at is None:
+            return None
+        return AddAttempt(row.add_attempted_at, row.echo_taken_at, row.echo_subscribed_at)
+
+    async def take_echo(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        at: datetime,
+        subscribed_at: datetime | None,
+    ) -> None:
+        await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.merchant_id == merchant_id, _c.customer_id == customer_id)
+            .values(echo_taken_at=at, echo_subscribed_at=subscribed_at)
+        )
+
+    async def mark_member(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        active = sa.exists().where(_i.merchant_id == merchant_id, _i.active.is_(True))
+        member = sa.select(
+            customers.c.id,
+            customers.c.merchant_id,
+            instant(at),
+            sa.literal(0),
+            sa.literal(0),
+            sa.true(),
+        ).where(
+            customers.c.id == customer_id,
+            customers.c.merchant_id == merchant_id,
+            customers.c.email.is_not(None),
+            active,
+        )
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts)
+        statement = insert.from_select(
+            ["customer_id", "merchant_id", "pending_since", "change_seq", "attempts", "in_list"],
+            member,
+        )
+        result = await self.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[_c.customer_id],
+                set_={
+                    "pending_since": sa.func.coalesce(
+                        _c.pending_since, statement.excluded.pending_since
+                    ),
+                    "change_seq": _c.change_seq + 1,
+                    "failed_at": None,
+                    "in_list": sa.true(),
+                },
+            )
+        )
+        if result.rowcount:
+            self.made_work = True

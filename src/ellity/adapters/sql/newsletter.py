@@ -3,7 +3,8 @@ the newsletter reward each customer holds.
 
 Receiving a notification is one ``INSERT ... SELECT`` that finds the merchant by the token's
 digest, so the webhook answers after a single statement. Claims work like the outbox's: on
-PostgreSQL ``FOR UPDATE SKIP LOCKED``, on SQLite the writer's ``BEGIN IMMEDIATE``.
+PostgreSQL ``FOR UPDATE SKIP LOCKED``, on SQLite the writer's ``BEGIN IMMEDIATE``. The
+sign-ups kept for emails no customer has are one row per ``email_key``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ellity.adapters.sql.tables.newsletter import (
     ecomail_webhooks,
     newsletter_notifications,
     newsletter_rewards,
+    newsletter_signups,
 )
 from ellity.adapters.sql.work_queue import (
     available_or_claim_end,
@@ -29,6 +31,7 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
+from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import (
@@ -40,11 +43,12 @@ from ellity.domain.model.newsletter import (
     SubscriptionChange,
 )
 from ellity.ports.storage import UniqueViolation
-from ellity.ports.storage.newsletter import NewsletterRepository
+from ellity.ports.storage.newsletter import KeptSignup, NewsletterRepository
 
 _w = ecomail_webhooks.c
 _n = newsletter_notifications.c
 _r = newsletter_rewards.c
+_s = newsletter_signups.c
 _PENDING = NotificationState.PENDING.value
 
 
@@ -56,6 +60,7 @@ def _receive_statement() -> Any:
         _w.merchant_id,
         at,
         sa.bindparam("email", type_=sa.String()),
+        sa.bindparam("email_key", type_=sa.String()),
         sa.bindparam("status", type_=sa.String()),
         sa.bindparam("list_id", type_=sa.String()),
         sa.bindparam("campaign_id", type_=sa.BigInteger()),
@@ -63,7 +68,15 @@ def _receive_statement() -> Any:
         at,
         sa.literal(0, sa.Integer()),
     ).where(_w.token_digest == sa.bindparam("digest", type_=sa.String()))
-    columns = ["merchant_id", "received_at", "email", "status", "list_id", "campaign_id"]
+    columns = [
+        "merchant_id",
+        "received_at",
+        "email",
+        "email_key",
+        "status",
+        "list_id",
+        "campaign_id",
+    ]
     return (
         newsletter_notifications.insert()
         .from_select([*columns, "state", "available_at", "attempts"], owner)
@@ -130,6 +143,7 @@ class SqlNewsletterRepository(NewsletterRepository):
                     "digest": digest,
                     "at": at,
                     "email": notification.email,
+                    "email_key": email_key(notification.email),
                     "status": notification.change.value,
                     "list_id": notification.list_id,
                     "campaign_id": notification.campaign_id,
@@ -139,6 +153,51 @@ class SqlNewsletterRepository(NewsletterRepository):
         if stored is not None:
             self.made_work = True
         return stored
+
+    async def enqueue(
+        self,
+        merchant_id: MerchantId,
+        notification: Notification,
+        *,
+        received_at: datetime,
+        at: datetime,
+    ) -> int:
+        stored = (
+            await self.conn.execute(
+                newsletter_notifications.insert()
+                .values(
+                    merchant_id=merchant_id,
+                    received_at=received_at,
+                    email=notification.email,
+                    email_key=email_key(notification.email),
+                    status=notification.change.value,
+                    list_id=notification.list_id,
+                    campaign_id=notification.campaign_id,
+                    state=_PENDING,
+                    available_at=at,
+                    attempts=0,
+                )
+                .returning(_n.id)
+            )
+        ).scalar_one()
+        self.made_work = True
+        return int(stored)
+
+    async def unsubscribed_since(
+        self, merchant_id: MerchantId, email: str, since: datetime
+    ) -> bool:
+        # the (merchant_id, email_key, id) index finds the email's few notifications
+        found = await self.conn.execute(
+            sa.select(_n.id)
+            .where(
+                _n.merchant_id == merchant_id,
+                _n.email_key == email_key(email),
+                _n.status == SubscriptionChange.UNSUBSCRIBED.value,
+                _n.received_at >= since,
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
     # -- processing
 
@@ -292,3 +351,68 @@ class SqlNewsletterRepository(NewsletterRepository):
                 where=_r.merchant_id == merchant_id,
             )
         )
+
+    # -- sign-ups before the customer exists
+
+    async def keep_signup(
+        self,
+        merchant_id: MerchantId,
+        email: str,
+        list_id: str,
+        *,
+        received_at: datetime,
+        confirmed_at: datetime,
+        notification_id: int | None,
+    ) -> None:
+        values = {
+            "email": email,
+            "list_id": list_id,
+            "received_at": received_at,
+            "confirmed_at": confirmed_at,
+            "notification_id": notification_id,
+        }
+        insert = dialect_insert(self.conn.dialect, newsletter_signups).values(
+            merchant_id=merchant_id, email_key=email_key(email), used_at=None, **values
+        )
+        await self.conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[_s.merchant_id, _s.email_key],
+                set_={**values, "used_at": None},
+                where=_s.confirmed_at <= insert.excluded.confirmed_at,
+            )
+        )
+
+    async def take_signup(
+        self, merchant_id: MerchantId, email: str, *, since: datetime, at: datetime
+    ) -> KeptSignup | None:
+        # one UPDATE: of concurrent takers the first marks it used, the others find it used
+        row = (
+            await self.conn.execute(
+                newsletter_signups.update()
+                .where(
+                    _s.merchant_id == merchant_id,
+                    _s.email_key == email_key(email),
+                    _s.used_at.is_(None),
+                    _s.confirmed_at >= since,
+                )
+                .values(used_at=at)
+                .returning(
+                    _s.email, _s.list_id, _s.received_at, _s.confirmed_at, _s.notification_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return KeptSignup(
+            email=row.email,
+            list_id=row.list_id,
+            received_at=row.received_at,
+            confirmed_at=row.confirmed_at,
+            notification_id=row.notification_id,
+        )
+
+    async def purge_signups(self, *, before: datetime) -> int:
+        result = await self.conn.execute(
+            newsletter_signups.delete().where(_s.confirmed_at < before)
+        )
+        return int(result.rowcount)

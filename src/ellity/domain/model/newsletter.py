@@ -25,11 +25,24 @@ hold already taken or released and change nothing; the service reads and writes 
 under the customer's row lock in the transaction of the ledger entry.
 
 **Ellity's own echo.** Ellity's sync adds customers to the list as subscribed, and Ecomail
-then posts ``SUBSCRIBED`` for them. That is not the customer subscribing: it pays nothing.
-The sync records when an add call that added contacts included the customer (``added_at``);
-a membership whose ``subscribed_at`` lies within ``ECHO_WINDOW`` after it (allowing
-``ECHO_SKEW`` for the two clocks and the duration of the bulk call) is Ellity's echo. A
-customer who later unsubscribes and subscribes again has a new ``subscribed_at`` and is paid.
+then posts ``SUBSCRIBED`` for them. That is not the customer subscribing: it pays nothing and
+does not change their consent. Ellity knows its echo by what it did, never by a clock alone:
+before each add call the sync records that it attempted to add the contact
+(``AddAttempt.attempted_at``; kept when the call's answer is lost). A confirmed subscription
+is the echo of that attempt (``echo_of``) when it was received at or after the attempt, no
+``UNSUBSCRIBED`` notification for the email was received since the attempt, and the echo of
+that attempt has not been taken yet; it is then taken, with Ecomail's ``subscribed_at``.
+Ecomail's ``subscribed_at`` is a further check: one more than ``ECHO_SKEW`` before the
+attempt means the person subscribed before Ellity's add (not an echo), and a subscription
+whose ``subscribed_at`` is the taken echo's is that same subscription again (a replay,
+ignored, even when an unsubscription was notified since: Ecomail says nothing ended it).
+Anything else is the person's own subscription: a customer Ellity added who unsubscribes and
+signs up again a minute later is paid.
+
+**Sign-up before the customer exists.** A confirmed subscription for an email no customer has
+is kept; a customer created with that email within ``SIGNUP_KEEP`` of its confirmation (and
+not refusing marketing) gets it as a subscription of their own, which Ecomail is asked to
+confirm again before it pays.
 
 **Double opt-in.** On a list with double opt-in Ecomail posts ``SUBSCRIBED`` once, when the
 person signs up (status "unconfirmed"), and nothing when they confirm. Such a subscription
@@ -45,7 +58,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from ellity.domain.model.customer import clean_email
@@ -67,9 +80,12 @@ DOI_PATIENCE = timedelta(days=7)
 DOI_FIRST_LOOK = timedelta(minutes=5)
 DOI_LONGEST_WAIT = timedelta(hours=6)
 
-#: Ellity's add call and Ecomail's ``subscribed_at``: how far apart an echo may be.
-ECHO_SKEW = timedelta(minutes=2)  # Ecomail's clock behind ours, or the call took that long
-ECHO_WINDOW = timedelta(minutes=10)  # Ecomail processed the bulk call this much later
+#: How much earlier than Ellity's add attempt Ecomail's ``subscribed_at`` of its echo may be
+#: (Ecomail's clock behind Ellity's).
+ECHO_SKEW = timedelta(minutes=2)
+
+#: How long a sign-up for an email no customer has is kept for a customer created with it.
+SIGNUP_KEEP = timedelta(days=30)
 
 
 class UnknownWebhook(NotFound):
@@ -232,10 +248,6 @@ def _ignored(reason: str) -> Verdict:
 NO_REWARD = "No newsletter reward is set (0 points)."
 TAKE_BACK_OFF = "Taking the reward back on unsubscribe is switched off."
 NOTHING_HELD = "The customer holds no newsletter reward to take back."
-ECHO = (
-    "Ellity's own sync added this contact to the list (Ecomail's notification of that add):"
-    " not a subscription by the customer."
-)
 
 
 def already_held(hold: RewardHold) -> str:
@@ -264,17 +276,6 @@ def screen(
     return None
 
 
-def is_echo(added_at: datetime | None, *instants: datetime | None) -> bool:
-    """Whether a subscription is Ecomail's echo of Ellity's own add: Ecomail's
-    ``subscribed_at``, or when Ellity received the notification, lies within the window
-    after ``added_at`` (see the module doc)."""
-    if added_at is None:
-        return False
-    return any(
-        at is not None and added_at - ECHO_SKEW <= at <= added_at + ECHO_WINDOW for at in instants
-    )
-
-
 def double_optin_wait(received_at: datetime, now: datetime) -> timedelta | None:
     """How long to wait before asking Ecomail again whether a double opt-in sign-up (notified
     at ``received_at``) is confirmed: half its age, between ``DOI_FIRST_LOOK`` and
@@ -292,18 +293,14 @@ def reward_subscription(
     ledger: Ledger,
     *,
     reward: Points,
-    added_at: datetime | None,
-    subscribed_at: datetime | None,
-    received_at: datetime,
     at: datetime,
 ) -> Verdict:
-    """A subscription Ecomail confirmed: pay ``reward`` unless a reward is held or it is
-    Ellity's echo. Changes ``hold`` and ``ledger`` when it pays."""
+    """A subscription Ecomail confirmed as the customer's own (not Ellity's echo: see
+    ``echo_of``): pay ``reward`` unless a reward is held. Changes ``hold`` and ``ledger`` when
+    it pays."""
     early = screen(SubscriptionChange.SUBSCRIBED, reward=reward, take_back=False, hold=hold)
     if early is not None:
         return early
-    if is_echo(added_at, subscribed_at, received_at):
-        return _ignored(ECHO)
     entry = ledger.earn(
         reward, at=at, kind=EntryKind.NEWSLETTER_REWARD, note="Subscribed to the newsletter"
     )
@@ -341,6 +338,110 @@ def take_back_reward(hold: RewardHold, ledger: Ledger, *, take_back: bool, at: d
     else:
         reason = f"Deducted {taken.display('en')} points; the reward is released."
     return Verdict(Outcome.DEDUCTED, reason, entry.points, entry)
+
+
+# -- Ellity's own echo ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddAttempt:
+    """Ellity's latest attempt to add a customer's contact to the list (recorded before the
+    add call), and the notification taken as its echo: when (``echo_taken_at``) and Ecomail's
+    ``subscribed_at`` of that subscription (``echo_subscribed_at``)."""
+
+    attempted_at: datetime
+    echo_taken_at: datetime | None = None
+    echo_subscribed_at: datetime | None = None
+
+
+class EchoKind(StrEnum):
+    OWN = "own"  # the person's own subscription
+    ECHO = "echo"  # Ecomail's notification of Ellity's add: taken as its echo
+    REPLAY = "replay"  # the subscription already taken as the echo, notified again
+
+
+@dataclass(frozen=True, slots=True)
+class EchoVerdict:
+    """Whose a confirmed subscription is; ``reason`` for the activity log (for ``OWN`` a
+    clause that the reward's outcome completes, otherwise the whole reason)."""
+
+    kind: EchoKind
+    reason: str
+
+
+def echo_of(
+    attempt: AddAttempt | None,
+    *,
+    received_at: datetime,
+    unsubscribed_since: bool,
+    subscribed_at: datetime | None,
+) -> EchoVerdict:
+    """Whether a subscription Ecomail confirmed (notified at ``received_at``, subscribed at
+    ``subscribed_at`` as Ecomail says) is Ellity's echo of its add ``attempt``.
+    ``unsubscribed_since``: an ``UNSUBSCRIBED`` notification for the email was received at or
+    after the attempt. See the module doc.
+
+    A subscription whose ``subscribed_at`` is the taken echo's is a replay even after an
+    unsubscription was notified: Ecomail says it is the subscription Ellity's add made, so the
+    unsubscription (not confirmed, or forged) did not end it."""
+    if attempt is None:
+        return EchoVerdict(
+            EchoKind.OWN, "The customer's own subscription (Ellity never tried to add this contact)"
+        )
+    attempted = _instant(attempt.attempted_at)
+    if received_at < attempt.attempted_at:
+        return EchoVerdict(
+            EchoKind.OWN,
+            "The customer's own subscription (notified before Ellity's add of this contact,"
+            f" attempted {attempted})",
+        )
+    if attempt.echo_taken_at is not None and _same(subscribed_at, attempt.echo_subscribed_at):
+        # the subscription Ecomail reports is the very one taken as the echo: nothing ended
+        # it, whatever unsubscription was claimed since
+        return _replay(attempted)
+    if unsubscribed_since:
+        return EchoVerdict(EchoKind.OWN, "Subscribed again after unsubscribing")
+    if attempt.echo_taken_at is None:
+        if subscribed_at is not None and subscribed_at < attempt.attempted_at - ECHO_SKEW:
+            return EchoVerdict(
+                EchoKind.OWN,
+                f"The customer's own subscription (Ecomail says since {_instant(subscribed_at)},"
+                f" before Ellity's add of this contact, attempted {attempted})",
+            )
+        return EchoVerdict(
+            EchoKind.ECHO,
+            f"Ellity's own add of this contact (attempted {attempted}): not a subscription by"
+            " the customer; nothing paid, consent unchanged.",
+        )
+    if subscribed_at is None or attempt.echo_subscribed_at is None:
+        return _replay(attempted)  # a missing time counts as the same subscription
+    return EchoVerdict(
+        EchoKind.OWN,
+        f"Subscribed again after Ellity's add of this contact (Ecomail says since"
+        f" {_instant(subscribed_at)})",
+    )
+
+
+def _same(subscribed_at: datetime | None, echo_subscribed_at: datetime | None) -> bool:
+    return subscribed_at is not None and subscribed_at == echo_subscribed_at
+
+
+def _replay(attempted: str) -> EchoVerdict:
+    return EchoVerdict(
+        EchoKind.REPLAY,
+        f"The same subscription as the echo of Ellity's add of this contact (attempted"
+        f" {attempted}), recorded already: nothing changed.",
+    )
+
+
+def _instant(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def own_subscription_reason(echo: EchoVerdict, outcome: str) -> str:
+    """The activity log's reason for the customer's own subscription: why it is theirs, then
+    what it did (``outcome``, a sentence)."""
+    return f"{echo.reason}: {outcome[:1].lower()}{outcome[1:]}"
 
 
 # -- stored notifications ------------------------------------------------------------------

@@ -39,6 +39,7 @@ from ellity.domain.services.common import (
     view_of,
 )
 from ellity.domain.services.consent import record_consent
+from ellity.domain.services.newsletter_signups import signup_for_new_customer
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UniqueViolation, UnitOfWork, UnitOfWorkFactory
 
@@ -342,6 +343,7 @@ async def create_new_customer(
         )
     await notifications.contact_changed(uow, merchant, customer, at=now)
     await notifications.pin_issued(uow, merchant, customer, PinReason.CREATED, at=now)
+    await signup_for_new_customer(uow, merchant, customer, at=now)
     return customer
 
 

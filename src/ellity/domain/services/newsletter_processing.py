@@ -2,18 +2,25 @@
 posted (rules: ``domain.model.newsletter``). Each notification is processed once:
 
 1. *screen* it with what Ellity knows: the integration must be active with the notification's
-   list, a customer must have the email, and the settings and the customer's reward hold
-   must leave something to do. Otherwise it is recorded as ignored, with why.
+   list, and an unsubscription needs a customer with the email. A notification that could
+   change nothing is recorded as ignored, with why: a subscription of a customer whose consent
+   is granted already while the settings or the reward hold leave nothing to pay, an
+   unsubscription of one whose consent is refused already with nothing to take back.
 2. *confirm* it with Ecomail (``newsletter_confirmation``): only what Ecomail confirms now
    changes anything; otherwise it is recorded as unconfirmed, or it waits and is tried again.
-3. *apply* it in one transaction with the customer's row locked: the hold is read again, the
-   reward or deduction is a ledger entry with its contact re-sync and ``credit`` event
-   (``notifications.points_changed``), and the notification is settled only if this worker's
-   claim still holds it (otherwise everything rolls back and the new holder decides).
+3. *apply* it in one transaction with the customer's row locked. A confirmed subscription is
+   first told apart from Ellity's echo of its own add (``echo_of``): the echo is taken and
+   changes nothing else, a replay of it changes nothing. The customer's own subscription
+   records their consent as granted (source ``ecomail``), marks the contact a member so its
+   fields are written at once, and pays the reward by the rules; a confirmed unsubscription
+   records consent refused and takes the reward back by the rules. Points move by a ledger
+   entry with its contact re-sync and ``credit`` event (``notifications.points_changed``),
+   and the notification is settled only if this worker's claim still holds it (otherwise
+   everything rolls back and the new holder decides).
 
-A subscription whose customer's contact is still on its way to Ecomail waits until it is
-written: Ellity's own add is what makes Ecomail post the echo, and the sync records when it
-added the contact only once the add call has returned.
+A confirmed subscription for an email no customer has is kept (``keep_signup``): a customer
+created with that email within ``SIGNUP_KEEP`` gets it as a new notification
+(``newsletter_signups``), processed like any other.
 """
 
 from __future__ import annotations
@@ -23,23 +30,27 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import MerchantId
-from ellity.domain.model.merchant import Merchant, MerchantSettings
+from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.newsletter import (
-    ECHO,
+    SIGNUP_KEEP,
     ClaimedNotification,
+    EchoKind,
+    EchoVerdict,
     RewardHold,
     SubscriptionChange,
     Verdict,
-    is_echo,
+    echo_of,
+    own_subscription_reason,
     reward_subscription,
     screen,
-    take_back_reward,
 )
 from ellity.domain.model.outbox import RetryPolicy, clip_error
 from ellity.domain.services import notifications
 from ellity.domain.services.common import customer_id_of, load_merchant, merchant_id_of
+from ellity.domain.services.consent import apply_take_back, record_consent
 from ellity.domain.services.ecomail_connection import Connection, connection
 from ellity.domain.services.newsletter_confirmation import Connect, Wait, confirm, ignored
 from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
@@ -52,9 +63,14 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 20
 PROCESS_TIMEOUT = 30.0  # seconds for one notification: reads, Ecomail's answer, the write
-CONTACT_WAIT = timedelta(seconds=3)
 #: Ecomail unavailable or the key refused: 30 s, 1, 2 ... at most 30 minutes apart, for ever.
 RETRY = RetryPolicy(base=timedelta(seconds=30), cap=timedelta(minutes=30))
+
+SIGNUP_KEPT = (
+    "No customer has this email yet: the sign-up is kept, and paid if a customer with this"
+    f" email is created within {SIGNUP_KEEP.days} days."
+)
+CUSTOMER_APPEARED = "A customer with this email was just created: it is processed again."
 
 
 async def process_notifications(
@@ -85,9 +101,12 @@ async def process_notifications(
 
 
 async def forget_processed(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: timedelta) -> int:
-    """Delete notifications processed longer than ``keep`` ago."""
+    """Delete notifications processed longer than ``keep`` ago, and the sign-ups kept for
+    emails no customer had that are older than ``SIGNUP_KEEP`` (no customer can take them)."""
     async with uow_factory() as uow:
-        count = await uow.newsletter.purge_processed(before=clock.now() - keep)
+        now = clock.now()
+        count = await uow.newsletter.purge_processed(before=now - keep)
+        count += await uow.newsletter.purge_signups(before=now - SIGNUP_KEEP)
         await uow.commit()
     return count
 
@@ -113,8 +132,6 @@ class _Processing:
             return await _settle(
                 self.uow_factory, self.clock, item, token, known.verdict, customer=known.customer
             )
-        if known.contact_pending:
-            return Wait(CONTACT_WAIT, "Waiting for the customer's contact to reach Ecomail.", False)
         retry = RETRY.delay(item.attempts, item_id=item.id)
         confirmed = await confirm(item, connect=self.connect, clock=self.clock, retry=retry)
         if isinstance(confirmed, Wait):
@@ -124,7 +141,7 @@ class _Processing:
                 self.uow_factory, self.clock, item, token, confirmed, customer=known.customer
             )
         if known.customer is None:
-            raise RuntimeError("screening lets only notifications about a customer through")
+            return await _keep_signup(self.uow_factory, self.clock, item, token)
         return await _apply(
             self.uow_factory, self.clock, item, token, found=known.customer, membership=confirmed
         )
@@ -158,7 +175,6 @@ class _Known:
     merchant: Merchant
     customer: Customer | None
     verdict: Verdict | None  # decided already
-    contact_pending: bool
 
 
 async def _screen(uow_factory: UnitOfWorkFactory, item: ClaimedNotification) -> _Known:
@@ -176,21 +192,38 @@ async def _screen(uow_factory: UnitOfWorkFactory, item: ClaimedNotification) -> 
                 f" uses the list {list_id}."
             )
         elif customer is None:
-            verdict = ignored("No customer has this email.")
+            # a sign-up before the customer exists is kept once Ecomail confirms it
+            subscribed = n.change is SubscriptionChange.SUBSCRIBED
+            verdict = None if subscribed else ignored("No customer has this email.")
         else:
-            verdict = None
-        pending = False
-        if verdict is None and customer is not None:
-            customer_id = customer_id_of(customer)
-            hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
-            verdict = _screen_settings(n.change, merchant.settings, hold)
-            if verdict is None and n.change is SubscriptionChange.SUBSCRIBED:
-                added_at = await uow.contacts.added_at(merchant_id, customer_id)
-                if is_echo(added_at, item.received_at):  # no need to ask Ecomail
-                    verdict = ignored(ECHO)
-                else:
-                    pending = await uow.contacts.is_pending(merchant_id, customer_id)
-    return _Known(merchant, customer, verdict, pending)
+            hold = await uow.newsletter.reward_hold(merchant_id, customer_id_of(customer))
+            verdict = _changes_nothing(n.change, merchant, customer, hold)
+    return _Known(merchant, customer, verdict)
+
+
+def _changes_nothing(
+    change: SubscriptionChange, merchant: Merchant, customer: Customer, hold: RewardHold
+) -> Verdict | None:
+    """The verdict when the notification could change nothing, whatever Ecomail says: the
+    customer's consent is what the change would record, and the settings or the hold leave
+    no points to move. ``None`` when Ecomail must be asked."""
+    settings = merchant.settings
+    early = screen(
+        change,
+        reward=settings.newsletter_reward,
+        take_back=settings.newsletter_take_back,
+        hold=hold,
+    )
+    if early is None or customer.marketing_consent is not _consent_of(change):
+        return None
+    return early
+
+
+def _consent_of(change: SubscriptionChange) -> MarketingConsent:
+    """The consent a confirmed change records."""
+    if change is SubscriptionChange.SUBSCRIBED:
+        return MarketingConsent.GRANTED
+    return MarketingConsent.REFUSED
 
 
 async def _apply(
@@ -214,15 +247,12 @@ async def _apply(
             verdict = ignored("The Ecomail integration changed while this was confirmed.")
         elif customer is None or email_key(customer.email) != email_key(n.email):
             verdict = ignored("The customer's email changed while this was confirmed.")
-        else:
-            verdict = await _apply_change(
-                uow,
-                merchant=merchant,
-                customer=customer,
-                item=item,
-                membership=membership,
-                now=now,
+        elif n.change is SubscriptionChange.SUBSCRIBED:
+            verdict = await _subscribed(
+                uow, merchant, customer, item=item, membership=membership, now=now
             )
+        else:
+            verdict = await _unsubscribed(uow, merchant, customer, now=now)
         held = await uow.newsletter.settle(
             item.id,
             token=token,
@@ -287,44 +317,69 @@ async def _defer(
         )
 
 
-def _screen_settings(
-    change: SubscriptionChange, settings: MerchantSettings, hold: RewardHold
-) -> Verdict | None:
-    return screen(
-        change,
-        reward=settings.newsletter_reward,
-        take_back=settings.newsletter_take_back,
-        hold=hold,
-    )
-
-
-async def _apply_change(
+async def _subscribed(
     uow: UnitOfWork,
-    *,
     merchant: Merchant,
     customer: Customer,
+    *,
     item: ClaimedNotification,
     membership: Membership | None,
     now: datetime,
 ) -> Verdict:
-    """The reward or deduction, under the customer's lock (the hold is read again here)."""
+    """A subscription Ecomail confirmed, under the customer's lock: Ellity's echo is taken
+    (nothing else changes), a replay of it changes nothing; the customer's own subscription
+    records their consent, makes the contact a member and pays by the reward's rules."""
+    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
+    subscribed_at = None if membership is None else membership.subscribed_at
+    echo = await _echo(uow, customer, item=item, subscribed_at=subscribed_at)
+    if echo.kind is EchoKind.ECHO:
+        await uow.contacts.take_echo(merchant_id, customer_id, at=now, subscribed_at=subscribed_at)
+        return ignored(echo.reason)
+    if echo.kind is EchoKind.REPLAY:
+        return ignored(echo.reason)
+    changed = await record_consent(
+        uow, merchant, customer, MarketingConsent.GRANTED, ConsentSource.ECOMAIL, at=now
+    )
+    await uow.contacts.mark_member(merchant_id, customer_id, at=now)
+    verdict = await _reward(uow, merchant, customer, now=now)
+    consent = "Consent recorded as granted." if changed else "Consent was granted already."
+    reason = f"{own_subscription_reason(echo, verdict.reason)} {consent}"
+    return dataclasses.replace(verdict, reason=reason)
+
+
+async def _echo(
+    uow: UnitOfWork,
+    customer: Customer,
+    *,
+    item: ClaimedNotification,
+    subscribed_at: datetime | None,
+) -> EchoVerdict:
+    """Whether the subscription is Ellity's echo of its add of the customer's contact."""
+    merchant_id, customer_id = item.merchant_id, customer_id_of(customer)
+    if item.received_at < customer.created_at:  # a sign-up kept for this email
+        return EchoVerdict(EchoKind.OWN, "Signed up to the newsletter before becoming a customer")
+    attempt = await uow.contacts.add_attempt(merchant_id, customer_id)
+    unsubscribed = attempt is not None and await uow.newsletter.unsubscribed_since(
+        merchant_id, item.notification.email, attempt.attempted_at
+    )
+    return echo_of(
+        attempt,
+        received_at=item.received_at,
+        unsubscribed_since=unsubscribed,
+        subscribed_at=subscribed_at,
+    )
+
+
+async def _reward(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer, *, now: datetime
+) -> Verdict:
+    """The reward for the customer's own subscription (the hold is read again here)."""
     merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
     settings = merchant.settings
     hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
     before = dataclasses.replace(hold)
     ledger = await uow.ledgers.get(merchant_id, customer_id, settings.expiry_policy)
-    if item.notification.change is SubscriptionChange.SUBSCRIBED:
-        verdict = reward_subscription(
-            hold,
-            ledger,
-            reward=settings.newsletter_reward,
-            added_at=await uow.contacts.added_at(merchant_id, customer_id),
-            subscribed_at=None if membership is None else membership.subscribed_at,
-            received_at=item.received_at,
-            at=now,
-        )
-    else:
-        verdict = take_back_reward(hold, ledger, take_back=settings.newsletter_take_back, at=now)
+    verdict = reward_subscription(hold, ledger, reward=settings.newsletter_reward, at=now)
     if verdict.entry is not None:
         entries = list(ledger.new_entries)  # an expiry the change recorded first, then it
         await uow.ledgers.save(merchant_id, ledger, at=now)
@@ -332,6 +387,58 @@ async def _apply_change(
     if hold != before:
         await uow.newsletter.save_reward_hold(merchant_id, customer_id, hold, at=now)
     return verdict
+
+
+async def _unsubscribed(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer, *, now: datetime
+) -> Verdict:
+    """An unsubscription Ecomail confirmed, under the customer's lock: consent refused, and
+    the reward taken back by the rules."""
+    changed = await record_consent(
+        uow, merchant, customer, MarketingConsent.REFUSED, ConsentSource.ECOMAIL, at=now
+    )
+    verdict = await apply_take_back(uow, merchant, customer, at=now)
+    consent = "Consent recorded as refused." if changed else "Consent was refused already."
+    return dataclasses.replace(verdict, reason=f"{verdict.reason} {consent}")
+
+
+async def _keep_signup(
+    uow_factory: UnitOfWorkFactory, clock: Clock, item: ClaimedNotification, token: str
+) -> bool | Wait:
+    """A subscription Ecomail confirmed for an email no customer has: kept for a customer
+    created with it later. False when the claim was lost; a wait when a customer with the
+    email appeared meanwhile (it is then processed as theirs)."""
+    n, merchant_id = item.notification, item.merchant_id
+    async with uow_factory() as uow:
+        now = clock.now()
+        if await uow.customers.find_by_email(merchant_id, n.email) is not None:
+            return Wait(timedelta(0), CUSTOMER_APPEARED, False)
+        if await uow.ecomail.active_list(merchant_id) != n.list_id:
+            verdict = ignored("The Ecomail integration changed while this was confirmed.")
+        else:
+            await uow.newsletter.keep_signup(
+                merchant_id,
+                n.email,
+                n.list_id,
+                received_at=item.received_at,
+                confirmed_at=now,
+                notification_id=item.id,
+            )
+            verdict = ignored(SIGNUP_KEPT)
+        held = await uow.newsletter.settle(
+            item.id,
+            token=token,
+            outcome=verdict.outcome,
+            reason=verdict.reason,
+            points=None,
+            customer_id=None,
+            at=now,
+        )
+        if not held:
+            return False  # taken over: roll back; the new holder decides
+        await uow.commit()
+    _log(item, verdict)
+    return True
 
 
 def _log(item: ClaimedNotification, verdict: Verdict) -> None:

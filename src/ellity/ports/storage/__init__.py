@@ -5,6 +5,7 @@ Every method that reads or writes customer data takes the ``merchant_id``: nothi
 reached without naming the merchant it belongs to.
 """
 
+from ellity.domain.model.newsletter import AddAttempt
 from ellity.ports.storage.contact_sync import (
     ClaimedContact,
     ContactSyncRepository,
@@ -26,12 +27,13 @@ from ellity.ports.storage.merchants import (
     NightlySchedule,
     StaffRepository,
 )
-from ellity.ports.storage.newsletter import NewsletterRepository
+from ellity.ports.storage.newsletter import KeptSignup, NewsletterRepository
 from ellity.ports.storage.outbox import OutboxRepository
 from ellity.ports.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from ellity.ports.storage.views import ContactSyncFailure, ContactSyncHealth, Views
 
 __all__ = [
+    "AddAttempt",
     "ApiTokenRepository",
     "ClaimedContact",
     "ContactSyncFailure",
@@ -41,6 +43,7 @@ __all__ = [
     "EcomailRepository",
     "ExpiredChunk",
     "ExpiryNotice",
+    "KeptSignup",
     "LedgerRepository",
     "MerchantRepository",
     "NewsletterRepository",

@@ -10,6 +10,7 @@ from typing import Protocol
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EcomailIntegration
+from ellity.domain.model.newsletter import AddAttempt
 from ellity.ports.storage.ledger import ExpiredChunk
 
 
@@ -235,4 +236,31 @@ class ContactSyncRepository(Protocol):
 
     async def added_at(self, merchant_id: MerchantId, customer_id: CustomerId) -> datetime | None:
         """When an add call of Ellity's that added contacts included this customer."""
+        ...
+
+    async def add_attempt(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> AddAttempt | None:
+        """Ellity's latest attempt to add the customer's contact, with the echo taken of it;
+        ``None`` when Ellity never attempted to add it."""
+        ...
+
+    async def take_echo(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        *,
+        at: datetime,
+        subscribed_at: datetime | None,
+    ) -> None:
+        """A notification was taken as the echo of the contact's add attempt: record when,
+        and Ecomail's ``subscribed_at`` of that subscription. Lock the customer first."""
+        ...
+
+    async def mark_member(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime
+    ) -> None:
+        """Ecomail confirmed the contact subscribed to the list: it is a member (its fields are
+        updated, never added) and pending, so they are written at once; the row is made when
+        missing. Nothing for a customer without an email or without an active integration."""
         ...

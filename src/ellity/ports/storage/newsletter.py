@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -13,6 +14,17 @@ from ellity.domain.model.newsletter import (
     Outcome,
     RewardHold,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class KeptSignup:
+    """A confirmed sign-up for an email no customer had (``keep_signup``)."""
+
+    email: str
+    list_id: str
+    received_at: datetime  # when its notification was received
+    confirmed_at: datetime  # when Ecomail confirmed it
+    notification_id: int | None
 
 
 class NewsletterRepository(Protocol):
@@ -39,6 +51,25 @@ class NewsletterRepository(Protocol):
     async def receive(self, digest: str, notification: Notification, *, at: datetime) -> int | None:
         """Store a pending notification for the merchant whose token has this ``digest``, in
         one statement; ``None`` (nothing stored) when no merchant has it."""
+        ...
+
+    async def enqueue(
+        self,
+        merchant_id: MerchantId,
+        notification: Notification,
+        *,
+        received_at: datetime,
+        at: datetime,
+    ) -> int:
+        """Store a pending notification for the merchant, due at ``at``, as ``receive`` stores
+        one received at ``received_at``; returns its id."""
+        ...
+
+    async def unsubscribed_since(
+        self, merchant_id: MerchantId, email: str, since: datetime
+    ) -> bool:
+        """Whether an ``UNSUBSCRIBED`` notification for ``email`` (compared by
+        ``email_key``) was received at or after ``since``."""
         ...
 
     async def webhook_merchant(self, digest: str) -> MerchantId | None:
@@ -97,3 +128,30 @@ class NewsletterRepository(Protocol):
     async def save_reward_hold(
         self, merchant_id: MerchantId, customer_id: CustomerId, hold: RewardHold, *, at: datetime
     ) -> None: ...
+
+    async def keep_signup(
+        self,
+        merchant_id: MerchantId,
+        email: str,
+        list_id: str,
+        *,
+        received_at: datetime,
+        confirmed_at: datetime,
+        notification_id: int | None,
+    ) -> None:
+        """Keep a confirmed sign-up for an email no customer has, one per ``email_key``: a
+        newer confirmation replaces the one kept (unused again); an older one changes
+        nothing."""
+        ...
+
+    async def take_signup(
+        self, merchant_id: MerchantId, email: str, *, since: datetime, at: datetime
+    ) -> KeptSignup | None:
+        """The unused sign-up kept for ``email`` (by ``email_key``) confirmed at or after
+        ``since``, marked used at ``at`` (of concurrent takers one gets it); ``None`` when
+        there is none."""
+        ...
+
+    async def purge_signups(self, *, before: datetime) -> int:
+        """Delete sign-ups confirmed before ``before``; returns how many."""
+        ...
