@@ -709,6 +709,8 @@ async def test_the_page_shows_the_webhook_url_and_what_each_notification_did(
     site: Site,
 ) -> None:
     _, list_id = ecomail_account(site)
+    # every customer is added to the list, whatever their consent: Ann is, by Ellity
+    await set_ecomail_add(site.deps.uow, site.anna.id, EcomailAdd.CUSTOMERS)
     async with logged_in(site, site.anna) as client:
         await connected(site, client)
         page = await followed(client, await post(client, "activate", list_id=str(list_id)))
@@ -742,7 +744,7 @@ async def test_the_page_shows_the_webhook_url_and_what_each_notification_did(
         reasons = [html.unescape(reason) for *_, reason in rows]
         assert "another list" in reasons[0]
         assert reasons[1] == "Ecomail has no such contact in the list: nothing changed."
-        assert "no newsletter reward is set (0 points)" in reasons[2], reasons[2]
+        assert "Ellity's own add of this contact" in reasons[2], reasons[2]
         assert '<a href="/customers/' in page.text  # a known customer links to their page
 
 

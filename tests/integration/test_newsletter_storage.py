@@ -377,10 +377,15 @@ async def test_another_merchants_customer_has_no_hold_to_read_or_write(
 
 
 async def unsubscribed_since(
-    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, email: str, since: datetime
+    uow_factory: UnitOfWorkFactory,
+    merchant_id: MerchantId,
+    email: str,
+    since: datetime,
+    *,
+    until: datetime | None = None,
 ) -> bool:
     async with uow_factory(read_only=True) as uow:
-        return await uow.newsletter.unsubscribed_since(merchant_id, email, since)
+        return await uow.newsletter.unsubscribed_since(merchant_id, email, since, until=until)
 
 
 async def test_an_unsubscription_received_since_an_instant_is_found_by_email_in_any_case(
@@ -392,6 +397,17 @@ async def test_an_unsubscription_received_since_an_instant_is_found_by_email_in_
     assert await unsubscribed_since(uow_factory, shop, "ANN@example.cz", NOW - SECOND)
     assert not await unsubscribed_since(uow_factory, shop, "ann@example.cz", NOW + SECOND)
     assert not await unsubscribed_since(uow_factory, shop, "ben@example.cz", NOW - SECOND)
+
+
+async def test_an_unsubscription_received_after_until_does_not_count(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    await receive(uow_factory, DIGEST_A, note("ann@example.cz", UNSUB), at=NOW)
+    since = NOW - 10 * SECOND
+    assert await unsubscribed_since(uow_factory, shop, "ann@example.cz", since, until=NOW)
+    assert not await unsubscribed_since(
+        uow_factory, shop, "ann@example.cz", since, until=NOW - SECOND
+    )
 
 
 async def test_subscriptions_and_other_merchants_unsubscriptions_do_not_count(

@@ -41,6 +41,7 @@ from ellity.ports.marketing import (
     SubscriptionStatus,
 )
 from ellity.ports.storage import UnitOfWorkFactory
+from tests.consenting import set_consent
 from tests.fakes import (
     FakeClock,
     FakeMarketingPlatform,
@@ -138,8 +139,9 @@ class World:
 
     async def form_subscriber(self, email: str) -> Customer:
         """Someone who subscribed on the list's form, then became a customer (Ellity's sync
-        found them in the list: it added no one)."""
+        found them in the list, so Ecomail's ``subscribed_at`` lies before its add)."""
         self.ecomail.add_member(LIST, email)
+        self.clock.advance(minutes=10)
         customer = await self.new_customer(self.shop, email=email, registered=True)
         await self.sync()
         self.clock.advance(minutes=30)
@@ -527,6 +529,46 @@ async def test_a_forged_unsubscription_does_not_make_the_echo_a_paid_subscriptio
         Outcome.IGNORED,
     ]
     assert "The same subscription as the echo" in (w.notifications()[-1].reason or "")
+
+
+async def test_a_forged_unsubscription_before_the_echo_arrived_does_not_make_it_paid(
+    w: World,
+) -> None:
+    """The echo of Ellity's add never arrived (the webhook was set up later): an
+    unsubscription claimed after Ann's subscription began did not end it, so a subscription
+    notified then is still the echo."""
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    await w.ellity_adds(ann)
+    w.clock.advance(minutes=10)
+    await w.post("ann@example.cz", "UNSUBSCRIBED")  # forged: Ann is still subscribed
+    await w.post("ann@example.cz")
+    assert await w.process() == 2
+    assert w.balance(ann) == Points(0)
+    assert [r.outcome for r in w.notifications()] == [Outcome.UNCONFIRMED, Outcome.IGNORED]
+    assert "Ellity's own add" in (w.notifications()[-1].reason or "")
+
+
+async def test_a_sign_up_with_consent_given_and_no_reward_still_writes_the_fields_at_once(
+    w: World,
+) -> None:
+    """Nothing is paid and the consent was granted already, yet Ecomail is asked: the
+    person signed up through the form, and their contact's fields are written now."""
+    await w.settings(newsletter_reward=Points(0), ecomail_add=EcomailAdd.NONE)
+    zoe = await w.new_customer(w.shop, email="zoe@example.cz", registered=True)
+    assert zoe.id is not None
+    await set_consent(w.uow_factory, w.shop.id, zoe.id, MarketingConsent.GRANTED, clock=w.clock)
+    await w.sync()  # Ellity adds nobody: Zoe is not in the list
+    assert not w.store.state.contacts[zoe.id].in_list
+    w.ecomail.add_member(LIST, "zoe@example.cz")  # her own sign-up on the list's form
+    w.ecomail.calls.clear()
+    await w.post("zoe@example.cz")
+    assert await w.process() == 1
+    assert w.ecomail.call_names == ["membership"]
+    contact = w.store.state.contacts[zoe.id]
+    assert contact.in_list and contact.pending_since is not None
+    await w.sync()
+    member = w.ecomail.member(LIST, "zoe@example.cz")
+    assert member is not None and member.fields["ellity_referral_code"] == zoe.referral_code
 
 
 async def test_unsubscribing_and_subscribing_again_ten_seconds_later_is_paid_once(

@@ -104,7 +104,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         return row.id
 
     async def unsubscribed_since(
-        self, merchant_id: MerchantId, email: str, since: datetime
+        self, merchant_id: MerchantId, email: str, since: datetime, *, until: datetime | None = None
     ) -> bool:
         await round_trip()
         key = email_key(email)
@@ -113,6 +113,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
             and r.email_key == key
             and r.notification.change is SubscriptionChange.UNSUBSCRIBED
             and r.received_at >= since
+            and (until is None or r.received_at <= until)
             for r in self._uow.state.notifications.values()
         )
 

@@ -184,7 +184,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         return int(stored)
 
     async def unsubscribed_since(
-        self, merchant_id: MerchantId, email: str, since: datetime
+        self, merchant_id: MerchantId, email: str, since: datetime, *, until: datetime | None = None
     ) -> bool:
         # the (merchant_id, email_key, id) index finds the email's few notifications
         found = await self.conn.execute(
@@ -194,6 +194,7 @@ class SqlNewsletterRepository(NewsletterRepository):
                 _n.email_key == email_key(email),
                 _n.status == SubscriptionChange.UNSUBSCRIBED.value,
                 _n.received_at >= since,
+                sa.true() if until is None else _n.received_at <= until,
             )
             .limit(1)
         )

@@ -30,8 +30,10 @@ does not change their consent. Ellity knows its echo by what it did, never by a 
 before each add call the sync records that it attempted to add the contact
 (``AddAttempt.attempted_at``; kept when the call's answer is lost). A confirmed subscription
 is the echo of that attempt (``echo_of``) when it was received at or after the attempt, no
-``UNSUBSCRIBED`` notification for the email was received since the attempt, and the echo of
-that attempt has not been taken yet; it is then taken, with Ecomail's ``subscribed_at``.
+``UNSUBSCRIBED`` notification for the email was received since the attempt (and before the
+subscription Ecomail reports began, give or take ``ECHO_SKEW``: one claimed later did not end
+it), and the echo of that attempt has not been taken yet; it is then taken, with Ecomail's
+``subscribed_at``.
 Ecomail's ``subscribed_at`` is a further check: one more than ``ECHO_SKEW`` before the
 attempt means the person subscribed before Ellity's add (not an echo), and a subscription
 whose ``subscribed_at`` is the taken echo's is that same subscription again (a replay,

@@ -35,6 +35,7 @@ from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.newsletter import (
+    ECHO_SKEW,
     SIGNUP_KEEP,
     ClaimedNotification,
     EchoKind,
@@ -216,6 +217,8 @@ def _changes_nothing(
     )
     if early is None or customer.marketing_consent is not _consent_of(change):
         return None
+    if change is SubscriptionChange.SUBSCRIBED and not hold.held:
+        return None  # the contact may not be known as a member yet: its fields are written
     return early
 
 
@@ -359,8 +362,11 @@ async def _echo(
     if item.received_at < customer.created_at:  # a sign-up kept for this email
         return EchoVerdict(EchoKind.OWN, "Signed up to the newsletter before becoming a customer")
     attempt = await uow.contacts.add_attempt(merchant_id, customer_id)
+    # an unsubscription counts only when it came before the subscription Ecomail reports
+    # began: one claimed later did not end it (a forgery, or one Ecomail never confirmed)
+    until = None if subscribed_at is None else subscribed_at + ECHO_SKEW
     unsubscribed = attempt is not None and await uow.newsletter.unsubscribed_since(
-        merchant_id, item.notification.email, attempt.attempted_at
+        merchant_id, item.notification.email, attempt.attempted_at, until=until
     )
     return echo_of(
         attempt,

@@ -66,10 +66,11 @@ class NewsletterRepository(Protocol):
         ...
 
     async def unsubscribed_since(
-        self, merchant_id: MerchantId, email: str, since: datetime
+        self, merchant_id: MerchantId, email: str, since: datetime, *, until: datetime | None = None
     ) -> bool:
         """Whether an ``UNSUBSCRIBED`` notification for ``email`` (compared by
-        ``email_key``) was received at or after ``since``."""
+        ``email_key``) was received at or after ``since`` (and, with ``until``, at or before
+        it)."""
         ...
 
     async def webhook_merchant(self, digest: str) -> MerchantId | None:
