@@ -112,16 +112,20 @@ class World:
 
     async def created_through_the_api(self, email: str) -> None:
         """The e-shop creates the customer through the app's API."""
+        answer = await self.api_upsert({"email": email, "registered": True})
+        assert answer.status_code == 201, answer.text
+
+    async def api_upsert(self, body: dict[str, Any]) -> httpx.Response:
+        """The e-shop's create-or-update call to the app's API."""
         _, token = await create_api_token(
             self.merchant_id, "e-shop", uow=self.deps.uow(), clock=self.clock, rng=self.deps.rng
         )
         async with httpx.AsyncClient() as client:
-            answer = await client.post(
+            return await client.post(
                 f"{self.app_url}/api/v1/customers",
-                json={"email": email, "registered": True},
+                json=body,
                 headers={"Authorization": f"Bearer {token}"},
             )
-        assert answer.status_code == 201, answer.text
 
     async def webhooks_answered(self) -> None:
         await asyncio.to_thread(self.emu.wait_for_webhooks, 20.0)
@@ -323,6 +327,41 @@ async def test_a_customer_subscribing_through_ecomail_gets_the_reward_once_and_l
         (ANN, "SUBSCRIBED", "paid"),
         (ANN, "UNSUBSCRIBED", "deducted"),
     ]
+
+
+async def test_a_refusal_through_the_api_unsubscribes_the_contact_and_takes_the_reward_back(
+    world: World,
+) -> None:
+    await customer_in_the_list(world)
+    world.newsletter_list.subscribe_by_form(ANN)
+    await world.work()
+    assert await world.balance(ANN) == p(REWARD)
+    calls = len(world.emu.webhook_calls)
+
+    answer = await world.api_upsert({"email": ANN, "marketing_consent": "refused"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["marketing_consent"] == "refused"
+    assert answer.json()["marketing_consent_source"] == "api"
+    await world.work()
+
+    member = world.newsletter_list.members[ANN]
+    assert member.status == 2  # unsubscribed by Ellity, carrying out the refusal
+    unsubscribes = [r for r in world.emu.requests if r.method == "DELETE"]
+    assert [r.path for r in unsubscribes] == [f"/lists/{world.newsletter_list.id}/unsubscribe"]
+    assert len(world.emu.webhook_calls) == calls  # Ecomail posts nothing for it
+    assert await world.balance(ANN) == p(0)
+    assert [k for k, _ in await world.ledger()] == ["newsletter_reward", "newsletter_deduction"]
+    assert await world.consent(ANN) == "refused"
+    assert member.custom_fields["ellity_credit_num"] == 0  # the fields are still kept
+
+    def adds() -> int:
+        return sum(1 for r in world.emu.requests if r.path.endswith("/subscribe-bulk"))
+
+    before = adds()
+    await world.api_upsert({"email": ANN, "first_name": "Annie"})  # any later change
+    await world.work()
+    assert member.status == 2 and adds() == before  # never added nor subscribed again
+    assert member.name == "Annie"
 
 
 async def test_a_double_optin_sign_up_is_paid_once_the_person_confirms_it(
