@@ -86,7 +86,7 @@ async def postgres_database() -> AsyncIterator[Database]:
     name = f"ellity_test_{os.getpid()}"
     url = await _recreate_postgres_database(name)
     await asyncio.to_thread(migrate.upgrade, url)
-    database = create_database(url, pool_size=20)
+    database = create_database(url, pool_size=20, max_overflow=40)
     yield database
     await database.dispose()
     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

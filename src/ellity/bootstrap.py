@@ -13,7 +13,7 @@ from ellity.adapters.email_templates import JinjaEmailTemplates
 from ellity.adapters.passwords import Argon2PasswordHasher
 from ellity.adapters.secret_box import FernetSecretBox
 from ellity.adapters.smtp_mailer import SmtpMailer
-from ellity.adapters.sql.database import create_database
+from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.export_rows import SqlCustomerRowSource
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
@@ -22,9 +22,18 @@ from ellity.deps import Deps
 from ellity.settings import Settings
 
 
+def open_database(settings: Settings) -> Database:
+    """The process's one engine and pool, sized by the settings."""
+    return create_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+
+
 @asynccontextmanager
 async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
-    database = create_database(settings.database_url)
+    database = open_database(settings)
     queue = (
         ArqJobQueue(settings.redis_url, queue_name=settings.queue_name)
         if settings.redis_url

@@ -13,6 +13,12 @@ DEFAULT_ECOMAIL_API_URL = "https://api2.ecomailapp.cz"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_QUEUE_NAME = "ellity:queue"
 DEFAULT_DELIVERY_TIMEOUT = 30.0
+#: PostgreSQL connections per process: at most pool size + overflow (10 + 10 = 20). Every
+#: process (each ``ellity serve`` worker process, each ``ellity worker``) opens one pool, so
+#: four processes hold at most 80, under PostgreSQL's default 100 (3 of them reserved).
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_DB_MAX_OVERFLOW = 10
+MAX_DB_CONNECTIONS = 1000  # a sanity bound on either setting
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,10 @@ class Settings:
     #: Merchants' SMTP servers may be on loopback, private or link-local addresses
     #: (ELLITY_SMTP_ALLOW_PRIVATE): only for a deployment that relays through a local server.
     smtp_allow_private: bool = False
+    #: PostgreSQL: connections kept open per process (ELLITY_DB_POOL_SIZE) and how many more
+    #: it opens under load (ELLITY_DB_MAX_OVERFLOW). SQLite ignores both.
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -80,6 +90,15 @@ def load_settings(
             env.get("ELLITY_DELIVERY_TIMEOUT"), DEFAULT_DELIVERY_TIMEOUT, "ELLITY_DELIVERY_TIMEOUT"
         ),
         smtp_allow_private=_flag(env.get("ELLITY_SMTP_ALLOW_PRIVATE"), "ELLITY_SMTP_ALLOW_PRIVATE"),
+        db_pool_size=_count(
+            env.get("ELLITY_DB_POOL_SIZE"), DEFAULT_DB_POOL_SIZE, "ELLITY_DB_POOL_SIZE", least=1
+        ),
+        db_max_overflow=_count(
+            env.get("ELLITY_DB_MAX_OVERFLOW"),
+            DEFAULT_DB_MAX_OVERFLOW,
+            "ELLITY_DB_MAX_OVERFLOW",
+            least=0,
+        ),
     )
 
 
@@ -105,3 +124,14 @@ def _positive_seconds(value: str | None, default: float, name: str) -> float:
     if not 0 < seconds < 3600:
         raise ValueError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
     return seconds
+
+
+def _count(value: str | None, default: int, name: str, *, least: int) -> int:
+    if not value:
+        return default
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not least <= int(text) <= MAX_DB_CONNECTIONS:
+        raise ValueError(
+            f"{name} must be a whole number from {least} to {MAX_DB_CONNECTIONS}, not {value!r}"
+        )
+    return int(text)

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
-from ellity.settings import load_settings
+from ellity.adapters.sql.database import Database
+from ellity.bootstrap import open_database
+from ellity.settings import (
+    DEFAULT_DB_MAX_OVERFLOW,
+    DEFAULT_DB_POOL_SIZE,
+    Settings,
+    load_settings,
+)
 
 
 def private_smtp_allowed(tmp_path: Path, **env: str) -> bool:
@@ -36,3 +44,64 @@ def test_a_private_smtp_flag_that_is_neither_true_nor_false_stops_the_start(
 ) -> None:
     with pytest.raises(ValueError, match="ELLITY_SMTP_ALLOW_PRIVATE must be true or false"):
         private_smtp_allowed(tmp_path, ELLITY_SMTP_ALLOW_PRIVATE="maybe")
+
+
+def settings_with(tmp_path: Path, **env: str) -> Settings:
+    environ = {"ELLITY_SECRET_KEY": "unit-test-secret-key", "ELLITY_VAR_DIR": str(tmp_path), **env}
+    return load_settings(environ, dotenv=tmp_path / "no.env")
+
+
+POSTGRES_URL = "postgresql+asyncpg://ellity@127.0.0.1:5432/ellity"  # never connected to
+
+
+def pool_limits(database: Database) -> tuple[int, int]:
+    pool = database.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.size(), pool._max_overflow  # what the pool was given
+
+
+async def test_the_postgresql_pool_keeps_four_processes_under_100_connections_by_default(
+    tmp_path: Path,
+) -> None:
+    database = open_database(settings_with(tmp_path, ELLITY_DATABASE_URL=POSTGRES_URL))
+    try:
+        size, overflow = pool_limits(database)
+        assert database.write_engine.pool is database.engine.pool  # one pool per process
+    finally:
+        await database.dispose()
+    assert (size, overflow) == (DEFAULT_DB_POOL_SIZE, DEFAULT_DB_MAX_OVERFLOW)
+    assert 4 * (size + overflow) < 100 - 3  # PostgreSQL reserves 3 for superusers
+
+
+async def test_the_postgresql_pool_takes_its_size_and_overflow_from_the_settings(
+    tmp_path: Path,
+) -> None:
+    settings = settings_with(
+        tmp_path,
+        ELLITY_DATABASE_URL=POSTGRES_URL,
+        ELLITY_DB_POOL_SIZE="3",
+        ELLITY_DB_MAX_OVERFLOW="0",
+    )
+    database = open_database(settings)
+    try:
+        assert pool_limits(database) == (3, 0)
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ELLITY_DB_POOL_SIZE", "0"),
+        ("ELLITY_DB_POOL_SIZE", "ten"),
+        ("ELLITY_DB_POOL_SIZE", "2.5"),
+        ("ELLITY_DB_POOL_SIZE", "1001"),
+        ("ELLITY_DB_MAX_OVERFLOW", "-1"),
+        ("ELLITY_DB_MAX_OVERFLOW", "²"),
+    ],
+)
+def test_a_pool_setting_that_is_not_a_sensible_whole_number_stops_the_start(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a whole number from"):
+        settings_with(tmp_path, **{name: value})

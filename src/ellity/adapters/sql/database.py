@@ -24,6 +24,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ellity.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 32 * 1024  # per connection, filled as pages are read
 
@@ -62,6 +64,9 @@ class WritersTurn:
 
 @dataclass(frozen=True)
 class Database:
+    """One engine, so one connection pool per process: ``write_engine`` is the same engine
+    with other execution options."""
+
     engine: AsyncEngine  # readers
     write_engine: AsyncEngine  # shares the pool; IMMEDIATE transactions on SQLite
     writers_turn: WritersTurn | None = None  # SQLite only
@@ -84,13 +89,20 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_database(url: str, *, pool_size: int = 10) -> Database:
+def create_database(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_DB_POOL_SIZE,
+    max_overflow: int = DEFAULT_DB_MAX_OVERFLOW,
+) -> Database:
+    """On PostgreSQL the pool keeps ``pool_size`` connections and opens up to
+    ``max_overflow`` more under load: at most their sum at once (SQLite ignores both)."""
     ensure_sqlite_folder(url)
     backend = make_url(url).get_backend_name()
     _keep_values_out_of_logs()
     kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite", "hide_parameters": True}
     if backend == "postgresql":
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _configure_sqlite(engine)
