@@ -12,8 +12,13 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
+from sqlalchemy import event
 
-from ellity.domain.services.api_tokens import create_api_token, revoke_api_token
+from ellity.domain.services.api_tokens import (
+    create_api_token,
+    list_api_tokens,
+    revoke_api_token,
+)
 from ellity.web.api import MAX_BODY_BYTES, EshopApiPlugin
 from tests.asgi import asgi_transport
 from tests.e2e.conftest import BASE_URL, ApiClient, Shop
@@ -539,6 +544,39 @@ async def test_a_revoked_token_is_refused_while_the_merchants_other_token_works(
 
     assert_error(refused, 401, "unauthorized", "revoked")
     assert accepted.status_code == 200
+
+
+async def test_an_e_shops_calls_write_its_tokens_last_use_at_most_once_a_minute(
+    api: ApiClient,
+) -> None:
+    """Every call reads the token; only a call a minute after the recorded use writes."""
+    updates: list[str] = []
+
+    def count_token_updates(*args: Any) -> None:
+        statement: str = args[2]
+        if statement.lstrip().upper().startswith("UPDATE API_TOKENS"):
+            updates.append(statement)
+
+    async def last_use_after_a_call() -> object:
+        response = await api.client.get(f"{V1}/customers?email=a@example.cz", headers=api.anna.auth)
+        assert response.status_code == 200, response.text
+        tokens = await list_api_tokens(api.anna.id, uow=api.deps.uow(read_only=True))
+        return tokens[0].last_used_at
+
+    engine = api.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count_token_updates)
+    try:
+        first = api.clock.advance(hours=1)
+        assert await last_use_after_a_call() == first
+        api.clock.advance(seconds=59)
+        assert await last_use_after_a_call() == first
+        assert len(updates) == 1
+
+        a_minute_on = api.clock.advance(seconds=1)
+        assert await last_use_after_a_call() == a_minute_on
+        assert len(updates) == 2
+    finally:
+        event.remove(engine, "before_cursor_execute", count_token_updates)
 
 
 async def test_another_merchants_customer_is_a_404_for_every_call_and_stays_untouched(

@@ -55,10 +55,10 @@ async def test_a_new_token_is_printed_once_and_authenticates_the_merchant(shop: 
     database = create_database(f"sqlite+aiosqlite:///{shop / 'var' / 'ellity.db'}")
     try:
         uow = SqlUnitOfWorkFactory(database)
-        merchant_id = await authenticate_api_token(token, uow=uow(), clock=FakeClock())
+        merchant_id = await authenticate_api_token(token, uow_factory=uow, clock=FakeClock())
         listed = await list_api_tokens(merchant_id, uow=uow(read_only=True))
         with pytest.raises(InvalidApiToken):
-            await authenticate_api_token(token[:-1], uow=uow(), clock=FakeClock())
+            await authenticate_api_token(token[:-1], uow_factory=uow, clock=FakeClock())
     finally:
         await database.dispose()
     assert [(t.name, t.hint) for t in listed] == [

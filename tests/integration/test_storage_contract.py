@@ -426,7 +426,7 @@ async def test_api_tokens_are_found_by_digest_until_revoked_and_scoped_by_mercha
         assert await uow.api_tokens.revoke(other_id, first.id, at=later) is False
         assert await uow.api_tokens.revoke(merchant_id, first.id, at=later) is True
         assert await uow.api_tokens.revoke(merchant_id, first.id, at=later) is False
-        await uow.api_tokens.touch(second.id, at=later)
+        assert await uow.api_tokens.touch(second.id, at=later, unless_used_after=T0) is True
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.api_tokens.find_active("d1") is None
@@ -435,6 +435,40 @@ async def test_api_tokens_are_found_by_digest_until_revoked_and_scoped_by_mercha
         assert await uow.api_tokens.list(other_id) == []
     assert [t.id for t in listed] == [second.id, first.id]
     assert listed[0].last_used_at == later and listed[1].revoked_at == later
+
+
+async def test_a_tokens_use_is_recorded_only_over_an_older_one(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """The conditional write lets one of several concurrent requests record the use."""
+    merchant_id = await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        token = await uow.api_tokens.add(
+            merchant_id, name="eshop", token_digest="d1", hint="abcd", at=T0
+        )
+        await uow.commit()
+    minute = timedelta(minutes=1)
+    first, soon, later = T0 + minute, T0 + minute + timedelta(seconds=59), T0 + 2 * minute
+    async with uow_factory() as uow:
+        # never used: recorded whatever the bound
+        assert await uow.api_tokens.touch(token.id, at=first, unless_used_after=T0) is True
+        await uow.commit()
+    async with uow_factory() as uow:
+        # a use recorded after the bound (a concurrent request's) stays
+        assert (
+            await uow.api_tokens.touch(token.id, at=soon, unless_used_after=soon - minute) is False
+        )
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert (await uow.api_tokens.list(merchant_id))[0].last_used_at == first
+    async with uow_factory() as uow:
+        # a use recorded at the bound, or before, is replaced
+        assert await uow.api_tokens.touch(token.id, at=later, unless_used_after=first) is True
+        assert await uow.api_tokens.touch(token.id, at=later, unless_used_after=first) is False
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        found = await uow.api_tokens.find_active("d1")
+    assert found is not None and found.last_used_at == later
 
 
 async def test_smtp_settings_and_the_encrypted_password_are_kept_apart(

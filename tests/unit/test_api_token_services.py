@@ -104,13 +104,45 @@ async def test_a_token_authenticates_its_merchant_and_records_when_it_was_used(
     _, bob_token = await new_token(other_merchant, uow_factory, clock, rng)
     used_at = clock.advance(hours=2)
 
-    assert await authenticate_api_token(anna_token, uow=uow_factory(), clock=clock) == merchant.id
     assert (
-        await authenticate_api_token(f"  {bob_token} ", uow=uow_factory(), clock=clock)
+        await authenticate_api_token(anna_token, uow_factory=uow_factory, clock=clock)
+        == merchant.id
+    )
+    assert (
+        await authenticate_api_token(f"  {bob_token} ", uow_factory=uow_factory, clock=clock)
         == other_merchant.id
     )
     (listed,) = await list_api_tokens(merchant.id, uow=uow_factory(read_only=True))
     assert listed.last_used_at == used_at
+
+
+async def test_a_tokens_use_is_written_at_most_once_a_minute(
+    merchant: Merchant,
+    uow_factory: UnitOfWorkFactory,
+    store: InMemoryStore,
+    clock: FakeClock,
+    rng: FakeRandom,
+) -> None:
+    _, token = await new_token(merchant, uow_factory, clock, rng)
+
+    async def last_use_after_a_call() -> object:
+        assert await authenticate_api_token(token, uow_factory=uow_factory, clock=clock)
+        (listed,) = await list_api_tokens(merchant.id, uow=uow_factory(read_only=True))
+        return listed.last_used_at
+
+    writers, commits = store.writers, store.commits
+    first = clock.advance(hours=1)
+    assert await last_use_after_a_call() == first
+    clock.advance(seconds=30)
+    assert await last_use_after_a_call() == first
+    clock.advance(seconds=29)
+    assert await last_use_after_a_call() == first
+    # the calls within the minute only read: not even a writing transaction is opened
+    assert (store.writers, store.commits) == (writers + 1, commits + 1)
+
+    a_minute_on = clock.advance(seconds=1)
+    assert await last_use_after_a_call() == a_minute_on
+    assert (store.writers, store.commits) == (writers + 2, commits + 2)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +172,7 @@ async def test_a_missing_wrong_or_oversized_token_is_refused_and_changes_nothing
     commits = store.commits
 
     with pytest.raises(InvalidApiToken) as refused:
-        await authenticate_api_token(token, uow=uow_factory(), clock=clock)
+        await authenticate_api_token(token, uow_factory=uow_factory, clock=clock)
 
     assert refused.value.code == "unauthorized"
     assert plain not in refused.value.message
@@ -156,8 +188,8 @@ async def test_a_revoked_token_no_longer_authenticates_while_the_others_still_do
     await revoke_api_token(merchant.id, old_id, uow=uow_factory(), clock=clock)
 
     with pytest.raises(InvalidApiToken):
-        await authenticate_api_token(old, uow=uow_factory(), clock=clock)
-    assert await authenticate_api_token(new, uow=uow_factory(), clock=clock) == merchant.id
+        await authenticate_api_token(old, uow_factory=uow_factory, clock=clock)
+    assert await authenticate_api_token(new, uow_factory=uow_factory, clock=clock) == merchant.id
 
 
 async def test_tokens_are_listed_newest_first_with_revoked_ones_marked(
@@ -189,7 +221,10 @@ async def test_a_merchant_can_neither_see_nor_revoke_another_merchants_tokens(
     assert await list_api_tokens(other_merchant.id, uow=uow_factory(read_only=True)) == []
     with pytest.raises(ApiTokenNotFound):
         await revoke_api_token(other_merchant.id, anna_token_id, uow=uow_factory(), clock=clock)
-    assert await authenticate_api_token(anna_token, uow=uow_factory(), clock=clock) == merchant.id
+    assert (
+        await authenticate_api_token(anna_token, uow_factory=uow_factory, clock=clock)
+        == merchant.id
+    )
 
 
 async def test_revoking_an_unknown_or_already_revoked_token_is_not_found(

@@ -208,8 +208,12 @@ class InMemoryApiTokenRepository(ApiTokenRepository):
         self._uow.state.api_tokens[token_id] = dataclasses.replace(token, revoked_at=at)
         return True
 
-    async def touch(self, token_id: int, *, at: datetime) -> None:
+    async def touch(self, token_id: int, *, at: datetime, unless_used_after: datetime) -> bool:
         await round_trip()
         token = self._uow.state.api_tokens.get(token_id)
-        if token is not None:
-            self._uow.state.api_tokens[token_id] = dataclasses.replace(token, last_used_at=at)
+        if token is None or (
+            token.last_used_at is not None and token.last_used_at > unless_used_after
+        ):
+            return False
+        self._uow.state.api_tokens[token_id] = dataclasses.replace(token, last_used_at=at)
+        return True

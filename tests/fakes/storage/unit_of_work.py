@@ -55,6 +55,7 @@ class InMemoryUnitOfWork(UnitOfWork):
             raise RuntimeError("this unit of work is already open")
         if not self.read_only:
             await self._store.write_lock.acquire()
+            self._store.writers += 1
         self._state = copy.deepcopy(self._store.state)
         return self
 
@@ -89,6 +90,9 @@ class InMemoryStore:
         self.state = StoreState()
         self.write_lock = asyncio.Lock()
         self.commits = 0
+        # writing units of work opened, committed or not (on SQLite each takes the one
+        # writer's lock)
+        self.writers = 0
         # commits that gave the worker work: outbox items, contact marks, retries (the SQL
         # unit of work nudges the worker then)
         self.outbox_commits = 0

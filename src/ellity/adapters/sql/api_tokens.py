@@ -87,7 +87,16 @@ class SqlApiTokenRepository(ApiTokenRepository):
         )
         return bool(result.rowcount)
 
-    async def touch(self, token_id: int, *, at: datetime) -> None:
-        await self.conn.execute(
-            api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=at)
+    async def touch(self, token_id: int, *, at: datetime, unless_used_after: datetime) -> bool:
+        result = await self.conn.execute(
+            api_tokens.update()
+            .where(
+                api_tokens.c.id == token_id,
+                sa.or_(
+                    api_tokens.c.last_used_at.is_(None),
+                    api_tokens.c.last_used_at <= unless_used_after,
+                ),
+            )
+            .values(last_used_at=at)
         )
+        return bool(result.rowcount)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.ids import MerchantId
@@ -16,6 +16,9 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 TOKEN_RANDOM_CHARS = 40  # about 238 bits
 MAX_TOKEN_NAME = 100
 MAX_TOKEN_LENGTH = 200
+#: A token's last use is recorded at most this often: an e-shop calling the API many times a
+#: minute would otherwise write (and on SQLite take the one writer's lock) on every call.
+LAST_USE_PRECISION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,16 @@ class ApiToken:
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def use_to_record(self, now: datetime) -> bool:
+        """Whether a use at ``now`` is to be recorded: never used, or last used a minute or
+        more before."""
+        return self.last_used_at is None or self.last_used_at <= last_use_outdated_at(now)
+
+
+def last_use_outdated_at(now: datetime) -> datetime:
+    """A recorded last use at or before this is replaced by a use at ``now``."""
+    return now - LAST_USE_PRECISION
 
 
 def generate_token(randbelow: RandomBelow) -> str:

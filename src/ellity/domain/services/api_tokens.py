@@ -11,13 +11,14 @@ from ellity.domain.model.api_token import (
     ApiToken,
     clean_token_name,
     generate_token,
+    last_use_outdated_at,
     token_digest,
 )
 from ellity.domain.model.errors import ApiTokenNotFound, InvalidApiToken
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.services.common import load_merchant
 from ellity.ports.clock import Clock, RandomSource
-from ellity.ports.storage import UnitOfWork
+from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 HINT_LENGTH = 4
 
@@ -60,12 +61,18 @@ async def revoke_api_token(
         await uow.commit()
 
 
-async def authenticate_api_token(token: str, *, uow: UnitOfWork, clock: Clock) -> MerchantId:
-    """The id of the merchant whose active token this is; the token's last use is recorded.
+async def authenticate_api_token(
+    token: str, *, uow_factory: UnitOfWorkFactory, clock: Clock
+) -> MerchantId:
+    """The id of the merchant whose active token this is.
 
     The token is never compared as text: its digest is looked up through the database's index,
     so the time taken does not depend on how much of a guess is right. An empty token, or one
     longer than any Ellity issues, is refused without a lookup.
+
+    The lookup only reads. The token's last use is written when the one read is a minute old
+    or more (``LAST_USE_PRECISION``), and then only if no concurrent request has written a
+    newer one meanwhile: an e-shop's calls write about once a minute, not once each.
     """
     token = token.strip()
     if not token:
@@ -73,10 +80,15 @@ async def authenticate_api_token(token: str, *, uow: UnitOfWork, clock: Clock) -
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidApiToken(_BAD_TOKEN)
     digest = token_digest(token)
-    async with uow:
+    async with uow_factory(read_only=True) as uow:
         found = await uow.api_tokens.find_active(digest)
-        if found is None:
-            raise InvalidApiToken(_BAD_TOKEN)
-        await uow.api_tokens.touch(found.id, at=clock.now())
-        await uow.commit()
+    if found is None:
+        raise InvalidApiToken(_BAD_TOKEN)
+    now = clock.now()
+    if found.use_to_record(now):
+        async with uow_factory() as uow:
+            if await uow.api_tokens.touch(
+                found.id, at=now, unless_used_after=last_use_outdated_at(now)
+            ):
+                await uow.commit()
     return found.merchant_id

@@ -109,6 +109,7 @@ class ApiTokenRepository(Protocol):
         """False when the merchant has no such unrevoked token."""
         ...
 
-    async def touch(self, token_id: int, *, at: datetime) -> None:
-        """Record a use of the token."""
+    async def touch(self, token_id: int, *, at: datetime, unless_used_after: datetime) -> bool:
+        """Record a use of the token at ``at``, unless its recorded last use is later than
+        ``unless_used_after`` (a concurrent request recorded one); True when recorded."""
         ...

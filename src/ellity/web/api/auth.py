@@ -34,7 +34,9 @@ async def require_api_token(
     """Guard: refuse the request unless it carries an active token (``InvalidApiToken``)."""
     deps = app_deps(connection.app.state)
     merchant_id = await authenticate_api_token(
-        bearer_token(connection.headers.get("authorization")), uow=deps.uow(), clock=deps.clock
+        bearer_token(connection.headers.get("authorization")),
+        uow_factory=deps.uow,
+        clock=deps.clock,
     )
     connection.state[_STATE_KEY] = merchant_id
 
