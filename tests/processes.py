@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,11 +23,14 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
 
 
-def run_ellity(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_ellity(
+    workdir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``env``: settings on top of ``clean_env()``."""
     return subprocess.run(
         [*ELLITY, *args],
         cwd=workdir,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -41,12 +44,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_serve(workdir: Path, port: int) -> subprocess.Popen[str]:
-    """``ellity serve`` on ``port`` with the defaults, its output (stdout and stderr) piped."""
+def start_serve(
+    workdir: Path, port: int, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``ellity serve`` on ``port`` with the defaults (or ``args`` and ``env`` settings on
+    top of ``clean_env()``), its output (stdout and stderr) piped."""
     return subprocess.Popen(
-        [*ELLITY, "serve", "--port", str(port)],
+        [*ELLITY, "serve", "--port", str(port), *args],
         cwd=workdir,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ellity import cli_ecomail
+from ellity import cli_ecomail, serve
 from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
 from ellity.cli_export import run_export
@@ -30,9 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ellity", description="Ellity loyalty points.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the web app (migrations applied first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve_command = commands.add_parser("serve", help="run the web app (migrations applied first)")
+    serve.add_arguments(serve_command)
 
     commands.add_parser("migrate", help="apply the database migrations")
 
@@ -130,11 +128,18 @@ def _print_nightly(slug: str, result: nightly.NightlyResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = load_settings()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve.check_arguments(parser, args)
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a deployment setting the process cannot start with
+        print(f"ellity: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
-            serve(settings, host=args.host, port=args.port)
+            return serve.serve(settings, serve.ServerOptions.from_args(args))
         elif args.command == "worker":
             from ellity import worker  # noqa: PLC0415 - only the worker needs arq
 
@@ -199,24 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ellity: {exc.message}", file=sys.stderr)
         return 2
     return 0
-
-
-def serve(settings: Settings, *, host: str, port: int) -> None:
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from ellity import worker  # noqa: PLC0415
-    from ellity.adapters.embedded_redis import embedded_redis  # noqa: PLC0415
-    from ellity.web.app import create_app  # noqa: PLC0415
-
-    migrate.upgrade(settings.database_url)
-    worker.configure_logging()  # also masks webhook tokens in uvicorn's access log
-    if settings.redis_url:  # the workers run as their own processes (`ellity worker`)
-        app = create_app(lambda: build_deps(settings))
-        uvicorn.run(app, host=host, port=port, log_level="info")
-        return
-    with embedded_redis(settings.var_dir / "embedded-redis.log") as redis_url:
-        provide = worker.with_in_process_worker(dataclasses.replace(settings, redis_url=redis_url))
-        uvicorn.run(create_app(provide), host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":
