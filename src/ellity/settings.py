@@ -28,6 +28,9 @@ class Settings:
     #: Merchants' SMTP servers may be on loopback, private or link-local addresses
     #: (ELLITY_SMTP_ALLOW_PRIVATE): only for a deployment that relays through a local server.
     smtp_allow_private: bool = False
+    #: The file the secret key was read from or generated into; ``None`` when it came from
+    #: ``ELLITY_SECRET_KEY``. Backups need the key: ``ellity backup`` names where it is.
+    secret_key_file: Path | None = None
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -68,10 +71,11 @@ def load_settings(
 ) -> Settings:
     env = {**read_dotenv(dotenv), **(os.environ if environ is None else environ)}
     var_dir = Path(env.get("ELLITY_VAR_DIR", "var"))
+    given_key = env.get("ELLITY_SECRET_KEY")
     return Settings(
         database_url=env.get("ELLITY_DATABASE_URL") or DEFAULT_DATABASE_URL,
         redis_url=env.get("REDIS_URL") or None,
-        secret_key=env.get("ELLITY_SECRET_KEY") or _secret_key(var_dir),
+        secret_key=given_key or _secret_key(var_dir),
         base_url=(env.get("ELLITY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
         ecomail_api_url=(env.get("ELLITY_ECOMAIL_API_URL") or DEFAULT_ECOMAIL_API_URL).rstrip("/"),
         var_dir=var_dir,
@@ -80,6 +84,7 @@ def load_settings(
             env.get("ELLITY_DELIVERY_TIMEOUT"), DEFAULT_DELIVERY_TIMEOUT, "ELLITY_DELIVERY_TIMEOUT"
         ),
         smtp_allow_private=_flag(env.get("ELLITY_SMTP_ALLOW_PRIVATE"), "ELLITY_SMTP_ALLOW_PRIVATE"),
+        secret_key_file=None if given_key else var_dir / "secret_key",
     )
 
 
