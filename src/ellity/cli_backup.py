@@ -46,7 +46,11 @@ def run_backup(settings: Settings, out: Path, *, force: bool) -> int:
     except OSError as exc:
         _complain(f"the backup to {out} failed, nothing was written: {exc.strerror or exc}")
         return EXIT_FAILED
-    restarted = f"; writes started the copy again {done.restarts} time(s)" if done.restarts else ""
+    restarted = ""
+    if done.restarts:
+        restarted = f"; writes started the copy again {done.restarts} time(s)"
+        if done.one_step:
+            restarted += ", then the rest was copied in one step"
     print(f"Backed up {source} to {done.path}: {done.size:,} bytes, integrity check ok{restarted}.")
     print(
         f"Keep the secret key with this backup: it is {_key_place(settings)}. Without it the"

@@ -25,6 +25,7 @@ import contextlib
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +134,12 @@ def _copy(
             if restarts > restarts_allowed:
                 raise _KeptRestarting
         last_remaining = remaining
+        if remaining:
+            time.sleep(pause)  # the writers' moment (``backup``'s own sleep is only after BUSY)
 
     with _connect(source, mode="rw") as reader, _connect(target) as writer:
         try:
-            reader.backup(writer, pages=pages, progress=progress, sleep=pause)
+            reader.backup(writer, pages=pages, progress=progress)
             one_step = False
         except _KeptRestarting:
             reader.backup(writer, pages=-1)  # one read transaction; writers go on (WAL)
