@@ -1,5 +1,5 @@
 """The ``ellity`` command: serve, worker, migrate, create-merchant, settings, export,
-run-nightly, ecomail."""
+run-nightly, ecomail, backup, restore."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ellity import cli_ecomail, serve
+from ellity import cli_backup, cli_ecomail, serve
 from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
 from ellity.cli_export import run_export
@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     nightly_run.add_argument("--merchant", required=True, metavar="SLUG")
     cli_ecomail.add_commands(commands)
+
+    backup = commands.add_parser(
+        "backup", help="a consistent copy of the SQLite database, also while Ellity runs"
+    )
+    backup.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the backup file (mode 600)"
+    )
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    restore = commands.add_parser(
+        "restore", help="replace the SQLite database with a backup (stop Ellity first)"
+    )
+    restore.add_argument(
+        "--from", dest="source", type=Path, required=True, metavar="FILE", help="the backup"
+    )
     return parser
 
 
@@ -200,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ecomail":
             migrate.upgrade(settings.database_url)
             return cli_ecomail.run(settings, args)
+        elif args.command == "backup":
+            return cli_backup.run_backup(settings, args.out, force=args.force)
+        elif args.command == "restore":
+            return cli_backup.run_restore(settings, args.source)
     except DomainError as exc:
         print(f"ellity: {exc.message}", file=sys.stderr)
         return 2

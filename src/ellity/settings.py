@@ -38,6 +38,9 @@ class Settings:
     #: it opens under load (ELLITY_DB_MAX_OVERFLOW). SQLite ignores both.
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
     db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
+    #: The file the secret key was read from or generated into; ``None`` when it came from
+    #: ``ELLITY_SECRET_KEY``. Backups need the key: ``ellity backup`` names where it is.
+    secret_key_file: Path | None = None
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -78,10 +81,11 @@ def load_settings(
 ) -> Settings:
     env = {**read_dotenv(dotenv), **(os.environ if environ is None else environ)}
     var_dir = Path(env.get("ELLITY_VAR_DIR", "var"))
+    given_key = env.get("ELLITY_SECRET_KEY")
     return Settings(
         database_url=env.get("ELLITY_DATABASE_URL") or DEFAULT_DATABASE_URL,
         redis_url=env.get("REDIS_URL") or None,
-        secret_key=env.get("ELLITY_SECRET_KEY") or _secret_key(var_dir),
+        secret_key=given_key or _secret_key(var_dir),
         base_url=(env.get("ELLITY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
         ecomail_api_url=(env.get("ELLITY_ECOMAIL_API_URL") or DEFAULT_ECOMAIL_API_URL).rstrip("/"),
         var_dir=var_dir,
@@ -99,6 +103,7 @@ def load_settings(
             "ELLITY_DB_MAX_OVERFLOW",
             least=0,
         ),
+        secret_key_file=None if given_key else var_dir / "secret_key",
     )
 
 

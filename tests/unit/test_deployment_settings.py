@@ -105,3 +105,17 @@ def test_a_pool_setting_that_is_not_a_sensible_whole_number_stops_the_start(
 ) -> None:
     with pytest.raises(ValueError, match=f"{name} must be a whole number from"):
         settings_with(tmp_path, **{name: value})
+
+
+def test_the_settings_say_where_the_secret_key_is_kept(tmp_path: Path) -> None:
+    """``ellity backup`` names it: the file in the var folder, or the environment."""
+    from_file = load_settings({"ELLITY_VAR_DIR": str(tmp_path)}, dotenv=tmp_path / "no.env")
+    assert from_file.secret_key_file == tmp_path / "secret_key"
+    assert from_file.secret_key == (tmp_path / "secret_key").read_text(encoding="utf-8")
+
+    given = load_settings(
+        {"ELLITY_VAR_DIR": str(tmp_path / "other"), "ELLITY_SECRET_KEY": "from-the-environment"},
+        dotenv=tmp_path / "no.env",
+    )
+    assert given.secret_key_file is None
+    assert not (tmp_path / "other" / "secret_key").exists()

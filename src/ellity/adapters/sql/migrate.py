@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 
@@ -25,3 +26,9 @@ def upgrade(database_url: str) -> None:
 def check(database_url: str) -> None:
     """Raise if the tables in code and the migrations differ."""
     command.check(alembic_config(database_url))
+
+
+def known_revisions() -> list[str]:
+    """The schema revisions this code can migrate from, oldest first (the last is the head)."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
