@@ -28,6 +28,8 @@ class Settings:
     #: Merchants' SMTP servers may be on loopback, private or link-local addresses
     #: (ELLITY_SMTP_ALLOW_PRIVATE): only for a deployment that relays through a local server.
     smtp_allow_private: bool = False
+    #: ``GET /metrics`` is served (ELLITY_METRICS, default on); off: it answers 404.
+    metrics: bool = True
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -80,6 +82,7 @@ def load_settings(
             env.get("ELLITY_DELIVERY_TIMEOUT"), DEFAULT_DELIVERY_TIMEOUT, "ELLITY_DELIVERY_TIMEOUT"
         ),
         smtp_allow_private=_flag(env.get("ELLITY_SMTP_ALLOW_PRIVATE"), "ELLITY_SMTP_ALLOW_PRIVATE"),
+        metrics=_flag(env.get("ELLITY_METRICS") or "on", "ELLITY_METRICS"),
     )
 
 
