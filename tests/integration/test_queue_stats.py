@@ -11,14 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from ellity.adapters.sql.database import Database
-from ellity.adapters.sql.queue_stats import SqlQueueStats, queue_stats_query
-from ellity.adapters.sql.tables.outbox import outbox
+from ellity.adapters.sql.queue_stats import QUEUES, SqlQueueStats, queue_stats_query
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.newsletter import Notification, SubscriptionChange
-from ellity.domain.model.outbox import OutboxStatus
 from ellity.ports.operations import QueueStats, QueueStatsSource
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.conftest import BACKENDS
@@ -120,21 +118,26 @@ async def test_each_queue_counts_its_pending_items_the_oldest_and_the_claims_of_
     ]
 
 
-async def test_the_outbox_stats_read_the_pending_rows_through_the_status_index(
+QUEUE_INDEXES = {
+    "outbox": "ix_outbox_status_available_at",
+    "ecomail_contacts": "ix_ecomail_contacts_pending",
+    "newsletter_notifications": "ix_newsletter_notifications_pending",
+}
+
+
+async def test_each_queue_s_stats_read_its_pending_rows_through_the_claims_index(
     sql_database: Database,
 ) -> None:
-    """The depth query must not scan the settled history (the bulk of the outbox)."""
+    """The stats must not scan the settled history (the bulk of each table)."""
     database = sql_database
-    query = queue_stats_query(
-        outbox, outbox.c.created_at, (outbox.c.status == OutboxStatus.PENDING.value,), NOW
-    )
-    compiled = query.compile()  # named parameters, bound again below
     prefix = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN "
-    explain = sa.text(prefix + str(compiled)).bindparams(**compiled.params)
     async with database.engine.connect() as conn:
         if not database.is_sqlite:  # the tables are nearly empty: make it show its index
             await conn.execute(sa.text("SET enable_seqscan = off"))
-        plan = " ".join(str(row[-1]) for row in await conn.execute(explain))
+        for name, table, since, pending in QUEUES:
+            compiled = queue_stats_query(table, since, pending, NOW).compile()  # named params
+            explain = sa.text(prefix + str(compiled)).bindparams(**compiled.params)
+            plan = " ".join(str(row[-1]) for row in await conn.execute(explain))
+            assert QUEUE_INDEXES[name] in plan, plan
         if not database.is_sqlite:
             await conn.execute(sa.text("RESET enable_seqscan"))
-    assert "ix_outbox_status_available_at" in plan, plan

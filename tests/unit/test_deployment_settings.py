@@ -36,3 +36,17 @@ def test_a_private_smtp_flag_that_is_neither_true_nor_false_stops_the_start(
 ) -> None:
     with pytest.raises(ValueError, match="ELLITY_SMTP_ALLOW_PRIVATE must be true or false"):
         private_smtp_allowed(tmp_path, ELLITY_SMTP_ALLOW_PRIVATE="maybe")
+
+
+def metrics_on(var_dir: Path, **env: str) -> bool:
+    environ = {"ELLITY_SECRET_KEY": "k", "ELLITY_VAR_DIR": str(var_dir), **env}
+    return load_settings(environ, dotenv=var_dir / "none.env").metrics
+
+
+def test_the_metrics_endpoint_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert metrics_on(tmp_path) is True
+    assert metrics_on(tmp_path, ELLITY_METRICS="") is True
+    assert metrics_on(tmp_path, ELLITY_METRICS="off") is False
+    assert metrics_on(tmp_path, ELLITY_METRICS="on") is True
+    with pytest.raises(ValueError, match="ELLITY_METRICS must be true or false"):
+        metrics_on(tmp_path, ELLITY_METRICS="sometimes")

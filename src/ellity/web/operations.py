@@ -46,7 +46,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"  # a request no route took (never its raw path)
 
 
-@get("/ready", opt={"public": True}, media_type=MediaType.JSON)
+@get("/ready", opt={"public": True}, media_type=MediaType.JSON, include_in_schema=False)
 async def ready(deps: Injected[Deps]) -> Response[dict[str, object]]:
     """200 when every check holds, else 503 naming the failed ones."""
     readiness = await operations.check_readiness(

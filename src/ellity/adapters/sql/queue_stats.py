@@ -26,7 +26,7 @@ OUTBOX = "outbox"
 ECOMAIL_CONTACTS = "ecomail_contacts"
 NEWSLETTER_NOTIFICATIONS = "newsletter_notifications"
 
-_QUEUES: tuple[tuple[str, sa.Table, Any, tuple[Any, ...]], ...] = (
+QUEUES: tuple[tuple[str, sa.Table, Any, tuple[Any, ...]], ...] = (
     (OUTBOX, outbox, outbox.c.created_at, (outbox.c.status == OutboxStatus.PENDING.value,)),
     (
         ECOMAIL_CONTACTS,
@@ -60,7 +60,7 @@ class SqlQueueStats(QueueStatsSource):
     async def queue_stats(self, *, now: datetime) -> list[QueueStats]:
         stats = []
         async with self._database.engine.connect() as conn:
-            for name, table, since, pending in _QUEUES:
+            for name, table, since, pending in QUEUES:
                 depth, oldest, dead = (
                     await conn.execute(queue_stats_query(table, since, pending, now))
                 ).one()
