@@ -11,10 +11,17 @@ from ellity.adapters.ecomail.limiter import request_limiter
 from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
 from ellity.adapters.email_templates import JinjaEmailTemplates
 from ellity.adapters.passwords import Argon2PasswordHasher
+from ellity.adapters.redis_operations import (
+    LocalWorkCounters,
+    NoWorkerHeartbeats,
+    RedisOperations,
+)
 from ellity.adapters.secret_box import FernetSecretBox
 from ellity.adapters.smtp_mailer import SmtpMailer
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.export_rows import SqlCustomerRowSource
+from ellity.adapters.sql.migrate import SqlSchemaVersion
+from ellity.adapters.sql.queue_stats import SqlQueueStats
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
@@ -39,9 +46,15 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
         if settings.redis_url
         else NoJobQueue()
     )
+    operations = (
+        RedisOperations(settings.redis_url, namespace=settings.queue_name)
+        if settings.redis_url
+        else None
+    )
+    counters = operations.counters if operations else LocalWorkCounters()
+    limiter = request_limiter(settings.redis_url)
     marketing = EcomailPlatforms(
-        request_limiter(settings.redis_url),
-        EcomailSettings(base_url=settings.ecomail_api_url),
+        limiter, EcomailSettings(base_url=settings.ecomail_api_url), counters=counters
     )
     try:
         yield Deps(
@@ -59,8 +72,15 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             queue=queue,
             sessions=SqlSessionStore(database),
             login_attempts=SqlLoginAttempts(database),
+            heartbeats=operations.heartbeats if operations else NoWorkerHeartbeats(),
+            counters=counters,
+            queue_stats=SqlQueueStats(database),
+            request_budget=limiter,
+            schema=SqlSchemaVersion(database),
         )
     finally:
+        if operations is not None:
+            await operations.aclose()
         await marketing.aclose()
         await queue.close()
         await database.dispose()

@@ -10,6 +10,13 @@ from ellity.ports.clock import Clock, PasswordHasher, RandomSource
 from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.mailer import Mailer
 from ellity.ports.marketing import MarketingPlatforms
+from ellity.ports.operations import (
+    QueueStatsSource,
+    RequestBudget,
+    SchemaVersion,
+    WorkCounters,
+    WorkerHeartbeats,
+)
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
@@ -33,6 +40,11 @@ class Deps:
     queue: JobQueue  # nudges the worker; the unit of work nudges after outbox commits
     sessions: SessionStore  # the merchant pages' sessions, shared by all web processes
     login_attempts: LoginAttempts  # log-in throttling counts, shared likewise
+    heartbeats: WorkerHeartbeats  # the workers' heartbeats (/ready)
+    counters: WorkCounters  # what the processes did, summed across them (/metrics)
+    queue_stats: QueueStatsSource  # the work queues' depth and age (/metrics)
+    request_budget: RequestBudget  # the Ecomail requests taken per window (/metrics)
+    schema: SchemaVersion  # the database's migration revision (/ready)
 
 
 #: How an edge gets its ``Deps``: ``bootstrap.build_deps`` bound to the settings, or test fakes.

@@ -41,6 +41,8 @@ class Settings:
     #: The file the secret key was read from or generated into; ``None`` when it came from
     #: ``ELLITY_SECRET_KEY``. Backups need the key: ``ellity backup`` names where it is.
     secret_key_file: Path | None = None
+    #: ``GET /metrics`` is served (ELLITY_METRICS, default on); off: it answers 404.
+    metrics: bool = True
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -104,6 +106,7 @@ def load_settings(
             least=0,
         ),
         secret_key_file=None if given_key else var_dir / "secret_key",
+        metrics=_flag(env.get("ELLITY_METRICS") or "on", "ELLITY_METRICS"),
     )
 
 

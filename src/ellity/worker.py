@@ -26,6 +26,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, date, timedelta
@@ -42,6 +43,14 @@ from ellity.deps import Deps, DepsProvider
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
 from ellity.logs import keep_secrets_out_of_logs
+from ellity.ports.operations import (
+    HEARTBEAT_EVERY,
+    NIGHTLY_LAST_FINISHED,
+    NIGHTLY_RUNS,
+    NIGHTLY_SECONDS,
+    OperationsUnavailable,
+    WorkerHeartbeats,
+)
 from ellity.settings import DEFAULT_QUEUE_NAME, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,32 @@ NIGHTLY_TIMEOUT = timedelta(minutes=30)  # one merchant's run; 1 000 000 custome
 # a night's claim outlasts its job, and arq's hold on a killed job's id (its timeout + 10 s)
 NIGHTLY_LEASE = 2 * NIGHTLY_TIMEOUT
 KEEP_NOTIFICATIONS = timedelta(days=90)  # the integration page's activity log reads them
+
+
+@asynccontextmanager
+async def beating(
+    heartbeats: WorkerHeartbeats, worker: str, *, every: timedelta = HEARTBEAT_EVERY
+) -> AsyncIterator[None]:
+    """The worker's heartbeat while the block runs: one at once, then every ``every``;
+    forgotten when the block ends (a graceful stop), so ``/ready`` sees the worker gone.
+    A beat that Redis does not take is logged and tried again at the next one."""
+
+    async def beat() -> None:
+        while True:
+            try:
+                await heartbeats.beat(worker)
+            except OperationsUnavailable as exc:
+                logger.warning("the worker's heartbeat was not recorded: %s", exc)
+            await asyncio.sleep(every.total_seconds())
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await heartbeats.forget(worker)
 
 
 def new_worker_token() -> str:
@@ -77,6 +112,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         clock=deps.clock,
         worker_token=worker_token,
         lease=contact_lease(deps.settings.delivery_timeout),
+        counters=deps.counters,
     )
     written += await newsletter_processing.process_notifications(
         uow_factory=deps.uow,
@@ -85,6 +121,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         clock=deps.clock,
         worker_token=worker_token,
         limit=limit,
+        counters=deps.counters,
     )
     delivered = await delivery.deliver_pending(
         uow_factory=deps.uow,
@@ -95,6 +132,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         limit=limit,
         delivery_timeout=deps.settings.delivery_timeout,
         platforms=deps.marketing,
+        counters=deps.counters,
     )
     return written + delivered
 
@@ -130,16 +168,24 @@ async def run_nightly(ctx: dict[str, Any], merchant_id: int, local_date: date) -
     """One merchant's nightly run for its local date, under the night's claim; False when
     there was nothing to claim (done already, or another worker runs it)."""
     deps: Deps = ctx["deps"]
-    result = await nightly.run_claimed_nightly(
-        MerchantId(merchant_id),
-        today=local_date,
-        uow_factory=deps.uow,
-        clock=deps.clock,
-        token=ctx["worker_token"],
-        lease=NIGHTLY_LEASE,
-    )
+    started = time.monotonic()
+    try:
+        result = await nightly.run_claimed_nightly(
+            MerchantId(merchant_id),
+            today=local_date,
+            uow_factory=deps.uow,
+            clock=deps.clock,
+            token=ctx["worker_token"],
+            lease=NIGHTLY_LEASE,
+        )
+    except BaseException:  # a failure, or cut off by its time limit or a shutdown
+        deps.counters.add(NIGHTLY_RUNS, outcome="failed")
+        raise
     if result is None:
         return False
+    deps.counters.add(NIGHTLY_RUNS, outcome="finished")
+    deps.counters.add(NIGHTLY_SECONDS, time.monotonic() - started)
+    deps.counters.set(NIGHTLY_LAST_FINISHED, deps.clock.now().timestamp())
     logger.info(
         "nightly run of merchant %s for %s: %d customers' points expired, %d new"
         " pre-expiry notices",
@@ -155,9 +201,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Build the adapters once per worker process, from the settings ``ellity worker`` read."""
     stack = AsyncExitStack()
     settings: Settings = ctx.get("settings") or load_settings()
-    ctx["deps"] = await stack.enter_async_context(build_deps(settings))
+    ctx["deps"] = deps = await stack.enter_async_context(build_deps(settings))
     ctx["exit_stack"] = stack
-    ctx["worker_token"] = new_worker_token()
+    ctx["worker_token"] = token = new_worker_token()
+    await stack.enter_async_context(beating(deps.heartbeats, token))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -201,6 +248,7 @@ async def running_in_process(deps: Deps) -> AsyncIterator[None]:
     """The worker as a task of the current process (``ellity serve`` without ``REDIS_URL``)."""
     if not deps.settings.redis_url:
         raise ValueError("the in-process worker needs the (embedded) Redis URL")
+    token = new_worker_token()
     worker = create_worker(
         _SETTINGS,
         redis_settings=redis_settings(deps.settings.redis_url),
@@ -208,11 +256,12 @@ async def running_in_process(deps: Deps) -> AsyncIterator[None]:
         handle_signals=False,
         on_startup=None,
         on_shutdown=None,
-        ctx={"deps": deps, "worker_token": new_worker_token()},
+        ctx={"deps": deps, "worker_token": token},
     )
     task = asyncio.create_task(worker.async_run())
     try:
-        yield
+        async with beating(deps.heartbeats, token):
+            yield
     finally:
         with suppress(asyncio.CancelledError):
             await worker.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +38,15 @@ BASE_URL = "http://testserver.local"
 
 @asynccontextmanager
 async def deps_on(
-    database: Database, var_dir: Path, clock: FakeClock, *, ecomail_api_url: str = ""
+    database: Database,
+    var_dir: Path,
+    clock: FakeClock,
+    *,
+    ecomail_api_url: str = "",
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Deps]:
-    """``ecomail_api_url`` points the app's Ecomail client at an emulator."""
+    """``ecomail_api_url`` points the app's Ecomail client at an emulator; ``env`` adds
+    settings (``REDIS_URL``, ``ELLITY_QUEUE_NAME`` ...)."""
     url = database.engine.url.render_as_string(hide_password=False)
     settings = load_settings(
         {
@@ -50,6 +56,7 @@ async def deps_on(
             "ELLITY_BASE_URL": BASE_URL,
             "ELLITY_ECOMAIL_API_URL": ecomail_api_url,
             "ELLITY_SMTP_ALLOW_PRIVATE": "true",  # the tests' SMTP server is on 127.0.0.1
+            **(env or {}),
         },
         dotenv=var_dir / "no.env",
     )

@@ -15,6 +15,13 @@ from tests.fakes.marketing import (
     FakeMarketingPlatforms,
     FakeMember,
 )
+from tests.fakes.operations import (
+    FakeRequestBudget,
+    FakeSchemaVersion,
+    FakeWorkCounters,
+    FakeWorkerHeartbeats,
+    InMemoryQueueStats,
+)
 from tests.fakes.queue import FakeJobQueue
 from tests.fakes.secrets import FakeSecretBox
 from tests.fakes.storage.contact_sync import InMemoryContactSyncRepository
@@ -68,7 +75,11 @@ __all__ = [
     "FakeMember",
     "FakePasswordHasher",
     "FakeRandom",
+    "FakeRequestBudget",
+    "FakeSchemaVersion",
     "FakeSecretBox",
+    "FakeWorkCounters",
+    "FakeWorkerHeartbeats",
     "InMemoryApiTokenRepository",
     "InMemoryContactSyncRepository",
     "InMemoryCustomerRepository",
@@ -79,6 +90,7 @@ __all__ = [
     "InMemoryMerchantRepository",
     "InMemoryNewsletterRepository",
     "InMemoryOutboxRepository",
+    "InMemoryQueueStats",
     "InMemorySessionStore",
     "InMemoryStaffRepository",
     "InMemoryStore",

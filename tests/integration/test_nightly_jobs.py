@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from ellity.domain.services.points import earn_points
 from ellity.ports.queue import JobQueue
 from ellity.ports.storage import NightlySchedule, UnitOfWorkFactory
 from ellity.worker import WorkerSettings
-from tests.fakes import FakeClock, StallingNightly
+from tests.fakes import FakeClock, FakeWorkCounters, StallingNightly
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 T0 = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)  # points earned now last through 10 March 2025
@@ -43,6 +43,7 @@ class JobDeps:
     uow: UnitOfWorkFactory
     clock: FakeClock
     queue: JobQueue
+    counters: FakeWorkCounters = field(default_factory=FakeWorkCounters)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
@@ -28,6 +28,7 @@ from tests.fakes import (
     FakeMailer,
     FakeMarketingPlatforms,
     FakeSecretBox,
+    FakeWorkCounters,
     InMemoryStore,
     OutboxRecord,
 )
@@ -515,3 +516,4 @@ class JobDeps:
     mailer: FakeMailer
     queue: FakeJobQueue
     marketing: FakeMarketingPlatforms
+    counters: FakeWorkCounters = field(default_factory=FakeWorkCounters)

@@ -119,3 +119,17 @@ def test_the_settings_say_where_the_secret_key_is_kept(tmp_path: Path) -> None:
     )
     assert given.secret_key_file is None
     assert not (tmp_path / "other" / "secret_key").exists()
+
+
+def metrics_on(var_dir: Path, **env: str) -> bool:
+    environ = {"ELLITY_SECRET_KEY": "k", "ELLITY_VAR_DIR": str(var_dir), **env}
+    return load_settings(environ, dotenv=var_dir / "none.env").metrics
+
+
+def test_the_metrics_endpoint_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert metrics_on(tmp_path) is True
+    assert metrics_on(tmp_path, ELLITY_METRICS="") is True
+    assert metrics_on(tmp_path, ELLITY_METRICS="off") is False
+    assert metrics_on(tmp_path, ELLITY_METRICS="on") is True
+    with pytest.raises(ValueError, match="ELLITY_METRICS must be true or false"):
+        metrics_on(tmp_path, ELLITY_METRICS="sometimes")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,7 +37,7 @@ from ellity.worker import (
     run_nightlies,
     run_nightly,
 )
-from tests.fakes import FakeClock, FakeJobQueue, InMemoryStore, OutboxRecord
+from tests.fakes import FakeClock, FakeJobQueue, FakeWorkCounters, InMemoryStore, OutboxRecord
 from tests.unit.conftest import NewCustomer
 
 P = Points.parse
@@ -648,6 +648,7 @@ class JobDeps:
     uow: UnitOfWorkFactory
     clock: FakeClock
     queue: FakeJobQueue
+    counters: FakeWorkCounters = field(default_factory=FakeWorkCounters)
 
 
 async def test_the_worker_looks_every_quarter_hour_and_runs_each_due_night_as_a_job(

@@ -13,6 +13,7 @@ from ellity.deps import DepsProvider
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.web.api import EshopApiPlugin
 from ellity.web.dependencies import BUNDLE_DEPENDENCIES, Injected
+from ellity.web.operations import RequestTimer, metrics, ready
 from ellity.web.pages.errors import not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
 from ellity.web.security import SecurityHeaders, WebSecurity
@@ -23,7 +24,8 @@ from ellity.web.webhooks import webhook_router
 async def health(
     ping_database: Injected[Callable[[], Awaitable[None]]],
 ) -> Response[dict[str, str]]:
-    """``ok`` when the database answers; 503 otherwise."""
+    """Liveness: ``ok`` when the process answers and the database does; 503 otherwise.
+    ``/ready`` checks everything the app needs to work (``web.operations``)."""
     try:
         await ping_database()
     except Exception:  # noqa: BLE001 - any failure means unhealthy, reported not raised
@@ -44,7 +46,14 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[health, pages_router(security), static_files(), webhook_router],
+        route_handlers=[
+            health,
+            ready,
+            metrics,
+            pages_router(security),
+            static_files(),
+            webhook_router,
+        ],
         lifespan=[lifespan],
         dependencies=BUNDLE_DEPENDENCIES,
         debug=debug,
@@ -52,5 +61,8 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
         plugins=[EshopApiPlugin()],  # the e-shop API under /api/v1
         csrf_config=security.csrf,
         template_config=template_config(),
-        middleware=[DefineMiddleware(SecurityHeaders, security=security)],
+        middleware=[
+            DefineMiddleware(RequestTimer),
+            DefineMiddleware(SecurityHeaders, security=security),
+        ],
     )

@@ -42,6 +42,7 @@ from ellity.ports.marketing import (
     Membership,
     TrackerEvent,
 )
+from ellity.ports.operations import ECOMAIL_RATE_LIMITED, WorkCounters
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,17 @@ class EcomailMarketingPlatform:
         account: str = "",
         limiter: RequestLimiter | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        counters: WorkCounters | None = None,
     ) -> None:
-        """``limiter=None`` sends unpaced; only for tests and one-off calls."""
+        """``limiter=None`` sends unpaced; only for tests and one-off calls. ``counters``
+        count the 429 answers."""
         self._http = http
         self._api_key = api_key.strip()
         self._account = account
         self._limiter = limiter
         self._limiter_key = limiter_key(self._api_key)
         self._base_url = base_url.rstrip("/")
+        self._counters = counters
 
     def __repr__(self) -> str:  # never show the key
         return f"EcomailMarketingPlatform(account={self._account!r}, base_url={self._base_url!r})"
@@ -232,6 +236,8 @@ class EcomailMarketingPlatform:
     async def _hold_back(self, response: httpx.Response) -> NoReturn:
         """Ecomail says "too many": every worker waits ``Retry-After`` for this key."""
         wait = wire.retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
+        if self._counters is not None:
+            self._counters.add(ECOMAIL_RATE_LIMITED)
         logger.warning(
             "Ecomail answered 429 for %s; holding calls back %.0f s", self._account, wait
         )

@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ellity.ports.marketing import MarketingRateLimited, MarketingUnavailable
+from ellity.ports.operations import OperationsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,12 @@ class LocalRequestLimiter(_WaitingLimiter):
         until = time.monotonic() + seconds
         self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
 
+    async def used(self) -> dict[str, int]:
+        """Requests taken in the current window per key (``ports.operations.RequestBudget``)."""
+        since = time.monotonic() - self.window
+        counts = {key: sum(1 for sent in log if sent > since) for key, log in self._log.items()}
+        return {key: count for key, count in counts.items() if count}
+
     async def aclose(self) -> None:
         self._log.clear()
         self._blocked_until.clear()
@@ -215,6 +222,30 @@ class RedisRequestLimiter(_WaitingLimiter):
         if ms > 0:
             await self._run(self._block_script, keys=self._keys(key)[1:], args=[ms])
 
+    async def used(self) -> dict[str, int]:
+        """Requests taken in the current window per key (``ports.operations.RequestBudget``):
+        the keys' logs found by a SCAN, each counted on the Redis server's clock."""
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self._prefix) + ":{*}:log"
+        try:
+            async with asyncio.timeout(self._timeout):
+                logs = [key async for key in self._redis.scan_iter(match=pattern, count=500)]
+                seconds, micros = await self._redis.time()
+                since = seconds * 1000 + micros // 1000 - max(1, round(self.window * 1000))
+                pipe = self._redis.pipeline(transaction=False)
+                for log in logs:
+                    pipe.zcount(log, f"({since}", "+inf")
+                counts = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise OperationsUnavailable(
+                f"the request budget cannot be read: {type(exc).__name__}"
+            ) from None
+        used = {}
+        for log, count in zip(logs, counts, strict=True):
+            name = log.decode() if isinstance(log, bytes) else str(log)
+            if count:
+                used[name.removeprefix(self._prefix + ":{").removesuffix("}:log")] = int(count)
+        return used
+
     async def _run(self, script: Any, *, keys: list[str], args: list[Any]) -> Any:
         try:
             async with asyncio.timeout(self._timeout):
@@ -238,7 +269,7 @@ def request_limiter(
     limit: int = DEFAULT_LIMIT,
     window: float = DEFAULT_WINDOW,
     max_wait: float = DEFAULT_MAX_WAIT,
-) -> RequestLimiter:
+) -> RedisRequestLimiter | LocalRequestLimiter:
     """Shared through Redis when there is one, else this process's own."""
     if redis_url:
         return RedisRequestLimiter(redis_url, limit=limit, window=window, max_wait=max_wait)

@@ -14,6 +14,7 @@ import httpx
 
 from ellity.adapters.ecomail.client import DEFAULT_BASE_URL, EcomailMarketingPlatform
 from ellity.adapters.ecomail.limiter import RequestLimiter
+from ellity.ports.operations import WorkCounters
 
 USER_AGENT = "Ellity/0.1 (loyalty points)"
 
@@ -38,10 +39,13 @@ class EcomailPlatforms:
         settings: EcomailSettings | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        counters: WorkCounters | None = None,
     ) -> None:
-        """``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
+        """``transport`` replaces the network (tests: ``httpx.MockTransport``); ``counters``
+        count Ecomail's 429 answers."""
         self.settings = settings or EcomailSettings()
         self._limiter = limiter
+        self._counters = counters
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=self.settings.connect_timeout,
@@ -65,6 +69,7 @@ class EcomailPlatforms:
             account=account,
             limiter=self._limiter,
             base_url=self.settings.base_url,
+            counters=self._counters,
         )
 
     async def aclose(self) -> None:

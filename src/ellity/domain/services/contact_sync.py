@@ -79,12 +79,14 @@ from ellity.ports.marketing import (
     MarketingUnavailable,
     TypedValue,
 )
+from ellity.ports.operations import DELIVERED, DELIVERIES, FAILED, RETRIED, WorkCounters
 from ellity.ports.secrets import SecretBox, SecretUnreadable
 from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+CONTACTS = "ecomail_contacts"  # the kind counted in ``DELIVERIES``
 #: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
 CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
 
@@ -181,9 +183,12 @@ async def sync_contacts(
     worker_token: str,
     max_batches: int = 1000,
     lease: timedelta = LEASE,
+    counters: WorkCounters | None = None,
 ) -> int:
     """Write the pending contacts of every merchant with an active integration; returns how
-    many were written. Stops a merchant's run at its first failure (what is left waits)."""
+    many were written. Stops a merchant's run at its first failure (what is left waits).
+    ``counters`` count the contacts written, and those left to retry or failed
+    (``DELIVERIES``, kind ``CONTACTS``)."""
     await mark_backfills(uow_factory=uow_factory, clock=clock)
     async with uow_factory(read_only=True) as uow:
         merchant_ids = await uow.contacts.due_merchants(now=clock.now())
@@ -198,6 +203,7 @@ async def sync_contacts(
             worker_token=worker_token,
             max_batches=max_batches,
             lease=lease,
+            counters=counters,
         )
     return written
 
@@ -212,6 +218,7 @@ async def sync_merchant(
     worker_token: str,
     max_batches: int = 1000,
     lease: timedelta = LEASE,
+    counters: WorkCounters | None = None,
 ) -> int:
     """``lease``: how long a claim holds its contacts; a worker that dies holding some leaves
     them to be taken over when it runs out. It must outlast one bulk call."""
@@ -226,7 +233,7 @@ async def sync_merchant(
     if link is None and not unreadable:
         return 0  # not active (any more): the contacts wait for an activation
     pace = Pace(BULK_LIMIT, lease, claims=max_batches)
-    contacts = _Contacts(merchant_id, link, uow_factory, clock)
+    contacts = _Contacts(merchant_id, link, uow_factory, clock, counters=counters)
     return await work_through(
         contacts, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
     )
@@ -242,6 +249,7 @@ class _Contacts:
     uow_factory: UnitOfWorkFactory
     clock: Clock
     tag: str = "c"
+    counters: WorkCounters | None = None
 
     async def claim(
         self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
@@ -255,10 +263,20 @@ class _Contacts:
             await _fail(
                 self.uow_factory, self.merchant_id, token, None, KEY_UNREADABLE, clock=self.clock
             )
+            self._count(FAILED, len(claimed))
             return Handled(0, stop=True)
         batch = _Batch(self.merchant_id, token, self.link, self.uow_factory, self.clock)
         written = await batch.write(claimed)
+        self._count(DELIVERED, written)
+        self._count(FAILED, len(batch.failed))
+        if batch.stopped:
+            left = len(claimed) - written - len(batch.failed)
+            self._count(FAILED if batch.gave_up else RETRIED, left)
         return Handled(written, stop=batch.stopped)
+
+    def _count(self, outcome: str, contacts: int) -> None:
+        if contacts > 0 and self.counters is not None:
+            self.counters.add(DELIVERIES, contacts, kind=CONTACTS, outcome=outcome)
 
 
 class _Batch:
@@ -278,6 +296,7 @@ class _Batch:
         self.uow_factory = uow_factory
         self.clock = clock
         self.stopped = False
+        self.gave_up = False  # stopped for good: the key or the list is wrong
         self.failed: set[CustomerId] = set()
 
     async def write(self, claimed: Sequence[ClaimedContact]) -> int:
@@ -311,13 +330,13 @@ class _Batch:
             await _fail(
                 self.uow_factory, self.merchant_id, self.token, None, KEY_REJECTED, clock=self.clock
             )
-            self.stopped = True
+            self.stopped = self.gave_up = True
             return 0
         except ListNotFound:
             await _fail(
                 self.uow_factory, self.merchant_id, self.token, None, LIST_GONE, clock=self.clock
             )
-            self.stopped = True
+            self.stopped = self.gave_up = True
             return 0
         members = [s.customer_id for s in known] + [i for ids, _ in added for i in ids]
         inserted_ids = [i for ids, inserted in added if inserted for i in ids]

@@ -35,6 +35,7 @@ from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer
 from ellity.ports.marketing import MarketingPlatforms
+from ellity.ports.operations import DELIVERED, DELIVERIES, FAILED, RETRIED, SKIPPED, WorkCounters
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
@@ -58,16 +59,19 @@ async def deliver_pending(
     batch_size: int = BATCH_SIZE,
     delivery_timeout: float = DELIVERY_TIMEOUT,
     policy: RetryPolicy = RETRY_POLICY,
+    counters: WorkCounters | None = None,
 ) -> int:
     """Deliver up to ``limit`` due items, a batch at a time; returns how many were delivered.
 
     ``worker_token`` must be unique per worker process; each claim adds a counter to it.
     Items that fail are rescheduled by ``policy``, so a run ends when nothing is due.
+    ``counters`` count each recorded outcome by topic (``DELIVERIES``); a wait is none.
     """
     courier = Courier(
         uow_factory=uow_factory, mailer=mailer, secret_box=secret_box, platforms=platforms
     )
-    outbox = OneAtATime("", _outbox, _Delivery(courier, clock, policy), delivery_timeout)
+    work = _Delivery(courier, clock, policy, counters)
+    outbox = OneAtATime("", _outbox, work, delivery_timeout)
     pace = Pace(batch_size, lease_for(delivery_timeout, batch_size), limit=limit)
     return await work_through(
         outbox, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
@@ -119,6 +123,15 @@ class _Kind(Enum):
     WAIT = "wait"
 
 
+#: What each kind of outcome counts as (``DELIVERIES``); a wait counts as nothing.
+_COUNTED = {
+    _Kind.DELIVERED: DELIVERED,
+    _Kind.SKIPPED: SKIPPED,
+    _Kind.RETRY: RETRIED,
+    _Kind.GIVE_UP: FAILED,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     kind: _Kind
@@ -137,6 +150,7 @@ class _Delivery:
     courier: Courier
     clock: Clock
     policy: RetryPolicy
+    counters: WorkCounters | None = None
 
     async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
         if item.attempts > self.policy.max_attempts:  # the earlier claims all died unfinished
@@ -167,6 +181,9 @@ class _Delivery:
         held = await _record(
             self.courier.uow_factory, item, token, outcome, clock=self.clock, policy=self.policy
         )
+        counted = _COUNTED.get(outcome.kind)
+        if held and counted is not None and self.counters is not None:
+            self.counters.add(DELIVERIES, kind=item.topic, outcome=counted)
         return held and outcome.kind is _Kind.DELIVERED
 
 

@@ -57,11 +57,13 @@ from ellity.domain.services.newsletter_confirmation import Connect, Wait, confir
 from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import MarketingPlatforms, Membership
+from ellity.ports.operations import DELIVERED, DELIVERIES, RETRIED, WorkCounters
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 logger = logging.getLogger(__name__)
 
+NOTIFICATIONS = "newsletter_notifications"  # the kind counted in ``DELIVERIES``
 BATCH_SIZE = 20
 PROCESS_TIMEOUT = 30.0  # seconds for one notification: reads, Ecomail's answer, the write
 #: Ecomail unavailable or the key refused: 30 s, 1, 2 ... at most 30 minutes apart, for ever.
@@ -84,16 +86,18 @@ async def process_notifications(
     limit: int = 200,
     batch_size: int = BATCH_SIZE,
     seconds_each: float = PROCESS_TIMEOUT,
+    counters: WorkCounters | None = None,
 ) -> int:
     """Process up to ``limit`` due notifications, a claimed batch at a time; returns how many
-    were settled (paid, deducted, ignored or unconfirmed)."""
+    were settled (paid, deducted, ignored or unconfirmed). ``counters`` count the settled
+    ones and the failed attempts (``DELIVERIES``, kind ``NOTIFICATIONS``)."""
 
     async def connect(merchant_id: MerchantId) -> Connection | None:
         return await connection(
             merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
         )
 
-    processing = _Processing(uow_factory, clock, connect)
+    processing = _Processing(uow_factory, clock, connect, counters)
     queue = OneAtATime("n", _notifications, processing, seconds_each)
     pace = Pace(batch_size, lease_for(seconds_each, batch_size), limit=limit)
     return await work_through(
@@ -124,6 +128,7 @@ class _Processing:
     uow_factory: UnitOfWorkFactory
     clock: Clock
     connect: Connect
+    counters: WorkCounters | None = None
 
     async def attempt(self, item: ClaimedNotification, token: str) -> bool | Wait:
         """Settle the notification (True; False when the claim was lost) or say how long it
@@ -165,7 +170,11 @@ class _Processing:
     async def settle(self, item: ClaimedNotification, token: str, outcome: bool | Wait) -> bool:
         if isinstance(outcome, Wait):
             await _defer(self.uow_factory, self.clock, item, token, outcome)
+            if outcome.counts and self.counters is not None:
+                self.counters.add(DELIVERIES, kind=NOTIFICATIONS, outcome=RETRIED)
             return False
+        if outcome and self.counters is not None:
+            self.counters.add(DELIVERIES, kind=NOTIFICATIONS, outcome=DELIVERED)
         return outcome
 
 
