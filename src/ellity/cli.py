@@ -214,7 +214,8 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         app = create_app(lambda: build_deps(settings))
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
-    with embedded_redis(settings.var_dir / "embedded-redis.log") as redis_url:
+    var = settings.var_dir
+    with embedded_redis(var / "embedded-redis.log", data_dir=var / "embedded-redis") as redis_url:
         provide = worker.with_in_process_worker(dataclasses.replace(settings, redis_url=redis_url))
         uvicorn.run(create_app(provide), host=host, port=port, log_level="info")
 
