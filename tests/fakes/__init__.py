@@ -14,6 +14,7 @@ from tests.fakes.marketing import (
     FakeMarketingPlatform,
     FakeMarketingPlatforms,
     FakeMember,
+    FakeRequestBudget,
 )
 from tests.fakes.queue import FakeJobQueue
 from tests.fakes.secrets import FakeSecretBox
@@ -68,6 +69,7 @@ __all__ = [
     "FakeMember",
     "FakePasswordHasher",
     "FakeRandom",
+    "FakeRequestBudget",
     "FakeSecretBox",
     "InMemoryApiTokenRepository",
     "InMemoryContactSyncRepository",
