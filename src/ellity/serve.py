@@ -156,7 +156,10 @@ def serve(settings: Settings, options: ServerOptions) -> int:
     elif settings.redis_url:  # the workers run as their own processes (`ellity worker`)
         uvicorn.run(create_app(lambda: build_deps(settings)), **server)
     else:
-        with embedded_redis(settings.var_dir / "embedded-redis.log") as redis_url:
+        var = settings.var_dir
+        with embedded_redis(
+            var / "embedded-redis.log", data_dir=var / "embedded-redis"
+        ) as redis_url:
             provide = worker.with_in_process_worker(
                 dataclasses.replace(settings, redis_url=redis_url)
             )

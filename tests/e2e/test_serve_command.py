@@ -81,7 +81,7 @@ def spawned_children(pid: int) -> list[str]:
 def test_two_worker_processes_share_the_port_and_mask_webhook_tokens(tmp_path: Path) -> None:
     token = "sc5hQATgpJIJpJPHZf8vIt7-fa_t1FTzzcTCf5lsuVE"
     port = free_port()
-    with embedded_redis(tmp_path / "redis.log") as redis_url:
+    with embedded_redis(tmp_path / "redis.log", data_dir=tmp_path / "redis") as redis_url:
         started = time.monotonic()
         server = start_serve(tmp_path, port, "--workers", "2", env={"REDIS_URL": redis_url})
         try:

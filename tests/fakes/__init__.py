@@ -14,6 +14,7 @@ from tests.fakes.marketing import (
     FakeMarketingPlatform,
     FakeMarketingPlatforms,
     FakeMember,
+    FakeSpendingBudget,
 )
 from tests.fakes.operations import (
     FakeRequestBudget,
@@ -78,6 +79,7 @@ __all__ = [
     "FakeRequestBudget",
     "FakeSchemaVersion",
     "FakeSecretBox",
+    "FakeSpendingBudget",
     "FakeWorkCounters",
     "FakeWorkerHeartbeats",
     "InMemoryApiTokenRepository",

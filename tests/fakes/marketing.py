@@ -6,11 +6,12 @@ import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BudgetExhausted,
     ContactData,
     ContactList,
     InvalidApiKey,
@@ -26,6 +27,31 @@ from ellity.ports.marketing import (
 from tests.fakes.clock import DEFAULT_NOW
 
 FAKE_WRONG_KEY = "Ecomail does not accept the API key."
+
+
+class FakeSpendingBudget:
+    """Ellity's request limiter as a platform's callers see it, on a clock: a call goes
+    through when a slot is free (one every ``spacing``), otherwise it raises
+    ``BudgetExhausted`` with the wait until the next slot and no request is made.
+    ``refused`` counts the calls held back."""
+
+    def __init__(self, clock: Clock, *, spacing: timedelta) -> None:
+        self.clock = clock
+        self.spacing = spacing
+        self.next_slot = clock.now()
+        self.refused = 0
+
+    def take(self) -> None:
+        now = self.clock.now()
+        if now < self.next_slot:
+            self.refused += 1
+            wait = (self.next_slot - now).total_seconds()
+            raise BudgetExhausted(
+                "Ellity has used this Ecomail account's request budget for the minute;"
+                f" it will try again in {wait:.0f} s.",
+                retry_after=wait,
+            )
+        self.next_slot = now + self.spacing
 
 
 @dataclass
@@ -68,7 +94,8 @@ class FakeMarketingPlatform(MarketingPlatform):
 
     Every call is recorded in ``calls`` as ``(method, contacts sent)``. Faults: ``fail_with``
     holds errors the next calls raise, one per call (``None``: that call goes through);
-    ``valid = False`` makes every call raise ``InvalidApiKey`` (a regenerated key).
+    ``valid = False`` makes every call raise ``InvalidApiKey`` (a regenerated key); a
+    ``budget`` holds calls back before they are made (not recorded), as Ellity's limiter does.
     """
 
     def __init__(
@@ -82,6 +109,7 @@ class FakeMarketingPlatform(MarketingPlatform):
         self.events: list[TrackerEvent] = []
         self.fail_with: list[Exception | None] = []
         self.refuse: dict[str, str] = {}  # lower-cased email -> Ecomail's reason
+        self.budget: FakeSpendingBudget | None = None
         self._list_ids = itertools.count(1)
 
     # -- what happens in Ecomail itself (tests set the scene with these)
@@ -217,6 +245,8 @@ class FakeMarketingPlatform(MarketingPlatform):
 
     async def _call(self, method: str, size: int = 0) -> None:
         await asyncio.sleep(0)  # like a request: other tasks get a turn
+        if self.budget is not None:
+            self.budget.take()
         self.calls.append((method, size))
         if self.fail_with:
             error = self.fail_with.pop(0)

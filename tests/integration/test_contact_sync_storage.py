@@ -326,6 +326,31 @@ async def test_a_released_claim_waits_for_its_retry_time_and_counts_an_attempt(
         assert await uow.contacts.attempts(shop, token="w3") == 0  # settling reset the count
 
 
+async def test_a_deferred_claim_waits_until_then_without_counting_an_attempt(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob = await add_customers(uow_factory, shop, "ann@example.cz", "bob@example.cz")
+    await mark(uow_factory, shop, ann, bob)
+    await claim(uow_factory, shop, "w")
+    await release(uow_factory, shop, "w", retry_at=NOW)  # one failed attempt before
+    await claim(uow_factory, shop, "w2")
+    until = NOW + timedelta(seconds=40)
+    async with uow_factory() as uow:
+        assert await uow.contacts.defer(shop, token="nobody", until=until) == 0
+        assert await uow.contacts.defer(shop, token="w2", until=until) == 2
+        await uow.commit()
+    assert await pending(uow_factory, shop, ann)  # not lost, not failed
+    assert (await health(uow_factory, shop)).failed == 0
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.contacts.next_due() == until
+    assert await claim(uow_factory, shop, "w3", now=until - SECOND) == []
+    assert ids_of(await claim(uow_factory, shop, "w3", now=until)) == [ann, bob]
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.contacts.attempts(shop, token="w3") == 1  # the failure only
+
+
 async def test_failing_some_contacts_of_a_claim_and_then_the_rest(
     uow_factory: UnitOfWorkFactory,
 ) -> None:

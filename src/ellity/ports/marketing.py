@@ -5,6 +5,10 @@ Every failed call raises one of the errors below, never a transport library's ex
 - ``InvalidApiKey``: the key is wrong or was regenerated; nothing works until it is replaced.
 - ``MarketingRateLimited`` (a ``MarketingUnavailable``): over the platform's request limit;
   ``retry_after`` says how long to wait.
+- ``BudgetExhausted`` (a ``MarketingRateLimited``): Ellity held the call back and sent
+  nothing, because its own request budget for the account is spent (or a ``Retry-After`` the
+  platform gave is still running); ``retry_after`` says when a slot frees up. Waiting for it
+  is not a failed attempt: queues defer the work without counting it.
 - ``MarketingUnavailable``: down, timing out, unreachable, 5xx; try again later.
 - ``MarketingRejected``: the platform refused the request as sent (4xx with its message);
   sending it again unchanged will not help. ``status`` is the HTTP status.
@@ -47,6 +51,14 @@ class MarketingUnavailable(MarketingError):
 
 class MarketingRateLimited(MarketingUnavailable):
     pass
+
+
+class BudgetExhausted(MarketingRateLimited):
+    """No request was sent: wait ``retry_after`` seconds for the request budget."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after: float = retry_after
 
 
 class MarketingRejected(MarketingError):

@@ -267,6 +267,14 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
             row.unclaim()
         return len(held)
 
+    async def defer(self, merchant_id: MerchantId, *, token: str, until: datetime) -> int:
+        await round_trip()
+        held = list(self._claimed(merchant_id, token))
+        for row in held:
+            row.next_attempt_at = until
+            row.unclaim()
+        return len(held)
+
     async def fail(
         self,
         merchant_id: MerchantId,

@@ -12,15 +12,30 @@ neither burns 429s nor starves its other work:
   sent later, so a burst sent as a slot frees could land inside Ecomail's minute. The two extra
   seconds absorb that; the 50 fewer requests leave room for the merchant's other tools.
 - ``acquire`` takes a slot, waiting when one frees up soon (``max_wait``, 5 s by default);
-  otherwise it raises ``MarketingRateLimited`` with the wait, and the caller tries again later.
+  otherwise it raises ``BudgetExhausted`` with the wait: nothing was sent, and the caller
+  defers its work without counting an attempt.
 - ``block(key, seconds)`` records Ecomail's ``Retry-After``: every process waits it out before
-  its next call with that key.
+  its next call with that key (also through ``BudgetExhausted``).
 
 ``RedisRequestLimiter`` shares the budget through Redis (a sliding log in a sorted set, checked
 and updated by one Lua script, timed by the Redis server's clock so the workers' clocks do not
 matter). When Redis cannot be reached it raises ``MarketingUnavailable`` rather than letting
 traffic through unpaced. ``LocalRequestLimiter`` has the same rules inside one process, for runs
-without Redis (``ellity worker --burst``, one-off commands).
+without Redis (``ellity worker --burst``, one-off commands); it starts empty with the process.
+
+A restart never resets the budget:
+
+- Every key's log has a marker saying since when it is complete. A Redis that keeps its data
+  (append-only file: the embedded server of ``ellity serve`` writes one in ``var/``, as may an
+  operator's Redis) brings the log and the marker back, and the budget goes on where it was.
+- A Redis that comes back empty has lost the marker. When the limiter finds none, it asks Redis
+  how long it has kept its data: with the append-only file on, or up longer than the window,
+  the log holds every request of the window (a key without a marker has had no traffic). A
+  Redis started less than a window ago without it may have lost requests sent just before:
+  the limiter treats that part of the window as full and sends nothing with the key until a
+  whole window has passed since the server started (at most 62 s, only after such a restart).
+  A Redis that persists only RDB snapshots restores an old log: run Redis either with the
+  append-only file or without persistence.
 """
 
 from __future__ import annotations
@@ -32,12 +47,14 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
+from enum import IntEnum
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ellity.ports.marketing import MarketingRateLimited, MarketingUnavailable
+from ellity.ports.marketing import BudgetExhausted, MarketingUnavailable
 from ellity.ports.operations import OperationsUnavailable
 
 logger = logging.getLogger(__name__)
@@ -56,7 +73,8 @@ def limiter_key(api_key: str) -> str:
 
 class RequestLimiter(Protocol):
     async def acquire(self, key: str) -> None:
-        """Take one request slot; raises ``MarketingRateLimited`` or ``MarketingUnavailable``."""
+        """Take one request slot; raises ``BudgetExhausted`` (wait ``retry_after``, nothing
+        was sent) or ``MarketingUnavailable`` (the budget cannot be checked)."""
         ...
 
     async def block(self, key: str, seconds: float) -> None:
@@ -64,6 +82,14 @@ class RequestLimiter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Hold(IntEnum):
+    """Why no slot is free now (the Lua script's numbers)."""
+
+    BUDGET = 0  # the window's requests are spent
+    RETRY_AFTER = 1  # Ecomail's Retry-After is running
+    RESTART = 2  # Redis came back empty less than a window ago
 
 
 class _WaitingLimiter:
@@ -76,26 +102,30 @@ class _WaitingLimiter:
         self.window = window
         self.max_wait = max_wait
 
-    async def _attempt(self, key: str) -> tuple[float, bool]:
-        """Take a slot and return ``(0, False)``, or return ``(seconds to wait, blocked)``
-        where ``blocked`` says Ecomail's Retry-After is the reason."""
+    async def _attempt(self, key: str) -> tuple[float, Hold]:
+        """Take a slot and return ``(0, ...)``, or return the seconds to wait and why."""
         raise NotImplementedError
 
     async def acquire(self, key: str) -> None:
         deadline = time.monotonic() + self.max_wait
         while True:
-            wait, blocked = await self._attempt(key)
+            wait, hold = await self._attempt(key)
             if wait <= 0:
                 return
             if time.monotonic() + wait > deadline:
-                raise MarketingRateLimited(_limited_message(wait, blocked), retry_after=wait)
+                raise BudgetExhausted(_limited_message(wait, hold), retry_after=wait)
             await asyncio.sleep(wait)
 
 
-def _limited_message(wait: float, blocked: bool) -> str:
+def _limited_message(wait: float, hold: Hold) -> str:
     seconds = max(1, math.ceil(wait))
-    if blocked:
+    if hold is Hold.RETRY_AFTER:
         return f"Ecomail asked Ellity to slow down; Ellity will try again in {seconds} s."
+    if hold is Hold.RESTART:
+        return (
+            "Ellity's count of its recent requests to this Ecomail account was lost when Redis"
+            f" restarted; it waits a full minute and tries again in {seconds} s."
+        )
     return (
         "Ellity has used this Ecomail account's request budget for the minute;"
         f" it will try again in {seconds} s."
@@ -116,19 +146,19 @@ class LocalRequestLimiter(_WaitingLimiter):
         self._log: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
 
-    async def _attempt(self, key: str) -> tuple[float, bool]:
+    async def _attempt(self, key: str) -> tuple[float, Hold]:
         # No await inside: the check and the update are one step on the event loop.
         now = time.monotonic()
         blocked = self._blocked_until.get(key, 0.0) - now
         if blocked > 0:
-            return blocked, True
+            return blocked, Hold.RETRY_AFTER
         log = self._log.setdefault(key, deque())
         while log and log[0] <= now - self.window:
             log.popleft()
         if len(log) < self.limit:
             log.append(now)
-            return 0.0, False
-        return max(log[0] + self.window - now, 0.001), False
+            return 0.0, Hold.BUDGET
+        return max(log[0] + self.window - now, 0.001), Hold.BUDGET
 
     async def block(self, key: str, seconds: float) -> None:
         until = time.monotonic() + seconds
@@ -146,14 +176,24 @@ class LocalRequestLimiter(_WaitingLimiter):
 
 
 # KEYS[1]: the sorted set of recent requests (score: server time in ms); KEYS[2]: the
-# "blocked until" marker. ARGV: limit, window in ms, a unique member for this request.
-# Returns {0, 0} when a slot was taken, else {ms to wait, 1 when blocked by Retry-After}.
+# "blocked until" marker; KEYS[3]: since when (server ms) the log is complete. ARGV: limit,
+# window in ms, a unique member for this request, and how many ms the store has kept its data
+# ("" when not asked yet). Returns {0, 0} when a slot was taken, {-1, 0} when the store must
+# be asked (no marker), else {ms to wait, Hold}.
 _ACQUIRE = """
 local blocked = redis.call('PTTL', KEYS[2])
 if blocked > 0 then return {blocked, 1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[2])
+local since = tonumber(redis.call('GET', KEYS[3]))
+if not since then
+  if ARGV[4] == '' then return {-1, 0} end
+  since = math.max(0, now - tonumber(ARGV[4]))
+  redis.call('SET', KEYS[3], since)
+end
+redis.call('PEXPIRE', KEYS[3], 2 * window)
+if now < since + window then return {since + window - now, 2} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
@@ -205,22 +245,37 @@ class RedisRequestLimiter(_WaitingLimiter):
         self._block_script = self._redis.register_script(_BLOCK)
 
     def _keys(self, key: str) -> list[str]:
-        # One hash tag for both keys, so a Redis Cluster keeps them on one node.
-        return [f"{self._prefix}:{{{key}}}:log", f"{self._prefix}:{{{key}}}:blocked"]
+        # One hash tag for all three keys, so a Redis Cluster keeps them on one node.
+        return [
+            f"{self._prefix}:{{{key}}}:log",
+            f"{self._prefix}:{{{key}}}:blocked",
+            f"{self._prefix}:{{{key}}}:since",
+        ]
 
-    async def _attempt(self, key: str) -> tuple[float, bool]:
-        reply = await self._run(
-            self._acquire_script,
-            keys=self._keys(key),
-            args=[self.limit, max(1, round(self.window * 1000)), uuid.uuid4().hex],
-        )
-        wait_ms, blocked = int(reply[0]), int(reply[1])
-        return wait_ms / 1000, bool(blocked)
+    async def _attempt(self, key: str) -> tuple[float, Hold]:
+        window_ms = max(1, round(self.window * 1000))
+        args: list[Any] = [self.limit, window_ms, uuid.uuid4().hex, ""]
+        keys = self._keys(key)
+        reply = await self._run(lambda: self._acquire_script(keys=keys, args=args))
+        if int(reply[0]) == -1:  # no marker: the log may have been lost with a restart
+            args[3] = await self._kept_for_ms()
+            reply = await self._run(lambda: self._acquire_script(keys=keys, args=args))
+        wait_ms, hold = int(reply[0]), Hold(int(reply[1]))
+        return max(wait_ms, 0) / 1000, hold
+
+    async def _kept_for_ms(self) -> int:
+        """How long Redis has kept its data: for ever with the append-only file on (it comes
+        back after a restart), else since it started."""
+        info = await self._run(self._redis.info)
+        if int(info.get("aof_enabled", 0)) == 1:
+            return 2**52  # beyond any window; exact in Lua's numbers
+        return int(info.get("uptime_in_seconds", 0)) * 1000
 
     async def block(self, key: str, seconds: float) -> None:
         ms = math.ceil(seconds * 1000)
         if ms > 0:
-            await self._run(self._block_script, keys=self._keys(key)[1:], args=[ms])
+            keys = self._keys(key)[1:2]
+            await self._run(lambda: self._block_script(keys=keys, args=[ms]))
 
     async def used(self) -> dict[str, int]:
         """Requests taken in the current window per key (``ports.operations.RequestBudget``):
@@ -246,10 +301,10 @@ class RedisRequestLimiter(_WaitingLimiter):
                 used[name.removeprefix(self._prefix + ":{").removesuffix("}:log")] = int(count)
         return used
 
-    async def _run(self, script: Any, *, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
             async with asyncio.timeout(self._timeout):
-                return await script(keys=keys, args=args)
+                return await call()
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning(
                 "the Ecomail request limiter cannot reach Redis: %s", str(exc) or type(exc).__name__

@@ -218,6 +218,9 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
     ) -> int:
         return await self._unclaim(merchant_id, token, next_attempt_at=retry_at, last_error=error)
 
+    async def defer(self, merchant_id: MerchantId, *, token: str, until: datetime) -> int:
+        return await self._unclaim(merchant_id, token, counts=False, next_attempt_at=until)
+
     async def fail(
         self,
         merchant_id: MerchantId,
@@ -234,16 +237,20 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
         merchant_id: MerchantId,
         token: str,
         customer_ids: Sequence[CustomerId] | None = None,
+        *,
+        counts: bool = True,
         **values: Any,
     ) -> int:
+        """End the claim of these contacts (all of this claim's with ``None``), setting
+        ``values``; ``counts``: the claim was a failed attempt."""
         mine = [_c.merchant_id == merchant_id, _c.claim_token == token]
         if customer_ids is not None:
             mine.append(_c.customer_id.in_(sorted(set(customer_ids))))
         await self._lock_in_order(*mine)
         statement = ecomail_contacts.update().where(*mine)
-        result = await self.conn.execute(
-            statement.values(attempts=_c.attempts + 1, **_NO_CLAIM, **values)
-        )
+        if counts:
+            values["attempts"] = _c.attempts + 1
+        result = await self.conn.execute(statement.values(**_NO_CLAIM, **values))
         return int(result.rowcount)
 
     async def _lock_in_order(self, *where: Any) -> None:

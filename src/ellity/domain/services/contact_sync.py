@@ -34,8 +34,11 @@ a refusal of marketing consent by the e-shop or staff marks it with its unsubscr
    the list from now on, the unsubscriptions done are no longer due, and a contact that
    changed while it was being written (its consent, say) stays pending with what was due.
 
-Failures: Ecomail unavailable or rate-limited → the claim's contacts wait and are retried with
-backoff (never given up: they are not lost; the attempts recorded stay); a rejected bulk call
+Waiting for Ellity's request budget for the account (``BudgetExhausted``: nothing was sent)
+is not a failure: the claim's contacts are pending again when a slot frees up, without an
+attempt or an error recorded, however long the backlog. Failures: Ecomail unavailable or
+rate-limited → the claim's contacts wait and are retried with backoff (never given up: they
+are not lost; the attempts recorded stay); a rejected bulk call
 is split in halves until the contacts Ecomail refuses are isolated, and those are recorded as
 failed with Ecomail's reason, as is a contact Ecomail refuses to unsubscribe; a wrong key or a
 deleted list fails the claim's contacts with what to do. Failed contacts are retried by the
@@ -71,6 +74,7 @@ from ellity.domain.services.work_loop import Handled, Pace, work_through
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BudgetExhausted,
     ContactData,
     InvalidApiKey,
     ListNotFound,
@@ -322,6 +326,10 @@ class _Batch:
                 [s for s in plan.update_only if s.customer_id not in self.failed]
             )
             await self._clear(_distinct(old))
+        except BudgetExhausted as exc:
+            await self._wait_for_budget(exc)
+            self.stopped = True
+            return 0
         except MarketingUnavailable as exc:
             await self._release(str(exc), exc.retry_after)
             self.stopped = True
@@ -484,6 +492,13 @@ class _Batch:
             half = len(contacts) // 2
             return await self._add(contacts[:half]) + await self._add(contacts[half:])
         return [(ids, inserts > 0)]
+
+    async def _wait_for_budget(self, exhausted: BudgetExhausted) -> None:
+        async with self.uow_factory() as uow:
+            until = self.clock.now() + timedelta(seconds=exhausted.retry_after)
+            await uow.contacts.defer(self.merchant_id, token=self.token, until=until)
+            await uow.commit()
+        logger.debug("Ecomail contacts of merchant %s wait: %s", self.merchant_id, exhausted)
 
     async def _release(self, error: str, retry_after: float | None) -> None:
         async with self.uow_factory() as uow:

@@ -5,9 +5,10 @@ Each topic has one handler in ``HANDLERS``. A handler reads what it needs as it 
 recipient, the language and a PIN are never stored in the outbox), sends it, and raises
 ``NothingToSend`` (settled as skipped), ``TryLater`` (retried with backoff, given up after
 ``RetryPolicy.max_attempts``), ``GiveUp`` (failed at once; the merchant sees why and may
-retry) or ``WaitFor`` (tried again shortly without counting an attempt: an Ecomail event
+retry) or ``WaitFor`` (tried again later without counting an attempt: an Ecomail event
 waits until its customer's contact fields have been written, so an automation that reads
-them sees the new values).
+them sees the new values, and waits for Ellity's request budget for the account, however
+long: no request was sent, so nothing failed).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ellity.domain.model.system_email import (
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
 from ellity.ports.marketing import (
+    BudgetExhausted,
     InvalidApiKey,
     MarketingPlatforms,
     MarketingRejected,
@@ -190,6 +192,8 @@ async def _send_ecomail_event(courier: Courier, item: OutboxItem) -> None:
     )
     try:
         await link.platform.send_event(event)
+    except BudgetExhausted as exc:
+        raise WaitFor(str(exc), seconds=exc.retry_after) from None
     except MarketingUnavailable as exc:
         raise TryLater(str(exc)) from None
     except InvalidApiKey:

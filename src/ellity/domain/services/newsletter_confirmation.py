@@ -26,6 +26,7 @@ from ellity.domain.model.newsletter import (
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, Connection
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
+    BudgetExhausted,
     InvalidApiKey,
     ListNotFound,
     MarketingRejected,
@@ -105,6 +106,8 @@ async def confirm(
         return ignored("The Ecomail integration is not active.")
     try:
         membership = await link.platform.membership(n.list_id, n.email)
+    except BudgetExhausted as exc:  # nothing was sent: a wait, not an attempt
+        return Wait(timedelta(seconds=exc.retry_after), str(exc), False)
     except MarketingUnavailable as exc:
         wait = max(retry, timedelta(seconds=exc.retry_after or 0))
         return Wait(wait, f"Ecomail could not confirm it yet: {exc}", True)

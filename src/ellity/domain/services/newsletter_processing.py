@@ -319,14 +319,14 @@ async def _defer(
             count_attempt=wait.counts,
         )
         await uow.commit()
-    if wait.counts:
-        logger.warning(
-            "newsletter notification %s (merchant %s) waits %.0f s: %s",
-            item.id,
-            item.merchant_id,
-            wait.wait.total_seconds(),
-            wait.reason,
-        )
+    logger.log(
+        logging.WARNING if wait.counts else logging.DEBUG,
+        "newsletter notification %s (merchant %s) waits %.0f s: %s",
+        item.id,
+        item.merchant_id,
+        wait.wait.total_seconds(),
+        wait.reason,
+    )
 
 
 async def _subscribed(

@@ -192,6 +192,11 @@ class ContactSyncRepository(Protocol):
         """This claim's contacts could not be written now; pending again from ``retry_at``."""
         ...
 
+    async def defer(self, merchant_id: MerchantId, *, token: str, until: datetime) -> int:
+        """This claim's contacts wait (for Ellity's request budget) without counting an
+        attempt: pending again from ``until``, their attempts and last error unchanged."""
+        ...
+
     async def fail(
         self,
         merchant_id: MerchantId,
