@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BeforeSend,
     BudgetExhausted,
     ContactData,
     ContactList,
@@ -186,8 +187,14 @@ class FakeMarketingPlatform(MarketingPlatform):
         target = self._list(list_id)
         return ListDetail(id=target.id, name=target.name, custom_fields=dict(target.custom_fields))
 
-    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
-        await self._call("add_contacts", len(contacts))
+    async def add_contacts(
+        self,
+        list_id: str,
+        contacts: Sequence[ContactData],
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> int:
+        await self._call("add_contacts", len(contacts), before_send=before_send)
         target = self._bulk(list_id, contacts)
         added = 0
         for contact in contacts:
@@ -243,10 +250,14 @@ class FakeMarketingPlatform(MarketingPlatform):
 
     # -- internals
 
-    async def _call(self, method: str, size: int = 0) -> None:
+    async def _call(
+        self, method: str, size: int = 0, *, before_send: BeforeSend | None = None
+    ) -> None:
         await asyncio.sleep(0)  # like a request: other tasks get a turn
         if self.budget is not None:
             self.budget.take()
+        if before_send is not None:
+            await before_send()
         self.calls.append((method, size))
         if self.fail_with:
             error = self.fail_with.pop(0)

@@ -29,6 +29,7 @@ from ellity.domain.services.integration import (
 )
 from ellity.domain.services.points import earn_points
 from ellity.ports.marketing import (
+    BeforeSend,
     ContactData,
     MarketingRateLimited,
     MarketingRejected,
@@ -45,6 +46,7 @@ from tests.fakes import (
     FakeMarketingPlatforms,
     FakeRandom,
     FakeSecretBox,
+    FakeSpendingBudget,
     InMemoryStore,
     InMemoryUnitOfWork,
     OutboxRecord,
@@ -520,8 +522,14 @@ class MeddlingPlatform(FakeMarketingPlatform):
         w.ecomail = meddling
         return meddling
 
-    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
-        added = await super().add_contacts(list_id, contacts)
+    async def add_contacts(
+        self,
+        list_id: str,
+        contacts: Sequence[ContactData],
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> int:
+        added = await super().add_contacts(list_id, contacts, before_send=before_send)
         await self._after("add_contacts")
         return added
 
@@ -557,6 +565,23 @@ async def test_an_add_whose_answer_is_lost_is_recorded_as_attempted_before_the_c
     contact = w.store.state.contacts[ann.id]
     assert contact.add_attempted_at == attempted
     assert contact.in_list and not await w.pending(ann)
+
+
+async def test_an_add_held_back_by_the_request_budget_is_not_recorded_as_attempted(
+    w: World,
+) -> None:
+    """Nothing left Ellity, so a sign-up of the person's own meanwhile cannot be Ellity's echo;
+    the attempt is recorded when the add is finally sent."""
+    ann = await w.customer("ann@example.cz")
+    w.ecomail.budget = FakeSpendingBudget(w.clock, spacing=timedelta(minutes=1))
+    w.ecomail.budget.next_slot = w.clock.now() + timedelta(seconds=30)
+    assert await w.sync() == 0
+    assert w.ecomail.budget.refused == 1 and w.ecomail.calls == []
+    assert w.store.state.contacts[ann.id].add_attempted_at is None
+    w.clock.advance(seconds=31)
+    sent_at = w.clock.now()
+    assert await w.sync() == 1
+    assert w.store.state.contacts[ann.id].add_attempted_at == sent_at
 
 
 async def test_every_half_of_a_split_add_is_recorded_before_a_429_interrupts_it(

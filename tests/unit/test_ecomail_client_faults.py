@@ -18,6 +18,7 @@ import pytest
 from ellity.adapters.ecomail import EcomailPlatforms, EcomailSettings, LocalRequestLimiter
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BudgetExhausted,
     ContactData,
     InvalidApiKey,
     JsonValue,
@@ -718,3 +719,24 @@ async def test_a_rejection_that_echoes_the_key_has_it_blanked(
     FAULTS["422 echoing the key"](ecomail)
     with pytest.raises(MarketingRejected, match=r"Key \[API key\] may not do this"):
         await platform.check_key()
+
+
+async def test_before_send_runs_once_the_add_may_go_and_never_when_the_budget_holds_it(
+    ecomail: Ecomail,
+) -> None:
+    ecomail.answer(200, json={"inserts": 1})
+    seen: list[int] = []
+
+    async def before_send() -> None:
+        seen.append(len(ecomail.requests))  # how many requests had left by then
+
+    async with EcomailPlatforms(
+        LocalRequestLimiter(limit=1, window=60.0, max_wait=0.1),
+        transport=httpx.MockTransport(ecomail),
+    ) as platforms:
+        platform = platforms.for_key(KEY, account="anna")
+        assert await platform.add_contacts("7", [contact()], before_send=before_send) == 1
+        with pytest.raises(BudgetExhausted):
+            await platform.add_contacts("7", [contact()], before_send=before_send)
+    assert seen == [0]  # before the one request that went, and not for the one held back
+    assert len(ecomail.requests) == 1

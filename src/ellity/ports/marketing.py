@@ -19,7 +19,7 @@ Messages are written for the merchant and never contain the API key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -33,6 +33,11 @@ JsonValue: TypeAlias = (
 
 #: Bulk calls take at most this many contacts; the platform silently drops the rest.
 BULK_LIMIT = 3000
+
+#: Called once a request has its place in the request budget, right before it is sent: what
+#: must be known even if the answer is lost is recorded there (an error from it cancels the
+#: request).
+BeforeSend: TypeAlias = Callable[[], Awaitable[None]]
 
 
 class MarketingError(Exception):
@@ -145,10 +150,17 @@ class MarketingPlatform(Protocol):
         """Raises ``ListNotFound``."""
         ...
 
-    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+    async def add_contacts(
+        self,
+        list_id: str,
+        contacts: Sequence[ContactData],
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> int:
         """Add contacts that are not in the list yet (subscribed, without double opt-in,
         without autoresponders) and update those that are, never re-subscribing one that
-        unsubscribed. At most ``BULK_LIMIT`` contacts. Returns how many were added."""
+        unsubscribed. At most ``BULK_LIMIT`` contacts. Returns how many were added.
+        ``before_send`` runs once the request may go (not when the budget holds it back)."""
         ...
 
     async def update_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:

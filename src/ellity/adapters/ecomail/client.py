@@ -31,6 +31,7 @@ from ellity.adapters.ecomail import wire
 from ellity.adapters.ecomail.limiter import RequestLimiter, limiter_key
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    BeforeSend,
     ContactData,
     ContactList,
     InvalidApiKey,
@@ -100,7 +101,13 @@ class EcomailMarketingPlatform:
         with _readable():
             return wire.list_detail(body)
 
-    async def add_contacts(self, list_id: str, contacts: Sequence[ContactData]) -> int:
+    async def add_contacts(
+        self,
+        list_id: str,
+        contacts: Sequence[ContactData],
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> int:
         if not _check_bulk(contacts):
             return 0
         body = await self._call(
@@ -108,6 +115,7 @@ class EcomailMarketingPlatform:
             f"/lists/{_segment(list_id)}/subscribe-bulk",
             json=wire.subscribe_bulk(contacts),
             list_id=list_id,
+            before_send=before_send,
         )
         with _readable():
             return wire.counter(body, "inserts")
@@ -166,6 +174,7 @@ class EcomailMarketingPlatform:
         params: dict[str, Any] | None = None,
         list_id: str | None = None,
         missing_ok: bool = False,
+        before_send: BeforeSend | None = None,
     ) -> Any:
         """The decoded JSON of a 2xx answer; with ``missing_ok`` a 404 is no error but a
         ``_Missing`` holding its body."""
@@ -173,6 +182,8 @@ class EcomailMarketingPlatform:
             raise InvalidApiKey(WRONG_KEY)
         if self._limiter is not None:
             await self._limiter.acquire(self._limiter_key)
+        if before_send is not None:
+            await before_send()
         try:
             response = await self._http.request(
                 method,

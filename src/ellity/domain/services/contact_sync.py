@@ -13,8 +13,9 @@ a refusal of marketing consent by the e-shop or staff marks it with its unsubscr
      update, the others added with one bulk add (which updates those that turn out to exist
      and never re-subscribes anyone who unsubscribed); when the update touched fewer
      contacts than it sent (someone deleted them in Ecomail), the same contacts are sent
-     through the add as well. Before every add call (each half of a split one too) the
-     attempt is recorded and committed (``record_add_attempts``), so that Ellity knows its
+     through the add as well. Right before every add call is sent (each half of a split
+     one too), once the request budget lets it go, the attempt is recorded and committed
+     (``record_add_attempts``, as the call's ``before_send``), so that Ellity knows its
      own add even when Ecomail processed it and the answer was lost: the ``SUBSCRIBED``
      notification it causes is Ellity's echo, not the person's sign-up;
    - a customer Ellity may not add (no consent under ``consented``, a refusal, or ``none``):
@@ -478,10 +479,13 @@ class _Batch:
         if not contacts:
             return []
         ids = [s.customer_id for s in contacts]
-        await record_add_attempts(self.uow_factory, self.merchant_id, ids, clock=self.clock)
+
+        async def attempted() -> None:
+            await record_add_attempts(self.uow_factory, self.merchant_id, ids, clock=self.clock)
+
         try:
             inserts = await self.link.platform.add_contacts(
-                self.link.list_id, [contact_data(s) for s in contacts]
+                self.link.list_id, [contact_data(s) for s in contacts], before_send=attempted
             )
         except ListNotFound:
             raise

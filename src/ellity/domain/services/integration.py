@@ -255,8 +255,15 @@ async def activate_ecomail(
     inserted = updated = 0
     if first is not None:
         if adds:
-            await record_add_attempts(uow_factory, merchant_id, [first.customer_id], clock=clock)
-            inserted = await platform.add_contacts(list_id, [contact_data(first)])
+
+            async def attempted() -> None:
+                await record_add_attempts(
+                    uow_factory, merchant_id, [first.customer_id], clock=clock
+                )
+
+            inserted = await platform.add_contacts(
+                list_id, [contact_data(first)], before_send=attempted
+            )
         else:  # a member gets the fields (which creates them); nobody is subscribed
             updated = await platform.update_contacts(list_id, [contact_data(first)])
         detail = await platform.list_detail(list_id)
