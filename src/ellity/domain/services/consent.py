@@ -15,12 +15,14 @@ recorded with them:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 
 from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.ledger import Ledger
 from ellity.domain.model.merchant import Merchant
-from ellity.domain.model.newsletter import Verdict, take_back_reward
+from ellity.domain.model.newsletter import RewardHold, Verdict, take_back_reward
 from ellity.domain.services import notifications
 from ellity.domain.services.common import customer_id_of, merchant_id_of
 from ellity.ports.storage import UnitOfWork
@@ -61,14 +63,32 @@ async def apply_take_back(
     uow: UnitOfWork, merchant: Merchant, customer: Customer, *, at: datetime
 ) -> Verdict:
     """The newsletter reward's take-back rule, as for an unsubscription Ecomail confirmed."""
+    take_back = merchant.settings.newsletter_take_back
+
+    def rule(hold: RewardHold, ledger: Ledger) -> Verdict:
+        return take_back_reward(hold, ledger, take_back=take_back, at=at)
+
+    return await apply_reward_rule(uow, merchant, customer, rule, at=at)
+
+
+async def apply_reward_rule(
+    uow: UnitOfWork,
+    merchant: Merchant,
+    customer: Customer,
+    rule: Callable[[RewardHold, Ledger], Verdict],
+    *,
+    at: datetime,
+) -> Verdict:
+    """A newsletter reward rule applied to the (locked) customer's hold and ledger, read here:
+    the ledger entry it makes is stored with its contact re-sync and ``credit`` event, and the
+    hold is saved when it changed."""
     merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
-    settings = merchant.settings
     hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
     before = dataclasses.replace(hold)
-    ledger = await uow.ledgers.get(merchant_id, customer_id, settings.expiry_policy)
-    verdict = take_back_reward(hold, ledger, take_back=settings.newsletter_take_back, at=at)
+    ledger = await uow.ledgers.get(merchant_id, customer_id, merchant.settings.expiry_policy)
+    verdict = rule(hold, ledger)
     if verdict.entry is not None:
-        entries = list(ledger.new_entries)
+        entries = list(ledger.new_entries)  # an expiry the change recorded first, then it
         await uow.ledgers.save(merchant_id, ledger, at=at)
         await notifications.points_changed(uow, merchant, customer, ledger, entries)
     if hold != before:

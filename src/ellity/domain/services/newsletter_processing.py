@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import MerchantId
+from ellity.domain.model.ledger import Ledger
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.newsletter import (
     ECHO_SKEW,
@@ -49,9 +50,8 @@ from ellity.domain.model.newsletter import (
     screen,
 )
 from ellity.domain.model.outbox import RetryPolicy, clip_error
-from ellity.domain.services import notifications
 from ellity.domain.services.common import customer_id_of, load_merchant, merchant_id_of
-from ellity.domain.services.consent import apply_take_back, record_consent
+from ellity.domain.services.consent import apply_reward_rule, apply_take_back, record_consent
 from ellity.domain.services.ecomail_connection import Connection, connection
 from ellity.domain.services.newsletter_confirmation import Connect, Wait, confirm, ignored
 from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
@@ -389,19 +389,12 @@ async def _reward(
     uow: UnitOfWork, merchant: Merchant, customer: Customer, *, now: datetime
 ) -> Verdict:
     """The reward for the customer's own subscription (the hold is read again here)."""
-    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
-    settings = merchant.settings
-    hold = await uow.newsletter.reward_hold(merchant_id, customer_id)
-    before = dataclasses.replace(hold)
-    ledger = await uow.ledgers.get(merchant_id, customer_id, settings.expiry_policy)
-    verdict = reward_subscription(hold, ledger, reward=settings.newsletter_reward, at=now)
-    if verdict.entry is not None:
-        entries = list(ledger.new_entries)  # an expiry the change recorded first, then it
-        await uow.ledgers.save(merchant_id, ledger, at=now)
-        await notifications.points_changed(uow, merchant, customer, ledger, entries)
-    if hold != before:
-        await uow.newsletter.save_reward_hold(merchant_id, customer_id, hold, at=now)
-    return verdict
+    reward = merchant.settings.newsletter_reward
+
+    def rule(hold: RewardHold, ledger: Ledger) -> Verdict:
+        return reward_subscription(hold, ledger, reward=reward, at=now)
+
+    return await apply_reward_rule(uow, merchant, customer, rule, at=now)
 
 
 async def _unsubscribed(
