@@ -42,10 +42,22 @@ async def record_consent(
     change = customer.set_consent(consent, source, at=at)
     if change is None:
         return None
-    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
     await uow.customers.update(customer)
+    await consent_changed(uow, merchant, customer, change)
+    return change
+
+
+async def consent_changed(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer, change: ConsentChange
+) -> None:
+    """What follows a consent change (``Customer.set_consent``) of a customer the caller has
+    written back already: its history line, and what Ecomail must hear of it."""
+    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
+    at = change.at
     await uow.customers.record_consent_change(change)
-    refused_here = consent is MarketingConsent.REFUSED and source is not ConsentSource.ECOMAIL
+    refused_here = (
+        change.consent is MarketingConsent.REFUSED and change.source is not ConsentSource.ECOMAIL
+    )
     if (
         refused_here
         and customer.email is not None
@@ -56,7 +68,6 @@ async def record_consent(
         await notifications.contact_changed(uow, merchant, customer, at=at)
     if refused_here:
         await apply_take_back(uow, merchant, customer, at=at)
-    return change
 
 
 async def apply_take_back(

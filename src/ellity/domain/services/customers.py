@@ -38,7 +38,7 @@ from ellity.domain.services.common import (
     today_of,
     view_of,
 )
-from ellity.domain.services.consent import record_consent
+from ellity.domain.services.consent import consent_changed, record_consent
 from ellity.domain.services.newsletter_signups import signup_for_new_customer
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UniqueViolation, UnitOfWork, UnitOfWorkFactory
@@ -380,6 +380,9 @@ async def _apply(
         customer.register(at=now)
     elif data.registered is False and customer.make_anonymous(rng.randbelow, at=now):
         reason = PinReason.ANONYMOUS
+    change = None
+    if data.marketing_consent is not None:
+        change = customer.set_consent(data.marketing_consent, consent_source, at=now)
     customer.updated_at = now
     try:
         await uow.customers.update(customer)
@@ -393,8 +396,6 @@ async def _apply(
         await notifications.contact_changed(
             uow, merchant, customer, at=now, moved_from=before[0] if moved else None
         )
-    if data.marketing_consent is not None:
-        await record_consent(
-            uow, merchant, customer, data.marketing_consent, consent_source, at=now
-        )
+    if change is not None:
+        await consent_changed(uow, merchant, customer, change)
     return None if customer.pin is None else reason
