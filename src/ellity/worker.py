@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -34,7 +35,7 @@ from typing import Any, ClassVar, cast
 
 from arq import cron, func
 from arq.typing import WorkerSettingsType
-from arq.worker import create_worker
+from arq.worker import Worker, create_worker
 from redis.exceptions import RedisError
 
 from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
@@ -42,6 +43,7 @@ from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
+from ellity.domain.services.work_loop import RUNNING, Stopping
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.ports.operations import (
     HEARTBEAT_EVERY,
@@ -95,24 +97,22 @@ def new_worker_token() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def contact_lease(delivery_timeout: float) -> timedelta:
-    """A claim of contacts outlasts one bulk call (at most the delivery timeout) many times."""
-    return timedelta(seconds=10 * delivery_timeout)
-
-
-async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
+async def deliver_once(
+    deps: Deps, worker_token: str, *, limit: int, stopping: Stopping = RUNNING
+) -> int:
     """Write pending Ecomail contacts first, then process the newsletter webhook's
     notifications (an echo of Ellity's own add is recognised once the add is recorded), then
     deliver the outbox (emails, Ecomail events: an event follows its contact's fields);
-    returns how many were written, processed and delivered."""
+    returns how many were written, processed and delivered. Once ``stopping`` is set, each
+    finishes what it has in hand and gives the rest back."""
     written = await contact_sync.sync_contacts(
         uow_factory=deps.uow,
         platforms=deps.marketing,
         secret_box=deps.secret_box,
         clock=deps.clock,
         worker_token=worker_token,
-        lease=contact_lease(deps.settings.delivery_timeout),
         counters=deps.counters,
+        stopping=stopping,
     )
     written += await newsletter_processing.process_notifications(
         uow_factory=deps.uow,
@@ -122,6 +122,7 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         worker_token=worker_token,
         limit=limit,
         counters=deps.counters,
+        stopping=stopping,
     )
     delivered = await delivery.deliver_pending(
         uow_factory=deps.uow,
@@ -133,13 +134,17 @@ async def deliver_once(deps: Deps, worker_token: str, *, limit: int) -> int:
         delivery_timeout=deps.settings.delivery_timeout,
         platforms=deps.marketing,
         counters=deps.counters,
+        stopping=stopping,
     )
     return written + delivered
 
 
 async def deliver_outbox(ctx: dict[str, Any]) -> int:
+    """A delivery run. When the worker is stopping, what it gave back is due at once, so the
+    follow-up it asks for wakes another worker (this one picks no more jobs)."""
     deps: Deps = ctx["deps"]
-    done = await deliver_once(deps, ctx["worker_token"], limit=DELIVERY_LIMIT)
+    stopping: Stopping = ctx.get("stopping", RUNNING)
+    done = await deliver_once(deps, ctx["worker_token"], limit=DELIVERY_LIMIT, stopping=stopping)
     await delivery.schedule_next_delivery(uow_factory=deps.uow, queue=deps.queue, clock=deps.clock)
     return done
 
@@ -243,12 +248,28 @@ class WorkerSettings:
 _SETTINGS = cast(WorkerSettingsType, WorkerSettings)  # arq's Protocol lists only some attributes
 
 
+def stop_grace(settings: Settings) -> float:
+    """How long a stopping worker lets its jobs finish the item in hand (one delivery's time
+    and some room) before it cancels them."""
+    return settings.delivery_timeout + 10.0
+
+
+async def _jobs_finished(worker: Worker, *, within: float) -> None:
+    """Wait until the jobs the worker runs are done, at most ``within`` seconds."""
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=within)
+
+
 @asynccontextmanager
 async def running_in_process(deps: Deps) -> AsyncIterator[None]:
-    """The worker as a task of the current process (``ellity serve`` without ``REDIS_URL``)."""
+    """The worker as a task of the current process (``ellity serve`` without ``REDIS_URL``).
+    When the process stops, the worker picks no more jobs, its runs finish the item in hand
+    and give the rest back (due at once for the next start), then it closes."""
     if not deps.settings.redis_url:
         raise ValueError("the in-process worker needs the (embedded) Redis URL")
     token = new_worker_token()
+    stopping = asyncio.Event()
     worker = create_worker(
         _SETTINGS,
         redis_settings=redis_settings(deps.settings.redis_url),
@@ -256,13 +277,16 @@ async def running_in_process(deps: Deps) -> AsyncIterator[None]:
         handle_signals=False,
         on_startup=None,
         on_shutdown=None,
-        ctx={"deps": deps, "worker_token": token},
+        ctx={"deps": deps, "worker_token": token, "stopping": stopping},
     )
     task = asyncio.create_task(worker.async_run())
     try:
         async with beating(deps.heartbeats, token):
             yield
     finally:
+        stopping.set()
+        worker.allow_pick_jobs = False
+        await _jobs_finished(worker, within=stop_grace(deps.settings))
         with suppress(asyncio.CancelledError):
             await worker.close()
         with suppress(asyncio.CancelledError):
@@ -318,6 +342,17 @@ async def _burst(settings: Settings) -> int:
             await asyncio.sleep(max(0.0, (due - now).total_seconds()) + 0.05)
 
 
+def _stop(worker: Worker, stopping: asyncio.Event, signum: signal.Signals) -> None:
+    """SIGTERM or SIGINT: pick no more jobs; the runs finish the item in hand, give the rest
+    back and ask for a run (another worker's) at once; the worker exits when they are done,
+    or cancels them after ``stop_grace``. A second signal cancels them now."""
+    if stopping.is_set():
+        worker.handle_sig(signum)
+        return
+    stopping.set()
+    worker.handle_sig_wait_for_completion(signum)
+
+
 def run(settings: Settings, *, burst: bool) -> int:
     """``ellity worker [--burst]``; returns the exit code."""
     configure_logging()
@@ -333,12 +368,16 @@ def run(settings: Settings, *, burst: bool) -> int:
         )
         return 2
     asyncio.set_event_loop(asyncio.new_event_loop())
+    stopping = asyncio.Event()
     worker = create_worker(
         _SETTINGS,
         redis_settings=redis_settings(settings.redis_url),
         queue_name=settings.queue_name,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "stopping": stopping},
+        job_completion_wait=int(stop_grace(settings)),
     )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        worker.loop.add_signal_handler(signum, _stop, worker, stopping, signum)
     try:
         worker.run()
     except (RedisError, OSError) as exc:  # arq has retried for a few seconds already

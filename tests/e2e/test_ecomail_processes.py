@@ -22,6 +22,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.services.customers import CustomerInput, contact_snapshots, upsert_customer
 from ellity.domain.services.merchants import create_merchant
+from ellity.domain.services.work_loop import CLAIM_LEASE
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakePasswordHasher
 from tests.processes import ELLITY, clean_env
@@ -41,7 +42,7 @@ def environment(workdir: Path, emulator_url: str) -> dict[str, str]:
         "ELLITY_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'ellity.db'}",
         "ELLITY_SECRET_KEY": "process-test-secret",
         "ELLITY_ECOMAIL_API_URL": emulator_url,
-        "ELLITY_DELIVERY_TIMEOUT": "1",  # claims of contacts last 10 s
+        "ELLITY_DELIVERY_TIMEOUT": "1",
     }
 
 
@@ -194,7 +195,7 @@ async def test_a_worker_killed_in_the_middle_of_a_bulk_call_loses_no_contact(
     worker.wait(timeout=10)
     emu.faults.delay = 0.0
 
-    await asyncio.sleep(11)  # the dead worker's claim runs out
+    await asyncio.sleep(CLAIM_LEASE.total_seconds() + 1)  # the dead worker's claim runs out
     again = ellity(tmp_path, env, "worker", "--burst")
     assert again.returncode == 0, again.stderr
 

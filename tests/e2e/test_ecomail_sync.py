@@ -26,7 +26,7 @@ from ellity.domain.model.consent import EcomailAdd, MarketingConsent
 from ellity.domain.model.contact import FIELD_TYPES, cleared_fields
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.money import Points
-from ellity.domain.services import contact_backfill, contact_sync, integration, nightly
+from ellity.domain.services import contact_backfill, integration, nightly
 from ellity.domain.services.customers import (
     CustomerInput,
     contact_snapshots,
@@ -35,6 +35,7 @@ from ellity.domain.services.customers import (
     upsert_customer,
 )
 from ellity.domain.services.points import earn_points
+from ellity.domain.services.work_loop import CLAIM_LEASE
 from ellity.ports.marketing import InvalidApiKey
 from ellity.worker import deliver_once
 from tests.consenting import set_consent, set_ecomail_add
@@ -293,14 +294,14 @@ async def test_a_worker_that_dies_holding_a_batch_loses_none_of_it(world: World)
             shop.id,
             token="dead-worker",
             now=world.clock.now(),
-            lease=contact_sync.LEASE,
+            lease=CLAIM_LEASE,
             limit=3000,
         )
         await uow.commit()
     assert len(claimed) == len(ids)
     assert await world.sync() == 0  # the claim still holds: nothing is written twice at once
 
-    world.clock.advance(contact_sync.LEASE + timedelta(seconds=1))
+    world.clock.advance(CLAIM_LEASE + timedelta(seconds=1))
     await world.sync()
 
     assert stored_fields(account.lists[list_id]) == await expected_fields(world, shop.id, ids)

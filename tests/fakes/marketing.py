@@ -240,8 +240,10 @@ class FakeMarketingPlatform(MarketingPlatform):
             self._unsubscribe(member)
         return True
 
-    async def send_event(self, event: TrackerEvent) -> None:
-        await self._call("send_event")
+    async def send_event(
+        self, event: TrackerEvent, *, before_send: BeforeSend | None = None
+    ) -> None:
+        await self._call("send_event", before_send=before_send)
         if not self.in_any_list(event.email):
             raise MarketingRejected(
                 "Ecomail refused the request (HTTP 404): Subscriber not found", status=404

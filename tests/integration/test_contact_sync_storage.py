@@ -1237,3 +1237,25 @@ async def test_a_deferred_outbox_item_waits_without_counting_an_attempt(
             assert await uow.outbox.next_due() == until
             health = await uow.views.delivery_health(shop)
         assert (health.pending, health.failed) == (1, 0)
+
+
+async def test_a_contact_claim_is_renewed_by_its_holder_and_a_dropped_one_is_due_at_once(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    ann, bob = await add_customers(uow_factory, shop, "ann@example.cz", "bob@example.cz")
+    await mark(uow_factory, shop, ann, bob)
+    assert ids_of(await claim(uow_factory, shop, "alive")) == [ann, bob]
+    async with uow_factory() as uow:
+        assert await uow.contacts.renew_claim(token="alive", until=NOW + 2 * LEASE) == 2
+        assert await uow.contacts.renew_claim(token="nobody", until=NOW + 9 * LEASE) == 0
+        await uow.commit()
+    assert await claim(uow_factory, shop, "other", now=NOW + LEASE) == []
+    async with uow_factory() as uow:
+        assert await uow.contacts.drop_claim(token="alive") == 2
+        assert await uow.contacts.attempts(shop, token="alive") == 0
+        await uow.commit()
+    assert ids_of(await claim(uow_factory, shop, "other", now=NOW + LEASE)) == [ann, bob]
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.contacts.attempts(shop, token="other") == 0

@@ -606,3 +606,21 @@ async def test_a_received_notification_nudges_the_worker(sql_database: Database)
     assert queue.nudges == []
     await receive(uow_factory, DIGEST_A, note())
     assert queue.nudges == [None]
+
+
+async def test_a_claim_is_renewed_by_its_holder_and_a_dropped_one_is_due_at_once_uncounted(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    [first, second] = await receive(uow_factory, DIGEST_A, note("a@example.cz"), note("b@x.cz"))
+    await claim(uow_factory, "alive")
+    async with uow_factory() as uow:
+        assert await uow.newsletter.renew_claim(token="alive", until=NOW + 2 * LEASE) == 2
+        assert await uow.newsletter.renew_claim(token="nobody", until=NOW + 9 * LEASE) == 0
+        await uow.commit()
+    assert await claim(uow_factory, "other", now=NOW + LEASE) == []
+    assert await settle(uow_factory, first, "alive")
+    async with uow_factory() as uow:
+        assert await uow.newsletter.drop_claim(token="alive") == 1
+        await uow.commit()
+    [taken] = await claim(uow_factory, "other")
+    assert (taken.id, taken.attempts) == (second, 1)

@@ -124,7 +124,64 @@ async def test_a_live_claim_is_respected_and_an_expired_one_is_taken_over(
     await claim(uow_factory, "dies")
     assert await claim(uow_factory, "other", now=NOW + LEASE - timedelta(seconds=1)) == []
     [taken] = await claim(uow_factory, "other", now=NOW + LEASE)
-    assert (taken.id, taken.attempts) == (item_id, 2)
+    # the dead claim never began the item's call: both claims are one attempt
+    assert (taken.id, taken.attempts, taken.interrupted) == (item_id, 1, False)
+
+
+async def test_an_item_whose_call_began_under_a_dead_claim_is_taken_over_as_interrupted(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await new_merchant(uow_factory)
+    [item_id] = await add(uow_factory, shop)
+    await claim(uow_factory, "dies")
+    assert not await settle(uow_factory, "mark_sending", item_id, "nobody", at=NOW)
+    assert await settle(uow_factory, "mark_sending", item_id, "dies", at=NOW)
+    [taken] = await claim(uow_factory, "other", now=NOW + LEASE)
+    assert (taken.id, taken.attempts, taken.interrupted) == (item_id, 2, True)
+    assert await settle(
+        uow_factory,
+        "mark_failed",
+        item_id,
+        "other",
+        error="x",
+        retry_at=NOW + LEASE,
+        at=NOW + LEASE,
+    )
+    [again] = await claim(uow_factory, "third", now=NOW + LEASE)
+    assert (again.attempts, again.interrupted) == (3, False)  # the outcome cleared the mark
+
+
+async def test_a_renewed_claim_outlives_its_first_lease_and_only_its_holder_renews_it(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await new_merchant(uow_factory)
+    await add(uow_factory, shop, 2)
+    await claim(uow_factory, "alive")
+    async with uow_factory() as uow:
+        assert await uow.outbox.renew_claim(token="alive", until=NOW + 2 * LEASE) == 2
+        assert await uow.outbox.renew_claim(token="nobody", until=NOW + 9 * LEASE) == 0
+        await uow.commit()
+    assert await claim(uow_factory, "other", now=NOW + 2 * LEASE - timedelta(seconds=1)) == []
+    assert len(await claim(uow_factory, "other", now=NOW + 2 * LEASE)) == 2
+
+
+async def test_a_dropped_claim_gives_its_items_back_at_once_without_their_attempts(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await new_merchant(uow_factory)
+    first, second, settled = await add(uow_factory, shop, 3)
+    await claim(uow_factory, "stopping")
+    assert await settle(uow_factory, "mark_sending", second, "stopping", at=NOW)
+    assert await settle(uow_factory, "mark_delivered", settled, "stopping", at=NOW)
+    async with uow_factory() as uow:
+        assert await uow.outbox.drop_claim(token="stopping") == 2
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.outbox.next_due() == NOW
+    taken = {item.id: item for item in await claim(uow_factory, "other")}
+    assert sorted(taken) == [first, second]
+    assert (taken[first].attempts, taken[first].interrupted) == (1, False)
+    assert (taken[second].attempts, taken[second].interrupted) == (2, True)
 
 
 async def test_only_the_claim_that_holds_an_item_can_settle_it(

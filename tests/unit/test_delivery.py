@@ -20,6 +20,7 @@ from ellity.domain.services.customers import register_customer
 from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points
 from ellity.ports.mailer import MailerRejected, MailerUnavailable
+from ellity.ports.operations import INTERRUPTED
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.worker import deliver_outbox
 from tests.fakes import (
@@ -393,36 +394,79 @@ async def test_an_item_claimed_by_another_worker_waits_until_that_claim_runs_out
     anna: Merchant, w: MailWorld
 ) -> None:
     await w.new_customer(anna, email="ann@example.cz")
-    async with w.store.unit_of_work() as uow:  # a worker that then dies
+    async with w.store.unit_of_work() as uow:  # a worker that then dies before sending
         [item] = await uow.outbox.claim(
-            token="dead-worker", now=w.clock.now(), lease=timedelta(minutes=5), limit=10
+            token="dead-worker", now=w.clock.now(), lease=timedelta(seconds=30), limit=10
         )
         await uow.commit()
     assert await w.deliver() == 0
-    w.clock.advance(minutes=5, seconds=1)
+    w.clock.advance(seconds=31)
     assert await w.deliver() == 1
     async with w.store.unit_of_work() as uow:
         assert not await uow.outbox.mark_delivered(item.id, token="dead-worker", at=w.clock.now())
-    assert the_record(w.store).attempts == 2
+    # the dead claim never began the call: taking it over is the same, first, attempt
+    assert the_record(w.store).attempts == 1
+    assert the_record(w.store).sending_since is None
 
 
-async def test_an_item_whose_deliveries_keep_dying_is_given_up(
+async def claim_and_begin_the_call(w: MailWorld, token: str) -> None:
+    """A worker claims the item and records that its call begins, then dies."""
+    async with w.store.unit_of_work() as uow:
+        [item] = await uow.outbox.claim(token=token, now=w.clock.now(), lease=timedelta(0), limit=1)
+        assert await uow.outbox.mark_sending(item.id, token=token, at=w.clock.now())
+        await uow.commit()
+
+
+async def test_an_item_whose_worker_died_during_the_call_is_sent_again_and_counted(
+    anna: Merchant, w: MailWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    await w.new_customer(anna, email="ann@example.cz")
+    await claim_and_begin_the_call(w, "dying")
+    counters = FakeWorkCounters()
+
+    assert await w.deliver(counters=counters) == 1
+
+    assert len(w.mailer.sent) == 1
+    assert (the_record(w.store).attempts, the_record(w.store).sending_since) == (2, None)
+    assert counters.count(INTERRUPTED, kind="email.pin_issued") == 1
+    assert "may have been delivered already" in caplog.text
+
+
+async def test_an_item_whose_deliveries_keep_dying_during_the_call_is_given_up(
     anna: Merchant, w: MailWorld
 ) -> None:
     policy = RetryPolicy(max_attempts=2)
     await w.new_customer(anna, email="ann@example.cz")
     for n in range(policy.max_attempts):
-        async with w.store.unit_of_work() as uow:
-            await uow.outbox.claim(
-                token=f"dying-{n}", now=w.clock.now(), lease=timedelta(0), limit=1
-            )
-            await uow.commit()
+        await claim_and_begin_the_call(w, f"dying-{n}")
     assert await w.deliver(policy=policy) == 0
     assert w.mailer.attempts == 0
     assert (the_record(w.store).status, the_record(w.store).last_error) == (
         "failed",
         "Delivery was interrupted 2 times.",
     )
+
+
+async def test_the_call_is_recorded_as_begun_before_it_goes_out_and_cleared_with_its_outcome(
+    anna: Merchant, w: MailWorld
+) -> None:
+    await w.new_customer(anna, email="ann@example.cz")
+    seen: list[object] = []
+    w.mailer.while_sending = lambda: seen.append(the_record(w.store).sending_since)
+
+    assert await w.deliver() == 1
+
+    assert seen == [w.clock.now()]  # committed before the SMTP server was reached
+    assert the_record(w.store).sending_since is None
+
+
+async def test_a_failed_call_clears_the_mark_too_and_counts_one_attempt(
+    anna: Merchant, w: MailWorld
+) -> None:
+    await w.new_customer(anna, email="ann@example.cz")
+    w.mailer.fail_next(MailerUnavailable("The SMTP server did not answer."))
+    assert await w.deliver() == 0
+    assert (the_record(w.store).attempts, the_record(w.store).sending_since) == (1, None)
 
 
 async def test_a_run_delivers_at_most_its_limit_a_batch_at_a_time(

@@ -180,8 +180,11 @@ class MarketingPlatform(Protocol):
         ``InvalidApiKey``, ``MarketingRejected``). Ecomail fires no list webhook for it."""
         ...
 
-    async def send_event(self, event: TrackerEvent) -> None:
-        """Record a tracker event for an existing contact."""
+    async def send_event(
+        self, event: TrackerEvent, *, before_send: BeforeSend | None = None
+    ) -> None:
+        """Record a tracker event for an existing contact. ``before_send`` runs once the
+        request may go (not when the budget holds it back)."""
         ...
 
 

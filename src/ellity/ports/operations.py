@@ -22,6 +22,9 @@ HEARTBEAT_EVERY = timedelta(seconds=15)
 DELIVERIES = "deliveries"  # kind (an outbox topic, or a queue), outcome (below)
 DELIVERED, SKIPPED, RETRIED, FAILED = "delivered", "skipped", "retry", "failed"
 ECOMAIL_RATE_LIMITED = "ecomail_rate_limited"  # Ecomail's 429 answers
+#: kind (an outbox topic): items taken over whose earlier call began and never ended (its
+#: worker died during the call), so they may be delivered twice
+INTERRUPTED = "interrupted_deliveries"
 NIGHTLY_RUNS = "nightly_runs"  # outcome: finished or failed
 NIGHTLY_SECONDS = "nightly_seconds"  # the time the finished runs took, summed
 NIGHTLY_LAST_FINISHED = "nightly_last_finished"  # gauge: when the latest run finished (Unix)

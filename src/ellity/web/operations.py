@@ -34,6 +34,7 @@ from ellity.ports.operations import (
     ECOMAIL_RATE_LIMITED,
     HTTP_BUCKETS,
     HTTP_SECONDS,
+    INTERRUPTED,
     NIGHTLY_LAST_FINISHED,
     NIGHTLY_RUNS,
     NIGHTLY_SECONDS,
@@ -160,6 +161,15 @@ def _counted(counters: tuple[Sample, ...], gauges: tuple[Sample, ...]) -> Iterat
     for sample in by_name[DELIVERIES]:
         deliveries.add_metric(_labels(sample, "kind", "outcome"), sample.value)
     yield deliveries
+    interrupted = CounterMetricFamily(
+        "ellity_interrupted_deliveries",
+        "Outbox items sent again after their worker stopped during the call (possible"
+        " duplicates), by kind",
+        labels=["kind"],
+    )
+    for sample in by_name[INTERRUPTED]:
+        interrupted.add_metric(_labels(sample, "kind"), sample.value)
+    yield interrupted
     yield CounterMetricFamily(
         "ellity_ecomail_rate_limited",
         "429 answers from Ecomail",

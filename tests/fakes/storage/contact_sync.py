@@ -256,6 +256,20 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         ]
         return min(found, default=None)
 
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.contacts.values() if r.claim_token == token]
+        for row in held:
+            row.claimed_until = until
+        return len(held)
+
+    async def drop_claim(self, *, token: str) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.contacts.values() if r.claim_token == token]
+        for row in held:
+            row.unclaim()
+        return len(held)
+
     async def release(
         self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime
     ) -> int:

@@ -182,6 +182,21 @@ class InMemoryNewsletterRepository(NewsletterRepository):
             changes["attempts"] = row.attempts - 1
         return await self._update_claimed(notification_id, token, **changes)
 
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.notifications.values() if r.claim_token == token]
+        for row in held:
+            row.claimed_until = until
+        return len(held)
+
+    async def drop_claim(self, *, token: str) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.notifications.values() if r.claim_token == token]
+        for row in held:
+            row.attempts -= 1  # the claim counted an attempt: take it back
+            row.claim_token = row.claimed_until = None
+        return len(held)
+
     async def _update_claimed(self, notification_id: int, token: str, **changes: object) -> bool:
         await round_trip()
         row = self._uow.state.notifications.get(notification_id)

@@ -95,8 +95,10 @@ class InMemoryOutboxRepository(OutboxRepository):
             key=lambda r: (r.available_at, r.id),
         )[:limit]
         for record in due:
+            # a claim taken over before its item's call began: that claim's count stands
+            if record.claim_token is None or record.sending_since is not None:
+                record.attempts += 1
             record.claim_token, record.claimed_until = token, now + lease
-            record.attempts += 1
             record.last_attempt_at = now
         return [
             OutboxItem(
@@ -107,9 +109,38 @@ class InMemoryOutboxRepository(OutboxRepository):
                 payload=json.loads(r.payload),
                 attempts=r.attempts,
                 created_at=r.created_at,
+                interrupted=r.sending_since is not None,
             )
             for r in sorted(due, key=lambda r: r.id)
         ]
+
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.outbox.values() if r.claim_token == token]
+        for record in held:
+            record.claimed_until = until
+        return len(held)
+
+    async def drop_claim(self, *, token: str) -> int:
+        await round_trip()
+        held = [r for r in self._uow.state.outbox.values() if r.claim_token == token]
+        for record in held:
+            if record.sending_since is None:  # the claim counted an attempt: take it back
+                record.attempts -= 1
+            record.claim_token = record.claimed_until = None
+        return len(held)
+
+    async def mark_sending(self, item_id: int, *, token: str, at: datetime) -> bool:
+        await round_trip()
+        record = self._uow.state.outbox.get(item_id)
+        if (
+            record is None
+            or record.claim_token != token
+            or record.status != OutboxStatus.PENDING.value
+        ):
+            return False
+        record.sending_since = at
+        return True
 
     async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
         return await self._settle(
@@ -145,7 +176,7 @@ class InMemoryOutboxRepository(OutboxRepository):
             or record.status != OutboxStatus.PENDING.value
         ):
             return False
-        record.claim_token = record.claimed_until = None
+        record.claim_token = record.claimed_until = record.sending_since = None
         for name, value in changes.items():
             setattr(record, name, value)
         return True

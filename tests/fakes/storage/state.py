@@ -64,6 +64,7 @@ class OutboxRecord:
     attempts: int = 0
     claim_token: str | None = None
     claimed_until: datetime | None = None
+    sending_since: datetime | None = None
     last_error: str | None = None
     last_attempt_at: datetime | None = None
     delivered_at: datetime | None = None

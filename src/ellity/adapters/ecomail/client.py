@@ -162,8 +162,12 @@ class EcomailMarketingPlatform:
         await self._call("GET", f"/lists/{_segment(list_id)}", list_id=list_id)
         return False
 
-    async def send_event(self, event: TrackerEvent) -> None:
-        await self._call("POST", "/tracker/events", json=wire.tracker_event(event))
+    async def send_event(
+        self, event: TrackerEvent, *, before_send: BeforeSend | None = None
+    ) -> None:
+        await self._call(
+            "POST", "/tracker/events", json=wire.tracker_event(event), before_send=before_send
+        )
 
     async def _call(
         self,

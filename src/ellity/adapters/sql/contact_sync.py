@@ -19,7 +19,14 @@ from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.newsletter import newsletter_notifications
-from ellity.adapters.sql.work_queue import NO_CLAIM, claim_due, earliest, unclaimed
+from ellity.adapters.sql.work_queue import (
+    NO_CLAIM,
+    claim_due,
+    drop_claim,
+    earliest,
+    renew_claim,
+    unclaimed,
+)
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import AddAttempt, SubscriptionChange
@@ -212,6 +219,15 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             )
         found = (await self.conn.execute(query.order_by(customers.c.id).limit(1))).scalar()
         return None if found is None else CustomerId(found)
+
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        return await renew_claim(self.conn, ecomail_contacts, token=token, until=until)
+
+    async def drop_claim(self, *, token: str) -> int:
+        # attempts are counted when a call fails, not by the claim: nothing to take back
+        return await drop_claim(
+            self.conn, ecomail_contacts, token=token, values={"claimed_seq": None}
+        )
 
     async def release(
         self, merchant_id: MerchantId, *, token: str, error: str, retry_at: datetime, at: datetime

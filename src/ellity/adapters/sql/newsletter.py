@@ -27,7 +27,9 @@ from ellity.adapters.sql.tables.newsletter import (
 from ellity.adapters.sql.work_queue import (
     available_or_claim_end,
     claim_due,
+    drop_claim,
     earliest,
+    renew_claim,
     settle_claimed,
     unclaimed,
 )
@@ -275,6 +277,18 @@ class SqlNewsletterRepository(NewsletterRepository):
         if not count_attempt:  # the claim counted one (at least 1 while claimed): take it back
             values["attempts"] = _n.attempts - 1
         return await self._update_claimed(notification_id, token, **values)
+
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        return await renew_claim(self.conn, newsletter_notifications, token=token, until=until)
+
+    async def drop_claim(self, *, token: str) -> int:
+        # the claim counted an attempt (at least 1 while claimed): take it back
+        return await drop_claim(
+            self.conn,
+            newsletter_notifications,
+            token=token,
+            values={"attempts": _n.attempts - 1},
+        )
 
     async def _update_claimed(self, notification_id: int, token: str, **values: Any) -> bool:
         return await settle_claimed(

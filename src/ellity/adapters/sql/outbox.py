@@ -21,7 +21,9 @@ from ellity.adapters.sql.work_queue import (
     NO_CLAIM,
     available_or_claim_end,
     claim_due,
+    drop_claim,
     earliest,
+    renew_claim,
     settle_claimed,
     unclaimed,
 )
@@ -38,6 +40,7 @@ _OUTBOX_CLAIMED = (
     outbox.c.payload,
     outbox.c.attempts,
     outbox.c.created_at,
+    outbox.c.sending_since,
 )
 
 _PENDING = OutboxStatus.PENDING.value
@@ -170,7 +173,16 @@ class SqlOutboxRepository(OutboxRepository):
             values={
                 "claim_token": token,
                 "claimed_until": now + lease,
-                "attempts": outbox.c.attempts + 1,
+                "attempts": sa.case(
+                    # a claim taken over before its item was tried: that claim's count stands
+                    (
+                        sa.and_(
+                            outbox.c.claim_token.is_not(None), outbox.c.sending_since.is_(None)
+                        ),
+                        outbox.c.attempts,
+                    ),
+                    else_=outbox.c.attempts + 1,
+                ),
                 "last_attempt_at": now,
             },
             returning=_OUTBOX_CLAIMED,
@@ -184,10 +196,33 @@ class SqlOutboxRepository(OutboxRepository):
                 payload=json.loads(row.payload),
                 attempts=row.attempts,
                 created_at=row.created_at,
+                interrupted=row.sending_since is not None,
             )
             for row in rows
         ]
         return sorted(items, key=lambda item: item.id)
+
+    async def renew_claim(self, *, token: str, until: datetime) -> int:
+        return await renew_claim(self.conn, outbox, token=token, until=until)
+
+    async def drop_claim(self, *, token: str) -> int:
+        # the claim counted an attempt: taken back unless the item's call began
+        attempts = sa.case(
+            (outbox.c.sending_since.is_(None), outbox.c.attempts - 1), else_=outbox.c.attempts
+        )
+        return await drop_claim(self.conn, outbox, token=token, values={"attempts": attempts})
+
+    async def mark_sending(self, item_id: int, *, token: str, at: datetime) -> bool:
+        result = await self.conn.execute(
+            outbox.update()
+            .where(
+                outbox.c.id == item_id,
+                outbox.c.status == _PENDING,
+                outbox.c.claim_token == token,
+            )
+            .values(sending_since=at)
+        )
+        return result.rowcount == 1
 
     async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:
         return await self._settle(
@@ -221,7 +256,7 @@ class SqlOutboxRepository(OutboxRepository):
             outbox.c.id == item_id,
             outbox.c.status == _PENDING,
             token=token,
-            values=values,
+            values={"sending_since": None, **values},
         )
 
     async def next_due(self) -> datetime | None:

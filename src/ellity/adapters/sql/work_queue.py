@@ -58,6 +58,26 @@ async def settle_claimed(
     return result.rowcount == 1
 
 
+async def renew_claim(
+    conn: AsyncConnection, table: sa.Table, *, token: str, until: datetime
+) -> int:
+    """Extend the claim ``token`` to ``until`` on the rows it still holds; how many."""
+    result = await conn.execute(
+        table.update().where(table.c.claim_token == token).values(claimed_until=until)
+    )
+    return int(result.rowcount)
+
+
+async def drop_claim(
+    conn: AsyncConnection, table: sa.Table, *, token: str, values: Mapping[str, Any]
+) -> int:
+    """End the claim ``token`` on the rows it still holds, writing ``values``; how many."""
+    result = await conn.execute(
+        table.update().where(table.c.claim_token == token).values(**{**NO_CLAIM, **values})
+    )
+    return int(result.rowcount)
+
+
 def available_or_claim_end(available_at: sa.Column[Any], claimed_until: sa.Column[Any]) -> Any:
     """When a pending row can be claimed: when it is due, or when its claim runs out."""
     return sa.case((claimed_until > available_at, claimed_until), else_=available_at)

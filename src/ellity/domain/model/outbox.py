@@ -4,7 +4,9 @@ An item is ``pending`` until a worker settles it as ``delivered``, ``skipped`` (
 any more, e.g. the merchant switched system emails off meanwhile) or ``failed`` (given up; the
 merchant sees why and may retry). A worker *claims* pending items for a lease; a claim that
 runs out (the worker died) is taken over by another worker. Delivery is therefore
-at-least-once: an item whose worker dies after sending and before recording it is sent again.
+at-least-once: an item whose worker dies during its call (after the call began, before the
+outcome was recorded) is sent again; the worker records that the call begins, so such an item
+is known (``OutboxItem.interrupted``) and no other item is ever sent twice.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class OutboxStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """A pending item as a worker claimed it. ``attempts`` counts this claim too."""
+    """A pending item as a worker claimed it. ``attempts`` counts this claim too.
+    ``interrupted``: an earlier attempt's call began and its outcome was never recorded (its
+    worker died during the call), so the item may have been delivered already."""
 
     id: int
     merchant_id: MerchantId
@@ -49,6 +53,7 @@ class OutboxItem:
     payload: Payload
     attempts: int
     created_at: datetime
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,14 @@ from ellity.domain.services.ecomail_connection import (
     Connection,
     connection,
 )
-from ellity.domain.services.work_loop import Handled, Pace, work_through
+from ellity.domain.services.work_loop import (
+    CLAIM_LEASE,
+    RUNNING,
+    Handled,
+    Pace,
+    Stopping,
+    work_through,
+)
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
@@ -87,10 +94,10 @@ from ellity.ports.marketing import (
 from ellity.ports.operations import DELIVERED, DELIVERIES, FAILED, RETRIED, WorkCounters
 from ellity.ports.secrets import SecretBox, SecretUnreadable
 from ellity.ports.storage import ClaimedContact, OldAddress, UnitOfWork, UnitOfWorkFactory
+from ellity.ports.storage.claims import ClaimKeeping
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
 CONTACTS = "ecomail_contacts"  # the kind counted in ``DELIVERIES``
 #: Contacts waiting for Ecomail to come back: 5 s, 10 s, ... at most 5 minutes apart.
 CONTACT_RETRY = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(minutes=5))
@@ -187,8 +194,9 @@ async def sync_contacts(
     clock: Clock,
     worker_token: str,
     max_batches: int = 1000,
-    lease: timedelta = LEASE,
+    lease: timedelta = CLAIM_LEASE,
     counters: WorkCounters | None = None,
+    stopping: Stopping = RUNNING,
 ) -> int:
     """Write the pending contacts of every merchant with an active integration; returns how
     many were written. Stops a merchant's run at its first failure (what is left waits).
@@ -199,6 +207,8 @@ async def sync_contacts(
         merchant_ids = await uow.contacts.due_merchants(now=clock.now())
     written = 0
     for merchant_id in merchant_ids:
+        if stopping.is_set():
+            break
         written += await sync_merchant(
             merchant_id,
             uow_factory=uow_factory,
@@ -209,6 +219,7 @@ async def sync_contacts(
             max_batches=max_batches,
             lease=lease,
             counters=counters,
+            stopping=stopping,
         )
     return written
 
@@ -222,11 +233,12 @@ async def sync_merchant(
     clock: Clock,
     worker_token: str,
     max_batches: int = 1000,
-    lease: timedelta = LEASE,
+    lease: timedelta = CLAIM_LEASE,
     counters: WorkCounters | None = None,
+    stopping: Stopping = RUNNING,
 ) -> int:
-    """``lease``: how long a claim holds its contacts; a worker that dies holding some leaves
-    them to be taken over when it runs out. It must outlast one bulk call."""
+    """``lease``: how long a claim holds its contacts without being renewed; a worker that
+    dies holding some leaves them to be taken over when it runs out."""
     try:
         link = await connection(
             merchant_id, uow_factory=uow_factory, platforms=platforms, secret_box=secret_box
@@ -240,7 +252,12 @@ async def sync_merchant(
     pace = Pace(BULK_LIMIT, lease, claims=max_batches)
     contacts = _Contacts(merchant_id, link, uow_factory, clock, counters=counters)
     return await work_through(
-        contacts, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+        contacts,
+        uow_factory=uow_factory,
+        clock=clock,
+        worker_token=worker_token,
+        pace=pace,
+        stopping=stopping,
     )
 
 
@@ -263,7 +280,12 @@ class _Contacts:
             self.merchant_id, token=token, now=now, lease=lease, limit=limit
         )
 
-    async def handle(self, token: str, claimed: Sequence[ClaimedContact]) -> Handled:
+    def claims(self, uow: UnitOfWork) -> ClaimKeeping:
+        return uow.contacts
+
+    async def handle(
+        self, token: str, claimed: Sequence[ClaimedContact], stopping: Stopping
+    ) -> Handled:
         if self.link is None:
             await _fail(
                 self.uow_factory, self.merchant_id, token, None, KEY_UNREADABLE, clock=self.clock

@@ -2,13 +2,16 @@
 
 A run claims a small batch in one short transaction, delivers each item outside any
 transaction, and records each outcome in its own short transaction, so no database lock is
-held while an SMTP server (or later Ecomail) takes its time. Each delivery is bounded by
-``delivery_timeout`` and the claim's lease covers the whole batch, so a live worker never
-outlives its claim; a worker that dies leaves claims that run out and are taken over.
+held while an SMTP server or Ecomail takes its time. Each delivery is bounded by
+``delivery_timeout``; the worker renews its claim while it works (``work_loop``), and a worker
+that dies leaves claims that run out within ``CLAIM_LEASE`` and are taken over.
 
-Delivery is at-least-once: a worker killed after the SMTP server accepted an email and before
-the outcome was recorded leaves the item to be sent again. The email's ``Message-ID`` is the
-same both times, so mail clients can recognise the repeat.
+Right before an item's call goes out (once Ellity's request budget lets it go), the worker
+commits that the call begins (``OutboxRepository.mark_sending``); the outcome is recorded
+right after the call. So an item is sent twice only when its worker died (or was cut off)
+during that very call: the claim that takes it over sees it ``interrupted``, logs it and
+counts it (``INTERRUPTED``). The email's ``Message-ID`` is the same both times, so mail
+clients can recognise the repeat; Ecomail events carry no such key.
 
 Each topic has one handler (``delivery_handlers.HANDLERS``); what it raises decides how the
 item is settled.
@@ -17,7 +20,7 @@ item is settled.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -31,11 +34,27 @@ from ellity.domain.services.delivery_handlers import (
     TryLater,
     WaitFor,
 )
-from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
+from ellity.domain.services.work_loop import (
+    CLAIM_LEASE,
+    RUNNING,
+    Claimable,
+    OneAtATime,
+    Pace,
+    Stopping,
+    work_through,
+)
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer
 from ellity.ports.marketing import MarketingPlatforms
-from ellity.ports.operations import DELIVERED, DELIVERIES, FAILED, RETRIED, SKIPPED, WorkCounters
+from ellity.ports.operations import (
+    DELIVERED,
+    DELIVERIES,
+    FAILED,
+    INTERRUPTED,
+    RETRIED,
+    SKIPPED,
+    WorkCounters,
+)
 from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
@@ -60,6 +79,8 @@ async def deliver_pending(
     delivery_timeout: float = DELIVERY_TIMEOUT,
     policy: RetryPolicy = RETRY_POLICY,
     counters: WorkCounters | None = None,
+    stopping: Stopping = RUNNING,
+    lease: timedelta = CLAIM_LEASE,
 ) -> int:
     """Deliver up to ``limit`` due items, a batch at a time; returns how many were delivered.
 
@@ -72,9 +93,14 @@ async def deliver_pending(
     )
     work = _Delivery(courier, clock, policy, counters)
     outbox = OneAtATime("", _outbox, work, delivery_timeout)
-    pace = Pace(batch_size, lease_for(delivery_timeout, batch_size), limit=limit)
+    pace = Pace(batch_size, lease, limit=limit)
     return await work_through(
-        outbox, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+        outbox,
+        uow_factory=uow_factory,
+        clock=clock,
+        worker_token=worker_token,
+        pace=pace,
+        stopping=stopping,
     )
 
 
@@ -153,13 +179,31 @@ class _Delivery:
     counters: WorkCounters | None = None
 
     async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
+        if item.interrupted:
+            logger.warning(
+                "outbox item %s (%s, merchant %s) may have been delivered already: the worker"
+                " that was sending it stopped during the call; it is sent again",
+                item.id,
+                item.topic,
+                item.merchant_id,
+            )
+            if self.counters is not None:
+                self.counters.add(INTERRUPTED, kind=item.topic)
         if item.attempts > self.policy.max_attempts:  # the earlier claims all died unfinished
             return _Outcome(_Kind.GIVE_UP, f"Delivery was interrupted {item.attempts - 1} times.")
         handler = HANDLERS.get(item.topic)
         if handler is None:  # recorded by a newer version than this worker: wait for an upgrade
             return _Outcome(_Kind.RETRY, f"This worker cannot deliver '{item.topic}' items.")
+
+        async def sending() -> None:
+            async with self.courier.uow_factory() as uow:
+                held = await uow.outbox.mark_sending(item.id, token=token, at=self.clock.now())
+                await uow.commit()
+            if not held:  # taken over (this worker was silent too long): not ours to send
+                raise NothingToSend("Another worker took the item over.")
+
         try:
-            await handler(self.courier, item)
+            await handler(replace(self.courier, before_send=sending), item)
         except NothingToSend as exc:
             return _Outcome(_Kind.SKIPPED, str(exc))
         except WaitFor as exc:

@@ -31,6 +31,7 @@ from ellity.domain.model.system_email import (
 from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, connection
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
 from ellity.ports.marketing import (
+    BeforeSend,
     BudgetExhausted,
     InvalidApiKey,
     MarketingPlatforms,
@@ -64,12 +65,14 @@ class WaitFor(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Courier:
-    """What handlers deliver with."""
+    """What handlers deliver with. ``before_send``: what a handler awaits right before its
+    call goes out (and only when it does), to record that the call begins."""
 
     uow_factory: UnitOfWorkFactory
     mailer: Mailer
     secret_box: SecretBox
     platforms: MarketingPlatforms | None = None
+    before_send: BeforeSend | None = None
 
 
 Handler = Callable[[Courier, OutboxItem], Awaitable[None]]
@@ -129,6 +132,8 @@ def _email(
 
 
 async def _send(courier: Courier, to: _Recipient, email: OutgoingEmail) -> None:
+    if courier.before_send is not None:
+        await courier.before_send()
     try:
         await courier.mailer.send(email, server=to.merchant.smtp, password=to.password)
     except MailerUnavailable as exc:
@@ -191,7 +196,7 @@ async def _send_ecomail_event(courier: Courier, item: OutboxItem) -> None:
         email=customer.email, category=EVENT_CATEGORY, action=EVENT_ACTION, label=label, value=value
     )
     try:
-        await link.platform.send_event(event)
+        await link.platform.send_event(event, before_send=courier.before_send)
     except BudgetExhausted as exc:
         raise WaitFor(str(exc), seconds=exc.retry_after) from None
     except MarketingUnavailable as exc:

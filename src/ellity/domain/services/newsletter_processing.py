@@ -54,7 +54,15 @@ from ellity.domain.services.common import customer_id_of, load_merchant, merchan
 from ellity.domain.services.consent import apply_reward_rule, apply_take_back, record_consent
 from ellity.domain.services.ecomail_connection import Connection, connection
 from ellity.domain.services.newsletter_confirmation import Connect, Wait, confirm, ignored
-from ellity.domain.services.work_loop import Claimable, OneAtATime, Pace, lease_for, work_through
+from ellity.domain.services.work_loop import (
+    CLAIM_LEASE,
+    RUNNING,
+    Claimable,
+    OneAtATime,
+    Pace,
+    Stopping,
+    work_through,
+)
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import MarketingPlatforms, Membership
 from ellity.ports.operations import DELIVERED, DELIVERIES, RETRIED, WorkCounters
@@ -87,6 +95,7 @@ async def process_notifications(
     batch_size: int = BATCH_SIZE,
     seconds_each: float = PROCESS_TIMEOUT,
     counters: WorkCounters | None = None,
+    stopping: Stopping = RUNNING,
 ) -> int:
     """Process up to ``limit`` due notifications, a claimed batch at a time; returns how many
     were settled (paid, deducted, ignored or unconfirmed). ``counters`` count the settled
@@ -99,9 +108,14 @@ async def process_notifications(
 
     processing = _Processing(uow_factory, clock, connect, counters)
     queue = OneAtATime("n", _notifications, processing, seconds_each)
-    pace = Pace(batch_size, lease_for(seconds_each, batch_size), limit=limit)
+    pace = Pace(batch_size, CLAIM_LEASE, limit=limit)
     return await work_through(
-        queue, uow_factory=uow_factory, clock=clock, worker_token=worker_token, pace=pace
+        queue,
+        uow_factory=uow_factory,
+        clock=clock,
+        worker_token=worker_token,
+        pace=pace,
+        stopping=stopping,
     )
 
 

@@ -1,30 +1,43 @@
 """How the worker goes through a queue of claimable work (outbox items, newsletter
 notifications, Ecomail contacts).
 
-A run claims a batch in one short transaction under a token no other claim has, for a lease,
-then handles the batch outside any transaction; the queue records each outcome only while its
-claim still holds the work, so two workers never settle the same thing. A worker that dies
-leaves claims that run out and are taken over. The run ends when nothing is due, when it has
-handled ``Pace.limit`` items or made ``Pace.claims`` claims, or when the queue says to stop.
+A run claims a batch in one short transaction under a token no other claim has, for a short
+lease (``CLAIM_LEASE``), then handles the batch outside any transaction; the queue records
+each outcome only while its claim still holds the work, so two workers never settle the same
+thing. While it handles the batch the worker renews the lease (a few times per lease), so a
+slow batch keeps its claim however long it takes, and the claims of a worker that died run
+out within one lease of its last renewal and are taken over.
 
-Work handled an item at a time (``OneAtATime``) bounds each item by a timeout, and the lease
-covers the whole batch with one item's time to spare (``lease_for``), so a live worker never
-outlives its claim.
+The run ends when nothing is due, when it has handled ``Pace.limit`` items or made
+``Pace.claims`` claims, when the queue says to stop, or when the worker is stopping
+(``Stopping``): it then claims nothing more, finishes the item in hand, and gives back the
+rest of its claim at once (``ClaimKeeping.drop_claim``), as it does when the run is cancelled
+or breaks, so another worker takes them over without waiting for the lease to run out.
+
+Work handled an item at a time (``OneAtATime``) bounds each item by a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
+from ellity.ports.storage.claims import ClaimKeeping
+
+logger = logging.getLogger(__name__)
 
 MAX_CLAIM_TOKEN = 64
+#: How long a claim holds its work without being renewed: a worker silent this long is dead.
+CLAIM_LEASE = timedelta(seconds=30)
+RENEWALS_PER_LEASE = 3  # a live worker renews its claim this often per lease
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -40,10 +53,18 @@ def claim_token(worker_token: str, tag: str) -> str:
     return f"{worker_token[: MAX_CLAIM_TOKEN - 12]}:{tag}{next(_claims)}"
 
 
-def lease_for(seconds_each: float, batch_size: int) -> timedelta:
-    """A claim's lease when each item is bounded by ``seconds_each``: the whole batch and one
-    item's time more, for the claim and the last outcome."""
-    return timedelta(seconds=seconds_each * (batch_size + 1))
+class Stopping(Protocol):
+    """Whether the worker is stopping (an ``asyncio.Event`` is one)."""
+
+    def is_set(self) -> bool: ...
+
+
+class _Running:
+    def is_set(self) -> bool:
+        return False
+
+
+RUNNING: Stopping = _Running()  # a worker that is not stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +101,19 @@ class WorkQueue(Protocol[T]):
         """Marks the queue's claim tokens."""
         ...
 
+    def claims(self, uow: UnitOfWork) -> ClaimKeeping:
+        """Where this queue's claims are renewed and given back."""
+        ...
+
     async def claim(
         self, uow: UnitOfWork, token: str, *, now: datetime, lease: timedelta, limit: int
     ) -> Sequence[T]:
         """Claim up to ``limit`` due items for ``token`` until ``now + lease``."""
         ...
 
-    async def handle(self, token: str, claimed: Sequence[T]) -> Handled:
-        """Handle and settle what ``token`` claimed."""
+    async def handle(self, token: str, claimed: Sequence[T], stopping: Stopping) -> Handled:
+        """Handle and settle what ``token`` claimed; once ``stopping`` is set, finish the item
+        in hand and leave the others (they are given back)."""
         ...
 
 
@@ -119,10 +145,11 @@ async def work_through(
     clock: Clock,
     worker_token: str,
     pace: Pace,
+    stopping: Stopping = RUNNING,
 ) -> int:
     """Claim and handle batches until the run is over; returns what the claims counted."""
     done = handled = claims = 0
-    while room := pace.room(handled, claims):
+    while not stopping.is_set() and (room := pace.room(handled, claims)):
         token = claim_token(worker_token, queue.tag)
         async with uow_factory() as uow:
             claimed = await queue.claim(uow, token, now=clock.now(), lease=pace.lease, limit=room)
@@ -130,7 +157,10 @@ async def work_through(
         claims += 1
         if not claimed:
             break
-        result = await queue.handle(token, claimed)
+        async with _kept(queue, token, uow_factory=uow_factory, clock=clock, lease=pace.lease):
+            result = await queue.handle(token, claimed, stopping)
+            if stopping.is_set():
+                await _give_back(queue, token, uow_factory=uow_factory)
         done += result.done
         handled += len(claimed)
         if result.stop:
@@ -138,7 +168,64 @@ async def work_through(
     return done
 
 
-class Claimable(Protocol[T_co]):
+@asynccontextmanager
+async def _kept(
+    queue: WorkQueue[T],
+    token: str,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    lease: timedelta,
+) -> AsyncIterator[None]:
+    """The claim ``token`` renewed while the block runs; what it still holds is given back
+    when the block is cancelled or raises."""
+    renewing = asyncio.create_task(
+        _renew(queue, token, uow_factory=uow_factory, clock=clock, lease=lease)
+    )
+    try:
+        yield
+    except BaseException:
+        await asyncio.shield(_give_back(queue, token, uow_factory=uow_factory))
+        raise
+    finally:
+        renewing.cancel()
+        with suppress(asyncio.CancelledError):
+            await renewing
+
+
+async def _renew(
+    queue: WorkQueue[T],
+    token: str,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    lease: timedelta,
+) -> None:
+    """Every ``lease / RENEWALS_PER_LEASE``, until cancelled. A renewal that fails (the
+    database is away) is logged; the next may succeed before the lease runs out."""
+    while True:
+        await asyncio.sleep(lease.total_seconds() / RENEWALS_PER_LEASE)
+        try:
+            async with uow_factory() as uow:
+                await queue.claims(uow).renew_claim(token=token, until=clock.now() + lease)
+                await uow.commit()
+        except Exception as exc:  # noqa: BLE001 - the claim may still be renewed in time
+            logger.warning("could not renew the claim %s: %s", token, exc)
+
+
+async def _give_back(queue: WorkQueue[T], token: str, *, uow_factory: UnitOfWorkFactory) -> None:
+    try:
+        async with uow_factory() as uow:
+            given = await queue.claims(uow).drop_claim(token=token)
+            await uow.commit()
+    except Exception as exc:  # noqa: BLE001 - the claim runs out by itself within its lease
+        logger.warning("could not give back the claim %s: %s", token, exc)
+        return
+    if given:
+        logger.info("gave back %d unfinished items of the claim %s", given, token)
+
+
+class Claimable(ClaimKeeping, Protocol[T_co]):
     """Where a queue's items are claimed from (a repository of the unit of work)."""
 
     async def claim(
@@ -161,9 +248,14 @@ class OneAtATime(Generic[T, R]):
     ) -> Sequence[T]:
         return await self.source(uow).claim(token=token, now=now, lease=lease, limit=limit)
 
-    async def handle(self, token: str, claimed: Sequence[T]) -> Handled:
+    def claims(self, uow: UnitOfWork) -> ClaimKeeping:
+        return self.source(uow)
+
+    async def handle(self, token: str, claimed: Sequence[T], stopping: Stopping) -> Handled:
         done = 0
         for item in claimed:
+            if stopping.is_set():
+                return Handled(done, stop=True)
             try:
                 async with asyncio.timeout(self.seconds):
                     outcome = await self.work.attempt(item, token)

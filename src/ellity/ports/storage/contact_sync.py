@@ -11,6 +11,7 @@ from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EcomailIntegration
 from ellity.domain.model.newsletter import AddAttempt
+from ellity.ports.storage.claims import ClaimKeeping
 from ellity.ports.storage.ledger import ExpiredChunk
 
 
@@ -78,7 +79,7 @@ class EcomailRepository(Protocol):
         ...
 
 
-class ContactSyncRepository(Protocol):
+class ContactSyncRepository(ClaimKeeping, Protocol):
     """Customers whose contact in the merchant's Ecomail list needs writing.
 
     A change *marks* the customer pending (coalescing: however many changes, one pending

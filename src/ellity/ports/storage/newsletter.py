@@ -14,6 +14,7 @@ from ellity.domain.model.newsletter import (
     Outcome,
     RewardHold,
 )
+from ellity.ports.storage.claims import ClaimKeeping
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class KeptSignup:
     notification_id: int | None
 
 
-class NewsletterRepository(Protocol):
+class NewsletterRepository(ClaimKeeping, Protocol):
     """Ecomail's list webhook and the newsletter reward: each merchant's webhook token, the
     notifications the webhook received, and the reward each customer holds.
 

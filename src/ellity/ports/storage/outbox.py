@@ -8,10 +8,11 @@ from typing import Protocol
 
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.outbox import OutboxItem, Payload
+from ellity.ports.storage.claims import ClaimKeeping
 from ellity.ports.storage.ledger import ExpiredChunk
 
 
-class OutboxRepository(Protocol):
+class OutboxRepository(ClaimKeeping, Protocol):
     """Work for the outside world, written in the transaction that causes it.
 
     Claims are exclusive: while a claim lives, no other claimer gets the item, however many
@@ -54,8 +55,16 @@ class OutboxRepository(Protocol):
         self, *, token: str, now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxItem]:
         """Up to ``limit`` due items (pending, available, no live claim), oldest first, claimed
-        with ``token`` until ``now + lease``; each claim counts as an attempt. Expired claims
-        are taken over. The claims hold once the unit of work commits."""
+        with ``token`` until ``now + lease``; each claim counts as an attempt, except that an
+        expired claim taken over before its item's call began counts once for both. Expired
+        claims are taken over. The claims hold once the unit of work commits."""
+        ...
+
+    async def mark_sending(self, item_id: int, *, token: str, at: datetime) -> bool:
+        """The item's call (SMTP, Ecomail) begins now: recorded (commit it before the call)
+        until the outcome is, so that a claim taking the item over after its worker died knows
+        it may have been delivered (``OutboxItem.interrupted``). False unless ``token`` holds
+        the item."""
         ...
 
     async def mark_delivered(self, item_id: int, *, token: str, at: datetime) -> bool:

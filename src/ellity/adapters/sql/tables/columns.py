@@ -57,3 +57,12 @@ def timestamp_or_none() -> Any:
 #: Ids of the tables that grow with the customers: BIGINT, but SQLite's INTEGER so that the
 #: column stays the rowid alias there.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def claim_token_index(table: str) -> sa.Index:
+    """A work queue's claims by token (a worker renews and gives back its own): only the
+    rows a claim holds are indexed."""
+    claimed = sa.text("claim_token IS NOT NULL")
+    return sa.Index(
+        f"ix_{table}_claim_token", "claim_token", sqlite_where=claimed, postgresql_where=claimed
+    )

@@ -8,7 +8,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import BIG_ID, timestamp, timestamp_or_none
+from ellity.adapters.sql.tables.columns import (
+    BIG_ID,
+    claim_token_index,
+    timestamp,
+    timestamp_or_none,
+)
 
 
 class EcomailIntegrationRow(SQLModel, table=True):
@@ -66,6 +71,7 @@ class EcomailContactRow(SQLModel, table=True):
             sqlite_where=sa.text("failed_at IS NOT NULL"),
             postgresql_where=sa.text("failed_at IS NOT NULL"),
         ),
+        claim_token_index("ecomail_contacts"),
     )
 
     customer_id: int = Field(

@@ -8,7 +8,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import BIG_ID, timestamp, timestamp_or_none
+from ellity.adapters.sql.tables.columns import (
+    BIG_ID,
+    claim_token_index,
+    timestamp,
+    timestamp_or_none,
+)
 
 
 class EcomailWebhookRow(SQLModel, table=True):
@@ -50,6 +55,7 @@ class NewsletterNotificationRow(SQLModel, table=True):
             postgresql_where=_PENDING_NOTIFICATION,
         ),
         sa.Index("ix_newsletter_notifications_processed_at", "processed_at"),
+        claim_token_index("newsletter_notifications"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))

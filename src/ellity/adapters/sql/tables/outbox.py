@@ -7,7 +7,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import BIG_ID, UtcDateTime, timestamp
+from ellity.adapters.sql.tables.columns import (
+    BIG_ID,
+    UtcDateTime,
+    claim_token_index,
+    timestamp,
+)
 
 
 class OutboxRow(SQLModel, table=True):
@@ -16,8 +21,12 @@ class OutboxRow(SQLModel, table=True):
 
     ``status``: pending, delivered, skipped (nothing left to send) or failed (given up). A
     worker claims a pending item by setting ``claim_token`` and ``claimed_until``; a claim that
-    runs out (worker killed) is taken over. ``attempts`` counts claims; ``last_attempt_at`` is
-    the latest. ``delivered_at`` is when it was settled as delivered or skipped.
+    runs out (worker killed) is taken over; the worker renews its claim while it works, so the
+    lease can be short. ``attempts`` counts claims (a claim taken over before its item was
+    tried counts once); ``last_attempt_at`` is the latest. ``sending_since``: the worker is
+    about to call out (SMTP, Ecomail) or is calling; set before the call, cleared with the
+    outcome, so an item whose worker died during the call is known (it may have been
+    delivered). ``delivered_at`` is when it was settled as delivered or skipped.
     """
 
     __tablename__ = "outbox"
@@ -25,6 +34,7 @@ class OutboxRow(SQLModel, table=True):
         sa.Index("ix_outbox_status_available_at", "status", "available_at"),
         sa.Index("ix_outbox_merchant_status", "merchant_id", "status", "id"),
         sa.Index("ix_outbox_merchant_delivered_at", "merchant_id", "delivered_at"),
+        claim_token_index("outbox"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
@@ -43,6 +53,9 @@ class OutboxRow(SQLModel, table=True):
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
     )
     claim_token: str | None = Field(default=None, max_length=64)
+    sending_since: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     last_attempt_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
