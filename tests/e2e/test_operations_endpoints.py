@@ -23,6 +23,7 @@ from ellity.adapters.sql.database import Database
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps
 from ellity.domain.model.newsletter import Notification, SubscriptionChange
+from ellity.ports.operations import INTERRUPTED
 from ellity.settings import load_settings
 from ellity.web.app import create_app
 from ellity.worker import running_in_process
@@ -224,6 +225,7 @@ async def test_metrics_show_the_queues_the_sources_and_each_route_s_latency(
             await uow.commit()
         missing = await client.get("/api/v1/customers/987654", headers=shop.auth)
         assert missing.status_code == 404
+        deps.counters.add(INTERRUPTED, kind="ecomail.event")  # as a worker counts one
         await deps.counters.flush()  # what the app counted is written within a second anyway
         response = await client.get("/metrics")
     assert response.status_code == 200
@@ -247,6 +249,7 @@ async def test_metrics_show_the_queues_the_sources_and_each_route_s_latency(
     assert value("ellity_workers_seen") == 0
     assert value("ellity_ecomail_budget_limit") == 950
     assert value("ellity_ecomail_rate_limited_total") == 0
+    assert value("ellity_interrupted_deliveries_total", kind="ecomail.event") == 1
     route = {"method": "GET", "route": "/api/v1/customers/{customer_id}"}
     assert value("ellity_http_request_duration_seconds_count", **route) == 1
     assert value("ellity_http_request_duration_seconds_bucket", **route, le="+Inf") == 1
