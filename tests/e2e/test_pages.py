@@ -444,10 +444,12 @@ async def test_the_first_run_page_creates_the_first_merchant_and_then_is_gone(
 
 async def test_concurrent_first_runs_create_exactly_one_merchant(empty_site: Site) -> None:
     site = empty_site
+    all_have_the_form = asyncio.Barrier(4)  # no one posts before everyone read the form
 
     async def attempt(n: int) -> int:
         async with site.browser() as client:
             token = await form_token(client, "/setup")
+            await all_have_the_form.wait()
             answer = await client.post(
                 "/setup",
                 data={
