@@ -20,9 +20,10 @@ from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
-from ellity.domain.services.customers import CustomerInput, contact_snapshots, upsert_customer
+from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.domain.services.merchants import create_merchant
 from ellity.domain.services.work_loop import CLAIM_LEASE
+from tests.e2e.deployments import ellity_fields, stored_fields
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakePasswordHasher
 from tests.processes import ELLITY, clean_env
@@ -87,17 +88,6 @@ async def shop_with_customers(workdir: Path, count: int) -> list[CustomerId]:
         return ids
     finally:
         await database.dispose()
-
-
-async def stored_fields(workdir: Path, ids: list[CustomerId]) -> dict[str, dict[str, object]]:
-    database = create_database(f"sqlite+aiosqlite:///{workdir / 'ellity.db'}")
-    try:
-        snapshots = await contact_snapshots(
-            MerchantId(1), ids, uow=SqlUnitOfWorkFactory(database)(), clock=SystemClock()
-        )
-    finally:
-        await database.dispose()
-    return {s.email.lower(): dict(s.fields) for s in snapshots if s.email}
 
 
 async def test_the_activate_command_refuses_a_wrong_key_then_creates_the_fields(
@@ -199,9 +189,6 @@ async def test_a_worker_killed_in_the_middle_of_a_bulk_call_loses_no_contact(
     again = ellity(tmp_path, env, "worker", "--burst")
     assert again.returncode == 0, again.stderr
 
-    members = account.lists[list_id].members
-    stored = {
-        email: {k: v for k, v in m.custom_fields.items() if k.startswith("ellity_")}
-        for email, m in members.items()
-    }
-    assert stored == await stored_fields(tmp_path, ids)
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'ellity.db'}"
+    expected = await stored_fields(database_url, MerchantId(1), ids)
+    assert ellity_fields(account.lists[list_id].members) == expected

@@ -8,27 +8,19 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 import psutil
 import pytest
-import redis
-import sqlalchemy as sa
 from arq import create_pool
 from arq.connections import RedisSettings
-from sqlalchemy.engine import make_url
 
 from ellity.adapters.arq_queue import DELIVER_JOB, ArqJobQueue
-from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import create_database
-from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SecretsRandom, SystemClock
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -38,121 +30,71 @@ from ellity.domain.services.customers import CustomerInput, upsert_customer
 from ellity.domain.services.merchants import create_merchant
 from ellity.domain.services.points import earn_points
 from ellity.ports.queue import JobQueue
-from tests.conftest import postgres_admin_url
+from tests.e2e.deployments import REDIS_URL, Deployment, on_postgres, on_sqlite, until
 from tests.fakes import FakePasswordHasher
-from tests.processes import ELLITY, free_port
+from tests.processes import free_port
 from tests.smtp_server import SmtpServer
 
-SECRET = "e2e-worker-secret-key"
-REDIS_DB = 11  # ours; each test also has a queue of its own
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
+async def seed(
+    deployment: Deployment,
+    smtp: SmtpServer,
+    customers: int,
+    *,
+    first: int = 0,
+    queue: JobQueue | None = None,
+) -> None:
+    """Anna's shop with system emails on and SMTP set up; each customer earns points.
 
-@dataclass
-class Deployment:
-    """One installation: a working folder, a database, an SMTP server and a Redis queue."""
+    With ``queue``, commits nudge the worker as the web process's commits do."""
+    database, clock = create_database(deployment.database_url), SystemClock()
+    uow = SqlUnitOfWorkFactory(
+        database, on_outbox_work=None if queue is None else queue.nudge_delivery
+    )
+    try:
+        async with uow(read_only=True) as unit:
+            merchant = await unit.merchants.get_by_slug("anna")
+        if merchant is None:
+            merchant = await create_merchant(
+                slug="anna",
+                settings=MerchantSettings(name="Kavárna U Anny", send_system_emails=True),
+                admin_email="admin@anna.example.cz",
+                admin_password="a long password",
+                uow=uow(),
+                clock=clock,
+                hasher=FakePasswordHasher(),
+            )
+            async with uow() as unit:
+                server = SmtpSettings(
+                    host="127.0.0.1", port=smtp.port, sender="body@anna.cz", security="none"
+                )
+                await unit.merchants.update_smtp(merchant.id or MerchantId(0), server)
+                await unit.commit()
+        # PostgreSQL flushes concurrent commits together; SQLite has one writer at a time
+        gate = asyncio.Semaphore(8 if deployment.database_url.startswith("postgresql") else 1)
 
-    workdir: Path
-    database_url: str
-    smtp: SmtpServer
-    queue: str = field(default_factory=lambda: f"ellity-e2e:{uuid.uuid4().hex}")
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
-        env.pop("REDIS_URL", None)
-        env.update(
-            ELLITY_DATABASE_URL=self.database_url,
-            ELLITY_SECRET_KEY=SECRET,
-            ELLITY_QUEUE_NAME=self.queue,
-            ELLITY_SMTP_ALLOW_PRIVATE="true",  # the test SMTP server is on 127.0.0.1
-            REDIS_URL=REDIS_URL,
-        )
-        env.update(extra)
-        return {k: v for k, v in env.items() if v}
-
-    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [*ELLITY, *args],
-            cwd=self.workdir,
-            env=self.env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes.append(process)
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text(errors="replace")
-
-    async def seed(self, customers: int, *, first: int = 0, queue: JobQueue | None = None) -> None:
-        """Anna's shop with system emails on and SMTP set up; each customer earns points.
-
-        With ``queue``, commits nudge the worker as the web process's commits do."""
-        database, clock = create_database(self.database_url), SystemClock()
-        uow = SqlUnitOfWorkFactory(
-            database, on_outbox_work=None if queue is None else queue.nudge_delivery
-        )
-        try:
-            async with uow(read_only=True) as unit:
-                merchant = await unit.merchants.get_by_slug("anna")
-            if merchant is None:
-                merchant = await create_merchant(
-                    slug="anna",
-                    settings=MerchantSettings(name="Kavárna U Anny", send_system_emails=True),
-                    admin_email="admin@anna.example.cz",
-                    admin_password="a long password",
+        async def customer_earns(n: int) -> None:
+            async with gate:
+                created = await upsert_customer(
+                    merchant_id,
+                    CustomerInput(email=f"c{n}@example.cz", registered=True),
                     uow=uow(),
                     clock=clock,
-                    hasher=FakePasswordHasher(),
+                    rng=SecretsRandom(),
                 )
-                async with uow() as unit:
-                    smtp = SmtpSettings(
-                        host="127.0.0.1",
-                        port=self.smtp.port,
-                        sender="body@anna.cz",
-                        security="none",
-                    )
-                    await unit.merchants.update_smtp(merchant.id or MerchantId(0), smtp)
-                    await unit.commit()
-            # PostgreSQL flushes concurrent commits together; SQLite has one writer at a time
-            gate = asyncio.Semaphore(8 if self.database_url.startswith("postgresql") else 1)
-
-            async def customer_earns(n: int) -> None:
-                async with gate:
-                    created = await upsert_customer(
-                        merchant_id,
-                        CustomerInput(email=f"c{n}@example.cz", registered=True),
-                        uow=uow(),
-                        clock=clock,
-                        rng=SecretsRandom(),
-                    )
-                    await earn_points(
-                        merchant_id,
-                        created.view.customer.id or CustomerId(0),
-                        Points.parse("10"),
-                        order_ref=f"o-{n}",
-                        uow=uow(),
-                        clock=clock,
-                    )
-
-            merchant_id = merchant.id or MerchantId(0)
-            await asyncio.gather(*(customer_earns(n) for n in range(first, first + customers)))
-        finally:
-            await database.dispose()
-
-    async def outbox_rows(self) -> list[tuple[int, str, int]]:
-        """(id, status, attempts) of every item."""
-        database = create_database(self.database_url)
-        try:
-            async with database.engine.connect() as conn:
-                rows = await conn.execute(
-                    sa.select(outbox.c.id, outbox.c.status, outbox.c.attempts).order_by(outbox.c.id)
+                await earn_points(
+                    merchant_id,
+                    created.view.customer.id or CustomerId(0),
+                    Points.parse("10"),
+                    order_ref=f"o-{n}",
+                    uow=uow(),
+                    clock=clock,
                 )
-                return [(row.id, row.status, row.attempts) for row in rows]
-        finally:
-            await database.dispose()
+
+        merchant_id = merchant.id or MerchantId(0)
+        await asyncio.gather(*(customer_earns(n) for n in range(first, first + customers)))
+    finally:
+        await database.dispose()
 
 
 async def enqueue_deliveries(queue: str, count: int) -> None:
@@ -164,24 +106,6 @@ async def enqueue_deliveries(queue: str, count: int) -> None:
         await pool.aclose()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     server = SmtpServer().start()
@@ -189,58 +113,22 @@ def smtp() -> Iterator[SmtpServer]:
     server.stop()
 
 
-def _forget_queue(queue: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"*{queue}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+@pytest.fixture
+async def sqlite_deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with on_sqlite(tmp_path) as deployment:
+        yield deployment
 
 
 @pytest.fixture
-async def sqlite_deployment(tmp_path: Path, smtp: SmtpServer) -> AsyncIterator[Deployment]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ellity.db'}"
-    await asyncio.to_thread(migrate.upgrade, url)
-    deployment = Deployment(tmp_path, url, smtp)
-    yield deployment
-    for process in deployment.processes:
-        stop(process)
-    _forget_queue(deployment.queue)
-
-
-@pytest.fixture
-async def postgres_deployment(tmp_path: Path, smtp: SmtpServer) -> AsyncIterator[Deployment]:
-    name = f"ellity_e2e_{os.getpid()}"
-    admin = make_url(postgres_admin_url())
-
-    async def run(statement: str) -> None:
-        conn = await asyncpg.connect(
-            host=admin.host, port=admin.port, user=admin.username, password=admin.password,
-            database=admin.database,
-        )  # fmt: skip
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await run(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(migrate.upgrade, url)
-    deployment = Deployment(tmp_path, url, smtp)
-    yield deployment
-    for process in deployment.processes:
-        stop(process)
-    _forget_queue(deployment.queue)
-    await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def postgres_deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with on_postgres(tmp_path) as deployment:
+        yield deployment
 
 
 async def test_a_worker_killed_while_sending_leaves_the_email_to_the_next_worker(
     sqlite_deployment: Deployment, smtp: SmtpServer
 ) -> None:
-    await sqlite_deployment.seed(1)
+    await seed(sqlite_deployment, smtp, 1)
     smtp.recorder.stall_next = True  # the server takes the email in, then stalls: kill now
     first = sqlite_deployment.start("first", "worker", ELLITY_DELIVERY_TIMEOUT="0.5")
     smtp.recorder.on_stall = lambda: os.kill(first.pid, signal.SIGKILL)
@@ -278,7 +166,7 @@ async def test_two_workers_at_once_deliver_each_email_exactly_once(
     for name in "ab":
         await until(started(name), within=30, what=name)
     await asyncio.sleep(1)  # their start-up runs found nothing to do
-    await deployment.seed(items)
+    await seed(deployment, smtp, items)
     await enqueue_deliveries(deployment.queue, 8)  # more than one worker takes (max_jobs 4)
     await until(lambda: smtp.recorder.count() >= items, within=60, what="all emails")
     await asyncio.sleep(1)  # anything sent twice would arrive now
@@ -305,7 +193,7 @@ async def test_a_web_commit_nudges_a_running_worker_within_a_second_or_two(
     started = time.monotonic()
     queue = ArqJobQueue(REDIS_URL, queue_name=sqlite_deployment.queue)
     try:  # wired like the web process: each commit with outbox work nudges
-        await sqlite_deployment.seed(1, queue=queue)
+        await seed(sqlite_deployment, smtp, 1, queue=queue)
     finally:
         await queue.close()
     await until(lambda: smtp.recorder.count() == 1, within=10, what="the nudged delivery")
@@ -315,7 +203,7 @@ async def test_a_web_commit_nudges_a_running_worker_within_a_second_or_two(
 async def test_worker_burst_delivers_everything_due_then_exits(
     sqlite_deployment: Deployment, smtp: SmtpServer
 ) -> None:
-    await sqlite_deployment.seed(5)
+    await seed(sqlite_deployment, smtp, 5)
     burst = sqlite_deployment.start("burst", "worker", "--burst", REDIS_URL="")  # no Redis needed
     assert burst.wait(timeout=60) == 0, sqlite_deployment.log("burst")
     assert smtp.recorder.count() == 5
@@ -326,7 +214,7 @@ async def test_worker_burst_delivers_everything_due_then_exits(
 async def test_serve_without_redis_runs_an_embedded_server_and_the_worker_in_process(
     sqlite_deployment: Deployment, smtp: SmtpServer
 ) -> None:
-    await sqlite_deployment.seed(2)
+    await seed(sqlite_deployment, smtp, 2)
     port = free_port()
     server = sqlite_deployment.start("serve", "serve", "--port", str(port), REDIS_URL="")
     await until(lambda: smtp.recorder.count() == 2, within=60, what="emails from `serve`")
