@@ -46,7 +46,7 @@ from ellity.worker import deliver_once
 from tests.e2e.conftest import deps_on
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock, FakePasswordHasher, FakeRandom
-from tests.processes import first_answer, free_port, start_serve
+from tests.processes import first_answer, free_port, logged, start_serve
 from tests.smtp_server import SmtpServer
 
 ECOMAIL_KEY = "ecomail-key-Qw7tZ3vB9xLm"
@@ -417,5 +417,5 @@ def test_the_served_app_logs_webhook_paths_with_the_token_masked(tmp_path: Path)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=10)
-    assert '"POST /webhooks/ecomail/… HTTP/1.1" 404' in output
+    assert '"POST /webhooks/ecomail/… HTTP/1.1" 404' in logged(output)
     assert token not in output

@@ -1,6 +1,7 @@
 """The outbox in SQL: items are written in the transaction that causes them, claimed by a
 worker for a lease and settled while that claim holds. The items that follow an expiry chunk
-are one ``INSERT ... SELECT``.
+are one ``INSERT ... SELECT``. An item written while a web request is handled keeps the
+request's id (``ports.request_context``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ellity.adapters.sql.work_queue import (
 )
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
+from ellity.ports.request_context import current_request_id
 from ellity.ports.storage.ledger import ExpiredChunk
 from ellity.ports.storage.outbox import OutboxRepository
 
@@ -38,6 +40,7 @@ _OUTBOX_CLAIMED = (
     outbox.c.payload,
     outbox.c.attempts,
     outbox.c.created_at,
+    outbox.c.request_id,
 )
 
 _PENDING = OutboxStatus.PENDING.value
@@ -81,6 +84,7 @@ class SqlOutboxRepository(OutboxRepository):
                 attempts=0,
                 created_at=at,
                 available_at=at,
+                request_id=current_request_id(),
             )
             .returning(outbox.c.id)
         )
@@ -97,6 +101,7 @@ class SqlOutboxRepository(OutboxRepository):
     ) -> int:
         if not items:
             return 0
+        request_id = current_request_id()
         await self.conn.execute(
             outbox.insert(),
             [
@@ -109,6 +114,7 @@ class SqlOutboxRepository(OutboxRepository):
                     "attempts": 0,
                     "created_at": at,
                     "available_at": at,
+                    "request_id": request_id,
                 }
                 for customer_id, payload in items
             ],
@@ -184,6 +190,7 @@ class SqlOutboxRepository(OutboxRepository):
                 payload=json.loads(row.payload),
                 attempts=row.attempts,
                 created_at=row.created_at,
+                request_id=row.request_id,
             )
             for row in rows
         ]

@@ -40,7 +40,8 @@ class OutboxStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """A pending item as a worker claimed it. ``attempts`` counts this claim too."""
+    """A pending item as a worker claimed it. ``attempts`` counts this claim too.
+    ``request_id``: the web request that recorded it, if one did (its log lines' id)."""
 
     id: int
     merchant_id: MerchantId
@@ -49,6 +50,7 @@ class OutboxItem:
     payload: Payload
     attempts: int
     created_at: datetime
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

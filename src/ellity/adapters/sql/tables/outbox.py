@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from ellity.adapters.sql.tables.columns import BIG_ID, UtcDateTime, timestamp
+from ellity.ports.request_context import MAX_REQUEST_ID_LENGTH
 
 
 class OutboxRow(SQLModel, table=True):
@@ -18,6 +19,8 @@ class OutboxRow(SQLModel, table=True):
     worker claims a pending item by setting ``claim_token`` and ``claimed_until``; a claim that
     runs out (worker killed) is taken over. ``attempts`` counts claims; ``last_attempt_at`` is
     the latest. ``delivered_at`` is when it was settled as delivered or skipped.
+    ``request_id`` is the id of the web request that recorded the item (none for work of the
+    worker's own, the nightly run, the commands): the worker's log lines about it carry it.
     """
 
     __tablename__ = "outbox"
@@ -50,6 +53,7 @@ class OutboxRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
     )
+    request_id: str | None = Field(default=None, max_length=MAX_REQUEST_ID_LENGTH)
 
 
 outbox = OutboxRow.__table__  # type: ignore[attr-defined]
