@@ -7,10 +7,11 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 
 from ellity.logs import log_formatter
 from ellity.ports.request_context import current_request_id
@@ -41,7 +42,7 @@ def test_a_sane_incoming_id_is_kept(given: str) -> None:
         "",
         "a" * 65,  # too long
         "has space",
-        "quote\"d",
+        'quote"d',
         "new\nline",
         "slash/ed",
         "ünïcode",
@@ -64,12 +65,17 @@ class Recorded:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.seen.append(current_request_id())
         logging.getLogger("ellity.web.test").info("handling %s", scope["path"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
 
 
 @pytest.fixture
-def json_lines() -> io.StringIO:
+def json_lines() -> Iterator[io.StringIO]:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(log_formatter("json"))
@@ -106,9 +112,13 @@ async def test_the_id_is_bound_while_the_app_handles_the_request_and_answered(
 
 async def test_an_id_the_app_answered_itself_is_replaced_by_the_requests() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"x-request-id", b"from-the-app")]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [(b"x-request-id", b"from-the-app")],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async with httpx.AsyncClient(
         transport=asgi_transport(RequestIds(app)), base_url="http://test"
