@@ -7,6 +7,7 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -109,7 +110,7 @@ def test_values_bound_as_context_are_masked(configured: io.StringIO) -> None:
     log = structlog.get_logger("ellity.test")
     with structlog.contextvars.bound_contextvars(path=f"/webhooks/ecomail/{WEBHOOK_TOKEN}"):
         log.info("received", token=API_TOKEN, nested={"header": f"Bearer {API_TOKEN}"})
-        logging.getLogger("uvicorn.error").info("a library's line")
+        logging.getLogger("some.library").info("a library's line")
     text = configured.getvalue()
     assert WEBHOOK_TOKEN not in text
     assert API_TOKEN not in text
@@ -143,11 +144,34 @@ def test_mask_event_masks_keys_values_and_what_is_shown_of_other_objects() -> No
     }
 
 
+@contextmanager
+def as_a_library_leaves_them(*names: str) -> Iterator[None]:
+    """The loggers as a fresh process has them (no handler, level or ``propagate=False`` of
+    their own), whatever other tests' apps and servers set; as they were afterwards."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:] = []
+        lg.setLevel(logging.NOTSET)
+        lg.propagate, lg.disabled = True, False
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+
+
+LIBRARIES = ("uvicorn.error", "uvicorn.access", "litestar", "arq.worker", "ellity.worker")
+
+
 def test_every_logger_writes_the_one_format_and_the_sql_drivers_and_httpx_stay_quiet(
     configured: io.StringIO,
 ) -> None:
-    for name in ("uvicorn.error", "uvicorn.access", "litestar", "arq.worker", "ellity.worker"):
-        logging.getLogger(name).info("hello from %s", name)
+    with as_a_library_leaves_them(*LIBRARIES):
+        for name in LIBRARIES:
+            logging.getLogger(name).info("hello from %s", name)
     for name in ("sqlalchemy.engine.Engine", "aiosqlite", "asyncpg", "httpx", "httpcore"):
         logging.getLogger(name).info("every statement and call")
     warnings.warn("an old API", UserWarning, stacklevel=1)
