@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,13 @@ from typing import Any
 import pytest
 import structlog
 
-from ellity.logs import configure_logging, log_format_for, log_formatter, mask_event
+from ellity.logs import (
+    QUIET_LOGGERS,
+    configure_logging,
+    log_format_for,
+    log_formatter,
+    mask_event,
+)
 from ellity.ports.request_context import request_id_bound
 from ellity.settings import load_settings
 
@@ -39,20 +46,51 @@ def record(
     )
 
 
+@contextmanager
+def as_a_library_leaves_them(*names: str) -> Iterator[None]:
+    """The loggers and their parents as a fresh process has them (no handler, level or
+    ``propagate=False`` of their own), whatever other tests' apps and servers set (uvicorn's
+    default configuration keeps ``uvicorn``'s lines from the root logger); as they were
+    afterwards."""
+    family = {
+        ".".join(name.split(".")[:n]) for name in names for n in range(1, 1 + name.count(".") + 1)
+    }
+    loggers = [logging.getLogger(name) for name in sorted(family)]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:] = []
+        lg.setLevel(logging.NOTSET)
+        lg.propagate, lg.disabled = True, False
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+
+
+LIBRARIES = ("uvicorn.error", "uvicorn.access", "litestar", "arq.worker", "ellity.worker")
+OURS = ("ellity.test", "some.library", "py.warnings")
+
+
 @pytest.fixture
 def configured() -> Iterator[io.StringIO]:
-    """``configure_logging`` onto a buffer (not a terminal); the root logger as it was after."""
+    """``configure_logging`` onto a buffer (not a terminal), the loggers the tests write to
+    as a fresh process has them; all as it was after."""
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, level, excepthook = list(root.handlers), root.level, sys.excepthook
     out = io.StringIO()
-    configure_logging(stream=out)
-    try:
-        yield out
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.captureWarnings(False)
-        structlog.reset_defaults()
+    with as_a_library_leaves_them(*LIBRARIES, *OURS, *QUIET_LOGGERS):
+        configure_logging(stream=out)
+        try:
+            yield out
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            sys.excepthook = excepthook
+            logging.captureWarnings(False)
+            structlog.reset_defaults()
 
 
 def parsed(out: io.StringIO) -> list[dict[str, Any]]:
@@ -144,34 +182,11 @@ def test_mask_event_masks_keys_values_and_what_is_shown_of_other_objects() -> No
     }
 
 
-@contextmanager
-def as_a_library_leaves_them(*names: str) -> Iterator[None]:
-    """The loggers as a fresh process has them (no handler, level or ``propagate=False`` of
-    their own), whatever other tests' apps and servers set; as they were afterwards."""
-    loggers = [logging.getLogger(name) for name in names]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
-    for lg in loggers:
-        lg.handlers[:] = []
-        lg.setLevel(logging.NOTSET)
-        lg.propagate, lg.disabled = True, False
-    try:
-        yield
-    finally:
-        for lg, handlers, level, propagate, disabled in saved:
-            lg.handlers[:] = handlers
-            lg.setLevel(level)
-            lg.propagate, lg.disabled = propagate, disabled
-
-
-LIBRARIES = ("uvicorn.error", "uvicorn.access", "litestar", "arq.worker", "ellity.worker")
-
-
 def test_every_logger_writes_the_one_format_and_the_sql_drivers_and_httpx_stay_quiet(
     configured: io.StringIO,
 ) -> None:
-    with as_a_library_leaves_them(*LIBRARIES):
-        for name in LIBRARIES:
-            logging.getLogger(name).info("hello from %s", name)
+    for name in LIBRARIES:
+        logging.getLogger(name).info("hello from %s", name)
     for name in ("sqlalchemy.engine.Engine", "aiosqlite", "asyncpg", "httpx", "httpcore"):
         logging.getLogger(name).info("every statement and call")
     warnings.warn("an old API", UserWarning, stacklevel=1)
@@ -185,6 +200,18 @@ def test_every_logger_writes_the_one_format_and_the_sql_drivers_and_httpx_stay_q
         "py.warnings",
     ]
     assert all(e["event"] == f"hello from {e['logger']}" for e in events[:5])
+
+
+def test_an_exception_that_ends_the_process_is_one_json_line_too(
+    configured: io.StringIO,
+) -> None:
+    try:
+        raise RuntimeError(f"cannot start: {API_TOKEN}")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    [event] = parsed(configured)
+    assert (event["level"], event["event"]) == ("critical", "uncaught exception")
+    assert event["exception"].endswith("RuntimeError: cannot start: ell_…")
 
 
 def test_configuring_twice_leaves_one_handler(configured: io.StringIO) -> None:
