@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -69,3 +71,49 @@ def first_answer(server: subprocess.Popen[str], send: Callable[[], T], *, within
             if time.monotonic() > deadline or server.poll() is not None:
                 raise
             time.sleep(0.2)
+
+
+#: What every log line of ``ellity serve`` and ``ellity worker`` has (``ellity.logs``).
+LOG_KEYS = frozenset({"timestamp", "level", "logger", "event"})
+
+
+def log_events(output: str) -> list[dict[str, Any]]:
+    """Each line of a process's output as the JSON object it must be (raises on any other)."""
+    events = []
+    for line in output.splitlines():
+        event = json.loads(line)
+        if not isinstance(event, dict) or not event.keys() >= LOG_KEYS:
+            raise ValueError(f"not a log line of Ellity's: {line!r}")
+        events.append(event)
+    return events
+
+
+def logged(output: str) -> str:
+    """The messages (``event``) of a process's JSON log lines, one a line."""
+    return "\n".join(str(event["event"]) for event in log_events(output))
+
+
+class OutputLines:
+    """A piped process's output, read line by line as it comes (while the test goes on)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        if process.stdout is None:
+            raise ValueError("the process's output is not piped")
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def finish(self, *, within: float = 15) -> str:
+        """All of it, once the process has closed its output."""
+        self._thread.join(timeout=within)
+        return self.text()

@@ -61,6 +61,7 @@ class ServerOptions:
             "proxy_headers": self.proxy_headers,
             "forwarded_allow_ips": list(self.forwarded_allow_ips),
             "log_level": "info",
+            "log_config": None,  # no formatters of uvicorn's own: ``ellity.logs`` renders all
         }
 
 
@@ -138,6 +139,7 @@ def serve(settings: Settings, options: ServerOptions) -> int:
     from ellity.adapters.embedded_redis import embedded_redis  # noqa: PLC0415
     from ellity.adapters.sql import migrate  # noqa: PLC0415
     from ellity.bootstrap import build_deps  # noqa: PLC0415
+    from ellity.logs import configure_logging  # noqa: PLC0415
     from ellity.web.app import create_app  # noqa: PLC0415
 
     if options.workers > 1 and not settings.redis_url:
@@ -148,8 +150,8 @@ def serve(settings: Settings, options: ServerOptions) -> int:
             file=sys.stderr,
         )
         return 2
+    configure_logging(settings.log_format)  # the migration's lines too; all masked
     migrate.upgrade(settings.database_url)
-    worker.configure_logging()  # also masks webhook tokens in uvicorn's access log
     server = options.uvicorn_options()
     if options.workers > 1:  # each process builds its own app from the environment
         uvicorn.run(APP_FACTORY, factory=True, **server)
@@ -170,12 +172,12 @@ def serve(settings: Settings, options: ServerOptions) -> int:
 def create_app_from_env() -> Litestar:
     """The app of one of ``ellity serve --workers N``'s processes, from the settings in the
     environment (and ``.env``), as the parent process read them."""
-    from ellity import worker  # noqa: PLC0415
     from ellity.bootstrap import build_deps  # noqa: PLC0415
+    from ellity.logs import configure_logging  # noqa: PLC0415
     from ellity.web.app import create_app  # noqa: PLC0415
 
     settings = load_settings()
+    configure_logging(settings.log_format)
     if not settings.redis_url:
         raise RuntimeError("more than one web process needs REDIS_URL")
-    worker.configure_logging()
     return create_app(lambda: build_deps(settings))

@@ -43,6 +43,9 @@ class Settings:
     secret_key_file: Path | None = None
     #: ``GET /metrics`` is served (ELLITY_METRICS, default on); off: it answers 404.
     metrics: bool = True
+    #: The log lines of ``serve`` and ``worker`` (ELLITY_LOG_FORMAT): ``json`` or
+    #: ``console``; ``None``: JSON unless stderr is a terminal.
+    log_format: str | None = None
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -107,6 +110,7 @@ def load_settings(
         ),
         secret_key_file=None if given_key else var_dir / "secret_key",
         metrics=_flag(env.get("ELLITY_METRICS") or "on", "ELLITY_METRICS"),
+        log_format=_log_format(env.get("ELLITY_LOG_FORMAT")),
     )
 
 
@@ -120,6 +124,19 @@ def _flag(value: str | None, name: str) -> bool:
     if word not in _TRUE | _FALSE:
         raise ValueError(f"{name} must be true or false, not {value!r}")
     return word in _TRUE
+
+
+LOG_FORMATS = ("json", "console")
+
+
+def _log_format(value: str | None) -> str | None:
+    """``json`` or ``console`` (any case); unset or empty: chosen by the terminal."""
+    if value is None or not value.strip():
+        return None
+    word = value.strip().lower()
+    if word not in LOG_FORMATS:
+        raise ValueError(f"ELLITY_LOG_FORMAT must be json or console, not {value!r}")
+    return word
 
 
 def _positive_seconds(value: str | None, default: float, name: str) -> float:

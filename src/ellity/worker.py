@@ -44,7 +44,7 @@ from ellity.deps import Deps, DepsProvider
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
 from ellity.domain.services.work_loop import RUNNING, Stopping
-from ellity.logs import keep_secrets_out_of_logs
+from ellity.logs import configure_logging
 from ellity.ports.operations import (
     HEARTBEAT_EVERY,
     NIGHTLY_LAST_FINISHED,
@@ -304,21 +304,6 @@ def with_in_process_worker(settings: Settings) -> DepsProvider:
     return provide
 
 
-def configure_logging() -> None:
-    """Ellity's and arq's INFO lines on stderr (uvicorn configures only its own loggers).
-
-    The database drivers log every statement at DEBUG: they stay at WARNING even when the
-    root logger is turned up (and the engines hide the values anyway). No record shows a
-    secret (``ellity.logs``).
-    """
-    keep_secrets_out_of_logs()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("ellity", "arq"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 BURST_FOLLOW_UP = timedelta(seconds=5)  # work due this soon (an event after its contact) waits
 BURST_IDLE_ROUNDS = 5  # ... but not for ever: then what is left waits for a worker
 
@@ -355,7 +340,7 @@ def _stop(worker: Worker, stopping: asyncio.Event, signum: signal.Signals) -> No
 
 def run(settings: Settings, *, burst: bool) -> int:
     """``ellity worker [--burst]``; returns the exit code."""
-    configure_logging()
+    configure_logging(settings.log_format)
     if burst:
         delivered = asyncio.run(_burst(settings))
         logger.info("burst done: %d delivered, nothing more is due now", delivered)

@@ -10,13 +10,15 @@ notification (a trigger on SQLite, a constraint on PostgreSQL), Ecomail answers 
 "wrong key", the SMTP server refuses the password.
 No record (message, arguments, any text attribute, the formatted traceback, the exception as
 raised) may show the API token, the Ecomail key, the SMTP password (also as the AUTH exchange
-encodes it), a PIN or the webhook token.
+encodes it), a PIN or the webhook token. Nor may any JSON line ``ellity serve`` and ``ellity
+worker`` would write of them (``ellity.logs``: the exception formatted anew, the request id).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -40,13 +42,14 @@ from ellity.domain.model.money import Points
 from ellity.domain.model.pin import PIN_DIGITS
 from ellity.domain.services import integration, merchants, newsletter_intake
 from ellity.domain.services.api_tokens import create_api_token
+from ellity.logs import log_formatter
 from ellity.settings import load_settings
 from ellity.web.app import create_app
 from ellity.worker import deliver_once
 from tests.e2e.conftest import deps_on
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock, FakePasswordHasher, FakeRandom
-from tests.processes import first_answer, free_port, start_serve
+from tests.processes import first_answer, free_port, logged, start_serve
 from tests.smtp_server import SmtpServer
 
 ECOMAIL_KEY = "ecomail-key-Qw7tZ3vB9xLm"
@@ -76,14 +79,22 @@ class PinsInTurn(FakeRandom):
 
 
 class EveryRecord(logging.Handler):
+    """Keeps each record, and the JSON line Ellity's processes write of it (rendered as it is
+    emitted: the request id is the one bound then)."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
+        self.json_lines: list[str] = []
+        self._json = log_formatter("json")
         self._lock_records = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        line = "" if record.name.startswith(OUTSIDE) else self._json.format(record)
         with self._lock_records:
             self.records.append(record)
+            if line:
+                self.json_lines.append(line)
 
 
 @contextmanager
@@ -337,6 +348,28 @@ async def test_no_log_record_shows_a_secret_when_the_database_ecomail_and_smtp_f
     }
     assert leaks == {}
 
+    # the JSON lines: one object each, the failures' tracebacks in them, no secret either
+    events = [json.loads(line) for line in logged.json_lines]
+    assert len(events) == len(records)
+    failures = [e for e in events if e["logger"] == "ellity.web.errors" and "exception" in e]
+    assert len(failures) == 5
+    assert all(e["exception"].startswith("Traceback") and e.get("request_id") for e in failures)
+    assert any(e["logger"] == "litestar" and "exception" in e for e in events)
+    # the Ecomail event an API request recorded fails under that request's id
+    assert any(
+        e["logger"] == "ellity.adapters.ecomail.client"
+        and e["level"] == "warning"
+        and "/tracker/events" in e["event"]
+        and e.get("request_id")
+        for e in events
+    )
+    json_leaks = {
+        f"{e['logger']}: {str(e['event'])[:120]}": found
+        for line, e in zip(logged.json_lines, events, strict=True)
+        if (found := secrets_in(line, shop))
+    }
+    assert json_leaks == {}
+
 
 async def _drive_the_failures(
     app: Litestar,
@@ -417,5 +450,5 @@ def test_the_served_app_logs_webhook_paths_with_the_token_masked(tmp_path: Path)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=10)
-    assert '"POST /webhooks/ecomail/… HTTP/1.1" 404' in output
+    assert '"POST /webhooks/ecomail/… HTTP/1.1" 404' in logged(output)
     assert token not in output

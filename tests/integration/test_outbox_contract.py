@@ -10,6 +10,7 @@ from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.outbox import OutboxItem, Payload, RetryPolicy
+from ellity.ports.request_context import MAX_REQUEST_ID_LENGTH, request_id_bound
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakeJobQueue
 
@@ -85,6 +86,30 @@ async def test_an_item_can_be_claimed_once_its_transaction_commits(
         1,
     )
     assert item.created_at == NOW
+
+
+async def test_an_item_keeps_the_id_of_the_request_that_recorded_it(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await new_merchant(uow_factory)
+    with request_id_bound("req-1"):
+        await add(uow_factory, shop)
+        async with uow_factory() as uow:
+            await uow.outbox.add_many(
+                shop, "email.test", [(None, {"n": 1}), (None, {"n": 2})], at=NOW
+            )
+            await uow.commit()
+    with request_id_bound("b" * MAX_REQUEST_ID_LENGTH):
+        await add(uow_factory, shop)
+    await add(uow_factory, shop)  # outside any request: the worker's own work, a command
+    items = await claim(uow_factory, "w")
+    assert [item.request_id for item in items] == [
+        "req-1",
+        "req-1",
+        "req-1",
+        "b" * MAX_REQUEST_ID_LENGTH,
+        None,
+    ]
 
 
 async def test_items_are_claimed_oldest_first_and_only_when_available(

@@ -4,7 +4,8 @@ what the merchant sees of it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from ellity.domain.services.merchants import change_settings
 from ellity.domain.services.points import earn_points
 from ellity.ports.mailer import MailerRejected, MailerUnavailable
 from ellity.ports.operations import INTERRUPTED
+from ellity.ports.request_context import current_request_id, request_id_bound
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.worker import deliver_outbox
 from tests.fakes import (
@@ -561,3 +563,54 @@ class JobDeps:
     queue: FakeJobQueue
     marketing: FakeMarketingPlatforms
     counters: FakeWorkCounters = field(default_factory=FakeWorkCounters)
+
+
+# -- the request an item came from -----------------------------------------------------------
+
+
+class LinesWithRequestIds(logging.Handler):
+    """Each line of the delivery with the request id bound when it was written."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.getMessage(), current_request_id()))
+
+
+@pytest.fixture
+def delivery_lines() -> Iterator[LinesWithRequestIds]:
+    handler = LinesWithRequestIds()
+    logger = logging.getLogger("ellity.domain.services.delivery")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+async def test_an_item_is_delivered_under_the_id_of_the_request_that_recorded_it(
+    anna: Merchant, w: MailWorld, delivery_lines: LinesWithRequestIds
+) -> None:
+    ann = await w.new_customer(anna, email="ann@example.cz", registered=True)
+    bob = await w.new_customer(anna, email="bob@example.cz", registered=True)
+    with request_id_bound("req-ann"):
+        await earn(w.store, w.clock, anna, ann.id)
+    await earn(w.store, w.clock, anna, bob.id)  # no request: a command, the nightly
+    while_sending: list[str | None] = []
+    w.mailer.while_sending = lambda: while_sending.append(current_request_id())
+    w.mailer.fail_next(MailerUnavailable("The SMTP server is down."))
+    assert await w.deliver() == 1
+    w.clock.advance(hours=1)
+    assert await w.deliver() == 1
+    assert while_sending == ["req-ann", None, "req-ann"]
+    ann_item, bob_item = (r.id for r in w.store.state.outbox.values())
+    assert [(line.split(" (")[0], request_id) for line, request_id in delivery_lines.lines] == [
+        (f"outbox item {ann_item}", "req-ann"),  # attempt 1 failed, retry at ...
+        (f"outbox item {bob_item}", None),
+        (f"outbox item {ann_item}", "req-ann"),  # delivered
+    ]
+    assert "failed" in delivery_lines.lines[0][0]
+    assert current_request_id() is None

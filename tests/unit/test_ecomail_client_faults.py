@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -740,3 +741,55 @@ async def test_before_send_runs_once_the_add_may_go_and_never_when_the_budget_ho
             await platform.add_contacts("7", [contact()], before_send=before_send)
     assert seen == [0]  # before the one request that went, and not for the one held back
     assert len(ecomail.requests) == 1
+
+
+# --- what is logged -----------------------------------------------------------------------
+
+LOGGED_FAILURES: dict[str, tuple[Callable[[Ecomail], None], str]] = {
+    "500": (lambda e: e.answer(500), "HTTP 500"),
+    "422": (lambda e: e.answer(422, json={"message": "no"}), "HTTP 422"),
+    "401": (lambda e: e.answer(401, json={"message": "Wrong api key"}), "HTTP 401"),
+    "429": (lambda e: e.answer(429, headers={"Retry-After": "1"}), "HTTP 429"),
+    "timeout": (lambda e: e.fail(httpx.ReadTimeout), "ReadTimeout"),
+    "connect": (lambda e: e.fail(httpx.ConnectError), "ConnectError"),
+}
+
+
+def client_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "ellity.adapters.ecomail.client"
+    ]
+
+
+async def test_a_call_that_works_is_logged_at_debug_with_its_path_and_status(
+    ecomail: Ecomail, platform: MarketingPlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ellity.adapters.ecomail.client")
+    ecomail.answer(200, json={"email": "ann@example.cz", "status": 1})
+    await platform.membership("7", "ann@example.cz")
+    ecomail.answer(404, json={"message": "Subscriber not found"})  # expected: not a member
+    assert await platform.membership("7", "ann@example.cz") is None
+    [(level, first), (level_404, second)] = client_lines(caplog)
+    assert (level, level_404) == (logging.DEBUG, logging.DEBUG)
+    assert re.fullmatch(r"Ecomail GET /lists/7/subscriber/…: HTTP 200 in \d+ ms", first)
+    assert second.startswith("Ecomail GET /lists/7/subscriber/…: HTTP 404")
+
+
+@pytest.mark.parametrize("fault", LOGGED_FAILURES)
+async def test_a_failed_call_is_one_warning_with_its_status_and_path(
+    ecomail: Ecomail,
+    platforms: EcomailPlatforms,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ellity.adapters.ecomail.client")
+    make, status = LOGGED_FAILURES[fault]
+    make(ecomail)
+    with pytest.raises(MarketingError):
+        await CALLS["send_event"](platforms.for_key(KEY, account="anna"))
+    warnings = [text for level, text in client_lines(caplog) if level >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("Ecomail call POST /tracker/events for anna failed: " + status)
+    assert KEY not in caplog.text

@@ -31,6 +31,7 @@ def test_by_default_one_process_keeps_idle_connections_75_s_and_ignores_forwarde
         "proxy_headers": False,
         "forwarded_allow_ips": ["127.0.0.1"],
         "log_level": "info",
+        "log_config": None,  # uvicorn's lines are rendered by Ellity's own format
     }
 
 

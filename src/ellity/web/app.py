@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar, get
+from litestar.logging.config import BaseLoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.response import Response
+from litestar.types import GetLogger, Scope
 
 from ellity.deps import DepsProvider
 from ellity.logs import keep_secrets_out_of_logs
@@ -16,6 +20,7 @@ from ellity.web.dependencies import BUNDLE_DEPENDENCIES, Injected
 from ellity.web.operations import RequestTimer, metrics, ready
 from ellity.web.pages.errors import not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
+from ellity.web.request_ids import RequestIds
 from ellity.web.security import SecurityHeaders, WebSecurity
 from ellity.web.webhooks import webhook_router
 
@@ -33,6 +38,30 @@ async def health(
     return Response({"status": "ok", "database": "ok"})
 
 
+def _log_uncaught(logger: Any, scope: Scope, _traceback: list[str]) -> None:
+    logger.exception("uncaught exception (%s %s)", scope.get("method", ""), scope["path"])
+
+
+class LogThroughRoot(BaseLoggingConfig):
+    """Litestar's logger (``litestar``) with no handler or format of its own: its lines go to
+    the root logger like every other library's (``ellity.logs.configure_logging``).
+    Litestar's default configuration would put handlers of its own on the root logger.
+    Uncaught exceptions are logged in debug mode, as Litestar does by default."""
+
+    def __init__(self) -> None:
+        self.log_exceptions = "debug"
+        self.traceback_line_limit = -1
+        self.exception_logging_handler = _log_uncaught
+        self.disable_stack_trace: set[int | type[Exception]] = set()
+
+    def configure(self) -> GetLogger:
+        return logging.getLogger
+
+    @staticmethod
+    def set_level(logger: Any, level: int) -> None:
+        logger.setLevel(level)
+
+
 def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
     """The app; ``provide_deps`` is entered once for the app's lifetime."""
     security = WebSecurity()  # CSRF, session cookies and headers of the merchant pages
@@ -45,7 +74,7 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             security.configure(deps.settings)
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             ready,
@@ -65,4 +94,9 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             DefineMiddleware(RequestTimer),
             DefineMiddleware(SecurityHeaders, security=security),
         ],
+        logging_config=LogThroughRoot(),
     )
+    # Around everything Litestar does with a request, also what no route takes (a 404)
+    # and its exception handling: route middleware would miss those.
+    app.asgi_handler = RequestIds(app.asgi_handler)
+    return app

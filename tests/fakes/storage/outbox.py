@@ -11,6 +11,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EventLabel, credit_event_value
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
 from ellity.domain.model.system_email import PointsChanged
+from ellity.ports.request_context import current_request_id, request_id_bound
 from ellity.ports.storage import ExpiredChunk, OutboxRepository
 from tests.fakes.storage.ledger import expired_in
 from tests.fakes.storage.state import OutboxRecord, round_trip
@@ -46,6 +47,7 @@ class InMemoryOutboxRepository(OutboxRepository):
             payload=json.dumps(payload, ensure_ascii=False),
             created_at=at,
             available_at=at,
+            request_id=current_request_id(),
         )
         state.outbox[record.id] = record
         self._uow.made_outbox_work = True
@@ -78,7 +80,8 @@ class InMemoryOutboxRepository(OutboxRepository):
                 items.append((customer_id, PointsChanged.of(entry, nxt).to_payload()))
             else:
                 raise ValueError(f"no payload for expired points in {topic} items")
-        return await self.add_many(chunk.merchant_id, topic, items, at=chunk.at)
+        with request_id_bound(None):  # the nightly's work, as the SQL one records it
+            return await self.add_many(chunk.merchant_id, topic, items, at=chunk.at)
 
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
@@ -110,6 +113,7 @@ class InMemoryOutboxRepository(OutboxRepository):
                 attempts=r.attempts,
                 created_at=r.created_at,
                 interrupted=r.sending_since is not None,
+                request_id=r.request_id,
             )
             for r in sorted(due, key=lambda r: r.id)
         ]

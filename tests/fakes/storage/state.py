@@ -68,6 +68,7 @@ class OutboxRecord:
     last_error: str | None = None
     last_attempt_at: datetime | None = None
     delivered_at: datetime | None = None
+    request_id: str | None = None
 
     def claimable_from(self) -> datetime:
         if self.claimed_until is not None and self.claimed_until > self.available_at:

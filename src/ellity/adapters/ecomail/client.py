@@ -12,18 +12,23 @@ every way it can fail into the port's errors:
 - 404 on a list's path -> ``ListNotFound`` (except ``membership``: not a member -> ``None``,
   and ``unsubscribe_contact``: not a member -> ``False``, see there)
 - any other 4xx -> ``MarketingRejected`` with Ecomail's ``message``/``errors``, clipped
+
+Each call is logged at DEBUG (method, path, status, time); a failed one (no answer, or any
+status but a 2xx and an expected 404) as a WARNING with its status and path. A path never
+shows a contact's email address (``_shown``), and no line shows the key.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -188,6 +193,7 @@ class EcomailMarketingPlatform:
             await self._limiter.acquire(self._limiter_key)
         if before_send is not None:
             await before_send()
+        started = time.perf_counter()
         try:
             response = await self._http.request(
                 method,
@@ -197,13 +203,30 @@ class EcomailMarketingPlatform:
                 headers={"key": self._api_key, "Accept": "application/json"},
             )
         except httpx.TimeoutException as exc:
+            self._log_failure(method, path, _reason(exc))
             raise MarketingUnavailable(self._timed_out(exc)) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            logger.info("Ecomail call failed for %s: %s", self._account, _reason(exc))
+            self._log_failure(method, path, _reason(exc))
             raise MarketingUnavailable(
                 "Ellity could not reach Ecomail; it will try again."
             ) from None
+        status = response.status_code
+        logger.debug(
+            "Ecomail %s %s: HTTP %d in %.0f ms",
+            method,
+            _shown(path),
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+        # a 429 is logged where every worker is held back (``_hold_back``)
+        if not (200 <= status < 300 or status == 429 or (status == 404 and missing_ok)):
+            self._log_failure(method, path, f"HTTP {status}")
         return await self._read(response, list_id=list_id, missing_ok=missing_ok)
+
+    def _log_failure(self, method: str, path: str, reason: str) -> None:
+        logger.warning(
+            "Ecomail call %s %s for %s failed: %s", method, _shown(path), self._account, reason
+        )
 
     async def _read(
         self, response: httpx.Response, *, list_id: str | None, missing_ok: bool
@@ -253,8 +276,13 @@ class EcomailMarketingPlatform:
         wait = wire.retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
         if self._counters is not None:
             self._counters.add(ECOMAIL_RATE_LIMITED)
+        request = response.request
         logger.warning(
-            "Ecomail answered 429 for %s; holding calls back %.0f s", self._account, wait
+            "Ecomail call %s %s for %s failed: HTTP 429; holding calls back %.0f s",
+            request.method,
+            _shown(request.url.path),
+            self._account,
+            wait,
         )
         if self._limiter is not None:
             # Without Redis the limiter logs it; the caller still waits through retry_after.
@@ -317,6 +345,12 @@ def _text(response: httpx.Response) -> str:
         return response.text[:2000]
     except (UnicodeDecodeError, LookupError):
         return ""
+
+
+def _shown(path: str) -> str:
+    """The path as logged: a segment that holds an email address (a subscriber's) is
+    ``…``."""
+    return "/".join("…" if "@" in unquote(segment) else segment for segment in path.split("/"))
 
 
 def _reason(exc: Exception) -> str:

@@ -1,6 +1,7 @@
 """The outbox in SQL: items are written in the transaction that causes them, claimed by a
 worker for a lease and settled while that claim holds. The items that follow an expiry chunk
-are one ``INSERT ... SELECT``.
+are one ``INSERT ... SELECT``. An item written while a web request is handled keeps the
+request's id (``ports.request_context``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ellity.adapters.sql.work_queue import (
 )
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
+from ellity.ports.request_context import current_request_id
 from ellity.ports.storage.ledger import ExpiredChunk
 from ellity.ports.storage.outbox import OutboxRepository
 
@@ -41,6 +43,7 @@ _OUTBOX_CLAIMED = (
     outbox.c.attempts,
     outbox.c.created_at,
     outbox.c.sending_since,
+    outbox.c.request_id,
 )
 
 _PENDING = OutboxStatus.PENDING.value
@@ -84,6 +87,7 @@ class SqlOutboxRepository(OutboxRepository):
                 attempts=0,
                 created_at=at,
                 available_at=at,
+                request_id=current_request_id(),
             )
             .returning(outbox.c.id)
         )
@@ -100,6 +104,7 @@ class SqlOutboxRepository(OutboxRepository):
     ) -> int:
         if not items:
             return 0
+        request_id = current_request_id()
         await self.conn.execute(
             outbox.insert(),
             [
@@ -112,6 +117,7 @@ class SqlOutboxRepository(OutboxRepository):
                     "attempts": 0,
                     "created_at": at,
                     "available_at": at,
+                    "request_id": request_id,
                 }
                 for customer_id, payload in items
             ],
@@ -197,6 +203,7 @@ class SqlOutboxRepository(OutboxRepository):
                 attempts=row.attempts,
                 created_at=row.created_at,
                 interrupted=row.sending_since is not None,
+                request_id=row.request_id,
             )
             for row in rows
         ]

@@ -44,7 +44,8 @@ class OutboxStatus(StrEnum):
 class OutboxItem:
     """A pending item as a worker claimed it. ``attempts`` counts this claim too.
     ``interrupted``: an earlier attempt's call began and its outcome was never recorded (its
-    worker died during the call), so the item may have been delivered already."""
+    worker died during the call), so the item may have been delivered already.
+    ``request_id``: the web request that recorded it, if one did (its log lines' id)."""
 
     id: int
     merchant_id: MerchantId
@@ -54,6 +55,7 @@ class OutboxItem:
     attempts: int
     created_at: datetime
     interrupted: bool = False
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

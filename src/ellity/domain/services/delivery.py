@@ -56,6 +56,7 @@ from ellity.ports.operations import (
     WorkCounters,
 )
 from ellity.ports.queue import JobQueue
+from ellity.ports.request_context import request_id_bound
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
@@ -179,6 +180,10 @@ class _Delivery:
     counters: WorkCounters | None = None
 
     async def attempt(self, item: OutboxItem, token: str) -> _Outcome:
+        with request_id_bound(item.request_id):  # the lines of its delivery carry the id
+            return await self._attempt(item, token)
+
+    async def _attempt(self, item: OutboxItem, token: str) -> _Outcome:
         if item.interrupted:
             logger.warning(
                 "outbox item %s (%s, merchant %s) may have been delivered already: the worker"
@@ -218,13 +223,20 @@ class _Delivery:
         return _Outcome(_Kind.RETRY, f"Delivery took longer than {seconds:g} seconds.")
 
     def broke(self, item: OutboxItem, error: Exception) -> _Outcome:
-        logger.exception("outbox item %s (%s) failed unexpectedly", item.id, item.topic)
+        with request_id_bound(item.request_id):
+            logger.exception("outbox item %s (%s) failed unexpectedly", item.id, item.topic)
         return _Outcome(_Kind.RETRY, f"Unexpected error in Ellity ({type(error).__name__}).")
 
     async def settle(self, item: OutboxItem, token: str, outcome: _Outcome) -> bool:
-        held = await _record(
-            self.courier.uow_factory, item, token, outcome, clock=self.clock, policy=self.policy
-        )
+        with request_id_bound(item.request_id):
+            held = await _record(
+                self.courier.uow_factory,
+                item,
+                token,
+                outcome,
+                clock=self.clock,
+                policy=self.policy,
+            )
         counted = _COUNTED.get(outcome.kind)
         if held and counted is not None and self.counters is not None:
             self.counters.add(DELIVERIES, kind=item.topic, outcome=counted)

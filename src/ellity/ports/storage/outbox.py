@@ -29,7 +29,8 @@ class OutboxRepository(ClaimKeeping, Protocol):
         customer_id: CustomerId | None = None,
         at: datetime,
     ) -> int:
-        """Record an item in this transaction; claimable from ``at`` once committed."""
+        """Record an item in this transaction; claimable from ``at`` once committed. It keeps
+        the current request's id (``ports.request_context``), which its claim returns."""
         ...
 
     async def add_many(
@@ -41,7 +42,7 @@ class OutboxRepository(ClaimKeeping, Protocol):
         at: datetime,
     ) -> int:
         """Record one item per ``(customer_id, payload)`` in this transaction, in one
-        statement (or a few); returns how many."""
+        statement (or a few); returns how many. Each keeps the current request's id."""
         ...
 
     async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:

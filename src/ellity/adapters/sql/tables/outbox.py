@@ -13,6 +13,7 @@ from ellity.adapters.sql.tables.columns import (
     claim_token_index,
     timestamp,
 )
+from ellity.ports.request_context import MAX_REQUEST_ID_LENGTH
 
 
 class OutboxRow(SQLModel, table=True):
@@ -27,6 +28,8 @@ class OutboxRow(SQLModel, table=True):
     about to call out (SMTP, Ecomail) or is calling; set before the call, cleared with the
     outcome, so an item whose worker died during the call is known (it may have been
     delivered). ``delivered_at`` is when it was settled as delivered or skipped.
+    ``request_id`` is the id of the web request that recorded the item (none for work of the
+    worker's own, the nightly run, the commands): the worker's log lines about it carry it.
     """
 
     __tablename__ = "outbox"
@@ -63,6 +66,7 @@ class OutboxRow(SQLModel, table=True):
     delivered_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
     )
+    request_id: str | None = Field(default=None, max_length=MAX_REQUEST_ID_LENGTH)
 
 
 outbox = OutboxRow.__table__  # type: ignore[attr-defined]
