@@ -217,14 +217,17 @@ def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -
     logging.getLogger("ellity").critical("uncaught exception", exc_info=(kind, error, trace))
 
 
-def configure_logging(log_format: str | None = None, *, stream: TextIO | None = None) -> None:
+def configure_logging(
+    log_format: str | None = None, *, level: str = "INFO", stream: TextIO | None = None
+) -> None:
     """Every logger of the process writes one format to ``stream`` (stderr by default).
 
     - The root logger gets one handler with ``log_formatter``; the libraries' loggers (uvicorn,
       Litestar, arq, the SQL drivers) keep no handler of their own and propagate to it. The
       web app keeps Litestar from configuring logging (``web.app``), ``ellity serve`` keeps
       uvicorn from doing it (``log_config=None``).
-    - Levels: INFO; the loggers in ``QUIET_LOGGERS`` WARNING.
+    - Levels: ``level`` (INFO unless the operator asks for another); the loggers in
+      ``QUIET_LOGGERS`` WARNING.
     - Python's warnings are logged too (``py.warnings``), and an exception that ends the
       process (``sys.excepthook``), so they come out in the same format.
     - structlog's own loggers (``structlog.get_logger()``) write through the same handler.
@@ -241,7 +244,7 @@ def configure_logging(log_format: str | None = None, *, stream: TextIO | None = 
     for old in [h for h in root.handlers if isinstance(h, _EllityHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(level)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)

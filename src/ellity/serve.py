@@ -150,7 +150,9 @@ def serve(settings: Settings, options: ServerOptions) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(settings.log_format)  # the migration's lines too; all masked
+    configure_logging(
+        settings.log_format, level=settings.log_level
+    )  # the migration's lines too; all masked
     migrate.upgrade(settings.database_url)
     server = options.uvicorn_options()
     if options.workers > 1:  # each process builds its own app from the environment
@@ -177,7 +179,7 @@ def create_app_from_env() -> Litestar:
     from ellity.web.app import create_app  # noqa: PLC0415
 
     settings = load_settings()
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, level=settings.log_level)
     if not settings.redis_url:
         raise RuntimeError("more than one web process needs REDIS_URL")
     return create_app(lambda: build_deps(settings))

@@ -46,6 +46,9 @@ class Settings:
     #: The log lines of ``serve`` and ``worker`` (ELLITY_LOG_FORMAT): ``json`` or
     #: ``console``; ``None``: JSON unless stderr is a terminal.
     log_format: str | None = None
+    #: The lowest level written (ELLITY_LOG_LEVEL): ``DEBUG``, ``INFO`` (the default),
+    #: ``WARNING`` or ``ERROR``; the database drivers and httpx stay at WARNING.
+    log_level: str = "INFO"
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -111,6 +114,7 @@ def load_settings(
         secret_key_file=None if given_key else var_dir / "secret_key",
         metrics=_flag(env.get("ELLITY_METRICS") or "on", "ELLITY_METRICS"),
         log_format=_log_format(env.get("ELLITY_LOG_FORMAT")),
+        log_level=_log_level(env.get("ELLITY_LOG_LEVEL")),
     )
 
 
@@ -136,6 +140,19 @@ def _log_format(value: str | None) -> str | None:
     word = value.strip().lower()
     if word not in LOG_FORMATS:
         raise ValueError(f"ELLITY_LOG_FORMAT must be json or console, not {value!r}")
+    return word
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str | None) -> str:
+    """One of ``LOG_LEVELS`` (any case); unset or empty: INFO."""
+    if value is None or not value.strip():
+        return "INFO"
+    word = value.strip().upper()
+    if word not in LOG_LEVELS:
+        raise ValueError(f"ELLITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
     return word
 
 

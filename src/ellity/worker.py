@@ -340,7 +340,7 @@ def _stop(worker: Worker, stopping: asyncio.Event, signum: signal.Signals) -> No
 
 def run(settings: Settings, *, burst: bool) -> int:
     """``ellity worker [--burst]``; returns the exit code."""
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, level=settings.log_level)
     if burst:
         delivered = asyncio.run(_burst(settings))
         logger.info("burst done: %d delivered, nothing more is due now", delivered)

@@ -245,3 +245,31 @@ def test_the_log_format_setting(value: str | None, chosen: str | None) -> None:
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="ELLITY_LOG_FORMAT must be json or console, not 'xml'"):
         load_settings({"ELLITY_SECRET_KEY": "k", "ELLITY_LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize(
+    ("value", "chosen"),
+    [(None, "INFO"), ("", "INFO"), ("debug", "DEBUG"), (" Warning ", "WARNING")],
+)
+def test_the_log_level_setting(value: str | None, chosen: str) -> None:
+    env = {"ELLITY_SECRET_KEY": "k"} | ({} if value is None else {"ELLITY_LOG_LEVEL": value})
+    assert load_settings(env).log_level == chosen
+
+
+def test_an_unknown_log_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="ELLITY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"):
+        load_settings({"ELLITY_SECRET_KEY": "k", "ELLITY_LOG_LEVEL": "loud"})
+
+
+def test_the_level_asked_for_is_written_and_the_quiet_loggers_stay_quiet(
+    configured: io.StringIO,
+) -> None:
+    configure_logging("json", level="DEBUG", stream=configured)
+    logging.getLogger("ellity.test").debug("a debug line")
+    logging.getLogger("sqlalchemy.engine").info("a statement")
+    configure_logging("json", stream=configured)
+    logging.getLogger("ellity.test").debug("not written at INFO")
+    written = configured.getvalue()
+    assert "a debug line" in written
+    assert "a statement" not in written
+    assert "not written at INFO" not in written
