@@ -182,7 +182,6 @@ def _sqlite_printf(*parts: str | tuple[str, list[str]]) -> str:
 
 
 _SQLITE_TABLES = [
-    "CREATE TEMP TABLE IF NOT EXISTS open (customer_id INTEGER, expires_on TEXT, cents INTEGER)",
     """CREATE TEMP TABLE IF NOT EXISTS hit (customer_id INTEGER PRIMARY KEY, cents INTEGER,
          after INTEGER, has_email INTEGER, balance INTEGER, next_on TEXT, next_cents INTEGER)""",
     """CREATE TEMP TABLE IF NOT EXISTS noted (customer_id INTEGER, expires_on TEXT,
@@ -197,25 +196,27 @@ _OR_NULL_POINTS = (
 
 _SQLITE_EXPIRE = [
     "BEGIN IMMEDIATE",
-    "DELETE FROM temp.open",
     "DELETE FROM temp.hit",
-    """INSERT INTO temp.open
-       SELECT customer_id, expires_on, sum(remaining_cents) FROM point_lots
-       WHERE merchant_id = :m AND customer_id > :after AND customer_id <= :upto
-         AND remaining_cents > 0
-       GROUP BY customer_id, expires_on""",
-    # min() picks the row its bare column ``cents`` comes from: the first day's points
+    # one pass over the chunk's open lots (in index order): what is due, what is kept, and
+    # the first day kept, whose points are then read with one probe per customer
     """INSERT INTO temp.hit
-       SELECT d.customer_id, d.cents, c.balance_cents - d.cents, c.email IS NOT NULL,
-         coalesce(k.balance, 0), k.next_on,
-         CASE WHEN k.next_on IS NULL THEN 0 ELSE k.first_cents END
-       FROM (SELECT customer_id, sum(cents) AS cents FROM temp.open WHERE expires_on < :today
-             GROUP BY customer_id) AS d
-       JOIN customers c ON c.id = d.customer_id
-       LEFT JOIN (SELECT customer_id, sum(cents) AS balance, min(expires_on) AS next_on,
-                    cents AS first_cents
-                  FROM temp.open WHERE expires_on >= :today OR expires_on IS NULL
-                  GROUP BY customer_id) AS k ON k.customer_id = d.customer_id""",
+       SELECT s.customer_id, s.cents, c.balance_cents - s.cents, c.email IS NOT NULL,
+         s.balance, s.next_on,
+         CASE WHEN s.next_on IS NULL THEN 0 ELSE (
+           SELECT sum(l.remaining_cents) FROM point_lots l
+           WHERE l.customer_id = s.customer_id AND l.remaining_cents > 0
+             AND l.expires_on = s.next_on) END
+       FROM (SELECT customer_id,
+               sum(CASE WHEN expires_on < :today THEN remaining_cents END) AS cents,
+               coalesce(sum(CASE WHEN expires_on < :today THEN NULL ELSE remaining_cents END), 0)
+                 AS balance,
+               min(CASE WHEN expires_on < :today THEN NULL ELSE expires_on END) AS next_on
+             FROM point_lots
+             WHERE merchant_id = :m AND customer_id > :after AND customer_id <= :upto
+               AND remaining_cents > 0
+             GROUP BY customer_id) AS s
+       JOIN customers c ON c.id = s.customer_id
+       WHERE s.cents IS NOT NULL""",
     """UPDATE point_lots SET remaining_cents = 0
        WHERE merchant_id = :m AND customer_id > :after AND customer_id <= :upto
          AND remaining_cents > 0 AND expires_on < :today""",
@@ -226,7 +227,8 @@ _SQLITE_EXPIRE = [
     """UPDATE customers SET balance_cents = h.balance, last_change_on = :today,
          last_change_cents = -h.cents, next_expiry_on = h.next_on,
          next_expiry_cents = h.next_cents
-       FROM temp.hit AS h WHERE customers.id = h.customer_id""",
+       FROM temp.hit AS h
+       WHERE customers.id > :after AND customers.id <= :upto AND customers.id = h.customer_id""",
     """INSERT INTO ecomail_contacts (customer_id, merchant_id, pending_since, change_seq,
          attempts, in_list)
        SELECT customer_id, :m, :at, 0, 0, 0 FROM temp.hit WHERE has_email ORDER BY customer_id
