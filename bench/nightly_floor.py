@@ -4,25 +4,29 @@ What it does, for the bench's setting (Ecomail integration active, pre-expiry no
 system emails off), in the application's chunks (``nightly.NIGHTLY_CHUNK`` customers in id
 order, the same ``(after, up_to]`` ranges) and one transaction per chunk:
 
-- expiry: the chunk's open lots are read once, grouped by customer and last valid day; from
-  that the due points per customer and what the customer keeps (balance, next expiration day
-  and its points); then the due lots are set to 0, an ``expire`` ledger entry is inserted per
-  customer, the customer's stored summary is updated (balance, last change, next expiration),
-  the customer's Ecomail contact is marked pending (the application's upsert) and a ``credit``
-  event is inserted in the outbox with the payload the application writes;
+- expiry: the chunk's open lots are read once (PostgreSQL: grouped by customer and last valid
+  day; SQLite: by customer, in index order, with one index probe per customer for the points
+  of the first day kept), giving per customer the points due and what the customer keeps
+  (balance, next expiration day and its points); then the due lots are set to 0, an
+  ``expire`` ledger entry is inserted per customer, the customer's stored summary is updated
+  (balance, last change, next expiration), the customer's Ecomail contact is marked pending
+  (the application's upsert) and a ``credit`` event is inserted in the outbox with the
+  payload the application writes;
 - pre-expiry notices: the notices of the chunk's customers with an email, for each last valid
   day in the window, inserted once (the primary key decides on PostgreSQL, ``NOT EXISTS`` in
   SQLite's single-writer transaction), and an ``expiry`` event per new notice.
 
 It writes the same rows to the same tables with the same indexes, foreign keys and connection
-settings as the application (the bench compares both results row for row), and it is as safe
+settings as the application (the bench compares both results table by table), and it is as safe
 to run beside live changes: on PostgreSQL the chunk's customers are locked first, in id order
 (``FOR UPDATE``), and the amounts are read after the lock; on SQLite the chunk is one
-``BEGIN IMMEDIATE`` transaction. What it leaves out: the chunk is sent as one script (no
-statement round trips, no ORM, no Python per row), nothing is retried (a chunk that failed
-would fail the run), the customers who have no email are never looked up, and there is no
-``points changed`` email (the switch is off in the bench). Only what the chunk holds is read:
-each statement is bounded by the chunk's id range or by the chunk's own rows.
+``BEGIN IMMEDIATE`` transaction. What it leaves out: the chunk is sent as one script on
+PostgreSQL (one round trip; on SQLite the statements run in this process), there is no ORM
+and no Python per row, the chunk's working set is a CTE (PostgreSQL) or a temporary table in
+memory (SQLite) instead of a lookup of the run's new entries, nothing is retried (a chunk that
+failed would fail the run), and there is no "points changed" email (the switch is off in the
+bench). Only what the chunk holds is read: each statement is bounded by the chunk's id range
+or by the chunk's own rows.
 """
 
 from __future__ import annotations
