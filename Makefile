@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 N ?= 100000
+DB ?= sqlite
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export ELLITY_TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
@@ -48,13 +49,10 @@ test: install $(CHROMIUM) lint
 unit: install
 	$(BIN)/pytest tests/unit
 
+# make bench [N=100000] [DB=sqlite|postgres]: every benchmark on that database, each figure
+# beside its floor; results in var/bench/latest.json (see README, "Benchmark")
 bench: install
-	$(BIN)/python bench/core.py --customers $(N)
-	$(BIN)/python bench/nightly.py --customers $(N)
-	$(BIN)/python bench/export.py --customers $(N)
-	$(BIN)/python bench/web.py
-	$(BIN)/python bench/ecomail.py --customers $(N)
-	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/run.py --customers $(N) --db $(DB)
 
 # make export MERCHANT=<slug> [OUT=<file>]: the customer CSV (stdout without OUT)
 .PHONY: export

@@ -1,42 +1,36 @@
 """Benchmark of the Ecomail sync against the Ecomail emulator, with real ``ellity`` processes.
 
-    make bench                               # runs bench/core.py first, then this
-    python bench/ecomail.py --customers N
-
-Works on a copy of the database bench/core.py seeded (``var/bench/core.db``) so the other
-benchmarks keep theirs; seeds it only when it is missing or holds another number of
-customers. The emulator runs in this process on a port of its own. Measures:
+Works on the database after the nightly run, last (it changes it): what the nightly recorded
+for Ecomail (the integration, contact marks, outbox items) is removed first, so the merchant
+starts without an integration. The emulator runs in this process on a port of its own.
+Measures:
 
 - the backfill: ``ellity ecomail activate`` (key check, fields written and confirmed), then
   ``ellity worker --burst`` writing every customer: wall time, the API calls it made (the
-  ideal is one bulk call per 3000 customers), and the worker's peak RSS (``wait4``);
+  floor is one bulk call per 3000 customers), and the worker's peak RSS (``measure``);
 - the latency from a points change (``POST /api/v1/customers/{id}/earn`` on ``ellity serve``
   with its in-process worker) to the emulator holding the new ``ellity_credit_num``:
   median and p95 over a series of changes.
 
 The contacts are checked against the database (every customer with an email present, a
-sample's fields equal to the stored balance). Figures are printed and merged into
-``var/bench/latest.json`` under ``"ecomail"``.
+sample's fields equal to the stored balance).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
-import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from core import MERCHANT_ID, seed
+from benchdb import BenchDatabase, session
+from measure import run_measured
+from seeding import MERCHANT_ID, MERCHANT_SLUG
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,40 +43,30 @@ BULK = 3000
 LATENCY_CHANGES = 40
 
 
-def customers_in(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(path)
+def prepare(database: BenchDatabase) -> None:
+    """The merchant without an integration and without the nightly's Ecomail work."""
+    sql = session(database)
     try:
-        return int(conn.execute("SELECT count(*) FROM customers").fetchone()[0])
-    except sqlite3.Error:
-        return None
+        for statement in (
+            "DELETE FROM outbox",
+            "DELETE FROM ecomail_contacts",
+            "DELETE FROM ecomail_integrations",
+        ):
+            sql.execute(statement, {})
+        sql.execute(
+            "UPDATE merchants SET pre_expiry_notify = :off WHERE id = :m",
+            {"off": False, "m": MERCHANT_ID},
+        )
     finally:
-        conn.close()
+        sql.close()
 
 
-def prepare(directory: Path, n: int) -> Path:
-    core, path = directory / "core.db", directory / "ecomail.db"
-    if customers_in(core) != n:
-        print(f"Seeding {n:,} customers into {core} ...", flush=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{core}{suffix}").unlink(missing_ok=True)
-        seed(core, n)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    source = sqlite3.connect(core)
-    source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    source.close()
-    shutil.copyfile(core, path)
-    return path
-
-
-def env(path: Path, var_dir: Path, emulator_url: str) -> dict[str, str]:
+def env(database: BenchDatabase, var_dir: Path, emulator_url: str) -> dict[str, str]:
     values = {
         k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"
     }
     values.update(
-        ELLITY_DATABASE_URL=f"sqlite+aiosqlite:///{path.resolve()}",
+        ELLITY_DATABASE_URL=database.url,
         ELLITY_VAR_DIR=str(var_dir),
         ELLITY_SECRET_KEY=SECRET,
         ELLITY_ECOMAIL_API_URL=emulator_url,
@@ -104,38 +88,38 @@ def ellity(*args: str, environ: dict[str, str], cwd: Path) -> subprocess.Complet
 
 def burst(environ: dict[str, str], cwd: Path) -> tuple[float, float]:
     """``ellity worker --burst``: wall seconds and peak RSS in MB."""
-    log = (cwd / "burst.log").open("wb")
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ellity.cli", "worker", "--burst"],
-        env=environ,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"the burst worker failed; see {cwd / 'burst.log'}")
-    return seconds, usage.ru_maxrss / 1024
+    with (cwd / "burst.log").open("wb") as log:
+        try:
+            measured = run_measured(
+                [sys.executable, "-m", "ellity.cli", "worker", "--burst"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                cwd=cwd,
+            )
+        except RuntimeError as failed:
+            raise RuntimeError(f"{failed}; see {cwd / 'burst.log'}") from failed
+    return measured["seconds"], measured["peak_rss_mb"]
 
 
-def check_contacts(path: Path, members: dict[str, Any]) -> int:
-    conn = sqlite3.connect(path)
+def check_contacts(database: BenchDatabase, members: dict[str, Any]) -> int:
+    sql = session(database)
     try:
-        expected: int = conn.execute(
-            "SELECT count(*) FROM customers WHERE merchant_id = ? AND email IS NOT NULL",
-            (MERCHANT_ID,),
-        ).fetchone()[0]
+        expected = int(
+            sql.value(
+                "SELECT count(*) FROM customers WHERE merchant_id = :m AND email IS NOT NULL",
+                {"m": MERCHANT_ID},
+            )
+        )
         if len(members) != expected:
             raise RuntimeError(f"{len(members)} contacts in the list, {expected} customers")
-        sample = conn.execute(
-            "SELECT email, balance_cents FROM customers WHERE merchant_id = ? ORDER BY random() LIMIT 200",
-            (MERCHANT_ID,),
-        ).fetchall()
+        sample = sql.rows(
+            "SELECT email, balance_cents FROM customers WHERE merchant_id = :m"
+            " ORDER BY random() LIMIT 200",
+            {"m": MERCHANT_ID},
+        )
     finally:
-        conn.close()
+        sql.close()
     for email, cents in sample:
         fields = members[email.lower()].custom_fields
         if fields["ellity_credit_num"] != cents // 100:
@@ -167,13 +151,16 @@ def start_server(environ: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[b
         time.sleep(0.2)
 
 
-def latency(base: str, token: str, members: dict[str, Any], path: Path) -> list[float]:
-    conn = sqlite3.connect(path)
-    customers = conn.execute(
-        "SELECT id, email FROM customers WHERE merchant_id = ? ORDER BY random() LIMIT ?",
-        (MERCHANT_ID, LATENCY_CHANGES),
-    ).fetchall()
-    conn.close()
+def latency(base: str, token: str, members: dict[str, Any], database: BenchDatabase) -> list[float]:
+    sql = session(database)
+    try:
+        customers = sql.rows(
+            "SELECT id, email FROM customers WHERE merchant_id = :m AND email IS NOT NULL"
+            " ORDER BY random() LIMIT :k",
+            {"m": MERCHANT_ID, "k": LATENCY_CHANGES},
+        )
+    finally:
+        sql.close()
     seconds = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
         for number, (customer_id, email) in enumerate(customers):
@@ -194,36 +181,24 @@ def latency(base: str, token: str, members: dict[str, Any], path: Path) -> list[
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--dir", type=Path, default=Path("var/bench"))
-    args = parser.parse_args()
-    args.dir.mkdir(parents=True, exist_ok=True)
-    path = prepare(args.dir, args.customers)
-    var_dir = (args.dir / "ecomail-var").resolve()
+def run(database: BenchDatabase, n: int, folder: Path) -> dict[str, Any]:
+    prepare(database)
+    var_dir = (folder / "ecomail-var").resolve()
     var_dir.mkdir(exist_ok=True)
 
     emulator = Emulator()
     account = emulator.add_account(API_KEY)
     list_id = account.add_list("Bench newsletter")
     with EmulatorServer(emulator, port=0) as server:
-        environ = env(path, var_dir, server.url)
-        print(f"Activating Ecomail for {args.customers:,} customers ...", flush=True)
+        environ = env(database, var_dir, server.url)
+        print(f"Activating Ecomail for {n:,} customers ...", flush=True)
         # every customer is added (the seeded customers' consent is unknown)
-        ellity(
-            "settings",
-            "--merchant",
-            "bench",
-            "ecomail_add=customers",
-            environ=environ,
-            cwd=var_dir,
-        )
+        merchant = ("--merchant", MERCHANT_SLUG)
+        ellity("settings", *merchant, "ecomail_add=customers", environ=environ, cwd=var_dir)
         ellity(
             "ecomail",
             "activate",
-            "--merchant",
-            "bench",
+            *merchant,
             "--api-key",
             API_KEY,
             "--list-id",
@@ -236,7 +211,7 @@ def main() -> None:
         calls = emulator.requests[before:]
         bulk_calls = sum(1 for r in calls if "bulk" in r.path)
         members = account.lists[list_id].members
-        contacts = check_contacts(path, members)
+        contacts = check_contacts(database, members)
         ideal = -(-contacts // BULK)
         print(
             f"  backfill: {contacts:,} contacts in {seconds:.1f} s ({contacts / seconds:,.0f}/s),"
@@ -246,12 +221,10 @@ def main() -> None:
             flush=True,
         )
 
-        token = ellity(
-            "create-api-token", "--merchant", "bench", environ=environ, cwd=var_dir
-        ).stdout.strip()
+        token = ellity("create-api-token", *merchant, environ=environ, cwd=var_dir).stdout.strip()
         process, base = start_server(environ, var_dir)
         try:
-            waits = latency(base, token, members, path)
+            waits = latency(base, token, members, database)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -262,10 +235,8 @@ def main() -> None:
             f" p95 {p95:.0f} ms over {len(waits_ms)} changes (worker running in `ellity serve`)",
             flush=True,
         )
-
-    figures = {
-        "customers": args.customers,
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    return {
+        "customers": n,
         "backfill_s": seconds,
         "backfill_contacts": contacts,
         "backfill_api_calls": len(calls),
@@ -276,11 +247,3 @@ def main() -> None:
         "change_latency_median_ms": statistics.median(waits_ms),
         "change_latency_p95_ms": p95,
     }
-    latest = args.dir / "latest.json"
-    data = json.loads(latest.read_text()) if latest.exists() else {}
-    data["ecomail"] = figures
-    latest.write_text(json.dumps(data, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,122 +1,99 @@
-"""Benchmark of the nightly run on SQLite: expiry, then the pre-expiry notices.
+"""Benchmark of the nightly run (expiry, then the pre-expiry notices) against its floor.
 
-    make bench                               # runs bench/core.py first, then this
-    python bench/nightly.py --customers N [--dir D] [--emails]
+The seeded database gets the Ecomail integration (active; no Ecomail is called: the run only
+records the contact marks and events the worker would deliver) and the 14-day pre-expiry
+notices, and is copied (``benchdb``) before anything expires. Then, at one fixed instant:
 
-Seeds its own database like bench/core.py (three lots per customer, some past their
-validity; kept as ``nightly-seed.db`` and copied to ``nightly.db`` for each run, since a run
-expires the due points; the copy is deleted afterwards), turns the Ecomail integration on (no Ecomail is called: the run only records the
-contact marks and events the worker would deliver) and the pre-expiry notification with 14
-days, then times ``nightly.run_nightly`` through the real services and SQL adapter:
+- the application: ``nightly.expire_points`` and ``nightly.notify_upcoming_expiry`` through
+  the real services and SQL adapter on the seeded database (chunks of
+  ``nightly.NIGHTLY_CHUNK`` customers), timed apart, with the longest write transaction (on
+  SQLite the writer's lock, on PostgreSQL the locks on the chunk's rows) and a second run
+  that must find nothing to do;
+- the floor: ``nightly_floor``, the same work as a hand-written SQL script per chunk, on
+  the copy.
 
-- the expiry (chunks of customers, each marking the contacts and recording a ``credit``
-  event per customer who lost points) and the pre-expiry notices (each recording an
-  ``expiry`` event), apart and together; target: under 60 s for 1 000 000 customers;
-- the longest write transaction (on SQLite the writer's lock: other writers wait for it,
-  at most the busy timeout of 30 s);
-- what was recorded: customers expired, contacts marked, notices and events.
-
-``--emails`` also switches "Send emails from Ellity" on (an email per customer as well).
-Figures are printed and merged into ``<dir>/latest.json`` under ``"nightly"``.
+Both results are then compared table by table (rows and their values, a count and a hash
+sum per table); a difference stops the benchmark. The outbox payloads are compared too but
+only reported: the floor writes them as the application writes them today.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import shutil
-import sqlite3
+import re
 import time
+import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from core import MERCHANT_ID, seed
+from benchdb import POSTGRES, BenchDatabase, Databases, SqliteSession, session, timed_copy
+from nightly_floor import run_floor
+from seeding import MERCHANT_ID
 from sqlalchemy import event
 
 from ellity.adapters.sql.database import create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
-from ellity.adapters.system_clock import SystemClock
+from ellity.domain.model.expiry import local_date
+from ellity.domain.model.nightly import notice_window
 from ellity.domain.services import nightly
 
 NOTICE_DAYS = 14
+TIMEZONE = "Europe/Prague"  # the seeded merchant's
+
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
-def customers_in(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(path)
+@dataclass(frozen=True)
+class FixedClock:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def enable_nightly_work(database: BenchDatabase) -> None:
+    """The integration active and the pre-expiry notices on (system emails stay off)."""
+    sql = session(database)
+    now = datetime.now(UTC)
     try:
-        return int(conn.execute("SELECT count(*) FROM customers").fetchone()[0])
-    except sqlite3.Error:
-        return None
+        sql.execute(
+            "UPDATE merchants SET pre_expiry_notify = :on, pre_expiry_days = :days,"
+            " send_system_emails = :off WHERE id = :m",
+            {"on": True, "off": False, "days": NOTICE_DAYS, "m": MERCHANT_ID},
+        )
+        sql.execute(
+            "INSERT INTO ecomail_integrations (merchant_id, api_key_encrypted, key_hint, list_id,"
+            " list_name, active, activated_at, backfill_after_id, backfill_marked, updated_at)"
+            " VALUES (:m, 'not-a-key', 'abcd', '1', 'Bench', :on, :now, 0, 0, :now)",
+            {"m": MERCHANT_ID, "on": True, "now": now},
+        )
     finally:
-        conn.close()
+        sql.close()
 
 
-def prepare(directory: Path, n: int, *, emails: bool) -> Path:
-    pristine, path = directory / "nightly-seed.db", directory / "nightly.db"
-    if customers_in(pristine) != n:
-        print(f"Seeding {n:,} customers into {pristine} ...", flush=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{pristine}{suffix}").unlink(missing_ok=True)
-        seeded = seed(pristine, n)
-        print(f"  {seeded['seconds']:.1f} s", flush=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    source = sqlite3.connect(pristine)
-    source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    source.close()
-    shutil.copyfile(pristine, path)
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        "UPDATE merchants SET pre_expiry_notify = 1, pre_expiry_days = :days,"
-        " send_system_emails = :emails WHERE id = :m",
-        {"days": NOTICE_DAYS, "emails": int(emails), "m": MERCHANT_ID},
-    )
-    conn.execute(
-        "INSERT INTO ecomail_integrations (merchant_id, api_key_encrypted, key_hint, list_id,"
-        " list_name, active, activated_at, backfill_after_id, backfill_marked, updated_at)"
-        " VALUES (:m, 'not-a-key', 'abcd', '1', 'Bench', 1, :now, 0, 0, :now)",
-        {"m": MERCHANT_ID, "now": now},
-    )
-    conn.close()
-    return path
-
-
-def counts(path: Path) -> dict[str, int]:
-    conn = sqlite3.connect(path)
-    try:
-        queries = {
-            "expiry_entries": "SELECT count(*) FROM ledger_entries WHERE kind = 'expire'",
-            "contacts_marked": "SELECT count(*) FROM ecomail_contacts WHERE pending_since IS NOT NULL",
-            "notices": "SELECT count(*) FROM expiry_notices",
-            "credit_events": 'SELECT count(*) FROM outbox WHERE payload LIKE \'{"label":"credit"%\'',
-            "expiry_events": 'SELECT count(*) FROM outbox WHERE payload LIKE \'{"label":"expiry"%\'',
-            "emails": "SELECT count(*) FROM outbox WHERE topic LIKE 'email.%'",
-        }
-        return {name: int(conn.execute(sql).fetchone()[0]) for name, sql in queries.items()}
-    finally:
-        conn.close()
-
-
-async def measure(path: Path, chunk: int) -> dict[str, Any]:
-    database = create_database(f"sqlite+aiosqlite:///{path}")
+async def measure_app(database: BenchDatabase, at: datetime, chunk: int) -> dict[str, Any]:
+    engine = create_database(database.url)
     writes: list[float] = []
 
-    @event.listens_for(database.engine.sync_engine, "begin")
+    @event.listens_for(engine.engine.sync_engine, "begin")
     def _began(conn: Any) -> None:
         conn.info["began"] = time.perf_counter()
+        conn.info["wrote"] = False
 
-    @event.listens_for(database.engine.sync_engine, "commit")
+    @event.listens_for(engine.engine.sync_engine, "before_cursor_execute")
+    def _statement(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if _WRITES.search(statement):
+            conn.info["wrote"] = True
+
+    @event.listens_for(engine.engine.sync_engine, "commit")
     def _committed(conn: Any) -> None:
-        if conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE":
-            writes.append(time.perf_counter() - conn.info.pop("began", time.perf_counter()))
+        began = conn.info.pop("began", None)
+        if began is not None and conn.info.pop("wrote", False):
+            writes.append(time.perf_counter() - began)
 
-    uow = SqlUnitOfWorkFactory(database)
-    clock = SystemClock()
+    uow = SqlUnitOfWorkFactory(engine)
+    clock = FixedClock(at)
     try:
         started = time.perf_counter()
         expiry = await nightly.expire_points(
@@ -127,80 +104,144 @@ async def measure(path: Path, chunk: int) -> dict[str, Any]:
         notices = await nightly.notify_upcoming_expiry(
             MERCHANT_ID, uow_factory=uow, clock=clock, chunk_size=chunk
         )
-        notice_s = time.perf_counter() - started
-        again = time.perf_counter()
+        notices_s = time.perf_counter() - started
+        longest = max(writes, default=0.0)
+        count = len(writes)
+        started = time.perf_counter()
         repeat = await nightly.run_nightly(
             MERCHANT_ID, uow_factory=uow, clock=clock, chunk_size=chunk
         )
-        repeat_s = time.perf_counter() - again
+        repeat_s = time.perf_counter() - started
     finally:
-        await database.dispose()
+        await engine.dispose()
     if repeat.expiry.customers or repeat.notices.notices:
         raise RuntimeError(f"a second run changed something: {repeat}")
     return {
         "expiry_s": expiry_s,
-        "notices_s": notice_s,
-        "total_s": expiry_s + notice_s,
+        "notices_s": notices_s,
+        "total_s": expiry_s + notices_s,
         "second_run_s": repeat_s,
         "expired_customers": expiry.customers,
         "credit_events": expiry.recorded.events,
         "notices": notices.notices,
         "expiry_events": notices.recorded.events,
-        "emails": expiry.recorded.emails + notices.recorded.emails,
-        "write_transactions": len(writes),
-        "longest_write_s": max(writes, default=0.0),
+        "write_transactions": count,
+        "longest_write_s": longest,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--dir", type=Path, default=Path("var/bench"))
-    parser.add_argument("--chunk", type=int, default=nightly.NIGHTLY_CHUNK)
-    parser.add_argument("--emails", action="store_true", help="system emails on as well")
-    args = parser.parse_args()
-    n = args.customers
-    args.dir.mkdir(parents=True, exist_ok=True)
-    path = prepare(args.dir, n, emails=args.emails)
+#: What the nightly run writes, table by table: where the rows are and the values compared.
+WRITTEN: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customers": (
+        "customers",
+        (
+            "id",
+            "balance_cents",
+            "next_expiry_on",
+            "next_expiry_cents",
+            "last_change_on",
+            "last_change_cents",
+        ),
+    ),
+    "point_lots": ("point_lots", ("id", "customer_id", "remaining_cents")),
+    "expiry_entries": (
+        "ledger_entries WHERE kind = 'expire'",
+        ("merchant_id", "customer_id", "points_cents", "balance_after_cents", "at", "note"),
+    ),
+    "expiry_notices": (
+        "expiry_notices",
+        ("merchant_id", "customer_id", "expires_on", "points_cents", "created_at"),
+    ),
+    "ecomail_contacts": (
+        "ecomail_contacts",
+        (
+            "merchant_id",
+            "customer_id",
+            "pending_since",
+            "change_seq",
+            "attempts",
+            "in_list",
+            "failed_at",
+        ),
+    ),
+    "outbox": (
+        "outbox",
+        ("merchant_id", "customer_id", "topic", "status", "attempts", "created_at", "available_at"),
+    ),
+    "outbox_payloads": ("outbox", ("payload",)),
+}
+
+
+def _row(columns: tuple[str, ...]) -> str:
+    return " || '|' || ".join(f"coalesce(CAST({column} AS TEXT), '~')" for column in columns)
+
+
+def fingerprints(database: BenchDatabase) -> dict[str, tuple[int, int]]:
+    """Per table: how many rows and the sum of a hash of each (their order does not matter)."""
+    sql = session(database)
+    try:
+        if isinstance(sql, SqliteSession):
+            sql.conn.create_function(
+                "row_hash", 1, lambda text: zlib.crc32(str(text).encode()), deterministic=True
+            )
+        found = {}
+        for name, (rows, columns) in WRITTEN.items():
+            row = _row(columns)
+            hashed = (
+                f"row_hash({row})"
+                if isinstance(sql, SqliteSession)
+                else (f"hashtextextended({row}, 0)")
+            )
+            count, total = sql.rows(f"SELECT count(*), sum({hashed}) FROM {rows}")[0]
+            found[name] = (int(count), int(total or 0))
+        return found
+    finally:
+        sql.close()
+
+
+def run(databases: Databases, seeded: BenchDatabase, chunk: int) -> dict[str, Any]:
+    """Run both on the seeded database and a copy; ``seeded`` is left expired."""
+    enable_nightly_work(seeded)
+    copy, copy_s = timed_copy(databases, seeded, "nightly_floor")
+    at = datetime.now(UTC)
+    today = local_date(at, TIMEZONE)
+    first_day, last_day = notice_window(at, TIMEZONE, NOTICE_DAYS)
     print(
-        f"Nightly run for {n:,} customers, Ecomail active, notices {NOTICE_DAYS} days ahead"
-        f"{', system emails on' if args.emails else ''}, {args.chunk:,} customers a chunk:",
+        f"Nightly run, Ecomail active, notices {NOTICE_DAYS} days ahead, {chunk:,} customers"
+        f" a chunk (the floor's copy made in {copy_s:.1f} s) ...",
         flush=True,
     )
-    measured = asyncio.run(measure(path, args.chunk))
-    stored = counts(path)
-    if stored["expiry_entries"] != measured["expired_customers"]:
-        raise RuntimeError(f"{stored} does not match {measured}")
-    print(
-        f"  expiry: {measured['expiry_s']:.2f} s for {measured['expired_customers']:,} customers"
-        f" ({stored['contacts_marked']:,} contacts marked, {measured['credit_events']:,} credit"
-        f" events)"
-    )
-    print(
-        f"  pre-expiry: {measured['notices_s']:.2f} s for {measured['notices']:,} notices"
-        f" ({measured['expiry_events']:,} expiry events)"
-    )
-    print(
-        f"  total {measured['total_s']:.2f} s (target < 60 s); {measured['emails']:,} emails;"
-        f" {measured['write_transactions']} write transactions, the longest"
-        f" {measured['longest_write_s']:.2f} s; a second run {measured['second_run_s']:.2f} s"
-        " (nothing to do)"
-    )
-    out = args.dir / "latest.json"
-    report = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
-    report["nightly"] = {
-        "at": datetime.now(UTC).isoformat(),
-        "customers": n,
-        "chunk": args.chunk,
-        "system_emails": args.emails,
-        **measured,
-        "stored": stored,
+    try:
+        app = asyncio.run(measure_app(seeded, at, chunk))
+        floor = run_floor(
+            copy, at=at, today=today, first_day=first_day, last_day=last_day, chunk=chunk
+        )
+        written, floor_written = fingerprints(seeded), fingerprints(copy)
+    finally:
+        databases.drop(copy)
+    payloads_equal = written.pop("outbox_payloads") == floor_written.pop("outbox_payloads")
+    different = [name for name in written if written[name] != floor_written[name]]
+    if different:
+        raise RuntimeError(
+            f"the floor wrote other rows than the application in {', '.join(different)}:"
+            f" {written} against {floor_written}"
+        )
+    if written["expiry_entries"][0] != app["expired_customers"]:
+        raise RuntimeError(f"{written['expiry_entries'][0]} entries for {app}")
+    if not payloads_equal:
+        print("  note: the outbox payloads differ from the floor's (rows and counts agree)")
+    return {
+        "chunk": chunk,
+        "copy_s": copy_s,
+        "copy_method": "file copy" if databases.dialect != POSTGRES else "TEMPLATE FILE_COPY",
+        "app": app,
+        "floor": {
+            "expiry_s": floor.expiry_s,
+            "notices_s": floor.notices_s,
+            "total_s": floor.total_s,
+            "chunks": floor.chunks,
+            "longest_write_s": floor.longest_write_s,
+        },
+        "rows": {name: count for name, (count, _) in written.items()},
+        "outbox_payloads_equal": payloads_equal,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"Written to {out}")
-    for suffix in ("", "-wal", "-shm"):  # the seed stays for the next run; the copy goes
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
-if __name__ == "__main__":
-    main()

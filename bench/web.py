@@ -1,31 +1,23 @@
 """Benchmark of the customer list page through the real app over HTTP.
 
-    make bench                                   # runs bench/core.py first, then this
-    python bench/web.py [--db var/bench/core.db] [--requests 200]
+Works on the database after the nightly run (merchant ``bench``; the seed fills the name
+search keys). Adds a staff user for the merchant, then serves the app (``create_app`` +
+``build_deps``, as ``ellity serve`` does) with uvicorn in a subprocess and logs in over HTTP
+like a browser.
 
-Works on the database bench/core.py seeds (``var/bench/core.db``, merchant 1, slug ``bench``;
-seeded here with ``--customers`` only when the file is missing). It brings the file to the
-newest schema, fills the name search keys bench/core.py's bulk seed leaves empty, adds a staff
-user for the merchant, then serves the app (``create_app`` + ``build_deps``, as ``ellity
-serve`` does) with uvicorn in a subprocess and logs in over HTTP like a browser.
-
-Measured, each over ``--requests`` sequential requests with varying search text: the first
+Measured, each over ``requests`` sequential requests with varying search text: the first
 page of the list, an email-prefix search, a last-name search, a "first last" search, a deep
 keyset page of the list and a deep keyset page of an email search. Every request includes
 what a real one costs: the session read, the logged-in staff look-up and the page render.
-The dashboard is timed too, for information. Median and p95 are printed (target: p95 below
-100 ms) and merged into ``var/bench/latest.json`` under ``"web"``.
+The dashboard is timed too, for information. Median and p95 (target: p95 below 100 ms).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import re
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from core import MERCHANT_ID, seed
+from benchdb import BenchDatabase, session
+from seeding import MERCHANT_ID
 
 from ellity.adapters.passwords import Argon2PasswordHasher
-from ellity.adapters.sql import migrate
 
 STAFF_EMAIL = "staff@bench.example.cz"
 STAFF_PASSWORD = "bench staff password"
@@ -59,48 +51,28 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
-def prepare(path: Path) -> int:
-    """Newest schema, search keys, a staff user, fresh statistics; returns the customer count."""
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    conn = sqlite3.connect(path, isolation_level=None)
+def prepare(database: BenchDatabase) -> int:
+    """A staff user (once); returns the customer count."""
+    sql = session(database)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        missing = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merchant_id = ?"
-            " AND first_name_key = '' AND first_name != '' LIMIT 1)",
-            (MERCHANT_ID,),
-        ).fetchone()[0]
-        if missing:
-            started = time.perf_counter()
-            # The bench names are ASCII, where lower() is the application's casefold().
-            conn.execute(
-                "UPDATE customers SET first_name_key = lower(first_name),"
-                " last_name_key = lower(last_name) WHERE merchant_id = ?",
-                (MERCHANT_ID,),
-            )
-            conn.execute("ANALYZE")
-            print(f"  filled the name search keys in {time.perf_counter() - started:.1f} s")
-        if not conn.execute(
-            "SELECT 1 FROM staff_users WHERE email_key = ?", (STAFF_EMAIL,)
-        ).fetchone():
-            conn.execute(
+        if not sql.rows(
+            "SELECT 1 FROM staff_users WHERE email_key = :email", {"email": STAFF_EMAIL}
+        ):
+            sql.execute(
                 "INSERT INTO staff_users (merchant_id, email, email_key, password_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    MERCHANT_ID,
-                    STAFF_EMAIL,
-                    STAFF_EMAIL,
-                    Argon2PasswordHasher().hash(STAFF_PASSWORD),
-                    datetime.now(UTC).replace(tzinfo=None).isoformat(" "),
-                ),
+                " VALUES (:m, :email, :email, :hash, :now)",
+                {
+                    "m": MERCHANT_ID,
+                    "email": STAFF_EMAIL,
+                    "hash": Argon2PasswordHasher().hash(STAFF_PASSWORD),
+                    "now": datetime.now(UTC),
+                },
             )
         return int(
-            conn.execute(
-                "SELECT count(*) FROM customers WHERE merchant_id = ?", (MERCHANT_ID,)
-            ).fetchone()[0]
+            sql.value("SELECT count(*) FROM customers WHERE merchant_id = :m", {"m": MERCHANT_ID})
         )
     finally:
-        conn.close()
+        sql.close()
 
 
 def free_port() -> int:
@@ -109,11 +81,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(path: Path, var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(database: BenchDatabase, var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"}
     env.update(
-        ELLITY_DATABASE_URL=f"sqlite+aiosqlite:///{path.resolve()}",
+        ELLITY_DATABASE_URL=database.url,
         ELLITY_VAR_DIR=str(var_dir),
         ELLITY_SECRET_KEY="bench-secret-key",
     )
@@ -193,55 +165,23 @@ def scenarios(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", type=Path, default=Path("var/bench/core.db"))
-    parser.add_argument("--customers", type=int, default=100_000, help="seed when --db is missing")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
-    args = parser.parse_args()
-    if not args.db.exists():
-        print(f"Seeding {args.customers:,} customers into {args.db} ...", flush=True)
-        args.db.parent.mkdir(parents=True, exist_ok=True)
-        seed(args.db, args.customers)
-    print(f"Preparing {args.db} ...", flush=True)
-    n = prepare(args.db)
+def run(database: BenchDatabase, requests: int = 200) -> dict[str, Any]:
+    n = prepare(database)
+    print(f"Customer list over HTTP, {n:,} customers ({requests} requests each) ...", flush=True)
     with tempfile.TemporaryDirectory() as var_dir:
-        server, base = start_server(args.db, Path(var_dir))
+        server, base = start_server(database, Path(var_dir))
         try:
             with httpx.Client(base_url=base, headers={"accept": "text/html"}, timeout=60) as client:
                 log_in(client)
                 for path in ("/customers", "/customers?q=customer1", "/customers?q=last1", "/"):
                     client.get(path)  # warm up: templates compiled, caches filled
-                results = {name: run() for name, run in scenarios(client, n, args.requests).items()}
+                results = {name: run() for name, run in scenarios(client, n, requests).items()}
         finally:
             server.terminate()
             server.wait(timeout=15)
-
-    print(f"Customer list over HTTP, {n:,} customers ({args.requests} requests each):")
-    for name, figures in results.items():
-        verdict = ""
-        if "info" not in name:
-            verdict = "ok" if figures["p95_ms"] < P95_TARGET_MS else "OVER TARGET"
-        print(
-            f"  {name:24} median {figures['median_ms']:7.1f} ms   p95 {figures['p95_ms']:7.1f} ms"
-            f"   max {figures['max_ms']:7.1f} ms   {verdict}"
-        )
-    report: dict[str, Any] = {}
-    if args.out.exists():
-        report = json.loads(args.out.read_text(encoding="utf-8"))
-    report["web"] = {
-        "at": datetime.now(UTC).isoformat(),
-        "database": "sqlite",
+    return {
         "customers": n,
         "p95_target_ms": P95_TARGET_MS,
         "customer_list": {k: v for k, v in results.items() if "info" not in k},
         "dashboard": results["dashboard (info)"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f'Merged into {args.out} under "web"')
-
-
-if __name__ == "__main__":
-    main()

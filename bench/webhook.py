@@ -1,17 +1,14 @@
 """Benchmark of the newsletter webhook's intake against the same server's ``/health``.
 
-    make bench                       # runs the other benchmarks first, then this
-    python bench/webhook.py [--senders 64] [--seconds 10] [--database-url URL]
-
-Builds a fresh database (``var/bench/webhook.db`` by default; ``--database-url`` for
-PostgreSQL), creates a merchant with an active Ecomail integration and its webhook URL, then
+Works on a fresh database of its own (made by the run, on SQLite or PostgreSQL), creates a
+merchant with an active Ecomail integration and its webhook URL, then
 serves the app (``create_app`` + ``build_deps``, as ``ellity serve`` does, without the worker)
 with uvicorn in a subprocess. ``--senders`` concurrent keep-alive connections then send, for
 ``--seconds`` each and in the same run: ``GET /health`` (one ``SELECT 1``), then Ecomail's
 notifications ``POST /webhooks/ecomail/{token}`` (each a different subscriber; each stored
 with one ``INSERT``), then ``/health`` again. Every answer must be 200 and every accepted
-notification must be stored. Printed, and merged into ``var/bench/latest.json`` under
-``"webhook"``: requests per second of each and the ratio webhook / health (target ≥ 0.5).
+notification must be stored. Figures: requests per second of each and the ratio
+webhook / health (target ≥ 0.5); ``/health`` is the webhook's floor.
 
 The senders are a minimal HTTP/1.1 client on asyncio streams in this process, so the load
 generator costs little of the machine the server shares.
@@ -19,7 +16,6 @@ generator costs little of the machine the server shares.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -28,15 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
+from benchdb import BenchDatabase, session
 
-from ellity.adapters.sql import migrate
 from ellity.bootstrap import build_deps
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
@@ -208,94 +201,46 @@ async def hammer(port: int, build: Any, senders: int, seconds: float) -> dict[st
     return {"requests": ok, "seconds": elapsed, "per_second": ok / elapsed}
 
 
-def stored_notifications(database_url: str) -> int:
-    async def count() -> int:
-        engine = create_async_engine(database_url)
-        try:
-            async with engine.connect() as conn:
-                result = await conn.execute(
-                    sa.text("SELECT count(*) FROM newsletter_notifications")
-                )
-                return int(result.scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(count())
+def stored_notifications(database: BenchDatabase) -> int:
+    sql = session(database)
+    try:
+        return int(sql.value("SELECT count(*) FROM newsletter_notifications"))
+    finally:
+        sql.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--senders", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--dir", type=Path, default=Path("var/bench"))
-    parser.add_argument("--database-url", help="default: a fresh SQLite file var/bench/webhook.db")
-    parser.add_argument("--out", type=Path, default=Path("var/bench/latest.json"))
-    args = parser.parse_args()
-    args.dir.mkdir(parents=True, exist_ok=True)
-    database_url = args.database_url
-    if database_url is None:
-        path = (args.dir / "webhook.db").resolve()
-        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            stale.unlink(missing_ok=True)
-        database_url = f"sqlite+aiosqlite:///{path}"
-    backend = database_url.split(":", 1)[0].split("+", 1)[0]
+def run(database: BenchDatabase, *, senders: int = 64, seconds: float = 10.0) -> dict[str, Any]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         var_dir = Path(tmp)
-        env = environment(database_url, var_dir, f"http://127.0.0.1:{port}")
-        migrate.upgrade(database_url)
+        env = environment(database.url, var_dir, f"http://127.0.0.1:{port}")
         url = asyncio.run(prepare(env))
         path = "/" + url.split("/", 3)[3]
         server = start_server(env, port, var_dir)
         try:
             print(
-                f"Webhook intake vs /health, {args.senders} concurrent senders,"
-                f" {args.seconds:g} s each ({backend}) ...",
+                f"Webhook intake vs /health, {senders} concurrent senders, {seconds:g} s each ...",
                 flush=True,
             )
-            health = asyncio.run(
-                hammer(port, lambda n: health_request(port, n), args.senders, args.seconds)
-            )
-            webhook = asyncio.run(
-                hammer(port, webhook_request(port, path, 1), args.senders, args.seconds)
-            )
+            health = asyncio.run(hammer(port, lambda n: health_request(port, n), senders, seconds))
+            webhook = asyncio.run(hammer(port, webhook_request(port, path, 1), senders, seconds))
             health_again = asyncio.run(
-                hammer(port, lambda n: health_request(port, n), args.senders, args.seconds)
+                hammer(port, lambda n: health_request(port, n), senders, seconds)
             )
         finally:
             server.terminate()
             server.wait(timeout=15)
-    stored = stored_notifications(database_url)
+    stored = stored_notifications(database)
     if stored < webhook["requests"]:
         raise RuntimeError(f"{webhook['requests']} notifications accepted, only {stored} stored")
     health_rate = (health["per_second"] + health_again["per_second"]) / 2
-    ratio = webhook["per_second"] / health_rate
-    verdict = "ok" if ratio >= RATIO_TARGET else "UNDER TARGET"
-    print(f"  /health            {health['per_second']:8.0f} requests/s (before)")
-    print(f"  webhook (stored)   {webhook['per_second']:8.0f} notifications/s")
-    print(f"  /health            {health_again['per_second']:8.0f} requests/s (after)")
-    print(f"  ratio webhook / health {ratio:.2f} (target ≥ {RATIO_TARGET})   {verdict}")
-    print(f"  {stored:,} notifications stored in all (warm-up included)")
-
-    report: dict[str, Any] = {}
-    if args.out.exists():
-        report = json.loads(args.out.read_text(encoding="utf-8"))
-    report["webhook"] = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": backend,
-        "senders": args.senders,
-        "seconds": args.seconds,
+    return {
+        "senders": senders,
+        "seconds": seconds,
         "health_per_second": health_rate,
         "health_runs": [health, health_again],
         "webhook": webhook,
-        "ratio": ratio,
+        "ratio": webhook["per_second"] / health_rate,
         "ratio_target": RATIO_TARGET,
         "stored": stored,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f'Merged into {args.out} under "webhook"')
-
-
-if __name__ == "__main__":
-    main()
