@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from tests.processes import free_port
 
@@ -170,4 +170,45 @@ async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
     )
 
     assert problems == []  # no CSP violations, no script errors
+    await context.close()
+
+
+async def test_the_api_documentation_works_without_internet(server: str, browser: Browser) -> None:
+    """Every request to another host is refused: Swagger UI, its styles and the schema all
+    come from Ellity, under the pages' Content-Security-Policy (a violation is a console
+    error)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    elsewhere: list[str] = []
+
+    async def only_ellity(route: Route) -> None:
+        if route.request.url.startswith(server + "/"):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_ellity)
+    async with httpx.AsyncClient() as client:
+        schema = await client.get(f"{server}/schema/openapi.json", timeout=10)
+    operations = schema.json()["paths"]
+    expected = sum(len(methods) for methods in operations.values())
+
+    for address in ("/schema", "/schema/swagger", "/schema/redoc"):
+        answer = await page.goto(server + address)
+        assert answer is not None
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Ellity")
+        await expect(page.locator(".opblock")).to_have_count(expected)
+    assert page.url == server + "/schema/swagger"  # ReDoc's address leads to the viewer
+
+    await page.locator(".opblock-summary").first.click()
+    await expect(page.locator(".opblock-body").first).to_be_visible()
+    assert elsewhere == []
+    assert problems == []
     await context.close()

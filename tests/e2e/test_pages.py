@@ -857,6 +857,7 @@ async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None
         shown = await client.get("/api-tokens")
         plain = re.search(r'<code id="new-token">(ell_[A-Za-z0-9]+)</code>', shown.text)
         assert plain
+        assert '<a href="/schema/swagger" id="api-docs">' in shown.text  # how to use it
         assert plain.group(1) not in (await client.get("/api-tokens")).text
 
         api = await client.get(

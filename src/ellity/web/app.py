@@ -16,6 +16,7 @@ from litestar.types import GetLogger, Scope
 from ellity.deps import DepsProvider
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.web.api import EshopApiPlugin
+from ellity.web.api_docs import api_docs_routes, openapi_config
 from ellity.web.dependencies import BUNDLE_DEPENDENCIES, Injected
 from ellity.web.operations import RequestTimer, metrics, ready
 from ellity.web.pages.errors import not_found
@@ -82,12 +83,14 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             pages_router(security),
             static_files(),
             webhook_router,
+            *api_docs_routes(),  # /schema without internet
         ],
         lifespan=[lifespan],
         dependencies=BUNDLE_DEPENDENCIES,
         debug=debug,
         exception_handlers={404: not_found},  # HTML for browsers, JSON for the API
         plugins=[EshopApiPlugin()],  # the e-shop API under /api/v1
+        openapi_config=openapi_config(),
         csrf_config=security.csrf,
         template_config=template_config(),
         middleware=[
