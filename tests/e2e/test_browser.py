@@ -12,12 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from babel.messages.pofile import read_po
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
+from ellity.web.i18n import catalog_path
 from tests.processes import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,19 +88,137 @@ async def submit(page: Page, form: str, values: dict[str, str], button: str) -> 
     await page.wait_for_load_state()
 
 
-async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
-    server: str, browser: Browser, tmp_path: Path
+# -- no untranslated text ---------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|<[^>]+>|&[a-z]+;")
+
+
+def _phrases(text: str) -> list[str]:
+    """The runs of a catalog text between its placeholders and tags, of three words or more
+    (one or two words, "Ecomail", "PIN", "Port", may well be the same in both languages)."""
+    return [" ".join(part.split()) for part in _PLACEHOLDER.split(text) if len(part.split()) >= 3]
+
+
+def _catalog_phrases(language: str) -> set[str]:
+    """What a page in the *other* language must not show: for Czech pages the English
+    messages, for English pages their Czech translations."""
+    with catalog_path("cs").open("rb") as source:
+        czech = read_po(source, locale="cs")
+    phrases: set[str] = set()
+    for message in czech:
+        if not message.id:
+            continue
+        texts = message.id if language == "cs" else message.string
+        for text in [texts] if isinstance(texts, str) else texts:
+            phrases.update(_phrases(text))
+    return phrases
+
+
+FOREIGN = {language: _catalog_phrases(language) for language in ("cs", "en")}
+WORDS = {
+    "cs": ["Zákazníci", "Nastavení", "Přehled", "Odhlásit se"],
+    "en": ["Customers", "Settings", "Dashboard", "Log out"],
+}
+
+
+@dataclass
+class Walk:
+    """One merchant's walk through the pages, in one language at one width."""
+
+    page: Page
+    language: str
+    width: int
+    shots: Path
+    seen: list[str] = field(default_factory=list)
+
+    async def check(self, name: str) -> None:
+        """The page is in the walk's language, shows no text of the other language, fits
+        the width, and is saved as ``<language>-<width>-<name>.png``."""
+        await self.page.wait_for_load_state()
+        assert await self.page.get_attribute("html", "lang") == self.language
+        text = " ".join((await self.page.inner_text("body")).split())
+        title = await self.page.title()
+        untranslated = sorted(p for p in FOREIGN[self.language] if p in text or p in title)
+        assert untranslated == [], f"{name} in {self.language}: {untranslated}"
+        shot = self.shots / f"{self.language}-{self.width}-{name}.png"
+        await self.page.screenshot(path=str(shot), full_page=True)
+        overflow = await self.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} is {overflow}px wider than {self.width}px"
+        self.seen.append(name)
+
+
+LABELS = {
+    "cs": {
+        "create_programme": "Vytvořit program",
+        "ready": "připravený",
+        "log_in": "Přihlásit se",
+        "customers": "Zákazníci",
+        "new_customer": "Nový zákazník",
+        "create": "Vytvořit",
+        "add_points": "Připsat body",
+        "added": "Body jsou připsané.",
+        "dashboard": "Přehled",
+        "settings": "Nastavení",
+        "save_settings": "Uložit nastavení",
+        "saved": "Nastavení je uložené.",
+        "verify_key": "Ověřit klíč",
+        "export": "Export",
+        "export_points": "Exportovat body",
+        "balance": "1\u00a0250,50",
+        "spend_refused": "Zákazník má 1\u00a0250,50 bodů; 99\u00a0999 bodů nelze odebrat.",
+    },
+    "en": {
+        "create_programme": "Create the programme",
+        "ready": "ready",
+        "log_in": "Log in",
+        "customers": "Customers",
+        "new_customer": "New customer",
+        "create": "Create",
+        "add_points": "Add points",
+        "added": "The points have been added.",
+        "dashboard": "Dashboard",
+        "settings": "Settings",
+        "save_settings": "Save settings",
+        "saved": "The settings are saved.",
+        "verify_key": "Verify the key",
+        "export": "Export",
+        "export_points": "Export points",
+        "balance": "1,250.50",
+        "spend_refused": "The customer holds 1,250.50 points; 99,999 points cannot be taken.",
+    },
+}
+BROWSER_LOCALES = {"cs": "cs-CZ", "en": "en-GB"}
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("language", ["cs", "en"])
+async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
+    server: str, browser: Browser, tmp_path: Path, language: str, width: int
 ) -> None:
-    context = await browser.new_context(accept_downloads=True)
+    """Setup → customers → earn → settings → Ecomail → export, in Czech and in English, on a
+    desktop and a phone; every page checked for untranslated text and screenshotted under
+    ``tmp_path``. A Czech merchant's pages start in Czech; the English walk switches."""
+    words = LABELS[language]
+    context = await browser.new_context(
+        accept_downloads=True,
+        locale=BROWSER_LOCALES[language],
+        viewport={"width": width, "height": 900},
+    )
     page = await context.new_page()
     problems: list[str] = []
     page.on(
         "console",
         lambda message: problems.append(message.text) if message.type == "error" else None,
     )
+    # the refused spend (409) and the missing page (404) are answers the walk asks for
+    asked_for = re.compile(r"Failed to load resource: .* status of (409|404) ")
+    walk = Walk(page, language, width, tmp_path)
 
     await page.goto(server + "/")
     await expect(page).to_have_url(server + "/setup")
+    await walk.check("setup")
     await submit(
         page,
         "form[action='/setup']",
@@ -108,27 +229,37 @@ async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
             "password": "a long password",
             "password_again": "a long password",
         },
-        "Create the programme",
+        words["create_programme"],
     )
     await expect(page).to_have_url(server + "/login")
-    await expect(page.locator(".flash")).to_contain_text("ready")
+    await expect(page.locator(".flash")).to_contain_text(words["ready"])
+    await walk.check("login")
 
     await submit(
         page,
         "form[action='/login']",
         {"email": "anna@example.cz", "password": "a long password"},
-        "Log in",
+        words["log_in"],
     )
     await expect(page).to_have_url(server + "/")
     await expect(page.locator("header")).to_contain_text("Kavárna U Anny")
+    assert await page.get_attribute("html", "lang") == "cs"  # the merchant's locale is cs
+    if language == "en":
+        await page.click("form.language button")  # no script needed: a plain form
+        await expect(page).to_have_url(server + "/")
+    for word in WORDS[language]:
+        await expect(page.locator("header")).to_contain_text(word)
+    await walk.check("dashboard-empty")
 
-    await page.click("nav >> text=Customers")
-    await page.click("text=New customer")
+    await page.click(f"nav >> text={words['customers']}")
+    await walk.check("customers-empty")
+    await page.click(f"text={words['new_customer']}")
+    await walk.check("customer-new")
     await submit(
         page,
         "form[action='/customers/new']",
         {"email": "jana@example.cz", "first_name": "Jana", "last_name": "Dvořáková"},
-        "Create",
+        words["create"],
     )
     await expect(page).to_have_url(re.compile(r"/customers/\d+$"))
     await expect(page.locator("h1")).to_have_text("Jana Dvořáková")
@@ -137,25 +268,49 @@ async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
         page,
         "form[action$='/earn']",
         {"points": "1250,50", "order_ref": "order-2024-001"},
-        "Add points",
+        words["add_points"],
     )
-    await expect(page.locator("#balance")).to_have_text("1 250,50")
+    await expect(page.locator(".flash")).to_have_text(words["added"])
+    await expect(page.locator("#balance")).to_have_text(words["balance"])
     await expect(page.locator("table.list")).to_contain_text("order-2024-001")
     await expect(page.locator("#referral-link")).to_contain_text("https://anna.example.cz/?ref=")
+    await walk.check("customer")
+    await page.fill("form[action$='/spend'] [name=points]", "99999")
+    await page.click("form[action$='/spend'] button[type=submit]")
+    await page.wait_for_load_state()
+    await expect(page.locator("form[action$='/spend'] .error")).to_have_text(words["spend_refused"])
+    await walk.check("customer-refused")
 
-    await page.click("nav >> text=Dashboard")
-    await expect(page.locator("dd.issued")).to_have_text("1 250,50")
+    await page.click(f"nav >> text={words['dashboard']}")
+    await expect(page.locator("dd.issued")).to_have_text(words["balance"])
     bar = page.locator("svg rect.issued")
     await expect(bar).to_have_count(1)
     box = await bar.bounding_box()
     assert box is not None
-    assert box["height"] > 50  # the only day with points is the chart's full height
+    assert box["height"] > 50 * min(1.0, width / 1280)  # the only day with points: full height
+    await walk.check("dashboard")
 
-    await page.click("nav >> text=Customers")
+    await page.click(f"nav >> text={words['settings']}")
+    await walk.check("settings")
+    await page.click(f"button:has-text('{words['save_settings']}')")
+    await page.wait_for_load_state()
+    await expect(page.locator(".flash")).to_have_text(words["saved"])
+
+    await page.click("nav >> text=Ecomail")
+    await expect(page.locator("form[action='/integrations/ecomail/key'] button")).to_have_text(
+        words["verify_key"]
+    )
+    await walk.check("ecomail")
+
+    await page.click("nav >> text=API tokens" if language == "en" else "nav >> text=API tokeny")
+    await walk.check("api-tokens")
+
+    await page.click(f"nav >> text={words['customers']}")
     await expect(page.locator("table.list")).to_contain_text("jana@example.cz")
-    await page.click("summary:has-text('Export')")
+    await walk.check("customers")
+    await page.click(f"summary:has-text('{words['export']}')")
     async with page.expect_download() as info:
-        await page.click("text=Export points")
+        await page.click(f"text={words['export_points']}")
     download = await info.value
     assert re.fullmatch(
         r"ellity-kavarna-u-anny-\d{4}-\d{2}-\d{2}\.csv", download.suggested_filename
@@ -164,12 +319,17 @@ async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
     await download.save_as(saved)
     lines = saved.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith('"email","first_name","last_name","ellity_credit"')
-    assert any(
+    assert any(  # the export follows the merchant's locale, whatever the pages' language
         "jana@example.cz" in line and "Dvořáková" in line and "1 250,50" in line
         for line in lines[1:]
     )
 
-    assert problems == []  # no CSP violations, no script errors
+    await page.goto(server + "/no-such-page")
+    await walk.check("not-found")
+
+    assert len(walk.seen) == 13
+    # no CSP violations, no script errors
+    assert [p for p in problems if not asked_for.match(p)] == []
     await context.close()
 
 

@@ -42,7 +42,9 @@ from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
 
 PASSWORD = "a long password"
-HTML = {"accept": "text/html"}
+#: Most tests read the pages in English: the browser prefers it (the log-in page) and
+#: ``logged_in`` switches the staff user to it (a Czech merchant's pages start in Czech).
+HTML = {"accept": "text/html", "accept-language": "en"}
 TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 SESSION = "ellity_session"
 
@@ -83,12 +85,15 @@ class Site:
     anna: Shop | None = None
     bob: Shop | None = None
 
-    def browser(self, base_url: str = BASE_URL, *, address: str = "127.0.0.1") -> httpx.AsyncClient:
-        """A browser on the client ``address``."""
+    def browser(
+        self, base_url: str = BASE_URL, *, address: str = "127.0.0.1", language: str = "en"
+    ) -> httpx.AsyncClient:
+        """A browser on the client ``address`` preferring ``language`` ("": none)."""
+        headers = {**HTML, "accept-language": language} if language else {"accept": "text/html"}
         return httpx.AsyncClient(
             transport=asgi_transport(self.app, client=(address, 123)),
             base_url=base_url,
-            headers=HTML,
+            headers=headers,
         )
 
     async def scalar(self, sql: str, **params: Any) -> Any:
@@ -100,8 +105,10 @@ class Site:
         found: dict[str, list[Any]] = {}
         async with self.database.engine.connect() as conn:
             for table in ("customers", "ledger_entries", "point_lots", "api_tokens", "staff_users"):
+                # a staff user's page language is theirs to switch (``logged_in`` does)
+                columns = "id, email, password_hash" if table == "staff_users" else "*"
                 result = await conn.execute(
-                    sa.text(f"SELECT * FROM {table} WHERE merchant_id = :m ORDER BY id"),
+                    sa.text(f"SELECT {columns} FROM {table} WHERE merchant_id = :m ORDER BY id"),
                     {"m": shop.id},
                 )
                 found[table] = [tuple(row) for row in result]
@@ -230,7 +237,17 @@ async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     async with site.browser() as client:
         answer = await log_in(client, shop.admin)
         assert answer.status_code == 303, answer.text
+        await choose_language(client, "en")
         yield client
+
+
+async def choose_language(client: httpx.AsyncClient, language: str) -> None:
+    """The language switch in the navigation."""
+    token = await form_token(client, "/")
+    answer = await client.post(
+        "/language", data={"_csrf_token": token, "language": language, "next": "/"}
+    )
+    assert answer.status_code == 303, answer.text
 
 
 def listed(page: httpx.Response) -> list[int]:
@@ -399,6 +416,77 @@ async def test_cookies_are_secure_when_the_site_is_served_over_https(
             assert page.headers["strict-transport-security"].startswith("max-age=")
             answer = await log_in(client, "admin@anna.example.cz")
             assert "secure" in answer.headers["set-cookie"].lower()
+
+
+# -- the pages' language -------------------------------------------------------------------------
+
+
+def page_language(page: httpx.Response) -> str:
+    found = re.search(r'<html lang="([a-z]+)">', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "language", "button"),
+    [
+        ("", "cs", "Přihlásit se"),
+        ("cs-CZ,cs;q=0.9,en;q=0.8", "cs", "Přihlásit se"),
+        ("en-GB,en;q=0.9", "en", "Log in"),
+        ("de-DE,de;q=0.9,en;q=0.5,cs;q=0.3", "en", "Log in"),
+        ("fr", "cs", "Přihlásit se"),
+    ],
+)
+async def test_before_a_log_in_the_pages_speak_the_browsers_language_or_czech(
+    site: Site, accept_language: str, language: str, button: str
+) -> None:
+    async with site.browser(language=accept_language) as client:
+        page = await client.get("/login")
+    assert page_language(page) == language
+    assert f'<button type="submit">{button}</button>' in page.text
+
+
+async def test_a_czech_merchants_staff_see_czech_pages_until_they_switch_to_english(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with site.browser(language="en") as client:  # the browser's wish ends at log-in
+        assert (await log_in(client, anna.admin)).status_code == 303
+        board = await client.get("/")
+        assert page_language(board) == "cs"
+        assert ">Zákazníci</a>" in board.text
+        assert ">Přehled</h1>" in board.text
+        listed_cs = await client.get("/customers")
+        assert '<th scope="col">Jméno</th>' in listed_cs.text
+
+        token = await form_token(client, "/customers")
+        switched = await client.post(
+            "/language", data={"_csrf_token": token, "language": "en", "next": "/customers?q=ann"}
+        )
+        assert switched.status_code == 303
+        assert switched.headers["location"] == "/customers?q=ann"
+        listed = await client.get(switched.headers["location"])
+        assert page_language(listed) == "en"
+        assert ">Customers</h1>" in listed.text
+        assert 'value="cs"' in listed.text  # the switch now offers Czech
+    async with site.browser(language="cs") as again:  # remembered for the user
+        assert (await log_in(again, anna.admin)).status_code == 303
+        assert page_language(await again.get("/")) == "en"
+
+
+async def test_the_language_switch_refuses_other_languages_and_other_sites(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, "/")
+        refused = await client.post("/language", data={"_csrf_token": token, "language": "de"})
+        assert refused.status_code == 400
+        assert page_language(await client.get("/")) == "en"
+        away = await client.post(
+            "/language",
+            data={"_csrf_token": token, "language": "cs", "next": "//elsewhere.example"},
+        )
+        assert away.headers["location"] == "/"
+        assert page_language(await client.get("/")) == "cs"
 
 
 # -- first run ----------------------------------------------------------------------------------
@@ -709,7 +797,7 @@ async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Si
         )
         assert earned.status_code == 303
         shown = await client.get(page)
-        assert re.search(r'id="balance">112,50<', shown.text)
+        assert re.search(r'id="balance">112.50<', shown.text)
         assert "o-77" in shown.text
         assert await site.balance(anna) == 112_50
 
@@ -745,11 +833,11 @@ async def test_staff_set_marketing_consent_on_the_customer_page_and_see_its_hist
     page = f"/customers/{made.json()['id']}"
     async with logged_in(site, anna) as client:
         shown = await client.get(page)
-        assert consent_shown(shown) == "Granted (set by the e-shop on 2024-03-10 10:00)"
+        assert consent_shown(shown) == "Granted (set by the e-shop on Mar 10, 2024, 10:00)"
         assert re.search(r'value="granted" required checked>', shown.text)
         assert "never added again" in shown.text
         assert consent_history_rows(shown) == [
-            ["2024-03-10 10:00", "Unknown → Granted", "the e-shop"]
+            ["Mar 10, 2024, 10:00", "Unknown → Granted", "the e-shop"]
         ]
 
         site.clock.advance(hours=2)
@@ -760,10 +848,10 @@ async def test_staff_set_marketing_consent_on_the_customer_page_and_see_its_hist
         assert refused.status_code == 303
         shown = await client.get(page)
         assert "The marketing consent is now refused." in shown.text
-        assert consent_shown(shown) == "Refused (set by staff on 2024-03-10 12:00)"
+        assert consent_shown(shown) == "Refused (set by staff on Mar 10, 2024, 12:00)"
         assert consent_history_rows(shown) == [
-            ["2024-03-10 12:00", "Granted → Refused", "staff"],
-            ["2024-03-10 10:00", "Unknown → Granted", "the e-shop"],
+            ["Mar 10, 2024, 12:00", "Granted → Refused", "staff"],
+            ["Mar 10, 2024, 10:00", "Unknown → Granted", "the e-shop"],
         ]
 
         again = await client.post(
@@ -845,7 +933,7 @@ async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site)
         assert re.search(r'<dd class="issued">100</dd>', board.text)
         assert "<svg" in board.text
         assert '<rect class="issued"' in board.text
-        assert "2024-03-10: issued 100, spent 0, expired 0" in board.text
+        assert "Mar 10, 2024: issued 100, spent 0, expired 0" in board.text
 
 
 async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None:
@@ -972,7 +1060,7 @@ async def test_expired_points_are_gone_from_every_answer_before_the_nightly_run(
     async with logged_in(site, anna) as browser:
         page = await browser.get(f"/customers/{anna.customer_id}")
         assert re.search(r'<dd id="balance">30</dd>', page.text), page.text
-        assert "19. 4. 2025" in page.text or "2025-04-19" in page.text
+        assert "Apr 19, 2025" in page.text
         listed = await browser.get("/customers")
         assert ">130<" not in listed.text and ">20<" not in listed.text
         exported = await browser.get("/customers/export.csv")

@@ -10,7 +10,7 @@ import pytest
 from ellity.domain.model.consent import ConsentSource, MarketingConsent
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import parse_customer_query
-from ellity.domain.model.ids import CustomerId, MerchantId
+from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
 from ellity.domain.model.ledger import Entry, EntryKind, Expiration, Ledger
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
@@ -83,6 +83,26 @@ async def test_staff_emails_are_unique_whatever_their_case(uow_factory: UnitOfWo
         with pytest.raises(UniqueViolation) as caught:
             await uow.staff.add(merchant_id, email="admin@shop.CZ", password_hash="h", at=T0)
     assert caught.value.field == "email"
+
+
+async def test_a_staff_user_keeps_the_language_they_chose(uow_factory: UnitOfWorkFactory) -> None:
+    merchant_id = await add_merchant(uow_factory)
+    async with uow_factory() as uow:
+        staff_id = await uow.staff.add(merchant_id, email="a@shop.cz", password_hash="h", at=T0)
+        other = await uow.staff.add(merchant_id, email="b@shop.cz", password_hash="h", at=T0)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        fresh = await uow.staff.get(staff_id)
+    assert fresh is not None and fresh.ui_language is None  # not chosen: the merchant's
+    async with uow_factory() as uow:
+        assert await uow.staff.set_ui_language(staff_id, "en")
+        assert not await uow.staff.set_ui_language(StaffId(other + 1000), "en")
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        chosen = await uow.staff.find_by_email("A@shop.cz")
+        untouched = await uow.staff.get(other)
+    assert chosen is not None and chosen.ui_language == "en"
+    assert untouched is not None and untouched.ui_language is None
 
 
 async def test_customers_are_found_by_email_case_insensitively_shop_id_and_code(

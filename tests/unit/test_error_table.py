@@ -16,6 +16,7 @@ from ellity.domain.model.errors import (
     InvalidInput,
     OrderAlreadyUsed,
 )
+from ellity.domain.model.money import Points
 from ellity.domain.model.staff import InvalidCredentials, LoginThrottled
 from ellity.ports.storage import TransientConflict
 from ellity.web.errors import api_exception_handlers, page_status_of, status_of
@@ -30,7 +31,7 @@ LATER = NOW + timedelta(minutes=5)
     [
         (InvalidInput("bad"), 422, 400),
         (CustomerNotFound(7), 404, 404),
-        (InsufficientPoints(available="1", wanted="2"), 409, 409),
+        (InsufficientPoints(available=Points(100), wanted=Points(200)), 409, 409),
         (OrderAlreadyUsed("o-1"), 409, 409),
         (InvalidApiToken("no token"), 401, 401),
         (InvalidCredentials(), 401, 400),

@@ -320,3 +320,38 @@ def test_a_log_in_names_a_trimmed_email_without_control_characters(
 )
 def test_a_slug_is_made_from_the_programme_name(name: str, slug: str) -> None:
     assert slug_from_name(name) == slug
+
+
+async def test_the_pages_follow_the_merchants_locale_until_the_user_chooses_a_language(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+    other_merchant: Merchant,
+) -> None:
+    anna = await log_in(uow_factory, attempts, clock)
+    bob = await log_in(uow_factory, attempts, clock, email="admin@bob.example.com")
+    assert (anna.locale, anna.ui_language) == ("cs", "cs")
+    assert (bob.locale, bob.ui_language) == ("en", "en")
+
+    assert await staff.choose_ui_language(anna.staff_id, "en", uow=uow_factory()) == "en"
+    again = await staff.current_staff(anna.staff_id, uow=uow_factory())
+    assert again is not None
+    assert (again.locale, again.ui_language) == ("cs", "en")  # the merchant's locale stays
+    relogged = await log_in(uow_factory, attempts, clock)
+    assert relogged.ui_language == "en"
+    other = await staff.current_staff(bob.staff_id, uow=uow_factory())
+    assert other is not None and other.ui_language == "en"
+
+
+async def test_only_a_language_of_the_pages_can_be_chosen(
+    uow_factory: UnitOfWorkFactory,
+    attempts: InMemoryLoginAttempts,
+    clock: FakeClock,
+    merchant: Merchant,
+) -> None:
+    anna = await log_in(uow_factory, attempts, clock)
+    with pytest.raises(InvalidInput):
+        await staff.choose_ui_language(anna.staff_id, "de", uow=uow_factory())
+    again = await staff.current_staff(anna.staff_id, uow=uow_factory())
+    assert again is not None and again.ui_language == "cs"

@@ -34,7 +34,7 @@ from ellity.ports.storage import UnitOfWorkFactory
 from ellity.ports.web_state import LoginAttempts
 from ellity.web.dependencies import Injected, app_deps
 from ellity.web.pages.common import PUBLIC, render, see_other
-from ellity.web.pages.errors import status_for
+from ellity.web.pages.errors import error_text, status_for
 
 SESSION_COOKIE = "ellity_session"
 SESSION_MAX_AGE = 12 * 60 * 60
@@ -220,7 +220,7 @@ async def log_in(
             request,
             "login.html",
             status_code=status_for(error),
-            error=error.message,
+            error=error_text(request, error),
             email=data.email,
             next=safe_next(data.next),
         )

@@ -12,6 +12,7 @@ from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
+from ellity.domain.model.money import Locale
 from ellity.ports.storage import (
     ApiTokenRepository,
     MerchantRepository,
@@ -157,11 +158,21 @@ class InMemoryStaffRepository(StaffRepository):
         found = (s for s in self._uow.state.staff.values() if email_key(s.email) == key)
         return self._user(next(found, None))
 
+    async def set_ui_language(self, staff_id: StaffId, language: Locale) -> bool:
+        await round_trip()
+        row = self._uow.state.staff.get(staff_id)
+        if row is None:
+            return False
+        row.ui_language = language
+        return True
+
     @staticmethod
     def _user(row: StaffUser | None) -> staff_model.StaffUser | None:
         if row is None:
             return None
-        return staff_model.StaffUser(row.id, row.merchant_id, row.email, row.password_hash)
+        return staff_model.StaffUser(
+            row.id, row.merchant_id, row.email, row.password_hash, row.ui_language
+        )
 
 
 class InMemoryApiTokenRepository(ApiTokenRepository):

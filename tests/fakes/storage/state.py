@@ -14,7 +14,7 @@ from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId, StaffId
 from ellity.domain.model.ledger import Entry, LedgerSummary, Lot
 from ellity.domain.model.merchant import Merchant
-from ellity.domain.model.money import Points
+from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.newsletter import Notification, NotificationState, Outcome, RewardHold
 from ellity.domain.model.outbox import OutboxStatus
 
@@ -26,6 +26,7 @@ class StaffUser:
     email: str
     password_hash: str
     created_at: datetime
+    ui_language: Locale | None = None
 
 
 @dataclass

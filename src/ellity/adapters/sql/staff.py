@@ -11,6 +11,7 @@ from ellity.adapters.sql.tables.merchants import staff_users
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import MerchantId, StaffId
+from ellity.domain.model.money import LOCALES, Locale
 from ellity.domain.model.staff import StaffUser
 from ellity.ports.storage.merchants import StaffRepository
 
@@ -50,10 +51,23 @@ class SqlStaffRepository(StaffRepository):
                     staff_users.c.merchant_id,
                     staff_users.c.email,
                     staff_users.c.password_hash,
+                    staff_users.c.ui_language,
                 ).where(condition)
             )
         ).first()
         if row is None:
             return None
-        staff_id, merchant_id, email, password_hash = row
-        return StaffUser(StaffId(staff_id), MerchantId(merchant_id), email, password_hash)
+        staff_id, merchant_id, email, password_hash, language = row
+        return StaffUser(
+            StaffId(staff_id),
+            MerchantId(merchant_id),
+            email,
+            password_hash,
+            language if language in LOCALES else None,
+        )
+
+    async def set_ui_language(self, staff_id: StaffId, language: Locale) -> bool:
+        result = await self.conn.execute(
+            staff_users.update().where(staff_users.c.id == staff_id).values(ui_language=language)
+        )
+        return bool(result.rowcount)

@@ -60,7 +60,7 @@ def token_digest(token: str) -> str:
 def clean_token_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_TOKEN_NAME:
-        raise InvalidInput(f"A token's name must have 1 to {MAX_TOKEN_NAME} characters.")
+        raise InvalidInput("A token's name must have 1 to %(max)s characters.", max=MAX_TOKEN_NAME)
     if has_control_characters(name):
         raise InvalidInput("A token's name must not contain control characters.")
     return name

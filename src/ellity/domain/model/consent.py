@@ -57,7 +57,9 @@ def parse_consent(value: str, *, allow_unknown: bool = True) -> MarketingConsent
     ]
     cleaned = value.strip().lower()
     if cleaned not in allowed:
-        raise InvalidInput(f"marketing_consent must be one of: {', '.join(allowed)}.")
+        raise InvalidInput(
+            "marketing_consent must be one of: %(choices)s.", choices=", ".join(allowed)
+        )
     return MarketingConsent(cleaned)
 
 
@@ -67,7 +69,8 @@ def parse_ecomail_add(value: str) -> EcomailAdd:
         return EcomailAdd(cleaned)
     except ValueError:
         raise InvalidInput(
-            f"ecomail_add must be one of: {', '.join(a.value for a in EcomailAdd)}."
+            "ecomail_add must be one of: %(choices)s.",
+            choices=", ".join(a.value for a in EcomailAdd),
         ) from None
 
 

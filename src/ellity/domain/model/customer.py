@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingConsent
-from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
+from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin, Term
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.pin import RandomBelow, generate_pin
 from ellity.domain.model.text import has_control_characters
@@ -30,12 +30,15 @@ def clean_email(email: str | None) -> str | None:
     if has_control_characters(email):
         raise InvalidInput("An email address must not contain control characters.")
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
-        raise InvalidInput(f"'{email[:MAX_EMAIL_LENGTH]}' is not a valid email address.")
+        raise InvalidInput(
+            "'%(email)s' is not a valid email address.", email=email[:MAX_EMAIL_LENGTH]
+        )
     if len(email.casefold()) > MAX_EMAIL_LENGTH:
         raise InvalidInput(
-            f"The email address is too long: compared case-insensitively it has"
-            f" {len(email.casefold())} characters (letters such as ß count as two), and at"
-            f" most {MAX_EMAIL_LENGTH} are allowed."
+            "The email address is too long: compared case-insensitively it has %(length)s"
+            " characters (letters such as ß count as two), and at most %(max)s are allowed.",
+            length=len(email.casefold()),
+            max=MAX_EMAIL_LENGTH,
         )
     return email
 
@@ -53,9 +56,13 @@ def name_key(name: str) -> str:
 def clean_name(value: str | None, what: str) -> str:
     value = (value or "").strip()
     if len(value) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"The {what} may have at most {MAX_NAME_LENGTH} characters.")
+        raise InvalidInput(
+            "The %(what)s may have at most %(max)s characters.",
+            what=Term(what),
+            max=MAX_NAME_LENGTH,
+        )
     if has_control_characters(value):
-        raise InvalidInput(f"The {what} must not contain control characters.")
+        raise InvalidInput("The %(what)s must not contain control characters.", what=Term(what))
     return value
 
 
@@ -65,7 +72,7 @@ def clean_shop_customer_id(value: str | None) -> str | None:
     value = value.strip()
     if len(value) > MAX_SHOP_ID_LENGTH:
         raise InvalidInput(
-            f"The shop customer id may have at most {MAX_SHOP_ID_LENGTH} characters."
+            "The shop customer id may have at most %(max)s characters.", max=MAX_SHOP_ID_LENGTH
         )
     if has_control_characters(value):
         raise InvalidInput("The shop customer id must not contain control characters.")

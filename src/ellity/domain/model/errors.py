@@ -1,6 +1,50 @@
-"""Domain errors. Every message is written for the merchant who will read it."""
+"""Domain errors. Every message is written for the merchant who will read it.
+
+An error carries its English ``template`` with ``%(name)s`` placeholders and the ``params``
+to put in; ``message`` is the English text (the JSON API's). The merchant pages translate the
+template and format the values (points, counts) in the page's language, so the domain never
+formats for a reader it does not know.
+"""
 
 from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Displayable(Protocol):
+    """A value with a text for people in a locale (``Points``)."""
+
+    def display(self, locale: Literal["cs", "en"]) -> str: ...
+
+
+class Minutes:
+    """A number of minutes in a message: ``15 minutes``, ``15 minut`` (the accusative a
+    Czech message puts it in: ``na 1 minutu``, ``na 3 minuty``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def display(self, locale: Literal["cs", "en"]) -> str:
+        n = self.count
+        if locale == "cs":
+            word = "minutu" if n == 1 else "minuty" if 2 <= n <= 4 else "minut"
+        else:
+            word = "minute" if n == 1 else "minutes"
+        return f"{n} {word}"
+
+
+class Term(str):
+    """A word put into an error's message that the pages translate too (``first name``)."""
+
+    __slots__ = ()
+
+
+def english(value: object) -> str:
+    """A parameter as the English message shows it."""
+    return value.display("en") if isinstance(value, Displayable) else str(value)
 
 
 class DomainError(Exception):
@@ -8,9 +52,12 @@ class DomainError(Exception):
 
     code = "invalid"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, /, **params: object) -> None:
+        text = message % {k: english(v) for k, v in params.items()} if params else message
+        super().__init__(text)
+        self.template = message
+        self.params = params
+        self.message = text
 
 
 class InvalidInput(DomainError):
@@ -25,17 +72,19 @@ class NotFound(DomainError):
 
 class CustomerNotFound(NotFound):
     def __init__(self, customer_ref: object) -> None:
-        super().__init__(f"No customer {customer_ref} exists in this programme.")
+        super().__init__(
+            "No customer %(customer)s exists in this programme.", customer=customer_ref
+        )
 
 
 class MerchantNotFound(NotFound):
     def __init__(self, slug: str) -> None:
-        super().__init__(f"No merchant with the slug '{slug}' exists.")
+        super().__init__("No merchant with the slug '%(slug)s' exists.", slug=slug)
 
 
 class ApiTokenNotFound(NotFound):
     def __init__(self, token_id: int) -> None:
-        super().__init__(f"No active API token {token_id} exists in this programme.")
+        super().__init__("No active API token %(token)s exists in this programme.", token=token_id)
 
 
 class InvalidApiToken(DomainError):
@@ -53,8 +102,12 @@ class Conflict(DomainError):
 class InsufficientPoints(Conflict):
     code = "insufficient_points"
 
-    def __init__(self, *, available: str, wanted: str) -> None:
-        super().__init__(f"The customer holds {available} points; {wanted} points cannot be taken.")
+    def __init__(self, *, available: Displayable, wanted: Displayable) -> None:
+        super().__init__(
+            "The customer holds %(available)s points; %(wanted)s points cannot be taken.",
+            available=available,
+            wanted=wanted,
+        )
 
 
 class DuplicateCustomer(Conflict):
@@ -70,7 +123,8 @@ class OrderAlreadyUsed(Conflict):
 
     def __init__(self, order_ref: str) -> None:
         super().__init__(
-            f"The order reference '{order_ref}' has already been used for another customer."
+            "The order reference '%(order)s' has already been used for another customer.",
+            order=order_ref,
         )
 
 

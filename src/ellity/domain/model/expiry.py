@@ -38,7 +38,9 @@ def zone(name: str) -> ZoneInfo:
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"'{name}' is not a known time zone (e.g. Europe/Prague).") from None
+        raise InvalidInput(
+            "'%(zone)s' is not a known time zone (e.g. Europe/Prague).", zone=name
+        ) from None
 
 
 def local_date(at: datetime, time_zone: str) -> date:
@@ -61,7 +63,8 @@ class ExpiryPolicy:
     def __post_init__(self) -> None:
         if not 0 <= self.validity_months <= MAX_VALIDITY_MONTHS:
             raise InvalidInput(
-                f"Validity must be between 0 (never expires) and {MAX_VALIDITY_MONTHS} months."
+                "Validity must be between 0 (never expires) and %(max)s months.",
+                max=MAX_VALIDITY_MONTHS,
             )
 
     @property

@@ -96,7 +96,7 @@ def clean_note(note: str | None) -> str | None:
         return None
     note = note.strip()
     if len(note) > MAX_NOTE_LENGTH:
-        raise InvalidInput(f"A note may have at most {MAX_NOTE_LENGTH} characters.")
+        raise InvalidInput("A note may have at most %(max)s characters.", max=MAX_NOTE_LENGTH)
     if has_control_characters(note, allow_line_breaks=True):
         raise InvalidInput("A note must not contain control characters other than line breaks.")
     return note or None
@@ -110,7 +110,7 @@ def clean_order_ref(order_ref: str | None) -> str | None:
         raise InvalidInput("The order reference must not be empty.")
     if len(order_ref) > MAX_ORDER_REF_LENGTH:
         raise InvalidInput(
-            f"An order reference may have at most {MAX_ORDER_REF_LENGTH} characters."
+            "An order reference may have at most %(max)s characters.", max=MAX_ORDER_REF_LENGTH
         )
     if has_control_characters(order_ref):
         raise InvalidInput("An order reference must not contain control characters.")
@@ -181,7 +181,7 @@ class Ledger:
         self.expire(at=at)
         balance = self.balance()
         if amount > balance:
-            raise InsufficientPoints(available=balance.display("en"), wanted=amount.display("en"))
+            raise InsufficientPoints(available=balance, wanted=amount)
         self._consume(amount)
         return self._record(kind, -amount, at, note=note, order_ref=order_ref)
 

@@ -9,7 +9,7 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from ellity.domain.model.consent import DEFAULT_ECOMAIL_ADD, EcomailAdd, parse_ecomail_add
-from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.errors import InvalidInput, Term
 from ellity.domain.model.expiry import MAX_VALIDITY_MONTHS, ExpiryPolicy, zone
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.money import LOCALES, Locale, Points
@@ -39,7 +39,9 @@ def clean_shop_url(url: str) -> str:
         return ""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"'{url[:80]}' is not a shop URL; use one like https://shop.example.cz.")
+        raise InvalidInput(
+            "'%(url)s' is not a shop URL; use one like https://shop.example.cz.", url=url[:80]
+        )
     return url.rstrip("/")
 
 
@@ -49,14 +51,18 @@ def parse_bool(value: str, what: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise InvalidInput(f"The {what} setting must be true or false, not '{value}'.")
+    raise InvalidInput(
+        "The %(what)s setting must be true or false, not '%(value)s'.", what=what, value=value
+    )
 
 
 def _parse_int(value: str, what: str) -> int:
     try:
         return int(value.strip())
     except ValueError:
-        raise InvalidInput(f"The {what} must be a whole number, not '{value}'.") from None
+        raise InvalidInput(
+            "The %(what)s must be a whole number, not '%(value)s'.", what=Term(what), value=value
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +87,7 @@ class MerchantSettings:
         name = self.name.strip()
         if not name or len(name) > MAX_PROGRAMME_NAME:
             raise InvalidInput(
-                f"The programme name must have 1 to {MAX_PROGRAMME_NAME} characters."
+                "The programme name must have 1 to %(max)s characters.", max=MAX_PROGRAMME_NAME
             )
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "shop_url", clean_shop_url(self.shop_url))
@@ -91,17 +97,18 @@ class MerchantSettings:
         if self.referral_bonus.hundredths < 0:
             raise InvalidInput("The referral bonus cannot be negative.")
         if self.locale not in LOCALES:
-            raise InvalidInput(f"The locale must be one of {', '.join(LOCALES)}.")
+            raise InvalidInput("The locale must be one of %(choices)s.", choices=", ".join(LOCALES))
         zone(self.timezone)
         if not 0 <= self.validity_months <= MAX_VALIDITY_MONTHS:
             raise InvalidInput(
-                f"Validity must be between 0 (never expires) and {MAX_VALIDITY_MONTHS} months."
+                "Validity must be between 0 (never expires) and %(max)s months.",
+                max=MAX_VALIDITY_MONTHS,
             )
         if self.newsletter_reward.hundredths < 0:
             raise InvalidInput("The newsletter reward cannot be negative.")
         if not 1 <= self.pre_expiry_days <= MAX_PRE_EXPIRY_DAYS:
             raise InvalidInput(
-                f"The days before expiry must be between 1 and {MAX_PRE_EXPIRY_DAYS}."
+                "The days before expiry must be between 1 and %(max)s.", max=MAX_PRE_EXPIRY_DAYS
             )
 
     @property
@@ -131,16 +138,18 @@ class MerchantSettings:
         unknown = sorted(set(changes) - set(SETTING_KEYS))
         if unknown:
             raise InvalidInput(
-                f"Unknown setting {', '.join(unknown)}; known settings: {', '.join(SETTING_KEYS)}."
+                "Unknown setting %(unknown)s; known settings: %(known)s.",
+                unknown=", ".join(unknown),
+                known=", ".join(SETTING_KEYS),
             )
         parsed: dict[str, object] = {}
         for key, raw in changes.items():
             if key in ("referral_bonus", "newsletter_reward"):
                 parsed[key] = Points.parse(raw)
             elif key == "validity_months":
-                parsed[key] = _parse_int(raw, "validity in months")
+                parsed[key] = _parse_int(raw, Term("validity in months"))
             elif key == "pre_expiry_days":
-                parsed[key] = _parse_int(raw, "number of days before expiry")
+                parsed[key] = _parse_int(raw, Term("number of days before expiry"))
             elif key in _BOOL_KEYS:
                 parsed[key] = parse_bool(raw, key)
             elif key == "locale":
@@ -203,7 +212,9 @@ class SmtpSettings:
             raise InvalidInput("The sender must be an email address such as shop@example.cz.")
         object.__setattr__(self, "sender", sender)
         if self.security not in SMTP_SECURITY:
-            raise InvalidInput(f"The SMTP security must be one of {', '.join(SMTP_SECURITY)}.")
+            raise InvalidInput(
+                "The SMTP security must be one of %(choices)s.", choices=", ".join(SMTP_SECURITY)
+            )
 
     @property
     def is_configured(self) -> bool:

@@ -38,23 +38,26 @@ class Points:
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise InvalidInput("Points must be a decimal number such as 12.50.")
         if isinstance(value, str) and not _DECIMAL_TEXT.match(value.strip()):
-            raise InvalidInput(f"'{value[:40]}' is not a number of points such as 12.50.")
+            raise InvalidInput(
+                "'%(value)s' is not a number of points such as 12.50.", value=value[:40]
+            )
         try:
             number = Decimal(value.strip() if isinstance(value, str) else value)
         except InvalidOperation:
-            raise InvalidInput(f"'{value}' is not a number of points.") from None
+            raise InvalidInput("'%(value)s' is not a number of points.", value=value) from None
         if not number.is_finite():
-            raise InvalidInput(f"'{value}' is not a number of points.")
+            raise InvalidInput("'%(value)s' is not a number of points.", value=value)
         # Compare before any arithmetic: Decimal arithmetic rounds to 28 digits and can
         # overflow, which would silently accept extra decimals or raise decimal.Overflow.
         if number.copy_abs() > _MAX_POINTS:
             # Not echoed: str() of a huge int raises ValueError (int_max_str_digits).
             raise InvalidInput(
-                f"That is more points than one operation may carry (at most {_MAX_POINTS})."
+                "That is more points than one operation may carry (at most %(max)s).",
+                max=_MAX_POINTS,
             )
         cents = number.quantize(_CENT)
         if cents != number:
-            raise InvalidInput(f"'{value}' has more than two decimal places.")
+            raise InvalidInput("'%(value)s' has more than two decimal places.", value=value)
         return cls(int(cents.scaleb(2)))
 
     def __add__(self, other: Points) -> Points:

@@ -303,9 +303,7 @@ def reward_subscription(
     early = screen(SubscriptionChange.SUBSCRIBED, reward=reward, take_back=False, hold=hold)
     if early is not None:
         return early
-    entry = ledger.earn(
-        reward, at=at, kind=EntryKind.NEWSLETTER_REWARD, note="Subscribed to the newsletter"
-    )
+    entry = ledger.earn(reward, at=at, kind=EntryKind.NEWSLETTER_REWARD)  # the kind says why
     hold.outstanding, hold.paid_at = reward, at
     return Verdict(Outcome.PAID, f"Paid {reward.display('en')} points.", reward, entry)
 
@@ -319,9 +317,7 @@ def take_back_reward(hold: RewardHold, ledger: Ledger, *, take_back: bool, at: d
     if early is not None:
         return early
     wanted = hold.outstanding
-    entry = ledger.deduct_up_to(
-        wanted, at=at, kind=EntryKind.NEWSLETTER_DEDUCTION, note="Unsubscribed from the newsletter"
-    )
+    entry = ledger.deduct_up_to(wanted, at=at, kind=EntryKind.NEWSLETTER_DEDUCTION)
     taken = Points(0) if entry is None else -entry.points
     hold.outstanding = wanted - taken
     if not hold.held:

@@ -26,7 +26,8 @@ def validate_link_template(template: str) -> str:
         raise InvalidInput("The referral link template must contain {code}.")
     if len(template) > MAX_TEMPLATE_LENGTH:
         raise InvalidInput(
-            f"The referral link template may have at most {MAX_TEMPLATE_LENGTH} characters."
+            "The referral link template may have at most %(max)s characters.",
+            max=MAX_TEMPLATE_LENGTH,
         )
     leftover = template.replace("{code}", "").replace("{shop_url}", "")
     if "{" in leftover or "}" in leftover:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ellity.domain.model.customer import email_key
-from ellity.domain.model.errors import DomainError, NotFound
+from ellity.domain.model.errors import DomainError, Minutes, NotFound
 from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.money import Locale
 from ellity.domain.model.text import has_control_characters
@@ -30,6 +30,8 @@ class StaffUser:
     merchant_id: MerchantId
     email: str
     password_hash: str
+    #: The language of the pages this user chose; None: the merchant's (``default_language``).
+    ui_language: Locale | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,13 @@ class StaffIdentity:
     programme_name: str
     locale: Locale
     time_zone: str
+    ui_language: Locale = "cs"  # the language of the user's pages
+
+
+def default_language(merchant_locale: str) -> Locale:
+    """The pages' language for a staff user who has not chosen one: Czech for a merchant
+    whose locale is ``cs``, English otherwise."""
+    return "cs" if merchant_locale == "cs" else "en"
 
 
 class InvalidCredentials(DomainError):
@@ -61,8 +70,9 @@ class LoginThrottled(DomainError):
     def __init__(self, *, retry_at: datetime, now: datetime) -> None:
         minutes = max(1, -(-int((retry_at - now).total_seconds()) // 60))
         super().__init__(
-            "Too many failed log-ins. For your security, logging in is blocked for "
-            f"{minutes} minute{'s' if minutes != 1 else ''}; try again later."
+            "Too many failed log-ins. For your security, logging in is blocked for"
+            " %(minutes)s; try again later.",
+            minutes=Minutes(minutes),
         )
         self.retry_after_seconds = max(1, int((retry_at - now).total_seconds()))
 

@@ -19,6 +19,7 @@ from ellity.domain.model.errors import (
     CustomerNotFound,
     DuplicateCustomer,
     InvalidInput,
+    Term,
 )
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant
@@ -324,8 +325,8 @@ async def create_new_customer(
         created_at=now,
         updated_at=now,
         email=email,
-        first_name=clean_name(data.first_name, "first name"),
-        last_name=clean_name(data.last_name, "last name"),
+        first_name=clean_name(data.first_name, Term("first name")),
+        last_name=clean_name(data.last_name, Term("last name")),
         shop_customer_id=shop_id,
         registered=registered,
         pin=None if registered else generate_pin(rng.randbelow),
@@ -373,9 +374,9 @@ async def _apply(
     if shop_id is not None:
         customer.shop_customer_id = shop_id
     if data.first_name is not None:
-        customer.first_name = clean_name(data.first_name, "first name")
+        customer.first_name = clean_name(data.first_name, Term("first name"))
     if data.last_name is not None:
-        customer.last_name = clean_name(data.last_name, "last name")
+        customer.last_name = clean_name(data.last_name, Term("last name"))
     if data.registered is True:
         customer.register(at=now)
     elif data.registered is False and customer.make_anonymous(rng.randbelow, at=now):

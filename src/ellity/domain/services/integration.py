@@ -70,10 +70,10 @@ class FieldsNotConfirmed(Conflict):
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__(
-            "Ecomail did not confirm the Ellity fields on this list ("
-            + "; ".join(problems)
-            + "). A field of the same name with another type blocks it: delete or rename that"
-            " field in Ecomail (list → custom fields), then activate again."
+            "Ecomail did not confirm the Ellity fields on this list (%(problems)s). A field of"
+            " the same name with another type blocks it: delete or rename that field in Ecomail"
+            " (list → custom fields), then activate again.",
+            problems="; ".join(problems),
         )
         self.problems = problems
 

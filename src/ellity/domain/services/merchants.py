@@ -18,7 +18,9 @@ MAX_PASSWORD_LENGTH = 1024
 def check_password(password: str) -> str:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise InvalidInput(
-            f"The password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters."
+            "The password must have %(min)s to %(max)s characters.",
+            min=MIN_PASSWORD_LENGTH,
+            max=MAX_PASSWORD_LENGTH,
         )
     return password
 
@@ -44,14 +46,16 @@ async def create_merchant(
         try:
             merchant = await uow.merchants.add(Merchant(slug=slug, settings=settings), at=now)
         except UniqueViolation:
-            raise DuplicateMerchant(f"A merchant with the slug '{slug}' exists already.") from None
+            raise DuplicateMerchant(
+                "A merchant with the slug '%(slug)s' exists already.", slug=slug
+            ) from None
         if merchant.id is None:
             raise ValueError("the merchant was not given an id")
         try:
             await uow.staff.add(merchant.id, email=email, password_hash=password_hash, at=now)
         except UniqueViolation:
             raise DuplicateMerchant(
-                f"A staff user with the email {email} exists already."
+                "A staff user with the email %(email)s exists already.", email=email
             ) from None
         await uow.commit()
     return merchant

@@ -47,7 +47,7 @@ class SmtpChange:
             port = int(self.port.strip())
         except ValueError:
             raise InvalidInput(
-                f"The SMTP port must be a whole number, not '{self.port[:20]}'."
+                "The SMTP port must be a whole number, not '%(value)s'.", value=self.port[:20]
             ) from None
         return SmtpSettings(
             host=self.host,
@@ -60,7 +60,7 @@ class SmtpChange:
     def new_password(self) -> str | None:
         if len(self.password) > MAX_SMTP_PASSWORD:
             raise InvalidInput(
-                f"The SMTP password may have at most {MAX_SMTP_PASSWORD} characters."
+                "The SMTP password may have at most %(max)s characters.", max=MAX_SMTP_PASSWORD
             )
         if has_control_characters(self.password):
             raise InvalidInput("The SMTP password must not contain control characters.")

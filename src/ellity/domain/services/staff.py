@@ -9,6 +9,7 @@ from ellity.domain.model.customer import clean_email
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.ids import StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, clean_slug
+from ellity.domain.model.money import LOCALES, Locale
 from ellity.domain.model.staff import (
     LOGIN_WINDOW,
     MAX_FAILED_LOGINS,
@@ -19,6 +20,7 @@ from ellity.domain.model.staff import (
     StaffUser,
     account_delay,
     client_throttle_key,
+    default_language,
     email_client_throttle_key,
     email_throttle_key,
     login_email,
@@ -91,7 +93,7 @@ async def log_in(
     await attempts.forgive(client_key)
     await attempts.forgive(account_key)
     await attempts.prune(now=now)
-    return _identity(staff.id, staff.email, merchant)
+    return _identity(staff, merchant)
 
 
 async def current_staff(staff_id: StaffId, *, uow: UnitOfWork) -> StaffIdentity | None:
@@ -101,7 +103,18 @@ async def current_staff(staff_id: StaffId, *, uow: UnitOfWork) -> StaffIdentity 
         if staff is None:
             return None
         merchant = await uow.merchants.get(staff.merchant_id)
-    return None if merchant is None else _identity(staff.id, staff.email, merchant)
+    return None if merchant is None else _identity(staff, merchant)
+
+
+async def choose_ui_language(staff_id: StaffId, language: str, *, uow: UnitOfWork) -> Locale:
+    """The staff user's pages are in ``language`` from now on (it is remembered)."""
+    if language not in LOCALES:
+        raise InvalidInput(f"The language must be one of {', '.join(LOCALES)}.")
+    chosen: Locale = "cs" if language == "cs" else "en"
+    async with uow:
+        await uow.staff.set_ui_language(staff_id, chosen)
+        await uow.commit()
+    return chosen
 
 
 async def needs_setup(*, uow: UnitOfWork) -> bool:
@@ -148,13 +161,14 @@ async def set_up_first_merchant(
     return merchant
 
 
-def _identity(staff_id: StaffId, email: str, merchant: Merchant) -> StaffIdentity:
+def _identity(staff: StaffUser, merchant: Merchant) -> StaffIdentity:
     return StaffIdentity(
-        staff_id=staff_id,
+        staff_id=staff.id,
         merchant_id=merchant_id_of(merchant),
-        email=email,
+        email=staff.email,
         merchant_slug=merchant.slug,
         programme_name=merchant.settings.name,
         locale=merchant.settings.locale,
         time_zone=merchant.settings.timezone,
+        ui_language=staff.ui_language or default_language(merchant.settings.locale),
     )

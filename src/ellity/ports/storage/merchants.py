@@ -9,6 +9,7 @@ from typing import Protocol
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.ids import MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
+from ellity.domain.model.money import Locale
 from ellity.domain.model.staff import StaffUser
 
 
@@ -89,6 +90,10 @@ class StaffRepository(Protocol):
 
     async def find_by_email(self, email: str) -> StaffUser | None:
         """Case-insensitive; staff emails are unique across all merchants."""
+        ...
+
+    async def set_ui_language(self, staff_id: StaffId, language: Locale) -> bool:
+        """The language of the user's pages; False when there is no such user."""
         ...
 
 

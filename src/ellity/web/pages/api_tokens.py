@@ -17,8 +17,8 @@ from ellity.domain.services import api_tokens
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import refused_form_page, status_for
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
+from ellity.web.pages.errors import error_text, refused_form_page, status_for
 from ellity.web.params import TokenPathId
 
 
@@ -58,7 +58,11 @@ async def _tokens_again(
     request: AnyRequest, deps: Deps, form: TokenForm, error: DomainError
 ) -> Template:
     return await _page(
-        request, deps.uow, name=form.name, error=error.message, status_code=status_for(error)
+        request,
+        deps.uow,
+        name=form.name,
+        error=error_text(request, error),
+        status_code=status_for(error),
     )
 
 
@@ -77,7 +81,10 @@ async def create_token(
         merchant_id, data.name, uow=uow_factory(), clock=clock, rng=rng
     )
     # Kept in the server-side session only until the next page shows it, once.
-    flash(request, f"The token '{stored.name}' is created.", kind="token", token=token)
+    _ = texts(request)
+    flash(
+        request, _("The token “%(name)s” is created.", name=stored.name), kind="token", token=token
+    )
     return see_other("/api-tokens")
 
 
@@ -91,5 +98,6 @@ async def revoke_token(
     clock: Injected[Clock],
 ) -> Response[Any]:
     await api_tokens.revoke_api_token(merchant_id, token_id, uow=uow_factory(), clock=clock)
-    flash(request, "The token is revoked; the e-shop can no longer use it.")
+    _ = texts(request)
+    flash(request, _("The token is revoked; the e-shop can no longer use it."))
     return see_other("/api-tokens")

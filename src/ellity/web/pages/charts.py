@@ -13,6 +13,7 @@ from datetime import date
 
 from ellity.domain.model.activity import DayTotals, ExpiryTotal
 from ellity.domain.model.money import Locale, Points
+from ellity.web.i18n import date_text, gettext_for, ngettext_for, number_text, short_day
 
 WIDTH, HEIGHT = 900, 240
 LEFT, RIGHT, TOP, BOTTOM = 70, 10, 12, 28
@@ -60,23 +61,19 @@ class Chart:
     empty: bool = True
 
 
-def _short(day: date) -> str:
-    return f"{day.day}. {day.month}."
-
-
 def _slots(count: int) -> tuple[float, float]:
     slot = (WIDTH - LEFT - RIGHT) / max(count, 1)
     return slot, max(slot * 0.8, 1.0)
 
 
-def _date_labels(days: list[date], slot: float) -> list[Label]:
+def _date_labels(days: list[date], slot: float, locale: Locale) -> list[Label]:
     labels = [
-        Label(LEFT + i * slot + slot / 2, HEIGHT - 8, _short(day))
+        Label(LEFT + i * slot + slot / 2, HEIGHT - 8, short_day(day, locale))
         for i, day in enumerate(days)
         if i % LABEL_EVERY == 0 and len(days) - i > LABEL_EVERY / 3
     ]
     if days:  # the last day, right-aligned so it stays inside the picture
-        labels.append(Label(WIDTH - RIGHT, HEIGHT - 8, _short(days[-1]), "end"))
+        labels.append(Label(WIDTH - RIGHT, HEIGHT - 8, short_day(days[-1], locale), "end"))
     return labels
 
 
@@ -89,7 +86,8 @@ def _value_labels(zero: float, marks: Sequence[tuple[float, str]]) -> list[Label
 
 
 def history_chart(days: list[DayTotals], locale: Locale) -> Chart:
-    """Issued above the line; spent and expired below it."""
+    """Issued above the line; spent and expired below it; texts in ``locale``."""
+    _ = gettext_for(locale)
     up = max((d.issued.hundredths for d in days), default=0)
     down = max((d.spent.hundredths + d.expired.hundredths for d in days), default=0)
     plot = HEIGHT - TOP - BOTTOM
@@ -98,10 +96,11 @@ def history_chart(days: list[DayTotals], locale: Locale) -> Chart:
     scale = plot / total if total else 0.0
     slot, width = _slots(len(days))
     chart = Chart(
-        title="Points per day",
-        description=(
-            f"Points issued, spent and expired on each of the last {len(days)} days; "
-            "issued above the line, spent and expired below it."
+        title=_("Points per day"),
+        description=_(
+            "Points issued, spent and expired on each of the last %(days)s days; issued above"
+            " the line, spent and expired below it.",
+            days=number_text(len(days), locale),
         ),
         zero_y=zero,
         empty=total == 0,
@@ -117,9 +116,12 @@ def history_chart(days: list[DayTotals], locale: Locale) -> Chart:
             bars.append(Bar(x, zero, width, spent_h, "spent"))
         if d.expired:
             bars.append(Bar(x, zero + spent_h, width, d.expired.hundredths * scale, "expired"))
-        title = (
-            f"{d.day.isoformat()}: issued {d.issued.display(locale)}, "
-            f"spent {d.spent.display(locale)}, expired {d.expired.display(locale)}"
+        title = _(
+            "%(day)s: issued %(issued)s, spent %(spent)s, expired %(expired)s",
+            day=date_text(d.day, locale),
+            issued=d.issued.display(locale),
+            spent=d.spent.display(locale),
+            expired=d.expired.display(locale),
         )
         chart.columns.append(Column(title, bars, LEFT + i * slot, slot))
     marks = []
@@ -127,19 +129,23 @@ def history_chart(days: list[DayTotals], locale: Locale) -> Chart:
         marks.append((TOP + 10, "+" + Points(up).display(locale)))
     if down:
         marks.append((TOP + plot, "-" + Points(down).display(locale)))
-    chart.labels = _date_labels([d.day for d in days], slot) + _value_labels(zero, marks)
+    chart.labels = _date_labels([d.day for d in days], slot, locale) + _value_labels(zero, marks)
     return chart
 
 
 def expiry_chart(expiries: list[ExpiryTotal], locale: Locale) -> Chart:
+    _, ngettext = gettext_for(locale), ngettext_for(locale)
     top = max((e.points.hundredths for e in expiries), default=0)
     plot = HEIGHT - TOP - BOTTOM
     zero = TOP + plot
     scale = plot / top if top else 0.0
     slot, width = _slots(len(expiries))
     chart = Chart(
-        title="Points expiring per day",
-        description=f"Points that expire on each of the next {len(expiries)} days.",
+        title=_("Points expiring per day"),
+        description=_(
+            "Points that expire on each of the next %(days)s days.",
+            days=number_text(len(expiries), locale),
+        ),
         zero_y=zero,
         empty=top == 0,
     )
@@ -147,11 +153,14 @@ def expiry_chart(expiries: list[ExpiryTotal], locale: Locale) -> Chart:
         x = LEFT + i * slot + (slot - width) / 2
         h = e.points.hundredths * scale
         bars = [Bar(x, zero - h, width, h, "expiring")] if e.points else []
-        title = (
-            f"{e.on.isoformat()}: {e.points.display(locale)} points of "
-            f"{e.customers} customer{'s' if e.customers != 1 else ''} expire"
+        title = ngettext(
+            "%(day)s: %(points)s points of %(num)d customer expire",
+            "%(day)s: %(points)s points of %(num)d customers expire",
+            e.customers,
+            day=date_text(e.on, locale),
+            points=e.points.display(locale),
         )
         chart.columns.append(Column(title, bars, LEFT + i * slot, slot))
     marks = [(TOP + 10, Points(top).display(locale))] if top else []
-    chart.labels = _date_labels([e.on for e in expiries], slot) + _value_labels(zero, marks)
+    chart.labels = _date_labels([e.on for e in expiries], slot, locale) + _value_labels(zero, marks)
     return chart

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.response import Redirect, Template
 
 from ellity.domain.model.ids import MerchantId
+from ellity.domain.model.ledger import Entry
 from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.staff import StaffIdentity
 from ellity.web.dependencies import Injected
+from ellity.web.i18n import (
+    Gettext,
+    Ngettext,
+    browser_language,
+    date_text,
+    datetime_text,
+    gettext_for,
+    ngettext_for,
+    number_text,
+    ui_language,
+)
+
+#: The template variable holding the page's language (``cs``, ``en``).
+LANGUAGE = "ui_language"
 
 #: Route option of the pages anyone may open (log-in, first run).
 PUBLIC: dict[str, Any] = {"public": True}
@@ -25,6 +41,23 @@ AnyRequest = Request[Any, Any, State]
 def staff_of(request: AnyRequest) -> StaffIdentity:
     """The logged-in staff user; every non-public page has one."""
     return cast(StaffIdentity, request.user)
+
+
+def page_language(request: AnyRequest) -> Locale:
+    """The logged-in staff user's language; before a log-in, the browser's."""
+    user = request.scope.get("user")
+    if isinstance(user, StaffIdentity):
+        return ui_language(user.ui_language)
+    return browser_language(request.headers.get("accept-language", ""))
+
+
+def texts(request: AnyRequest) -> Gettext:
+    """gettext in the page's language: ``_ = texts(request)``, then ``_("...")``."""
+    return gettext_for(page_language(request))
+
+
+def plural_texts(request: AnyRequest) -> Ngettext:
+    return ngettext_for(page_language(request))
 
 
 def _merchant_id(staff: Injected[StaffIdentity]) -> MerchantId:
@@ -56,6 +89,15 @@ def flash(request: AnyRequest, message: str, *, kind: str = "ok", **extra: str) 
         session.setdefault("flash", []).append({"kind": kind, "message": message, **extra})
 
 
+def _return_to(request: AnyRequest) -> str:
+    """Where switching the language leads back to: this page, or the dashboard after a form
+    (its address answers only POST)."""
+    if request.method != "GET":
+        return "/"
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def render(
     request: AnyRequest, template: str, *, status_code: int = 200, **context: Any
 ) -> Template:
@@ -66,6 +108,8 @@ def render(
         context={
             "staff": request.scope.get("user"),
             "path": request.url.path,
+            "return_to": _return_to(request),
+            LANGUAGE: page_language(request),
             "flashes": flashes,
             **context,
         },
@@ -74,23 +118,59 @@ def render(
     )
 
 
-# -- template filters -----------------------------------------------------------------------
+# -- template filters: formatting in the page's language ------------------------------------
 
 
-def points_text(value: Points, locale: Locale = "en") -> str:
-    return value.display(locale)
+def _language(context: Context) -> Locale:
+    return ui_language(context.get(LANGUAGE))
 
 
-def signed_points(value: Points, locale: Locale = "en") -> str:
-    return ("+" if value.is_positive() else "") + value.display(locale)
+def points_shown(value: Points, language: Locale) -> str:
+    """Points on a page: ``Points.display``, its digit groups never broken over two lines."""
+    return value.display(language).replace(" ", NBSP)
 
 
-def local_time(value: datetime, time_zone: str) -> str:
-    return value.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M")
+NBSP = "\u00a0"
 
 
-def day_text(value: date | None) -> str:
-    return "" if value is None else value.isoformat()
+@pass_context
+def points_text(context: Context, value: Points) -> str:
+    return points_shown(value, _language(context))
+
+
+@pass_context
+def signed_points(context: Context, value: Points) -> str:
+    return ("+" if value.is_positive() else "") + points_shown(value, _language(context))
+
+
+@pass_context
+def local_time(context: Context, value: datetime, time_zone: str) -> str:
+    return datetime_text(value, time_zone, _language(context))
+
+
+@pass_context
+def day_text(context: Context, value: date | None) -> str:
+    return date_text(value, _language(context))
+
+
+@pass_context
+def count_text(context: Context, value: int) -> str:
+    return number_text(value, _language(context))
+
+
+#: The notes newsletter entries were stored with before the entry's kind said it all.
+_OLD_KIND_NOTES = {
+    "newsletter_reward": "Subscribed to the newsletter",
+    "newsletter_deduction": "Unsubscribed from the newsletter",
+}
+
+
+def entry_note(entry: Entry) -> str:
+    """What staff wrote on a ledger entry; nothing when the entry's kind already says it
+    (older newsletter entries carry their reason as English text)."""
+    if entry.note is None or _OLD_KIND_NOTES.get(entry.kind.value) == entry.note:
+        return ""
+    return entry.note
 
 
 FILTERS = {
@@ -98,4 +178,6 @@ FILTERS = {
     "signed": signed_points,
     "local_time": local_time,
     "day": day_text,
+    "count": count_text,
+    "entry_note": entry_note,
 }

@@ -32,8 +32,8 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import ShowAgain, refused_form_page, status_for
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
+from ellity.web.pages.errors import ShowAgain, error_text, refused_form_page, status_for
 from ellity.web.params import Cursor, CustomerPathId
 
 
@@ -107,7 +107,6 @@ async def customer_list(
         "customers/list.html",
         page=page,
         q=page.query.text,
-        locale=page.merchant.settings.locale,
         deeper=after is not None,
     )
 
@@ -153,7 +152,11 @@ async def _new_customer_again(
     request: AnyRequest, deps: Deps, form: NewCustomerForm, error: DomainError
 ) -> Template:
     return render(
-        request, "customers/new.html", status_code=status_for(error), form=form, error=error.message
+        request,
+        "customers/new.html",
+        status_code=status_for(error),
+        form=form,
+        error=error_text(request, error),
     )
 
 
@@ -177,7 +180,8 @@ async def add_customer(
         referred_by=data.referred_by or None,
     )
     view = await create_customer(merchant_id, fields, uow_factory=uow_factory, clock=clock, rng=rng)
-    flash(request, "The customer has been created.")
+    _ = texts(request)
+    flash(request, _("The customer has been created."))
     return see_other(f"/customers/{view.customer.id}")
 
 
@@ -218,11 +222,10 @@ async def _customer_page(
         detail=detail,
         customer=customer,
         summary=detail.view.summary,
-        locale=detail.merchant.settings.locale,
         time_zone=detail.merchant.settings.timezone,
         forms=forms,
         failed_form=form if error else "",
-        error=error.message if error else "",
+        error=error_text(request, error) if error else "",
         before=before,
         consent_history_size=CONSENT_HISTORY_SIZE,
     )
@@ -271,7 +274,8 @@ async def earn(
         uow=uow_factory(),
         clock=clock,
     )
-    flash(request, "The points have been added.")
+    _ = texts(request)
+    flash(request, _("The points have been added."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -295,7 +299,8 @@ async def spend(
         uow=uow_factory(),
         clock=clock,
     )
-    flash(request, "The points have been spent.")
+    _ = texts(request)
+    flash(request, _("The points have been spent."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -318,7 +323,8 @@ async def adjust(
         uow=uow_factory(),
         clock=clock,
     )
-    flash(request, "The balance has been adjusted.")
+    _ = texts(request)
+    flash(request, _("The balance has been adjusted."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -340,7 +346,8 @@ async def new_pin(
         clock=clock,
         rng=rng,
     )
-    flash(request, "The customer has a new PIN.")
+    _ = texts(request)
+    flash(request, _("The customer has a new PIN."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -356,7 +363,8 @@ async def register(
     await customers.register_customer(
         merchant_id, CustomerId(customer_id), uow=uow_factory(), clock=clock
     )
-    flash(request, "The customer is now a registered member.")
+    _ = texts(request)
+    flash(request, _("The customer is now a registered member."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -380,7 +388,8 @@ async def edit(
         clock=clock,
         rng=rng,
     )
-    flash(request, "The customer's details are saved.")
+    _ = texts(request)
+    flash(request, _("The customer's details are saved."))
     return see_other(f"/customers/{customer_id}")
 
 
@@ -399,8 +408,19 @@ async def consent(
     change = await customer_consent.set_consent(
         merchant_id, CustomerId(customer_id), wanted, uow=uow_factory(), clock=clock
     )
+    _ = texts(request)
     if change is None:
-        flash(request, f"The marketing consent was {wanted.value} already; nothing changed.")
+        flash(
+            request,
+            _("The marketing consent was granted already; nothing changed.")
+            if wanted is MarketingConsent.GRANTED
+            else _("The marketing consent was refused already; nothing changed."),
+        )
     else:
-        flash(request, f"The marketing consent is now {wanted.value}.")
+        flash(
+            request,
+            _("The marketing consent is now granted.")
+            if wanted is MarketingConsent.GRANTED
+            else _("The marketing consent is now refused."),
+        )
     return see_other(f"/customers/{customer_id}")

@@ -12,7 +12,7 @@ from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
 from ellity.web.pages.charts import expiry_chart, history_chart
-from ellity.web.pages.common import AnyRequest, render
+from ellity.web.pages.common import AnyRequest, page_language, render
 
 
 @get("/")
@@ -24,12 +24,11 @@ async def dashboard_page(
     clock: Injected[Clock],
 ) -> Template:
     board = await dashboard(merchant_id, uow=uow_factory(read_only=True), clock=clock)
-    locale = board.merchant.settings.locale
+    locale = page_language(request)
     return render(
         request,
         "dashboard.html",
         board=board,
-        locale=locale,
         history=history_chart(board.days, locale),
         ahead=expiry_chart(board.expiries, locale),
     )

@@ -29,12 +29,13 @@ from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap
 
 from ellity.deps import Deps
-from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
+from ellity.domain.model.errors import Conflict, Displayable, DomainError, InvalidInput, Term
 from ellity.ports.marketing import MarketingError
 from ellity.ports.storage import TransientConflict
 from ellity.web.dependencies import app_deps
 from ellity.web.errors import page_status_of
-from ellity.web.pages.common import AnyRequest, render
+from ellity.web.i18n import gettext_for, ui_language
+from ellity.web.pages.common import NBSP, AnyRequest, page_language, render, texts
 from ellity.web.validation_messages import refusal_message
 
 logger = logging.getLogger(__name__)
@@ -42,17 +43,31 @@ logger = logging.getLogger(__name__)
 #: What the user can correct on the form they sent.
 FORM_ERRORS = (InvalidInput, Conflict)
 
-_CSRF_MESSAGE = (
-    "This form has expired or did not come from an Ellity page. Go back, reload the page "
-    "and send the form again."
-)
-
 
 #: Shows a form's page again after its use case refused what was sent; given the request, the
 #: app's ``Deps``, the form as the handler read it (``None`` for a form without fields) and
 #: the error, whose message the page shows under its ``status_for``.
 ShowAgain: TypeAlias = Callable[[AnyRequest, Deps, Any, Any], Awaitable[Response[Any]]]
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def error_text(request: AnyRequest, error: DomainError) -> str:
+    """A domain error in the page's language."""
+    return translated_error(error, page_language(request))
+
+
+def translated_error(error: DomainError, language: str) -> str:
+    """A domain error in ``language``: its template translated, its points formatted for
+    the reader (the API keeps ``error.message``, in English)."""
+    _ = gettext_for(language)
+
+    def shown(value: object) -> str:
+        if isinstance(value, Displayable):
+            return value.display(ui_language(language)).replace(" ", NBSP)
+        return _(value) if isinstance(value, Term) else str(value)
+
+    values = {name: shown(value) for name, value in error.params.items()}
+    return _(error.template, **values)
 
 
 def status_for(error: DomainError | MarketingError) -> int:
@@ -102,7 +117,7 @@ def _page(request: AnyRequest, message: str, status: int) -> Response[Any]:
 
 
 def domain_error(request: AnyRequest, exc: DomainError) -> Response[Any]:
-    return _page(request, exc.message, status_for(exc))
+    return _page(request, error_text(request, exc), status_for(exc))
 
 
 def not_logged_in(request: AnyRequest, exc: NotAuthorizedException) -> Response[Any]:
@@ -118,13 +133,19 @@ def not_logged_in(request: AnyRequest, exc: NotAuthorizedException) -> Response[
 def forbidden(request: AnyRequest, exc: PermissionDeniedException) -> Response[Any]:
     if not wants_html(request):
         return _json("forbidden", str(exc.detail), 403)
-    return _page(request, _CSRF_MESSAGE, 403)
+    _ = texts(request)
+    message = _(
+        "This form has expired or did not come from an Ellity page. Go back, reload the page"
+        " and send the form again."
+    )
+    return _page(request, message, 403)
 
 
 def not_found(request: AnyRequest, exc: Exception) -> Response[Any]:
     if not wants_html(request):
         return _json("not_found", "No such page.", 404)
-    return _page(request, "There is no such page here.", 404)
+    _ = texts(request)
+    return _page(request, _("There is no such page here."), 404)
 
 
 def _names_no_page(exc: HTTPException) -> bool:
@@ -154,7 +175,12 @@ def busy(request: AnyRequest, exc: TransientConflict) -> Response[Any]:
     logger.warning("%s %s: %s", request.method, request.url.path, exc)
     if not wants_html(request):
         return _json("busy", _BUSY_MESSAGE, 503)
-    response = _page(request, _BUSY_MESSAGE, 503)
+    _ = texts(request)
+    message = _(
+        "Other changes of the same customers kept getting in the way, so nothing was stored."
+        " Send the form again."
+    )
+    response = _page(request, message, 503)
     response.headers["Retry-After"] = "1"
     return response
 

@@ -26,6 +26,8 @@ from ellity.domain.services import newsletter_intake as newsletter
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
     ContactList,
+    InvalidApiKey,
+    ListNotFound,
     MarketingError,
     MarketingPlatforms,
     MarketingRateLimited,
@@ -35,8 +37,24 @@ from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.settings import Settings
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, ShowAgain, refused_form_page, status_for
+from ellity.web.i18n import N_, gettext_for, ngettext_for
+from ellity.web.pages.common import (
+    AnyRequest,
+    flash,
+    page_language,
+    plural_texts,
+    render,
+    see_other,
+    staff_of,
+    texts,
+)
+from ellity.web.pages.errors import (
+    FORM_ERRORS,
+    ShowAgain,
+    refused_form_page,
+    status_for,
+    translated_error,
+)
 
 PAGE = "/integrations/ecomail"
 
@@ -66,32 +84,69 @@ class AddingChoice:
 
     title: str
     explanation: str
+    saved: str  # the message after choosing it
 
 
+#: The texts are msgids, translated on the page.
 ADDING_CHOICES: dict[EcomailAdd, AddingChoice] = {
     EcomailAdd.CONSENTED: AddingChoice(
-        "Customers who gave marketing consent",
-        "Only customers who gave marketing consent (the e-shop sends it through the API, staff"
-        " set it on the customer's page, or the person signed up through your Ecomail form).",
+        N_("Customers who gave marketing consent"),
+        N_(
+            "Only customers who gave marketing consent (the e-shop sends it through the API,"
+            " staff set it on the customer's page, or the person signed up through your Ecomail"
+            " form)."
+        ),
+        N_("Saved: Ellity adds customers who gave marketing consent to the list."),
     ),
     EcomailAdd.CUSTOMERS: AddingChoice(
-        "Every customer except refusals",
-        "Every customer except those who refused. Choose this only if you rely on the"
-        " existing-customer exception for your own similar products: whether it applies is"
-        " yours to judge.",
+        N_("Every customer except refusals"),
+        N_(
+            "Every customer except those who refused. Choose this only if you rely on the"
+            " existing-customer exception for your own similar products: whether it applies is"
+            " yours to judge."
+        ),
+        N_("Saved: Ellity adds every customer except refusals to the list."),
     ),
     EcomailAdd.NONE: AddingChoice(
-        "Nobody",
-        "Ellity adds nobody; it only keeps the loyalty fields of people already in the list.",
+        N_("Nobody"),
+        N_("Ellity adds nobody; it only keeps the loyalty fields of people already in the list."),
+        N_("Saved: Ellity adds nobody to the list."),
     ),
 }
 
+#: Where Ecomail shows the API key, in the page's language.
+WHERE_THE_KEY_IS = N_("Ecomail → account management → For developers")
 
-def error_message(error: Error) -> str:
-    """What went wrong and what to do about it, for the merchant."""
+
+def error_message(error: Error, language: str = "en") -> str:
+    """What went wrong and what to do about it, for the merchant, in ``language``."""
     if isinstance(error, DomainError):
-        return error.message
-    return integration.failure_message(error)
+        return translated_error(error, language)
+    _ = gettext_for(language)
+    if isinstance(error, InvalidApiKey):
+        return _(
+            "Ecomail did not accept this API key: copy it again from %(where)s.",
+            where=_(WHERE_THE_KEY_IS),
+        )
+    if isinstance(error, MarketingRateLimited):
+        wait = integration.retry_wait(error)
+        ngettext = ngettext_for(language)
+        return ngettext(
+            "Ecomail is rate-limiting requests; try again in %(num)d second.",
+            "Ecomail is rate-limiting requests; try again in %(num)d seconds.",
+            wait,
+        )
+    if isinstance(error, MarketingUnavailable):
+        # the adapter's reason without its advice for background jobs ("…; Ellity will try
+        # again."): here the merchant is the one who tries again
+        reason = str(error).split(";", 1)[0].strip().rstrip(".") or _("no answer")
+        return _(
+            "Ecomail cannot be reached right now (%(reason)s); try again in a few minutes.",
+            reason=reason,
+        )
+    if isinstance(error, ListNotFound):
+        return _("The list no longer exists in Ecomail: refresh the lists and choose another.")
+    return integration.failure_message(error)  # Ecomail's own words
 
 
 async def _lists(request: AnyRequest, deps: Deps) -> tuple[list[ContactList], Error | None]:
@@ -136,8 +191,9 @@ async def _page(
     # Straight after Ecomail said "unavailable" or "slow down", asking again would only wait.
     if choosing and not isinstance(failed, MarketingUnavailable):
         lists, lists_failed = await _lists(request, deps)
-    error = error_message(failed) if failed is not None else ""
-    lists_error = error_message(lists_failed) if lists_failed is not None else ""
+    language = page_language(request)
+    error = error_message(failed, language) if failed is not None else ""
+    lists_error = error_message(lists_failed, language) if lists_failed is not None else ""
     shown = failed or lists_failed
     template = render(
         request,
@@ -151,7 +207,7 @@ async def _page(
         error=error,
         failed_form=failed_form,
         time_zone=staff_of(request).time_zone,
-        where_the_key_is=integration.WHERE_THE_KEY_IS,
+        where_the_key_is=texts(request)(WHERE_THE_KEY_IS),
         adding_choices=ADDING_CHOICES,
     )
     if isinstance(shown, MarketingRateLimited):
@@ -195,7 +251,8 @@ async def save_key(
         secret_box=secret_box,
         clock=clock,
     )
-    flash(request, "Key verified. Choose the Ecomail list for the loyalty fields and activate.")
+    _ = texts(request)
+    flash(request, _("Key verified. Choose the Ecomail list for the loyalty fields and activate."))
     return see_other(PAGE)
 
 
@@ -219,18 +276,20 @@ async def activate(
         secret_box=secret_box,
         clock=clock,
     )
+    _ = texts(request)
     if activation.fields_confirmed:
-        flash(
-            request,
-            f"Active with the list {activation.list_name}. Fields confirmed; writing the"
-            " customers' contacts to Ecomail… (the progress is below).",
+        message = _(
+            "Active with the list %(list)s. Fields confirmed; writing the customers' contacts"
+            " to Ecomail… (the progress is below).",
+            list=activation.list_name,
         )
     else:
-        flash(
-            request,
-            f"Active with the list {activation.list_name}. The Ellity fields will appear in"
-            " Ecomail with the first customer Ellity writes to the list.",
+        message = _(
+            "Active with the list %(list)s. The Ellity fields will appear in Ecomail with the"
+            " first customer Ellity writes to the list.",
+            list=activation.list_name,
         )
+    flash(request, message)
     return see_other(PAGE)
 
 
@@ -247,10 +306,11 @@ async def choose_adding(
     chosen = await integration.choose_ecomail_add(
         merchant_id, data.ecomail_add, uow_factory=uow_factory, clock=clock
     )
-    saved = f"Saved: Ellity adds {ADDING_CHOICES[chosen.setting].title.lower()} to the list."
+    _ = texts(request)
+    saved = _(ADDING_CHOICES[chosen.setting].saved)
     if chosen.backfill:
-        saved += (
-            " Every contact is written again, so the customers this choice allows are added"
+        saved += " " + _(
+            "Every contact is written again, so the customers this choice allows are added"
             " now (the progress is below)."
         )
     flash(request, saved)
@@ -267,11 +327,16 @@ async def retry_failed(
     clock: Injected[Clock],
 ) -> Response[Any]:
     count = await integration.retry_failed_sync(merchant_id, uow_factory=uow_factory, clock=clock)
+    _, ngettext = texts(request), plural_texts(request)
     flash(
         request,
-        f"{count} failed contacts and deliveries will be sent again."
+        ngettext(
+            "%(num)d failed contact or delivery will be sent again.",
+            "%(num)d failed contacts and deliveries will be sent again.",
+            count,
+        )
         if count
-        else "Nothing had failed; there is nothing to send again.",
+        else _("Nothing had failed; there is nothing to send again."),
     )
     return see_other(PAGE)
 
@@ -286,7 +351,8 @@ async def repush(
     clock: Injected[Clock],
 ) -> Response[Any]:
     await integration.repush_all(merchant_id, uow_factory=uow_factory, clock=clock)
-    flash(request, "Every customer with an email will be pushed to Ecomail again.")
+    _ = texts(request)
+    flash(request, _("Every customer with an email will be pushed to Ecomail again."))
     return see_other(PAGE)
 
 
@@ -300,10 +366,13 @@ async def deactivate(
     clock: Injected[Clock],
 ) -> Response[Any]:
     await integration.deactivate_ecomail(merchant_id, uow_factory=uow_factory, clock=clock)
+    _ = texts(request)
     flash(
         request,
-        "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
-        " it again. The key stays stored.",
+        _(
+            "The integration is deactivated: Ellity sends nothing to Ecomail until you activate"
+            " it again. The key stays stored."
+        ),
     )
     return see_other(PAGE)
 
@@ -328,9 +397,12 @@ async def rotate_webhook(
         clock=clock,
         base_url=settings.base_url,
     )
+    _ = texts(request)
     flash(
         request,
-        "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"
-        " address). The old one no longer works.",
+        _(
+            "There is a new webhook URL: paste it into the Ecomail list's settings (Webhook"
+            " address). The old one no longer works.",
+        ),
     )
     return see_other(PAGE)

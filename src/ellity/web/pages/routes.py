@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from litestar import Router
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from ellity.web import auth
-from ellity.web.pages import api_tokens, customers, dashboard, integration, settings, setup
-from ellity.web.pages.common import FILTERS, PAGE_DEPENDENCIES
+from ellity.web.i18n import translations, ui_language
+from ellity.web.pages import (
+    api_tokens,
+    customers,
+    dashboard,
+    integration,
+    language,
+    settings,
+    setup,
+)
+from ellity.web.pages.common import FILTERS, LANGUAGE, PAGE_DEPENDENCIES
 from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS
 from ellity.web.security import WebSecurity
 
@@ -25,6 +36,7 @@ def pages_router(security: WebSecurity) -> Router:
             auth.login_page,
             auth.log_in,
             auth.log_out,
+            language.choose_language,
             setup.setup_page,
             setup.set_up,
             dashboard.dashboard_page,
@@ -70,11 +82,27 @@ def static_files() -> Router:
     )
 
 
-def _add_filters(engine: JinjaTemplateEngine) -> None:
-    engine.engine.filters.update(FILTERS)
+@pass_context
+def _gettext(context: Context, message: str) -> str:
+    return translations(ui_language(context.get(LANGUAGE))).gettext(message)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    return translations(ui_language(context.get(LANGUAGE))).ngettext(singular, plural, n)
+
+
+def _set_up(engine: JinjaTemplateEngine) -> None:
+    """Filters, and gettext in the page's language (``{% trans %}``, ``_()``); messages are
+    trimmed of the templates' line breaks and indentation."""
+    env = engine.engine
+    env.filters.update(FILTERS)
+    env.add_extension("jinja2.ext.i18n")
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(
-        directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_add_filters
+        directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_set_up
     )

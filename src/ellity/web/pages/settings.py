@@ -22,8 +22,8 @@ from ellity.ports.clock import Clock
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import refused_form_page, status_for
+from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
+from ellity.web.pages.errors import error_text, refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
 _ELSEWHERE = ("ecomail_add",)  # chosen on the Ecomail integration page
@@ -138,7 +138,9 @@ async def _settings_again(
 ) -> Template:
     merchant_id = staff_of(request).merchant_id
     view = await programme_settings.read_settings(merchant_id, uow=deps.uow(read_only=True))
-    return _page(request, form, view, error=error.message, status_code=status_for(error))
+    return _page(
+        request, form, view, error=error_text(request, error), status_code=status_for(error)
+    )
 
 
 @post("/settings")
@@ -160,5 +162,6 @@ async def save_settings(
         secret_box=secret_box,
         clock=clock,
     )
-    flash(request, "The settings are saved.")
+    _ = texts(request)
+    flash(request, _("The settings are saved."))
     return see_other("/settings")

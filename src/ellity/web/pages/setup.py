@@ -17,8 +17,8 @@ from ellity.domain.services import staff
 from ellity.ports.clock import Clock, PasswordHasher
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import PUBLIC, AnyRequest, flash, render, see_other
-from ellity.web.pages.errors import refused_form_page, status_for
+from ellity.web.pages.common import PUBLIC, AnyRequest, flash, render, see_other, texts
+from ellity.web.pages.errors import error_text, refused_form_page, status_for
 
 
 @dataclass
@@ -43,7 +43,11 @@ async def _setup_again(
 ) -> Template:
     kept = dataclasses.replace(form, password="", password_again="")
     return render(
-        request, "setup.html", status_code=status_for(error), form=kept, error=error.message
+        request,
+        "setup.html",
+        status_code=status_for(error),
+        form=kept,
+        error=error_text(request, error),
     )
 
 
@@ -70,5 +74,6 @@ async def set_up(
         clock=clock,
         hasher=hasher,
     )
-    flash(request, "Your loyalty programme is ready. Log in as its admin.")
+    _ = texts(request)
+    flash(request, _("Your loyalty programme is ready. Log in as its admin."))
     return see_other("/login")

@@ -60,6 +60,8 @@ class StaffUserRow(SQLModel, table=True):
     email_key: str = Field(max_length=254, unique=True)
     password_hash: str = Field(max_length=255)
     created_at: datetime = timestamp()
+    #: The language of the user's pages (``cs``, ``en``); NULL: the merchant's.
+    ui_language: str | None = Field(default=None, max_length=2, nullable=True)
 
 
 class ApiTokenRow(SQLModel, table=True):
