@@ -830,11 +830,23 @@ async def test_the_customer_list_pages_by_keyset_cursor(site: Site) -> None:
         assert not set(listed(first)) & set(listed(second))
         assert anna.customer_email in second.text  # the oldest customer comes last
         assert 'rel="next"' not in second.text
+        assert '<p class="found" id="found">56 customers</p>' in second.text
+        preceding = re.search(r'rel="prev" href="([^"]+)"', second.text)
+        assert preceding
+        assert 'rel="prev"' not in first.text
+        back = await client.get(html.unescape(preceding.group(1)))
+        assert listed(back) == listed(first)
+        assert 'rel="prev"' not in back.text  # it is the first page again
 
         search = await client.get("/customers?q=pager5")
         assert [m for m in re.findall(r"Pager\d\d", search.text)] == [
             f"Pager{n}" for n in range(50, 55)
         ]
+        assert '<p class="found" id="found">5 customers</p>' in search.text
+        by_domain = await client.get("/customers?q=@ANNA-customers.cz")
+        assert '<p class="found" id="found">56 customers</p>' in by_domain.text
+        nobody = await client.get("/customers?q=%40nowhere.cz")
+        assert 'id="found"' not in nobody.text
 
 
 async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site) -> None:

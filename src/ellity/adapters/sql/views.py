@@ -66,11 +66,23 @@ class SqlViews(Views):
         after_id: CustomerId | None,
         limit: int,
         today: date,
+        before_id: CustomerId | None = None,
     ) -> list[CustomerLoyalty]:
         rows = await customer_search.search_rows(
-            self.conn, loyalty_columns(today), merchant_id, query, after_id=after_id, limit=limit
+            self.conn,
+            loyalty_columns(today),
+            merchant_id,
+            query,
+            after_id=after_id,
+            before_id=before_id,
+            limit=limit,
         )
         return [loyalty_of(row) for row in rows]
+
+    async def count_customers(
+        self, merchant_id: MerchantId, query: CustomerQuery, *, at_most: int
+    ) -> int:
+        return await customer_search.count_rows(self.conn, merchant_id, query, at_most=at_most)
 
     async def failed_deliveries(
         self, merchant_id: MerchantId, *, limit: int

@@ -90,6 +90,7 @@ async def customer_list(
     request: AnyRequest,
     q: FromQuery[str] = "",
     after: Cursor = None,
+    before: Cursor = None,
     *,
     merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
@@ -99,6 +100,7 @@ async def customer_list(
         merchant_id,
         q,
         after_id=optional_customer_id(after),
+        before_id=optional_customer_id(before),
         uow=uow_factory(read_only=True),
         clock=clock,
     )
@@ -108,7 +110,6 @@ async def customer_list(
         page=page,
         q=page.query.text,
         locale=page.merchant.settings.locale,
-        deeper=after is not None,
     )
 
 
