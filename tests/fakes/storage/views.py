@@ -15,7 +15,12 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord
-from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    EmailProblem,
+    FailedDelivery,
+    OutboxStatus,
+)
 from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
 from tests.fakes.storage.ledger import loyalty_of
 from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
@@ -152,6 +157,31 @@ class InMemoryViews(Views):
             failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
             oldest_pending_at=min((r.created_at for r in pending), default=None),
             last_delivered_at=max(delivered, default=None),
+        )
+
+    async def email_problem(self, merchant_id: MerchantId) -> EmailProblem | None:
+        await round_trip()
+        emails = [r for r in self._outbox_of(merchant_id) if r.topic.startswith("email.")]
+        unsent = [
+            r for r in emails if r.status in (OutboxStatus.PENDING.value, OutboxStatus.FAILED.value)
+        ]
+        tried = [r for r in unsent if r.last_error is not None and r.last_attempt_at is not None]
+        if not tried:
+            return None
+        newest = max(tried, key=lambda r: (r.last_attempt_at or r.created_at, r.id))
+        if any(
+            r.delivered_at is not None
+            and newest.last_attempt_at is not None
+            and r.delivered_at > newest.last_attempt_at
+            for r in emails
+            if r.status == OutboxStatus.DELIVERED.value
+        ):
+            return None
+        return EmailProblem(
+            error=newest.last_error or "",
+            at=newest.last_attempt_at,
+            waiting=sum(r.status == OutboxStatus.PENDING.value for r in unsent),
+            failed=sum(r.status == OutboxStatus.FAILED.value for r in unsent),
         )
 
     async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:

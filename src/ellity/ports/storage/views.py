@@ -15,7 +15,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
     NotificationRecord,
 )
-from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
+from ellity.domain.model.outbox import DeliveryHealth, EmailProblem, FailedDelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,12 @@ class Views(Protocol):
 
     async def delivery_health(self, merchant_id: MerchantId) -> DeliveryHealth:
         """The merchant's outbox: what waits, what failed, the last delivery."""
+        ...
+
+    async def email_problem(self, merchant_id: MerchantId) -> EmailProblem | None:
+        """Why the merchant's emails are not going out: the newest error among the emails
+        waiting for a retry or given up on, unless an email was delivered after it; None
+        when nothing failed."""
         ...
 
     async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
