@@ -26,7 +26,7 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
 
 PAGE_SIZE = 50
-COUNT_UP_TO = 10_000  # a search finding more says "more than 10 000"
+COUNT_UP_TO = 1_000  # a search finding more says "more than 1 000"
 LEDGER_PAGE_SIZE = 25
 CONSENT_HISTORY_SIZE = 100
 
