@@ -36,10 +36,12 @@ from ellity.domain.services import api_tokens, customers, merchants, nightly, po
 from ellity.ports.storage import TransientConflict
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
+from ellity.worker import deliver_once
 from tests.asgi import asgi_transport
 from tests.e2e.conftest import BASE_URL, deps_on, running
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
+from tests.smtp_server import SmtpServer
 
 PASSWORD = "a long password"
 #: Most tests read the pages in English: the browser prefers it (the log-in page) and
@@ -683,6 +685,85 @@ async def test_settings_with_an_error_keep_the_input_and_change_nothing(
     assert await site.rows_of(anna) == before
 
 
+async def test_a_test_email_goes_out_at_once_or_says_why_not(site: Site) -> None:
+    """Against a real SMTP server: sent at once, then refused when the server is down,
+    each outcome on the settings page."""
+    anna, _ = shops(site)
+    smtp = SmtpServer(logins={"anna": "Smtp-Pa55word-7f3e"}).start()
+    try:
+        async with logged_in(site, anna) as client:
+            token = await form_token(client, "/settings")
+            saved = await client.post(
+                "/settings",
+                data={
+                    **WALK_FORM,
+                    "_csrf_token": token,
+                    "name": "Cafe Anna",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": str(smtp.port),
+                    "smtp_security": "none",
+                    "smtp_username": "anna",
+                    "smtp_password": "Smtp-Pa55word-7f3e",
+                    "smtp_sender": "shop@anna.example.cz",
+                },
+            )
+            assert saved.status_code == 303
+            page = await client.get("/settings")
+            assert 'id="test-email"' in page.text
+            assert 'value="admin@anna.example.cz"' in page.text  # the staff user's address
+
+            sent = await client.post(
+                "/settings/test-email", data={"_csrf_token": token, "to": "anna@example.cz"}
+            )
+            assert (sent.status_code, sent.headers["location"]) == (303, "/settings#test-email")
+            shown = await client.get("/settings")
+            assert "The test email was sent to anna@example.cz." in shown.text
+            [received] = smtp.recorder.to("anna@example.cz")
+            assert received.message["Subject"] == "Zkušební e-mail – Cafe Anna"  # locale cs
+            assert received.login == "anna"
+
+            smtp.stop()
+            refused = await client.post(
+                "/settings/test-email", data={"_csrf_token": token, "to": "anna@example.cz"}
+            )
+            assert refused.status_code == 303
+            shown = await client.get("/settings")
+            result = re.search(
+                r'<p class="flash error" role="alert" id="test-email-result">([^<]+)', shown.text
+            )
+            assert result
+            assert html.unescape(result.group(1)).startswith("The test email was not sent: ")
+            assert "could not be reached" in result.group(1)
+            assert "Smtp-Pa55word" not in shown.text
+            assert smtp.recorder.count() == 1
+            assert 'id="email-problem"' not in shown.text  # no customer email has failed
+
+            # a customer's email fails with the server down: the page says why
+            await client.post(
+                "/settings",
+                data={**WALK_FORM, "_csrf_token": token, "name": "Cafe Anna",
+                      "send_system_emails": "on", "smtp_host": "127.0.0.1",
+                      "smtp_port": str(smtp.port), "smtp_security": "none",
+                      "smtp_username": "anna", "smtp_sender": "shop@anna.example.cz"},
+            )  # fmt: skip
+            await points.earn_points(
+                anna.id,
+                anna.customer_id,
+                Points.parse("5"),
+                order_ref="problem-1",
+                uow=site.deps.uow(),
+                clock=site.clock,
+            )
+            await deliver_once(site.deps, "test-worker", limit=10)
+            problem = (await client.get("/settings")).text
+            assert 'id="email-problem"' in problem
+            assert "Emails are not going out." in problem
+            assert "could not be reached" in problem.split('id="email-problem"')[1]
+            assert "1 waiting to be sent again" in problem
+    finally:
+        smtp.stop()
+
+
 async def test_the_smtp_password_is_stored_encrypted_and_never_appears_in_any_page(
     site: Site,
 ) -> None:
@@ -918,11 +999,23 @@ async def test_the_customer_list_pages_by_keyset_cursor(site: Site) -> None:
         assert not set(listed(first)) & set(listed(second))
         assert anna.customer_email in second.text  # the oldest customer comes last
         assert 'rel="next"' not in second.text
+        assert '<p class="found" id="found">56 customers</p>' in second.text
+        preceding = re.search(r'rel="prev" href="([^"]+)"', second.text)
+        assert preceding
+        assert 'rel="prev"' not in first.text
+        back = await client.get(html.unescape(preceding.group(1)))
+        assert listed(back) == listed(first)
+        assert 'rel="prev"' not in back.text  # it is the first page again
 
         search = await client.get("/customers?q=pager5")
         assert [m for m in re.findall(r"Pager\d\d", search.text)] == [
             f"Pager{n}" for n in range(50, 55)
         ]
+        assert '<p class="found" id="found">5 customers</p>' in search.text
+        by_domain = await client.get("/customers?q=@ANNA-customers.cz")
+        assert '<p class="found" id="found">56 customers</p>' in by_domain.text
+        nobody = await client.get("/customers?q=%40nowhere.cz")
+        assert 'id="found"' not in nobody.text
 
 
 async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site) -> None:

@@ -168,6 +168,7 @@ ERROR_KEYWORDS = (
     "DuplicateMerchant",
     "DuplicateCustomer",
     "IntegrationNotReady",
+    "SmtpTestFailed",
     "Term",
     "__init__",  # ``super().__init__("...")`` in an error class
 )

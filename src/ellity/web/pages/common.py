@@ -178,6 +178,6 @@ FILTERS = {
     "signed": signed_points,
     "local_time": local_time,
     "day": day_text,
-    "count": count_text,
+    "number": count_text,
     "entry_note": entry_note,
 }

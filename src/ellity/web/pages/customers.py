@@ -90,6 +90,7 @@ async def customer_list(
     request: AnyRequest,
     q: FromQuery[str] = "",
     after: Cursor = None,
+    before: Cursor = None,
     *,
     merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
@@ -99,6 +100,7 @@ async def customer_list(
         merchant_id,
         q,
         after_id=optional_customer_id(after),
+        before_id=optional_customer_id(before),
         uow=uow_factory(read_only=True),
         clock=clock,
     )
@@ -107,7 +109,6 @@ async def customer_list(
         "customers/list.html",
         page=page,
         q=page.query.text,
-        deeper=after is not None,
     )
 
 
