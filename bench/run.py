@@ -176,6 +176,15 @@ def figures_of(results: dict[str, Any]) -> list[Figure]:
                     note=f"p50 {page['median_ms']:.1f} ms",
                 )
             )
+        found.append(
+            Figure(
+                "web_dashboard_kept",
+                "  dashboard kept by the nightly",
+                "s",
+                results["web"]["dashboard_kept_s"],
+                target="no floor: once a night",
+            )
+        )
     if "ecomail" in results:
         sync = results["ecomail"]
         found += [

@@ -1027,6 +1027,14 @@ async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site)
         assert "<svg" in board.text
         assert '<rect class="issued"' in board.text
         assert "Mar 10, 2024: issued 100, spent 0, expired 0" in board.text
+        assert 'id="expiries-as-of"' not in board.text  # counted live
+
+        await nightly.run_nightly(anna.id, uow_factory=site.deps.uow, clock=site.clock)
+        assert await site.scalar("SELECT count(*) FROM kept_day_totals") == 90
+        kept = await client.get("/")  # the same figures, from what the nightly run kept
+        assert re.search(r'<dd class="issued">100</dd>', kept.text)
+        assert "Mar 10, 2024: issued 100, spent 0, expired 0" in kept.text
+        assert '<span id="expiries-as-of">Mar 10, 2024, 10:00</span>' in kept.text
 
 
 async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None:

@@ -5,6 +5,7 @@ and the shared session and log-in attempt stores."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -17,7 +18,13 @@ from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
-from ellity.domain.model.activity import DayTotals, ExpiryTotal, day_periods
+from ellity.domain.model.activity import (
+    DayTotals,
+    ExpiryForecast,
+    ExpiryTotal,
+    KeptDay,
+    day_periods,
+)
 from ellity.domain.model.consent import ConsentCounts, ConsentSource, MarketingConsent
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
@@ -496,3 +503,53 @@ async def test_concurrent_attempts_are_each_counted_once(
         *(attempts.add("email:ann", at=NOW, window=timedelta(minutes=15)) for _ in range(20))
     )
     assert sorted(c.attempts for c in counts) == list(range(1, 21))
+
+
+async def test_kept_dashboard_days_and_forecast_read_back_as_kept_and_are_replaced(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    other = await make_merchant(uow_factory, "other")
+    periods = day_periods(TODAY, 3, "Europe/Prague")
+
+    def kept(n: int, cents: int, up_to: datetime | None = None) -> KeptDay:
+        day = periods[n]
+        totals = DayTotals(day.day, Points(cents), Points(cents + 1), Points(2**40))
+        return KeptDay(totals, time_zone="Europe/Prague", up_to=up_to or day.end)
+
+    midday = periods[2].start + timedelta(hours=12)
+    forecast = ExpiryForecast(
+        first_day=TODAY,
+        counted_at=NOW,
+        days=(
+            ExpiryTotal(TODAY, Points(1250), 3),
+            ExpiryTotal(TODAY + timedelta(days=1), Points(0), 0),
+        ),
+    )
+    async with uow_factory() as uow:
+        await uow.dashboard.keep_days(shop, [kept(2, 5, midday), kept(0, 1), kept(1, 2)])
+        await uow.dashboard.keep_days(other, [kept(0, 99)])
+        await uow.dashboard.keep_forecast(shop, forecast)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        days = await uow.dashboard.kept_days(shop, first_day=periods[0].day, last_day=TODAY)
+        assert await uow.dashboard.kept_days(
+            shop, first_day=periods[1].day, last_day=periods[1].day
+        ) == [kept(1, 2)]
+        assert await uow.dashboard.kept_forecast(shop) == forecast
+        assert await uow.dashboard.kept_forecast(other) is None
+    assert days == [kept(0, 1), kept(1, 2), kept(2, 5, midday)]
+
+    later = dataclasses.replace(forecast, counted_at=NOW + timedelta(days=1), days=())
+    async with uow_factory() as uow:  # the next run: today kept whole, a new forecast
+        await uow.dashboard.keep_days(shop, [kept(2, 7)])
+        await uow.dashboard.keep_forecast(shop, later)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert (await uow.dashboard.kept_days(shop, first_day=TODAY, last_day=TODAY)) == [
+            kept(2, 7)
+        ]
+        assert await uow.dashboard.kept_forecast(shop) == later
+        assert await uow.dashboard.kept_days(other, first_day=periods[0].day, last_day=TODAY) == [
+            kept(0, 99)
+        ]

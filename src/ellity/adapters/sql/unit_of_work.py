@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
 from ellity.adapters.sql.contact_sync import SqlContactSyncRepository
 from ellity.adapters.sql.customers import SqlCustomerRepository
+from ellity.adapters.sql.dashboard_store import SqlDashboardRepository
 from ellity.adapters.sql.database import Database, WritersTurn
 from ellity.adapters.sql.ecomail import SqlEcomailRepository
 from ellity.adapters.sql.ledger import SqlLedgerRepository
@@ -117,6 +118,7 @@ class SqlUnitOfWork(UnitOfWork):
             conn, locks_rows=not self._database.is_sqlite
         )
         self.views = SqlViews(conn)
+        self.dashboard = SqlDashboardRepository(conn)
         return self
 
     async def __aexit__(
