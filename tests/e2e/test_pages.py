@@ -476,6 +476,22 @@ async def test_a_czech_merchants_staff_see_czech_pages_until_they_switch_to_engl
         assert page_language(await again.get("/")) == "en"
 
 
+async def test_czech_pages_say_what_was_refused_in_czech_with_czech_numbers(
+    site: Site,
+) -> None:
+    anna, _ = shops(site)
+    async with site.browser(language="") as client:
+        assert (await log_in(client, anna.admin)).status_code == 303  # Anna's pages: Czech
+        page = f"/customers/{anna.customer_id}"
+        token = await form_token(client, page)
+        refused = await client.post(f"{page}/spend", data={"_csrf_token": token, "points": "99999"})
+        assert refused.status_code == 409
+        assert error_on(refused) == "Zákazník má 100 bodů; 99\u00a0999 bodů nelze odebrat."
+        unreadable = await client.get("/customers?after=abc")
+        assert unreadable.status_code == 400
+        assert "Parametr after (query) musí být celé číslo nebo null, ne text." in unreadable.text
+
+
 async def test_the_language_switch_refuses_other_languages_and_other_sites(site: Site) -> None:
     anna, _ = shops(site)
     async with logged_in(site, anna) as client:

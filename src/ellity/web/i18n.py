@@ -119,21 +119,23 @@ def _babel_locale(language: str) -> BabelLocale:
     return BabelLocale.parse(ui_language(language))
 
 
+NBSP = "\u00a0"
+
+
 def date_text(value: date | None, language: str) -> str:
-    """``10. 3. 2024`` in Czech, ``Mar 10, 2024`` in English."""
+    """``10. 3. 2024`` in Czech (never broken over two lines), ``Mar 10, 2024`` in English."""
     if value is None:
         return ""
-    return format_date(value, "medium", locale=_babel_locale(language))
+    text = format_date(value, "medium", locale=_babel_locale(language))
+    return text.replace(" ", NBSP) if ui_language(language) == "cs" else text
 
 
 def datetime_text(value: datetime, time_zone: str, language: str) -> str:
     """A moment in the merchant's time zone: ``10. 3. 2024 10:00`` / ``Mar 10, 2024, 10:00``."""
     local = value.astimezone(ZoneInfo(time_zone))
-    pattern = _DATETIME_PATTERNS[ui_language(language)]
-    return format_datetime(local, pattern, locale=_babel_locale(language))
-
-
-_DATETIME_PATTERNS: dict[str, str] = {"cs": "d. M. y H:mm", "en": "MMM d, y, HH:mm"}
+    if ui_language(language) == "cs":
+        return f"{date_text(local.date(), 'cs')} {local.hour}:{local.minute:02d}"
+    return format_datetime(local, "MMM d, y, HH:mm", locale=_babel_locale(language))
 
 
 def short_day(value: date, language: str) -> str:

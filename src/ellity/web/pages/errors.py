@@ -36,7 +36,7 @@ from ellity.web.dependencies import app_deps
 from ellity.web.errors import page_status_of
 from ellity.web.i18n import gettext_for, ui_language
 from ellity.web.pages.common import NBSP, AnyRequest, page_language, render, texts
-from ellity.web.validation_messages import refusal_message
+from ellity.web.validation_messages import english, refusal_message
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _names_no_page(exc: HTTPException) -> bool:
 def bad_request(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     if _names_no_page(exc):
         return not_found(request, exc)
-    message = refusal_message(request, exc)
+    message = refusal_message(request, exc, texts(request) if wants_html(request) else english)
     if not wants_html(request):
         return _json("bad_request", message, 400)
     return _page(request, message, 400)
