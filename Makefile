@@ -34,7 +34,7 @@ $(LOCALE_DIR)/%/LC_MESSAGES/messages.mo: $(LOCALE_DIR)/%/LC_MESSAGES/messages.po
 messages: install
 	$(BIN)/python -m ellity.web.i18n babel.cfg
 	$(BIN)/pybabel update -D messages -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) \
-		--no-location --no-wrap --no-fuzzy-matching --ignore-obsolete
+		--no-wrap --no-fuzzy-matching --ignore-obsolete
 
 run: install
 	$(BIN)/ellity serve --host $(HOST) --port $(PORT)
