@@ -12,10 +12,12 @@ from ellity.domain.model.errors import InsufficientPoints, InvalidInput, Term
 from ellity.domain.model.ledger import Entry, EntryKind
 from ellity.domain.model.money import Points
 from ellity.domain.model.staff import LoginThrottled
+from ellity.domain.services.newsletter_intake import WebhookUnreadable
 from ellity.web.i18n import browser_language, date_text, datetime_text, ui_language
 from ellity.web.pages.charts import history_chart
 from ellity.web.pages.common import entry_note
 from ellity.web.pages.errors import translated_error
+from ellity.web.pages.integration import error_message
 
 NBSP = "\u00a0"
 AT = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -119,3 +121,12 @@ def test_the_charts_speak_the_pages_language() -> None:
     assert english.title == "Points per day"
     assert english.columns[1].title == "Mar 10, 2024: issued 1,250.50, spent 0, expired 0"
     assert "Mar 10" in [label.text for label in english.labels]
+
+
+def test_why_the_webhook_url_is_not_shown_reads_in_czech() -> None:
+    problem = WebhookUnreadable(
+        "The webhook URL cannot be decrypted (was ELLITY_SECRET_KEY changed?): make a new"
+        " one and paste it into the Ecomail list's settings."
+    )
+    assert error_message(problem, "cs").startswith("Adresu webhooku nejde dešifrovat")
+    assert error_message(problem, "en") == problem.message

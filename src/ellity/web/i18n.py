@@ -171,6 +171,7 @@ ERROR_KEYWORDS = (
     "DuplicateCustomer",
     "IntegrationNotReady",
     "SmtpTestFailed",
+    "WebhookUnreadable",
     "Term",
     "__init__",  # ``super().__init__("...")`` in an error class
 )

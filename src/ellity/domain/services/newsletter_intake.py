@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ellity.domain.model.errors import Conflict
+from ellity.domain.model.errors import Conflict, DomainError
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.money import Points
@@ -148,7 +148,7 @@ class NewsletterPanel:
     """The newsletter part of the integration page."""
 
     url: str | None
-    url_problem: str  # why the URL cannot be shown
+    url_problem: DomainError | None  # why the URL cannot be shown
     reward: Points
     take_back: bool
     activity: list[NotificationRecord]
@@ -163,7 +163,8 @@ async def newsletter_panel(
     clock: Clock,
     base_url: str,
 ) -> NewsletterPanel:
-    url, problem = None, ""
+    url: str | None = None
+    problem: DomainError | None = None
     try:
         url = await webhook_address(
             merchant_id,
@@ -174,7 +175,7 @@ async def newsletter_panel(
             base_url=base_url,
         )
     except (IntegrationNotReady, WebhookUnreadable) as error:
-        problem = error.message
+        problem = error
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
         activity = await uow.views.recent_notifications(merchant_id, limit=ACTIVITY_SHOWN)

@@ -209,6 +209,9 @@ async def _page(
         time_zone=staff_of(request).time_zone,
         where_the_key_is=texts(request)(WHERE_THE_KEY_IS),
         adding_choices=ADDING_CHOICES,
+        url_problem=error_message(panel.url_problem, language)
+        if panel is not None and panel.url_problem is not None
+        else "",
     )
     if isinstance(shown, MarketingRateLimited):
         template.headers["Retry-After"] = str(integration.retry_wait(shown))
