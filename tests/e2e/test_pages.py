@@ -792,6 +792,19 @@ async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Si
         shown = await client.get(page)
         assert re.search(r'id="balance">112,50<', shown.text)
         assert "o-77" in shown.text
+        assert "The points have been added." in shown.text
+        assert await site.balance(anna) == 112_50
+
+        again = await client.post(
+            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": "o-77"}
+        )
+        assert again.status_code == 303
+        shown = await client.get(page)
+        assert "The points have been added." not in shown.text
+        assert (
+            '<p class="flash notice" role="status">Nothing was added: the order &#39;o-77&#39;'
+            " has already earned this customer points.</p>" in shown.text
+        )
         assert await site.balance(anna) == 112_50
 
 

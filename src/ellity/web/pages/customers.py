@@ -263,7 +263,7 @@ async def earn(
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
-    await points.earn_points(
+    earned = await points.earn_points(
         merchant_id,
         CustomerId(customer_id),
         parse_points(data.points),
@@ -272,7 +272,15 @@ async def earn(
         uow=uow_factory(),
         clock=clock,
     )
-    flash(request, "The points have been added.")
+    if earned.entry is None:  # the order earned before: the same order never earns twice
+        flash(
+            request,
+            f"Nothing was added: the order '{data.order_ref.strip()}' has already earned"
+            " this customer points.",
+            kind="notice",
+        )
+    else:
+        flash(request, "The points have been added.")
     return see_other(f"/customers/{customer_id}")
 
 
