@@ -1368,3 +1368,32 @@ async def test_a_change_the_database_keeps_aborting_is_a_busy_page_and_stores_no
         assert answer.headers["retry-after"] == "1"
         assert "Send the form again" in answer.text
         assert await site.rows_of(anna) == before
+
+
+async def test_a_forms_address_opened_as_a_page_leads_to_the_page_the_form_is_on(
+    site: Site,
+) -> None:
+    """Enter in the address bar after a refused form, a reload, a typed address: every form
+    address that is not a page itself leads to its page instead of a bare 405."""
+    anna, _ = shops(site)
+    posted_only = sorted(
+        {path for method, path in page_routes(site.app) if method == "POST"}
+        - {path for method, path in page_routes(site.app) if method == "GET"}
+    )
+    assert "/customers/{customer_id:int}/earn" in posted_only
+    async with logged_in(site, anna) as client:
+        for path in posted_only:
+            address = path.replace("{customer_id:int}", str(anna.customer_id)).replace(
+                "{token_id:int}", "1"
+            )
+            answer = await client.get(address)
+            assert answer.status_code == 303, address
+            page = answer.headers["location"]
+            assert address.startswith(page) and page != address, (address, page)
+            assert (await client.get(page)).status_code == 200, page
+        earn = await client.get(f"/customers/{anna.customer_id}/earn")
+        assert earn.headers["location"] == f"/customers/{anna.customer_id}"
+        refused = await client.get(
+            f"/customers/{anna.customer_id}/earn", headers={"accept": "application/json"}
+        )
+        assert refused.status_code == 405  # not a browser: refused as before
