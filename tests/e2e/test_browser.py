@@ -372,3 +372,88 @@ async def test_the_api_documentation_works_without_internet(server: str, browser
     assert elsewhere == []
     assert problems == []
     await context.close()
+
+
+WIDTHS = (360, 390, 768, 1280, 1440)
+
+
+async def test_no_page_scrolls_sideways_from_phone_to_desktop_widths(
+    server: str, browser: Browser, tmp_path: Path
+) -> None:
+    """Every page at 360-1440 px: the document is no wider than the window (a phone never
+    scrolls sideways). Screenshots of each page and width go to the test's folder."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(server + "/setup")
+    await submit(
+        page,
+        "form[action='/setup']",
+        {
+            "name": "Pražírna a kavárna U Anny s dlouhým jménem",
+            "shop_url": "https://www.prazirna-a-kavarna-u-anny.example.cz",
+            "email": "anna.novakova-dvorakova@prazirna-a-kavarna-u-anny.example.cz",
+            "password": "a long password",
+            "password_again": "a long password",
+        },
+        "Create the programme",
+    )
+    await submit(
+        page,
+        "form[action='/login']",
+        {
+            "email": "anna.novakova-dvorakova@prazirna-a-kavarna-u-anny.example.cz",
+            "password": "a long password",
+        },
+        "Log in",
+    )
+    await page.click("form.language button")  # the Czech merchant's pages start in Czech
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.goto(server + "/customers/new")
+    await submit(
+        page,
+        "form[action='/customers/new']",
+        {
+            "email": "jana.dvorakova-novotna@velmi-dlouha-domena-obchodu.example.cz",
+            "first_name": "Jana",
+            "last_name": "Dvořáková-Novotná",
+        },
+        "Create",
+    )
+    customer = page.url.removeprefix(server)
+    await submit(
+        page,
+        "form[action$='/earn']",
+        {"points": "1250,50", "order_ref": "order-2024-001"},
+        "Add points",
+    )
+    pages = [
+        "/",
+        "/customers",
+        "/customers?q=jana",
+        "/customers/new",
+        customer,
+        "/settings",
+        "/api-tokens",
+        "/integrations/ecomail",
+        "/no-such-page",
+    ]
+    too_wide: list[str] = []
+    for language in ("en", "cs"):  # Czech texts are longer
+        if language == "cs":
+            await page.goto(server + "/")
+            await page.click("form.language button")
+            await expect(page.locator("html")).to_have_attribute("lang", "cs")
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 900})
+            for path in pages:
+                await page.goto(server + path)
+                scroll, inner = await page.evaluate(
+                    "[document.documentElement.scrollWidth, window.innerWidth]"
+                )
+                name = path.strip("/").replace("/", "_").replace("?", "_") or "dashboard"
+                shot = tmp_path / f"{language}-{width}-{name}.png"
+                await page.screenshot(path=shot, full_page=True)
+                if scroll > inner:
+                    too_wide.append(f"{path} in {language} at {width} px: {scroll} px wide")
+    await context.close()
+    assert not too_wide, "\n".join(too_wide)

@@ -896,6 +896,19 @@ async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Si
         shown = await client.get(page)
         assert re.search(r'id="balance">112.50<', shown.text)
         assert "o-77" in shown.text
+        assert "The points have been added." in shown.text
+        assert await site.balance(anna) == 112_50
+
+        again = await client.post(
+            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": "o-77"}
+        )
+        assert again.status_code == 303
+        shown = await client.get(page)
+        assert "The points have been added." not in shown.text
+        assert (
+            '<p class="flash notice" role="status">Nothing was added: the order &#39;o-77&#39;'
+            " has already earned this customer points.</p>" in shown.text
+        )
         assert await site.balance(anna) == 112_50
 
 
@@ -1459,3 +1472,32 @@ async def test_a_change_the_database_keeps_aborting_is_a_busy_page_and_stores_no
         assert answer.headers["retry-after"] == "1"
         assert "Send the form again" in answer.text
         assert await site.rows_of(anna) == before
+
+
+async def test_a_forms_address_opened_as_a_page_leads_to_the_page_the_form_is_on(
+    site: Site,
+) -> None:
+    """Enter in the address bar after a refused form, a reload, a typed address: every form
+    address that is not a page itself leads to its page instead of a bare 405."""
+    anna, _ = shops(site)
+    posted_only = sorted(
+        {path for method, path in page_routes(site.app) if method == "POST"}
+        - {path for method, path in page_routes(site.app) if method == "GET"}
+    )
+    assert "/customers/{customer_id:int}/earn" in posted_only
+    async with logged_in(site, anna) as client:
+        for path in posted_only:
+            address = path.replace("{customer_id:int}", str(anna.customer_id)).replace(
+                "{token_id:int}", "1"
+            )
+            answer = await client.get(address)
+            assert answer.status_code == 303, address
+            page = answer.headers["location"]
+            assert address.startswith(page) and page != address, (address, page)
+            assert (await client.get(page)).status_code == 200, page
+        earn = await client.get(f"/customers/{anna.customer_id}/earn")
+        assert earn.headers["location"] == f"/customers/{anna.customer_id}"
+        refused = await client.get(
+            f"/customers/{anna.customer_id}/earn", headers={"accept": "application/json"}
+        )
+        assert refused.status_code == 405  # not a browser: refused as before

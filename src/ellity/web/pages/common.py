@@ -90,10 +90,8 @@ def flash(request: AnyRequest, message: str, *, kind: str = "ok", **extra: str) 
 
 
 def _return_to(request: AnyRequest) -> str:
-    """Where switching the language leads back to: this page, or the dashboard after a form
-    (its address answers only POST)."""
-    if request.method != "GET":
-        return "/"
+    """Where switching the language leads back to: this page (after a refused form, the
+    form's address, which leads to the page the form is on)."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 

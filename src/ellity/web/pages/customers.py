@@ -266,7 +266,7 @@ async def earn(
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
-    await points.earn_points(
+    earned = await points.earn_points(
         merchant_id,
         CustomerId(customer_id),
         parse_points(data.points),
@@ -276,7 +276,17 @@ async def earn(
         clock=clock,
     )
     _ = texts(request)
-    flash(request, _("The points have been added."))
+    if earned.entry is None:  # the order earned before: the same order never earns twice
+        flash(
+            request,
+            _(
+                "Nothing was added: the order '%(order)s' has already earned this customer points.",
+                order=data.order_ref.strip(),
+            ),
+            kind="notice",
+        )
+    else:
+        flash(request, _("The points have been added."))
     return see_other(f"/customers/{customer_id}")
 
 
