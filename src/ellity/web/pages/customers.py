@@ -33,7 +33,7 @@ from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import ShowAgain, refused_form_page, status_for
+from ellity.web.pages.errors import ShowAgain, confirmed_first, refused_form_page, status_for
 from ellity.web.params import Cursor, CustomerPathId
 
 
@@ -333,6 +333,9 @@ async def adjust(
 
 @post("/customers/{customer_id:int}/pin")
 @refused_form_page(_detail_again("pin"))
+@confirmed_first(
+    "Give the customer a new PIN? The old PIN stops working at once.", "Give a new PIN"
+)
 async def new_pin(
     request: AnyRequest,
     customer_id: CustomerPathId,
@@ -354,6 +357,10 @@ async def new_pin(
 
 
 @post("/customers/{customer_id:int}/register")
+@confirmed_first(
+    "Mark the customer as a registered member? Their PIN is dropped; this cannot be undone here.",
+    "Mark as registered",
+)
 async def register(
     request: AnyRequest,
     customer_id: CustomerPathId,
