@@ -594,6 +594,7 @@ WALK_FORM = {
     "smtp_port": "587",
     "smtp_security": "starttls",
     "marketing_consent": "refused",
+    "confirmed": "yes",  # the destructive actions run, not only ask
 }
 NOT_WALKED = {"/login", "/logout", "/health", "/ready", "/metrics"}  # the operator's, not pages
 
@@ -1087,7 +1088,17 @@ async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None
         token_id = await site.scalar(
             "SELECT id FROM api_tokens WHERE merchant_id = :m AND name = 'Till'", m=anna.id
         )
-        revoked = await client.post(f"/api-tokens/{token_id}/revoke", data={"_csrf_token": token})
+        asked = await client.post(f"/api-tokens/{token_id}/revoke", data={"_csrf_token": token})
+        assert asked.status_code == 200  # are you sure?
+        assert 'name="confirmed" value="yes"' in asked.text
+        assert 'class="cancel" href="/api-tokens"' in asked.text
+        assert "active" in (await client.get("/api-tokens")).text
+        assert (
+            await site.scalar("SELECT revoked_at FROM api_tokens WHERE id = :t", t=token_id) is None
+        )
+        revoked = await client.post(
+            f"/api-tokens/{token_id}/revoke", data={"_csrf_token": token, "confirmed": "yes"}
+        )
         assert revoked.status_code == 303
         assert "revoked" in (await client.get("/api-tokens")).text
         assert await site.scalar("SELECT revoked_at FROM api_tokens WHERE id = :t", t=token_id)
@@ -1501,3 +1512,36 @@ async def test_a_forms_address_opened_as_a_page_leads_to_the_page_the_form_is_on
             f"/customers/{anna.customer_id}/earn", headers={"accept": "application/json"}
         )
         assert refused.status_code == 405  # not a browser: refused as before
+
+
+async def test_destructive_actions_ask_first_and_change_nothing_until_confirmed(
+    site: Site,
+) -> None:
+    """New PIN, Mark as registered, Revoke token, Deactivate and New webhook URL: the first
+    post (a plain form, no JavaScript needed) only asks; its page sends the form confirmed."""
+    anna, _ = shops(site)
+    page = f"/customers/{anna.customer_id}"
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, page)
+        pin = await site.scalar("SELECT pin FROM customers WHERE id = :c", c=anna.customer_id)
+        for action, button in [("pin", "Give a new PIN"), ("register", "Mark as registered")]:
+            asked = await client.post(f"{page}/{action}", data={"_csrf_token": token})
+            assert asked.status_code == 200, action
+            assert f'<form method="post" action="{page}/{action}">' in asked.text
+            assert f'<button type="submit" class="danger">{button}</button>' in asked.text
+            assert f'class="cancel" href="{page}"' in asked.text
+            assert (
+                await site.scalar("SELECT pin FROM customers WHERE id = :c", c=anna.customer_id)
+                == pin
+            ), action
+        done = await client.post(f"{page}/pin", data={"_csrf_token": token, "confirmed": "yes"})
+        assert done.status_code == 303
+        assert (
+            await site.scalar("SELECT pin FROM customers WHERE id = :c", c=anna.customer_id) != pin
+        )
+        for action in ("deactivate", "webhook/rotate"):
+            asked = await client.post(
+                f"/integrations/ecomail/{action}", data={"_csrf_token": token}
+            )
+            assert asked.status_code == 200, action
+            assert 'class="cancel" href="/integrations/ecomail"' in asked.text

@@ -17,8 +17,9 @@ from ellity.domain.services import api_tokens
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
+from ellity.web.i18n import N_
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
-from ellity.web.pages.errors import error_text, refused_form_page, status_for
+from ellity.web.pages.errors import confirmed_first, error_text, refused_form_page, status_for
 from ellity.web.params import TokenPathId
 
 
@@ -89,6 +90,13 @@ async def create_token(
 
 
 @post("/api-tokens/{token_id:int}/revoke")
+@confirmed_first(
+    N_(
+        "Revoke the token? The e-shop calls made with it will be refused from now on; a revoked"
+        " token cannot be used again."
+    ),
+    N_("Revoke the token"),
+)
 async def revoke_token(
     request: AnyRequest,
     token_id: TokenPathId,

@@ -32,8 +32,15 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.export import CustomerRowSource, TableEncoder
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
+from ellity.web.i18n import N_
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
-from ellity.web.pages.errors import ShowAgain, error_text, refused_form_page, status_for
+from ellity.web.pages.errors import (
+    ShowAgain,
+    confirmed_first,
+    error_text,
+    refused_form_page,
+    status_for,
+)
 from ellity.web.params import Cursor, CustomerPathId
 
 
@@ -341,6 +348,10 @@ async def adjust(
 
 @post("/customers/{customer_id:int}/pin")
 @refused_form_page(_detail_again("pin"))
+@confirmed_first(
+    N_("Give the customer a new PIN? The old PIN stops working at once."),
+    N_("Give a new PIN"),
+)
 async def new_pin(
     request: AnyRequest,
     customer_id: CustomerPathId,
@@ -363,6 +374,13 @@ async def new_pin(
 
 
 @post("/customers/{customer_id:int}/register")
+@confirmed_first(
+    N_(
+        "Mark the customer as a registered member? Their PIN is dropped; this cannot be undone"
+        " here."
+    ),
+    N_("Mark as registered"),
+)
 async def register(
     request: AnyRequest,
     customer_id: CustomerPathId,

@@ -102,6 +102,34 @@ def refused_form_page(
     return declare
 
 
+def confirmed_first(question: str, button: str) -> Callable[[Handler], Handler]:
+    """Declares a destructive action (put it under the route decorator): unless the form
+    says ``confirmed=yes``, the answer is a page that asks ``question`` with a ``button``
+    that sends the form again, confirmed, and a way back. Works without JavaScript; with it,
+    ``app.js`` asks in a dialog and sends the form confirmed at once."""
+
+    def declare(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def handle(**kwargs: Any) -> Any:
+            request: AnyRequest = kwargs["request"]
+            form = await request.form()
+            if form.get("confirmed") == "yes":
+                return await handler(**kwargs)
+            path = request.url.path
+            return render(
+                request,
+                "confirm.html",
+                question=question,
+                button=button,
+                action=path,
+                cancel=page_of(request.app, path.rsplit("/", 1)[0] or "/"),
+            )
+
+        return cast(Handler, handle)
+
+    return declare
+
+
 def wants_html(request: AnyRequest) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
         "accept", ""

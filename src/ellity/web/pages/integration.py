@@ -51,6 +51,7 @@ from ellity.web.pages.common import (
 from ellity.web.pages.errors import (
     FORM_ERRORS,
     ShowAgain,
+    confirmed_first,
     refused_form_page,
     status_for,
     translated_error,
@@ -361,6 +362,13 @@ async def repush(
 
 @post(f"{PAGE}/deactivate")
 @refused_form_page(_page_again())
+@confirmed_first(
+    N_(
+        "Deactivate the Ecomail integration? Ellity sends nothing to Ecomail until you activate"
+        " it again; the key stays stored."
+    ),
+    N_("Deactivate"),
+)
 async def deactivate(
     request: AnyRequest,
     *,
@@ -382,6 +390,13 @@ async def deactivate(
 
 @post(f"{PAGE}/webhook/rotate")
 @refused_form_page(_page_again())
+@confirmed_first(
+    N_(
+        "Make a new webhook URL? The current one stops working at once: paste the new one into"
+        " the Ecomail list's webhook setting, or sign-ups are not rewarded."
+    ),
+    N_("Make a new webhook URL"),
+)
 async def rotate_webhook(
     request: AnyRequest,
     *,
