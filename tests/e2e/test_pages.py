@@ -490,6 +490,10 @@ async def test_czech_pages_say_what_was_refused_in_czech_with_czech_numbers(
         unreadable = await client.get("/customers?after=abc")
         assert unreadable.status_code == 400
         assert "Parametr after (query) musí být celé číslo nebo null, ne text." in unreadable.text
+        asked = await client.post(f"{page}/pin", data={"_csrf_token": token})
+        assert asked.status_code == 200
+        assert "<h1>Opravdu?</h1>" in asked.text
+        assert "Vydat zákazníkovi nový PIN? Starý PIN hned přestane platit." in asked.text
 
 
 async def test_the_language_switch_refuses_other_languages_and_other_sites(site: Site) -> None:
