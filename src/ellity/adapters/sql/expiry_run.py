@@ -42,6 +42,7 @@ def _entry_of_customer(chunk: ExpiredChunk) -> tuple[Any, list[Any]]:
     entry = ledger_entries.alias("expiry_entry")
     return entry, [
         entry.c.customer_id == customers.c.id,
+        *in_range(entry.c.customer_id, chunk),
         entry.c.kind == sa.literal_column(f"'{EntryKind.EXPIRE.value}'"),
         entry.c.at == instant(chunk.at),
     ]

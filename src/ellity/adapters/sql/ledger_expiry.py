@@ -80,7 +80,9 @@ class SqlLedgerExpiry:
                     instant(at),
                 )
                 .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
-                .where(due)
+                .where(
+                    due, customers.c.merchant_id == merchant_id, *in_range(customers.c.id, chunk)
+                )
                 .group_by(point_lots.c.customer_id, customers.c.balance_cents),
             )
         )
