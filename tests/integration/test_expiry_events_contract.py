@@ -107,46 +107,68 @@ async def test_the_expiry_events_and_emails_read_exactly_as_they_always_have(
         )
         for topic, customer_id, _, payload in found
     ]
-    at = '"2025-03-11T01:00:00.123456+00:00"'
+    when = '"2025-03-11T01:00:00.123456+00:00"'
     assert text == [
         (
             Topic.ECOMAIL_EVENT.value,
             ann,
             '{"change":"-1250.05","balance":"3.07","reason":"expire","note":null,'
-            f'"order_ref":null,"at":{at},"next_expiration_date":"2025-04-19",'
+            f'"order_ref":null,"at":{when},"next_expiration_date":"2025-04-19",'
             '"next_expiration_points":"3.07"}',
         ),
         (
             Topic.ECOMAIL_EVENT.value,
             bob,
             '{"change":"-0.50","balance":"0.00","reason":"expire","note":null,'
-            f'"order_ref":null,"at":{at},"next_expiration_date":null,'
+            f'"order_ref":null,"at":{when},"next_expiration_date":null,'
             '"next_expiration_points":null}',
         ),
         (
             Topic.ECOMAIL_EVENT.value,
             cid,
             '{"change":"-0.05","balance":"12.10","reason":"expire","note":null,'
-            f'"order_ref":null,"at":{at},"next_expiration_date":"2025-04-19",'
+            f'"order_ref":null,"at":{when},"next_expiration_date":"2025-04-19",'
             '"next_expiration_points":"12.10"}',
         ),
         (
             Topic.POINTS_CHANGED_EMAIL.value,
             ann,
             '{"kind":"expire","change":-125005,"balance":307,"next_expiry_on":"2025-04-19",'
-            f'"next_expiry_points":307,"at":{at}}}',
+            f'"next_expiry_points":307,"at":{when}}}',
         ),
         (
             Topic.POINTS_CHANGED_EMAIL.value,
             bob,
             '{"kind":"expire","change":-50,"balance":0,"next_expiry_on":null,'
-            f'"next_expiry_points":null,"at":{at}}}',
+            f'"next_expiry_points":null,"at":{when}}}',
         ),
         (
             Topic.POINTS_CHANGED_EMAIL.value,
             cid,
             '{"kind":"expire","change":-5,"balance":1210,"next_expiry_on":"2025-04-19",'
-            f'"next_expiry_points":1210,"at":{at}}}',
+            f'"next_expiry_points":1210,"at":{when}}}',
         ),
     ]
     assert all(payload.get("label", "credit") == "credit" for _, _, _, payload in found)
+
+
+async def test_an_expiry_item_recorded_whole_by_an_earlier_version_is_delivered_as_stored(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """Items already in an outbox from before references keep their whole payload."""
+    merchant_id, [ann, *_] = await _shop(uow_factory)
+    stored = (
+        '{"label":"credit","value":{"change":"-0.50","balance":"0.00","reason":"expire",'
+        '"note":null,"order_ref":null,"at":"2025-03-11T01:00:00+00:00",'
+        '"next_expiration_date":null,"next_expiration_points":null}}'
+    )
+    async with uow_factory() as uow:
+        await uow.outbox.add(
+            merchant_id, Topic.ECOMAIL_EVENT.value, json.loads(stored), customer_id=ann, at=AT
+        )
+        await uow.commit()
+    async with uow_factory() as uow:
+        [item] = await uow.outbox.claim(
+            token="peek", now=FAR, lease=timedelta(minutes=1), limit=100
+        )
+    assert json.dumps(item.payload, separators=(",", ":")) == stored
