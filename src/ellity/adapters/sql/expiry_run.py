@@ -52,12 +52,6 @@ def expired_in(chunk: ExpiredChunk) -> Any:
     return sa.exists().where(*found).correlate(customers)
 
 
-def expiry_change(chunk: ExpiredChunk) -> Any:
-    """The points of the chunk's expiry entry of the customer row being updated."""
-    entry, found = entry_of_customer(chunk)
-    return sa.select(entry.c.points_cents).where(*found).correlate(customers).scalar_subquery()
-
-
 def hit_by(chunk: ExpiredChunk, *, joined: bool = False) -> list[Any]:
     """Conditions on ``customers``: the chunk's customers with an email that it hit (with
     ``joined``, the query joins the customer's expiry entry itself)."""

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import expired_in, expiry_change, in_range
+from ellity.adapters.sql.expiry_run import entry_of_customer, in_range
 from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import expiry_notices, ledger_entries, point_lots
@@ -21,14 +21,45 @@ from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import ExpiredChunk, ExpiryNotice
 
 
-def _first_expiry_of_customer() -> sa.ScalarSelect[Any]:
-    """The earliest last valid day among the open lots of the customer being updated."""
-    lot = point_lots.alias("open_lot")
+def _kept_by_customer(merchant_id: MerchantId, chunk: ExpiredChunk) -> Any:
+    """Per customer of the chunk with open lots: what they hold, the earliest last valid day
+    among them and what the lots of that day hold (one grouped pass over the open lots)."""
+    open_days = (
+        sa.select(
+            point_lots.c.customer_id,
+            point_lots.c.expires_on,
+            sa.func.sum(point_lots.c.remaining_cents).label("cents"),
+        )
+        .where(
+            point_lots.c.merchant_id == merchant_id,
+            *in_range(point_lots.c.customer_id, chunk),
+            point_lots.c.remaining_cents > 0,
+        )
+        .group_by(point_lots.c.customer_id, point_lots.c.expires_on)
+        .cte("open_days")
+    )
+    held = (
+        sa.select(
+            open_days.c.customer_id,
+            sa.func.sum(open_days.c.cents).label("balance"),
+            sa.func.min(open_days.c.expires_on).label("next_on"),  # NULL days left out
+        )
+        .group_by(open_days.c.customer_id)
+        .subquery("held")
+    )
+    first = open_days.alias("first_day")
     return (
-        sa.select(sa.func.min(lot.c.expires_on))
-        .where(lot.c.customer_id == customers.c.id, lot.c.remaining_cents > 0)
-        .correlate(customers)
-        .scalar_subquery()
+        sa.select(held, first.c.cents.label("next_cents"))
+        .select_from(
+            held.outerjoin(
+                first,
+                sa.and_(
+                    first.c.customer_id == held.c.customer_id,
+                    first.c.expires_on == held.c.next_on,
+                ),
+            )
+        )
+        .subquery("kept")
     )
 
 
@@ -47,8 +78,8 @@ class SqlLedgerExpiry:
         after_id: CustomerId = BEFORE_FIRST_CUSTOMER,
         up_to_id: CustomerId | None = None,
     ) -> int:
-        """Four set-based statements, each kept to the customers of the id range; the new
-        expiry entries (kind, ``at``) mark the customers hit (``expired_in``)."""
+        """Four set-based statements, each kept to the customers of the id range (on every
+        table it reads); the new expiry entries (kind, ``at``) mark the customers hit."""
         chunk = ExpiredChunk(merchant_id, at, after_id, up_to_id)
         due = sa.and_(
             point_lots.c.merchant_id == merchant_id,
@@ -90,38 +121,39 @@ class SqlLedgerExpiry:
             return 0
         await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
         # The summary is read back from the lots (the balance is what the open lots hold), so
-        # it is right however often a customer is updated; the change is the run's entry.
-        held = sa.select(point_lots.c.remaining_cents).where(
-            point_lots.c.customer_id == customers.c.id, point_lots.c.remaining_cents > 0
+        # it is right however often a customer is updated; the change is the run's entry. One
+        # grouped pass over the chunk's open lots, joined to the chunk's expiry entries.
+        kept = _kept_by_customer(merchant_id, chunk)
+        entry, _ = entry_of_customer(chunk)
+        hit = (
+            sa.select(
+                entry.c.customer_id,
+                entry.c.points_cents,
+                sa.func.coalesce(kept.c.balance, 0).label("balance"),
+                kept.c.next_on,
+                sa.func.coalesce(kept.c.next_cents, 0).label("next_cents"),
+            )
+            .select_from(entry.outerjoin(kept, kept.c.customer_id == entry.c.customer_id))
+            .where(
+                *in_range(entry.c.customer_id, chunk),
+                entry.c.kind == sa.literal_column(f"'{EntryKind.EXPIRE.value}'"),
+                entry.c.at == instant(at),
+            )
+            .subquery("hit")
         )
-        balance = (
-            held.with_only_columns(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
-            .correlate(customers)
-            .scalar_subquery()
-        )
-        first_held = (  # what the lots of the earliest last valid day hold
-            held.with_only_columns(sa.func.sum(point_lots.c.remaining_cents))
-            .where(point_lots.c.expires_on.is_not(None))
-            .group_by(point_lots.c.expires_on)
-            .order_by(point_lots.c.expires_on)
-            .limit(1)
-            .correlate(customers)
-            .scalar_subquery()
-        )
-        change = expiry_change(chunk)
         await self.conn.execute(
             customers.update()
             .where(
+                customers.c.id == hit.c.customer_id,
                 customers.c.merchant_id == merchant_id,
                 *in_range(customers.c.id, chunk),
-                expired_in(chunk),
             )
             .values(
-                balance_cents=balance,
+                balance_cents=hit.c.balance,
                 last_change_on=today,
-                last_change_cents=change,
-                next_expiry_on=_first_expiry_of_customer(),
-                next_expiry_cents=sa.func.coalesce(first_held, 0),
+                last_change_cents=hit.c.points_cents,
+                next_expiry_on=hit.c.next_on,
+                next_expiry_cents=hit.c.next_cents,
             )
         )
         return int(inserted.rowcount)
