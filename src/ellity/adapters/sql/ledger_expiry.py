@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import entry_of_customer, in_range
+from ellity.adapters.sql.expiry_run import in_range
 from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import expiry_notices, ledger_entries, point_lots
@@ -21,45 +21,51 @@ from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import ExpiredChunk, ExpiryNotice
 
 
-def _kept_by_customer(merchant_id: MerchantId, chunk: ExpiredChunk) -> Any:
-    """Per customer of the chunk with open lots: what they hold, the earliest last valid day
-    among them and what the lots of that day hold (one grouped pass over the open lots)."""
-    open_days = (
+def _after_expiry(merchant_id: MerchantId, chunk: ExpiredChunk, today: date) -> Any:
+    """Per customer of the chunk with points due: the points due, and what the customer keeps
+    (the balance, the earliest last valid day kept and what its lots hold). One grouped pass
+    over the chunk's open lots, read before the due ones are emptied; no other table."""
+    lots = point_lots.c
+    days = (
         sa.select(
-            point_lots.c.customer_id,
-            point_lots.c.expires_on,
-            sa.func.sum(point_lots.c.remaining_cents).label("cents"),
+            lots.customer_id,
+            lots.expires_on,
+            sa.cast(sa.func.sum(lots.remaining_cents), sa.BigInteger).label("cents"),
         )
         .where(
-            point_lots.c.merchant_id == merchant_id,
-            *in_range(point_lots.c.customer_id, chunk),
-            point_lots.c.remaining_cents > 0,
+            lots.merchant_id == merchant_id,
+            *in_range(lots.customer_id, chunk),
+            lots.remaining_cents > 0,
         )
-        .group_by(point_lots.c.customer_id, point_lots.c.expires_on)
-        .cte("open_days")
+        .group_by(lots.customer_id, lots.expires_on)
+        .subquery("open_days")
     )
-    held = (
+    first_kept = (
         sa.select(
-            open_days.c.customer_id,
-            sa.func.sum(open_days.c.cents).label("balance"),
-            sa.func.min(open_days.c.expires_on).label("next_on"),  # NULL days left out
+            days,
+            sa.func.min(sa.case((days.c.expires_on >= today, days.c.expires_on)))
+            .over(partition_by=days.c.customer_id)
+            .label("next_on"),
         )
-        .group_by(open_days.c.customer_id)
-        .subquery("held")
-    )
-    first = open_days.alias("first_day")
+    ).subquery("marked_days")
+    marked = first_kept.c
+    # a lot that never expires (NULL day) is kept: NULL < today is not true
+    due = sa.func.sum(sa.case((marked.expires_on < today, marked.cents), else_=0))
     return (
-        sa.select(held, first.c.cents.label("next_cents"))
-        .select_from(
-            held.outerjoin(
-                first,
-                sa.and_(
-                    first.c.customer_id == held.c.customer_id,
-                    first.c.expires_on == held.c.next_on,
-                ),
-            )
+        sa.select(
+            marked.customer_id,
+            due.label("due"),
+            sa.func.sum(sa.case((marked.expires_on < today, 0), else_=marked.cents)).label(
+                "balance"
+            ),
+            sa.func.min(marked.next_on).label("next_on"),
+            sa.func.sum(
+                sa.case((marked.expires_on == marked.next_on, marked.cents), else_=0)
+            ).label("next_cents"),
         )
-        .subquery("kept")
+        .group_by(marked.customer_id)
+        .having(due > 0)
+        .subquery("after_expiry")
     )
 
 
@@ -119,43 +125,25 @@ class SqlLedgerExpiry:
         )
         if not inserted.rowcount:
             return 0
-        await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
-        # The summary is read back from the lots (the balance is what the open lots hold), so
-        # it is right however often a customer is updated; the change is the run's entry. One
-        # grouped pass over the chunk's open lots, joined to the chunk's expiry entries.
-        kept = _kept_by_customer(merchant_id, chunk)
-        entry, _ = entry_of_customer(chunk)
-        hit = (
-            sa.select(
-                entry.c.customer_id,
-                entry.c.points_cents,
-                sa.func.coalesce(kept.c.balance, 0).label("balance"),
-                kept.c.next_on,
-                sa.func.coalesce(kept.c.next_cents, 0).label("next_cents"),
-            )
-            .select_from(entry.outerjoin(kept, kept.c.customer_id == entry.c.customer_id))
-            .where(
-                *in_range(entry.c.customer_id, chunk),
-                entry.c.kind == sa.literal_column(f"'{EntryKind.EXPIRE.value}'"),
-                entry.c.at == instant(at),
-            )
-            .subquery("hit")
-        )
+        # The summary is computed from the lots (the balance is what the open lots keep), so
+        # it is right however often a customer is updated; the change is the points due.
+        after = _after_expiry(merchant_id, chunk, today)
         await self.conn.execute(
             customers.update()
             .where(
-                customers.c.id == hit.c.customer_id,
+                customers.c.id == after.c.customer_id,
                 customers.c.merchant_id == merchant_id,
                 *in_range(customers.c.id, chunk),
             )
             .values(
-                balance_cents=hit.c.balance,
+                balance_cents=after.c.balance,
                 last_change_on=today,
-                last_change_cents=hit.c.points_cents,
-                next_expiry_on=hit.c.next_on,
-                next_expiry_cents=hit.c.next_cents,
+                last_change_cents=-after.c.due,
+                next_expiry_on=after.c.next_on,
+                next_expiry_cents=after.c.next_cents,
             )
         )
+        await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
         return int(inserted.rowcount)
 
     async def record_expiry_notices(
