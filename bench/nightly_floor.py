@@ -232,7 +232,8 @@ _SQLITE_EXPIRE = [
          created_at, available_at, entry_id, next_expiry_on, next_expiry_cents)
        SELECT :m, h.customer_id, '{EVENT}', '{{}}', '{PENDING}', 0, :at, :at, e.id, h.next_on,
          h.next_cents
-       FROM temp.hit AS h JOIN ledger_entries AS e
+       FROM temp.hit AS h
+       JOIN ledger_entries AS e INDEXED BY ix_ledger_entries_expiry_customer_at_points
          ON e.customer_id = h.customer_id AND e.kind = '{EXPIRE}' AND e.at = :at
        WHERE h.has_email AND e.customer_id > :after AND e.customer_id <= :upto
        ORDER BY h.customer_id""",

@@ -52,12 +52,19 @@ def expired_in(chunk: ExpiredChunk) -> Any:
     return sa.exists().where(*found).correlate(customers)
 
 
-def hit_by(chunk: ExpiredChunk, *, joined: bool = False) -> list[Any]:
-    """Conditions on ``customers``: the chunk's customers with an email that it hit (with
-    ``joined``, the query joins the customer's expiry entry itself)."""
+def expiry_entry_id(chunk: ExpiredChunk) -> Any:
+    """The id of the chunk's expiry entry of the customer row being read. A probe per
+    customer, not a join: SQLite would drive a join from the entries, through another index
+    (by instant) that reads every entry of the run so far."""
+    entry, found = entry_of_customer(chunk)
+    return sa.select(entry.c.id).where(*found).correlate(customers).scalar_subquery()
+
+
+def hit_by(chunk: ExpiredChunk) -> list[Any]:
+    """Conditions on ``customers``: the chunk's customers with an email that it hit."""
     return [
         customers.c.merchant_id == chunk.merchant_id,
         *in_range(customers.c.id, chunk),
         customers.c.email.is_not(None),
-        *([] if joined else [expired_in(chunk)]),
+        expired_in(chunk),
     ]

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import entry_of_customer, hit_by
+from ellity.adapters.sql.expiry_run import expiry_entry_id, hit_by
 from ellity.adapters.sql.ledger import entry_of_row
 from ellity.adapters.sql.tables.columns import instant
 from ellity.adapters.sql.tables.customers import customers
@@ -154,24 +154,19 @@ class SqlOutboxRepository(OutboxRepository):
         if topic not in CHANGE_TOPICS:
             raise ValueError(f"no payload for expired points in {topic} items")
         at = instant(chunk.at)
-        entry, of_customer = entry_of_customer(chunk)
-        rows = (
-            sa.select(
-                customers.c.merchant_id,
-                customers.c.id,
-                sa.literal(topic),
-                sa.literal(_REFERENCE),
-                sa.literal(_PENDING),
-                sa.literal(0),
-                at,
-                at,
-                entry.c.id,
-                customers.c.next_expiry_on,
-                customers.c.next_expiry_cents,
-            )
-            .select_from(customers.join(entry, sa.and_(*of_customer)))
-            .where(*hit_by(chunk, joined=True))
-        )
+        rows = sa.select(
+            customers.c.merchant_id,
+            customers.c.id,
+            sa.literal(topic),
+            sa.literal(_REFERENCE),
+            sa.literal(_PENDING),
+            sa.literal(0),
+            at,
+            at,
+            expiry_entry_id(chunk),
+            customers.c.next_expiry_on,
+            customers.c.next_expiry_cents,
+        ).where(*hit_by(chunk))
         result = await self.conn.execute(
             outbox.insert().from_select(
                 [
