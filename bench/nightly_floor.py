@@ -246,7 +246,7 @@ _SQLITE_NOTICES = [
     """INSERT INTO temp.noted
        SELECT l.customer_id, l.expires_on, sum(l.remaining_cents), c.balance_cents
        FROM point_lots l JOIN customers c ON c.id = l.customer_id
-       WHERE l.merchant_id = :m AND l.customer_id > :after AND l.customer_id <= :upto
+       WHERE c.merchant_id = :m AND l.customer_id > :after AND l.customer_id <= :upto
          AND l.remaining_cents > 0 AND l.expires_on >= :first_day AND l.expires_on <= :last_day
          AND c.email IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM expiry_notices n

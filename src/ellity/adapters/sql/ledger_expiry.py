@@ -158,8 +158,10 @@ class SqlLedgerExpiry:
     ) -> list[ExpiryNotice]:
         """One INSERT ... SELECT ... ON CONFLICT DO NOTHING: the primary key (customer, day)
         decides, so of two concurrent runs only one records (and returns) a notice."""
+        # The merchant is tested on the customers, not on the lots: SQLite would otherwise
+        # read the lots of the whole window of every customer of the merchant (an index by
+        # merchant and day) for each chunk, instead of the chunk's lots by customer.
         window = sa.and_(
-            point_lots.c.merchant_id == merchant_id,
             point_lots.c.customer_id > after_id,
             point_lots.c.customer_id <= up_to_id,
             point_lots.c.remaining_cents > 0,
@@ -175,7 +177,7 @@ class SqlLedgerExpiry:
                 instant(at),
             )
             .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
-            .where(window, customers.c.email.is_not(None))
+            .where(window, customers.c.merchant_id == merchant_id, customers.c.email.is_not(None))
             .group_by(point_lots.c.customer_id, point_lots.c.expires_on)
             # one order for every run: concurrent inserts of the same keys wait, never deadlock
             .order_by(point_lots.c.customer_id, point_lots.c.expires_on)
