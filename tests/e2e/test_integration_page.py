@@ -334,7 +334,7 @@ async def test_deactivating_stops_the_integration_and_offers_the_lists_again(sit
     async with logged_in(site, site.anna) as client:
         await connected(site, client)
         await followed(client, await post(client, "activate", list_id=str(list_id)))
-        page = await followed(client, await post(client, "deactivate"))
+        page = await followed(client, await post(client, "deactivate", confirmed="yes"))
         assert flash_on(page).startswith("The integration is deactivated")
         assert '<dd id="state">not active</dd>' in page.text
         assert str(list_id) in options(page)
@@ -519,7 +519,7 @@ async def test_a_merchant_never_sees_or_changes_another_merchants_integration(
 
     async with logged_in(site, site.anna) as anna:
         for action in ACTIONS:
-            answer = await post(anna, action, list_id=str(list_id), api_key="")
+            answer = await post(anna, action, list_id=str(list_id), api_key="", confirmed="yes")
             assert answer.status_code < 500, (action, answer.text)
         page = await anna.get(PAGE)
         for shown in (page.text, answer.text):
@@ -754,7 +754,7 @@ async def test_a_new_webhook_url_replaces_the_old_one_at_once(site: Site) -> Non
         await connected(site, client)
         page = await followed(client, await post(client, "activate", list_id=str(list_id)))
         old = WEBHOOK_URL.search(page.text).group(1)
-        page = await followed(client, await post(client, "webhook/rotate"))
+        page = await followed(client, await post(client, "webhook/rotate", confirmed="yes"))
         assert flash_on(page).startswith("There is a new webhook URL")
         new = WEBHOOK_URL.search(page.text).group(1)
         assert new != old
@@ -769,6 +769,6 @@ async def test_an_inactive_integration_shows_no_webhook_and_cannot_rotate_it(sit
         await connected(site, client)
         page = await client.get(PAGE)
         assert "webhook-url" not in page.text
-        refused = await post(client, "webhook/rotate")
+        refused = await post(client, "webhook/rotate", confirmed="yes")
         assert refused.status_code == 409
         assert "Activate the Ecomail integration first" in error_on(refused)

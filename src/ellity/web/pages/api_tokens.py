@@ -18,7 +18,7 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import refused_form_page, status_for
+from ellity.web.pages.errors import confirmed_first, refused_form_page, status_for
 from ellity.web.params import TokenPathId
 
 
@@ -82,6 +82,11 @@ async def create_token(
 
 
 @post("/api-tokens/{token_id:int}/revoke")
+@confirmed_first(
+    "Revoke the token? The e-shop calls made with it will be refused from now on; a revoked"
+    " token cannot be used again.",
+    "Revoke the token",
+)
 async def revoke_token(
     request: AnyRequest,
     token_id: TokenPathId,

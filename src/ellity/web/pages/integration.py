@@ -36,7 +36,13 @@ from ellity.ports.storage import UnitOfWorkFactory
 from ellity.settings import Settings
 from ellity.web.dependencies import Injected
 from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of
-from ellity.web.pages.errors import FORM_ERRORS, ShowAgain, refused_form_page, status_for
+from ellity.web.pages.errors import (
+    FORM_ERRORS,
+    ShowAgain,
+    confirmed_first,
+    refused_form_page,
+    status_for,
+)
 
 PAGE = "/integrations/ecomail"
 
@@ -292,6 +298,11 @@ async def repush(
 
 @post(f"{PAGE}/deactivate")
 @refused_form_page(_page_again())
+@confirmed_first(
+    "Deactivate the Ecomail integration? Ellity sends nothing to Ecomail until you activate"
+    " it again; the key stays stored.",
+    "Deactivate",
+)
 async def deactivate(
     request: AnyRequest,
     *,
@@ -310,6 +321,11 @@ async def deactivate(
 
 @post(f"{PAGE}/webhook/rotate")
 @refused_form_page(_page_again())
+@confirmed_first(
+    "Make a new webhook URL? The current one stops working at once: paste the new one into"
+    " the Ecomail list's webhook setting, or sign-ups are not rewarded.",
+    "Make a new webhook URL",
+)
 async def rotate_webhook(
     request: AnyRequest,
     *,
