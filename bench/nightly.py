@@ -13,8 +13,8 @@ notices, and is copied (``benchdb``) before anything expires. Then, at one fixed
   the copy.
 
 Both results are then compared table by table (rows and their values, a count and a hash
-sum per table); a difference stops the benchmark. The outbox payloads are compared too but
-only reported: the floor writes them as the application writes them today.
+sum per table; an expiry's outbox item by the entry it refers to); a difference stops the
+benchmark. The outbox payloads are compared too but only reported.
 """
 
 from __future__ import annotations
@@ -166,7 +166,22 @@ WRITTEN: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "outbox": (
         "outbox",
-        ("merchant_id", "customer_id", "topic", "status", "attempts", "created_at", "available_at"),
+        (
+            "merchant_id",
+            "customer_id",
+            "topic",
+            "status",
+            "attempts",
+            "created_at",
+            "available_at",
+            "next_expiry_on",
+            "next_expiry_cents",
+        ),
+    ),
+    # the entry an item refers to is the customer's expiry entry of the run (ids may differ)
+    "outbox_entries": (
+        "outbox o JOIN ledger_entries e ON e.id = o.entry_id",
+        ("o.customer_id", "e.customer_id", "e.kind", "e.points_cents", "e.at"),
     ),
     "outbox_payloads": ("outbox", ("payload",)),
 }

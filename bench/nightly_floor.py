@@ -10,8 +10,9 @@ order, the same ``(after, up_to]`` ranges) and one transaction per chunk:
   (balance, next expiration day and its points); then the due lots are set to 0, an
   ``expire`` ledger entry is inserted per customer, the customer's stored summary is updated
   (balance, last change, next expiration), the customer's Ecomail contact is marked pending
-  (the application's upsert) and a ``credit`` event is inserted in the outbox with the
-  payload the application writes;
+  (the application's upsert) and a ``credit`` event is inserted in the outbox as the
+  application writes it: a reference to the customer's ``expire`` entry and the next
+  expiration after it (the payload is built when the event is delivered);
 - pre-expiry notices: the notices of the chunk's customers with an email, for each last valid
   day in the window, inserted once (the primary key decides on PostgreSQL, ``NOT EXISTS`` in
   SQLite's single-writer transaction), and an ``expiry`` event per new notice.
@@ -31,7 +32,6 @@ or by the chunk's own rows.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -109,6 +109,7 @@ WITH open AS (
   INSERT INTO ledger_entries (merchant_id, customer_id, kind, points_cents,
     balance_after_cents, at)
   SELECT :m, customer_id, '{EXPIRE}', -cents, after, :at FROM hit ORDER BY customer_id
+  RETURNING id, customer_id
 ), summaries AS (
   UPDATE customers c SET balance_cents = h.balance, last_change_on = :today,
     last_change_cents = -h.cents, next_expiry_on = h.next_on, next_expiry_cents = h.next_cents
@@ -122,18 +123,11 @@ WITH open AS (
     change_seq = ecomail_contacts.change_seq + 1, failed_at = NULL
 )
 INSERT INTO outbox (merchant_id, customer_id, topic, payload, status, attempts, created_at,
-  available_at)
-SELECT :m, customer_id, '{EVENT}',
-  '{{"label":"credit","value":{{"change":"' || {_pg_decimal("-cents")}
-  || '","balance":"' || {_pg_decimal("balance")}
-  || '","reason":"{EXPIRE}","note":null,"order_ref":null,"at":' || :at_json
-  || ',"next_expiration_date":'
-  || CASE WHEN next_on IS NULL THEN 'null' ELSE '"' || next_on || '"' END
-  || ',"next_expiration_points":'
-  || CASE WHEN next_on IS NULL THEN 'null' ELSE '"' || {_pg_decimal("next_cents")} || '"' END
-  || '}}}}',
-  '{PENDING}', 0, :at, :at
-FROM hit WHERE has_email ORDER BY customer_id
+  available_at, entry_id, next_expiry_on, next_expiry_cents)
+SELECT :m, h.customer_id, '{EVENT}', '{{}}', '{PENDING}', 0, :at, :at, e.id, h.next_on,
+  h.next_cents
+FROM hit h JOIN entries e ON e.customer_id = h.customer_id
+WHERE h.has_email ORDER BY h.customer_id
 """
 
 _PG_NOTICES = f"""
@@ -192,11 +186,6 @@ _SQLITE_TABLES = [
          cents INTEGER, balance INTEGER)""",
 ]
 
-_OR_NULL_DAY = "CASE WHEN next_on IS NULL THEN 'null' ELSE '\"' || next_on || '\"' END"
-_NEXT_POINTS = _sqlite_decimal("next_cents")
-_OR_NULL_POINTS = (
-    f"CASE WHEN next_on IS NULL THEN 'null' ELSE '\"' || {_sqlite_printf(_NEXT_POINTS)} || '\"' END"
-)
 
 _SQLITE_EXPIRE = [
     "BEGIN IMMEDIATE",
@@ -240,23 +229,14 @@ _SQLITE_EXPIRE = [
          pending_since = coalesce(ecomail_contacts.pending_since, excluded.pending_since),
          change_seq = ecomail_contacts.change_seq + 1, failed_at = NULL""",
     f"""INSERT INTO outbox (merchant_id, customer_id, topic, payload, status, attempts,
-         created_at, available_at)
-       SELECT :m, customer_id, '{EVENT}', {
-        _sqlite_printf(
-            '{"label":"credit","value":{"change":"',
-            _sqlite_decimal("-cents"),
-            '","balance":"',
-            _sqlite_decimal("balance"),
-            f'","reason":"{EXPIRE}","note":null,"order_ref":null,"at":',
-            ("%s", [":at_json"]),
-            ',"next_expiration_date":',
-            ("%s", [_OR_NULL_DAY]),
-            ',"next_expiration_points":',
-            ("%s", [_OR_NULL_POINTS]),
-            "}}",
-        )
-    }, '{PENDING}', 0, :at, :at
-       FROM temp.hit WHERE has_email ORDER BY customer_id""",
+         created_at, available_at, entry_id, next_expiry_on, next_expiry_cents)
+       SELECT :m, h.customer_id, '{EVENT}', '{{}}', '{PENDING}', 0, :at, :at, e.id, h.next_on,
+         h.next_cents
+       FROM temp.hit AS h
+       JOIN ledger_entries AS e INDEXED BY ix_ledger_entries_expiry_customer_at_points
+         ON e.customer_id = h.customer_id AND e.kind = '{EXPIRE}' AND e.at = :at
+       WHERE h.has_email AND e.customer_id > :after AND e.customer_id <= :upto
+       ORDER BY h.customer_id""",
     "COMMIT",
 ]
 
@@ -266,7 +246,7 @@ _SQLITE_NOTICES = [
     """INSERT INTO temp.noted
        SELECT l.customer_id, l.expires_on, sum(l.remaining_cents), c.balance_cents
        FROM point_lots l JOIN customers c ON c.id = l.customer_id
-       WHERE l.merchant_id = :m AND l.customer_id > :after AND l.customer_id <= :upto
+       WHERE c.merchant_id = :m AND l.customer_id > :after AND l.customer_id <= :upto
          AND l.remaining_cents > 0 AND l.expires_on >= :first_day AND l.expires_on <= :last_day
          AND c.email IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM expiry_notices n
@@ -321,7 +301,6 @@ def run_floor(
         "m": MERCHANT_ID,
         "size": chunk,
         "at": at,
-        "at_json": json.dumps(at.isoformat()),
         "today": today,
         "first_day": first_day,
         "last_day": last_day,

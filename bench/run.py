@@ -2,6 +2,7 @@
 
     make bench [N=100000] [DB=sqlite|postgres]
     python bench/run.py --customers N --db sqlite|postgres [--only web,export] [--keep]
+    python bench/run.py --customers N --db sqlite|postgres --only nightly   (seeding + nightly)
 
 The run makes its own databases (SQLite: files in ``var/bench/sqlite``; PostgreSQL: databases
 ``ellity_bench_<pid>_*`` on the server of ``ELLITY_TEST_POSTGRES_URL``) and removes them at
@@ -60,6 +61,7 @@ from seeding import seed
 from ellity.domain.services.nightly import NIGHTLY_CHUNK
 
 OPTIONAL = ("snapshots", "export", "web", "ecomail", "webhook")
+NIGHTLY_ONLY = "nightly"  # ``--only nightly``: seeding and the nightly run, nothing after it
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 T = TypeVar("T")
@@ -239,7 +241,8 @@ def bench(databases: Databases, args: argparse.Namespace, steps: Steps) -> dict[
         results["seed"] = seed(seeded, n).figures()
     print(f"  {results['seed']['seconds']:.1f} s", flush=True)
     results["nightly"] = steps.run("nightly", lambda: nightly.run(databases, seeded, args.chunk))
-    steps.run("maintenance", lambda: maintain(seeded))
+    if only - {NIGHTLY_ONLY}:
+        steps.run("maintenance", lambda: maintain(seeded))
     if "snapshots" in only:
         results["snapshots"] = steps.run("snapshots", lambda: snapshots.run(seeded, n))
     if "export" in only:
@@ -259,14 +262,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--db", choices=sorted(DIALECTS), default="sqlite")
-    parser.add_argument("--only", help=f"a comma-separated choice of {', '.join(OPTIONAL)}")
+    choices = ", ".join((NIGHTLY_ONLY, *OPTIONAL))
+    parser.add_argument("--only", help=f"a comma-separated choice of {choices}")
     parser.add_argument("--chunk", type=int, default=NIGHTLY_CHUNK)
     parser.add_argument("--requests", type=int, default=200, help="per web page")
     parser.add_argument("--dir", type=Path, default=Path("var/bench"))
     parser.add_argument("--keep", action="store_true", help="keep the databases (debugging)")
     args = parser.parse_args()
-    if args.only and not set(args.only.split(",")) <= set(OPTIONAL):
-        parser.error(f"--only takes {', '.join(OPTIONAL)}")
+    if args.only and not set(args.only.split(",")) <= {NIGHTLY_ONLY, *OPTIONAL}:
+        parser.error(f"--only takes {choices}")
     signal.signal(signal.SIGTERM, _interrupted)
     # the Ecomail emulator's app logs through the root logger: not every request
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -40,7 +40,7 @@ from tests.fakes.storage.merchants import (
     InMemoryStaffRepository,
 )
 from tests.fakes.storage.newsletter import InMemoryNewsletterRepository
-from tests.fakes.storage.outbox import InMemoryOutboxRepository
+from tests.fakes.storage.outbox import InMemoryOutboxRepository, payload_of
 from tests.fakes.storage.state import (
     ContactRecord,
     EcomailRecord,
@@ -110,6 +110,7 @@ __all__ = [
     "StoreState",
     "WebhookRecord",
     "expired_in",
+    "payload_of",
     "search_in_memory",
     "summary_of",
 ]

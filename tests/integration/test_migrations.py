@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from ellity.adapters.sql import migrate
 from ellity.adapters.sql.database import Database, create_database
-from ellity.adapters.sql.expiry_run import expired_in, expiry_change
+from ellity.adapters.sql.expiry_run import expired_in, expiry_entry_id
 from ellity.adapters.sql.tables.customers import customers
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.ports.storage import ExpiredChunk
@@ -45,9 +45,9 @@ async def test_sqlite_keeps_a_large_page_cache_and_temporary_tables_in_memory(
 async def test_the_expiry_probes_read_only_the_partial_index_of_expiry_entries(
     clean_sqlite: Database,
 ) -> None:
-    """The nightly's per-customer tests ("did this run expire points of the customer", "how
-    many") are one probe each of the expiry entries' index by customer and instant: none of
-    the customer's other entries is read."""
+    """The nightly's per-customer lookups ("did this run expire points of the customer",
+    "which entry") are one probe each of the expiry entries' index by customer and instant:
+    none of the customer's other entries is read."""
     chunk = ExpiredChunk(
         MerchantId(1),
         at=datetime(2026, 11, 27, tzinfo=UTC),
@@ -61,7 +61,7 @@ async def test_the_expiry_probes_read_only_the_partial_index_of_expiry_entries(
     engine = clean_sqlite.engine.sync_engine
     event.listen(engine, "before_cursor_execute", explain, retval=True)
     try:
-        for probe in (expired_in(chunk), expiry_change(chunk)):
+        for probe in (expired_in(chunk), expiry_entry_id(chunk)):
             async with clean_sqlite.engine.connect() as conn:
                 plan = (await conn.execute(sa.select(customers.c.id, probe))).all()
             details = " | ".join(str(row[-1]) for row in plan)

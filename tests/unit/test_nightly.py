@@ -37,7 +37,14 @@ from ellity.worker import (
     run_nightlies,
     run_nightly,
 )
-from tests.fakes import FakeClock, FakeJobQueue, FakeWorkCounters, InMemoryStore, OutboxRecord
+from tests.fakes import (
+    FakeClock,
+    FakeJobQueue,
+    FakeWorkCounters,
+    InMemoryStore,
+    OutboxRecord,
+    payload_of,
+)
 from tests.unit.conftest import NewCustomer
 
 P = Points.parse
@@ -54,13 +61,13 @@ def prague(day: date, hour: int = 2, minute: int = 0, second: int = 0) -> dateti
 def records(store: InMemoryStore, topic: str, label: str | None = None) -> list[OutboxRecord]:
     found = [r for r in sorted(store.state.outbox.values(), key=lambda r: r.id) if r.topic == topic]
     if label is not None:
-        found = [r for r in found if json.loads(r.payload)["label"] == label]
+        found = [r for r in found if payload_of(store.state, r)["label"] == label]
     return found
 
 
 def events(store: InMemoryStore, label: str) -> list[tuple[int | None, object]]:
     return [
-        (r.customer_id, json.loads(r.payload)["value"])
+        (r.customer_id, payload_of(store.state, r)["value"])
         for r in records(store, "ecomail.event", label)
     ]
 

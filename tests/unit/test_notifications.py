@@ -4,6 +4,7 @@ them, only while the merchant's switch is on and only for customers with an emai
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -176,7 +177,16 @@ async def test_the_set_based_expiry_records_a_points_changed_email_per_customer_
     *_, expired = outbox(store)  # Ann's earn, then her expiry; no email without an address
     assert len(outbox(store)) == 2
     assert (expired.topic, expired.customer_id) == ("email.points_changed", ann.id)
-    assert json.loads(expired.payload) == {
+    assert expired.entry_id is not None  # a reference to her expiry entry: built when claimed
+    async with uow_factory() as uow:
+        [claimed] = [
+            item
+            for item in await uow.outbox.claim(
+                token="t", now=clock.now(), lease=timedelta(minutes=1), limit=10
+            )
+            if item.id == expired.id
+        ]
+    assert claimed.payload == {
         "kind": "expire",
         "change": -1000,
         "balance": 0,

@@ -39,10 +39,10 @@ if TYPE_CHECKING:
 EMPTY_SUMMARY = LedgerSummary(balance=Points.zero(), next_expiration=None, last_change=None)
 
 
-def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[CustomerId, Entry]]:
-    """The customers with an email that the chunk's expiry hit, with their expiry entry."""
+def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[CustomerId, int]]:
+    """The customers with an email that the chunk's expiry hit, with their expiry entry's id."""
     hit = []
-    for row in state.entries.values():
+    for entry_id, row in state.entries.items():
         customer = state.customers[row.customer_id]
         if (
             row.merchant_id == chunk.merchant_id
@@ -52,7 +52,7 @@ def expired_in(state: StoreState, chunk: ExpiredChunk) -> list[tuple[CustomerId,
             and (chunk.up_to_id is None or row.customer_id <= chunk.up_to_id)
             and customer.email is not None
         ):
-            hit.append((row.customer_id, row.entry))
+            hit.append((row.customer_id, entry_id))
     return sorted(hit, key=lambda pair: pair[0])
 
 

@@ -7,17 +7,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ellity.domain.model.balance_change import CHANGE_TOPICS, change_payload
 from ellity.domain.model.ids import CustomerId, MerchantId
-from ellity.domain.model.integration import EventLabel, credit_event_value
-from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
-from ellity.domain.model.system_email import PointsChanged
-from ellity.ports.request_context import current_request_id, request_id_bound
+from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload
+from ellity.ports.request_context import current_request_id
 from ellity.ports.storage import ExpiredChunk, OutboxRepository
 from tests.fakes.storage.ledger import expired_in
-from tests.fakes.storage.state import OutboxRecord, round_trip
+from tests.fakes.storage.state import OutboxRecord, StoreState, round_trip
 
 if TYPE_CHECKING:
     from tests.fakes.storage.unit_of_work import InMemoryUnitOfWork
+
+
+def payload_of(state: StoreState, record: OutboxRecord) -> Payload:
+    """The record's payload as a claim reads it: as stored, or built from the ledger entry
+    it refers to."""
+    if record.entry_id is None:
+        return dict(json.loads(record.payload))
+    entry = state.entries[record.entry_id].entry
+    return change_payload(record.topic, entry, record.next_expiration)
 
 
 class InMemoryOutboxRepository(OutboxRepository):
@@ -66,22 +74,29 @@ class InMemoryOutboxRepository(OutboxRepository):
         return len(items)
 
     async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
-        """Built by the domain's own functions: the SQL adapter builds them in SQL."""
+        """References to the entries, as the SQL adapter writes them: the payload is built
+        when the item is claimed."""
+        if topic not in CHANGE_TOPICS:
+            raise ValueError(f"no payload for expired points in {topic} items")
+        await round_trip()
         state = self._uow.state
-        items: list[tuple[CustomerId | None, Payload]] = []
-        for customer_id, entry in expired_in(state, chunk):
-            nxt = state.summaries[customer_id].next_expiration
-            if topic == Topic.ECOMAIL_EVENT.value:
-                value = credit_event_value(entry, next_expiration=nxt)
-                items.append(
-                    (customer_id, {"label": EventLabel.CREDIT.value, "value": dict(value)})
-                )
-            elif topic == Topic.POINTS_CHANGED_EMAIL.value:
-                items.append((customer_id, PointsChanged.of(entry, nxt).to_payload()))
-            else:
-                raise ValueError(f"no payload for expired points in {topic} items")
-        with request_id_bound(None):  # the nightly's work, as the SQL one records it
-            return await self.add_many(chunk.merchant_id, topic, items, at=chunk.at)
+        hit = expired_in(state, chunk)
+        for customer_id, entry_id in hit:
+            record = OutboxRecord(
+                id=state.next_id("outbox"),
+                merchant_id=chunk.merchant_id,
+                customer_id=customer_id,
+                topic=topic,
+                payload="{}",
+                created_at=chunk.at,
+                available_at=chunk.at,
+                entry_id=entry_id,
+                next_expiration=state.summaries[customer_id].next_expiration,
+            )
+            state.outbox[record.id] = record
+        if hit:
+            self._uow.made_outbox_work = True
+        return len(hit)
 
     async def claim(
         self, *, token: str, now: datetime, lease: timedelta, limit: int
@@ -109,7 +124,7 @@ class InMemoryOutboxRepository(OutboxRepository):
                 merchant_id=r.merchant_id,
                 customer_id=r.customer_id,
                 topic=r.topic,
-                payload=json.loads(r.payload),
+                payload=self._payload(r),
                 attempts=r.attempts,
                 created_at=r.created_at,
                 interrupted=r.sending_since is not None,
@@ -117,6 +132,9 @@ class InMemoryOutboxRepository(OutboxRepository):
             )
             for r in sorted(due, key=lambda r: r.id)
         ]
+
+    def _payload(self, record: OutboxRecord) -> Payload:
+        return payload_of(self._uow.state, record)
 
     async def renew_claim(self, *, token: str, until: datetime) -> int:
         await round_trip()

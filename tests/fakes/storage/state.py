@@ -13,7 +13,7 @@ from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.consent import ConsentChange
 from ellity.domain.model.customer import Customer, email_key
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId, StaffId
-from ellity.domain.model.ledger import Entry, LedgerSummary, Lot
+from ellity.domain.model.ledger import Entry, Expiration, LedgerSummary, Lot
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.newsletter import Notification, NotificationState, Outcome, RewardHold
@@ -71,6 +71,10 @@ class OutboxRecord:
     last_attempt_at: datetime | None = None
     delivered_at: datetime | None = None
     request_id: str | None = None
+    # a reference instead of a payload (the SQL adapter's columns): the ledger entry the item
+    # follows and the next expiration right after it
+    entry_id: int | None = None
+    next_expiration: Expiration | None = None
 
     def claimable_from(self) -> datetime:
         if self.claimed_until is not None and self.claimed_until > self.available_at:

@@ -25,7 +25,7 @@ from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import LedgerRepository, OrderUse, StoredEntry
 
 
-def _entry(row: Any) -> Entry:
+def entry_of_row(row: Any) -> Entry:
     return Entry(
         kind=EntryKind(row.kind),
         points=Points(row.points_cents),
@@ -154,7 +154,7 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
         ).first()
         if row is None:
             return None
-        return OrderUse(customer_id=CustomerId(row.customer_id), entry=_entry(row))
+        return OrderUse(customer_id=CustomerId(row.customer_id), entry=entry_of_row(row))
 
     async def has_entry(
         self, merchant_id: MerchantId, customer_id: CustomerId, kind: EntryKind
@@ -191,7 +191,7 @@ class SqlLedgerRepository(SqlLedgerExpiry, LedgerRepository):
             query = query.where(ledger_entries.c.id < before_id)
         rows = await self.conn.execute(query)
         return [
-            StoredEntry(id=row.id, customer_id=CustomerId(row.customer_id), entry=_entry(row))
+            StoredEntry(id=row.id, customer_id=CustomerId(row.customer_id), entry=entry_of_row(row))
             for row in rows
         ]
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import expired_in, expiry_change, in_range
+from ellity.adapters.sql.expiry_run import in_range
 from ellity.adapters.sql.tables.columns import dialect_insert, instant
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.ledger import expiry_notices, ledger_entries, point_lots
@@ -21,14 +21,51 @@ from ellity.domain.model.money import Points
 from ellity.ports.storage.ledger import ExpiredChunk, ExpiryNotice
 
 
-def _first_expiry_of_customer() -> sa.ScalarSelect[Any]:
-    """The earliest last valid day among the open lots of the customer being updated."""
-    lot = point_lots.alias("open_lot")
+def _after_expiry(merchant_id: MerchantId, chunk: ExpiredChunk, today: date) -> Any:
+    """Per customer of the chunk with points due: the points due, and what the customer keeps
+    (the balance, the earliest last valid day kept and what its lots hold). One grouped pass
+    over the chunk's open lots, read before the due ones are emptied; no other table."""
+    lots = point_lots.c
+    days = (
+        sa.select(
+            lots.customer_id,
+            lots.expires_on,
+            sa.cast(sa.func.sum(lots.remaining_cents), sa.BigInteger).label("cents"),
+        )
+        .where(
+            lots.merchant_id == merchant_id,
+            *in_range(lots.customer_id, chunk),
+            lots.remaining_cents > 0,
+        )
+        .group_by(lots.customer_id, lots.expires_on)
+        .subquery("open_days")
+    )
+    first_kept = (
+        sa.select(
+            days,
+            sa.func.min(sa.case((days.c.expires_on >= today, days.c.expires_on)))
+            .over(partition_by=days.c.customer_id)
+            .label("next_on"),
+        )
+    ).subquery("marked_days")
+    marked = first_kept.c
+    # a lot that never expires (NULL day) is kept: NULL < today is not true
+    due = sa.func.sum(sa.case((marked.expires_on < today, marked.cents), else_=0))
     return (
-        sa.select(sa.func.min(lot.c.expires_on))
-        .where(lot.c.customer_id == customers.c.id, lot.c.remaining_cents > 0)
-        .correlate(customers)
-        .scalar_subquery()
+        sa.select(
+            marked.customer_id,
+            due.label("due"),
+            sa.func.sum(sa.case((marked.expires_on < today, 0), else_=marked.cents)).label(
+                "balance"
+            ),
+            sa.func.min(marked.next_on).label("next_on"),
+            sa.func.sum(
+                sa.case((marked.expires_on == marked.next_on, marked.cents), else_=0)
+            ).label("next_cents"),
+        )
+        .group_by(marked.customer_id)
+        .having(due > 0)
+        .subquery("after_expiry")
     )
 
 
@@ -47,8 +84,8 @@ class SqlLedgerExpiry:
         after_id: CustomerId = BEFORE_FIRST_CUSTOMER,
         up_to_id: CustomerId | None = None,
     ) -> int:
-        """Four set-based statements, each kept to the customers of the id range; the new
-        expiry entries (kind, ``at``) mark the customers hit (``expired_in``)."""
+        """Four set-based statements, each kept to the customers of the id range (on every
+        table it reads); the new expiry entries (kind, ``at``) mark the customers hit."""
         chunk = ExpiredChunk(merchant_id, at, after_id, up_to_id)
         due = sa.and_(
             point_lots.c.merchant_id == merchant_id,
@@ -80,48 +117,33 @@ class SqlLedgerExpiry:
                     instant(at),
                 )
                 .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
-                .where(due)
+                .where(
+                    due, customers.c.merchant_id == merchant_id, *in_range(customers.c.id, chunk)
+                )
                 .group_by(point_lots.c.customer_id, customers.c.balance_cents),
             )
         )
         if not inserted.rowcount:
             return 0
-        await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
-        # The summary is read back from the lots (the balance is what the open lots hold), so
-        # it is right however often a customer is updated; the change is the run's entry.
-        held = sa.select(point_lots.c.remaining_cents).where(
-            point_lots.c.customer_id == customers.c.id, point_lots.c.remaining_cents > 0
-        )
-        balance = (
-            held.with_only_columns(sa.func.coalesce(sa.func.sum(point_lots.c.remaining_cents), 0))
-            .correlate(customers)
-            .scalar_subquery()
-        )
-        first_held = (  # what the lots of the earliest last valid day hold
-            held.with_only_columns(sa.func.sum(point_lots.c.remaining_cents))
-            .where(point_lots.c.expires_on.is_not(None))
-            .group_by(point_lots.c.expires_on)
-            .order_by(point_lots.c.expires_on)
-            .limit(1)
-            .correlate(customers)
-            .scalar_subquery()
-        )
-        change = expiry_change(chunk)
+        # The summary is computed from the lots (the balance is what the open lots keep), so
+        # it is right however often a customer is updated; the change is the points due.
+        after = _after_expiry(merchant_id, chunk, today)
         await self.conn.execute(
             customers.update()
             .where(
+                customers.c.id == after.c.customer_id,
                 customers.c.merchant_id == merchant_id,
                 *in_range(customers.c.id, chunk),
-                expired_in(chunk),
             )
             .values(
-                balance_cents=balance,
+                balance_cents=after.c.balance,
                 last_change_on=today,
-                last_change_cents=change,
-                next_expiry_on=_first_expiry_of_customer(),
-                next_expiry_cents=sa.func.coalesce(first_held, 0),
+                last_change_cents=-after.c.due,
+                next_expiry_on=after.c.next_on,
+                next_expiry_cents=after.c.next_cents,
             )
         )
+        await self.conn.execute(point_lots.update().where(due).values(remaining_cents=0))
         return int(inserted.rowcount)
 
     async def record_expiry_notices(
@@ -136,8 +158,10 @@ class SqlLedgerExpiry:
     ) -> list[ExpiryNotice]:
         """One INSERT ... SELECT ... ON CONFLICT DO NOTHING: the primary key (customer, day)
         decides, so of two concurrent runs only one records (and returns) a notice."""
+        # The merchant is tested on the customers, not on the lots: SQLite would otherwise
+        # read the lots of the whole window of every customer of the merchant (an index by
+        # merchant and day) for each chunk, instead of the chunk's lots by customer.
         window = sa.and_(
-            point_lots.c.merchant_id == merchant_id,
             point_lots.c.customer_id > after_id,
             point_lots.c.customer_id <= up_to_id,
             point_lots.c.remaining_cents > 0,
@@ -153,7 +177,7 @@ class SqlLedgerExpiry:
                 instant(at),
             )
             .select_from(point_lots.join(customers, customers.c.id == point_lots.c.customer_id))
-            .where(window, customers.c.email.is_not(None))
+            .where(window, customers.c.merchant_id == merchant_id, customers.c.email.is_not(None))
             .group_by(point_lots.c.customer_id, point_lots.c.expires_on)
             # one order for every run: concurrent inserts of the same keys wait, never deadlock
             .order_by(point_lots.c.customer_id, point_lots.c.expires_on)

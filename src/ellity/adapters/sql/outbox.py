@@ -1,7 +1,9 @@
 """The outbox in SQL: items are written in the transaction that causes them, claimed by a
 worker for a lease and settled while that claim holds. The items that follow an expiry chunk
-are one ``INSERT ... SELECT``. An item written while a web request is handled keeps the
-request's id (``ports.request_context``).
+are one ``INSERT ... SELECT`` of references (the customer's ``expire`` entry and the next
+expiration after it), whose payloads are built by the domain (``balance_change``) when they
+are claimed. An item written while a web request is handled keeps the request's id
+(``ports.request_context``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.sql.expiry_run import credit_event_payload, hit_by, points_changed_payload
+from ellity.adapters.sql.expiry_run import expiry_entry_id, hit_by
+from ellity.adapters.sql.ledger import entry_of_row
 from ellity.adapters.sql.tables.columns import instant
 from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.ledger import ledger_entries
 from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.work_queue import (
     NO_CLAIM,
@@ -28,8 +32,11 @@ from ellity.adapters.sql.work_queue import (
     settle_claimed,
     unclaimed,
 )
+from ellity.domain.model.balance_change import CHANGE_TOPICS, change_payload
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
-from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload, Topic
+from ellity.domain.model.ledger import Entry, Expiration
+from ellity.domain.model.money import Points
+from ellity.domain.model.outbox import OutboxItem, OutboxStatus, Payload
 from ellity.ports.request_context import current_request_id
 from ellity.ports.storage.ledger import ExpiredChunk
 from ellity.ports.storage.outbox import OutboxRepository
@@ -44,13 +51,31 @@ _OUTBOX_CLAIMED = (
     outbox.c.created_at,
     outbox.c.sending_since,
     outbox.c.request_id,
+    outbox.c.entry_id,
+    outbox.c.next_expiry_on,
+    outbox.c.next_expiry_cents,
 )
 
 _PENDING = OutboxStatus.PENDING.value
 
 
+_REFERENCE = "{}"  # the payload of an item that refers to its ledger entry
+
+
 def _json(payload: Payload) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def _payload(row: Any, entries: dict[int, Entry]) -> Payload:
+    """The item's payload: as stored, or built from the ledger entry it refers to."""
+    if row.entry_id is None:
+        return dict(json.loads(row.payload))
+    nxt = (
+        None
+        if row.next_expiry_on is None
+        else Expiration(row.next_expiry_on, Points(row.next_expiry_cents))
+    )
+    return change_payload(row.topic, entries[row.entry_id], nxt)
 
 
 class SqlOutboxRepository(OutboxRepository):
@@ -126,22 +151,21 @@ class SqlOutboxRepository(OutboxRepository):
         return len(items)
 
     async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
-        payloads = {
-            Topic.ECOMAIL_EVENT.value: credit_event_payload,
-            Topic.POINTS_CHANGED_EMAIL.value: points_changed_payload,
-        }
-        if topic not in payloads:
+        if topic not in CHANGE_TOPICS:
             raise ValueError(f"no payload for expired points in {topic} items")
         at = instant(chunk.at)
         rows = sa.select(
             customers.c.merchant_id,
             customers.c.id,
             sa.literal(topic),
-            payloads[topic](chunk),
+            sa.literal(_REFERENCE),
             sa.literal(_PENDING),
             sa.literal(0),
             at,
             at,
+            expiry_entry_id(chunk),
+            customers.c.next_expiry_on,
+            customers.c.next_expiry_cents,
         ).where(*hit_by(chunk))
         result = await self.conn.execute(
             outbox.insert().from_select(
@@ -154,6 +178,9 @@ class SqlOutboxRepository(OutboxRepository):
                     "attempts",
                     "created_at",
                     "available_at",
+                    "entry_id",
+                    "next_expiry_on",
+                    "next_expiry_cents",
                 ],
                 rows,
             )
@@ -193,13 +220,14 @@ class SqlOutboxRepository(OutboxRepository):
             },
             returning=_OUTBOX_CLAIMED,
         )
+        entries = await self._entries([row.entry_id for row in rows if row.entry_id is not None])
         items = [
             OutboxItem(
                 id=row.id,
                 merchant_id=MerchantId(row.merchant_id),
                 customer_id=optional_customer_id(row.customer_id),
                 topic=row.topic,
-                payload=json.loads(row.payload),
+                payload=_payload(row, entries),
                 attempts=row.attempts,
                 created_at=row.created_at,
                 interrupted=row.sending_since is not None,
@@ -208,6 +236,15 @@ class SqlOutboxRepository(OutboxRepository):
             for row in rows
         ]
         return sorted(items, key=lambda item: item.id)
+
+    async def _entries(self, ids: list[int]) -> dict[int, Entry]:
+        """The ledger entries that claimed items refer to (a claim takes a few items)."""
+        if not ids:
+            return {}
+        rows = await self.conn.execute(
+            sa.select(ledger_entries).where(ledger_entries.c.id.in_(ids))
+        )
+        return {row.id: entry_of_row(row) for row in rows}
 
     async def renew_claim(self, *, token: str, until: datetime) -> int:
         return await renew_claim(self.conn, outbox, token=token, until=until)

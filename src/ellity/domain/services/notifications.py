@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ellity.domain.model.balance_change import change_payload
 from ellity.domain.model.consent import adds_more
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.integration import (
     EventLabel,
     EventValue,
-    credit_event_value,
     expiry_event_value,
     pin_event_value,
 )
@@ -37,7 +37,6 @@ from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.outbox import Payload, Topic
 from ellity.domain.model.system_email import (
     PinReason,
-    PointsChanged,
     PointsExpiring,
     pin_payload,
 )
@@ -70,16 +69,16 @@ async def points_changed(
     """The customer's balance changed by each of ``entries`` in turn (an expiry that a change
     recorded first, then the change); ``ledger`` is the ledger after them. Each gets its
     ``credit`` event and "points changed" email, as the nightly expiry's entries do."""
+    nxt = ledger.next_expiration()
     for entry in entries:
-        value = credit_event_value(entry, next_expiration=ledger.next_expiration())
-        await _ecomail(uow, merchant, customer, EventLabel.CREDIT, value, at=entry.at)
+        event = change_payload(Topic.ECOMAIL_EVENT.value, entry, nxt)
+        await _ecomail(uow, merchant, customer, event, at=entry.at)
         if not sends_email_to(merchant, customer):
             continue
-        facts = PointsChanged.of(entry, ledger.next_expiration())
         await uow.outbox.add(
             merchant_id_of(merchant),
             Topic.POINTS_CHANGED_EMAIL.value,
-            facts.to_payload(),
+            change_payload(Topic.POINTS_CHANGED_EMAIL.value, entry, nxt),
             customer_id=customer_id_of(customer),
             at=entry.at,
         )
@@ -91,7 +90,8 @@ async def pin_issued(
     """The customer got a new PIN. The PIN itself is read when the email is delivered."""
     if customer.pin is None:
         return
-    await _ecomail(uow, merchant, customer, EventLabel.PIN, pin_event_value(reason, at=at), at=at)
+    event = _event(EventLabel.PIN, pin_event_value(reason, at=at))
+    await _ecomail(uow, merchant, customer, event, at=at)
     if not sends_email_to(merchant, customer):
         return
     await uow.outbox.add(
@@ -114,15 +114,14 @@ async def contact_changed(
     """Something in the customer's contact fields may have changed (names, registration,
     email). ``moved_from``: the email changed from this address, so the contact to write is
     another one, and the old one is to be cleared of the customer's fields."""
-    await _ecomail(uow, merchant, customer, None, {}, at=at, moved_from=moved_from)
+    await _ecomail(uow, merchant, customer, None, at=at, moved_from=moved_from)
 
 
 async def _ecomail(
     uow: UnitOfWork,
     merchant: Merchant,
     customer: Customer,
-    label: EventLabel | None,
-    value: EventValue,
+    event: Payload | None,
     *,
     at: datetime,
     moved_from: str | None = None,
@@ -136,11 +135,11 @@ async def _ecomail(
         await uow.contacts.mark_changed(merchant_id, [customer_id], at=at)
     else:
         await uow.contacts.mark_moved(merchant_id, customer_id, old_email=moved_from, at=at)
-    if label is not None:
+    if event is not None:
         await uow.outbox.add(
             merchant_id,
             Topic.ECOMAIL_EVENT.value,
-            _event(label, value),
+            event,
             customer_id=customer_id,
             at=at,
         )
@@ -148,7 +147,9 @@ async def _ecomail(
 
 async def points_expired(uow: UnitOfWork, merchant: Merchant, chunk: ExpiredChunk) -> Recorded:
     """A chunk of customers lost their due points (``LedgerRepository.expire_due`` in this
-    transaction): what ``points_changed`` records for one customer, for all of them at once."""
+    transaction): what ``points_changed`` records for one customer, for all of them at once.
+    Each item refers to the customer's ``expire`` entry and the next expiration after it; its
+    payload is built from them (``balance_change.change_payload``) when it is claimed."""
     events = emails = 0
     if await uow.ecomail.active_list(chunk.merchant_id) is not None:
         await uow.contacts.mark_expired(chunk)

@@ -48,8 +48,9 @@ class OutboxRepository(ClaimKeeping, Protocol):
     async def add_for_expired(self, chunk: ExpiredChunk, topic: str) -> int:
         """Record, set-based, one item per customer with an email in ``chunk`` (call it in the
         expiry's transaction): for ``ecomail.event`` the ``credit`` event, for
-        ``email.points_changed`` the email, with the payload ``credit_event_value`` and
-        ``PointsChanged`` give for the customer's expiry entry and summary. Returns how many."""
+        ``email.points_changed`` the email. Each stores only the customer's expiry entry and
+        the next expiration after it; ``claim`` gives it the payload
+        ``balance_change.change_payload`` builds from them. Returns how many."""
         ...
 
     async def claim(
@@ -58,7 +59,8 @@ class OutboxRepository(ClaimKeeping, Protocol):
         """Up to ``limit`` due items (pending, available, no live claim), oldest first, claimed
         with ``token`` until ``now + lease``; each claim counts as an attempt, except that an
         expired claim taken over before its item's call began counts once for both. Expired
-        claims are taken over. The claims hold once the unit of work commits."""
+        claims are taken over. The claims hold once the unit of work commits. An item that
+        refers to a ledger entry (``add_for_expired``) comes with the payload built from it."""
         ...
 
     async def mark_sending(self, item_id: int, *, token: str, at: datetime) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -30,6 +30,7 @@ class OutboxRow(SQLModel, table=True):
     delivered). ``delivered_at`` is when it was settled as delivered or skipped.
     ``request_id`` is the id of the web request that recorded the item (none for work of the
     worker's own, the nightly run, the commands): the worker's log lines about it carry it.
+    ``entry_id``, ``next_expiry_on``, ``next_expiry_cents``: see below.
     """
 
     __tablename__ = "outbox"
@@ -67,6 +68,16 @@ class OutboxRow(SQLModel, table=True):
         default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
     )
     request_id: str | None = Field(default=None, max_length=MAX_REQUEST_ID_LENGTH)
+    # An item that follows a ledger entry may refer to it instead of carrying its payload:
+    # the entry and the next expiration right after it (none while ``next_expiry_on`` is
+    # NULL); the payload is built from them when the item is claimed, and ``payload`` is
+    # ``{}``. No foreign key: ledger entries are never deleted, and the nightly expiry writes
+    # hundreds of thousands of these at once.
+    entry_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    next_expiry_on: date | None = None
+    next_expiry_cents: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, nullable=True)
+    )
 
 
 outbox = OutboxRow.__table__  # type: ignore[attr-defined]
