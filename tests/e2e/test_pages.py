@@ -1306,7 +1306,18 @@ async def test_bad_input_on_a_page_is_a_4xx_page_that_says_what_is_wrong_and_sto
     assert answer.status_code == bad.status, answer.text
     assert answer.headers["content-type"].startswith("text/html")
     assert bad.says in html.unescape(answer.text)
+    if path != "/login":  # the log-in form itself aside
+        assert '<a href="/customers"' in answer.text  # the navigation, to carry on
     assert (await site.rows_of(anna), await site.rows_of(bob)) == before
+
+
+async def test_a_page_that_does_not_exist_keeps_the_navigation(site: Site) -> None:
+    anna, _ = shops(site)
+    async with logged_in(site, anna) as client:
+        missing = await client.get("/no/such/page")
+    assert missing.status_code == 404
+    assert '<nav aria-label="Main">' in missing.text
+    assert '<a href="/customers"' in missing.text
 
 
 # -- no request makes a page fail -----------------------------------------------------------------

@@ -143,7 +143,11 @@ def _json(code: str, message: str, status: int) -> Response[Any]:
 
 
 def _page(request: AnyRequest, message: str, status: int) -> Response[Any]:
-    return render(request, "error.html", status_code=status, message=message, status=status)
+    """An error page, with the navigation even where no staff user is known (an address no
+    route answers is refused before the session is read): its links lead on, or to log in."""
+    return render(
+        request, "error.html", status_code=status, message=message, status=status, show_nav=True
+    )
 
 
 def domain_error(request: AnyRequest, exc: DomainError) -> Response[Any]:
