@@ -84,8 +84,9 @@ def startup_seconds(env: dict[str, str]) -> float:
     """Interpreter start and the command's imports (``ellity.cli`` imports the export's
     module only for the export), the fixed part of every export."""
     started = time.perf_counter()
-    imports = "import ellity.cli, ellity.cli_export"
-    subprocess.run([sys.executable, "-c", imports], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import ellity.cli, ellity.cli_export"], env=env, check=True
+    )
     return time.perf_counter() - started
 
 

@@ -17,7 +17,7 @@ from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
-from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
@@ -29,6 +29,7 @@ _c = ecomail_contacts.c
 _i = ecomail_integrations.c
 _n = newsletter_notifications.c
 _PENDING = OutboxStatus.PENDING.value
+_ROW_WIDTH = len(LoyaltyRow._fields)
 
 
 class SqlViews(Views):
@@ -57,6 +58,19 @@ class SqlViews(Views):
             .limit(limit)
         )
         return [loyalty_of(row) for row in rows]
+
+    async def loyalty_rows_page(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
+    ) -> list[LoyaltyRow]:
+        # the columns of ``LoyaltyRow`` are those of ``loyalty_columns`` up to the consent
+        result = await self.conn.execute(
+            sa.select(*loyalty_columns(today)[:_ROW_WIDTH])
+            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
+            .order_by(customers.c.id)
+            .limit(limit)
+        )
+        make = LoyaltyRow._make
+        return [make(row) for row in result.all()]
 
     async def search_customers(
         self,

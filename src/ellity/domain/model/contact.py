@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from typing import NamedTuple
 
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import LedgerSummary
-from ellity.domain.model.money import Locale
+from ellity.domain.model.money import Locale, display_of
 from ellity.domain.model.referral import referral_link
 
 #: Field names in the order of the product specification (and of the CSV export).
@@ -110,3 +112,81 @@ def contact_snapshot(customer: CustomerLoyalty, look: ProgrammeLook) -> ContactS
         last_name=customer.last_name,
         fields=fields,
     )
+
+
+class LoyaltyRow(NamedTuple):
+    """A ``CustomerLoyalty`` as storage reads it, flat, without its marketing consent: what
+    ``snapshots_of_rows`` makes snapshots of without building the summary's objects first."""
+
+    customer_id: CustomerId
+    email: str | None
+    first_name: str
+    last_name: str
+    registered: bool
+    pin: str | None
+    referral_code: str
+    balance_cents: int
+    next_expiry_on: date | None  # nothing expiring: None, and the cents are not read
+    next_expiry_cents: int
+    last_change_on: date | None  # no change yet: None, and the cents are not read
+    last_change_cents: int
+
+    @classmethod
+    def of(cls, customer: CustomerLoyalty) -> LoyaltyRow:
+        summary = customer.summary
+        nxt, last = summary.next_expiration, summary.last_change
+        return cls(
+            customer.customer_id,
+            customer.email,
+            customer.first_name,
+            customer.last_name,
+            customer.registered,
+            customer.pin,
+            customer.referral_code,
+            summary.balance.hundredths,
+            nxt.on if nxt else None,
+            nxt.points.hundredths if nxt else 0,
+            last.on if last else None,
+            last.points.hundredths if last else 0,
+        )
+
+
+def snapshots_of_rows(rows: list[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
+    """``contact_snapshot`` of each row, the same snapshots, made in bulk: what is the same for
+    every customer (the link's template with the shop URL) is worked out once, amounts are
+    formatted from their hundredths, and no ``CustomerLoyalty`` is built on the way."""
+    locale, template = look.locale, look.referral_link_template
+    # ``referral_link`` fills the shop URL first, then the code, in the whole text.
+    with_shop = referral_link(template, shop_url=look.shop_url, code="{code}")
+    snapshots = []
+    for (
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        registered,
+        pin,
+        code,
+        balance,
+        next_on,
+        next_cents,
+        last_on,
+        last_cents,
+    ) in rows:
+        fields: dict[str, FieldValue] = {
+            "ellity_credit": display_of(balance, locale),
+            "ellity_credit_num": balance // 100,
+            "ellity_pin": "" if registered else (pin or ""),
+            "ellity_registered": "registered" if registered else "anonymous",
+            "ellity_next_expiration_date": "" if next_on is None else next_on.isoformat(),
+            "ellity_next_expiration_value": (
+                "" if next_on is None else display_of(next_cents, locale)
+            ),
+            "ellity_next_expiration_value_num": 0 if next_on is None else next_cents // 100,
+            "ellity_last_change_date": "" if last_on is None else last_on.isoformat(),
+            "ellity_last_change_value": "" if last_on is None else display_of(last_cents, locale),
+            "ellity_referral_code": code,
+            "ellity_referral_link": with_shop.replace("{code}", code),
+        }
+        snapshots.append(ContactSnapshot(customer_id, email, first_name, last_name, fields))
+    return snapshots
