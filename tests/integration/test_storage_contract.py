@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ellity.domain.model.consent import ConsentSource, MarketingConsent
-from ellity.domain.model.contact import LoyaltyRow
+from ellity.domain.model.contact import LoyaltyRow, loyalty_row
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -313,11 +313,15 @@ async def test_an_order_reference_is_recorded_once_per_merchant_and_kind(
 
 
 def unread_cents_zero(row: LoyaltyRow) -> LoyaltyRow:
-    """The row with 0 for the cents that go with a missing date (they are never read)."""
-    return row._replace(
-        next_expiry_cents=0 if row.next_expiry_on is None else row.next_expiry_cents,
-        last_change_cents=0 if row.last_change_on is None else row.last_change_cents,
-    )
+    """The row as a tuple, with 0 for the cents that go with a missing date (never read)."""
+    *head, next_on, next_cents, last_on, last_cents = row
+    return (
+        *head,
+        next_on,
+        0 if next_on is None else next_cents,
+        last_on,
+        0 if last_on is None else last_cents,
+    )  # type: ignore[return-value]
 
 
 async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory) -> None:
@@ -340,7 +344,7 @@ async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory)
             merchant_id, after_id=first[0].customer_id, limit=3, today=day
         )
     assert [unread_cents_zero(row) for row in flat] == [
-        LoyaltyRow.of(row) for row in (first + rest)[1:4]
+        loyalty_row(row) for row in (first + rest)[1:4]
     ]
     assert [row.customer_id for row in chosen] == [ids[0], ids[3]]
     assert first[0].summary.balance == Points(0) and first[0].summary.next_expiration is None
@@ -546,7 +550,7 @@ async def test_summaries_are_read_as_of_a_day_leaving_out_lots_past_their_last_v
                 merchant_id, after_id=CustomerId(0), limit=10, today=day
             )
         assert chosen == paged == sorted(found, key=lambda row: row.customer_id)
-        assert [unread_cents_zero(row) for row in flat] == [LoyaltyRow.of(row) for row in paged]
+        assert [unread_cents_zero(row) for row in flat] == [loyalty_row(row) for row in paged]
         return {
             row.customer_id: (row.summary.balance.decimal_string(), row.summary.next_expiration)
             for row in chosen

@@ -11,15 +11,15 @@ from ellity.domain.model.contact import (
     FIELD_NAMES,
     FIELD_TYPES,
     CustomerLoyalty,
-    LoyaltyRow,
     ProgrammeLook,
     cleared_fields,
     contact_snapshot,
+    loyalty_row,
     snapshots_of_rows,
 )
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
-from ellity.domain.model.money import Points, display_of
+from ellity.domain.model.money import Locale, Points, display_of
 
 P = Points.parse
 CZECH = ProgrammeLook(
@@ -227,14 +227,15 @@ def test_snapshots_made_in_bulk_from_rows_are_the_snapshots_of_each_customer(
     look: ProgrammeLook,
 ) -> None:
     customers = customers_with_every_kind_of_value()
-    rows = [LoyaltyRow.of(customer) for customer in customers]
+    rows = [loyalty_row(customer) for customer in customers]
     assert snapshots_of_rows(rows, look) == [contact_snapshot(c, look) for c in customers]
 
 
 def test_display_of_hundredths_is_the_display_of_points() -> None:
     """The rule, written out once more here: minus, whole points grouped by thousands, then
     the decimal mark and two digits only when there are hundredths."""
-    for locale, (thousands, mark) in {"cs": (" ", ","), "en": (",", ".")}.items():
+    separators: dict[Locale, tuple[str, str]] = {"cs": (" ", ","), "en": (",", ".")}
+    for locale, (thousands, mark) in separators.items():
         for cents in EDGE_CENTS:
             units, rest = divmod(abs(cents), 100)
             whole = f"{units:,}".replace(",", thousands)

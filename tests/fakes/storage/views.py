@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
-from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
+from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow, loyalty_row
 from ellity.domain.model.customer import Customer, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -90,7 +90,7 @@ class InMemoryViews(Views):
         self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[LoyaltyRow]:
         page = await self.loyalty_page(merchant_id, after_id=after_id, limit=limit, today=today)
-        return [LoyaltyRow.of(customer) for customer in page]
+        return [loyalty_row(customer) for customer in page]
 
     async def search_customers(
         self,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql import activity, customer_search
+from ellity.adapters.sql.database import without_jit
 from ellity.adapters.sql.newsletter import notification_of
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
@@ -29,7 +31,7 @@ _c = ecomail_contacts.c
 _i = ecomail_integrations.c
 _n = newsletter_notifications.c
 _PENDING = OutboxStatus.PENDING.value
-_ROW_WIDTH = len(LoyaltyRow._fields)
+_ROW_WIDTH = 12  # the length of a ``LoyaltyRow``
 
 
 class SqlViews(Views):
@@ -51,6 +53,7 @@ class SqlViews(Views):
     async def loyalty_page(
         self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[CustomerLoyalty]:
+        await without_jit(self.conn)
         rows = await self.conn.execute(
             sa.select(*loyalty_columns(today))
             .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
@@ -62,6 +65,7 @@ class SqlViews(Views):
     async def loyalty_rows_page(
         self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[LoyaltyRow]:
+        await without_jit(self.conn)
         # the columns of ``LoyaltyRow`` are those of ``loyalty_columns`` up to the consent
         result = await self.conn.execute(
             sa.select(*loyalty_columns(today)[:_ROW_WIDTH])
@@ -69,8 +73,8 @@ class SqlViews(Views):
             .order_by(customers.c.id)
             .limit(limit)
         )
-        make = LoyaltyRow._make
-        return [make(row) for row in result.all()]
+        # SQLAlchemy's rows are tuple-like: handed over as they are (a million customers)
+        return cast(list[LoyaltyRow], result.all())
 
     async def search_customers(
         self,

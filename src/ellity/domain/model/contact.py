@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import NamedTuple
 
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId
@@ -114,44 +114,38 @@ def contact_snapshot(customer: CustomerLoyalty, look: ProgrammeLook) -> ContactS
     )
 
 
-class LoyaltyRow(NamedTuple):
-    """A ``CustomerLoyalty`` as storage reads it, flat, without its marketing consent: what
-    ``snapshots_of_rows`` makes snapshots of without building the summary's objects first."""
-
-    customer_id: CustomerId
-    email: str | None
-    first_name: str
-    last_name: str
-    registered: bool
-    pin: str | None
-    referral_code: str
-    balance_cents: int
-    next_expiry_on: date | None  # nothing expiring: None, and the cents are not read
-    next_expiry_cents: int
-    last_change_on: date | None  # no change yet: None, and the cents are not read
-    last_change_cents: int
-
-    @classmethod
-    def of(cls, customer: CustomerLoyalty) -> LoyaltyRow:
-        summary = customer.summary
-        nxt, last = summary.next_expiration, summary.last_change
-        return cls(
-            customer.customer_id,
-            customer.email,
-            customer.first_name,
-            customer.last_name,
-            customer.registered,
-            customer.pin,
-            customer.referral_code,
-            summary.balance.hundredths,
-            nxt.on if nxt else None,
-            nxt.points.hundredths if nxt else 0,
-            last.on if last else None,
-            last.points.hundredths if last else 0,
-        )
+#: A ``CustomerLoyalty`` as storage reads it, flat, without its marketing consent, read by
+#: position: ``(customer_id, email, first_name, last_name, registered, pin, referral_code,
+#: balance_cents, next_expiry_on, next_expiry_cents, last_change_on, last_change_cents)``; a
+#: date is ``None`` when there is nothing expiring / no change yet, and its cents are then not
+#: read. ``snapshots_of_rows`` makes snapshots of such rows without building the summary's
+#: objects first; storage may hand over its own tuple-like rows, unconverted.
+LoyaltyRow = tuple[
+    CustomerId, str | None, str, str, bool, str | None, str, int, date | None, int, date | None, int
+]
 
 
-def snapshots_of_rows(rows: list[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
+def loyalty_row(customer: CustomerLoyalty) -> LoyaltyRow:
+    """The customer as a ``LoyaltyRow`` (0 for the cents of a missing date)."""
+    summary = customer.summary
+    nxt, last = summary.next_expiration, summary.last_change
+    return (
+        customer.customer_id,
+        customer.email,
+        customer.first_name,
+        customer.last_name,
+        customer.registered,
+        customer.pin,
+        customer.referral_code,
+        summary.balance.hundredths,
+        nxt.on if nxt else None,
+        nxt.points.hundredths if nxt else 0,
+        last.on if last else None,
+        last.points.hundredths if last else 0,
+    )
+
+
+def snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
     """``contact_snapshot`` of each row, the same snapshots, made in bulk: what is the same for
     every customer (the link's template with the shop URL) is worked out once, amounts are
     formatted from their hundredths, and no ``CustomerLoyalty`` is built on the way."""

@@ -270,7 +270,7 @@ async def all_contact_snapshots(
 
     rows = await page(BEFORE_FIRST_CUSTOMER)
     while rows:
-        following = asyncio.ensure_future(page(rows[-1].customer_id))
+        following = asyncio.ensure_future(page(rows[-1][0]))
         try:
             yield snapshots_of_rows(rows, look)
             rows = await following

@@ -62,7 +62,7 @@ class Views(Protocol):
     async def loyalty_rows_page(
         self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[LoyaltyRow]:
-        """``loyalty_page`` as flat rows (``LoyaltyRow.of`` each of its customers), for
+        """``loyalty_page`` as flat rows (``loyalty_row`` of each of its customers), for
         snapshots of every customer (``snapshots_of_rows``)."""
         ...
 
