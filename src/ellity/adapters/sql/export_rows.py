@@ -357,11 +357,11 @@ class SqlCustomerRowSource(CustomerRowSource):
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._parameters: Callable[[AsyncConnection, ProgrammeLook], Awaitable[dict[str, Any]]]
+        self.page_parameters: Callable[[AsyncConnection, ProgrammeLook], Awaitable[dict[str, Any]]]
         if database.is_sqlite:
-            self._page_sql, self._parameters = sa.text(_SQLITE_PAGE), _sqlite_parameters
+            self.page_sql, self.page_parameters = sa.text(_SQLITE_PAGE), _sqlite_parameters
         else:
-            self._page_sql, self._parameters = sa.text(_PG_PAGE), _pg_parameters
+            self.page_sql, self.page_parameters = sa.text(_PG_PAGE), _pg_parameters
 
     async def pages(
         self, merchant_id: MerchantId, look: ProgrammeLook, *, batch_size: int, today: date
@@ -369,7 +369,7 @@ class SqlCustomerRowSource(CustomerRowSource):
         if batch_size < 1:
             raise ValueError("a page holds at least one customer")
         async with self._database.engine.connect() as conn:
-            shape = await self._parameters(conn, look)
+            shape = await self.page_parameters(conn, look)
         # SQLite keeps dates as ISO text; PostgreSQL compares real dates.
         on = today.isoformat() if self._database.is_sqlite else today
         shape |= {"merchant_id": merchant_id, "today": on}
@@ -394,6 +394,16 @@ class SqlCustomerRowSource(CustomerRowSource):
             for waiting in in_flight:
                 waiting.cancel()
 
+    async def read_page(
+        self, conn: AsyncConnection, parameters: dict[str, Any]
+    ) -> tuple[int, int, bytes | None]:
+        """How many customers, how many lines, and the lines, of the page query run in
+        ``conn``'s transaction with the page's settings (``_PG_SESSION``)."""
+        if not self._database.is_sqlite:
+            await conn.execute(_PG_SESSION)
+        count, _, lines, data = (await conn.execute(self.page_sql, parameters)).one()
+        return int(count), int(lines), data
+
     async def _page_end(self, parameters: dict[str, Any]) -> int | None:
         async with self._database.engine.connect() as conn:
             last_id = (await conn.execute(_PAGE_END, parameters)).scalar_one()
@@ -403,9 +413,7 @@ class SqlCustomerRowSource(CustomerRowSource):
         """The lines of the customers in ``(after_id, last_id]``; ``None`` when there are none
         (all deleted meanwhile)."""
         async with self._database.engine.connect() as conn:
-            if not self._database.is_sqlite:
-                await conn.execute(_PG_SESSION)
-            count, _, lines, data = (await conn.execute(self._page_sql, parameters)).one()
+            count, lines, data = await self.read_page(conn, parameters)
         if not count:
             return None
         if count >= parameters["cap"]:
