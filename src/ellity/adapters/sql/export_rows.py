@@ -414,10 +414,10 @@ class SqlCustomerRowSource(CustomerRowSource):
         (all deleted meanwhile)."""
         async with self._database.engine.connect() as conn:
             count, lines, data = await self.read_page(conn, parameters)
-        if not count:
+        if not count or data is None:
             return None
         if count >= parameters["cap"]:
             raise RuntimeError(f"{count} customers in one export page, more than it may hold")
         if lines != count:  # a NULL line would vanish from the page without a trace
             raise RuntimeError(f"{count - lines} of {count} export lines came out empty")
-        return EncodedRows(bytes(data), int(count))
+        return EncodedRows(bytes(data), count)
