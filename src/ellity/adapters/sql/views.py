@@ -73,8 +73,8 @@ class SqlViews(Views):
             .order_by(customers.c.id)
             .limit(limit)
         )
-        # SQLAlchemy's rows are tuple-like: handed over as they are (a million customers)
-        return cast(list[LoyaltyRow], result.all())
+        # plain tuples: a SQLAlchemy row is slower to unpack than it is to copy
+        return cast(list[LoyaltyRow], [tuple(row) for row in result.all()])
 
     async def search_customers(
         self,
