@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ellity.adapters.csv_export import CSV_FORMAT, FORMULA_STARTS
+from ellity.adapters.csv_export import CSV_FORMAT, FORMULA_STARTS, inert
 from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.valid_points import STALE_SQL, STORED_SQL, VALID_SQL, ValidSummary
 from ellity.domain.model.contact import ProgrammeLook
@@ -296,7 +296,12 @@ def _pg_line(held: ValidSummary) -> str:
         [_unless(no_change, """'"' || CAST(c.last_change_on AS TEXT) || '"'""", empty)],
         [_unless(no_change, _concat(_pg_number("coalesce(c.last_change_cents, 0)")), empty)],
         _pg_text("c.referral_code"),
-        _pg_text(link),
+        [
+            # the link's cell around the code, made once (``_pg_parameters``), when it can be
+            """CASE WHEN CAST(:link_around_code AS BOOLEAN) THEN concat(CAST(:link_head AS TEXT),"""
+            """ replace(c.referral_code, '"', '""'), CAST(:link_tail AS TEXT))"""
+            f" ELSE {_concat(_pg_text(link))} END"
+        ],
     ]
     pieces = [piece for cell in cells for piece in (*cell, "','")]
     return _concat([*pieces[:-1], "chr(13)", "chr(10)"])
@@ -315,7 +320,18 @@ SELECT count(*), max(id), count(line),
 async def _pg_parameters(_: AsyncConnection, look: ProgrammeLook) -> dict[str, Any]:
     thousands, decimal_mark = SEPARATORS[look.locale]
     filled = referral_link(look.referral_link_template, shop_url=look.shop_url, code="{code}")
-    return {"thousands": thousands, "decimal_mark": decimal_mark, "filled": filled}
+    head, code, tail = filled.partition("{code}")
+    # One code after some text: that text decides whether the cell needs a "'", and the
+    # cell is the quoted text around the row's code; otherwise each row works out its link.
+    around_code = bool(code and head) and "{code}" not in tail
+    return {
+        "thousands": thousands,
+        "decimal_mark": decimal_mark,
+        "filled": filled,
+        "link_around_code": around_code,
+        "link_head": '"' + inert(head).replace('"', '""'),
+        "link_tail": tail.replace('"', '""') + '"',
+    }
 
 
 # -- both --------------------------------------------------------------------------------------
