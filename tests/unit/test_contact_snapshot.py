@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from datetime import date
 
@@ -241,3 +242,16 @@ def test_display_of_hundredths_is_the_display_of_points() -> None:
             whole = f"{units:,}".replace(",", thousands)
             expected = ("-" if cents < 0 else "") + whole + (f"{mark}{rest:02d}" if rest else "")
             assert display_of(cents, locale) == expected == Points(cents).display(locale)
+
+
+def test_bulk_snapshots_leave_the_garbage_collector_as_they_found_it() -> None:
+    rows = [loyalty_row(customer) for customer in customers_with_every_kind_of_value()]
+    assert gc.isenabled()
+    snapshots_of_rows(rows, CZECH)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        snapshots_of_rows(rows, CZECH)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

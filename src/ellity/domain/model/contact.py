@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -148,7 +149,23 @@ def loyalty_row(customer: CustomerLoyalty) -> LoyaltyRow:
 def snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
     """``contact_snapshot`` of each row, the same snapshots, made in bulk: what is the same for
     every customer (the link's template with the shop URL) is worked out once, amounts are
-    formatted from their hundredths, and no ``CustomerLoyalty`` is built on the way."""
+    formatted from their hundredths, and no ``CustomerLoyalty`` is built on the way.
+
+    Python's cyclic garbage collector is paused meanwhile: nothing made here takes part in a
+    reference cycle, and the collector would otherwise go over the batch's snapshots (all
+    alive until the batch is handed over) again and again while they are made, a quarter of
+    the time of a snapshot of every customer. Reference counting frees them as ever.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _snapshots_of_rows(rows, look)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
     locale, template = look.locale, look.referral_link_template
     # ``referral_link`` fills the shop URL first, then the code, in the whole text.
     with_shop = referral_link(template, shop_url=look.shop_url, code="{code}")
