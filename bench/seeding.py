@@ -66,7 +66,8 @@ _SUMMARY = """
     + (CASE WHEN e3 = next_on THEN a3 ELSE 0 END) AS next_cents
 """
 
-_CUSTOMER_COLUMNS = """id, merchant_id, email, email_key, first_name, last_name, first_name_key,
+_CUSTOMER_COLUMNS = """id, merchant_id, email, email_key, email_domain_key, first_name, last_name,
+  first_name_key,
   last_name_key, shop_customer_id, registered, pin, referral_code, created_at, updated_at,
   balance_cents, next_expiry_on, next_expiry_cents, last_change_on, last_change_cents"""
 
@@ -84,6 +85,7 @@ SQLITE_SEED = [
          date(:today, '-' || d3 || ' days', '+12 months') FROM p""",
     f"""INSERT INTO customers ({_CUSTOMER_COLUMNS})
        SELECT n, :m, 'customer' || n || '@example.cz', 'customer' || n || '@example.cz',
+         'example.cz',
          'First' || n, 'Last' || n, lower('First' || n), lower('Last' || n), 'shop-' || n,
          n % 3 = 0, CASE WHEN n % 3 = 0 THEN NULL ELSE printf('%06d', (n * 7919) % 1000000) END,
          {_code("((n >> {shift}) & 31)")}, :now, :now,
@@ -138,6 +140,7 @@ POSTGRES_SEED = [
            FROM generate_series(1::bigint, :n) AS n) AS p) AS q""",
     f"""INSERT INTO customers ({_CUSTOMER_COLUMNS})
        SELECT n, :m, 'customer' || n || '@example.cz', 'customer' || n || '@example.cz',
+         'example.cz',
          'First' || n, 'Last' || n, lower('First' || n), lower('Last' || n), 'shop-' || n,
          n % 3 = 0, CASE WHEN n % 3 = 0 THEN NULL ELSE lpad(((n * 7919) % 1000000)::text, 6, '0') END,
          {_code("((n >> {shift}) & 31)::int")}, :now, :now,

@@ -6,14 +6,18 @@ search keys). Adds a staff user for the merchant, then serves the app (``create_
 like a browser.
 
 Measured, each over ``requests`` sequential requests with varying search text: the first
-page of the list, an email-prefix search, a last-name search, a "first last" search, a deep
-keyset page of the list and a deep keyset page of an email search. Every request includes
-what a real one costs: the session read, the logged-in staff look-up and the page render.
-The dashboard is timed too, for information. Median and p95 (target: p95 below 100 ms).
+page of the list, an email-prefix search, a last-name search (also typed with an accent and
+capitals), a "first last" search, a domain search (all seeded emails share one domain), a deep
+keyset page of the list, a deep keyset page of an email search and the page before one. Every
+request includes what a real one costs: the session read, the logged-in staff look-up, the
+count of what the search finds (up to 1 001) and the page render. The dashboard is timed
+too, after the nightly run's last step has kept what it reads (timed apart). Median and p95
+(targets: p95 below 50 ms for a search, 100 ms for the list's pages and the dashboard).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -33,10 +37,15 @@ from benchdb import BenchDatabase, session
 from seeding import MERCHANT_ID
 
 from ellity.adapters.passwords import Argon2PasswordHasher
+from ellity.adapters.sql.database import create_database
+from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
+from ellity.adapters.system_clock import SystemClock
+from ellity.domain.services import dashboard
 
 STAFF_EMAIL = "staff@bench.example.cz"
 STAFF_PASSWORD = "bench staff password"
 P95_TARGET_MS = 100.0
+SEARCH_P95_TARGET_MS = 50.0  # a search, the count of what it finds included
 
 SERVER = """
 import sys
@@ -150,6 +159,7 @@ def scenarios(
     deep_list = [f"/customers?after={pick.randint(2, max(3, n // 20))}" for _ in range(count)]
     # a deep page of an email search: continue after a customer far down the email order
     deep_email = [f"/customers?q=customer&after={max(1, i)}" for i in some(count)]
+    previous_email = [f"/customers?q=customer&before={max(2, i)}" for i in some(count)]
     return {
         "first_page": lambda: timed(client, ["/customers"] * count, True),
         "email_prefix": lambda: timed(
@@ -159,14 +169,41 @@ def scenarios(
         "full_name_search": lambda: timed(
             client, [f"/customers?q=First{i}+Last{i}" for i in some(count)], True
         ),
+        # the same name search typed with accents and capitals (folded like the keys)
+        "accented_name_search": lambda: timed(
+            client, [f"/customers?q=L%C3%A1st{i}" for i in some(count)], True
+        ),
+        # every seeded email is at example.cz: a page of a million, counted up to 1 001
+        "domain_search": lambda: timed(client, ["/customers?q=%40example"] * count, True),
         "deep_keyset_page": lambda: timed(client, deep_list, True),
         "deep_email_search_page": lambda: timed(client, deep_email, False),
-        "dashboard (info)": lambda: timed(client, ["/"] * max(3, count // 20), False),
+        "email_search_previous_page": lambda: timed(client, previous_email, True),
+        "dashboard (info)": lambda: timed(client, ["/"] * count, False),
     }
+
+
+def target_of(name: str) -> str:
+    searched = "search" in name or name in {"email_prefix"}
+    return f"p95 < {SEARCH_P95_TARGET_MS if searched else P95_TARGET_MS:g} ms"
+
+
+async def _keep_dashboard(database: BenchDatabase) -> float:
+    """What the nightly run keeps for the dashboard (its last step), timed."""
+    engine = create_database(database.url)
+    try:
+        started = time.perf_counter()
+        await dashboard.keep_dashboard(
+            MERCHANT_ID, uow_factory=SqlUnitOfWorkFactory(engine), clock=SystemClock()
+        )
+        return time.perf_counter() - started
+    finally:
+        await engine.dispose()
 
 
 def run(database: BenchDatabase, requests: int = 200) -> dict[str, Any]:
     n = prepare(database)
+    kept_in = asyncio.run(_keep_dashboard(database))
+    print(f"The nightly run's dashboard figures kept in {kept_in:.2f} s", flush=True)
     print(f"Customer list over HTTP, {n:,} customers ({requests} requests each) ...", flush=True)
     with tempfile.TemporaryDirectory() as var_dir:
         server, base = start_server(database, Path(var_dir))
@@ -182,6 +219,8 @@ def run(database: BenchDatabase, requests: int = 200) -> dict[str, Any]:
     return {
         "customers": n,
         "p95_target_ms": P95_TARGET_MS,
+        "search_p95_target_ms": SEARCH_P95_TARGET_MS,
         "customer_list": {k: v for k, v in results.items() if "info" not in k},
         "dashboard": results["dashboard (info)"],
+        "dashboard_kept_s": kept_in,
     }

@@ -24,6 +24,8 @@ from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "kept_day_totals",
+    "kept_expiry_forecasts",
     "newsletter_signups",
     "newsletter_rewards",
     "newsletter_notifications",
@@ -51,7 +53,8 @@ def postgres_admin_url() -> str:
     return os.environ.get("ELLITY_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
 
 
-async def _admin(*statements: str) -> None:
+async def admin_statements(*statements: str) -> None:
+    """Statements run on the PostgreSQL server's admin database (creating databases)."""
     admin = make_url(postgres_admin_url())
     conn = await asyncpg.connect(
         host=admin.host,
@@ -68,7 +71,9 @@ async def _admin(*statements: str) -> None:
 
 
 async def _recreate_postgres_database(name: str) -> str:
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    await admin_statements(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
     return make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
 
 
@@ -89,7 +94,7 @@ async def postgres_database() -> AsyncIterator[Database]:
     database = create_database(url, pool_size=20, max_overflow=40)
     yield database
     await database.dispose()
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_statements(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def empty_tables(database: Database) -> None:

@@ -25,7 +25,7 @@ from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.system_clock import SystemClock
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.services.customers import contact_snapshots
-from tests.conftest import _admin, _recreate_postgres_database
+from tests.conftest import _recreate_postgres_database, admin_statements
 from tests.ecomail_emulator import Member
 from tests.processes import ELLITY
 
@@ -190,4 +190,4 @@ async def on_postgres(workdir: Path) -> AsyncIterator[Deployment]:
         yield deployment
     finally:
         _shut_down(deployment)
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_statements(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from tests.processes import free_port
 
@@ -171,3 +171,121 @@ async def test_a_merchant_sets_up_logs_in_earns_points_and_exports_them(
 
     assert problems == []  # no CSP violations, no script errors
     await context.close()
+
+
+async def test_the_api_documentation_works_without_internet(server: str, browser: Browser) -> None:
+    """Every request to another host is refused: Swagger UI, its styles and the schema all
+    come from Ellity, under the pages' Content-Security-Policy (a violation is a console
+    error)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    elsewhere: list[str] = []
+
+    async def only_ellity(route: Route) -> None:
+        if route.request.url.startswith(server + "/"):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_ellity)
+    async with httpx.AsyncClient() as client:
+        schema = await client.get(f"{server}/schema/openapi.json", timeout=10)
+    operations = schema.json()["paths"]
+    expected = sum(len(methods) for methods in operations.values())
+
+    for address in ("/schema", "/schema/swagger", "/schema/redoc"):
+        answer = await page.goto(server + address)
+        assert answer is not None
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Ellity")
+        await expect(page.locator(".opblock")).to_have_count(expected)
+    assert page.url == server + "/schema/swagger"  # ReDoc's address leads to the viewer
+
+    await page.locator(".opblock-summary").first.click()
+    await expect(page.locator(".opblock-body").first).to_be_visible()
+    assert elsewhere == []
+    assert problems == []
+    await context.close()
+
+
+WIDTHS = (360, 390, 768, 1280, 1440)
+
+
+async def test_no_page_scrolls_sideways_from_phone_to_desktop_widths(
+    server: str, browser: Browser, tmp_path: Path
+) -> None:
+    """Every page at 360-1440 px: the document is no wider than the window (a phone never
+    scrolls sideways). Screenshots of each page and width go to the test's folder."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(server + "/setup")
+    await submit(
+        page,
+        "form[action='/setup']",
+        {
+            "name": "Pražírna a kavárna U Anny s dlouhým jménem",
+            "shop_url": "https://www.prazirna-a-kavarna-u-anny.example.cz",
+            "email": "anna.novakova-dvorakova@prazirna-a-kavarna-u-anny.example.cz",
+            "password": "a long password",
+            "password_again": "a long password",
+        },
+        "Create the programme",
+    )
+    await submit(
+        page,
+        "form[action='/login']",
+        {
+            "email": "anna.novakova-dvorakova@prazirna-a-kavarna-u-anny.example.cz",
+            "password": "a long password",
+        },
+        "Log in",
+    )
+    await page.goto(server + "/customers/new")
+    await submit(
+        page,
+        "form[action='/customers/new']",
+        {
+            "email": "jana.dvorakova-novotna@velmi-dlouha-domena-obchodu.example.cz",
+            "first_name": "Jana",
+            "last_name": "Dvořáková-Novotná",
+        },
+        "Create",
+    )
+    customer = page.url.removeprefix(server)
+    await submit(
+        page,
+        "form[action$='/earn']",
+        {"points": "1250,50", "order_ref": "order-2024-001"},
+        "Add points",
+    )
+    pages = [
+        "/",
+        "/customers",
+        "/customers?q=jana",
+        "/customers/new",
+        customer,
+        "/settings",
+        "/api-tokens",
+        "/integrations/ecomail",
+        "/no-such-page",
+    ]
+    too_wide: list[str] = []
+    for width in WIDTHS:
+        await page.set_viewport_size({"width": width, "height": 900})
+        for path in pages:
+            await page.goto(server + path)
+            scroll, inner = await page.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            name = path.strip("/").replace("/", "_").replace("?", "_") or "dashboard"
+            await page.screenshot(path=tmp_path / f"{width}-{name}.png", full_page=True)
+            if scroll > inner:
+                too_wide.append(f"{path} at {width} px: {scroll} px wide")
+    await context.close()
+    assert not too_wide, "\n".join(too_wide)

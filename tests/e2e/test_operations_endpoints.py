@@ -28,7 +28,7 @@ from ellity.settings import load_settings
 from ellity.web.app import create_app
 from ellity.worker import running_in_process
 from tests.asgi import asgi_transport
-from tests.conftest import _admin, _recreate_postgres_database
+from tests.conftest import _recreate_postgres_database, admin_statements
 from tests.e2e.conftest import BASE_URL, deps_on, new_shop, running
 from tests.fakes import FakeClock
 from tests.processes import free_port
@@ -169,7 +169,9 @@ async def old_schema(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     await asyncio.to_thread(command.upgrade, config, f"{code}-1")
     yield url
     if request.param == "postgres":
-        await _admin(f'DROP DATABASE IF EXISTS "ellity_test_old_{os.getpid()}" WITH (FORCE)')
+        await admin_statements(
+            f'DROP DATABASE IF EXISTS "ellity_test_old_{os.getpid()}" WITH (FORCE)'
+        )
 
 
 async def test_not_ready_when_the_database_is_at_an_older_revision(

@@ -36,10 +36,12 @@ from ellity.domain.services import api_tokens, customers, merchants, nightly, po
 from ellity.ports.storage import TransientConflict
 from ellity.web.app import create_app
 from ellity.web.auth import safe_next
+from ellity.worker import deliver_once
 from tests.asgi import asgi_transport
 from tests.e2e.conftest import BASE_URL, deps_on, running
 from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakeClock
+from tests.smtp_server import SmtpServer
 
 PASSWORD = "a long password"
 HTML = {"accept": "text/html"}
@@ -595,6 +597,85 @@ async def test_settings_with_an_error_keep_the_input_and_change_nothing(
     assert await site.rows_of(anna) == before
 
 
+async def test_a_test_email_goes_out_at_once_or_says_why_not(site: Site) -> None:
+    """Against a real SMTP server: sent at once, then refused when the server is down,
+    each outcome on the settings page."""
+    anna, _ = shops(site)
+    smtp = SmtpServer(logins={"anna": "Smtp-Pa55word-7f3e"}).start()
+    try:
+        async with logged_in(site, anna) as client:
+            token = await form_token(client, "/settings")
+            saved = await client.post(
+                "/settings",
+                data={
+                    **WALK_FORM,
+                    "_csrf_token": token,
+                    "name": "Cafe Anna",
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": str(smtp.port),
+                    "smtp_security": "none",
+                    "smtp_username": "anna",
+                    "smtp_password": "Smtp-Pa55word-7f3e",
+                    "smtp_sender": "shop@anna.example.cz",
+                },
+            )
+            assert saved.status_code == 303
+            page = await client.get("/settings")
+            assert 'id="test-email"' in page.text
+            assert 'value="admin@anna.example.cz"' in page.text  # the staff user's address
+
+            sent = await client.post(
+                "/settings/test-email", data={"_csrf_token": token, "to": "anna@example.cz"}
+            )
+            assert (sent.status_code, sent.headers["location"]) == (303, "/settings#test-email")
+            shown = await client.get("/settings")
+            assert "The test email was sent to anna@example.cz." in shown.text
+            [received] = smtp.recorder.to("anna@example.cz")
+            assert received.message["Subject"] == "Zkušební e-mail – Cafe Anna"  # locale cs
+            assert received.login == "anna"
+
+            smtp.stop()
+            refused = await client.post(
+                "/settings/test-email", data={"_csrf_token": token, "to": "anna@example.cz"}
+            )
+            assert refused.status_code == 303
+            shown = await client.get("/settings")
+            result = re.search(
+                r'<p class="flash error" role="alert" id="test-email-result">([^<]+)', shown.text
+            )
+            assert result
+            assert html.unescape(result.group(1)).startswith("The test email was not sent: ")
+            assert "could not be reached" in result.group(1)
+            assert "Smtp-Pa55word" not in shown.text
+            assert smtp.recorder.count() == 1
+            assert 'id="email-problem"' not in shown.text  # no customer email has failed
+
+            # a customer's email fails with the server down: the page says why
+            await client.post(
+                "/settings",
+                data={**WALK_FORM, "_csrf_token": token, "name": "Cafe Anna",
+                      "send_system_emails": "on", "smtp_host": "127.0.0.1",
+                      "smtp_port": str(smtp.port), "smtp_security": "none",
+                      "smtp_username": "anna", "smtp_sender": "shop@anna.example.cz"},
+            )  # fmt: skip
+            await points.earn_points(
+                anna.id,
+                anna.customer_id,
+                Points.parse("5"),
+                order_ref="problem-1",
+                uow=site.deps.uow(),
+                clock=site.clock,
+            )
+            await deliver_once(site.deps, "test-worker", limit=10)
+            problem = (await client.get("/settings")).text
+            assert 'id="email-problem"' in problem
+            assert "Emails are not going out." in problem
+            assert "could not be reached" in problem.split('id="email-problem"')[1]
+            assert "1 waiting to be sent again" in problem
+    finally:
+        smtp.stop()
+
+
 async def test_the_smtp_password_is_stored_encrypted_and_never_appears_in_any_page(
     site: Site,
 ) -> None:
@@ -711,6 +792,19 @@ async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Si
         shown = await client.get(page)
         assert re.search(r'id="balance">112,50<', shown.text)
         assert "o-77" in shown.text
+        assert "The points have been added." in shown.text
+        assert await site.balance(anna) == 112_50
+
+        again = await client.post(
+            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": "o-77"}
+        )
+        assert again.status_code == 303
+        shown = await client.get(page)
+        assert "The points have been added." not in shown.text
+        assert (
+            '<p class="flash notice" role="status">Nothing was added: the order &#39;o-77&#39;'
+            " has already earned this customer points.</p>" in shown.text
+        )
         assert await site.balance(anna) == 112_50
 
 
@@ -830,11 +924,23 @@ async def test_the_customer_list_pages_by_keyset_cursor(site: Site) -> None:
         assert not set(listed(first)) & set(listed(second))
         assert anna.customer_email in second.text  # the oldest customer comes last
         assert 'rel="next"' not in second.text
+        assert '<p class="found" id="found">56 customers</p>' in second.text
+        preceding = re.search(r'rel="prev" href="([^"]+)"', second.text)
+        assert preceding
+        assert 'rel="prev"' not in first.text
+        back = await client.get(html.unescape(preceding.group(1)))
+        assert listed(back) == listed(first)
+        assert 'rel="prev"' not in back.text  # it is the first page again
 
         search = await client.get("/customers?q=pager5")
         assert [m for m in re.findall(r"Pager\d\d", search.text)] == [
             f"Pager{n}" for n in range(50, 55)
         ]
+        assert '<p class="found" id="found">5 customers</p>' in search.text
+        by_domain = await client.get("/customers?q=@ANNA-customers.cz")
+        assert '<p class="found" id="found">56 customers</p>' in by_domain.text
+        nobody = await client.get("/customers?q=%40nowhere.cz")
+        assert 'id="found"' not in nobody.text
 
 
 async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site) -> None:
@@ -846,6 +952,14 @@ async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site)
         assert "<svg" in board.text
         assert '<rect class="issued"' in board.text
         assert "2024-03-10: issued 100, spent 0, expired 0" in board.text
+        assert 'id="expiries-as-of"' not in board.text  # counted live
+
+        await nightly.run_nightly(anna.id, uow_factory=site.deps.uow, clock=site.clock)
+        assert await site.scalar("SELECT count(*) FROM kept_day_totals") == 90
+        kept = await client.get("/")  # the same figures, from what the nightly run kept
+        assert re.search(r'<dd class="issued">100</dd>', kept.text)
+        assert "2024-03-10: issued 100, spent 0, expired 0" in kept.text
+        assert '<span id="expiries-as-of">2024-03-10 10:00</span>' in kept.text
 
 
 async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None:
@@ -857,6 +971,7 @@ async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None
         shown = await client.get("/api-tokens")
         plain = re.search(r'<code id="new-token">(ell_[A-Za-z0-9]+)</code>', shown.text)
         assert plain
+        assert '<a href="/schema/swagger" id="api-docs">' in shown.text  # how to use it
         assert plain.group(1) not in (await client.get("/api-tokens")).text
 
         api = await client.get(
@@ -1253,3 +1368,32 @@ async def test_a_change_the_database_keeps_aborting_is_a_busy_page_and_stores_no
         assert answer.headers["retry-after"] == "1"
         assert "Send the form again" in answer.text
         assert await site.rows_of(anna) == before
+
+
+async def test_a_forms_address_opened_as_a_page_leads_to_the_page_the_form_is_on(
+    site: Site,
+) -> None:
+    """Enter in the address bar after a refused form, a reload, a typed address: every form
+    address that is not a page itself leads to its page instead of a bare 405."""
+    anna, _ = shops(site)
+    posted_only = sorted(
+        {path for method, path in page_routes(site.app) if method == "POST"}
+        - {path for method, path in page_routes(site.app) if method == "GET"}
+    )
+    assert "/customers/{customer_id:int}/earn" in posted_only
+    async with logged_in(site, anna) as client:
+        for path in posted_only:
+            address = path.replace("{customer_id:int}", str(anna.customer_id)).replace(
+                "{token_id:int}", "1"
+            )
+            answer = await client.get(address)
+            assert answer.status_code == 303, address
+            page = answer.headers["location"]
+            assert address.startswith(page) and page != address, (address, page)
+            assert (await client.get(page)).status_code == 200, page
+        earn = await client.get(f"/customers/{anna.customer_id}/earn")
+        assert earn.headers["location"] == f"/customers/{anna.customer_id}"
+        refused = await client.get(
+            f"/customers/{anna.customer_id}/earn", headers={"accept": "application/json"}
+        )
+        assert refused.status_code == 405  # not a browser: refused as before

@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ from ellity.domain.services.merchants import create_merchant
 from ellity.domain.services.points import earn_points
 from ellity.ports.queue import JobQueue
 from tests.e2e.deployments import REDIS_URL, Deployment, on_postgres, on_sqlite, until
+from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.fakes import FakePasswordHasher
 from tests.processes import free_port, log_events
 from tests.smtp_server import SmtpServer
@@ -229,3 +231,58 @@ async def test_serve_without_redis_runs_an_embedded_server_and_the_worker_in_pro
     server.wait(timeout=10)
     valkey.wait(timeout=10)
     assert not valkey.is_running()
+
+
+async def test_activation_wakes_a_running_worker_and_every_customer_is_written_at_once(
+    sqlite_deployment: Deployment,
+) -> None:
+    """``ellity ecomail activate`` (as the integration page does) requests the backfill and
+    wakes the worker: the customers reach Ecomail in seconds, not at the minute's tick."""
+    deployment = sqlite_deployment
+    with Emulator() as emu, EmulatorServer(emu, port=0) as server:
+        key = f"wake-{uuid.uuid4().hex}"  # the request budget in Redis is per key
+        list_id = emu.add_account(key).add_list("Newsletter")
+        members = emu.accounts[key].lists[list_id].members
+        deployment.settings["ELLITY_ECOMAIL_API_URL"] = server.url
+        for command in (
+            ("create-merchant", "--slug", "anna", "--name", "Anna", "--admin-email",
+             "admin@anna.example.cz", "--admin-password", "a long password"),
+            ("settings", "--merchant", "anna", "ecomail_add=customers"),
+        ):  # fmt: skip
+            done = await deployment.run(*command)
+            assert done.returncode == 0, done.stderr
+        await add_customers(deployment, "anna", 5)
+        deployment.start("worker", "worker")
+        await until(lambda: "Starting worker" in deployment.log("worker"), within=30, what="start")
+        await asyncio.sleep(1)  # its start-up run has found nothing to do
+        second = datetime.now(UTC).second  # start far from the minute's tick (second 0)
+        if not 5 <= second <= 30:
+            await asyncio.sleep((65 - second) % 60)
+        activated = await deployment.run(
+            "ecomail", "activate", "--merchant", "anna", "--api-key", key,
+            "--list-id", str(list_id),
+        )  # fmt: skip
+        assert activated.returncode == 0, activated.stderr
+        started = time.monotonic()
+        await until(lambda: len(members) == 5, within=10, what="the backfill, nudged")
+        assert datetime.now(UTC).second > 5  # no tick came between (it runs at second 0)
+        print(f"backfill of 5 customers written {time.monotonic() - started:.2f} s after")
+
+
+async def add_customers(deployment: Deployment, slug: str, count: int) -> None:
+    database, clock = create_database(deployment.database_url), SystemClock()
+    uow = SqlUnitOfWorkFactory(database)
+    try:
+        async with uow(read_only=True) as unit:
+            merchant = await unit.merchants.get_by_slug(slug)
+        assert merchant is not None and merchant.id is not None
+        for n in range(count):
+            await upsert_customer(
+                merchant.id,
+                CustomerInput(email=f"c{n}@example.cz"),
+                uow=uow(),
+                clock=clock,
+                rng=SecretsRandom(),
+            )
+    finally:
+        await database.dispose()

@@ -25,7 +25,7 @@ from ellity.domain.model.consent import (
 )
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import ClaimedContact
-from tests.conftest import _admin, _recreate_postgres_database
+from tests.conftest import _recreate_postgres_database, admin_statements
 
 SHOP = MerchantId(1)
 ANN, BOB = CustomerId(1), CustomerId(2)
@@ -71,7 +71,7 @@ async def old_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> As
         return
     name = f"ellity_consent_migration_{os.getpid()}"
     yield await _recreate_postgres_database(name)
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_statements(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_an_active_integration_keeps_working_and_its_customers_become_unknown(

@@ -1170,35 +1170,51 @@ async def test_a_commit_that_marks_contacts_nudges_the_worker(sql_database: Data
     queue = FakeJobQueue()
     uow_factory = SqlUnitOfWorkFactory(sql_database, on_outbox_work=queue.nudge_delivery)
     shop = await add_merchant(uow_factory)
-    await connect(uow_factory, shop)
+    await connect(uow_factory, shop, active=False)
     [ann] = await add_customers(uow_factory, shop, "ann@example.cz")
-    assert queue.nudges == []
-    await mark(uow_factory, shop, ann)
+    assert queue.nudges == []  # a stored key is no work
+    async with uow_factory() as uow:  # the activation's backfill starts at once
+        await uow.ecomail.activate(shop, list_id="7", list_name="Customers", at=NOW)
+        await uow.commit()
     assert queue.nudges == [None]
+    await mark(uow_factory, shop, ann)
+    assert queue.nudges == [None] * 2
     await claim(uow_factory, shop, "w")  # claiming gives no one new work
     await fail(uow_factory, shop, None, "w")
-    assert queue.nudges == [None]
+    assert queue.nudges == [None] * 2
     async with uow_factory() as uow:
         await uow.contacts.retry_failed(shop, at=NOW)
         await uow.commit()
-    assert queue.nudges == [None, None]
+    assert queue.nudges == [None] * 3
+    async with uow_factory() as uow:  # "Re-push all customers"
+        await uow.ecomail.request_backfill(shop, at=NOW)
+        await uow.commit()
+    assert queue.nudges == [None] * 4
 
 
 async def test_the_fake_counts_commits_that_mark_contacts_as_work() -> None:
     store = InMemoryStore()
     shop = await add_merchant(store.unit_of_work)
-    await connect(store.unit_of_work, shop)
+    await connect(store.unit_of_work, shop, active=False)
     [ann] = await add_customers(store.unit_of_work, shop, "ann@example.cz")
     assert store.outbox_commits == 0
-    await mark(store.unit_of_work, shop, ann)
+    async with store.unit_of_work() as uow:
+        await uow.ecomail.activate(shop, list_id="7", list_name="Customers", at=NOW)
+        await uow.commit()
     assert store.outbox_commits == 1
+    await mark(store.unit_of_work, shop, ann)
+    assert store.outbox_commits == 2
     await claim(store.unit_of_work, shop, "w")
     await fail(store.unit_of_work, shop, None, "w")
-    assert store.outbox_commits == 1
+    assert store.outbox_commits == 2
     async with store.unit_of_work() as uow:
         await uow.contacts.retry_failed(shop, at=NOW)
         await uow.commit()
-    assert store.outbox_commits == 2
+    assert store.outbox_commits == 3
+    async with store.unit_of_work() as uow:
+        await uow.ecomail.request_backfill(shop, at=NOW)
+        await uow.commit()
+    assert store.outbox_commits == 4
 
 
 # -- OutboxRepository.defer ------------------------------------------------------------------

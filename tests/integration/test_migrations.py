@@ -115,3 +115,64 @@ async def test_the_nightly_settings_migration_keeps_a_populated_sqlite_database(
     finally:
         await database.dispose()
     assert tuple(row) == (0, 0, 0, 14, None, 1)
+
+
+async def test_the_search_key_migration_folds_existing_names_and_fills_the_domains(
+    sql_database: Database,
+) -> None:
+    """0013 on a database with customers: name keys without accents, the domain key, and
+    (PostgreSQL) the keys in code-point order; its downgrade gives the old keys back."""
+    url = sql_database.engine.url.render_as_string(hide_password=False)
+    config = migrate.alembic_config(url)
+    await asyncio.to_thread(command.downgrade, config, "0012")
+    try:
+        async with sql_database.write_engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO merchants (id, slug, name, shop_url, referral_link_template,"
+                    " referral_bonus_cents, validity_months, locale, timezone, created_at)"
+                    " VALUES (1, 'shop', 'Shop', '', '{shop_url}/?ref={code}', 0, 12, 'cs',"
+                    " 'Europe/Prague', '2024-01-01 00:00:00')"
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO customers (merchant_id, referral_code, created_at, updated_at,"
+                    " first_name, last_name, first_name_key, last_name_key, email, email_key,"
+                    " registered) VALUES (1, 'ABCDEFGH', '2024-01-01', '2024-01-01', 'Růžena',"
+                    " 'Růžičková', 'růžena', 'růžičková', 'R@Kavovar.CZ', 'r@kavovar.cz',"
+                    " false), (1, 'BCDEFGHJ', '2024-01-01', '2024-01-01', '', 'Straße', '',"
+                    " 'strasse', NULL, NULL, false)"
+                )
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        keys = sa.text(
+            "SELECT first_name_key, last_name_key, email_domain_key FROM customers ORDER BY id"
+        )
+        async with sql_database.engine.connect() as conn:
+            assert [tuple(r) for r in await conn.execute(keys)] == [
+                ("ruzena", "ruzickova", "kavovar.cz"),
+                ("", "strasse", None),
+            ]
+            if not sql_database.is_sqlite:
+                collations = await conn.execute(
+                    sa.text(
+                        "SELECT column_name, collation_name FROM information_schema.columns"
+                        " WHERE table_name = 'customers' AND column_name LIKE '%_key'"
+                    )
+                )
+                assert {name: collation for name, collation in collations} == {
+                    "email_key": "C",
+                    "email_domain_key": "C",
+                    "first_name_key": "C",
+                    "last_name_key": "C",
+                }
+        await asyncio.to_thread(command.downgrade, config, "0012")
+        async with sql_database.engine.connect() as conn:
+            back = sa.text("SELECT first_name_key, last_name_key FROM customers ORDER BY id")
+            assert [tuple(r) for r in await conn.execute(back)] == [
+                ("růžena", "růžičková"),
+                ("", "strasse"),
+            ]
+    finally:
+        await asyncio.to_thread(command.upgrade, config, "head")

@@ -9,7 +9,7 @@ from ellity.adapters.sql.database import Database
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
-from ellity.domain.model.outbox import OutboxItem, Payload, RetryPolicy
+from ellity.domain.model.outbox import EmailProblem, OutboxItem, Payload, RetryPolicy
 from ellity.ports.request_context import MAX_REQUEST_ID_LENGTH, request_id_bound
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakeJobQueue
@@ -274,6 +274,37 @@ async def test_backoff_then_giving_up_leaves_the_last_error_for_the_merchant(
     assert (failed.id, failed.attempts, failed.last_error) == (item_id, 4, "attempt 4 failed")
     assert failed.last_attempt_at == now
     assert (health.pending, health.failed) == (0, 1)
+
+
+async def test_the_email_problem_is_the_newest_error_of_an_unsent_email_until_one_is_sent(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop, other = await new_merchant(uow_factory), await new_merchant(uow_factory, "other")
+    first, second, third = await add(uow_factory, shop, 3)
+    async with uow_factory() as uow:
+        event = await uow.outbox.add(shop, "ecomail.event", {"n": 9}, at=NOW)
+        await uow.outbox.add(other, "email.test", {"n": 9}, at=NOW)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.views.email_problem(shop) is None  # never tried: no problem yet
+    await claim(uow_factory, "w")
+    later = NOW + timedelta(minutes=1)
+    for item_id, error, retry_at, at in [
+        (first, "refused (550)", None, NOW),
+        (second, "could not be reached", later + LEASE, later),
+        (event, "Ecomail answered 500", later + LEASE, later + timedelta(seconds=1)),
+    ]:
+        assert await settle(
+            uow_factory, "mark_failed", item_id, "w", error=error, retry_at=retry_at, at=at
+        )
+    async with uow_factory(read_only=True) as uow:
+        problem = await uow.views.email_problem(shop)
+        assert await uow.views.email_problem(other) is None
+    # the attempts began with the claim; of two at once, the later item's error
+    assert problem == EmailProblem(error="could not be reached", at=NOW, waiting=2, failed=1)
+    assert await settle(uow_factory, "mark_delivered", third, "w", at=later + timedelta(seconds=5))
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.views.email_problem(shop) is None  # the server works again
 
 
 async def test_retrying_failed_items_touches_only_that_merchants_items(

@@ -5,14 +5,26 @@ and the shared session and log-in attempt stores."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from ellity.adapters.sql.database import Database
+from ellity.adapters.sql import migrate
+from ellity.adapters.sql.database import Database, create_database
+from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
-from ellity.domain.model.activity import DayTotals, ExpiryTotal, day_periods
+from ellity.domain.model.activity import (
+    DayTotals,
+    ExpiryForecast,
+    ExpiryTotal,
+    KeptDay,
+    day_periods,
+)
 from ellity.domain.model.consent import ConsentCounts, ConsentSource, MarketingConsent
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
@@ -21,7 +33,7 @@ from ellity.domain.model.money import Points
 from ellity.domain.services import customers, merchants, points
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.ports.web_state import LoginAttempts, SessionStore
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, admin_statements, empty_tables, postgres_admin_url
 from tests.fakes import (
     FakeClock,
     FakePasswordHasher,
@@ -155,6 +167,122 @@ async def test_keyset_pages_of_every_search_list_each_customer_once_in_order(
     # Nolan, Novak, Novak by last name; then Nora by first name (Noah matched already)
     assert await found(uow_factory, shop, "no") == [ids[3], ids[1], ids[2], ids[0]]
     assert await found(uow_factory, shop, "", after=ids[3]) == [ids[2], ids[1], ids[0]]
+
+
+async def pages_back(
+    uow_factory: UnitOfWorkFactory, merchant_id: MerchantId, text: str, last_page: list[int]
+) -> list[list[int]]:
+    """From ``last_page`` back to the first page, pages of 2, each before the first id of
+    the page after it."""
+    query = parse_customer_query(text)
+    pages = [last_page]
+    while True:
+        async with uow_factory(read_only=True) as uow:
+            page = await uow.views.search_customers(
+                merchant_id,
+                query,
+                after_id=None,
+                before_id=CustomerId(pages[0][0]),
+                limit=2,
+                today=TODAY,
+            )
+        if not page:
+            return pages
+        pages.insert(0, [row.customer_id for row in page])
+
+
+async def czech_shop(uow_factory: UnitOfWorkFactory) -> tuple[MerchantId, dict[str, CustomerId]]:
+    shop = await make_merchant(uow_factory, "shop")
+    people = {
+        "jiri": ("jiri@kavovar.cz", "Jiří", "Novák"),
+        "ruzena": ("ruzena.r@Kavovar.CZ", "Růžena", "Růžičková"),
+        "pavel": ("pavel@jinde.cz", "Pavel", "Chmelař"),
+        "cyril": ("cyril@kavarna.cz", "Cyril", "Černý"),
+        "hana": ("hana@jinde.cz", "Hana", "Horáková"),
+        "dana": (None, "Dana", "Dvořáková"),
+    }
+    return shop, {
+        name: await add(uow_factory, shop, email, first, last)
+        for name, (email, first, last) in people.items()
+    }
+
+
+async def test_the_search_ignores_accents_and_case_and_finds_by_domain(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    await search_as_czechs_type(uow_factory)
+
+
+async def search_as_czechs_type(uow_factory: UnitOfWorkFactory) -> None:
+    shop, c = await czech_shop(uow_factory)
+    assert await found(uow_factory, shop, "novak") == [c["jiri"]]
+    assert await found(uow_factory, shop, "NOVÁK") == [c["jiri"]]
+    # last names first, then first names
+    assert await found(uow_factory, shop, "ruz") == [c["ruzena"]]
+    assert await found(uow_factory, shop, "ruzena") == [c["ruzena"]]
+    assert await found(uow_factory, shop, "jiri novak") == [c["jiri"]]
+    assert await found(uow_factory, shop, "Novák Jiří") == [c["jiri"]]
+    assert await found(uow_factory, shop, "@kavovar.cz") == [c["jiri"], c["ruzena"]]
+    assert await found(uow_factory, shop, "@KAV") == [c["cyril"], c["jiri"], c["ruzena"]]
+    assert await found(uow_factory, shop, "@jinde") == [c["pavel"], c["hana"]]  # then by id
+    assert await found(uow_factory, shop, "ruzena.r@kav") == [c["ruzena"]]
+    # code-point order of the keys, whatever the database's collation: "ch" is c, h
+    assert await found(uow_factory, shop, "c") == [c["cyril"], c["pavel"]]  # cerny, chmelar
+    assert await found(uow_factory, shop, "ch") == [c["pavel"]]
+    assert await found(uow_factory, shop, "cerny") == [c["cyril"]]
+    assert await found(uow_factory, shop, "d") == [c["dana"]]
+
+
+async def test_pages_read_backwards_are_the_pages_read_forwards_and_counts_match(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    await pages_both_ways(uow_factory)
+
+
+async def pages_both_ways(uow_factory: UnitOfWorkFactory) -> None:
+    shop, _ = await czech_shop(uow_factory)
+    for first, last in [("Nora", "Adams"), ("Ann", "Novak"), ("Noah", "Novák"), ("Bea", "Nolan")]:
+        await add(uow_factory, shop, f"{first.lower()}@example.cz", first, last)
+    for text in ("", "no", "n", "c", "h", "novak", "noah novak", "@", "@j", "nobody"):
+        whole = await found(uow_factory, shop, text)
+        forward = [whole[i : i + 2] for i in range(0, len(whole), 2)]
+        if forward:
+            assert await pages_back(uow_factory, shop, text, forward[-1]) == forward, text
+        async with uow_factory(read_only=True) as uow:
+            query = parse_customer_query(text)
+            assert await uow.views.count_customers(shop, query, at_most=100) == len(whole), text
+            capped = await uow.views.count_customers(shop, query, at_most=2)
+        assert capped == min(len(whole), 3), text  # it stops counting at at_most + 1
+
+
+@pytest.fixture(scope="module")
+async def czech_collated_postgres() -> AsyncIterator[Database]:
+    """A PostgreSQL database created with the Czech ICU collation, where ``ch`` sorts after
+    ``h`` (as a Czech merchant's database may well be)."""
+    name = f"ellity_test_cs_{os.getpid()}"
+    await admin_statements(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'cs-CZ'",
+    )
+    url = make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(migrate.upgrade, url)
+    database = create_database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        await admin_statements(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_the_search_is_the_same_on_a_database_with_czech_collation(
+    czech_collated_postgres: Database,
+) -> None:
+    async with czech_collated_postgres.engine.connect() as conn:
+        assert await conn.scalar(sa.text("SELECT 'ch' > 'h' AND 'c' < 'd'"))  # Czech order
+    uow_factory = SqlUnitOfWorkFactory(czech_collated_postgres)
+    await search_as_czechs_type(uow_factory)
+    await empty_tables(czech_collated_postgres)
+    await pages_both_ways(uow_factory)
 
 
 async def test_a_cursor_from_another_merchant_gives_an_empty_page(
@@ -375,3 +503,53 @@ async def test_concurrent_attempts_are_each_counted_once(
         *(attempts.add("email:ann", at=NOW, window=timedelta(minutes=15)) for _ in range(20))
     )
     assert sorted(c.attempts for c in counts) == list(range(1, 21))
+
+
+async def test_kept_dashboard_days_and_forecast_read_back_as_kept_and_are_replaced(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    shop = await make_merchant(uow_factory, "shop")
+    other = await make_merchant(uow_factory, "other")
+    periods = day_periods(TODAY, 3, "Europe/Prague")
+
+    def kept(n: int, cents: int, up_to: datetime | None = None) -> KeptDay:
+        day = periods[n]
+        totals = DayTotals(day.day, Points(cents), Points(cents + 1), Points(2**40))
+        return KeptDay(totals, time_zone="Europe/Prague", up_to=up_to or day.end)
+
+    midday = periods[2].start + timedelta(hours=12)
+    forecast = ExpiryForecast(
+        first_day=TODAY,
+        counted_at=NOW,
+        days=(
+            ExpiryTotal(TODAY, Points(1250), 3),
+            ExpiryTotal(TODAY + timedelta(days=1), Points(0), 0),
+        ),
+    )
+    async with uow_factory() as uow:
+        await uow.dashboard.keep_days(shop, [kept(2, 5, midday), kept(0, 1), kept(1, 2)])
+        await uow.dashboard.keep_days(other, [kept(0, 99)])
+        await uow.dashboard.keep_forecast(shop, forecast)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        days = await uow.dashboard.kept_days(shop, first_day=periods[0].day, last_day=TODAY)
+        assert await uow.dashboard.kept_days(
+            shop, first_day=periods[1].day, last_day=periods[1].day
+        ) == [kept(1, 2)]
+        assert await uow.dashboard.kept_forecast(shop) == forecast
+        assert await uow.dashboard.kept_forecast(other) is None
+    assert days == [kept(0, 1), kept(1, 2), kept(2, 5, midday)]
+
+    later = dataclasses.replace(forecast, counted_at=NOW + timedelta(days=1), days=())
+    async with uow_factory() as uow:  # the next run: today kept whole, a new forecast
+        await uow.dashboard.keep_days(shop, [kept(2, 7)])
+        await uow.dashboard.keep_forecast(shop, later)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert (await uow.dashboard.kept_days(shop, first_day=TODAY, last_day=TODAY)) == [
+            kept(2, 7)
+        ]
+        assert await uow.dashboard.kept_forecast(shop) == later
+        assert await uow.dashboard.kept_days(other, first_day=periods[0].day, last_day=TODAY) == [
+            kept(0, 99)
+        ]

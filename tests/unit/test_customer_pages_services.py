@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ellity.domain.model.errors import DuplicateCustomer, InvalidInput
+from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.merchant import Merchant
+from ellity.domain.services import customer_pages
 from ellity.domain.services.customer_pages import create_customer
 from ellity.domain.services.customers import CustomerInput, get_customer
 from ellity.ports.storage import UnitOfWorkFactory
@@ -83,3 +85,38 @@ async def test_creating_a_customer_the_database_aborts_for_a_conflict_runs_again
     )
     assert view.customer.id is not None
     assert [c.email for c in store.state.customers.values()] == ["ann@example.cz"]
+
+
+async def test_the_search_page_counts_what_it_finds_and_pages_back_to_the_first_page(
+    merchant: Merchant,
+    new_customer: NewCustomer,
+    uow_factory: UnitOfWorkFactory,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(customer_pages, "COUNT_UP_TO", 4)
+    for n in range(6):
+        await new_customer(merchant, email=f"c{n}@example.cz", last_name=f"Novák{n}")
+
+    async def page(**cursor: CustomerId | None) -> customer_pages.CustomerPage:
+        return await customer_pages.search_customers(
+            merchant.id, "novak", uow=uow_factory(read_only=True), clock=clock, limit=2, **cursor
+        )
+
+    first = await page()
+    assert (first.found, first.found_more_than, first.previous_before) == (5, 4, None)
+    assert first.next_after is not None
+    second = await page(after_id=first.next_after)
+    assert second.previous_before == second.customers[0].customer_id
+    back = await page(before_id=second.previous_before)
+    assert [c.customer_id for c in back.customers] == [c.customer_id for c in first.customers]
+    assert back.previous_before is None  # the first page again
+    third = await page(after_id=second.next_after)
+    near_start = await page(before_id=third.customers[0].customer_id)
+    assert near_start.customers == second.customers
+    assert near_start.previous_before == second.customers[0].customer_id
+
+    three = await customer_pages.search_customers(
+        merchant.id, "novak1", uow=uow_factory(read_only=True), clock=clock
+    )
+    assert (three.found, three.found_more_than) == (1, None)

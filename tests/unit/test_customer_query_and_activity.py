@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ellity.domain.model.activity import day_periods
+from ellity.domain.model.customer import email_domain_key, name_key
 from ellity.domain.model.customer_query import parse_customer_query, prefix_end
 from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.text import search_fold
 
 
 def shape(text: str) -> tuple[list[list[tuple[str, str]]], str | None]:
@@ -33,12 +35,20 @@ def shape(text: str) -> tuple[list[list[tuple[str, str]]], str | None]:
         (
             "  Jan   Novák ",
             [
-                [("last_name", "novák"), ("first_name", "jan")],
-                [("last_name", "jan"), ("first_name", "novák")],
-                [("last_name", "jan novák")],
+                [("last_name", "novak"), ("first_name", "jan")],
+                [("last_name", "jan"), ("first_name", "novak")],
+                [("last_name", "jan novak")],
             ],
             None,
         ),
+        (
+            "RŮŽ",
+            [[("last_name", "ruz")], [("first_name", "ruz")], [("email", "ruz")]],
+            None,
+        ),
+        ("@Kavovar.CZ", [[("email_domain", "kavovar.cz")]], None),
+        ("@", [[("email_domain", "")]], None),
+        ("Jiří@Example", [[("email", "jiří@example")]], None),
         (
             "ab2cd3ef",
             [[("last_name", "ab2cd3ef")], [("first_name", "ab2cd3ef")], [("email", "ab2cd3ef")]],
@@ -66,6 +76,26 @@ def test_the_search_text_decides_what_is_searched(
 def test_a_search_with_a_control_character_is_refused_with_a_message(text: str) -> None:
     with pytest.raises(InvalidInput, match="must not contain control characters"):
         parse_customer_query(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("Růžičková", "ruzickova"),
+        ("ŠTĚPÁN Ďurďa", "stepan durda"),
+        ("Straße", "strasse"),
+        ("Łukasz", "łukasz"),  # no accent to drop: as typed, case-folded
+        ("e\u0301", "e"),  # a combining accent typed apart
+    ],
+)
+def test_searches_and_name_keys_drop_case_and_accents(text: str, folded: str) -> None:
+    assert search_fold(text) == folded
+    assert name_key(text) == folded
+
+
+def test_the_domain_key_is_the_case_folded_part_after_the_at() -> None:
+    assert email_domain_key("Jana.Novakova@Kavovar.CZ") == "kavovar.cz"
+    assert email_domain_key(None) is None
 
 
 def test_tabs_and_line_breaks_in_a_search_count_as_spaces() -> None:

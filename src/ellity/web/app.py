@@ -16,9 +16,10 @@ from litestar.types import GetLogger, Scope
 from ellity.deps import DepsProvider
 from ellity.logs import keep_secrets_out_of_logs
 from ellity.web.api import EshopApiPlugin
+from ellity.web.api_docs import api_docs_routes, openapi_config
 from ellity.web.dependencies import BUNDLE_DEPENDENCIES, Injected
 from ellity.web.operations import RequestTimer, metrics, ready
-from ellity.web.pages.errors import not_found
+from ellity.web.pages.errors import method_not_allowed, not_found
 from ellity.web.pages.routes import pages_router, static_files, template_config
 from ellity.web.request_ids import RequestIds
 from ellity.web.security import SecurityHeaders, WebSecurity
@@ -82,12 +83,15 @@ def create_app(provide_deps: DepsProvider, *, debug: bool = False) -> Litestar:
             pages_router(security),
             static_files(),
             webhook_router,
+            *api_docs_routes(),  # /schema without internet
         ],
         lifespan=[lifespan],
         dependencies=BUNDLE_DEPENDENCIES,
         debug=debug,
-        exception_handlers={404: not_found},  # HTML for browsers, JSON for the API
+        # HTML for browsers, JSON for the API; a form's address opened as a page shows its page
+        exception_handlers={404: not_found, 405: method_not_allowed},
         plugins=[EshopApiPlugin()],  # the e-shop API under /api/v1
+        openapi_config=openapi_config(),
         csrf_config=security.csrf,
         template_config=template_config(),
         middleware=[

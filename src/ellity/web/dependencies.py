@@ -48,6 +48,7 @@ _PARTS = {
     "export_encoder": "export_encoder",
     "export_rows": "export_rows",
     "marketing": "marketing",
+    "mailer": "mailer",
     "login_attempts": "login_attempts",
 }
 

@@ -25,12 +25,11 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 _HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
-#: Litestar's OpenAPI viewers load scripts from a CDN; they keep working without the CSP.
-_NO_CSP_PREFIXES = ("/schema",)
 
 
 class WebSecurity:
@@ -65,14 +64,11 @@ class SecurityHeaders:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        with_csp = not scope["path"].startswith(_NO_CSP_PREFIXES)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
                 wanted = dict(_HEADERS)
-                if with_csp:
-                    wanted["content-security-policy"] = CONTENT_SECURITY_POLICY
                 if self.security.https:
                     wanted["strict-transport-security"] = "max-age=31536000"
                 for name, value in wanted.items():

@@ -82,12 +82,14 @@ class InMemoryEcomailRepository(EcomailRepository):
             activated_at=at,
             **_backfill_from_start(at),
         )
+        self._uow.made_outbox_work = True
 
     async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, active=False, updated_at=at)
 
     async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, **_backfill_from_start(at))
+        self._uow.made_outbox_work = True
 
     async def advance_backfill(
         self,

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from ellity.domain.model.activity import ExpiryForecast, KeptDay
 from ellity.domain.model.api_token import ApiToken
 from ellity.domain.model.consent import ConsentChange
 from ellity.domain.model.customer import Customer, email_key
@@ -245,6 +246,9 @@ class StoreState:
     rewards: dict[CustomerId, RewardRow] = field(default_factory=dict)
     #: Per id: sign-ups kept for emails no customer had.
     signups: dict[int, SignupRecord] = field(default_factory=dict)
+    #: What the nightly run keeps for the dashboard, per (merchant id, day) and merchant id.
+    kept_days: dict[tuple[MerchantId, date], KeptDay] = field(default_factory=dict)
+    forecasts: dict[MerchantId, ExpiryForecast] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:

@@ -12,6 +12,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.ports.storage import TransientConflict, UnitOfWork, UnitOfWorkFactory
 from tests.fakes.storage.contact_sync import InMemoryContactSyncRepository
 from tests.fakes.storage.customers import InMemoryCustomerRepository
+from tests.fakes.storage.dashboard import InMemoryDashboardRepository
 from tests.fakes.storage.ecomail import InMemoryEcomailRepository
 from tests.fakes.storage.ledger import InMemoryLedgerRepository
 from tests.fakes.storage.merchants import (
@@ -42,6 +43,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.contacts = InMemoryContactSyncRepository(self)
         self.newsletter = InMemoryNewsletterRepository(self)
         self.views = InMemoryViews(self)
+        self.dashboard = InMemoryDashboardRepository(self)
         self.made_outbox_work = False  # outbox items or contact marks: the worker has work
 
     @property

@@ -9,13 +9,18 @@ from typing import TYPE_CHECKING
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow, loyalty_row
-from ellity.domain.model.customer import Customer, name_key
+from ellity.domain.model.customer import Customer, email_domain_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord
-from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    EmailProblem,
+    FailedDelivery,
+    OutboxStatus,
+)
 from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
 from tests.fakes.storage.ledger import loyalty_of
 from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
@@ -100,15 +105,27 @@ class InMemoryViews(Views):
         after_id: CustomerId | None,
         limit: int,
         today: date,
+        before_id: CustomerId | None = None,
     ) -> list[CustomerLoyalty]:
         await round_trip()
         state = self._uow.state
-        mine = sorted(
-            (c for c in state.customers.values() if c.merchant_id == merchant_id),
+        found = search_in_memory(
+            self._mine(merchant_id), query, after_id=after_id, before_id=before_id, limit=limit
+        )
+        return [loyalty_of(state, c.id, today) for c in found if c.id is not None]
+
+    async def count_customers(
+        self, merchant_id: MerchantId, query: CustomerQuery, *, at_most: int
+    ) -> int:
+        await round_trip()
+        listed = search_in_memory(self._mine(merchant_id), query, after_id=None, limit=at_most + 1)
+        return len(listed)
+
+    def _mine(self, merchant_id: MerchantId) -> list[Customer]:
+        return sorted(
+            (c for c in self._uow.state.customers.values() if c.merchant_id == merchant_id),
             key=lambda c: c.id or 0,
         )
-        found = search_in_memory(mine, query, after_id=after_id, limit=limit)
-        return [loyalty_of(state, c.id, today) for c in found if c.id is not None]
 
     async def failed_deliveries(
         self, merchant_id: MerchantId, *, limit: int
@@ -146,6 +163,31 @@ class InMemoryViews(Views):
             failed=sum(r.status == OutboxStatus.FAILED.value for r in mine),
             oldest_pending_at=min((r.created_at for r in pending), default=None),
             last_delivered_at=max(delivered, default=None),
+        )
+
+    async def email_problem(self, merchant_id: MerchantId) -> EmailProblem | None:
+        await round_trip()
+        emails = [r for r in self._outbox_of(merchant_id) if r.topic.startswith("email.")]
+        unsent = [
+            r for r in emails if r.status in (OutboxStatus.PENDING.value, OutboxStatus.FAILED.value)
+        ]
+        tried = [r for r in unsent if r.last_error is not None and r.last_attempt_at is not None]
+        if not tried:
+            return None
+        newest = max(tried, key=lambda r: (r.last_attempt_at or r.created_at, r.id))
+        if any(
+            r.delivered_at is not None
+            and newest.last_attempt_at is not None
+            and r.delivered_at > newest.last_attempt_at
+            for r in emails
+            if r.status == OutboxStatus.DELIVERED.value
+        ):
+            return None
+        return EmailProblem(
+            error=newest.last_error or "",
+            at=newest.last_attempt_at,
+            waiting=sum(r.status == OutboxStatus.PENDING.value for r in unsent),
+            failed=sum(r.status == OutboxStatus.FAILED.value for r in unsent),
         )
 
     async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
@@ -230,22 +272,45 @@ class InMemoryViews(Views):
 def _search_keys(customer: Customer) -> dict[SearchField, str | None]:
     return {
         "email": customer.email_key,
+        "email_domain": email_domain_key(customer.email),
         "first_name": name_key(customer.first_name),
         "last_name": name_key(customer.last_name),
     }
 
 
 def search_in_memory(
-    customers: Sequence[Customer], query: CustomerQuery, *, after_id: CustomerId | None, limit: int
+    customers: Sequence[Customer],
+    query: CustomerQuery,
+    *,
+    after_id: CustomerId | None,
+    limit: int,
+    before_id: CustomerId | None = None,
 ) -> list[Customer]:
     """``Views.search_customers`` over customers in id order, as the SQL adapter pages."""
     if query.referral_code is not None:
-        if after_id is not None:
+        if after_id is not None or before_id is not None:
             return []
         return [c for c in customers if c.referral_code == query.referral_code][:limit]
-    if query.is_everyone:
-        newest = [c for c in reversed(customers) if after_id is None or (c.id or 0) < after_id]
-        return newest[:limit]
+    if query.is_everyone:  # newest first, by id (the cursor's customer may be gone)
+        newest = list(reversed(customers))
+        if before_id is not None:
+            older = [c for c in newest if (c.id or 0) > before_id]
+            return older[-limit:]
+        return [c for c in newest if after_id is None or (c.id or 0) < after_id][:limit]
+    listing = _listing(customers, query)
+    if before_id is not None:
+        at = next((i for i, c in enumerate(listing) if c.id == before_id), None)
+        return [] if at is None else listing[max(0, at - limit) : at]
+    if after_id is not None:
+        at = next((i for i, c in enumerate(listing) if c.id == after_id), None)
+        if at is None:
+            return []
+        listing = listing[at + 1 :]
+    return listing[:limit]
+
+
+def _listing(customers: Sequence[Customer], query: CustomerQuery) -> list[Customer]:
+    """Every customer the query's alternatives list, in the listing's order."""
     alternatives = query.alternatives
     listed: list[tuple[int, str, int, Customer]] = []  # (alternative, key, id, customer)
     for customer in customers:
@@ -256,9 +321,4 @@ def search_in_memory(
                 listed.append((index, key, customer.id or 0, customer))
                 break
     listed.sort(key=lambda item: item[:3])
-    if after_id is not None:
-        at = next((i for i, item in enumerate(listed) if item[2] == after_id), None)
-        if at is None:
-            return []
-        listed = listed[at + 1 :]
-    return [item[3] for item in listed[:limit]]
+    return [item[3] for item in listed]

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ellity.adapters.sql.tables.customers import consent_changes, customers
 from ellity.adapters.sql.unique import unique_violations
 from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingConsent
-from ellity.domain.model.customer import Customer, email_key, name_key
+from ellity.domain.model.customer import Customer, email_domain_key, email_key, name_key
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.ports.storage.customers import CustomerRepository
 
@@ -59,6 +59,7 @@ def _identity_columns(customer: Customer) -> dict[str, Any]:
     return {
         "email": customer.email,
         "email_key": customer.email_key,
+        "email_domain_key": email_domain_key(customer.email),
         "first_name": customer.first_name,
         "last_name": customer.last_name,
         "first_name_key": name_key(customer.first_name),

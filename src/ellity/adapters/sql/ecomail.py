@@ -19,8 +19,12 @@ _i = ecomail_integrations.c
 
 
 class SqlEcomailRepository(EcomailRepository):
+    """``made_work``: a backfill was requested (activation, re-push); the unit of work wakes
+    the worker after the commit, so the backfill starts at once, not at the minute's tick."""
+
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.made_work = False
 
     async def get(self, merchant_id: MerchantId) -> EcomailIntegration | None:
         row = (
@@ -89,12 +93,14 @@ class SqlEcomailRepository(EcomailRepository):
             activated_at=at,
             **_backfill_from_start(at),
         )
+        self.made_work = True
 
     async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, active=False, updated_at=at)
 
     async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
         await self._update(merchant_id, **_backfill_from_start(at))
+        self.made_work = True
 
     async def advance_backfill(
         self,

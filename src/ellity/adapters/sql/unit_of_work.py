@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from ellity.adapters.sql.api_tokens import SqlApiTokenRepository
 from ellity.adapters.sql.contact_sync import SqlContactSyncRepository
 from ellity.adapters.sql.customers import SqlCustomerRepository
+from ellity.adapters.sql.dashboard_store import SqlDashboardRepository
 from ellity.adapters.sql.database import Database, WritersTurn
 from ellity.adapters.sql.ecomail import SqlEcomailRepository
 from ellity.adapters.sql.ledger import SqlLedgerRepository
@@ -81,6 +82,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._outbox: SqlOutboxRepository | None = None
         self._contacts: SqlContactSyncRepository | None = None
         self._newsletter: SqlNewsletterRepository | None = None
+        self._ecomail: SqlEcomailRepository | None = None
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self._turn: WritersTurn | None = None
@@ -108,7 +110,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.outbox = self._outbox = SqlOutboxRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
-        self.ecomail = SqlEcomailRepository(conn)
+        self.ecomail = self._ecomail = SqlEcomailRepository(conn)
         self.contacts = self._contacts = SqlContactSyncRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
@@ -116,6 +118,7 @@ class SqlUnitOfWork(UnitOfWork):
             conn, locks_rows=not self._database.is_sqlite
         )
         self.views = SqlViews(conn)
+        self.dashboard = SqlDashboardRepository(conn)
         return self
 
     async def __aexit__(
@@ -153,7 +156,7 @@ class SqlUnitOfWork(UnitOfWork):
             raise RuntimeError("commit() outside the unit of work")
         await self._tx.commit()
         made_work = False
-        for repository in (self._outbox, self._contacts, self._newsletter):
+        for repository in (self._outbox, self._contacts, self._newsletter, self._ecomail):
             if repository is not None and repository.made_work:
                 repository.made_work = False
                 made_work = True

@@ -24,13 +24,19 @@ from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord, NotificationState, Outcome
-from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery, OutboxStatus
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    EmailProblem,
+    FailedDelivery,
+    OutboxStatus,
+)
 from ellity.ports.storage.views import ContactSyncFailure, ContactSyncHealth, Views
 
 _c = ecomail_contacts.c
 _i = ecomail_integrations.c
 _n = newsletter_notifications.c
 _PENDING = OutboxStatus.PENDING.value
+_EMAIL_TOPICS = "email."  # the prefix of every email topic (``Topic``)
 _ROW_WIDTH = 12  # the length of a ``LoyaltyRow``
 
 
@@ -104,11 +110,23 @@ class SqlViews(Views):
         after_id: CustomerId | None,
         limit: int,
         today: date,
+        before_id: CustomerId | None = None,
     ) -> list[CustomerLoyalty]:
         rows = await customer_search.search_rows(
-            self.conn, loyalty_columns(today), merchant_id, query, after_id=after_id, limit=limit
+            self.conn,
+            loyalty_columns(today),
+            merchant_id,
+            query,
+            after_id=after_id,
+            before_id=before_id,
+            limit=limit,
         )
         return [loyalty_of(row) for row in rows]
+
+    async def count_customers(
+        self, merchant_id: MerchantId, query: CustomerQuery, *, at_most: int
+    ) -> int:
+        return await customer_search.count_rows(self.conn, merchant_id, query, at_most=at_most)
 
     async def failed_deliveries(
         self, merchant_id: MerchantId, *, limit: int
@@ -165,6 +183,45 @@ class SqlViews(Views):
             failed=by_status.get(OutboxStatus.FAILED.value, (0, None))[0],
             oldest_pending_at=oldest,
             last_delivered_at=last.scalar_one_or_none(),
+        )
+
+    async def email_problem(self, merchant_id: MerchantId) -> EmailProblem | None:
+        unsent = [
+            outbox.c.merchant_id == merchant_id,
+            outbox.c.status.in_([_PENDING, OutboxStatus.FAILED.value]),
+            outbox.c.topic.like(f"{_EMAIL_TOPICS}%"),
+        ]
+        newest = (
+            await self.conn.execute(
+                sa.select(outbox.c.last_error, outbox.c.last_attempt_at)
+                .where(*unsent, outbox.c.last_error.is_not(None))
+                .order_by(outbox.c.last_attempt_at.desc(), outbox.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if newest is None:
+            return None
+        delivered_since = await self.conn.scalar(
+            sa.select(sa.literal(1))
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.status == OutboxStatus.DELIVERED.value,
+                outbox.c.topic.like(f"{_EMAIL_TOPICS}%"),
+                outbox.c.delivered_at > newest.last_attempt_at,
+            )
+            .limit(1)
+        )
+        if delivered_since:
+            return None
+        by_status = await self.conn.execute(
+            sa.select(outbox.c.status, sa.func.count()).where(*unsent).group_by(outbox.c.status)
+        )
+        counts: dict[str, int] = {status: int(count) for status, count in by_status}
+        return EmailProblem(
+            error=newest.last_error,
+            at=newest.last_attempt_at,
+            waiting=counts.get(_PENDING, 0),
+            failed=counts.get(OutboxStatus.FAILED.value, 0),
         )
 
     async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:

@@ -63,3 +63,55 @@ def every_expiry_day(first: date, count: int, totals: Iterable[ExpiryTotal]) -> 
     known = {t.on: t for t in totals}
     days = [first + timedelta(days=i) for i in range(count)]
     return [known.get(day, ExpiryTotal(day, Points.zero(), 0)) for day in days]
+
+
+@dataclass(frozen=True, slots=True)
+class KeptDay:
+    """A day's totals as counted once and kept: the entries of the local day (in
+    ``time_zone``) made before ``up_to``. A closed day is kept whole (``up_to`` is its end)
+    and never changes; today is kept up to the nightly run, the rest counted live."""
+
+    totals: DayTotals
+    time_zone: str
+    up_to: datetime
+
+    def covers(self, period: DayPeriod) -> bool:
+        return self.up_to >= period.end
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryForecast:
+    """What expires on each day from ``first_day``, as counted at ``counted_at`` (the
+    nightly run keeps it for the dashboard)."""
+
+    first_day: date
+    counted_at: datetime
+    days: tuple[ExpiryTotal, ...]
+
+
+def kept_and_live(
+    periods: Iterable[DayPeriod], kept: Iterable[KeptDay], time_zone: str
+) -> tuple[dict[date, DayTotals], list[DayPeriod]]:
+    """Which days the kept totals answer, and what is left to count from the ledger: the
+    days not kept (or kept in another time zone), and the rest of a day kept in part."""
+    known = {k.totals.day: k for k in kept if k.time_zone == time_zone}
+    answered: dict[date, DayTotals] = {}
+    live: list[DayPeriod] = []
+    for period in periods:
+        day = known.get(period.day)
+        if day is None or not period.start <= day.up_to:
+            live.append(period)
+            continue
+        answered[period.day] = day.totals
+        if not day.covers(period):
+            live.append(DayPeriod(period.day, day.up_to, period.end))
+    return answered, live
+
+
+def added(first: DayTotals, second: DayTotals) -> DayTotals:
+    return DayTotals(
+        first.day,
+        first.issued + second.issued,
+        first.spent + second.spent,
+        first.expired + second.expired,
+    )

@@ -10,7 +10,7 @@ from ellity.domain.model.consent import ConsentChange, ConsentSource, MarketingC
 from ellity.domain.model.errors import InvalidInput, RegisteredCustomerHasNoPin
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.pin import RandomBelow, generate_pin
-from ellity.domain.model.text import has_control_characters
+from ellity.domain.model.text import has_control_characters, search_fold
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
@@ -46,8 +46,17 @@ def email_key(email: str | None) -> str | None:
 
 
 def name_key(name: str) -> str:
-    """The form names are searched in: case-folded, at most the stored length."""
-    return name.casefold()[:MAX_NAME_LENGTH]
+    """The form names are searched in: without case and accents (``search_fold``), at most
+    the stored length."""
+    return search_fold(name)[:MAX_NAME_LENGTH]
+
+
+def email_domain_key(email: str | None) -> str | None:
+    """The form the domain of an email is searched in (``@Kavovar.cz`` → ``kavovar.cz``): the
+    case-folded part after the ``@`` (a clean email has exactly one)."""
+    if email is None:
+        return None
+    return email.casefold().rpartition("@")[2]
 
 
 def clean_name(value: str | None, what: str) -> str:

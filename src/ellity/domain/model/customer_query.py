@@ -1,7 +1,9 @@
 """What staff type into the customer search, and what it means.
 
 - nothing: every customer, newest first;
-- text with ``@``: customers whose email starts with it;
+- text starting with ``@``: customers whose email's domain starts with the rest
+  (``@kavovar.cz``);
+- other text with ``@``: customers whose email starts with it;
 - one word: customers whose last name, then first name, then email starts with it;
 - several words: ``first last``, then ``last first``, then the whole text as a last name;
 - a referral code (8 characters of the code alphabet): that customer, if there is one;
@@ -10,7 +12,9 @@
 Tabs and line breaks count as spaces; any other control character (NUL, ESC ...) is refused:
 no stored name or email holds one, and PostgreSQL cannot even compare text with a NUL.
 
-Prefixes are compared case-folded, like the stored search keys. Each alternative is listed in
+Prefixes are compared as the stored search keys are kept: names (and the words of a one-word
+search) without case and accents, as Czechs type them (``novak`` finds ``Novák``, ``ruz``
+finds ``Růžičková``); emails and domains case-folded. Each alternative is listed in
 the order of its first prefix's key, then by id, and a customer appears only under the first
 alternative it matches: that order is what keyset paging follows.
 """
@@ -24,16 +28,16 @@ from typing import Literal
 from ellity.domain.model.customer import MAX_NAME_LENGTH
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.referral import ALPHABET, CODE_LENGTH, normalize_referral_code
-from ellity.domain.model.text import has_control_characters
+from ellity.domain.model.text import has_control_characters, search_fold
 
-SearchField = Literal["email", "first_name", "last_name"]
+SearchField = Literal["email", "email_domain", "first_name", "last_name"]
 MAX_QUERY_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
 class Prefix:
     field: SearchField
-    text: str  # case-folded
+    text: str  # in the form of the field's stored key
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +81,11 @@ def parse_customer_query(text: str) -> CustomerQuery:
         )
     if not text:
         return CustomerQuery()
-    folded = text.casefold()
+    if text.startswith("@"):
+        return CustomerQuery(text, (_alt(("email_domain", text[1:].casefold())),))
     if "@" in text:
-        return CustomerQuery(text, (_alt(("email", folded)),))
+        return CustomerQuery(text, (_alt(("email", text.casefold())),))
+    folded = " ".join(search_fold(text).split())
     words = folded.split(" ")
     if len(words) == 1:
         code = normalize_referral_code(text)

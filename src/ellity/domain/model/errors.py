@@ -79,3 +79,10 @@ class RegisteredCustomerHasNoPin(Conflict):
 
     def __init__(self) -> None:
         super().__init__("A registered customer has no PIN; only anonymous customers get one.")
+
+
+class SmtpTestFailed(DomainError):
+    """The merchant's SMTP server did not take the test email; the message says why, in the
+    merchant's words (never the password)."""
+
+    code = "test_email_failed"

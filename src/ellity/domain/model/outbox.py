@@ -72,6 +72,17 @@ class FailedDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailProblem:
+    """Why the merchant's emails are not going out: the newest error among the emails that
+    wait for a retry or failed, and how many wait."""
+
+    error: str
+    at: datetime | None  # when the failing attempt was made
+    waiting: int  # emails waiting to be sent (retries included)
+    failed: int  # emails given up on
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryHealth:
     """What is waiting, what failed, and when something was last delivered."""
 

@@ -45,6 +45,7 @@ class EmailTemplate(StrEnum):
     POINTS_CHANGED = "points_changed"
     PIN_ISSUED = "pin_issued"
     POINTS_EXPIRING = "points_expiring"
+    TEST = "test"  # "Send a test email" on the settings page
 
 
 class PinReason(StrEnum):

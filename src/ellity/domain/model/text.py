@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 _LINE_BREAKS = frozenset("\t\n\r")
 
 
@@ -15,3 +17,12 @@ def has_control_characters(value: str, *, allow_line_breaks: bool = False) -> bo
         (ord(ch) < 32 or ch == "\x7f") and not (allow_line_breaks and ch in _LINE_BREAKS)
         for ch in value
     )
+
+
+def search_fold(value: str) -> str:
+    """The form text is searched in, as Czechs type it: without case and without accents
+    (``Růžičková`` → ``ruzickova``, ``ŠTĚPÁN`` → ``stepan``). Letters with no accent to drop
+    (``ł``, ``ø``) stay as they are; ``ß`` becomes ``ss``, as in case-folding."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", bare)

@@ -26,6 +26,7 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
 
 PAGE_SIZE = 50
+COUNT_UP_TO = 1_000  # a search finding more says "more than 1 000"
 LEDGER_PAGE_SIZE = 25
 CONSENT_HISTORY_SIZE = 100
 
@@ -36,6 +37,13 @@ class CustomerPage:
     query: CustomerQuery
     customers: list[CustomerLoyalty]
     next_after: CustomerId | None  # the cursor of the next page; None on the last page
+    previous_before: CustomerId | None  # the cursor of the previous page; None on the first
+    found: int  # how many customers the search finds, up to COUNT_UP_TO + 1
+
+    @property
+    def found_more_than(self) -> int | None:
+        """``COUNT_UP_TO`` when the search finds more (it was not counted further)."""
+        return COUNT_UP_TO if self.found > COUNT_UP_TO else None
 
 
 async def search_customers(
@@ -43,27 +51,49 @@ async def search_customers(
     text: str,
     *,
     after_id: CustomerId | None = None,
+    before_id: CustomerId | None = None,
     uow: UnitOfWork,
     clock: Clock,
     limit: int = PAGE_SIZE,
 ) -> CustomerPage:
-    """One page of what ``text`` finds (see ``customer_query``). A word shaped like a
+    """One page of what ``text`` finds (see ``customer_query``): the first, the one after
+    ``after_id`` (the last customer of the page before) or the one before ``before_id`` (the
+    first customer of the page after; near the start, the first page). A word shaped like a
     referral code that is nobody's code is searched as a name or email instead."""
     query = parse_customer_query(text)
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         today = today_of(merchant, clock)
-        rows = await uow.views.search_customers(
-            merchant_id, query, after_id=after_id, limit=limit + 1, today=today
-        )
+
+        async def page(query: CustomerQuery, **cursor: CustomerId | None) -> list[CustomerLoyalty]:
+            return await uow.views.search_customers(
+                merchant_id, query, limit=limit + 1, today=today, **cursor
+            )
+
+        if before_id is not None:
+            rows = await page(query, after_id=None, before_id=before_id)
+            if len(rows) > limit:  # a full page with more before it
+                shown = rows[1:]
+                found = await uow.views.count_customers(merchant_id, query, at_most=COUNT_UP_TO)
+                return CustomerPage(
+                    merchant, query, shown, shown[-1].customer_id, shown[0].customer_id, found
+                )
+            after_id = None  # the first page
+        rows = await page(query, after_id=after_id)
         if not rows and query.referral_code is not None:
             query = query.without_code()
-            rows = await uow.views.search_customers(
-                merchant_id, query, after_id=after_id, limit=limit + 1, today=today
-            )
+            rows = await page(query, after_id=after_id)
+        found = await uow.views.count_customers(merchant_id, query, at_most=COUNT_UP_TO)
     shown = rows[:limit]
     more = len(rows) > limit
-    return CustomerPage(merchant, query, shown, shown[-1].customer_id if more else None)
+    return CustomerPage(
+        merchant,
+        query,
+        shown,
+        shown[-1].customer_id if more else None,
+        shown[0].customer_id if shown and after_id is not None else None,
+        found,
+    )
 
 
 @dataclass(frozen=True, slots=True)

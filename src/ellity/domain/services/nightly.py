@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ids import BEFORE_FIRST_CUSTOMER, CustomerId, MerchantId
 from ellity.domain.model.nightly import nightly_date, notice_window
-from ellity.domain.services import notifications
+from ellity.domain.services import dashboard, notifications
 from ellity.domain.services.common import load_merchant, retried_on_conflict
 from ellity.domain.services.notifications import Recorded
 from ellity.ports.clock import Clock
@@ -207,7 +207,8 @@ async def run_nightly(
     clock: Clock,
     chunk_size: int = NIGHTLY_CHUNK,
 ) -> NightlyResult:
-    """The merchant's nightly run, now: the expiry, then the pre-expiry notices."""
+    """The merchant's nightly run, now: the expiry, then the pre-expiry notices, then what
+    the dashboard reads (``dashboard.keep_dashboard``)."""
     async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
     expiry = await expire_points(
@@ -216,6 +217,7 @@ async def run_nightly(
     notices = await notify_upcoming_expiry(
         merchant_id, uow_factory=uow_factory, clock=clock, chunk_size=chunk_size
     )
+    await dashboard.keep_dashboard(merchant_id, uow_factory=uow_factory, clock=clock)
     return NightlyResult(
         merchant_id=merchant_id,
         local_date=local_date(clock.now(), merchant.settings.timezone),

@@ -1,4 +1,5 @@
-"""The basic settings page: the programme's settings and the SMTP account, saved together.
+"""The basic settings page: the programme's settings and the SMTP account, saved together,
+a test email through that account, and why emails are not going out, when they are not.
 
 The SMTP password is stored encrypted and never read back for display: staff only learn
 whether one is set.
@@ -10,14 +11,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import cast
 
-from ellity.domain.model.errors import InvalidInput
+from ellity.domain.model.customer import clean_email
+from ellity.domain.model.errors import InvalidInput, SmtpTestFailed
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, SmtpSecurity, SmtpSettings
+from ellity.domain.model.outbox import EmailProblem
+from ellity.domain.model.system_email import EmailTemplate, OutgoingEmail
 from ellity.domain.model.text import has_control_characters
 from ellity.domain.services import notifications
 from ellity.domain.services.common import load_merchant
 from ellity.ports.clock import Clock
-from ellity.ports.secrets import SecretBox
+from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
+from ellity.ports.secrets import SecretBox, SecretUnreadable
 from ellity.ports.storage import UnitOfWork
 
 MAX_SMTP_PASSWORD = 256
@@ -28,6 +33,7 @@ class SettingsView:
     merchant: Merchant
     smtp_password_set: bool
     ecomail_active: bool = False  # with system emails on, the page warns about double emails
+    email_problem: EmailProblem | None = None  # why emails are not going out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +78,64 @@ async def read_settings(merchant_id: MerchantId, *, uow: UnitOfWork) -> Settings
         merchant = await load_merchant(uow, merchant_id)
         password = await uow.merchants.smtp_password(merchant_id)
         ecomail_active = await uow.ecomail.active_list(merchant_id) is not None
+        problem = await uow.views.email_problem(merchant_id)
     return SettingsView(
-        merchant, smtp_password_set=password is not None, ecomail_active=ecomail_active
+        merchant,
+        smtp_password_set=password is not None,
+        ecomail_active=ecomail_active,
+        email_problem=problem,
     )
+
+
+async def send_test_email(
+    merchant_id: MerchantId,
+    to: str,
+    *,
+    uow: UnitOfWork,
+    mailer: Mailer,
+    secret_box: SecretBox,
+    clock: Clock,
+) -> str:
+    """Send the test email to ``to`` now, through the saved SMTP account, and return the
+    address it went to. Raises ``SmtpTestFailed`` with the server's answer in the merchant's
+    words when it does not go out (the same words a customer's email would have failed
+    with); nothing is stored either way."""
+    address = clean_email(to)
+    if address is None:
+        raise InvalidInput("Enter the address to send the test email to.")
+    async with uow:
+        merchant = await load_merchant(uow, merchant_id)
+        encrypted = await uow.merchants.smtp_password(merchant_id)
+    if not merchant.smtp.is_configured:
+        raise InvalidInput(
+            "SMTP is not set up: enter the SMTP server and the sender address, save the"
+            " settings, then send a test email."
+        )
+    try:
+        password = None if encrypted is None else secret_box.decrypt(encrypted)
+    except SecretUnreadable:
+        raise SmtpTestFailed(
+            "The stored SMTP password cannot be decrypted (was ELLITY_SECRET_KEY changed?);"
+            " enter the password again and save."
+        ) from None
+    settings = merchant.settings
+    email = OutgoingEmail(
+        to=address,
+        sender_name=settings.name,
+        template=EmailTemplate.TEST,
+        locale=settings.locale,
+        message_id=f"ellity.test.{merchant_id}.{int(clock.now().timestamp() * 1000)}",
+        values={
+            "programme": settings.name,
+            "shop_url": settings.shop_url,
+            "smtp_server": f"{merchant.smtp.host}:{merchant.smtp.port}",
+        },
+    )
+    try:
+        await mailer.send(email, server=merchant.smtp, password=password)
+    except (MailerUnavailable, MailerRejected) as exc:
+        raise SmtpTestFailed(f"The test email was not sent: {exc}") from None
+    return address
 
 
 async def save_settings(

@@ -13,6 +13,7 @@ from ellity.ports.storage.contact_sync import (
     OldAddress,
 )
 from ellity.ports.storage.customers import CustomerRepository
+from ellity.ports.storage.dashboard import DashboardRepository
 from ellity.ports.storage.errors import TransientConflict, UniqueViolation
 from ellity.ports.storage.ledger import (
     ExpiredChunk,
@@ -40,6 +41,7 @@ __all__ = [
     "ContactSyncHealth",
     "ContactSyncRepository",
     "CustomerRepository",
+    "DashboardRepository",
     "EcomailRepository",
     "ExpiredChunk",
     "ExpiryNotice",

@@ -50,13 +50,15 @@ class EcomailRepository(Protocol):
     async def activate(
         self, merchant_id: MerchantId, *, list_id: str, list_name: str, at: datetime
     ) -> None:
-        """Active with this list, and a backfill of every customer requested."""
+        """Active with this list, and a backfill of every customer requested (work for the
+        worker: the commit wakes it, as for outbox items)."""
         ...
 
     async def deactivate(self, merchant_id: MerchantId, *, at: datetime) -> None: ...
 
     async def request_backfill(self, merchant_id: MerchantId, *, at: datetime) -> None:
-        """Push every customer again (restarts a backfill in progress)."""
+        """Push every customer again (restarts a backfill in progress; the commit wakes the
+        worker)."""
         ...
 
     async def advance_backfill(

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ellity.ports.storage.contact_sync import ContactSyncRepository, EcomailRepository
 from ellity.ports.storage.customers import CustomerRepository
+from ellity.ports.storage.dashboard import DashboardRepository
 from ellity.ports.storage.ledger import LedgerRepository
 from ellity.ports.storage.merchants import (
     ApiTokenRepository,
@@ -31,6 +32,7 @@ class UnitOfWork(Protocol):
     contacts: ContactSyncRepository
     newsletter: NewsletterRepository
     views: Views
+    dashboard: DashboardRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
 

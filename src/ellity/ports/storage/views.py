@@ -15,7 +15,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
     NotificationRecord,
 )
-from ellity.domain.model.outbox import DeliveryHealth, FailedDelivery
+from ellity.domain.model.outbox import DeliveryHealth, EmailProblem, FailedDelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,12 @@ class Views(Protocol):
         """The merchant's outbox: what waits, what failed, the last delivery."""
         ...
 
+    async def email_problem(self, merchant_id: MerchantId) -> EmailProblem | None:
+        """Why the merchant's emails are not going out: the newest error among the emails
+        waiting for a retry or given up on, unless an email was delivered after it; None
+        when nothing failed."""
+        ...
+
     async def contact_sync_health(self, merchant_id: MerchantId) -> ContactSyncHealth:
         """The merchant's contacts waiting to be written to the list, and the failed ones."""
         ...
@@ -105,10 +111,19 @@ class Views(Protocol):
         after_id: CustomerId | None,
         limit: int,
         today: date,
+        before_id: CustomerId | None = None,
     ) -> list[CustomerLoyalty]:
         """A page of the customers the query finds (see ``customer_query``), keyset-paged:
-        ``after_id`` is the last customer of the previous page. Everyone is listed newest
-        first; an alternative in its key order, then by id. Each alternative is an index
-        range read, never a scan of all customers. Summaries as of ``today``
-        (``LedgerRepository.loyalty``)."""
+        ``after_id`` is the last customer of the previous page; or, given ``before_id`` (the
+        first customer of a page), the ``limit`` customers listed right before it, in the
+        listing's order. Everyone is listed newest first; an alternative in its key order,
+        then by id. Each alternative is an index range read, never a scan of all customers.
+        Summaries as of ``today`` (``LedgerRepository.loyalty``)."""
+        ...
+
+    async def count_customers(
+        self, merchant_id: MerchantId, query: CustomerQuery, *, at_most: int
+    ) -> int:
+        """How many customers the query finds, but at most ``at_most + 1``: the count reads
+        no more index entries than that."""
         ...

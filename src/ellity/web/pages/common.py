@@ -81,6 +81,11 @@ def points_text(value: Points, locale: Locale = "en") -> str:
     return value.display(locale)
 
 
+def number_text(value: int, locale: Locale = "en") -> str:
+    """A whole number grouped by thousands as points are (``10 000`` cs, ``10,000`` en)."""
+    return Points(value * 100).display(locale)
+
+
 def signed_points(value: Points, locale: Locale = "en") -> str:
     return ("+" if value.is_positive() else "") + value.display(locale)
 
@@ -95,6 +100,7 @@ def day_text(value: date | None) -> str:
 
 FILTERS = {
     "points": points_text,
+    "number": number_text,
     "signed": signed_points,
     "local_time": local_time,
     "day": day_text,

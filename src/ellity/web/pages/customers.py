@@ -90,6 +90,7 @@ async def customer_list(
     request: AnyRequest,
     q: FromQuery[str] = "",
     after: Cursor = None,
+    before: Cursor = None,
     *,
     merchant_id: NamedDependency[MerchantId],
     uow_factory: Injected[UnitOfWorkFactory],
@@ -99,6 +100,7 @@ async def customer_list(
         merchant_id,
         q,
         after_id=optional_customer_id(after),
+        before_id=optional_customer_id(before),
         uow=uow_factory(read_only=True),
         clock=clock,
     )
@@ -108,7 +110,6 @@ async def customer_list(
         page=page,
         q=page.query.text,
         locale=page.merchant.settings.locale,
-        deeper=after is not None,
     )
 
 
@@ -262,7 +263,7 @@ async def earn(
     uow_factory: Injected[UnitOfWorkFactory],
     clock: Injected[Clock],
 ) -> Response[Any]:
-    await points.earn_points(
+    earned = await points.earn_points(
         merchant_id,
         CustomerId(customer_id),
         parse_points(data.points),
@@ -271,7 +272,15 @@ async def earn(
         uow=uow_factory(),
         clock=clock,
     )
-    flash(request, "The points have been added.")
+    if earned.entry is None:  # the order earned before: the same order never earns twice
+        flash(
+            request,
+            f"Nothing was added: the order '{data.order_ref.strip()}' has already earned"
+            " this customer points.",
+            kind="notice",
+        )
+    else:
+        flash(request, "The points have been added.")
     return see_other(f"/customers/{customer_id}")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlencode
 
-from litestar import MediaType, Response
+from litestar import Litestar, MediaType, Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -25,7 +25,9 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.exceptions.responses import create_exception_response
 from litestar.response import Redirect
+from litestar.routes import BaseRoute
 from litestar.types import ExceptionHandlersMap
 
 from ellity.deps import Deps
@@ -125,6 +127,42 @@ def not_found(request: AnyRequest, exc: Exception) -> Response[Any]:
     if not wants_html(request):
         return _json("not_found", "No such page.", 404)
     return _page(request, "There is no such page here.", 404)
+
+
+def page_of(app: Litestar, path: str) -> str:
+    """The page a form's address belongs to: the nearest address at or above it that shows
+    a page (``/customers/5/earn`` → ``/customers/5``, ``/api-tokens/3/revoke`` →
+    ``/api-tokens``), the dashboard at worst."""
+    parts = [part for part in path.split("/") if part]
+    while parts:
+        if any(_shows(route, parts) for route in app.routes):
+            return "/" + "/".join(parts)
+        parts = parts[:-1]
+    return "/"
+
+
+def _shows(route: BaseRoute, parts: list[str]) -> bool:
+    """``route`` answers a GET of the address made of ``parts``."""
+    if "GET" not in route.methods or len(route.path_components) != len(parts):
+        return False
+    for component, part in zip(route.path_components, parts, strict=True):
+        if isinstance(component, str):
+            if component != part:
+                return False
+        elif component.parser is not None:
+            try:
+                component.parser(part)
+            except ValueError:
+                return False
+    return True
+
+
+def method_not_allowed(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+    """A form's address opened as a page (typed, reloaded, Enter in the address bar) shows
+    the page the form is on; anything else is refused as before."""
+    if request.method == "GET" and wants_html(request):
+        return Redirect(page_of(request.app, request.url.path), status_code=303)
+    return create_exception_response(request, exc)
 
 
 def _names_no_page(exc: HTTPException) -> bool:

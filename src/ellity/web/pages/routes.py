@@ -42,6 +42,7 @@ def pages_router(security: WebSecurity) -> Router:
             customers.consent,
             settings.settings_page,
             settings.save_settings,
+            settings.send_test_email,
             api_tokens.tokens_page,
             api_tokens.create_token,
             api_tokens.revoke_token,

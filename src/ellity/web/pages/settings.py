@@ -1,5 +1,5 @@
-"""Basic settings: the programme, system emails and the SMTP account, the newsletter reward
-and the pre-expiry notification."""
+"""Basic settings: the programme, system emails and the SMTP account (with a test email),
+the newsletter reward and the pre-expiry notification."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from litestar.params import URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.deps import Deps
-from ellity.domain.model.errors import DomainError
+from ellity.domain.model.errors import DomainError, InvalidInput, SmtpTestFailed
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import SMTP_SECURITY
 from ellity.domain.model.money import LOCALES
 from ellity.domain.services import programme_settings
 from ellity.domain.services.programme_settings import SettingsView, SmtpChange
 from ellity.ports.clock import Clock
+from ellity.ports.mailer import Mailer
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
@@ -115,6 +116,9 @@ def _page(
         form=form,
         password_set=view.smtp_password_set,
         ecomail_active=view.ecomail_active,
+        email_problem=view.email_problem,
+        staff_email=staff_of(request).email,
+        time_zone=view.merchant.settings.timezone,
         error=error,
         locales=LOCALES,
         securities=SMTP_SECURITY,
@@ -131,6 +135,45 @@ async def settings_page(
 ) -> Template:
     view = await programme_settings.read_settings(merchant_id, uow=uow_factory(read_only=True))
     return _page(request, SettingsForm.of(view), view)
+
+
+@dataclass
+class TestEmailForm:
+    to: str = ""
+
+
+@post("/settings/test-email")
+async def send_test_email(
+    request: AnyRequest,
+    data: URLEncodedBody[TestEmailForm],
+    *,
+    merchant_id: NamedDependency[MerchantId],
+    uow_factory: Injected[UnitOfWorkFactory],
+    mailer: Injected[Mailer],
+    secret_box: Injected[SecretBox],
+    clock: Injected[Clock],
+) -> Response[Any]:
+    """Sends at once and shows the outcome on the settings page: the address it went to, or
+    the reason it did not go."""
+    try:
+        sent_to = await programme_settings.send_test_email(
+            merchant_id,
+            data.to,
+            uow=uow_factory(read_only=True),
+            mailer=mailer,
+            secret_box=secret_box,
+            clock=clock,
+        )
+    except (InvalidInput, SmtpTestFailed) as error:
+        flash(request, error.message, kind="error", id="test-email-result")
+    else:
+        flash(
+            request,
+            f"The test email was sent to {sent_to}. If it does not arrive, look into the spam"
+            " folder and at the sender address.",
+            id="test-email-result",
+        )
+    return see_other("/settings#test-email")
 
 
 async def _settings_again(

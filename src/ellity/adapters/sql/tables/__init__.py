@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 from ellity.adapters.sql.tables import (
     contact_sync,
     customers,
+    dashboard,
     ledger,
     merchants,
     newsletter,
@@ -25,6 +26,7 @@ __all__ = [
     "UtcDateTime",
     "contact_sync",
     "customers",
+    "dashboard",
     "ledger",
     "merchants",
     "metadata",

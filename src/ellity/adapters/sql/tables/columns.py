@@ -66,3 +66,14 @@ def claim_token_index(table: str) -> sa.Index:
     return sa.Index(
         f"ix_{table}_claim_token", "claim_token", sqlite_where=claimed, postgresql_where=claimed
     )
+
+
+def search_key(length: int) -> sa.types.TypeEngine[str]:
+    """Text that prefix searches read as index ranges: compared in code-point order on both
+    databases. SQLite compares that way by default; PostgreSQL's column gets the "C"
+    collation, so that a database created with a language's collation (ICU ``cs-CZ`` puts
+    ``ch`` after ``h``) keeps ``key >= 'c' AND key < 'd'`` the range of the keys starting
+    with ``c``."""
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - as dialect_insert
+
+    return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")

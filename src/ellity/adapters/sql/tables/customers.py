@@ -11,7 +11,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import BIG_ID, timestamp, timestamp_or_none
+from ellity.adapters.sql.tables.columns import BIG_ID, search_key, timestamp, timestamp_or_none
 
 
 class CustomerRow(SQLModel, table=True):
@@ -27,16 +27,23 @@ class CustomerRow(SQLModel, table=True):
         sa.Index("ix_customers_merchant_id_id", "merchant_id", "id"),
         sa.Index("ix_customers_merchant_first_name_key", "merchant_id", "first_name_key"),
         sa.Index("ix_customers_merchant_last_name_key", "merchant_id", "last_name_key"),
+        sa.Index("ix_customers_merchant_email_domain_key", "merchant_id", "email_domain_key"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
     merchant_id: int = Field(foreign_key="merchants.id")
     email: str | None = Field(default=None, max_length=254)
-    email_key: str | None = Field(default=None, max_length=254)
+    # the search keys (``customer.email_key``, ``email_domain_key``, ``name_key``)
+    email_key: str | None = Field(default=None, sa_type=search_key(254))
+    email_domain_key: str | None = Field(default=None, sa_type=search_key(254))
     first_name: str = Field(default="", max_length=100)
     last_name: str = Field(default="", max_length=100)
-    first_name_key: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
-    last_name_key: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
+    first_name_key: str = Field(
+        default="", sa_type=search_key(100), sa_column_kwargs={"server_default": ""}
+    )
+    last_name_key: str = Field(
+        default="", sa_type=search_key(100), sa_column_kwargs={"server_default": ""}
+    )
     shop_customer_id: str | None = Field(default=None, max_length=100)
     registered: bool = False
     pin: str | None = Field(default=None, max_length=6)
