@@ -41,10 +41,13 @@ _ROW_WIDTH = 12  # the length of a ``LoyaltyRow``
 
 
 async def _driver_rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[LoyaltyRow]:
-    """PostgreSQL: the query's rows as ``asyncpg`` returns them (tuple-like records), run by
-    the driver in ``conn``'s transaction (begun by an earlier statement). SQLAlchemy would
-    build a row object around each record, a good part of the cost of a snapshot of every
-    customer; the query is still compiled by SQLAlchemy, with its values bound."""
+    """The query's rows as the driver returns them, run by the driver on ``conn``: SQLAlchemy
+    would build a row object around each, a good part of the cost of a snapshot of every
+    customer. The query is still compiled by SQLAlchemy, with its values bound.
+
+    PostgreSQL: ``asyncpg``'s tuple-like records, in ``conn``'s transaction (begun by an
+    earlier statement). SQLite: ``aiosqlite``'s tuples, the two dates read from their ISO
+    text as SQLAlchemy would."""
     if not conn.in_transaction():
         raise RuntimeError("the driver's query needs the connection's transaction begun")
     compiled = query.compile(dialect=conn.dialect)
@@ -53,8 +56,40 @@ async def _driver_rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[Loy
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:
         raise RuntimeError("the connection is closed")
-    records = await driver.fetch(str(compiled), *arguments)
-    return cast(list[LoyaltyRow], records)
+    if conn.dialect.name == "postgresql":
+        return cast(list[LoyaltyRow], await driver.fetch(str(compiled), *arguments))
+    bound = [value.isoformat() if isinstance(value, date) else value for value in arguments]
+    day = date.fromisoformat
+    return [
+        (
+            cid,
+            email,
+            first,
+            last,
+            bool(registered),
+            pin,
+            code,
+            balance,
+            None if next_on is None else day(next_on),
+            next_cents,
+            None if last_on is None else day(last_on),
+            last_cents,
+        )
+        for (
+            cid,
+            email,
+            first,
+            last,
+            registered,
+            pin,
+            code,
+            balance,
+            next_on,
+            next_cents,
+            last_on,
+            last_cents,
+        ) in await driver.execute_fetchall(str(compiled), bound)
+    ]
 
 
 class SqlViews(Views):
@@ -96,11 +131,7 @@ class SqlViews(Views):
             .order_by(customers.c.id)
             .limit(limit)
         )
-        if self.conn.dialect.name == "postgresql":
-            return await _driver_rows(self.conn, query)
-        result = await self.conn.execute(query)
-        # plain tuples: a SQLAlchemy row is slower to unpack than it is to copy
-        return cast(list[LoyaltyRow], [tuple(row) for row in result.all()])
+        return await _driver_rows(self.conn, query)
 
     async def search_customers(
         self,
