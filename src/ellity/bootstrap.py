@@ -1,31 +1,22 @@
-"""The one composition root: builds the adapters once and hands out a ``Deps`` bundle."""
+"""The one composition root: builds the adapters once and hands out a ``Deps`` bundle.
+
+Only the database's adapters are imported with this module. Those of the web app and the
+worker (Redis, arq, Ecomail's HTTP client, e-mail templates, password hashing, migrations)
+are imported by ``build_deps`` when it runs, so that ``ellity export`` (``export_deps``) does
+not wait for them: a user waits for the interpreter's start-up with every export.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ellity.adapters.arq_queue import ArqJobQueue, NoJobQueue
 from ellity.adapters.csv_export import CsvTableEncoder
-from ellity.adapters.ecomail.limiter import request_limiter
-from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings
-from ellity.adapters.email_templates import JinjaEmailTemplates
-from ellity.adapters.passwords import Argon2PasswordHasher
-from ellity.adapters.redis_operations import (
-    LocalWorkCounters,
-    NoWorkerHeartbeats,
-    RedisOperations,
-)
-from ellity.adapters.secret_box import FernetSecretBox
-from ellity.adapters.smtp_mailer import SmtpMailer
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.export_rows import SqlCustomerRowSource
-from ellity.adapters.sql.migrate import SqlSchemaVersion
-from ellity.adapters.sql.queue_stats import SqlQueueStats
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
-from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore
-from ellity.adapters.system_clock import SecretsRandom, SystemClock
-from ellity.deps import Deps
+from ellity.adapters.system_clock import SystemClock
+from ellity.deps import Deps, ExportDeps
 from ellity.settings import Settings
 
 
@@ -40,6 +31,24 @@ def open_database(settings: Settings) -> Database:
 
 @asynccontextmanager
 async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
+    # see the module docstring
+    from ellity.adapters.arq_queue import ArqJobQueue, NoJobQueue  # noqa: PLC0415
+    from ellity.adapters.ecomail.limiter import request_limiter  # noqa: PLC0415
+    from ellity.adapters.ecomail.platforms import EcomailPlatforms, EcomailSettings  # noqa: PLC0415
+    from ellity.adapters.email_templates import JinjaEmailTemplates  # noqa: PLC0415
+    from ellity.adapters.passwords import Argon2PasswordHasher  # noqa: PLC0415
+    from ellity.adapters.redis_operations import (  # noqa: PLC0415
+        LocalWorkCounters,
+        NoWorkerHeartbeats,
+        RedisOperations,
+    )
+    from ellity.adapters.secret_box import FernetSecretBox  # noqa: PLC0415
+    from ellity.adapters.smtp_mailer import SmtpMailer  # noqa: PLC0415
+    from ellity.adapters.sql.migrate import SqlSchemaVersion  # noqa: PLC0415
+    from ellity.adapters.sql.queue_stats import SqlQueueStats  # noqa: PLC0415
+    from ellity.adapters.sql.web_state import SqlLoginAttempts, SqlSessionStore  # noqa: PLC0415
+    from ellity.adapters.system_clock import SecretsRandom  # noqa: PLC0415
+
     database = open_database(settings)
     queue = (
         ArqJobQueue(settings.redis_url, queue_name=settings.queue_name)
@@ -83,4 +92,19 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             await operations.aclose()
         await marketing.aclose()
         await queue.close()
+        await database.dispose()
+
+
+@asynccontextmanager
+async def export_deps(settings: Settings) -> AsyncIterator[ExportDeps]:
+    """What ``ellity export`` works with: the database's adapters only (read-only use)."""
+    database = open_database(settings)
+    try:
+        yield ExportDeps(
+            uow=SqlUnitOfWorkFactory(database),
+            clock=SystemClock(),
+            export_encoder=CsvTableEncoder(),
+            export_rows=SqlCustomerRowSource(database),
+        )
+    finally:
         await database.dispose()

@@ -8,19 +8,19 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ellity import cli_backup, cli_ecomail, serve
-from ellity.adapters.sql import migrate
-from ellity.bootstrap import build_deps
-from ellity.cli_export import run_export
-from ellity.deps import Deps
-from ellity.domain.model.api_token import ApiToken
+from ellity import cli_ecomail, serve
 from ellity.domain.model.errors import DomainError
-from ellity.domain.model.merchant import MerchantSettings
-from ellity.domain.services import api_tokens, merchants, nightly
-from ellity.domain.services.common import merchant_id_of
 from ellity.settings import Settings, load_settings
+
+# A command imports what it needs when it runs (``main``): every command starts with the
+# interpreter, and ``ellity export`` does not wait for the web app's, the migrations' or
+# the worker's imports.
+if TYPE_CHECKING:
+    from ellity.deps import Deps
+    from ellity.domain.model.api_token import ApiToken
+    from ellity.domain.services import nightly
 
 T = TypeVar("T")
 
@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _with_deps(settings: Settings, use: Callable[[Deps], Awaitable[T]]) -> T:
+    from ellity.bootstrap import build_deps  # noqa: PLC0415 - see the imports above
+
     async def run() -> T:
         async with build_deps(settings) as deps:
             return await use(deps)
@@ -109,6 +111,9 @@ def _print_settings(values: dict[str, str]) -> None:
 
 
 async def _create_api_token(deps: Deps, slug: str, name: str) -> tuple[ApiToken, str]:
+    from ellity.domain.services import api_tokens, merchants  # noqa: PLC0415
+    from ellity.domain.services.common import merchant_id_of  # noqa: PLC0415
+
     merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
     return await api_tokens.create_api_token(
         merchant_id_of(merchant), name, uow=deps.uow(), clock=deps.clock, rng=deps.rng
@@ -116,6 +121,9 @@ async def _create_api_token(deps: Deps, slug: str, name: str) -> tuple[ApiToken,
 
 
 async def _run_nightly(deps: Deps, slug: str) -> nightly.NightlyResult:
+    from ellity.domain.services import merchants, nightly  # noqa: PLC0415
+    from ellity.domain.services.common import merchant_id_of  # noqa: PLC0415
+
     merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
     return await nightly.run_nightly(
         merchant_id_of(merchant), uow_factory=deps.uow, clock=deps.clock
@@ -141,6 +149,75 @@ def _print_nightly(slug: str, result: nightly.NightlyResult) -> None:
     print("The worker delivers what was recorded.")
 
 
+def _manage(settings: Settings, args: argparse.Namespace) -> int:
+    """The commands that set up and look after a merchant, and the backups."""
+    # see the imports above
+    from ellity import cli_backup  # noqa: PLC0415
+    from ellity.adapters.sql import migrate  # noqa: PLC0415
+    from ellity.domain.model.merchant import MerchantSettings  # noqa: PLC0415
+    from ellity.domain.services import merchants  # noqa: PLC0415
+
+    if args.command == "migrate":
+        migrate.upgrade(settings.database_url)
+        print("The database is up to date.")
+    elif args.command == "create-merchant":
+        migrate.upgrade(settings.database_url)
+        merchant_settings = MerchantSettings(name=args.name, shop_url=args.shop_url)
+        merchant = _with_deps(
+            settings,
+            lambda deps: merchants.create_merchant(
+                slug=args.slug,
+                settings=merchant_settings,
+                admin_email=args.admin_email,
+                admin_password=args.admin_password,
+                uow=deps.uow(),
+                clock=deps.clock,
+                hasher=deps.hasher,
+            ),
+        )
+        print(f"Created merchant '{merchant.slug}' with admin {args.admin_email.strip()}.")
+    elif args.command == "settings":
+        changes = _parse_changes(args.changes)
+        if changes:
+            merchant = _with_deps(
+                settings,
+                lambda deps: merchants.change_settings(
+                    args.merchant, changes, uow=deps.uow(), clock=deps.clock
+                ),
+            )
+        else:
+            merchant = _with_deps(
+                settings,
+                lambda deps: merchants.merchant_by_slug(
+                    args.merchant, uow=deps.uow(read_only=True)
+                ),
+            )
+        _print_settings(merchant.settings.as_strings())
+    elif args.command == "create-api-token":
+        migrate.upgrade(settings.database_url)
+        stored, token = _with_deps(
+            settings, lambda deps: _create_api_token(deps, args.merchant, args.name)
+        )
+        print(token)
+        print(
+            f"Created API token '{stored.name}' (ending {stored.hint}) for merchant"
+            f" '{args.merchant.strip()}'. It is shown only this once.",
+            file=sys.stderr,
+        )
+    elif args.command == "run-nightly":
+        migrate.upgrade(settings.database_url)
+        result = _with_deps(settings, lambda deps: _run_nightly(deps, args.merchant))
+        _print_nightly(args.merchant.strip(), result)
+    elif args.command == "ecomail":
+        migrate.upgrade(settings.database_url)
+        return cli_ecomail.run(settings, args)
+    elif args.command == "backup":
+        return cli_backup.run_backup(settings, args.out, force=args.force)
+    elif args.command == "restore":
+        return cli_backup.run_restore(settings, args.source)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -158,66 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ellity import worker  # noqa: PLC0415 - only the worker needs arq
 
             return worker.run(settings, burst=args.burst)
-        elif args.command == "migrate":
-            migrate.upgrade(settings.database_url)
-            print("The database is up to date.")
-        elif args.command == "create-merchant":
-            migrate.upgrade(settings.database_url)
-            merchant_settings = MerchantSettings(name=args.name, shop_url=args.shop_url)
-            merchant = _with_deps(
-                settings,
-                lambda deps: merchants.create_merchant(
-                    slug=args.slug,
-                    settings=merchant_settings,
-                    admin_email=args.admin_email,
-                    admin_password=args.admin_password,
-                    uow=deps.uow(),
-                    clock=deps.clock,
-                    hasher=deps.hasher,
-                ),
-            )
-            print(f"Created merchant '{merchant.slug}' with admin {args.admin_email.strip()}.")
-        elif args.command == "settings":
-            changes = _parse_changes(args.changes)
-            if changes:
-                merchant = _with_deps(
-                    settings,
-                    lambda deps: merchants.change_settings(
-                        args.merchant, changes, uow=deps.uow(), clock=deps.clock
-                    ),
-                )
-            else:
-                merchant = _with_deps(
-                    settings,
-                    lambda deps: merchants.merchant_by_slug(
-                        args.merchant, uow=deps.uow(read_only=True)
-                    ),
-                )
-            _print_settings(merchant.settings.as_strings())
-        elif args.command == "create-api-token":
-            migrate.upgrade(settings.database_url)
-            stored, token = _with_deps(
-                settings, lambda deps: _create_api_token(deps, args.merchant, args.name)
-            )
-            print(token)
-            print(
-                f"Created API token '{stored.name}' (ending {stored.hint}) for merchant"
-                f" '{args.merchant.strip()}'. It is shown only this once.",
-                file=sys.stderr,
-            )
         elif args.command == "export":
+            from ellity.cli_export import run_export  # noqa: PLC0415 - see the imports above
+
             return run_export(settings, args.merchant, args.out)
-        elif args.command == "run-nightly":
-            migrate.upgrade(settings.database_url)
-            result = _with_deps(settings, lambda deps: _run_nightly(deps, args.merchant))
-            _print_nightly(args.merchant.strip(), result)
-        elif args.command == "ecomail":
-            migrate.upgrade(settings.database_url)
-            return cli_ecomail.run(settings, args)
-        elif args.command == "backup":
-            return cli_backup.run_backup(settings, args.out, force=args.force)
-        elif args.command == "restore":
-            return cli_backup.run_restore(settings, args.source)
+        else:
+            return _manage(settings, args)
     except DomainError as exc:
         print(f"ellity: {exc.message}", file=sys.stderr)
         return 2

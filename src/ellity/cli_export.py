@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TextIO
 
-from ellity.bootstrap import build_deps
+from ellity.bootstrap import export_deps
 from ellity.domain.services import export, merchants
 from ellity.domain.services.common import merchant_id_of
 from ellity.settings import Settings
@@ -95,7 +95,7 @@ def run_export(settings: Settings, slug: str, out: Path | None) -> int:
 
 
 async def _export(settings: Settings, slug: str, out: Path | None) -> int:
-    async with build_deps(settings) as deps:
+    async with export_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
         merchant_id = merchant_id_of(merchant)
         bar = None

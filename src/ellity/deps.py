@@ -47,5 +47,15 @@ class Deps:
     schema: SchemaVersion  # the database's migration revision (/ready)
 
 
+@dataclass(frozen=True)
+class ExportDeps:
+    """What the customer export works with (``ellity export``), and nothing else."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    export_encoder: TableEncoder
+    export_rows: CustomerRowSource
+
+
 #: How an edge gets its ``Deps``: ``bootstrap.build_deps`` bound to the settings, or test fakes.
 DepsProvider = Callable[[], AbstractAsyncContextManager[Deps]]

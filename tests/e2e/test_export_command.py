@@ -200,3 +200,52 @@ def test_a_progress_bar_is_drawn_when_stderr_is_a_terminal(workdir: Path) -> Non
     assert f"100%  {CUSTOMERS} / {CUSTOMERS} customers".encode() in shown
     assert b"export [" not in stdout
     assert len(rows_of(stdout)) == CUSTOMERS + 1
+
+
+#: Packages of the web app, the worker and the migrations: the export waits for none of them.
+NOT_FOR_THE_EXPORT = (
+    "litestar",
+    "uvicorn",
+    "arq",
+    "redis",
+    "httpx",
+    "jinja2",
+    "argon2",
+    "cryptography",
+    "alembic",
+    "ellity.web",
+    "ellity.worker",
+)
+
+
+def test_the_export_imports_nothing_of_the_web_app_the_worker_or_the_migrations(
+    workdir: Path,
+) -> None:
+    """The interpreter's start-up is part of every export: ``ellity export`` imports only
+    what it needs (checked in the process that ran it, after the export)."""
+    script = (
+        "import sys\n"
+        "from ellity.cli import main\n"
+        "code = main(['export', '--merchant', 'shop', '--out', 'customers.csv'])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_")}
+    done = subprocess.run(
+        [ELLITY[0], "-c", script],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(rows_of((workdir / "customers.csv").read_bytes())) == CUSTOMERS + 1
+    imported = done.stdout.split()
+    assert "ellity.adapters.sql.export_rows" in imported
+    assert [
+        name
+        for name in imported
+        if any(name == root or name.startswith(f"{root}.") for root in NOT_FOR_THE_EXPORT)
+    ] == []

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ellity.domain.model.consent import ConsentSource, MarketingConsent
+from ellity.domain.model.contact import LoyaltyRow, loyalty_row
 from ellity.domain.model.customer import Customer
 from ellity.domain.model.customer_query import parse_customer_query
 from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
@@ -331,6 +332,18 @@ async def test_an_order_reference_is_recorded_once_per_merchant_and_kind(
     )
 
 
+def unread_cents_zero(row: LoyaltyRow) -> LoyaltyRow:
+    """The row as a tuple, with 0 for the cents that go with a missing date (never read)."""
+    *head, next_on, next_cents, last_on, last_cents = row
+    return (
+        *head,
+        next_on,
+        0 if next_on is None else next_cents,
+        last_on,
+        0 if last_on is None else last_cents,
+    )  # type: ignore[return-value]
+
+
 async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory) -> None:
     merchant_id = await add_merchant(uow_factory)
     ids = [await add_customer(uow_factory, merchant_id, f"AAAAAAA{n}") for n in range(2, 7)]
@@ -346,6 +359,13 @@ async def test_loyalty_pages_follow_customer_ids(uow_factory: UnitOfWorkFactory)
             merchant_id, [ids[3], ids[0], CustomerId(10**9)], today=day
         )
     assert [row.customer_id for row in first + rest] == ids
+    async with uow_factory(read_only=True) as uow:
+        flat = await uow.views.loyalty_rows_page(
+            merchant_id, after_id=first[0].customer_id, limit=3, today=day
+        )
+    assert [unread_cents_zero(row) for row in flat] == [
+        loyalty_row(row) for row in (first + rest)[1:4]
+    ]
     assert [row.customer_id for row in chosen] == [ids[0], ids[3]]
     assert first[0].summary.balance == Points(0) and first[0].summary.next_expiration is None
 
@@ -546,7 +566,11 @@ async def test_summaries_are_read_as_of_a_day_leaving_out_lots_past_their_last_v
             found = await uow.views.search_customers(
                 merchant_id, parse_customer_query(""), after_id=None, limit=10, today=day
             )
+            flat = await uow.views.loyalty_rows_page(
+                merchant_id, after_id=CustomerId(0), limit=10, today=day
+            )
         assert chosen == paged == sorted(found, key=lambda row: row.customer_id)
+        assert [unread_cents_zero(row) for row in flat] == [loyalty_row(row) for row in paged]
         return {
             row.customer_id: (row.summary.balance.decimal_string(), row.summary.next_expiration)
             for row in chosen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import random
 from datetime import date
 
 import pytest
@@ -13,10 +15,12 @@ from ellity.domain.model.contact import (
     ProgrammeLook,
     cleared_fields,
     contact_snapshot,
+    loyalty_row,
+    snapshots_of_rows,
 )
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import Expiration, LastChange, LedgerSummary
-from ellity.domain.model.money import Points
+from ellity.domain.model.money import Locale, Points, display_of
 
 P = Points.parse
 CZECH = ProgrammeLook(
@@ -151,3 +155,103 @@ def test_cleared_fields_are_every_field_empty_with_zero_in_the_whole_numbers() -
     }
     cleared["ellity_pin"] = "x"
     assert cleared_fields()["ellity_pin"] == ""  # a fresh mapping each time
+
+
+#: Amounts at every edge of the display rules: signs, hundredths, grouping, the short way.
+EDGE_CENTS = (
+    *range(-1001, 1002, 7),
+    -100_001,
+    -100_000,
+    -99_999,
+    -99_900,
+    -150,
+    -100,
+    -99,
+    -1,
+    0,
+    1,
+    99,
+    100,
+    101,
+    99_899,
+    99_900,
+    99_999,
+    100_000,
+    100_001,
+    123_456,
+    99_999_999,
+    100_000_000,
+    123_456_789_012,
+    -123_456_789_012,
+)
+LOOKS = (
+    CZECH,
+    ENGLISH,
+    ProgrammeLook("cs", "", "{shop_url}/?ref={code}"),
+    ProgrammeLook("en", "", "https://fixed.example/?r={code}"),
+    ProgrammeLook("en", "https://x.cz/{code}/", "{shop_url}?r={code}&again={code}"),
+    ProgrammeLook("cs", "https://x.cz", "{shop_url}/join"),
+    ProgrammeLook("en", "/", "{code}@{shop_url}"),
+)
+
+
+def customers_with_every_kind_of_value() -> list[CustomerLoyalty]:
+    pick = random.Random(16)
+    found = []
+    for n, cents in enumerate(EDGE_CENTS):
+        other = pick.choice(EDGE_CENTS)
+        found.append(
+            CustomerLoyalty(
+                customer_id=CustomerId(n + 1),
+                email=None if n % 5 == 0 else f"c{n}@x.cz",
+                first_name=f"First{n}",
+                last_name="",
+                registered=n % 3 == 0,
+                pin=None if n % 7 == 0 else f"{n:06d}",
+                referral_code=f"CODE{n}",
+                summary=LedgerSummary(
+                    balance=Points(cents),
+                    next_expiration=(
+                        None if n % 4 == 0 else Expiration(date(2026, 1, 1 + n % 28), Points(other))
+                    ),
+                    last_change=(
+                        None if n % 6 == 0 else LastChange(date(999, 12, 31), Points(-other))
+                    ),
+                ),
+            )
+        )
+    return found
+
+
+@pytest.mark.parametrize("look", LOOKS)
+def test_snapshots_made_in_bulk_from_rows_are_the_snapshots_of_each_customer(
+    look: ProgrammeLook,
+) -> None:
+    customers = customers_with_every_kind_of_value()
+    rows = [loyalty_row(customer) for customer in customers]
+    assert snapshots_of_rows(rows, look) == [contact_snapshot(c, look) for c in customers]
+
+
+def test_display_of_hundredths_is_the_display_of_points() -> None:
+    """The rule, written out once more here: minus, whole points grouped by thousands, then
+    the decimal mark and two digits only when there are hundredths."""
+    separators: dict[Locale, tuple[str, str]] = {"cs": (" ", ","), "en": (",", ".")}
+    for locale, (thousands, mark) in separators.items():
+        for cents in EDGE_CENTS:
+            units, rest = divmod(abs(cents), 100)
+            whole = f"{units:,}".replace(",", thousands)
+            expected = ("-" if cents < 0 else "") + whole + (f"{mark}{rest:02d}" if rest else "")
+            assert display_of(cents, locale) == expected == Points(cents).display(locale)
+
+
+def test_bulk_snapshots_leave_the_garbage_collector_as_they_found_it() -> None:
+    rows = [loyalty_row(customer) for customer in customers_with_every_kind_of_value()]
+    assert gc.isenabled()
+    snapshots_of_rows(rows, CZECH)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        snapshots_of_rows(rows, CZECH)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

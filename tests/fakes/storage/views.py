@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
-from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow, loyalty_row
 from ellity.domain.model.customer import Customer, email_domain_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.ids import CustomerId, MerchantId
@@ -90,6 +90,12 @@ class InMemoryViews(Views):
             if c.merchant_id == merchant_id and customer_id > after_id
         )
         return [loyalty_of(self._uow.state, i, today) for i in ids[:limit]]
+
+    async def loyalty_rows_page(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
+    ) -> list[LoyaltyRow]:
+        page = await self.loyalty_page(merchant_id, after_id=after_id, limit=limit, today=today)
+        return [loyalty_row(customer) for customer in page]
 
     async def search_customers(
         self,

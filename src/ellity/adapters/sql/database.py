@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ellity.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE
 
@@ -81,6 +81,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+#: ``set_config(..., true)``: for the current transaction only.
+_WITHOUT_JIT = sa.text("SELECT set_config('jit', 'off', true)")
+
+
+async def without_jit(conn: AsyncConnection) -> None:
+    """PostgreSQL: no JIT compilation for the rest of the connection's transaction.
+
+    For a query that reads thousands of rows through per-row expressions (the valid-on-today
+    summary's CASE and subqueries, the export's formatting): its cost estimate is above the
+    default ``jit_above_cost``, and compiling it takes tens of milliseconds per query, more
+    than running it without JIT. Whatever the server's settings, such a page is not compiled.
+    Nothing on SQLite.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_WITHOUT_JIT)
 
 
 def ensure_sqlite_folder(url: str) -> None:

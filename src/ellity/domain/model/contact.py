@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.ledger import LedgerSummary
-from ellity.domain.model.money import Locale
+from ellity.domain.model.money import Locale, display_of
 from ellity.domain.model.referral import referral_link
 
 #: Field names in the order of the product specification (and of the CSV export).
@@ -110,3 +113,107 @@ def contact_snapshot(customer: CustomerLoyalty, look: ProgrammeLook) -> ContactS
         last_name=customer.last_name,
         fields=fields,
     )
+
+
+#: A ``CustomerLoyalty`` as storage reads it, flat, without its marketing consent, read by
+#: position: ``(customer_id, email, first_name, last_name, registered, pin, referral_code,
+#: balance_cents, next_expiry_on, next_expiry_cents, last_change_on, last_change_cents)``; a
+#: date is ``None`` when there is nothing expiring / no change yet, and its cents are then not
+#: read. ``snapshots_of_rows`` makes snapshots of such rows without building the summary's
+#: objects first; storage may hand over its own tuple-like rows, unconverted.
+LoyaltyRow = tuple[
+    CustomerId, str | None, str, str, bool, str | None, str, int, date | None, int, date | None, int
+]
+
+
+def loyalty_row(customer: CustomerLoyalty) -> LoyaltyRow:
+    """The customer as a ``LoyaltyRow`` (0 for the cents of a missing date)."""
+    summary = customer.summary
+    nxt, last = summary.next_expiration, summary.last_change
+    return (
+        customer.customer_id,
+        customer.email,
+        customer.first_name,
+        customer.last_name,
+        customer.registered,
+        customer.pin,
+        customer.referral_code,
+        summary.balance.hundredths,
+        nxt.on if nxt else None,
+        nxt.points.hundredths if nxt else 0,
+        last.on if last else None,
+        last.points.hundredths if last else 0,
+    )
+
+
+def snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
+    """``contact_snapshot`` of each row, the same snapshots, made in bulk: what is the same for
+    every customer (the link's template with the shop URL) is worked out once, amounts are
+    formatted from their hundredths, and no ``CustomerLoyalty`` is built on the way.
+
+    Python's cyclic garbage collector is paused meanwhile: nothing made here takes part in a
+    reference cycle, and the collector would otherwise go over the batch's snapshots (all
+    alive until the batch is handed over) again and again while they are made, a quarter of
+    the time of a snapshot of every customer. Reference counting frees them as ever.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _snapshots_of_rows(rows, look)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
+    locale, template = look.locale, look.referral_link_template
+    # ``referral_link`` fills the shop URL first, then the code, in the whole text.
+    with_shop = referral_link(template, shop_url=look.shop_url, code="{code}")
+    snapshots = []
+    for (
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        registered,
+        pin,
+        code,
+        balance,
+        next_on,
+        next_cents,
+        last_on,
+        last_cents,
+    ) in rows:
+        fields: dict[str, FieldValue] = {
+            "ellity_credit": display_of(balance, locale),
+            "ellity_credit_num": balance // 100,
+            "ellity_pin": "" if registered else (pin or ""),
+            "ellity_registered": "registered" if registered else "anonymous",
+            "ellity_next_expiration_date": "" if next_on is None else next_on.isoformat(),
+            "ellity_next_expiration_value": (
+                "" if next_on is None else display_of(next_cents, locale)
+            ),
+            "ellity_next_expiration_value_num": 0 if next_on is None else next_cents // 100,
+            "ellity_last_change_date": "" if last_on is None else last_on.isoformat(),
+            "ellity_last_change_value": "" if last_on is None else display_of(last_cents, locale),
+            "ellity_referral_code": code,
+            "ellity_referral_link": with_shop.replace("{code}", code),
+        }
+        snapshot = _new_object(ContactSnapshot)
+        _set_customer_id(snapshot, customer_id)
+        _set_email(snapshot, email)
+        _set_first_name(snapshot, first_name)
+        _set_last_name(snapshot, last_name)
+        _set_fields(snapshot, fields)
+        snapshots.append(snapshot)
+    return snapshots
+
+
+# ``snapshots_of_rows`` fills each snapshot's slots itself: the frozen dataclass's
+# ``__init__`` (an ``object.__setattr__`` call per field) costs more than the rest of a
+# snapshot, and a million of them are made at a time. Same object, same fields.
+_new_object = object.__new__
+_set_customer_id, _set_email, _set_first_name, _set_last_name, _set_fields = (
+    getattr(ContactSnapshot, name).__set__
+    for name in ("customer_id", "email", "first_name", "last_name", "fields")
+)

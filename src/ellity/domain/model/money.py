@@ -90,13 +90,27 @@ class Points:
 
         Decimals are shown only when the amount has a fractional part.
         """
-        thousands, decimal_mark = _SEPARATORS[locale]
-        sign = "-" if self.hundredths < 0 else ""
-        units, cents = divmod(abs(self.hundredths), 100)
-        grouped = str(units) if units < 1000 else f"{units:,}".replace(",", thousands)
-        if cents:
-            return f"{sign}{grouped}{decimal_mark}{cents:02d}"
-        return f"{sign}{grouped}"
+        return display_of(self.hundredths, locale)
 
     def __str__(self) -> str:
         return self.decimal_string()
+
+
+def display_of(hundredths: int, locale: Locale) -> str:
+    """``Points(hundredths).display(locale)``, without making the ``Points`` (a snapshot of
+    every customer formats three amounts each, so amounts below 1,000 points, the usual ones,
+    take a short way)."""
+    if 0 <= hundredths < 100_000:
+        units, cents = divmod(hundredths, 100)
+        return f"{units}{_MARKS[locale]}{_TWO_DIGITS[cents]}" if cents else str(units)
+    thousands, decimal_mark = _SEPARATORS[locale]
+    sign = "-" if hundredths < 0 else ""
+    units, cents = divmod(abs(hundredths), 100)
+    grouped = str(units) if units < 1000 else f"{units:,}".replace(",", thousands)
+    if cents:
+        return f"{sign}{grouped}{decimal_mark}{cents:02d}"
+    return f"{sign}{grouped}"
+
+
+_MARKS = {locale: mark for locale, (_, mark) in _SEPARATORS.items()}
+_TWO_DIGITS = [f"{cents:02d}" for cents in range(100)]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from ellity.domain.model.consent import ConsentSource, MarketingConsent
-from ellity.domain.model.contact import ContactSnapshot, CustomerLoyalty
+from ellity.domain.model.contact import ContactSnapshot, LoyaltyRow, snapshots_of_rows
 from ellity.domain.model.customer import (
     Customer,
     clean_email,
@@ -33,6 +33,7 @@ from ellity.domain.services.common import (
     customer_id_of,
     load_customer,
     load_merchant,
+    look_of,
     merchant_id_of,
     retried_on_conflict,
     snapshots_of,
@@ -260,17 +261,19 @@ async def all_contact_snapshots(
         merchant = await load_merchant(uow, merchant_id)
     today = today_of(merchant, clock)
 
-    async def page(after_id: CustomerId) -> list[CustomerLoyalty]:
+    look = look_of(merchant)
+
+    async def page(after_id: CustomerId) -> list[LoyaltyRow]:
         async with uow_factory(read_only=True) as uow:
-            return await uow.views.loyalty_page(
+            return await uow.views.loyalty_rows_page(
                 merchant_id, after_id=after_id, limit=batch_size, today=today
             )
 
     rows = await page(BEFORE_FIRST_CUSTOMER)
     while rows:
-        following = asyncio.ensure_future(page(rows[-1].customer_id))
+        following = asyncio.ensure_future(page(rows[-1][0]))
         try:
-            yield snapshots_of(merchant, rows)
+            yield snapshots_of_rows(rows, look)
             rows = await following
         finally:
             following.cancel()

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts
-from ellity.domain.model.contact import CustomerLoyalty
+from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
@@ -57,6 +57,13 @@ class Views(Protocol):
     ) -> list[CustomerLoyalty]:
         """Customers with ``id > after_id`` in id order (keyset paging), in one query;
         summaries as of ``today`` (``LedgerRepository.loyalty``)."""
+        ...
+
+    async def loyalty_rows_page(
+        self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
+    ) -> list[LoyaltyRow]:
+        """``loyalty_page`` as flat rows (``loyalty_row`` of each of its customers), for
+        snapshots of every customer (``snapshots_of_rows``)."""
         ...
 
     async def failed_deliveries(
