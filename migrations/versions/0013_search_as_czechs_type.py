@@ -88,10 +88,14 @@ def upgrade() -> None:
             " instr(email_key, '@') + 1) WHERE email_key IS NOT NULL"
         )
     _rekey_names(name_key)
+    # (key, id) order straight from the index: a page of a key many share needs no sort
     with op.batch_alter_table("customers", schema=None) as batch_op:
+        for key in ("first_name_key", "last_name_key"):
+            batch_op.drop_index(f"ix_customers_merchant_{key}")
+            batch_op.create_index(f"ix_customers_merchant_{key}", ["merchant_id", key, "id"])
         batch_op.create_index(
             "ix_customers_merchant_email_domain_key",
-            ["merchant_id", "email_domain_key"],
+            ["merchant_id", "email_domain_key", "id"],
             unique=False,
         )
 
@@ -100,6 +104,9 @@ def downgrade() -> None:
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index("ix_customers_merchant_email_domain_key")
         batch_op.drop_column("email_domain_key")
+        for key in ("first_name_key", "last_name_key"):
+            batch_op.drop_index(f"ix_customers_merchant_{key}")
+            batch_op.create_index(f"ix_customers_merchant_{key}", ["merchant_id", key])
     if op.get_bind().dialect.name == "postgresql":
         for column, length in _KEYS.items():
             if column != "email_domain_key":

@@ -25,9 +25,11 @@ class CustomerRow(SQLModel, table=True):
             "ux_customers_merchant_referral_code", "merchant_id", "referral_code", unique=True
         ),
         sa.Index("ix_customers_merchant_id_id", "merchant_id", "id"),
-        sa.Index("ix_customers_merchant_first_name_key", "merchant_id", "first_name_key"),
-        sa.Index("ix_customers_merchant_last_name_key", "merchant_id", "last_name_key"),
-        sa.Index("ix_customers_merchant_email_domain_key", "merchant_id", "email_domain_key"),
+        # The searches read these in (key, id) order: with the id in the index, PostgreSQL
+        # reads a page of a key many customers share without sorting them all first.
+        sa.Index("ix_customers_merchant_first_name_key", "merchant_id", "first_name_key", "id"),
+        sa.Index("ix_customers_merchant_last_name_key", "merchant_id", "last_name_key", "id"),
+        sa.Index("ix_customers_merchant_email_domain_key", "merchant_id", "email_domain_key", "id"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BIG_ID, primary_key=True))
