@@ -70,11 +70,11 @@ unit: install
 bench: install
 	$(BIN)/python bench/run.py --customers $(N) --db $(DB)
 
-# make export MERCHANT=<slug> [OUT=<file>]: the customer CSV (stdout without OUT)
+# make export MERCHANT=<slug> [OUT=<file>] [FORMAT=ecomail|excel]: the customer CSV (stdout without OUT)
 .PHONY: export
 export: install
-	@test -n "$(MERCHANT)" || { echo "usage: make export MERCHANT=<slug> [OUT=<file>]" >&2; exit 2; }
-	@$(BIN)/ellity export --merchant '$(MERCHANT)' $(if $(OUT),--out '$(OUT)')
+	@test -n "$(MERCHANT)" || { echo "usage: make export MERCHANT=<slug> [OUT=<file>] [FORMAT=ecomail|excel]" >&2; exit 2; }
+	@$(BIN)/ellity export --merchant '$(MERCHANT)' $(if $(OUT),--out '$(OUT)') $(if $(FORMAT),--format '$(FORMAT)')
 
 # make ecomail-emulator [PORT=8025] [KEY=demo-key]: a local, in-memory Ecomail API with one
 # list "Newsletter"; point ELLITY_ECOMAIL_API_URL at the URL it prints

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ellity.adapters.csv_export import CsvTableEncoder
+from ellity.adapters.csv_export import CsvTableEncoder, ExcelCsvEncoder
 from ellity.adapters.sql.database import Database, create_database
 from ellity.adapters.sql.export_rows import SqlCustomerRowSource
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
@@ -76,6 +76,7 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             ping_database=database.ping,
             export_encoder=CsvTableEncoder(),
             export_rows=SqlCustomerRowSource(database),
+            excel_encoder=ExcelCsvEncoder(),
             mailer=SmtpMailer(JinjaEmailTemplates(), allow_private=settings.smtp_allow_private),
             marketing=marketing,
             queue=queue,
@@ -105,6 +106,7 @@ async def export_deps(settings: Settings) -> AsyncIterator[ExportDeps]:
             clock=SystemClock(),
             export_encoder=CsvTableEncoder(),
             export_rows=SqlCustomerRowSource(database),
+            excel_encoder=ExcelCsvEncoder(),
         )
     finally:
         await database.dispose()

@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", type=Path, metavar="FILE", help="write to FILE (replaced only when complete)"
     )
+    export.add_argument(
+        "--format",
+        choices=("ecomail", "excel"),
+        default="ecomail",
+        help="ecomail: the file for Ecomail's import (default); excel: for a double-click in"
+        " Excel (UTF-8 with a BOM, ';' between cells, numbers in the merchant's language)",
+    )
     nightly_run = commands.add_parser(
         "run-nightly", help="expire due points and send the pre-expiry notices now"
     )
@@ -238,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             from ellity.cli_export import run_export  # noqa: PLC0415 - see the imports above
 
-            return run_export(settings, args.merchant, args.out)
+            return run_export(settings, args.merchant, args.out, file_format=args.format)
         else:
             return _manage(settings, args)
     except DomainError as exc:

@@ -1,4 +1,6 @@
-"""``ellity export``: the customer CSV to stdout, or atomically to a file.
+"""``ellity export``: the customer CSV to stdout, or atomically to a file; ``--format ecomail``
+(the default: the file for Ecomail's import, its rows written by the database) or ``excel``
+(the same table for Excel, ``adapters.csv_export.ExcelCsvEncoder``).
 
 With ``--out`` the CSV is written to a temporary file beside the target and renamed over it
 only once complete, so a failure (or Ctrl-C) never leaves half a file. The file is readable
@@ -80,13 +82,15 @@ class AtomicFile:
             self.temporary.unlink(missing_ok=True)
 
 
-def run_export(settings: Settings, slug: str, out: Path | None) -> int:
+def run_export(
+    settings: Settings, slug: str, out: Path | None, *, file_format: str = "ecomail"
+) -> int:
     """The exit code; an unknown merchant raises ``MerchantNotFound`` before anything is written."""
     if out is not None and out.is_dir():
         _complain(f"{out} is a directory; give a file name.")
         return EXIT_BAD_INPUT
     try:
-        return asyncio.run(_export(settings, slug, out))
+        return asyncio.run(_export(settings, slug, out, excel=file_format == "excel"))
     except BrokenPipeError:
         # The reader went away (``ellity export | head``): stop quietly, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -94,7 +98,7 @@ def run_export(settings: Settings, slug: str, out: Path | None) -> int:
         return EXIT_FAILED
 
 
-async def _export(settings: Settings, slug: str, out: Path | None) -> int:
+async def _export(settings: Settings, slug: str, out: Path | None, *, excel: bool) -> int:
     async with export_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
         merchant_id = merchant_id_of(merchant)
@@ -105,9 +109,9 @@ async def _export(settings: Settings, slug: str, out: Path | None) -> int:
         chunks = export.export_customers(
             merchant_id,
             uow_factory=deps.uow,
-            encoder=deps.export_encoder,
+            encoder=deps.excel_encoder if excel else deps.export_encoder,
             clock=deps.clock,
-            rows=deps.export_rows,
+            rows=None if excel else deps.export_rows,
             progress=bar,
         )
         try:

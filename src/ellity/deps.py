@@ -35,6 +35,7 @@ class Deps:
     ping_database: Callable[[], Awaitable[None]]
     export_encoder: TableEncoder
     export_rows: CustomerRowSource  # the export's rows written by the database, in CSV
+    excel_encoder: TableEncoder  # the same table as a file for Excel
     mailer: Mailer
     marketing: MarketingPlatforms  # Ecomail, reached with each merchant's key
     queue: JobQueue  # nudges the worker; the unit of work nudges after outbox commits
@@ -55,6 +56,7 @@ class ExportDeps:
     clock: Clock
     export_encoder: TableEncoder
     export_rows: CustomerRowSource
+    excel_encoder: TableEncoder
 
 
 #: How an edge gets its ``Deps``: ``bootstrap.build_deps`` bound to the settings, or test fakes.

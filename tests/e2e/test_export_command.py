@@ -249,3 +249,60 @@ def test_the_export_imports_nothing_of_the_web_app_the_worker_or_the_migrations(
         for name in imported
         if any(name == root or name.startswith(f"{root}.") for root in NOT_FOR_THE_EXPORT)
     ] == []
+
+
+async def add_czech_customer(workdir: Path) -> None:
+    database = create_database(f"sqlite+aiosqlite:///{workdir / 'var' / 'ellity.db'}")
+    uow = SqlUnitOfWorkFactory(database)
+    try:
+        merchant = await merchants.merchant_by_slug("shop", uow=uow(read_only=True))
+        assert merchant.id is not None
+        made = await customers.upsert_customer(
+            merchant.id,
+            customers.CustomerInput(
+                email="jiri@shop.cz", first_name="Jiří", last_name="Růžičková; Nováková"
+            ),
+            uow=uow(),
+            clock=SystemClock(),
+            rng=SecretsRandom(),
+        )
+        assert made.view.customer.id is not None
+        await points.earn_points(
+            merchant.id,
+            made.view.customer.id,
+            Points.parse("1250.50"),
+            order_ref="o-cz",
+            uow=uow(),
+            clock=SystemClock(),
+        )
+    finally:
+        await database.dispose()
+
+
+def test_the_file_for_excel_has_a_bom_semicolons_and_numbers_czech_excel_reads(
+    workdir: Path,
+) -> None:
+    asyncio.run(add_czech_customer(workdir))
+    done = run_bytes(
+        workdir, "export", "--merchant", "shop", "--format", "excel", "--out", "excel.csv"
+    )
+    assert done.returncode == 0, done.stderr
+    data = (workdir / "excel.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 with a BOM: Excel reads the diacritics
+    excel = list(csv.reader(io.StringIO(data[3:].decode("utf-8"), newline=""), delimiter=";"))
+    ecomail = rows_of(run_bytes(workdir, "export", "--merchant", "shop").stdout)
+    assert excel[0] == ecomail[0] == list(EXPORT_COLUMNS)
+    assert len(excel) == len(ecomail) == CUSTOMERS + 2
+
+    column = EXPORT_COLUMNS.index
+    [jiri] = [row for row in excel if row[0] == "jiri@shop.cz"]
+    assert jiri[1:3] == ["Jiří", "Růžičková; Nováková"]  # a ';' inside stays in its cell
+    assert jiri[column("ellity_credit")] == "1250,50"  # no grouping, a decimal comma (cs)
+    assert jiri[column("ellity_credit_num")] == "1250"
+    assert jiri[column("ellity_last_change_value")] == "1250,50"
+    grouped = {"ellity_credit", "ellity_next_expiration_value", "ellity_last_change_value"}
+    for ours, theirs in zip(excel[1:], ecomail[1:], strict=True):
+        for name, cell in zip(EXPORT_COLUMNS, theirs, strict=True):
+            expected = cell.replace(" ", "") if name in grouped else cell
+            assert ours[column(name)] == expected, (name, ours, theirs)
+    assert excel[2][1] == '\'=HYPERLINK("http://x")'  # the same formula guard

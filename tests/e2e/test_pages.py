@@ -1125,6 +1125,17 @@ async def test_the_export_downloads_the_merchants_customers_as_a_dated_csv(site:
         assert anna.customer_email in lines[1]
         assert bob.customer_email not in exported.text
 
+        assert 'href="/customers/export-excel.csv"' in page.text
+        excel = await client.get("/customers/export-excel.csv")
+        assert excel.status_code == 200
+        assert (
+            excel.headers["content-disposition"]
+            == 'attachment; filename="ellity-anna-2024-03-10-excel.csv"'
+        )
+        assert excel.content.startswith(b'\xef\xbb\xbf"email";"first_name";"last_name"')
+        assert anna.customer_email in excel.text
+        assert bob.customer_email not in excel.text
+
 
 @pytest.mark.parametrize(
     ("wanted", "followed"),

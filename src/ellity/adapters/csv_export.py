@@ -101,3 +101,55 @@ class CsvTableEncoder:
         writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         writer.writerows(rows)
         return buffer.getvalue().encode("utf-8")
+
+
+#: ``TableEncoder.format`` of the file for Excel (``ExcelCsvEncoder``).
+EXCEL_FORMAT = "excel-csv"
+
+# A grouping separator of a display number: a space, comma or point before three digits that
+# end the number or come before another separator (``1 250,50``, ``1,250.50``, ``12 345``).
+_GROUPING = re.compile(r"[ ,.](?=[0-9]{3}(?:[ ,.]|$))", re.ASCII)
+
+
+def excel_number(value: str) -> str:
+    """A display number as a spreadsheet of the same language reads a number: without the
+    grouping, with the decimal mark kept (``1 250,50`` → ``1250,50``, ``1,250.50`` →
+    ``1250.50``, ``-120`` as it is)."""
+    return _GROUPING.sub("", value)
+
+
+class ExcelCsvEncoder(CsvTableEncoder):
+    """The same table for a double-click in Excel, Czech Excel included: UTF-8 with a BOM (so
+    Excel reads the diacritics), ``;`` between cells (the list separator of Czech Excel,
+    which splits on it) and display numbers without grouping, keeping the merchant's decimal
+    mark (a comma for ``cs``), so Excel reads them as numbers. Dates stay ``YYYY-MM-DD``
+    (Excel reads them as dates). The cells are made safe exactly as in the CSV for Ecomail:
+    a formula never runs."""
+
+    media_type = "text/csv; charset=utf-8"
+    file_extension = "csv"
+    format = EXCEL_FORMAT
+
+    def header(self, columns: Sequence[Column]) -> bytes:
+        return "\ufeff".encode() + super().header(columns)
+
+    def rows(self, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> bytes:
+        numbers = [i for i, column in enumerate(columns) if column.kind == "number"]
+        shown: list[list[Cell]] = []
+        for row in rows:
+            cells = list(row)
+            for i in numbers:
+                value = cells[i] if i < len(cells) else 0
+                if isinstance(value, str) and _STRICT_NUMBER.fullmatch(value):
+                    cells[i] = excel_number(value)
+            shown.append(cells)
+        return super().rows(columns, shown)
+
+    @staticmethod
+    def _encode(rows: Sequence[Sequence[Cell]]) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.writer(
+            buffer, delimiter=";", quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n"
+        )
+        writer.writerows(rows)
+        return buffer.getvalue().encode("utf-8")

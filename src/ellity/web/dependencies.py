@@ -47,6 +47,7 @@ _PARTS = {
     "ping_database": "ping_database",
     "export_encoder": "export_encoder",
     "export_rows": "export_rows",
+    "excel_encoder": "excel_encoder",
     "marketing": "marketing",
     "mailer": "mailer",
     "login_attempts": "login_attempts",

@@ -128,19 +128,39 @@ async def export_points(
     export_encoder: Injected[TableEncoder],
     export_rows: Injected[CustomerRowSource],
 ) -> Stream:
-    """All the merchant's customers with their ``ellity_*`` values, streamed."""
+    """All the merchant's customers with their ``ellity_*`` values, streamed: the file for
+    Ecomail's import (its rows written by the database)."""
+    return _download(staff, uow_factory, clock, export_encoder, rows=export_rows, suffix="")
+
+
+@get("/customers/export-excel.csv")
+async def export_for_excel(
+    *,
+    staff: Injected[StaffIdentity],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    excel_encoder: Injected[TableEncoder],
+) -> Stream:
+    """The same table as a file Excel opens with a double-click (``ExcelCsvEncoder``)."""
+    return _download(staff, uow_factory, clock, excel_encoder, rows=None, suffix="-excel")
+
+
+def _download(
+    staff: StaffIdentity,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    encoder: TableEncoder,
+    *,
+    rows: CustomerRowSource | None,
+    suffix: str,
+) -> Stream:
     today = local_date(clock.now(), staff.time_zone)
-    extension = export_encoder.file_extension
-    filename = f"ellity-{staff.merchant_slug}-{today.isoformat()}.{extension}"
+    filename = f"ellity-{staff.merchant_slug}-{today.isoformat()}{suffix}.{encoder.file_extension}"
     return Stream(
         export_customers(
-            staff.merchant_id,
-            uow_factory=uow_factory,
-            encoder=export_encoder,
-            clock=clock,
-            rows=export_rows,
+            staff.merchant_id, uow_factory=uow_factory, encoder=encoder, clock=clock, rows=rows
         ),
-        media_type=export_encoder.media_type,
+        media_type=encoder.media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",

@@ -42,6 +42,7 @@ def pages_router(security: WebSecurity) -> Router:
             dashboard.dashboard_page,
             customers.customer_list,
             customers.export_points,
+            customers.export_for_excel,
             customers.new_customer_page,
             customers.add_customer,
             customers.customer_page,
