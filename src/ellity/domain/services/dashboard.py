@@ -90,11 +90,9 @@ async def dashboard(
             expiries = await uow.views.upcoming_expiries(
                 merchant_id, first_day=today, last_day=today + timedelta(days=ahead_days - 1)
             )
-    live_totals = {t.day: t for t in counted}
+    # every day counted live (zero where nothing was), plus what was kept of it
     days = [
-        added(answered[day.day], live_totals[day.day])
-        if day.day in answered and day.day in live_totals
-        else answered.get(day.day, day)
+        added(answered[day.day], day) if day.day in answered else day
         for day in every_day(periods, counted)
     ]
     return Dashboard(
