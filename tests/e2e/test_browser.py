@@ -279,7 +279,11 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
     await page.click("form[action$='/spend'] button[type=submit]")
     await page.wait_for_load_state()
     await expect(page.locator("form[action$='/spend'] .error")).to_have_text(words["spend_refused"])
+    assert re.fullmatch(r".*/customers/\d+", page.url), page.url  # the page's own address
     await walk.check("customer-refused")
+    await page.reload()  # asks nothing and sends nothing again: the page as it is now
+    await expect(page.locator("form[action$='/spend'] .error")).to_have_count(0)
+    await expect(page.locator("#balance")).to_have_text(words["balance"])
 
     await page.click(f"nav >> text={words['dashboard']}")
     await expect(page.locator("dd.issued")).to_have_text(words["balance"])

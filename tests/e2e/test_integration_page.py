@@ -174,6 +174,11 @@ async def post(client: httpx.AsyncClient, action: str, **form: str) -> httpx.Res
     return await client.post(f"{PAGE}/{action}", data={"_csrf_token": token, **form})
 
 
+async def refused_by_page(client: httpx.AsyncClient, action: str, **form: str) -> httpx.Response:
+    """A form the page refuses: the browser is sent back to the page, which says why."""
+    return await followed(client, await post(client, action, **form))
+
+
 async def followed(client: httpx.AsyncClient, answer: httpx.Response) -> httpx.Response:
     assert answer.status_code == 303, (answer.status_code, answer.text)
     assert answer.headers["location"] == PAGE
@@ -223,14 +228,14 @@ async def test_a_wrong_key_is_refused_with_advice_and_nothing_is_stored(site: Si
         )
         assert "account management → For developers" in html.unescape(first.text)
 
-        refused = await post(client, "key", api_key="not-the-anna-key-1234")
+        refused = await refused_by_page(client, "key", api_key="not-the-anna-key-1234")
         assert refused.status_code == 400
         assert error_on(refused) == WRONG_KEY
         assert "not-the-anna-key-1234" not in refused.text
         assert 'name="api_key"' in refused.text
         assert "masked-key" not in refused.text
 
-        empty = await post(client, "key", api_key="   ")
+        empty = await refused_by_page(client, "key", api_key="   ")
         assert empty.status_code == 400
         assert "Paste the API key from Ecomail" in error_on(empty)
     assert await site.integration(site.anna) is None
@@ -320,15 +325,18 @@ async def test_a_list_deleted_before_activation_is_explained_and_nothing_activat
         await connected(site, client)
         token = await form_token(client, PAGE)
         account.delete_list(list_id)
-        refused = await client.post(
-            f"{PAGE}/activate", data={"_csrf_token": token, "list_id": str(list_id)}
+        refused = await followed(
+            client,
+            await client.post(
+                f"{PAGE}/activate", data={"_csrf_token": token, "list_id": str(list_id)}
+            ),
         )
         assert refused.status_code == 409
         assert error_on(refused) == LIST_GONE
         assert str(list_id) not in options(refused)  # the lists are fetched again
         assert '<dd id="state">not active</dd>' in refused.text
 
-        nothing = await post(client, "activate", list_id="")
+        nothing = await refused_by_page(client, "activate", list_id="")
         assert nothing.status_code == 409
         assert error_on(nothing) == "Choose the Ecomail list to keep the loyalty fields in."
     stored = await site.integration(site.anna)
@@ -347,7 +355,7 @@ async def test_deactivating_stops_the_integration_and_offers_the_lists_again(sit
         assert str(list_id) in options(page)
         assert "Re-push all customers" not in page.text
 
-        refused = await post(client, "repush")
+        refused = await refused_by_page(client, "repush")
         assert refused.status_code == 409
         assert error_on(refused) == "Activate the Ecomail integration first."
     stored = await site.integration(site.anna)
@@ -362,7 +370,7 @@ async def test_ecomail_answering_500_is_explained_and_nothing_is_stored(site: Si
     ecomail_account(site)
     async with logged_in(site, site.anna) as client:
         site.emu.faults.fail_next(1, 500)
-        refused = await post(client, "key", api_key=ANNA_KEY)
+        refused = await refused_by_page(client, "key", api_key=ANNA_KEY)
         assert refused.status_code == 503
         message = error_on(refused)
         assert message.startswith("Ecomail cannot be reached right now (")
@@ -373,7 +381,7 @@ async def test_ecomail_answering_500_is_explained_and_nothing_is_stored(site: Si
         assert await site.integration(site.anna) is None
 
         site.server.stop()  # Ecomail is gone altogether
-        unreachable = await post(client, "key", api_key=ANNA_KEY)
+        unreachable = await refused_by_page(client, "key", api_key=ANNA_KEY)
         assert unreachable.status_code == 503
         assert error_on(unreachable).startswith("Ecomail cannot be reached right now (")
     assert await site.integration(site.anna) is None
@@ -383,7 +391,7 @@ async def test_a_request_ecomail_refuses_says_what_ecomail_said(site: Site) -> N
     ecomail_account(site)
     async with logged_in(site, site.anna) as client:
         site.emu.faults.fail_next(1, 422)
-        refused = await post(client, "key", api_key=ANNA_KEY)
+        refused = await refused_by_page(client, "key", api_key=ANNA_KEY)
         assert refused.status_code == 502
         assert error_on(refused) == (
             "Ecomail refused the request (HTTP 422): Unprocessable Entity."
@@ -409,7 +417,7 @@ async def test_ecomail_rate_limiting_says_how_long_to_wait(site: Site) -> None:
     ecomail_account(site)
     async with logged_in(site, site.anna) as client:
         site.emu.faults.rate_limit_next(1, retry_after=30)
-        refused = await post(client, "key", api_key=ANNA_KEY)
+        refused = await refused_by_page(client, "key", api_key=ANNA_KEY)
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "30"
         assert error_on(refused) == "Ecomail is rate-limiting requests; try again in 30 seconds."
@@ -680,7 +688,7 @@ async def test_a_choice_of_who_is_added_that_is_not_offered_is_refused_clearly(
     ecomail_account(site)
     async with logged_in(site, site.anna) as client:
         await connected(site, client)
-        refused = await post(client, "adding", ecomail_add=value)
+        refused = await refused_by_page(client, "adding", ecomail_add=value)
         assert refused.status_code == 400
         assert error_on(refused) == NOT_A_CHOICE
         assert refused.text.index('class="error"') > refused.text.index('id="adding"')
@@ -776,6 +784,6 @@ async def test_an_inactive_integration_shows_no_webhook_and_cannot_rotate_it(sit
         await connected(site, client)
         page = await client.get(PAGE)
         assert "webhook-url" not in page.text
-        refused = await post(client, "webhook/rotate", confirmed="yes")
+        refused = await refused_by_page(client, "webhook/rotate", confirmed="yes")
         assert refused.status_code == 409
         assert "Activate the Ecomail integration first" in error_on(refused)

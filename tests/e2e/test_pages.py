@@ -234,6 +234,13 @@ async def log_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD
     )
 
 
+async def page_after(client: httpx.AsyncClient, answer: httpx.Response) -> httpx.Response:
+    """Where the browser lands after a refused form: back at the address of the form's page,
+    which says why and keeps what was typed."""
+    assert answer.status_code == 303, (answer.status_code, answer.text)
+    return await client.get(answer.headers["location"])
+
+
 @asynccontextmanager
 async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     async with site.browser() as client:
@@ -484,7 +491,10 @@ async def test_czech_pages_say_what_was_refused_in_czech_with_czech_numbers(
         assert (await log_in(client, anna.admin)).status_code == 303  # Anna's pages: Czech
         page = f"/customers/{anna.customer_id}"
         token = await form_token(client, page)
-        refused = await client.post(f"{page}/spend", data={"_csrf_token": token, "points": "99999"})
+        refused = await page_after(
+            client,
+            await client.post(f"{page}/spend", data={"_csrf_token": token, "points": "99999"}),
+        )
         assert refused.status_code == 409
         assert error_on(refused) == "Zákazník má 100 bodů; 99\u00a0999 bodů nelze odebrat."
         unreadable = await client.get("/customers?after=abc")
@@ -531,7 +541,7 @@ async def test_the_first_run_page_creates_the_first_merchant_and_then_is_gone(
             "password": PASSWORD,
             "password_again": "not the same",
         }
-        mismatch = await client.post("/setup", data=form)
+        mismatch = await page_after(client, await client.post("/setup", data=form))
         assert mismatch.status_code == 400
         assert error_on(mismatch) == "The two passwords are not the same."
         assert 'value="Kavárna U Anny"' in mismatch.text
@@ -697,7 +707,7 @@ async def test_settings_with_an_error_keep_the_input_and_change_nothing(
             "smtp_password": "Typed-Secret-1234",
             **changes,
         }
-        refused = await client.post("/settings", data=form)
+        refused = await page_after(client, await client.post("/settings", data=form))
         assert refused.status_code == 400
         assert message in error_on(refused)
         assert 'value="Renamed Programme"' in refused.text
@@ -874,21 +884,47 @@ async def test_the_newsletter_reward_and_the_pre_expiry_notification_are_set_on_
         assert 'value="true" selected>Notify Ecomail' in (await client.get("/settings")).text
 
 
+async def test_a_refused_form_is_shown_once_at_the_address_of_its_page(site: Site) -> None:
+    """POST, redirect, GET: Back and Reload never send the refused form again."""
+    anna, _ = shops(site)
+    page = f"/customers/{anna.customer_id}"
+    async with logged_in(site, anna) as client:
+        token = await form_token(client, page)
+        answer = await client.post(f"{page}/spend", data={"_csrf_token": token, "points": "5000"})
+        assert (answer.status_code, answer.headers["location"]) == (303, page)
+        elsewhere = await client.get("/settings")  # another page is not the form's page
+        assert 'class="error"' not in elsewhere.text
+        shown = await client.get(page)
+        assert shown.status_code == 409
+        assert error_on(shown) == "The customer holds 100 points; 5,000 points cannot be taken."
+        reloaded = await client.get(page)
+        assert reloaded.status_code == 200
+        assert 'class="error"' not in reloaded.text
+        assert 'value="5000"' not in reloaded.text
+    assert await site.balance(anna) == 100_00
+
+
 async def test_a_refused_form_on_the_customer_page_keeps_what_was_typed(site: Site) -> None:
     anna, _ = shops(site)
     page = f"/customers/{anna.customer_id}"
     async with logged_in(site, anna) as client:
         token = await form_token(client, page)
-        too_much = await client.post(
-            f"{page}/spend", data={"_csrf_token": token, "points": "5000", "note": "big order"}
+        too_much = await page_after(
+            client,
+            await client.post(
+                f"{page}/spend", data={"_csrf_token": token, "points": "5000", "note": "big order"}
+            ),
         )
         assert too_much.status_code == 409
         assert error_on(too_much) == "The customer holds 100 points; 5,000 points cannot be taken."
         assert 'value="5000"' in too_much.text
         assert 'value="big order"' in too_much.text
 
-        no_order = await client.post(
-            f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": " "}
+        no_order = await page_after(
+            client,
+            await client.post(
+                f"{page}/earn", data={"_csrf_token": token, "points": "12,50", "order_ref": " "}
+            ),
         )
         assert no_order.status_code == 400
         assert "order reference must not be empty" in error_on(no_order)
@@ -997,8 +1033,11 @@ async def test_a_consent_form_without_granted_or_refused_is_refused_and_changes_
     before = (await site.rows_of(anna), await site.rows_of(bob))
     async with logged_in(site, anna) as client:
         token = await form_token(client, page)
-        answer = await client.post(
-            f"{page}/consent", data={"_csrf_token": token, "marketing_consent": value}
+        answer = await page_after(
+            client,
+            await client.post(
+                f"{page}/consent", data={"_csrf_token": token, "marketing_consent": value}
+            ),
         )
         forged = await client.post(f"{page}/consent", data={"marketing_consent": "refused"})
     assert answer.status_code == 400
@@ -1314,6 +1353,8 @@ async def test_bad_input_on_a_page_is_a_4xx_page_that_says_what_is_wrong_and_sto
         else:
             token = await form_token(client, "/customers/new")
             answer = await client.post(path, data={**bad.params, "_csrf_token": token})
+            if answer.status_code == 303:  # a refused form: shown at its page's address
+                answer = await client.get(answer.headers["location"])
     assert answer.status_code == bad.status, answer.text
     assert answer.headers["content-type"].startswith("text/html")
     assert bad.says in html.unescape(answer.text)

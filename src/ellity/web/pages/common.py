@@ -77,21 +77,20 @@ def see_other(path: str) -> Redirect:
     return Redirect(path, status_code=303)
 
 
-def _session(request: AnyRequest) -> dict[str, Any] | None:
+def session_of(request: AnyRequest) -> dict[str, Any] | None:
     session = request.scope.get("session")
     return session if isinstance(session, dict) else None
 
 
 def flash(request: AnyRequest, message: str, *, kind: str = "ok", **extra: str) -> None:
     """A message shown once, on the next page rendered for this session."""
-    session = _session(request)
+    session = session_of(request)
     if session is not None:
         session.setdefault("flash", []).append({"kind": kind, "message": message, **extra})
 
 
 def _return_to(request: AnyRequest) -> str:
-    """Where switching the language leads back to: this page (after a refused form, the
-    form's address, which leads to the page the form is on)."""
+    """Where switching the language leads back to: this page."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 
@@ -99,7 +98,7 @@ def _return_to(request: AnyRequest) -> str:
 def render(
     request: AnyRequest, template: str, *, status_code: int = 200, **context: Any
 ) -> Template:
-    session = _session(request)
+    session = session_of(request)
     flashes = session.pop("flash", []) if session else []
     return Template(
         template_name=template,

@@ -2,11 +2,12 @@
 
 A domain error from a form is shown on that form, with what the user typed kept, under its
 page status in ``ellity.web.errors.DOMAIN_ERRORS``: a form's handler declares its page with
-``refused_form_page``. Any other domain error, a missing page, a failed CSRF check or a
-missing log-in becomes a page of its own. A path parameter that cannot name anything
-(``/customers/0``, an id above 2^63 - 1) is a missing page; a query parameter or form
-Litestar cannot read is a 400 page saying which one and why. Requests that do not ask for
-HTML (the e-shop API) keep getting JSON.
+``refused_form_page``. The browser is sent back to the page's own address to see it (POST,
+redirect, GET), so Back and Reload never send the form again. Any other domain error, a
+missing page, a failed CSRF check or a missing log-in becomes a page of its own. A path
+parameter that cannot name anything (``/customers/0``, an id above 2^63 - 1) is a missing
+page; a query parameter or form Litestar cannot read is a 400 page saying which one and
+why. Requests that do not ask for HTML (the e-shop API) keep getting JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ellity.ports.storage import TransientConflict
 from ellity.web.dependencies import app_deps
 from ellity.web.errors import page_status_of
 from ellity.web.i18n import gettext_for, ui_language
-from ellity.web.pages.common import NBSP, AnyRequest, page_language, render, texts
+from ellity.web.pages.common import NBSP, AnyRequest, page_language, render, session_of, texts
 from ellity.web.validation_messages import english, refusal_message
 
 logger = logging.getLogger(__name__)
@@ -95,11 +96,53 @@ def refused_form_page(
             except errors as error:
                 request: AnyRequest = kwargs["request"]
                 deps = app_deps(request.app.state)
-                return await show_again(request, deps, kwargs.get("data"), error)
+                shown = await show_again(request, deps, kwargs.get("data"), error)
+                return _at_its_page(request, shown)
 
         return cast(Handler, handle)
 
     return declare
+
+
+#: The session's slot for a refused form's page until the browser asks for it.
+REFUSED_PAGE = "refused_page"
+
+
+def _at_its_page(request: AnyRequest, shown: Response[Any]) -> Response[Any]:
+    """``shown``, rendered now (what was typed, why it was refused), kept in the session
+    and answered with a redirect to the page the form is on, which shows it once. Without a
+    session (a client that keeps no cookies) it is the answer itself."""
+    session = session_of(request)
+    if session is None:
+        return shown
+    page = page_of(request.app, request.url.path)
+    rendered = shown.to_asgi_response(app=None, request=request)
+    session[REFUSED_PAGE] = {
+        "page": page,
+        "status": rendered.status_code,
+        "media_type": shown.media_type or MediaType.HTML,
+        "headers": {k: v for k, v in shown.headers.items() if k.lower() != "content-length"},
+        "body": rendered.body.decode("utf-8"),
+    }
+    return Redirect(page, status_code=303)
+
+
+def refused_page_kept(request: AnyRequest) -> Response[Any] | None:
+    """Before a GET: the refused form's page kept for this address, once (a later GET or
+    Reload shows the page as it is)."""
+    if request.method != "GET":
+        return None
+    session = session_of(request) or {}
+    kept = session.get(REFUSED_PAGE)
+    if not isinstance(kept, dict) or kept.get("page") != request.url.path:
+        return None
+    del session[REFUSED_PAGE]
+    return Response(
+        kept["body"],
+        status_code=kept["status"],
+        media_type=kept["media_type"],
+        headers=kept["headers"],
+    )
 
 
 def confirmed_first(question: str, button: str) -> Callable[[Handler], Handler]:

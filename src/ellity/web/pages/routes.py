@@ -23,7 +23,7 @@ from ellity.web.pages import (
     setup,
 )
 from ellity.web.pages.common import FILTERS, LANGUAGE, PAGE_DEPENDENCIES
-from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS
+from ellity.web.pages.errors import PAGE_EXCEPTION_HANDLERS, refused_page_kept
 from ellity.web.security import WebSecurity
 
 WEB = Path(__file__).resolve().parent.parent
@@ -71,6 +71,7 @@ def pages_router(security: WebSecurity) -> Router:
         middleware=[auth.session_auth(security.sessions).middleware],
         dependencies=PAGE_DEPENDENCIES,
         exception_handlers=PAGE_EXCEPTION_HANDLERS,
+        before_request=refused_page_kept,
         include_in_schema=False,
     )
 
