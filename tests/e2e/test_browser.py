@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from babel.messages.pofile import read_po
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from ellity.web.i18n import catalog_path
 from tests.processes import free_port
@@ -79,6 +79,16 @@ async def browser() -> AsyncIterator[Browser]:
             yield chromium
         finally:
             await chromium.close()
+
+
+async def expect_in_chart_view(shown: Locator) -> None:
+    """``shown`` lies inside the visible part of its chart as the page opens (a chart wider
+    than a phone scrolls; it must open where the news is)."""
+    inner = await shown.bounding_box()
+    outer = await shown.locator("xpath=ancestor::figure").bounding_box()
+    assert inner is not None and outer is not None
+    assert outer["x"] <= inner["x"], (inner, outer)
+    assert inner["x"] + inner["width"] <= outer["x"] + outer["width"], (inner, outer)
 
 
 async def submit(page: Page, form: str, values: dict[str, str], button: str) -> None:
@@ -292,6 +302,8 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
     box = await bar.bounding_box()
     assert box is not None
     assert box["height"] > 50 * min(1.0, width / 1280)  # the only day with points: full height
+    await expect_in_chart_view(bar)  # today's bar, on a phone too
+    await expect_in_chart_view(page.locator(".chart .nothing"))  # no expiries ahead yet
     await walk.check("dashboard")
 
     await page.click(f"nav >> text={words['settings']}")

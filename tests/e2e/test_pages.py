@@ -882,6 +882,10 @@ async def test_the_newsletter_reward_and_the_pre_expiry_notification_are_set_on_
         kept = await client.post("/settings", data={**WALK_FORM, "_csrf_token": token})
         assert kept.status_code == 303
         assert 'value="true" selected>Notify Ecomail' in (await client.get("/settings")).text
+        await choose_language(client, "cs")  # a number as Czechs write it
+        page = await client.get("/settings")
+        assert 'name="newsletter_reward" type="text" value="25,50"' in page.text
+        assert 'name="referral_bonus" type="text" value="0"' in page.text
 
 
 async def test_a_refused_form_is_shown_once_at_the_address_of_its_page(site: Site) -> None:

@@ -15,7 +15,7 @@ from ellity.deps import Deps
 from ellity.domain.model.errors import DomainError, InvalidInput, SmtpTestFailed
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import SMTP_SECURITY
-from ellity.domain.model.money import LOCALES
+from ellity.domain.model.money import LOCALES, Locale, Points
 from ellity.domain.services import programme_settings
 from ellity.domain.services.programme_settings import SettingsView, SmtpChange
 from ellity.ports.clock import Clock
@@ -23,7 +23,15 @@ from ellity.ports.mailer import Mailer
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.web.dependencies import Injected
-from ellity.web.pages.common import AnyRequest, flash, render, see_other, staff_of, texts
+from ellity.web.pages.common import (
+    AnyRequest,
+    flash,
+    page_language,
+    render,
+    see_other,
+    staff_of,
+    texts,
+)
 from ellity.web.pages.errors import error_text, refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
@@ -55,8 +63,16 @@ class SettingsForm:
     smtp_remove_password: str = ""
 
     @classmethod
-    def of(cls, view: SettingsView) -> SettingsForm:
-        values = view.merchant.settings.as_strings()
+    def of(cls, view: SettingsView, language: Locale) -> SettingsForm:
+        """The stored settings as the form shows them; points as the page's language writes
+        a number in a box (``12,50`` in Czech, ``12.50`` in English; no digit groups)."""
+        settings = view.merchant.settings
+        values = settings.as_strings()
+        for key, amount in (
+            ("referral_bonus", settings.referral_bonus),
+            ("newsletter_reward", settings.newsletter_reward),
+        ):
+            values[key] = points_typed(amount, language)
         smtp = view.merchant.smtp
         return cls(
             **{k: v for k, v in values.items() if k not in _CHECKBOXES + _ELSEWHERE},
@@ -100,6 +116,13 @@ class SettingsForm:
         )
 
 
+def points_typed(amount: Points, language: Locale) -> str:
+    """Points in an input box: ``50``, ``12,50`` (cs) or ``12.50`` (en); read back by
+    ``SettingsForm.changes`` either way."""
+    text = amount.decimal_string().removesuffix(".00")
+    return text.replace(".", ",") if language == "cs" else text
+
+
 def _page(
     request: AnyRequest,
     form: SettingsForm,
@@ -134,7 +157,7 @@ async def settings_page(
     uow_factory: Injected[UnitOfWorkFactory],
 ) -> Template:
     view = await programme_settings.read_settings(merchant_id, uow=uow_factory(read_only=True))
-    return _page(request, SettingsForm.of(view), view)
+    return _page(request, SettingsForm.of(view, page_language(request)), view)
 
 
 @dataclass
