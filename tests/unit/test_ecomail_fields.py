@@ -57,6 +57,7 @@ async def test_a_customer_without_any_change_has_no_event_examples(
 
 @pytest.mark.parametrize("asked", ["carl@example.com", "nobody@example.cz", "9" * 40, "a b", "0"])
 async def test_another_merchants_or_an_unknown_customer_is_not_found(
+    *,
     store: InMemoryStore,
     merchant: Merchant,
     other_merchant: Merchant,

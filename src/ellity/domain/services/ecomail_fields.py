@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ellity.domain.model.balance_change import change_payload
 from ellity.domain.model.contact import ContactSnapshot
 from ellity.domain.model.customer import Customer, clean_email
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.ids import CustomerId, MerchantId
-from ellity.domain.model.integration import EventLabel, EventValue, expiry_event_value
-from ellity.domain.model.outbox import Topic
+from ellity.domain.model.integration import (
+    EventLabel,
+    EventValue,
+    credit_event_value,
+    expiry_event_value,
+)
 from ellity.domain.services.common import load_merchant, snapshots_of, today_of
 from ellity.ports.clock import Clock
 from ellity.ports.storage import UnitOfWork
@@ -71,12 +74,10 @@ async def fields_panel(
     summary = rows[0].summary
     events: dict[EventLabel, EventValue] = {}
     if latest:
-        payload = change_payload(
-            Topic.ECOMAIL_EVENT.value, latest[0].entry, summary.next_expiration
+        # what ``balance_change.change_payload`` makes the ``credit`` event's value of
+        events[EventLabel.CREDIT] = credit_event_value(
+            latest[0].entry, next_expiration=summary.next_expiration
         )
-        value = payload["value"]
-        if isinstance(value, dict):
-            events[EventLabel.CREDIT] = value
     if summary.next_expiration is not None:
         nxt = summary.next_expiration
         events[EventLabel.EXPIRY] = expiry_event_value(nxt.points, nxt.on, balance=summary.balance)
