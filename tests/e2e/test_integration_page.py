@@ -789,7 +789,7 @@ async def test_an_inactive_integration_shows_no_webhook_and_cannot_rotate_it(sit
 def field_values(page: httpx.Response) -> dict[str, str]:
     """The fields table's value column: field name → the value shown ("" when empty)."""
     found = re.findall(
-        r'<tr id="field-(\w+)">(?:(?!</tr>).)*?<td class="value">(.*?)</td></tr>',
+        r'<tr id="field-(\w+)">(?:(?!</tr>).)*?<td class="value"[^>]*>(.*?)</td></tr>',
         page.text,
         re.DOTALL,
     )
