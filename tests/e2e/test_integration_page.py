@@ -24,11 +24,13 @@ from litestar import Litestar
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.consent import ConsentSource, EcomailAdd, MarketingConsent
-from ellity.domain.model.contact import FIELD_TYPES
-from ellity.domain.model.ids import MerchantId
+from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
+from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.merchant import MerchantSettings
-from ellity.domain.services import customers, merchants, programme_settings
+from ellity.domain.model.money import Points
+from ellity.domain.services import customers, merchants, points, programme_settings
+from ellity.domain.services.customers import contact_snapshots
 from ellity.ports.marketing import MarketingRateLimited, MarketingRejected, MarketingUnavailable
 from ellity.web.app import create_app
 from ellity.web.pages.integration import Error, error_message
@@ -787,3 +789,94 @@ async def test_an_inactive_integration_shows_no_webhook_and_cannot_rotate_it(sit
         refused = await refused_by_page(client, "webhook/rotate", confirmed="yes")
         assert refused.status_code == 409
         assert "Activate the Ecomail integration first" in error_on(refused)
+
+
+# -- the Ecomail fields panel ----------------------------------------------------------------
+
+
+def field_values(page: httpx.Response) -> dict[str, str]:
+    """The fields table's value column: field name → the value shown ("" when empty)."""
+    found = re.findall(
+        r'<tr id="field-(\w+)">(?:(?!</tr>).)*?<td class="value"[^>]*>(.*?)</td></tr>',
+        page.text,
+        re.DOTALL,
+    )
+    return {
+        name: "" if 'class="hint"' in cell else html.unescape(re.sub(r"<[^>]+>", "", cell))
+        for name, cell in found
+    }
+
+
+async def customer_id_of(site: Site, shop: Shop, email: str | None) -> int:
+    async with site.database.engine.connect() as conn:
+        found = await conn.execute(
+            sa.text(
+                "SELECT id FROM customers WHERE merchant_id = :m"
+                " AND (email = :e OR (:e IS NULL AND email IS NULL)) ORDER BY id"
+            ),
+            {"m": shop.id, "e": email},
+        )
+        return int(found.scalars().first())
+
+
+async def test_the_fields_panel_shows_a_chosen_customers_values_as_the_sync_writes_them(
+    site: Site,
+) -> None:
+    ann = await customer_id_of(site, site.anna, "ann@anna-customers.cz")
+    await points.earn_points(
+        site.anna.id,
+        CustomerId(ann),
+        Points.parse("1250.50"),
+        order_ref="fields-1",
+        uow=site.deps.uow(),
+        clock=site.clock,
+    )
+    async with logged_in(site, site.anna) as client:
+        page = await client.get(PAGE)  # not connected yet: the panel is there all the same
+        assert 'id="fields-panel"' in page.text
+        assert "Enter a customer's email or id above to see their values." in page.text
+        assert field_values(page) == {}
+        assert re.findall(r'<tr id="field-(\w+)">', page.text) == list(FIELD_NAMES)
+        for label in ("credit", "expiry", "pin"):
+            assert f'<tr id="event-{label}">' in page.text
+
+        by_email = await client.get(PAGE, params={"customer": " ANN@anna-customers.cz "})
+        assert by_email.status_code == 200
+        [snapshot] = await contact_snapshots(
+            site.anna.id, [CustomerId(ann)], uow=site.deps.uow(read_only=True), clock=site.clock
+        )
+        expected = {name: str(value) for name, value in snapshot.fields.items()}
+        assert field_values(by_email) == expected
+        assert expected["ellity_credit"] == "1 250,50"  # the merchant's locale is cs
+        assert expected["ellity_credit_num"] == "1250"
+        assert expected["ellity_registered"] == "anonymous"
+        assert text_of(by_email, "fields-customer").startswith(
+            f"Values of ann@anna-customers.cz · customer {ann}"
+        )
+        credit = text_of(by_email, "event-credit")
+        assert '"change":"1250.50","balance":"1250.50","reason":"earn"' in credit
+        expiry = f'"expiration_date":"{expected["ellity_next_expiration_date"]}"'
+        assert expiry in text_of(by_email, "event-expiry")
+        assert "keys: reason, at" in text_of(by_email, "event-pin")
+
+        by_id = await client.get(PAGE, params={"customer": str(ann)})
+        assert field_values(by_id) == expected
+
+        # another merchant's customers are not found, by id or by email
+        await customers.upsert_customer(
+            site.bob.id,
+            customers.CustomerInput(email="carl@bob-customers.cz", shop_customer_id="bob-carl"),
+            uow=site.deps.uow(),
+            clock=site.clock,
+            rng=site.deps.rng,
+        )
+        bobs = await customer_id_of(site, site.bob, None)
+        for asked in (str(bobs), "carl@bob-customers.cz", "nobody@anna-customers.cz", "x y"):
+            other = await client.get(PAGE, params={"customer": asked})
+            assert other.status_code == 200
+            assert field_values(other) == {}
+            assert text_of(other, "fields-not-found") == (
+                f"No customer with the email or id “{asked}”."
+            )
+            assert 'id="fields-customer"' not in other.text
+            assert f'href="/customers/{bobs}"' not in other.text

@@ -30,8 +30,9 @@ from litestar import Litestar
 from ellity.adapters.sql.database import Database
 from ellity.deps import Deps
 from ellity.domain.model.ids import CustomerId, MerchantId
-from ellity.domain.model.merchant import MerchantSettings
+from ellity.domain.model.merchant import MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import Notification, SubscriptionChange
 from ellity.domain.services import api_tokens, customers, merchants, nightly, points
 from ellity.ports.storage import TransientConflict
 from ellity.web.app import create_app
@@ -1112,6 +1113,89 @@ async def test_the_dashboard_draws_the_points_in_an_inline_svg_chart(site: Site)
         assert re.search(r'<dd class="issued">100</dd>', kept.text)
         assert "Mar 10, 2024: issued 100, spent 0, expired 0" in kept.text
         assert '<span id="expiries-as-of">Mar 10, 2024, 10:00</span>' in kept.text
+
+
+def setup_steps(page: httpx.Response) -> dict[str, str]:
+    """The first-run checklist's steps and their states, in order ({} when it is not shown)."""
+    return dict(re.findall(r'<li id="step-(\w+)" class="(done|todo)">', page.text))
+
+
+async def test_the_first_run_checklist_shows_what_is_left_and_is_gone_when_all_is_done(
+    empty_site: Site,
+) -> None:
+    site, deps = empty_site, empty_site.deps
+    merchant = await merchants.create_merchant(
+        slug="nova",
+        settings=MerchantSettings(name="Nová kavárna"),
+        admin_email="admin@nova.example.cz",
+        admin_password=PASSWORD,
+        uow=deps.uow(),
+        clock=deps.clock,
+        hasher=deps.hasher,
+    )
+    assert merchant.id is not None
+    smtp = SmtpServer().start()
+    try:
+        async with site.browser() as client:
+            assert (await log_in(client, "admin@nova.example.cz")).status_code == 303
+            await choose_language(client, "en")
+            fresh = await client.get("/")
+            assert setup_steps(fresh) == dict.fromkeys(
+                ["shop_address", "api_token", "ecomail", "webhook", "test_email"], "todo"
+            )
+            assert "0 of 5 steps done." in fresh.text
+            for link in ("/settings", "/api-tokens", "/integrations/ecomail",
+                         "/integrations/ecomail#newsletter", "/settings#test-email"):  # fmt: skip
+                assert f'href="{link}"' in fresh.text.split('id="first-run"')[1]
+            assert "done once Ecomail's first notification arrives" in fresh.text
+
+            await merchants.change_settings(
+                "nova",
+                {"shop_url": "https://nova.example.cz"},
+                uow=deps.uow(),
+                clock=deps.clock,
+            )
+            await api_tokens.create_api_token(
+                merchant.id, "e-shop", uow=deps.uow(), clock=deps.clock, rng=deps.rng
+            )
+            async with deps.uow() as uow:
+                await uow.ecomail.save_key(
+                    merchant.id, encrypted="k", hint="abcd", at=site.clock.now()
+                )
+                await uow.ecomail.activate(
+                    merchant.id, list_id="1", list_name="Zákazníci", at=site.clock.now()
+                )
+                await uow.newsletter.enqueue(
+                    merchant.id,
+                    Notification("ann@example.cz", SubscriptionChange.SUBSCRIBED, "1"),
+                    received_at=site.clock.now(),
+                    at=site.clock.now(),
+                )
+                await uow.merchants.update_smtp(
+                    merchant.id,
+                    SmtpSettings(host="127.0.0.1", port=smtp.port, security="none",
+                                 sender="shop@nova.example.cz"),
+                )  # fmt: skip
+                await uow.commit()
+            almost = await client.get("/")
+            assert setup_steps(almost) == {
+                **dict.fromkeys(["shop_address", "api_token", "ecomail", "webhook"], "done"),
+                "test_email": "todo",
+            }
+            assert "4 of 5 steps done." in almost.text
+
+            token = await form_token(client, "/settings")
+            sent = await client.post(
+                "/settings/test-email", data={"_csrf_token": token, "to": "owner@example.cz"}
+            )
+            assert sent.status_code == 303
+            assert smtp.recorder.count() == 1
+            done = await client.get("/")
+            assert done.status_code == 200
+            assert setup_steps(done) == {}
+            assert 'id="first-run"' not in done.text
+    finally:
+        smtp.stop()
 
 
 async def test_an_api_token_is_shown_once_and_can_be_revoked(site: Site) -> None:

@@ -27,9 +27,11 @@ from ellity.domain.model.activity import (
 )
 from ellity.domain.model.consent import ConsentCounts, ConsentSource, MarketingConsent
 from ellity.domain.model.customer_query import parse_customer_query
+from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId, StaffId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.newsletter import Notification, SubscriptionChange
 from ellity.domain.services import customers, merchants, points
 from ellity.ports.storage import UnitOfWorkFactory
 from ellity.ports.web_state import LoginAttempts, SessionStore
@@ -553,3 +555,66 @@ async def test_kept_dashboard_days_and_forecast_read_back_as_kept_and_are_replac
         assert await uow.dashboard.kept_days(other, first_day=periods[0].day, last_day=TODAY) == [
             kept(0, 99)
         ]
+
+
+async def test_setup_facts_are_each_read_from_the_merchants_own_rows(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    anna = await make_merchant(uow_factory, "anna")
+    bob = await make_merchant(uow_factory, "bob")
+    nothing = SetupFacts(
+        api_token=False, ecomail_active=False, notification_received=False, test_email_sent=False
+    )
+
+    async def facts() -> SetupFacts:
+        async with uow_factory(read_only=True) as uow:
+            return await uow.views.setup_facts(anna)
+
+    # everything set up for Bob only
+    async with uow_factory() as uow:
+        await uow.api_tokens.add(bob, name="shop", token_digest="b" * 64, hint="bbbb", at=NOW)
+        await uow.ecomail.save_key(bob, encrypted="key", hint="abcd", at=NOW)
+        await uow.ecomail.activate(bob, list_id="1", list_name="Zákazníci", at=NOW)
+        await uow.newsletter.enqueue(
+            bob,
+            Notification("ann@example.cz", SubscriptionChange.SUBSCRIBED, "1"),
+            received_at=NOW,
+            at=NOW,
+        )
+        await uow.merchants.record_test_email(bob, at=NOW)
+        await uow.commit()
+    assert await facts() == nothing
+
+    async with uow_factory() as uow:
+        token = await uow.api_tokens.add(
+            anna, name="shop", token_digest="a" * 64, hint="aaaa", at=NOW
+        )
+        await uow.api_tokens.revoke(anna, token.id, at=NOW)
+        await uow.ecomail.save_key(anna, encrypted="key", hint="abcd", at=NOW)
+        await uow.commit()
+    assert await facts() == nothing  # a revoked token, a key not yet active
+
+    async with uow_factory() as uow:
+        await uow.api_tokens.add(anna, name="shop 2", token_digest="c" * 64, hint="cccc", at=NOW)
+        await uow.commit()
+    assert await facts() == dataclasses.replace(nothing, api_token=True)
+    async with uow_factory() as uow:
+        await uow.ecomail.activate(anna, list_id="1", list_name="Zákazníci", at=NOW)
+        await uow.commit()
+    assert await facts() == dataclasses.replace(nothing, api_token=True, ecomail_active=True)
+    async with uow_factory() as uow:
+        await uow.newsletter.enqueue(
+            anna,
+            Notification("ann@example.cz", SubscriptionChange.UNSUBSCRIBED, "1"),
+            received_at=NOW,
+            at=NOW,
+        )
+        await uow.merchants.record_test_email(anna, at=NOW)
+        await uow.commit()
+    assert await facts() == SetupFacts(
+        api_token=True, ecomail_active=True, notification_received=True, test_email_sent=True
+    )
+    async with uow_factory() as uow:
+        await uow.ecomail.deactivate(anna, at=NOW)
+        await uow.commit()
+    assert (await facts()).ecomail_active is False

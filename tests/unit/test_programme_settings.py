@@ -43,7 +43,7 @@ async def test_the_test_email_goes_out_at_once_through_the_saved_account() -> No
     sent_to = await programme_settings.send_test_email(
         merchant_id,
         "  Anna@Kavarna.cz ",
-        uow=store.unit_of_work(read_only=True),
+        uow_factory=store.unit_of_work,
         mailer=mailer,
         secret_box=FakeSecretBox(),
         clock=clock,
@@ -58,6 +58,7 @@ async def test_the_test_email_goes_out_at_once_through_the_saved_account() -> No
     assert (sent.server, sent.password) == (SMTP, "s3cret")
     assert sent.email.values["programme"] == "Kavárna"
     assert store.state.outbox == {}  # nothing queued: it was sent, not recorded
+    assert store.state.test_emails_sent == {merchant_id: clock.now()}  # the checklist's step
 
 
 @pytest.mark.parametrize(
@@ -75,13 +76,14 @@ async def test_a_refused_test_email_says_why_in_the_merchants_words(failure: Exc
         await programme_settings.send_test_email(
             merchant_id,
             "anna@kavarna.cz",
-            uow=store.unit_of_work(read_only=True),
+            uow_factory=store.unit_of_work,
             mailer=mailer,
             secret_box=FakeSecretBox(),
             clock=clock,
         )
     assert refused.value.message == f"The test email was not sent: {failure}"
     assert "s3cret" not in refused.value.message
+    assert store.state.test_emails_sent == {}
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,7 @@ async def test_a_test_email_that_cannot_be_sent_is_refused_before_any_connection
         await programme_settings.send_test_email(
             merchant_id,
             to,
-            uow=store.unit_of_work(read_only=True),
+            uow_factory=store.unit_of_work,
             mailer=mailer,
             secret_box=FakeSecretBox(),
             clock=clock,

@@ -81,6 +81,11 @@ class InMemoryMerchantRepository(MerchantRepository):
         else:
             self._uow.state.smtp_passwords[merchant_id] = encrypted
 
+    async def record_test_email(self, merchant_id: MerchantId, *, at: datetime) -> None:
+        await round_trip()
+        if merchant_id in self._uow.state.merchants:
+            self._uow.state.test_emails_sent[merchant_id] = at
+
     async def smtp_password(self, merchant_id: MerchantId) -> str | None:
         await round_trip()
         return self._uow.state.smtp_passwords.get(merchant_id)

@@ -228,6 +228,8 @@ class StoreState:
     #: Per customer id: what the SQL adapter keeps in its summary columns.
     summaries: dict[CustomerId, LedgerSummary] = field(default_factory=dict)
     smtp_passwords: dict[MerchantId, str] = field(default_factory=dict)
+    #: Per merchant id: when a test email last went out.
+    test_emails_sent: dict[MerchantId, datetime] = field(default_factory=dict)
     #: Per merchant id: the local date of its last finished nightly run.
     nightly_dates: dict[MerchantId, date] = field(default_factory=dict)
     #: Per merchant id: the claim of its nightly run in progress (token, until).

@@ -11,6 +11,7 @@ from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow, loyalty_row
 from ellity.domain.model.customer import Customer, email_domain_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
+from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import EntryKind
 from ellity.domain.model.money import Points
@@ -250,6 +251,22 @@ class InMemoryViews(Views):
             )
             for r in mine
         ]
+
+    async def setup_facts(self, merchant_id: MerchantId) -> SetupFacts:
+        await round_trip()
+        state = self._uow.state
+        ecomail = state.ecomail.get(merchant_id)
+        return SetupFacts(
+            api_token=any(
+                t.merchant_id == merchant_id and t.revoked_at is None
+                for t in state.api_tokens.values()
+            ),
+            ecomail_active=ecomail is not None and ecomail.active,
+            notification_received=any(
+                n.merchant_id == merchant_id for n in state.notifications.values()
+            ),
+            test_email_sent=merchant_id in state.test_emails_sent,
+        )
 
     async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:
         await round_trip()

@@ -83,6 +83,11 @@ class SqlMerchantRepository(MerchantRepository):
             .values(smtp_password_encrypted=encrypted)
         )
 
+    async def record_test_email(self, merchant_id: MerchantId, *, at: datetime) -> None:
+        await self.conn.execute(
+            merchants.update().where(merchants.c.id == merchant_id).values(test_email_sent_at=at)
+        )
+
     async def smtp_password(self, merchant_id: MerchantId) -> str | None:
         result = await self.conn.execute(
             sa.select(merchants.c.smtp_password_encrypted).where(merchants.c.id == merchant_id)

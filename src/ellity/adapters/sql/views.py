@@ -14,6 +14,7 @@ from ellity.adapters.sql.database import without_jit
 from ellity.adapters.sql.newsletter import notification_of
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
+from ellity.adapters.sql.tables.merchants import api_tokens, merchants
 from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.tables.outbox import outbox
 from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
@@ -21,6 +22,7 @@ from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
 from ellity.domain.model.customer_query import CustomerQuery
+from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import NotificationRecord, NotificationState, Outcome
@@ -327,6 +329,23 @@ class SqlViews(Views):
             )
             for row in rows
         ]
+
+    async def setup_facts(self, merchant_id: MerchantId) -> SetupFacts:
+        t = api_tokens.c
+        row = (
+            await self.conn.execute(
+                sa.select(
+                    sa.exists().where(t.merchant_id == merchant_id, t.revoked_at.is_(None)),
+                    sa.exists().where(_i.merchant_id == merchant_id, _i.active.is_(True)),
+                    sa.exists().where(_n.merchant_id == merchant_id),
+                    merchants.c.test_email_sent_at.is_not(None),
+                ).where(merchants.c.id == merchant_id)
+            )
+        ).first()
+        if row is None:
+            return SetupFacts(False, False, False, False)
+        token, ecomail, notification, test_email = row
+        return SetupFacts(bool(token), bool(ecomail), bool(notification), bool(test_email))
 
     async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:
         c = customers.c

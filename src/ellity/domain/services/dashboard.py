@@ -7,7 +7,8 @@ forecast as the run leaves it. The page reads those few rows and counts live onl
 not kept: the rest of today, and any day the run has not kept (before the first run, or
 between midnight and the run; or after the time zone changed). Until the next run the
 forecast is the one counted by the run ("as of"); without one from today it is counted
-live.
+live. The first-run checklist is read in the same transaction, one more query of a few
+index probes (``Views.setup_facts``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ellity.domain.model.activity import (
     kept_and_live,
 )
 from ellity.domain.model.expiry import local_date
+from ellity.domain.model.first_run import Checklist, checklist
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Points
@@ -48,6 +50,7 @@ class Dashboard:
     today: date
     days: list[DayTotals]  # one per day, oldest first, ending today
     expiries: list[ExpiryTotal]  # one per day, from today on
+    checklist: Checklist
     expiries_as_of: datetime | None = None  # when the forecast was counted; None: just now
 
     @property
@@ -78,6 +81,7 @@ async def dashboard(
     the first day ahead (points whose last valid day is today expire tonight)."""
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
+        setup = await uow.views.setup_facts(merchant_id)
         time_zone = merchant.settings.timezone
         today = local_date(clock.now(), time_zone)
         periods = day_periods(today, history_days, time_zone)
@@ -102,6 +106,7 @@ async def dashboard(
         expiries=list(forecast.days)
         if forecast is not None
         else every_expiry_day(today, ahead_days, expiries),
+        checklist=checklist(shop_url=merchant.settings.shop_url, facts=setup),
         expiries_as_of=None if forecast is None else forecast.counted_at,
     )
 

@@ -23,7 +23,7 @@ from ellity.domain.services.common import load_merchant
 from ellity.ports.clock import Clock
 from ellity.ports.mailer import Mailer, MailerRejected, MailerUnavailable
 from ellity.ports.secrets import SecretBox, SecretUnreadable
-from ellity.ports.storage import UnitOfWork
+from ellity.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 MAX_SMTP_PASSWORD = 256
 
@@ -91,7 +91,7 @@ async def send_test_email(
     merchant_id: MerchantId,
     to: str,
     *,
-    uow: UnitOfWork,
+    uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
     secret_box: SecretBox,
     clock: Clock,
@@ -99,11 +99,12 @@ async def send_test_email(
     """Send the test email to ``to`` now, through the saved SMTP account, and return the
     address it went to. Raises ``SmtpTestFailed`` with the server's answer in the merchant's
     words when it does not go out (the same words a customer's email would have failed
-    with); nothing is stored either way."""
+    with). Only a test email that went out is recorded (the first-run checklist's last
+    step), after it went out: the SMTP call is never made inside a transaction."""
     address = clean_email(to)
     if address is None:
         raise InvalidInput("Enter the address to send the test email to.")
-    async with uow:
+    async with uow_factory(read_only=True) as uow:
         merchant = await load_merchant(uow, merchant_id)
         encrypted = await uow.merchants.smtp_password(merchant_id)
     if not merchant.smtp.is_configured:
@@ -135,6 +136,9 @@ async def send_test_email(
         await mailer.send(email, server=merchant.smtp, password=password)
     except (MailerUnavailable, MailerRejected) as exc:
         raise SmtpTestFailed("The test email was not sent: %(reason)s", reason=str(exc)) from None
+    async with uow_factory() as uow:
+        await uow.merchants.record_test_email(merchant_id, at=clock.now())
+        await uow.commit()
     return address
 
 

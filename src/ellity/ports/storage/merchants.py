@@ -47,6 +47,10 @@ class MerchantRepository(Protocol):
         """The encrypted SMTP password, if one is set."""
         ...
 
+    async def record_test_email(self, merchant_id: MerchantId, *, at: datetime) -> None:
+        """A test email went out through the merchant's SMTP account at ``at``."""
+        ...
+
     async def count(self) -> int: ...
 
     async def add_first(self, merchant: Merchant, *, at: datetime) -> Merchant | None:

@@ -11,6 +11,7 @@ from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
 from ellity.domain.model.customer_query import CustomerQuery
+from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
     NotificationRecord,
@@ -96,6 +97,11 @@ class Views(Protocol):
         self, merchant_id: MerchantId, *, limit: int
     ) -> list[NotificationRecord]:
         """The merchant's latest notifications, newest first."""
+        ...
+
+    async def setup_facts(self, merchant_id: MerchantId) -> SetupFacts:
+        """What the first-run checklist needs, in one query: each fact is whether a row
+        exists (read through an index, at most one row each), never a count."""
         ...
 
     async def consent_counts(self, merchant_id: MerchantId) -> ConsentCounts:

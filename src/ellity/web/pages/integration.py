@@ -9,19 +9,22 @@ The API key is never sent back to the browser, not even after a failed attempt.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from litestar import get, post
 from litestar.di import NamedDependency
-from litestar.params import URLEncodedBody
+from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Response, Template
 
 from ellity.deps import Deps
 from ellity.domain.model.consent import EcomailAdd
+from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.ids import MerchantId
-from ellity.domain.services import integration
+from ellity.domain.model.integration import EVENT_ACTION, EVENT_CATEGORY, EventLabel, EventValue
+from ellity.domain.services import ecomail_fields, integration
 from ellity.domain.services import newsletter_intake as newsletter
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
@@ -115,6 +118,63 @@ ADDING_CHOICES: dict[EcomailAdd, AddingChoice] = {
     ),
 }
 
+#: What each ``ellity_*`` field holds (msgids, translated on the page), in field order.
+FIELD_MEANINGS: dict[str, str] = {
+    "ellity_credit": N_(
+        "The balance as text, written as your customers read numbers (e.g. 1 250,50 in Czech)."
+    ),
+    "ellity_credit_num": N_("The balance as a whole number, rounded down."),
+    "ellity_pin": N_("The PIN of a customer who has not registered; empty once registered."),
+    "ellity_registered": N_("“registered” or “anonymous”."),
+    "ellity_next_expiration_date": N_(
+        "The next day points expire (YYYY-MM-DD); empty when nothing expires."
+    ),
+    "ellity_next_expiration_value": N_("The points that expire on that day, as text."),
+    "ellity_next_expiration_value_num": N_("The same points as a whole number."),
+    "ellity_last_change_date": N_("The day of the last change of the balance."),
+    "ellity_last_change_value": N_("The last change, with its sign, as text (e.g. -120)."),
+    "ellity_referral_code": N_("The customer's referral code."),
+    "ellity_referral_link": N_("The customer's referral link to your shop."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventText:
+    meaning: str
+    keys: tuple[str, ...]  # the keys of the event's JSON value
+
+
+#: The tracker events' labels: what each means and what its JSON ``value`` carries.
+EVENT_TEXTS: dict[EventLabel, EventText] = {
+    EventLabel.CREDIT: EventText(
+        N_(
+            "The balance changed (points added, spent, expired, taken back). Sent after the"
+            " contact's fields, so they already hold the new balance."
+        ),
+        (
+            "change",
+            "balance",
+            "reason",
+            "note",
+            "order_ref",
+            "at",
+            "next_expiration_date",
+            "next_expiration_points",
+        ),
+    ),
+    EventLabel.EXPIRY: EventText(
+        N_(
+            "Points are about to expire (sent by the nightly run when “Points about to"
+            " expire” is on in Settings, once per customer and expiry day)."
+        ),
+        ("points", "expiration_date", "balance"),
+    ),
+    EventLabel.PIN: EventText(
+        N_("The customer got a new PIN; the PIN itself is in the ellity_pin field."),
+        ("reason", "at"),
+    ),
+}
+
 #: Where Ecomail shows the API key, in the page's language.
 WHERE_THE_KEY_IS = N_("Ecomail → account management → For developers")
 
@@ -171,11 +231,16 @@ async def _page(
     failed: Error | None = None,
     failed_form: str = "",
     list_id: str = "",
+    customer: str = "",
 ) -> Template:
     """The page in the integration's state; ``failed``: why the form ``failed_form`` (or,
-    when empty, an action without a form) did not work."""
+    when empty, an action without a form) did not work; ``customer``: whose values the
+    fields panel shows (an id or an email)."""
     merchant_id = staff_of(request).merchant_id
     page = await integration.integration_page(merchant_id, uow_factory=deps.uow)
+    fields = await ecomail_fields.fields_panel(
+        merchant_id, customer, uow=deps.uow(read_only=True), clock=deps.clock
+    )
     panel = None
     if page.integration is not None and page.integration.active:
         panel = await newsletter.newsletter_panel(
@@ -210,6 +275,14 @@ async def _page(
         time_zone=staff_of(request).time_zone,
         where_the_key_is=texts(request)(WHERE_THE_KEY_IS),
         adding_choices=ADDING_CHOICES,
+        fields=fields,
+        field_names=FIELD_NAMES,
+        field_types=FIELD_TYPES,
+        field_meanings=FIELD_MEANINGS,
+        event_texts=EVENT_TEXTS,
+        event_category=EVENT_CATEGORY,
+        event_action=EVENT_ACTION,
+        event_json=event_json,
         url_problem=error_message(panel.url_problem, language)
         if panel is not None and panel.url_problem is not None
         else "",
@@ -219,9 +292,16 @@ async def _page(
     return template
 
 
+def event_json(value: EventValue) -> str:
+    """An event's value as Ecomail receives it: JSON, keys in the order they are built."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 @get(PAGE)
-async def integration_page(request: AnyRequest, *, deps: Injected[Deps]) -> Template:
-    return await _page(request, deps)
+async def integration_page(
+    request: AnyRequest, customer: FromQuery[str] = "", *, deps: Injected[Deps]
+) -> Template:
+    return await _page(request, deps, customer=customer)
 
 
 def _page_again(failed_form: str = "") -> ShowAgain:

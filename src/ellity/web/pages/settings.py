@@ -182,7 +182,7 @@ async def send_test_email(
         sent_to = await programme_settings.send_test_email(
             merchant_id,
             data.to,
-            uow=uow_factory(read_only=True),
+            uow_factory=uow_factory,
             mailer=mailer,
             secret_box=secret_box,
             clock=clock,

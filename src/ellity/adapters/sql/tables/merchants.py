@@ -48,6 +48,8 @@ class MerchantRow(SQLModel, table=True):
     last_nightly_on: date | None = None
     nightly_claim_token: str | None = Field(default=None, max_length=64)
     nightly_claimed_until: datetime | None = timestamp_or_none()
+    # when a test email last went out through the SMTP account (the first-run checklist)
+    test_email_sent_at: datetime | None = timestamp_or_none()
     created_at: datetime = timestamp()
 
 
