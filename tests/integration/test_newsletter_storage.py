@@ -348,7 +348,8 @@ async def stored_text(uow_factory: UnitOfWorkFactory, notification_id: int) -> s
         n = newsletter_notifications.c
         async with uow_factory.database.engine.connect() as conn:
             query = sa.select(n.reason).where(n.id == notification_id)
-            return (await conn.execute(query)).scalar_one()
+            text: str | None = (await conn.execute(query)).scalar_one()
+            return text
     return _store_of(uow_factory).state.notifications[notification_id].reason
 
 

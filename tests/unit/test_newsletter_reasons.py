@@ -24,7 +24,7 @@ from ellity.domain.model.newsletter import (
     reward_subscription,
     take_back_reward,
 )
-from ellity.domain.model.reason import Clause, Joint, Reason
+from ellity.domain.model.reason import Clause, Joint, Reason, Value
 from ellity.domain.services.newsletter_confirmation import (
     DOI_EXPIRED,
     DOI_WAITING,
@@ -38,7 +38,7 @@ NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 LATER = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
 
 
-def clauses(reason: Reason) -> list[tuple[str, dict[str, object], Joint]]:
+def clauses(reason: Reason) -> list[tuple[str, dict[str, Value], Joint]]:
     return [(part.template, part.values(), part.joint) for part in reason.parts]
 
 
@@ -106,7 +106,7 @@ def test_a_held_reward_says_how_much_is_held() -> None:
     ],
 )
 def test_a_take_back_says_what_was_taken_and_what_stays_held(
-    balance: str, values: dict[str, object], english: str
+    balance: str, values: dict[str, Value], english: str
 ) -> None:
     verdict = take_back_reward(RewardHold(P("20.5"), NOW), ledger(balance), take_back=True, at=NOW)
     [(_, got, _)] = clauses(verdict.reason)
@@ -190,7 +190,7 @@ def test_each_echo_verdict_keeps_its_instants_and_reads_as_before(
     received_at: datetime,
     unsubscribed: bool,
     subscribed_at: datetime,
-    values: dict[str, object],
+    values: dict[str, Value],
     english: str,
 ) -> None:
     verdict = echo_of(

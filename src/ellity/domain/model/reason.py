@@ -37,6 +37,23 @@ class Joint(StrEnum):
     SENTENCE = "sentence"  # the next sentence, after a space
     COMPLETION = "completion"  # completes the one before: ": " and its first letter lowered
 
+    @property
+    def template(self) -> str:
+        """How the two are put together, ``%(before)s`` and ``%(next)s`` (translated too: a
+        language may join them otherwise)."""
+        return _JOINTS[self]
+
+
+def joint(template: str) -> str:
+    """Marks a joint's template for the catalogs."""
+    return template
+
+
+_JOINTS = {
+    Joint.SENTENCE: joint("%(before)s %(next)s"),
+    Joint.COMPLETION: joint("%(before)s: %(next)s"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Clause:
@@ -98,22 +115,26 @@ class Reason:
             )
         )
 
-    def render(self, text_of: Callable[[Clause], str]) -> str:
-        """The whole reason from each clause's text (``text_of``), joined by their joints."""
+    def render(
+        self, text_of: Callable[[Clause], str], join: Callable[[Joint, str, str], str]
+    ) -> str:
+        """The whole reason from each clause's text (``text_of``), each put after the text
+        before it by ``join`` (its joint's template); a completing clause's first letter is
+        lowered."""
         text = ""
         for part in self.parts:
             shown = text_of(part)
             if not text:
                 text = shown
-            elif part.joint is Joint.COMPLETION:
-                text = f"{text}: {shown[:1].lower()}{shown[1:]}"
-            else:
-                text = f"{text} {shown}"
+                continue
+            if part.joint is Joint.COMPLETION:
+                shown = shown[:1].lower() + shown[1:]
+            text = join(part.joint, text, shown)
         return text
 
     def english(self) -> str:
         """The reason in English, as stored for logs, the CLI and the API."""
-        return self.render(_english_clause)
+        return self.render(_english_clause, _english_join)
 
     def __str__(self) -> str:
         return self.english()
@@ -157,6 +178,10 @@ def _english_value(value: Value) -> str:
     if isinstance(value, datetime):
         return instant_text(value)
     return f"{value:g}" if isinstance(value, float) else english(value)
+
+
+def _english_join(joint: Joint, before: str, next_: str) -> str:
+    return joint.template % {"before": before, "next": next_}
 
 
 def _english_clause(part: Clause) -> str:
