@@ -8,9 +8,12 @@ translate too), whole numbers, and plain strings that are shown as they are (Eco
 words, ids).
 
 Clauses compose: the next sentence (``+``), or the clause that completes the one before it
-after a colon (``completed_by``), its first letter lowered. ``english()`` is the text stored
-for logs, the CLI and the API; the pages translate each clause and put the values in for the
-reader. A reason stored as English text only (``Reason.stored``) is shown as it is.
+(``completed_by``: after a colon in English, its first letter lowered); how two clauses are
+joined is a template the pages translate too. ``english()`` is the text stored for logs, the
+CLI and the API; the pages translate each clause and put the values in for the reader. A
+stored clause whose template is no longer in the catalogs is shown in English, with its
+values formatted for the reader. A reason stored as English text only (``Reason.stored``,
+rows from before clauses were kept) is shown as it is.
 """
 
 from __future__ import annotations
