@@ -7,6 +7,7 @@ token from the forms it is shown and posts them back.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,7 @@ from ellity.domain.model.integration import IntegrationNotReady
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
 from ellity.domain.services import customers, merchants, points, programme_settings
+from ellity.domain.services.common import load_merchant
 from ellity.domain.services.customers import contact_snapshots
 from ellity.ports.marketing import MarketingRateLimited, MarketingRejected, MarketingUnavailable
 from ellity.web.app import create_app
@@ -155,7 +157,9 @@ async def form_token(client: httpx.AsyncClient, path: str = "/login") -> str:
 
 
 @asynccontextmanager
-async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+async def logged_in(
+    site: Site, shop: Shop, language: str = "en"
+) -> AsyncIterator[httpx.AsyncClient]:
     async with site.browser() as client:
         token = await form_token(client)
         answer = await client.post(
@@ -164,10 +168,10 @@ async def logged_in(site: Site, shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
         )
         assert answer.status_code == 303, answer.text
         token = await form_token(client, "/")
-        english = await client.post(
-            "/language", data={"_csrf_token": token, "language": "en", "next": "/"}
+        chosen = await client.post(
+            "/language", data={"_csrf_token": token, "language": language, "next": "/"}
         )
-        assert english.status_code == 303, english.text
+        assert chosen.status_code == 303, chosen.text
         yield client
 
 
@@ -880,3 +884,97 @@ async def test_the_fields_panel_shows_a_chosen_customers_values_as_the_sync_writ
             )
             assert 'id="fields-customer"' not in other.text
             assert f'href="/customers/{bobs}"' not in other.text
+
+
+def activity(page: httpx.Response) -> dict[str, tuple[str, str]]:
+    """The activity log's rows: email → (Result, Why), as the page shows them."""
+    found = re.search(
+        r'<table class="list" id="newsletter-activity">(.*?)</table>', page.text, re.S
+    )
+    assert found, page.text
+    rows: dict[str, tuple[str, str]] = {}
+    for row in re.findall(r"<tr><td>(.*?)</tr>", found.group(1), re.S):
+        cells = [
+            " ".join(html.unescape(re.sub(r"<[^>]+>", "", cell)).split())
+            for cell in re.split(r"</td>\s*<td>", row.removesuffix("</td>"))
+        ]
+        rows[cells[1]] = (cells[4], cells[5])
+    return rows
+
+
+async def set_newsletter_reward(site: Site, shop: Shop, reward: Points) -> None:
+    async with site.deps.uow() as uow:
+        merchant = await load_merchant(uow, shop.id)
+        settings = dataclasses.replace(merchant.settings, newsletter_reward=reward)
+        await uow.merchants.update_settings(shop.id, settings)
+        await uow.commit()
+
+
+@pytest.mark.parametrize(
+    ("language", "paid", "ecomail_has_none", "another_list"),
+    [
+        (
+            "cs",
+            (
+                "vyplaceno 12,50",
+                "Zákazník se přihlásil sám (Ellity se ho do seznamu nikdy nepokusilo přidat)"
+                " – vyplaceno bodů: 12,50. Souhlas zaznamenán jako udělený.",
+            ),
+            ("nepotvrzeno", "Ecomail tento kontakt v seznamu nemá: nic se nezměnilo."),
+            "Oznámení se týká jiného seznamu (id 999); propojení používá seznam {list_id}.",
+        ),
+        (
+            "en",
+            (
+                "paid 12.50",
+                "The customer's own subscription (Ellity never tried to add this contact):"
+                " paid 12.50 points. Consent recorded as granted.",
+            ),
+            ("unconfirmed", "Ecomail has no such contact in the list: nothing changed."),
+            "The notification is about another list (id 999); the integration uses the list"
+            " {list_id}.",
+        ),
+    ],
+)
+async def test_the_activity_log_says_what_each_notification_did_in_the_pages_language(
+    site: Site,
+    language: str,
+    paid: tuple[str, str],
+    ecomail_has_none: tuple[str, str],
+    another_list: str,
+) -> None:
+    """Result and Why in the staff user's language, points in its number format; the English
+    page reads as the English text that is stored."""
+    account, list_id = ecomail_account(site)
+    await set_ecomail_add(site.deps.uow, site.anna.id, EcomailAdd.NONE)  # Ellity adds nobody
+    await set_newsletter_reward(site, site.anna, Points.parse("12.5"))
+    async with logged_in(site, site.anna, language) as client:
+        await connected(site, client)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        path = WEBHOOK_URL.search(page.text).group(1).removeprefix(BASE_URL)
+        account.lists[list_id].add_member("ann@anna-customers.cz")  # her own sign-up
+        for email, target in [
+            ("ann@anna-customers.cz", list_id),
+            ("stranger@example.cz", list_id),
+            ("ben@anna-customers.cz", 999),
+        ]:
+            body = notification(email, "SUBSCRIBED", target)
+            assert (await client.post(path, json=body)).status_code == 200
+        await site.sync()
+        rows = activity(await client.get(PAGE))
+    assert rows["ann@anna-customers.cz"] == paid
+    assert rows["stranger@example.cz"] == ecomail_has_none
+    assert rows["ben@anna-customers.cz"][1] == another_list.format(list_id=list_id)
+    if language == "en":  # the English page shows what is stored for logs and the CLI
+        async with site.database.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT email, reason FROM newsletter_notifications WHERE merchant_id = :m"
+                    ),
+                    {"m": site.anna.id},
+                )
+            ).all()
+        assert {email: reason for email, reason in stored} == {
+            email: why for email, (_, why) in rows.items()
+        }

@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from ellity.adapters.sql.database import Database
+from ellity.adapters.sql.tables.newsletter import newsletter_notifications
 from ellity.adapters.sql.unit_of_work import SqlUnitOfWorkFactory
 from ellity.domain.model.customer import Customer
+from ellity.domain.model.errors import Term
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings
 from ellity.domain.model.money import Points
@@ -24,8 +27,9 @@ from ellity.domain.model.newsletter import (
     RewardHold,
     SubscriptionChange,
 )
+from ellity.domain.model.reason import Reason
 from ellity.ports.storage import KeptSignup, UniqueViolation, UnitOfWorkFactory
-from tests.fakes import FakeJobQueue
+from tests.fakes import FakeJobQueue, InMemoryStore
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
@@ -101,7 +105,7 @@ async def settle(
 ) -> bool:
     values: dict[str, object] = {
         "outcome": Outcome.IGNORED,
-        "reason": "No customer has this email.",
+        "reason": Reason("No customer has this email."),
         "points": None,
         "customer_id": None,
         "at": NOW,
@@ -255,7 +259,7 @@ async def test_a_settled_notification_keeps_its_outcome_and_is_not_claimed_again
         notification_id,
         "w",
         outcome=Outcome.DEDUCTED,
-        reason="Deducted 20.50 points; the reward is released.",
+        reason=Reason("Deducted %(taken)s points; the reward is released.", taken=Points(2050)),
         points=Points(-2050),
         customer_id=customer,
         at=NOW + SECOND,
@@ -271,7 +275,8 @@ async def test_a_settled_notification_keeps_its_outcome_and_is_not_claimed_again
         Points(-2050),
         customer,
     )
-    assert record.reason.startswith("Deducted") and record.processed_at == NOW + SECOND
+    assert record.reason.english() == "Deducted 20.50 points; the reward is released."
+    assert record.processed_at == NOW + SECOND
     assert record.result == "deducted 20.50"
 
 
@@ -287,24 +292,99 @@ async def test_a_deferred_notification_waits_with_its_reason(
             notification_id,
             token="w",
             until=NOW + 30 * SECOND,
-            reason="Ecomail did not answer.",
+            reason=Reason("Ecomail could not confirm it yet: %(why)s", why="no answer"),
             count_attempt=count_attempt,
         )
         assert not await uow.newsletter.defer(
-            notification_id, token="w", until=NOW, reason="", count_attempt=True
+            notification_id, token="w", until=NOW, reason=Reason.stored(""), count_attempt=True
         )
         await uow.commit()
     async with uow_factory(read_only=True) as uow:
         assert await uow.newsletter.next_due() == NOW + 30 * SECOND
         [record] = await uow.views.recent_notifications(shop, limit=1)
-    assert (record.state, record.reason, record.result) == (
+    assert (record.state, record.reason.english(), record.result) == (
         NotificationState.PENDING,
-        "Ecomail did not answer.",
+        "Ecomail could not confirm it yet: no answer",
         "waiting",
     )
     assert await claim(uow_factory, "w2", now=NOW + 29 * SECOND) == []
     [again] = await claim(uow_factory, "w2", now=NOW + 30 * SECOND)
     assert again.attempts == (2 if count_attempt else 1)
+
+
+#: A reason with every kind of value, two clauses joined by a colon and a third sentence.
+EVERY_KIND = Reason(
+    "Own (since %(since)s, list %(list)s, %(days)s days, %(seconds)s s, %(status)s)",
+    since=datetime(2024, 3, 10, 9, 30, 15, tzinfo=UTC),
+    list="0042",
+    days=30,
+    seconds=2.5,
+    status=Term("unsubscribed"),
+).completed_by(Reason("Paid %(points)s points.", points=Points(125050))) + Reason(
+    "Ecomail refused it (%(why)s): nothing changed.", why="Žluťoučký „kůň“"
+)
+
+
+async def test_a_settled_reason_is_read_back_with_its_clauses_and_values(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    [notification_id] = await receive(uow_factory, DIGEST_A, note())
+    assert notification_id is not None
+    await claim(uow_factory, "w")
+    assert await settle(uow_factory, notification_id, "w", reason=EVERY_KIND)
+    async with uow_factory(read_only=True) as uow:
+        [record] = await uow.views.recent_notifications(shop, limit=1)
+    assert record.reason == EVERY_KIND
+    assert record.reason.english() == (
+        "Own (since 2024-03-10 09:30:15 UTC, list 0042, 30 days, 2.5 s, unsubscribed): paid"
+        " 1,250.50 points. Ecomail refused it (Žluťoučký „kůň“): nothing changed."
+    )
+    assert await stored_text(uow_factory, notification_id) == EVERY_KIND.english()
+
+
+async def stored_text(uow_factory: UnitOfWorkFactory, notification_id: int) -> str | None:
+    """The English text in the notification's ``reason`` (logs, the CLI)."""
+    if isinstance(uow_factory, SqlUnitOfWorkFactory):
+        n = newsletter_notifications.c
+        async with uow_factory.database.engine.connect() as conn:
+            query = sa.select(n.reason).where(n.id == notification_id)
+            text: str | None = (await conn.execute(query)).scalar_one()
+            return text
+    return _store_of(uow_factory).state.notifications[notification_id].reason
+
+
+async def forget_reason_parts(uow_factory: UnitOfWorkFactory, notification_id: int) -> None:
+    """The notification as rows stored before reasons were kept as clauses: English only."""
+    if isinstance(uow_factory, SqlUnitOfWorkFactory):
+        n = newsletter_notifications.c
+        async with uow_factory.database.write_engine.begin() as conn:
+            await conn.execute(
+                newsletter_notifications.update()
+                .where(n.id == notification_id)
+                .values(reason_parts=None)
+            )
+        return
+    _store_of(uow_factory).state.notifications[notification_id].reason_parts = None
+
+
+def _store_of(uow_factory: UnitOfWorkFactory) -> InMemoryStore:
+    store = getattr(uow_factory, "__self__", None)
+    assert isinstance(store, InMemoryStore)
+    return store
+
+
+async def test_a_reason_stored_before_its_clauses_were_kept_is_its_english_text(
+    uow_factory: UnitOfWorkFactory, shop: MerchantId
+) -> None:
+    [notification_id] = await receive(uow_factory, DIGEST_A, note())
+    assert notification_id is not None
+    await claim(uow_factory, "w")
+    assert await settle(uow_factory, notification_id, "w", reason=EVERY_KIND)
+    await forget_reason_parts(uow_factory, notification_id)
+    async with uow_factory(read_only=True) as uow:
+        [record] = await uow.views.recent_notifications(shop, limit=1)
+    assert record.reason == Reason.stored(EVERY_KIND.english())
+    assert [part.translated for part in record.reason.parts] == [False]
 
 
 async def test_the_next_due_notification_counts_live_claims(

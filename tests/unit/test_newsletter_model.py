@@ -42,6 +42,7 @@ from ellity.domain.model.newsletter import (
     webhook_digest,
     webhook_url,
 )
+from ellity.domain.model.reason import Reason
 
 P = Points.parse
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -192,7 +193,7 @@ def echo(
 def test_the_first_subscription_after_ellitys_add_attempt_is_its_echo() -> None:
     verdict = echo_of(AddAttempt(NOW), received_at=NOW, unsubscribed_since=False, subscribed_at=NOW)
     assert verdict.kind is EchoKind.ECHO
-    assert verdict.reason.startswith(
+    assert verdict.reason.english().startswith(
         "Ellity's own add of this contact (attempted 2024-03-10 09:00:00 UTC): not a"
         " subscription by the customer"
     )
@@ -207,7 +208,7 @@ def test_an_attempt_whose_answer_was_lost_still_has_its_echo() -> None:
 
 def test_without_an_add_attempt_of_ellitys_nothing_is_an_echo() -> None:
     verdict = echo_of(None, received_at=NOW, unsubscribed_since=False, subscribed_at=NOW)
-    assert verdict.kind is EchoKind.OWN and "never tried to add" in verdict.reason
+    assert verdict.kind is EchoKind.OWN and "never tried to add" in verdict.reason.english()
 
 
 def test_subscribing_again_ten_seconds_after_unsubscribing_is_the_customers_own() -> None:
@@ -219,7 +220,7 @@ def test_subscribing_again_ten_seconds_after_unsubscribing_is_the_customers_own(
         subscribed_at=NOW + 20 * SECOND,
     )
     assert verdict.kind is EchoKind.OWN
-    assert verdict.reason == "Subscribed again after unsubscribing"
+    assert verdict.reason.english() == "Subscribed again after unsubscribing"
     taken = AddAttempt(NOW, echo_taken_at=NOW, echo_subscribed_at=NOW)
     assert echo(taken, unsubscribed_since=True, subscribed_at=NOW + 20 * SECOND) is EchoKind.OWN
     assert echo(taken, unsubscribed_since=True, subscribed_at=None) is EchoKind.OWN
@@ -237,7 +238,7 @@ def test_the_echo_already_taken_notified_again_is_a_replay() -> None:
     verdict = echo_of(
         taken, received_at=NOW + 9 * SECOND, unsubscribed_since=False, subscribed_at=NOW
     )
-    assert verdict.kind is EchoKind.REPLAY and "recorded already" in verdict.reason
+    assert verdict.kind is EchoKind.REPLAY and "recorded already" in verdict.reason.english()
     # either subscription time missing counts as the same subscription
     assert echo(taken, subscribed_at=None) is EchoKind.REPLAY
     assert echo(AddAttempt(NOW, NOW, None), subscribed_at=NOW + SECOND) is EchoKind.REPLAY
@@ -253,14 +254,14 @@ def test_a_new_subscription_after_the_echo_was_taken_is_the_customers_own() -> N
         unsubscribed_since=False,
         subscribed_at=NOW + timedelta(days=3),
     )
-    assert verdict.kind is EchoKind.OWN and "2024-03-13 09:00:00 UTC" in verdict.reason
+    assert verdict.kind is EchoKind.OWN and "2024-03-13 09:00:00 UTC" in verdict.reason.english()
 
 
 def test_a_notification_received_before_the_attempt_is_not_its_echo() -> None:
     verdict = echo_of(
         AddAttempt(NOW), received_at=NOW - SECOND, unsubscribed_since=False, subscribed_at=NOW
     )
-    assert verdict.kind is EchoKind.OWN and "before Ellity's add" in verdict.reason
+    assert verdict.kind is EchoKind.OWN and "before Ellity's add" in verdict.reason.english()
 
 
 @pytest.mark.parametrize(
@@ -283,7 +284,8 @@ def test_ecomails_subscription_time_well_before_the_attempt_is_not_an_echo(
 
 def test_the_customers_own_subscription_reason_says_why_and_what_it_did() -> None:
     own = echo_of(None, received_at=NOW, unsubscribed_since=True, subscribed_at=NOW)
-    assert own_subscription_reason(own, "Paid 50 points.") == (
+    paid = Reason("Paid %(points)s points.", points=Points(5000))
+    assert own_subscription_reason(own, paid).english() == (
         "The customer's own subscription (Ellity never tried to add this contact): paid 50 points."
     )
 
@@ -314,7 +316,7 @@ def test_a_held_reward_is_not_paid_again() -> None:
     hold, book = RewardHold(), ledger()
     subscribe(hold, book)
     again = subscribe(hold, book)
-    assert again.outcome is Outcome.IGNORED and "already holds" in again.reason
+    assert again.outcome is Outcome.IGNORED and "already holds" in again.reason.english()
     assert book.balance() == REWARD
 
 
@@ -436,7 +438,7 @@ def test_each_notification_says_what_it_did(
         notification=Notification("ann@example.cz", SUB, "7"),
         state=state,
         outcome=outcome,
-        reason="",
+        reason=Reason.stored(""),
         points=points,
         customer_id=None,
         processed_at=None,

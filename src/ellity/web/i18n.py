@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,9 @@ from babel.messages.pofile import read_po, write_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 
+from ellity.domain.model.errors import Displayable, Term
 from ellity.domain.model.money import LOCALES, Locale
+from ellity.domain.model.reason import Clause, Joint, Reason
 
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 DOMAIN = "messages"
@@ -150,6 +153,46 @@ def number_text(value: int, language: str) -> str:
     return format_decimal(value, locale=_babel_locale(language))
 
 
+def translated(
+    template: str, params: Mapping[str, object], language: str, *, time_zone: str = "UTC"
+) -> str:
+    """An English ``template`` (a domain error's, a reason's clause) in ``language`` with its
+    ``params`` put in for the reader: points by the locale (digit groups never broken), a
+    ``Term`` translated, an instant in ``time_zone``, a measure (``float``) by the locale;
+    anything else (ids, others' words) as it is."""
+    _ = gettext_for(language)
+
+    def shown(value: object) -> str:
+        if isinstance(value, Displayable):
+            return value.display(ui_language(language)).replace(" ", NBSP)
+        if isinstance(value, Term):
+            return _(value)
+        if isinstance(value, datetime):
+            return datetime_text(value, time_zone, language)
+        if isinstance(value, float):
+            return format_decimal(value, locale=_babel_locale(language))
+        return str(value)
+
+    return _(template, **{name: shown(value) for name, value in params.items()})
+
+
+def reason_text(reason: Reason, language: str, *, time_zone: str) -> str:
+    """A reason in ``language``: each clause translated with its values put in, joined by its
+    joint's template translated (a clause that completes the one before: first letter
+    lowered). Text stored before reasons had clauses is shown as it is."""
+    _ = gettext_for(language)
+
+    def clause_text(part: Clause) -> str:
+        if not part.translated:
+            return part.template
+        return translated(part.template, part.values(), language, time_zone=time_zone)
+
+    def join(joint: Joint, before: str, next_: str) -> str:
+        return _(joint.template, before=before, next=next_)
+
+    return reason.render(clause_text, join)
+
+
 def N_(message: str) -> str:
     """Marks ``message`` for the catalogs; it is translated where it is shown."""
     return message
@@ -160,8 +203,8 @@ def N_(message: str) -> str:
 PACKAGE = LOCALE_DIR.parent
 #: Where the messages are: the pages (templates and web code) and the domain's errors.
 SOURCES = (PACKAGE / "web", PACKAGE / "domain")
-#: Besides gettext's names: the domain errors and ``Term``, whose first argument is the
-#: English message the pages translate.
+#: Besides gettext's names: the domain errors, ``Term``, ``Reason`` and a reason's ``joint``,
+#: whose first argument is the English message the pages translate.
 ERROR_KEYWORDS = (
     "DomainError",
     "InvalidInput",
@@ -173,6 +216,8 @@ ERROR_KEYWORDS = (
     "SmtpTestFailed",
     "WebhookUnreadable",
     "Term",
+    "Reason",
+    "joint",
     "__init__",  # ``super().__init__("...")`` in an error class
 )
 

@@ -17,6 +17,7 @@ from ellity.domain.model.newsletter import (
     RewardHold,
     SubscriptionChange,
 )
+from ellity.domain.model.reason import Reason
 from ellity.ports.storage import KeptSignup, NewsletterRepository, UniqueViolation
 from tests.fakes.storage.state import (
     NotificationRow,
@@ -151,7 +152,7 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         *,
         token: str,
         outcome: Outcome,
-        reason: str,
+        reason: Reason,
         points: Points | None,
         customer_id: CustomerId | None,
         at: datetime,
@@ -161,7 +162,8 @@ class InMemoryNewsletterRepository(NewsletterRepository):
             token,
             state=NotificationState.PROCESSED,
             outcome=outcome,
-            reason=reason,
+            reason=reason.english(),
+            reason_parts=reason,
             points=points,
             customer_id=customer_id,
             processed_at=at,
@@ -173,11 +175,15 @@ class InMemoryNewsletterRepository(NewsletterRepository):
         *,
         token: str,
         until: datetime,
-        reason: str,
+        reason: Reason,
         count_attempt: bool,
     ) -> bool:
         row = self._uow.state.notifications.get(notification_id)
-        changes: dict[str, object] = {"available_at": until, "reason": reason}
+        changes: dict[str, object] = {
+            "available_at": until,
+            "reason": reason.english(),
+            "reason_parts": reason,
+        }
         if not count_attempt and row is not None:
             changes["attempts"] = row.attempts - 1
         return await self._update_claimed(notification_id, token, **changes)

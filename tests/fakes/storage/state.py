@@ -18,6 +18,7 @@ from ellity.domain.model.merchant import Merchant
 from ellity.domain.model.money import Locale, Points
 from ellity.domain.model.newsletter import Notification, NotificationState, Outcome, RewardHold
 from ellity.domain.model.outbox import OutboxStatus
+from ellity.domain.model.reason import Reason
 
 
 @dataclass
@@ -176,6 +177,7 @@ class NotificationRow:
     state: NotificationState = NotificationState.PENDING
     outcome: Outcome | None = None
     reason: str | None = None
+    reason_parts: Reason | None = None  # None in rows stored before it was kept
     points: Points | None = None
     customer_id: CustomerId | None = None
     processed_at: datetime | None = None

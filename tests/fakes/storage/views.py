@@ -22,6 +22,7 @@ from ellity.domain.model.outbox import (
     FailedDelivery,
     OutboxStatus,
 )
+from ellity.domain.model.reason import Reason
 from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
 from tests.fakes.storage.ledger import loyalty_of
 from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
@@ -244,7 +245,7 @@ class InMemoryViews(Views):
                 notification=r.notification,
                 state=r.state,
                 outcome=r.outcome,
-                reason=r.reason or "",
+                reason=r.reason_parts or Reason.stored(r.reason or ""),
                 points=r.points,
                 customer_id=r.customer_id,
                 processed_at=r.processed_at,

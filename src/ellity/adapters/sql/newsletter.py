@@ -44,6 +44,7 @@ from ellity.domain.model.newsletter import (
     RewardHold,
     SubscriptionChange,
 )
+from ellity.domain.model.reason import Reason
 from ellity.ports.storage import UniqueViolation
 from ellity.ports.storage.newsletter import KeptSignup, NewsletterRepository
 
@@ -87,6 +88,11 @@ def _receive_statement() -> Any:
 
 
 _RECEIVE = _receive_statement()
+
+
+def stored_reason(parts: str | None, text: str | None) -> Reason:
+    """A row's reason: its clauses, or (rows stored before they were kept) its English text."""
+    return Reason.stored(text or "") if parts is None else Reason.from_json(parts)
 
 
 def notification_of(row: Any) -> Notification:
@@ -248,7 +254,7 @@ class SqlNewsletterRepository(NewsletterRepository):
         *,
         token: str,
         outcome: Outcome,
-        reason: str,
+        reason: Reason,
         points: Points | None,
         customer_id: CustomerId | None,
         at: datetime,
@@ -258,7 +264,8 @@ class SqlNewsletterRepository(NewsletterRepository):
             token,
             state=NotificationState.PROCESSED.value,
             outcome=outcome.value,
-            reason=reason,
+            reason=reason.english(),
+            reason_parts=reason.to_json(),
             points_cents=None if points is None else points.hundredths,
             customer_id=customer_id,
             processed_at=at,
@@ -270,10 +277,14 @@ class SqlNewsletterRepository(NewsletterRepository):
         *,
         token: str,
         until: datetime,
-        reason: str,
+        reason: Reason,
         count_attempt: bool,
     ) -> bool:
-        values: dict[str, Any] = {"available_at": until, "reason": reason}
+        values: dict[str, Any] = {
+            "available_at": until,
+            "reason": reason.english(),
+            "reason_parts": reason.to_json(),
+        }
         if not count_attempt:  # the claim counted one (at least 1 while claimed): take it back
             values["attempts"] = _n.attempts - 1
         return await self._update_claimed(notification_id, token, **values)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.database import without_jit
-from ellity.adapters.sql.newsletter import notification_of
+from ellity.adapters.sql.newsletter import notification_of, stored_reason
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.merchants import api_tokens, merchants
@@ -322,7 +322,7 @@ class SqlViews(Views):
                 notification=notification_of(row),
                 state=NotificationState(row.state),
                 outcome=None if row.outcome is None else Outcome(row.outcome),
-                reason=row.reason or "",
+                reason=stored_reason(row.reason_parts, row.reason),
                 points=None if row.points_cents is None else Points(row.points_cents),
                 customer_id=optional_customer_id(row.customer_id),
                 processed_at=row.processed_at,

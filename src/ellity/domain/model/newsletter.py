@@ -60,7 +60,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ellity.domain.model.customer import clean_email
@@ -69,6 +69,7 @@ from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.ledger import Entry, EntryKind, Ledger
 from ellity.domain.model.money import Points
 from ellity.domain.model.pin import RandomBelow
+from ellity.domain.model.reason import Reason
 
 WEBHOOK_PATH = "/webhooks/ecomail"
 _TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -238,24 +239,25 @@ class Verdict:
     """What a notification did (or, before Ellity asked Ecomail, would not do)."""
 
     outcome: Outcome
-    reason: str
+    reason: Reason
     points: Points | None = None  # paid (positive) or deducted (negative)
     entry: Entry | None = None
 
 
-def _ignored(reason: str) -> Verdict:
+def _ignored(reason: Reason) -> Verdict:
     return Verdict(Outcome.IGNORED, reason)
 
 
-NO_REWARD = "No newsletter reward is set (0 points)."
-TAKE_BACK_OFF = "Taking the reward back on unsubscribe is switched off."
-NOTHING_HELD = "The customer holds no newsletter reward to take back."
+NO_REWARD = Reason("No newsletter reward is set (0 points).")
+TAKE_BACK_OFF = Reason("Taking the reward back on unsubscribe is switched off.")
+NOTHING_HELD = Reason("The customer holds no newsletter reward to take back.")
 
 
-def already_held(hold: RewardHold) -> str:
-    return (
-        f"The customer already holds the newsletter reward ({hold.outstanding.display('en')}"
-        " points to take back): one reward at a time."
+def already_held(hold: RewardHold) -> Reason:
+    return Reason(
+        "The customer already holds the newsletter reward (%(points)s points to take back):"
+        " one reward at a time.",
+        points=hold.outstanding,
     )
 
 
@@ -305,7 +307,7 @@ def reward_subscription(
         return early
     entry = ledger.earn(reward, at=at, kind=EntryKind.NEWSLETTER_REWARD)  # the kind says why
     hold.outstanding, hold.paid_at = reward, at
-    return Verdict(Outcome.PAID, f"Paid {reward.display('en')} points.", reward, entry)
+    return Verdict(Outcome.PAID, Reason("Paid %(points)s points.", points=reward), reward, entry)
 
 
 def take_back_reward(hold: RewardHold, ledger: Ledger, *, take_back: bool, at: datetime) -> Verdict:
@@ -324,17 +326,22 @@ def take_back_reward(hold: RewardHold, ledger: Ledger, *, take_back: bool, at: d
         hold.released_at = at
     if entry is None:
         return _ignored(
-            f"The balance is 0: nothing could be taken back; {wanted.display('en')} points stay"
-            " held and are taken with the next unsubscription."
+            Reason(
+                "The balance is 0: nothing could be taken back; %(wanted)s points stay held and"
+                " are taken with the next unsubscription.",
+                wanted=wanted,
+            )
         )
     if hold.held:
-        reason = (
-            f"Deducted {taken.display('en')} of {wanted.display('en')} points (all the balance);"
-            f" {hold.outstanding.display('en')} stay held and are taken with the next"
-            " unsubscription."
+        reason = Reason(
+            "Deducted %(taken)s of %(wanted)s points (all the balance); %(left)s stay held and"
+            " are taken with the next unsubscription.",
+            taken=taken,
+            wanted=wanted,
+            left=hold.outstanding,
         )
     else:
-        reason = f"Deducted {taken.display('en')} points; the reward is released."
+        reason = Reason("Deducted %(taken)s points; the reward is released.", taken=taken)
     return Verdict(Outcome.DEDUCTED, reason, entry.points, entry)
 
 
@@ -364,7 +371,7 @@ class EchoVerdict:
     clause that the reward's outcome completes, otherwise the whole reason)."""
 
     kind: EchoKind
-    reason: str
+    reason: Reason
 
 
 def echo_of(
@@ -384,39 +391,52 @@ def echo_of(
     unsubscription (not confirmed, or forged) did not end it."""
     if attempt is None:
         return EchoVerdict(
-            EchoKind.OWN, "The customer's own subscription (Ellity never tried to add this contact)"
+            EchoKind.OWN,
+            Reason("The customer's own subscription (Ellity never tried to add this contact)"),
         )
-    attempted = _instant(attempt.attempted_at)
+    attempted = attempt.attempted_at
     if received_at < attempt.attempted_at:
         return EchoVerdict(
             EchoKind.OWN,
-            "The customer's own subscription (notified before Ellity's add of this contact,"
-            f" attempted {attempted})",
+            Reason(
+                "The customer's own subscription (notified before Ellity's add of this contact,"
+                " attempted %(attempted)s)",
+                attempted=attempted,
+            ),
         )
     if attempt.echo_taken_at is not None and _same(subscribed_at, attempt.echo_subscribed_at):
         # the subscription Ecomail reports is the very one taken as the echo: nothing ended
         # it, whatever unsubscription was claimed since
         return _replay(attempted)
     if unsubscribed_since:
-        return EchoVerdict(EchoKind.OWN, "Subscribed again after unsubscribing")
+        return EchoVerdict(EchoKind.OWN, Reason("Subscribed again after unsubscribing"))
     if attempt.echo_taken_at is None:
         if subscribed_at is not None and subscribed_at < attempt.attempted_at - ECHO_SKEW:
             return EchoVerdict(
                 EchoKind.OWN,
-                f"The customer's own subscription (Ecomail says since {_instant(subscribed_at)},"
-                f" before Ellity's add of this contact, attempted {attempted})",
+                Reason(
+                    "The customer's own subscription (Ecomail says since %(since)s, before"
+                    " Ellity's add of this contact, attempted %(attempted)s)",
+                    since=subscribed_at,
+                    attempted=attempted,
+                ),
             )
         return EchoVerdict(
             EchoKind.ECHO,
-            f"Ellity's own add of this contact (attempted {attempted}): not a subscription by"
-            " the customer; nothing paid, consent unchanged.",
+            Reason(
+                "Ellity's own add of this contact (attempted %(attempted)s): not a subscription"
+                " by the customer; nothing paid, consent unchanged.",
+                attempted=attempted,
+            ),
         )
     if subscribed_at is None or attempt.echo_subscribed_at is None:
         return _replay(attempted)  # a missing time counts as the same subscription
     return EchoVerdict(
         EchoKind.OWN,
-        f"Subscribed again after Ellity's add of this contact (Ecomail says since"
-        f" {_instant(subscribed_at)})",
+        Reason(
+            "Subscribed again after Ellity's add of this contact (Ecomail says since %(since)s)",
+            since=subscribed_at,
+        ),
     )
 
 
@@ -424,22 +444,21 @@ def _same(subscribed_at: datetime | None, echo_subscribed_at: datetime | None) -
     return subscribed_at is not None and subscribed_at == echo_subscribed_at
 
 
-def _replay(attempted: str) -> EchoVerdict:
+def _replay(attempted: datetime) -> EchoVerdict:
     return EchoVerdict(
         EchoKind.REPLAY,
-        f"The same subscription as the echo of Ellity's add of this contact (attempted"
-        f" {attempted}), recorded already: nothing changed.",
+        Reason(
+            "The same subscription as the echo of Ellity's add of this contact (attempted"
+            " %(attempted)s), recorded already: nothing changed.",
+            attempted=attempted,
+        ),
     )
 
 
-def _instant(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def own_subscription_reason(echo: EchoVerdict, outcome: str) -> str:
+def own_subscription_reason(echo: EchoVerdict, outcome: Reason) -> Reason:
     """The activity log's reason for the customer's own subscription: why it is theirs, then
-    what it did (``outcome``, a sentence)."""
-    return f"{echo.reason}: {outcome[:1].lower()}{outcome[1:]}"
+    what it did (``outcome``, a sentence, completing it after a colon)."""
+    return echo.reason.completed_by(outcome)
 
 
 # -- stored notifications ------------------------------------------------------------------
@@ -470,7 +489,7 @@ class NotificationRecord:
     notification: Notification
     state: NotificationState
     outcome: Outcome | None
-    reason: str  # why it was ignored or unconfirmed; while pending, what it waits for
+    reason: Reason  # why it was ignored or unconfirmed; while pending, what it waits for
     points: Points | None
     customer_id: CustomerId | None
     processed_at: datetime | None

@@ -6,18 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ellity.domain.model.ids import MerchantId
+from ellity.domain.model.reason import Reason
 from ellity.ports.marketing import MarketingPlatform, MarketingPlatforms
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
 
-KEY_REJECTED = (
+KEY_REJECTED_REASON = Reason(
     "Ecomail refused the API key (it was changed or regenerated): enter the current key on"
     " the Ecomail integration page, then retry the failed contacts."
 )
-KEY_UNREADABLE = (
+KEY_UNREADABLE_REASON = Reason(
     "The stored Ecomail API key cannot be decrypted (was ELLITY_SECRET_KEY changed?):"
     " enter the key again on the Ecomail integration page."
 )
+#: The same in English, as contacts' and deliveries' errors store it.
+KEY_REJECTED = KEY_REJECTED_REASON.english()
+KEY_UNREADABLE = KEY_UNREADABLE_REASON.english()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ellity.domain.model.errors import Term
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.newsletter import (
     DOI_PATIENCE,
@@ -23,7 +24,12 @@ from ellity.domain.model.newsletter import (
     Verdict,
     double_optin_wait,
 )
-from ellity.domain.services.ecomail_connection import KEY_REJECTED, KEY_UNREADABLE, Connection
+from ellity.domain.model.reason import Reason
+from ellity.domain.services.ecomail_connection import (
+    KEY_REJECTED_REASON,
+    KEY_UNREADABLE_REASON,
+    Connection,
+)
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BudgetExhausted,
@@ -39,22 +45,24 @@ from ellity.ports.secrets import SecretUnreadable
 #: The merchant's Ecomail connection (``ecomail_connection.connection`` for a merchant id).
 Connect = Callable[[MerchantId], Awaitable[Connection | None]]
 
-DOI_WAITING = (
+DOI_WAITING = Reason(
     "Ecomail says the sign-up is not confirmed yet (double opt-in): Ellity asks again until"
-    f" the person confirms it, for up to {DOI_PATIENCE.days} days."
+    " the person confirms it, for up to %(days)s days.",
+    days=DOI_PATIENCE.days,
 )
-DOI_EXPIRED = (
-    f"The sign-up was not confirmed within {DOI_PATIENCE.days} days (double opt-in):"
-    " nothing changed."
+DOI_EXPIRED = Reason(
+    "The sign-up was not confirmed within %(days)s days (double opt-in): nothing changed.",
+    days=DOI_PATIENCE.days,
 )
+NOT_ACTIVE = Reason("The Ecomail integration is not active.")
 
 _STATUS_TEXT = {
-    SubscriptionStatus.SUBSCRIBED: "subscribed",
-    SubscriptionStatus.UNSUBSCRIBED: "unsubscribed",
-    SubscriptionStatus.SOFT_BOUNCED: "soft-bounced",
-    SubscriptionStatus.HARD_BOUNCED: "hard-bounced",
-    SubscriptionStatus.COMPLAINED: "marked as spam",
-    SubscriptionStatus.UNCONFIRMED: "unconfirmed (double opt-in not confirmed yet)",
+    SubscriptionStatus.SUBSCRIBED: Term("subscribed"),
+    SubscriptionStatus.UNSUBSCRIBED: Term("unsubscribed"),
+    SubscriptionStatus.SOFT_BOUNCED: Term("soft-bounced"),
+    SubscriptionStatus.HARD_BOUNCED: Term("hard-bounced"),
+    SubscriptionStatus.COMPLAINED: Term("marked as spam"),
+    SubscriptionStatus.UNCONFIRMED: Term("unconfirmed (double opt-in not confirmed yet)"),
 }
 
 
@@ -63,22 +71,24 @@ class Wait:
     """Not decided now: try again after ``wait``."""
 
     wait: timedelta
-    reason: str
+    reason: Reason
     counts: bool  # an attempt that failed (Ecomail), not a wait for something to happen
 
 
-def ignored(reason: str) -> Verdict:
+def ignored(reason: Reason) -> Verdict:
     return Verdict(Outcome.IGNORED, reason)
 
 
-def unconfirmed(reason: str) -> Verdict:
+def unconfirmed(reason: Reason) -> Verdict:
     return Verdict(Outcome.UNCONFIRMED, reason)
 
 
-def confirmation_problem(change: SubscriptionChange, membership: Membership | None) -> str | None:
+def confirmation_problem(
+    change: SubscriptionChange, membership: Membership | None
+) -> Reason | None:
     """Why Ecomail's answer does not confirm the change; ``None`` when it does."""
     if membership is None:
-        return "Ecomail has no such contact in the list: nothing changed."
+        return Reason("Ecomail has no such contact in the list: nothing changed.")
     wanted = (
         SubscriptionStatus.SUBSCRIBED
         if change is SubscriptionChange.SUBSCRIBED
@@ -86,9 +96,10 @@ def confirmation_problem(change: SubscriptionChange, membership: Membership | No
     )
     if membership.status is wanted:
         return None
-    return (
-        f"Ecomail says the contact is {_STATUS_TEXT[membership.status]} in the list now,"
-        f" not {_STATUS_TEXT[wanted]}: nothing changed."
+    return Reason(
+        "Ecomail says the contact is %(status)s in the list now, not %(wanted)s: nothing changed.",
+        status=_STATUS_TEXT[membership.status],
+        wanted=_STATUS_TEXT[wanted],
     )
 
 
@@ -101,22 +112,24 @@ async def confirm(
     try:
         link = await connect(item.merchant_id)
     except SecretUnreadable:
-        return Wait(retry, KEY_UNREADABLE, True)
+        return Wait(retry, KEY_UNREADABLE_REASON, True)
     if link is None:
-        return ignored("The Ecomail integration is not active.")
+        return ignored(NOT_ACTIVE)
     try:
         membership = await link.platform.membership(n.list_id, n.email)
     except BudgetExhausted as exc:  # nothing was sent: a wait, not an attempt
-        return Wait(timedelta(seconds=exc.retry_after), str(exc), False)
+        return Wait(timedelta(seconds=exc.retry_after), Reason.stored(str(exc)), False)
     except MarketingUnavailable as exc:
         wait = max(retry, timedelta(seconds=exc.retry_after or 0))
-        return Wait(wait, f"Ecomail could not confirm it yet: {exc}", True)
+        return Wait(wait, Reason("Ecomail could not confirm it yet: %(why)s", why=str(exc)), True)
     except InvalidApiKey:
-        return Wait(retry, KEY_REJECTED, True)
+        return Wait(retry, KEY_REJECTED_REASON, True)
     except ListNotFound:
-        return unconfirmed("The list no longer exists in Ecomail: nothing changed.")
+        return unconfirmed(Reason("The list no longer exists in Ecomail: nothing changed."))
     except MarketingRejected as exc:
-        return unconfirmed(f"Ecomail refused to confirm it ({exc}): nothing changed.")
+        return unconfirmed(
+            Reason("Ecomail refused to confirm it (%(why)s): nothing changed.", why=str(exc))
+        )
     problem = confirmation_problem(n.change, membership)
     if problem is None:
         return membership

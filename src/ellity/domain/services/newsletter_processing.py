@@ -49,11 +49,18 @@ from ellity.domain.model.newsletter import (
     reward_subscription,
     screen,
 )
-from ellity.domain.model.outbox import RetryPolicy, clip_error
+from ellity.domain.model.outbox import RetryPolicy
+from ellity.domain.model.reason import Reason
 from ellity.domain.services.common import customer_id_of, load_merchant, merchant_id_of
 from ellity.domain.services.consent import apply_reward_rule, apply_take_back, record_consent
 from ellity.domain.services.ecomail_connection import Connection, connection
-from ellity.domain.services.newsletter_confirmation import Connect, Wait, confirm, ignored
+from ellity.domain.services.newsletter_confirmation import (
+    NOT_ACTIVE,
+    Connect,
+    Wait,
+    confirm,
+    ignored,
+)
 from ellity.domain.services.work_loop import (
     CLAIM_LEASE,
     RUNNING,
@@ -77,11 +84,13 @@ PROCESS_TIMEOUT = 30.0  # seconds for one notification: reads, Ecomail's answer,
 #: Ecomail unavailable or the key refused: 30 s, 1, 2 ... at most 30 minutes apart, for ever.
 RETRY = RetryPolicy(base=timedelta(seconds=30), cap=timedelta(minutes=30))
 
-SIGNUP_KEPT = (
+SIGNUP_KEPT = Reason(
     "No customer has this email yet: the sign-up is kept, and paid if a customer with this"
-    f" email is created within {SIGNUP_KEEP.days} days."
+    " email is created within %(days)s days.",
+    days=SIGNUP_KEEP.days,
 )
-CUSTOMER_APPEARED = "A customer with this email was just created: it is processed again."
+CUSTOMER_APPEARED = Reason("A customer with this email was just created: it is processed again.")
+INTEGRATION_CHANGED = Reason("The Ecomail integration changed while this was confirmed.")
 
 
 async def process_notifications(
@@ -169,7 +178,10 @@ class _Processing:
     def timed_out(self, item: ClaimedNotification, seconds: float) -> bool | Wait:
         return Wait(
             RETRY.delay(item.attempts, item_id=item.id),
-            f"Processing took longer than {seconds:g} seconds; it is tried again.",
+            Reason(
+                "Processing took longer than %(seconds)s seconds; it is tried again.",
+                seconds=float(seconds),
+            ),
             True,
         )
 
@@ -177,7 +189,10 @@ class _Processing:
         logger.exception("newsletter notification %s failed unexpectedly", item.id)
         return Wait(
             RETRY.delay(item.attempts, item_id=item.id),
-            f"Unexpected error in Ellity ({type(error).__name__}); it is tried again.",
+            Reason(
+                "Unexpected error in Ellity (%(error)s); it is tried again.",
+                error=type(error).__name__,
+            ),
             True,
         )
 
@@ -209,16 +224,20 @@ async def _screen(uow_factory: UnitOfWorkFactory, item: ClaimedNotification) -> 
         list_id = await uow.ecomail.active_list(merchant_id)
         customer = await uow.customers.find_by_email(merchant_id, n.email)
         if list_id is None:
-            verdict: Verdict | None = ignored("The Ecomail integration is not active.")
+            verdict: Verdict | None = ignored(NOT_ACTIVE)
         elif n.list_id != list_id:
             verdict = ignored(
-                f"The notification is about another list (id {n.list_id}); the integration"
-                f" uses the list {list_id}."
+                Reason(
+                    "The notification is about another list (id %(other)s); the integration"
+                    " uses the list %(list)s.",
+                    other=n.list_id,
+                    list=list_id,
+                )
             )
         elif customer is None:
             # a sign-up before the customer exists is kept once Ecomail confirms it
             subscribed = n.change is SubscriptionChange.SUBSCRIBED
-            verdict = None if subscribed else ignored("No customer has this email.")
+            verdict = None if subscribed else ignored(Reason("No customer has this email."))
         else:
             hold = await uow.newsletter.reward_hold(merchant_id, customer_id_of(customer))
             verdict = _changes_nothing(n.change, merchant, customer, hold)
@@ -270,9 +289,9 @@ async def _apply(
         customer = await uow.customers.get(merchant_id, customer_id, for_update=True)
         now = clock.now()
         if await uow.ecomail.active_list(merchant_id) != n.list_id:
-            verdict = ignored("The Ecomail integration changed while this was confirmed.")
+            verdict = ignored(INTEGRATION_CHANGED)
         elif customer is None or email_key(customer.email) != email_key(n.email):
-            verdict = ignored("The customer's email changed while this was confirmed.")
+            verdict = ignored(Reason("The customer's email changed while this was confirmed."))
         elif n.change is SubscriptionChange.SUBSCRIBED:
             verdict = await _subscribed(
                 uow, merchant, customer, item=item, membership=membership, now=now
@@ -329,7 +348,7 @@ async def _defer(
             item.id,
             token=token,
             until=clock.now() + wait.wait,
-            reason=clip_error(wait.reason),
+            reason=wait.reason.clipped(),
             count_attempt=wait.counts,
         )
         await uow.commit()
@@ -339,7 +358,7 @@ async def _defer(
         item.id,
         item.merchant_id,
         wait.wait.total_seconds(),
-        wait.reason,
+        wait.reason.english(),
     )
 
 
@@ -368,8 +387,12 @@ async def _subscribed(
     )
     await uow.contacts.mark_member(merchant_id, customer_id, at=now)
     verdict = await _reward(uow, merchant, customer, now=now)
-    consent = "Consent recorded as granted." if changed else "Consent was granted already."
-    reason = f"{own_subscription_reason(echo, verdict.reason)} {consent}"
+    consent = (
+        Reason("Consent recorded as granted.")
+        if changed
+        else Reason("Consent was granted already.")
+    )
+    reason = own_subscription_reason(echo, verdict.reason) + consent
     return dataclasses.replace(verdict, reason=reason)
 
 
@@ -383,7 +406,9 @@ async def _echo(
     """Whether the subscription is Ellity's echo of its add of the customer's contact."""
     merchant_id, customer_id = item.merchant_id, customer_id_of(customer)
     if item.received_at < customer.created_at:  # a sign-up kept for this email
-        return EchoVerdict(EchoKind.OWN, "Signed up to the newsletter before becoming a customer")
+        return EchoVerdict(
+            EchoKind.OWN, Reason("Signed up to the newsletter before becoming a customer")
+        )
     attempt = await uow.contacts.add_attempt(merchant_id, customer_id)
     # an unsubscription counts only when it came before the subscription Ecomail reports
     # began: one claimed later did not end it (a forgery, or one Ecomail never confirmed)
@@ -420,8 +445,12 @@ async def _unsubscribed(
         uow, merchant, customer, MarketingConsent.REFUSED, ConsentSource.ECOMAIL, at=now
     )
     verdict = await apply_take_back(uow, merchant, customer, at=now)
-    consent = "Consent recorded as refused." if changed else "Consent was refused already."
-    return dataclasses.replace(verdict, reason=f"{verdict.reason} {consent}")
+    consent = (
+        Reason("Consent recorded as refused.")
+        if changed
+        else Reason("Consent was refused already.")
+    )
+    return dataclasses.replace(verdict, reason=verdict.reason + consent)
 
 
 async def _keep_signup(
@@ -436,7 +465,7 @@ async def _keep_signup(
         if await uow.customers.find_by_email(merchant_id, n.email) is not None:
             return Wait(timedelta(0), CUSTOMER_APPEARED, False)
         if await uow.ecomail.active_list(merchant_id) != n.list_id:
-            verdict = ignored("The Ecomail integration changed while this was confirmed.")
+            verdict = ignored(INTEGRATION_CHANGED)
         else:
             await uow.newsletter.keep_signup(
                 merchant_id,

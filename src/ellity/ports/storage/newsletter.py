@@ -14,6 +14,7 @@ from ellity.domain.model.newsletter import (
     Outcome,
     RewardHold,
 )
+from ellity.domain.model.reason import Reason
 from ellity.ports.storage.claims import ClaimKeeping
 
 
@@ -92,13 +93,13 @@ class NewsletterRepository(ClaimKeeping, Protocol):
         *,
         token: str,
         outcome: Outcome,
-        reason: str,
+        reason: Reason,
         points: Points | None,
         customer_id: CustomerId | None,
         at: datetime,
     ) -> bool:
-        """Record the outcome (processed); False (and nothing changed) unless ``token``
-        holds the notification."""
+        """Record the outcome (processed) and why (its clauses, and its English text);
+        False (and nothing changed) unless ``token`` holds the notification."""
         ...
 
     async def defer(
@@ -107,7 +108,7 @@ class NewsletterRepository(ClaimKeeping, Protocol):
         *,
         token: str,
         until: datetime,
-        reason: str,
+        reason: Reason,
         count_attempt: bool,
     ) -> bool:
         """Pending again from ``until``, with what it waits for; without ``count_attempt`` the

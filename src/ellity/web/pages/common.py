@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.ledger import Entry
 from ellity.domain.model.money import Locale, Points
+from ellity.domain.model.reason import Reason
 from ellity.domain.model.staff import StaffIdentity
 from ellity.web.dependencies import Injected
 from ellity.web.i18n import (
@@ -26,6 +27,7 @@ from ellity.web.i18n import (
     gettext_for,
     ngettext_for,
     number_text,
+    reason_text,
     ui_language,
 )
 
@@ -146,6 +148,12 @@ def local_time(context: Context, value: datetime, time_zone: str) -> str:
 
 
 @pass_context
+def why(context: Context, value: Reason, time_zone: str) -> str:
+    """A reason in the page's language, its instants in ``time_zone``."""
+    return reason_text(value, _language(context), time_zone=time_zone)
+
+
+@pass_context
 def day_text(context: Context, value: date | None) -> str:
     return date_text(value, _language(context))
 
@@ -174,6 +182,7 @@ FILTERS = {
     "points": points_text,
     "signed": signed_points,
     "local_time": local_time,
+    "why": why,
     "day": day_text,
     "number": count_text,
     "entry_note": entry_note,

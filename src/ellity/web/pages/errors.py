@@ -32,13 +32,13 @@ from litestar.routes import BaseRoute
 from litestar.types import ExceptionHandlersMap
 
 from ellity.deps import Deps
-from ellity.domain.model.errors import Conflict, Displayable, DomainError, InvalidInput, Term
+from ellity.domain.model.errors import Conflict, DomainError, InvalidInput
 from ellity.ports.marketing import MarketingError
 from ellity.ports.storage import TransientConflict
 from ellity.web.dependencies import app_deps
 from ellity.web.errors import page_status_of
-from ellity.web.i18n import gettext_for, ui_language
-from ellity.web.pages.common import NBSP, AnyRequest, page_language, render, session_of, texts
+from ellity.web.i18n import translated
+from ellity.web.pages.common import AnyRequest, page_language, render, session_of, texts
 from ellity.web.validation_messages import english, refusal_message
 
 logger = logging.getLogger(__name__)
@@ -62,15 +62,7 @@ def error_text(request: AnyRequest, error: DomainError) -> str:
 def translated_error(error: DomainError, language: str) -> str:
     """A domain error in ``language``: its template translated, its points formatted for
     the reader (the API keeps ``error.message``, in English)."""
-    _ = gettext_for(language)
-
-    def shown(value: object) -> str:
-        if isinstance(value, Displayable):
-            return value.display(ui_language(language)).replace(" ", NBSP)
-        return _(value) if isinstance(value, Term) else str(value)
-
-    values = {name: shown(value) for name, value in error.params.items()}
-    return _(error.template, **values)
+    return translated(error.template, error.params, language)
 
 
 def status_for(error: DomainError | MarketingError) -> int:

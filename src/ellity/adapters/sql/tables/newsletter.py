@@ -37,8 +37,11 @@ class NewsletterNotificationRow(SQLModel, table=True):
 
     ``state``: pending, then processed with its ``outcome`` (paid, deducted, ignored,
     unconfirmed), ``reason`` and ``points``. While pending, ``reason`` holds what it waits
-    for; ``available_at`` is when it may next be claimed, and a claim (``claim_token``,
-    ``claimed_until``) makes a worker its only processor until the lease runs out.
+    for. ``reason`` is English text (logs, the CLI); ``reason_parts`` the same reason as JSON
+    clauses (``domain.model.reason.Reason.to_json``) that the pages translate, NULL in rows
+    stored before it was kept. ``available_at`` is when it may next be claimed, and a claim
+    (``claim_token``, ``claimed_until``) makes a worker its only processor until the lease
+    runs out.
     """
 
     __tablename__ = "newsletter_notifications"
@@ -70,6 +73,7 @@ class NewsletterNotificationRow(SQLModel, table=True):
     state: str = Field(default="pending", max_length=16)
     outcome: str | None = Field(default=None, max_length=16)
     reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    reason_parts: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     points_cents: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     customer_id: int | None = Field(
         default=None,
