@@ -6,6 +6,8 @@ Debian's ``/usr/bin/chromium`` driven by Playwright.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import subprocess
@@ -22,6 +24,7 @@ from playwright.async_api import Browser, Locator, Page, Route, async_playwright
 
 from ellity.web.i18n import catalog_path
 from tests.processes import free_port
+from tests.smtp_server import SmtpServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,10 +38,20 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"}
     env["ELLITY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'ellity.db'}"
+    env["ELLITY_SMTP_ALLOW_PRIVATE"] = "true"  # the test's SMTP server is on loopback
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "ellity.cli", "serve", "--port", str(port)],
@@ -178,6 +191,12 @@ LABELS = {
         "export_points": "Exportovat body",
         "balance": "1\u00a0250,50",
         "spend_refused": "Zákazník má 1\u00a0250,50 bodů; 99\u00a0999 bodů nelze odebrat.",
+        "new_pin": "Nový PIN",
+        "give_new_pin": "Vydat nový PIN",
+        "has_new_pin": "Zákazník má nový PIN.",
+        "send_test_email": "Poslat zkušební e-mail",
+        "test_email_sent": "Zkušební e-mail odešel na anna@example.cz.",
+        "export_excel": "Exportovat pro Excel",
     },
     "en": {
         "create_programme": "Create the programme",
@@ -197,6 +216,12 @@ LABELS = {
         "export_points": "Export points",
         "balance": "1,250.50",
         "spend_refused": "The customer holds 1,250.50 points; 99,999 points cannot be taken.",
+        "new_pin": "New PIN",
+        "give_new_pin": "Give a new PIN",
+        "has_new_pin": "The customer has a new PIN.",
+        "send_test_email": "Send a test email",
+        "test_email_sent": "The test email was sent to anna@example.cz.",
+        "export_excel": "Export for Excel",
     },
 }
 BROWSER_LOCALES = {"cs": "cs-CZ", "en": "en-GB"}
@@ -205,7 +230,13 @@ BROWSER_LOCALES = {"cs": "cs-CZ", "en": "en-GB"}
 @pytest.mark.parametrize("width", [1280, 390])
 @pytest.mark.parametrize("language", ["cs", "en"])
 async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
-    server: str, browser: Browser, tmp_path: Path, language: str, width: int
+    server: str,
+    browser: Browser,
+    *,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    language: str,
+    width: int,
 ) -> None:
     """Setup → customers → earn → settings → Ecomail → export, in Czech and in English, on a
     desktop and a phone; every page checked for untranslated text and screenshotted under
@@ -295,6 +326,21 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
     await expect(page.locator("form[action$='/spend'] .error")).to_have_count(0)
     await expect(page.locator("#balance")).to_have_text(words["balance"])
 
+    # a destructive action asks first, on a page of its own (no script needed)
+    customer_page = page.url
+    old_pin = await page.locator("dt:text-is('PIN') + dd").inner_text()
+    await page.click(f"button:has-text('{words['new_pin']}')")
+    await expect(page.locator("#confirm button")).to_have_text(words["give_new_pin"])
+    await walk.check("confirm")
+    await page.click("#confirm a.cancel")  # the way back changes nothing
+    await expect(page).to_have_url(customer_page)
+    assert await page.locator("dt:text-is('PIN') + dd").inner_text() == old_pin
+    await page.click(f"button:has-text('{words['new_pin']}')")
+    await page.click("#confirm button")
+    await expect(page).to_have_url(customer_page)
+    await expect(page.locator(".flash")).to_have_text(words["has_new_pin"])
+    assert await page.locator("dt:text-is('PIN') + dd").inner_text() != old_pin
+
     await page.click(f"nav >> text={words['dashboard']}")
     await expect(page.locator("dd.issued")).to_have_text(words["balance"])
     bar = page.locator("svg rect.issued")
@@ -308,9 +354,18 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
 
     await page.click(f"nav >> text={words['settings']}")
     await walk.check("settings")
+    await page.fill("[name=smtp_host]", "127.0.0.1")  # a real SMTP server, in this test
+    await page.fill("[name=smtp_port]", str(smtp.port))
+    await page.select_option("[name=smtp_security]", "none")
+    await page.fill("[name=smtp_sender]", "shop@anna.example.cz")
     await page.click(f"button:has-text('{words['save_settings']}')")
     await page.wait_for_load_state()
     await expect(page.locator(".flash")).to_have_text(words["saved"])
+    await page.click(f"#test-email button:has-text('{words['send_test_email']}')")
+    await page.wait_for_load_state()
+    await expect(page.locator(".flash")).to_contain_text(words["test_email_sent"])
+    assert len(smtp.recorder.to("anna@example.cz")) == 1
+    await walk.check("settings-test-email")
 
     await page.click("nav >> text=Ecomail")
     await expect(page.locator("form[action='/integrations/ecomail/key'] button")).to_have_text(
@@ -340,10 +395,21 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
         for line in lines[1:]
     )
 
+    async with page.expect_download() as info:  # the export menu is still open
+        await page.click(f"text={words['export_excel']}")
+    excel = tmp_path / "excel.csv"
+    await (await info.value).save_as(excel)
+    raw = excel.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the BOM Excel reads UTF-8 by
+    rows = list(csv.reader(io.StringIO(raw[3:].decode("utf-8")), delimiter=";"))
+    assert rows[0][:3] == ["email", "first_name", "last_name"]
+    jana = next(row for row in rows[1:] if row[0] == "jana@example.cz")
+    assert jana[1:4] == ["Jana", "Dvořáková", "1250,50"]  # the merchant's locale: cs
+
     await page.goto(server + "/no-such-page")
     await walk.check("not-found")
 
-    assert len(walk.seen) == 13
+    assert len(walk.seen) == 15
     # no CSP violations, no script errors
     assert [p for p in problems if not asked_for.match(p)] == []
     await context.close()

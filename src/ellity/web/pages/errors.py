@@ -140,8 +140,7 @@ def refused_page_kept(request: AnyRequest) -> Response[Any] | None:
 def confirmed_first(question: str, button: str) -> Callable[[Handler], Handler]:
     """Declares a destructive action (put it under the route decorator): unless the form
     says ``confirmed=yes``, the answer is a page that asks ``question`` with a ``button``
-    that sends the form again, confirmed, and a way back. Works without JavaScript; with it,
-    ``app.js`` asks in a dialog and sends the form confirmed at once."""
+    that sends the form again, confirmed, and a way back. Needs no JavaScript."""
 
     def declare(handler: Handler) -> Handler:
         @functools.wraps(handler)
