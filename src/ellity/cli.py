@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ellity import cli_ecomail, serve
+from ellity import serve
 from ellity.domain.model.errors import DomainError
 from ellity.settings import Settings, load_settings
 
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "run-nightly", help="expire due points and send the pre-expiry notices now"
     )
     nightly_run.add_argument("--merchant", required=True, metavar="SLUG")
-    cli_ecomail.add_commands(commands)
+    _add_ecomail_commands(commands)
 
     backup = commands.add_parser(
         "backup", help="a consistent copy of the SQLite database, also while Ellity runs"
@@ -156,10 +156,25 @@ def _print_nightly(slug: str, result: nightly.NightlyResult) -> None:
     print("The worker delivers what was recorded.")
 
 
+def _add_ecomail_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ecomail = commands.add_parser("ecomail", help="the Ecomail integration")
+    actions = ecomail.add_subparsers(dest="ecomail_command", required=True, metavar="ACTION")
+    activate = actions.add_parser(
+        "activate", help="check the API key, create the fields in the list, push all customers"
+    )
+    activate.add_argument("--merchant", required=True, metavar="SLUG")
+    activate.add_argument("--api-key", required=True, metavar="KEY")
+    activate.add_argument("--list-id", required=True, metavar="ID")
+    webhook = actions.add_parser(
+        "webhook-url", help="print the webhook URL to paste into the Ecomail list's settings"
+    )
+    webhook.add_argument("--merchant", required=True, metavar="SLUG")
+
+
 def _manage(settings: Settings, args: argparse.Namespace) -> int:
     """The commands that set up and look after a merchant, and the backups."""
     # see the imports above
-    from ellity import cli_backup  # noqa: PLC0415
+    from ellity import cli_backup, cli_ecomail  # noqa: PLC0415
     from ellity.adapters.sql import migrate  # noqa: PLC0415
     from ellity.domain.model.merchant import MerchantSettings  # noqa: PLC0415
     from ellity.domain.services import merchants  # noqa: PLC0415

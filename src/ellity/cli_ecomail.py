@@ -15,21 +15,6 @@ from ellity.ports.marketing import MarketingError
 from ellity.settings import Settings
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ecomail = commands.add_parser("ecomail", help="the Ecomail integration")
-    actions = ecomail.add_subparsers(dest="ecomail_command", required=True, metavar="ACTION")
-    activate = actions.add_parser(
-        "activate", help="check the API key, create the fields in the list, push all customers"
-    )
-    activate.add_argument("--merchant", required=True, metavar="SLUG")
-    activate.add_argument("--api-key", required=True, metavar="KEY")
-    activate.add_argument("--list-id", required=True, metavar="ID")
-    webhook = actions.add_parser(
-        "webhook-url", help="print the webhook URL to paste into the Ecomail list's settings"
-    )
-    webhook.add_argument("--merchant", required=True, metavar="SLUG")
-
-
 async def _activate(settings: Settings, slug: str, api_key: str, list_id: str) -> str:
     async with build_deps(settings) as deps:
         merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))

@@ -202,8 +202,12 @@ def test_a_progress_bar_is_drawn_when_stderr_is_a_terminal(workdir: Path) -> Non
     assert len(rows_of(stdout)) == CUSTOMERS + 1
 
 
-#: Packages of the web app, the worker and the migrations: the export waits for none of them.
+#: Packages of the web app, the worker and the migrations, a model layer over the tables, and
+#: the other commands' use cases: the export waits for none of them.
 NOT_FOR_THE_EXPORT = (
+    "sqlmodel",
+    "pydantic",
+    "ellity.domain.services.integration",
     "litestar",
     "uvicorn",
     "arq",
@@ -218,7 +222,7 @@ NOT_FOR_THE_EXPORT = (
 )
 
 
-def test_the_export_imports_nothing_of_the_web_app_the_worker_or_the_migrations(
+def test_the_export_imports_nothing_of_the_web_app_the_worker_the_migrations_or_a_model_layer(
     workdir: Path,
 ) -> None:
     """The interpreter's start-up is part of every export: ``ellity export`` imports only

@@ -1,4 +1,5 @@
-"""Pages that read thousands of rows are never JIT-compiled on PostgreSQL.
+"""Pages that read thousands of rows are never JIT-compiled on PostgreSQL, and read the same
+whatever the server's settings.
 
 Such a page's cost estimate is above the default ``jit_above_cost``, and compiling it takes
 longer than running it (the export's 20,000-customer page: seconds against a fraction of one).
@@ -10,7 +11,7 @@ shows no ``JIT`` section. Each test first shows that the query is compiled other
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -25,8 +26,10 @@ from ellity.adapters.sql.valid_points import loyalty_columns
 from ellity.adapters.sql.views import SqlViews
 from ellity.adapters.system_clock import SystemClock
 from ellity.domain.model.contact import ProgrammeLook
+from ellity.domain.model.customer import Customer
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import MerchantSettings
+from ellity.domain.model.money import Points
 from ellity.domain.services import merchants
 from tests.fakes import FakePasswordHasher
 
@@ -112,3 +115,31 @@ async def test_a_snapshot_page_is_not_jit_compiled(clean_postgres: Database) -> 
 
         await views.loyalty_page(merchant_id, after_id=CustomerId(0), limit=5000, today=TODAY)
         assert not await _jit_in_plan(conn, query, {})
+
+
+async def test_a_snapshot_page_has_iso_dates_whatever_the_date_style(
+    clean_postgres: Database,
+) -> None:
+    """Its dates come as ISO text (``LoyaltyRow``), also in a session whose ``DateStyle``
+    would write them otherwise."""
+    merchant_id = await _merchant(clean_postgres)
+    at = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    uow_factory = SqlUnitOfWorkFactory(clean_postgres)
+    async with uow_factory() as uow:
+        merchant = await uow.merchants.get(merchant_id)
+        assert merchant is not None
+        customer = await uow.customers.add(
+            Customer(merchant_id=merchant_id, referral_code="DATES02", created_at=at, updated_at=at)
+        )
+        assert customer.id is not None
+        ledger = await uow.ledgers.get(merchant_id, customer.id, merchant.settings.expiry_policy)
+        ledger.earn(Points(1050), at=at)
+        await uow.ledgers.save(merchant_id, ledger, at=at)
+        await uow.commit()
+    async with clean_postgres.engine.connect() as conn:
+        await conn.execute(sa.text("SET DateStyle = 'German, DMY'"))
+        await conn.commit()
+        (row,) = await SqlViews(conn).loyalty_rows_page(
+            merchant_id, after_id=CustomerId(0), limit=10, today=TODAY
+        )
+    assert (row[8], row[10]) == ("2027-01-15", "2026-01-15")

@@ -232,6 +232,31 @@ def test_snapshots_made_in_bulk_from_rows_are_the_snapshots_of_each_customer(
     assert snapshots_of_rows(rows, look) == [contact_snapshot(c, look) for c in customers]
 
 
+@pytest.mark.parametrize("look", [CZECH, ENGLISH])
+def test_bulk_snapshots_show_every_amount_as_its_points_would(look: ProgrammeLook) -> None:
+    """Each of the three amounts at every edge of the display rules (the usual amounts are
+    read from a table made once, the others formatted)."""
+    customers = [
+        CustomerLoyalty(
+            customer_id=CustomerId(n + 1),
+            email=None,
+            first_name="",
+            last_name="",
+            registered=False,
+            pin=None,
+            referral_code="CODE",
+            summary=LedgerSummary(
+                balance=Points(cents),
+                next_expiration=Expiration(date(2026, 1, 31), Points(cents)),
+                last_change=LastChange(date(2026, 1, 1), Points(cents)),
+            ),
+        )
+        for n, cents in enumerate(EDGE_CENTS)
+    ]
+    rows = [loyalty_row(customer) for customer in customers]
+    assert snapshots_of_rows(rows, look) == [contact_snapshot(c, look) for c in customers]
+
+
 def test_display_of_hundredths_is_the_display_of_points() -> None:
     """The rule, written out once more here: minus, whole points grouped by thousands, then
     the decimal mark and two digits only when there are hundredths."""

@@ -43,9 +43,10 @@ class ValidSummary:
     next_expiry_cents: Any
 
 
-def valid_summary(today: date) -> ValidSummary:
-    """The balance and next expiration of the ``customers`` row being read, on ``today``."""
-    day = sa.literal(today, sa.Date())
+def valid_summary(today: date | sa.BindParameter[date]) -> ValidSummary:
+    """The balance and next expiration of the ``customers`` row being read, on ``today`` (a
+    day, or a value bound when the query runs)."""
+    day = today if isinstance(today, sa.BindParameter) else sa.literal(today, sa.Date())
     stale = customers.c.next_expiry_on < day
     past, first, held = (point_lots.alias(name) for name in ("past_lot", "first_lot", "held_lot"))
     # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back to whole hundredths.
@@ -116,7 +117,7 @@ STORED_SQL = ValidSummary(
 )
 
 
-def loyalty_columns(today: date) -> tuple[Any, ...]:
+def loyalty_columns(today: date | sa.BindParameter[date]) -> tuple[Any, ...]:
     """Identity and the summary valid on ``today`` (``valid_points``)."""
     held = valid_summary(today)
     return (

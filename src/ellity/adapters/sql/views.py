@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.database import without_jit
@@ -42,56 +44,57 @@ _EMAIL_TOPICS = "email."  # the prefix of every email topic (``Topic``)
 _ROW_WIDTH = 12  # the length of a ``LoyaltyRow``
 
 
-async def _driver_rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[LoyaltyRow]:
-    """The query's rows as the driver returns them, run by the driver on ``conn``: SQLAlchemy
-    would build a row object around each, a good part of the cost of a snapshot of every
-    customer. The query is still compiled by SQLAlchemy, with its values bound.
+@functools.cache
+def _rows_page_query(dialect: sa.Dialect) -> SQLCompiler:
+    """``loyalty_rows_page``'s query compiled once for the dialect: the summary's subqueries
+    take milliseconds to compile, and a snapshot of every customer reads hundreds of pages.
+
+    The dates come as ISO text: SQLite stores them so, PostgreSQL casts them (its
+    ``DateStyle`` set to ISO in the page's transaction, ``_PG_ROWS_SETTINGS``)."""
+    columns = list(loyalty_columns(sa.bindparam("today", type_=sa.Date()))[:_ROW_WIDTH])
+    if dialect.name == "postgresql":
+        for at in _DATE_COLUMNS:
+            columns[at] = sa.cast(columns[at], sa.Text())
+    query = (
+        sa.select(*columns)
+        .where(
+            customers.c.merchant_id == sa.bindparam("merchant_id"),
+            customers.c.id > sa.bindparam("after_id"),
+        )
+        .order_by(customers.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    return query.compile(dialect=dialect)
+
+
+_DATE_COLUMNS = (8, 10)  # next_expiry_on, last_change_on in a ``LoyaltyRow``
+
+#: PostgreSQL settings of a rows page's transaction (see ``database.without_jit``), and the
+#: ISO dates its casts to text rely on.
+_PG_ROWS_SETTINGS = sa.text(
+    "SELECT set_config('jit', 'off', true), set_config('DateStyle', 'ISO, YMD', true)"
+)
+
+
+async def _driver_rows(conn: AsyncConnection, values: dict[str, Any]) -> list[LoyaltyRow]:
+    """The rows page's rows as the driver returns them, run by the driver on ``conn``:
+    SQLAlchemy would build a row object around each, a good part of the cost of a snapshot
+    of every customer, and the rows are handed over as they come.
 
     PostgreSQL: ``asyncpg``'s tuple-like records, in ``conn``'s transaction (begun by an
-    earlier statement). SQLite: ``aiosqlite``'s tuples, the two dates read from their ISO
-    text as SQLAlchemy would."""
+    earlier statement). SQLite: ``aiosqlite``'s tuples."""
     if not conn.in_transaction():
         raise RuntimeError("the driver's query needs the connection's transaction begun")
-    compiled = query.compile(dialect=conn.dialect)
-    values = compiled.construct_params()
-    arguments = [values[name] for name in compiled.positiontup or ()]
+    compiled = _rows_page_query(conn.dialect)
+    bound = compiled.construct_params(values) or {}
+    arguments = [bound[name] for name in compiled.positiontup or ()]
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:
         raise RuntimeError("the connection is closed")
     if conn.dialect.name == "postgresql":
-        return cast(list[LoyaltyRow], await driver.fetch(str(compiled), *arguments))
-    bound = [value.isoformat() if isinstance(value, date) else value for value in arguments]
-    day = date.fromisoformat
-    return [
-        (
-            cid,
-            email,
-            first,
-            last,
-            bool(registered),
-            pin,
-            code,
-            balance,
-            None if next_on is None else day(next_on),
-            next_cents,
-            None if last_on is None else day(last_on),
-            last_cents,
-        )
-        for (
-            cid,
-            email,
-            first,
-            last,
-            registered,
-            pin,
-            code,
-            balance,
-            next_on,
-            next_cents,
-            last_on,
-            last_cents,
-        ) in await driver.execute_fetchall(str(compiled), bound)
-    ]
+        return cast(list[LoyaltyRow], await driver.fetch(compiled.string, *arguments))
+    arguments = [value.isoformat() if isinstance(value, date) else value for value in arguments]
+    return cast(list[LoyaltyRow], await driver.execute_fetchall(compiled.string, arguments))
 
 
 class SqlViews(Views):
@@ -125,15 +128,11 @@ class SqlViews(Views):
     async def loyalty_rows_page(
         self, merchant_id: MerchantId, *, after_id: CustomerId, limit: int, today: date
     ) -> list[LoyaltyRow]:
-        await without_jit(self.conn)
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(_PG_ROWS_SETTINGS)
         # the columns of ``LoyaltyRow`` are those of ``loyalty_columns`` up to the consent
-        query = (
-            sa.select(*loyalty_columns(today)[:_ROW_WIDTH])
-            .where(customers.c.merchant_id == merchant_id, customers.c.id > after_id)
-            .order_by(customers.c.id)
-            .limit(limit)
-        )
-        return await _driver_rows(self.conn, query)
+        values = {"merchant_id": merchant_id, "after_id": after_id, "limit": limit, "today": today}
+        return await _driver_rows(self.conn, values)
 
     async def search_customers(
         self,

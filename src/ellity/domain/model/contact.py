@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
 from ellity.domain.model.consent import MarketingConsent
 from ellity.domain.model.ids import CustomerId
@@ -118,11 +118,13 @@ def contact_snapshot(customer: CustomerLoyalty, look: ProgrammeLook) -> ContactS
 #: A ``CustomerLoyalty`` as storage reads it, flat, without its marketing consent, read by
 #: position: ``(customer_id, email, first_name, last_name, registered, pin, referral_code,
 #: balance_cents, next_expiry_on, next_expiry_cents, last_change_on, last_change_cents)``; a
-#: date is ``None`` when there is nothing expiring / no change yet, and its cents are then not
-#: read. ``snapshots_of_rows`` makes snapshots of such rows without building the summary's
-#: objects first; storage may hand over its own tuple-like rows, unconverted.
+#: date is its ISO text (``YYYY-MM-DD``, as the snapshot writes it), ``None`` when there is
+#: nothing expiring / no change yet, and its cents are then not read. ``snapshots_of_rows``
+#: makes snapshots of such rows without building the summary's objects first; storage may hand
+#: over its own tuple-like rows, unconverted (SQLite keeps dates as that text, so its rows are
+#: never rebuilt on the way).
 LoyaltyRow = tuple[
-    CustomerId, str | None, str, str, bool, str | None, str, int, date | None, int, date | None, int
+    CustomerId, str | None, str, str, bool, str | None, str, int, str | None, int, str | None, int
 ]
 
 
@@ -139,9 +141,9 @@ def loyalty_row(customer: CustomerLoyalty) -> LoyaltyRow:
         customer.pin,
         customer.referral_code,
         summary.balance.hundredths,
-        nxt.on if nxt else None,
+        nxt.on.isoformat() if nxt else None,
         nxt.points.hundredths if nxt else 0,
-        last.on if last else None,
+        last.on.isoformat() if last else None,
         last.points.hundredths if last else 0,
     )
 
@@ -165,10 +167,23 @@ def snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[C
             gc.enable()
 
 
+#: Amounts below 1,000 points, the usual ones: ``snapshots_of_rows`` reads their display text
+#: from a table made once per locale (some megabytes, in the processes that make them), not
+#: formatting three amounts of every customer again.
+_SHOWN_BELOW = 100_000
+
+
+@functools.cache
+def _shown(locale: Locale) -> list[str]:
+    """``display_of`` of every amount from 0 to ``_SHOWN_BELOW`` hundredths, by its hundredths."""
+    return [display_of(hundredths, locale) for hundredths in range(_SHOWN_BELOW)]
+
+
 def _snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[ContactSnapshot]:
     locale, template = look.locale, look.referral_link_template
     # ``referral_link`` fills the shop URL first, then the code, in the whole text.
     with_shop = referral_link(template, shop_url=look.shop_url, code="{code}")
+    shown, below = _shown(locale), _SHOWN_BELOW
     snapshots = []
     for (
         customer_id,
@@ -185,17 +200,29 @@ def _snapshots_of_rows(rows: Sequence[LoyaltyRow], look: ProgrammeLook) -> list[
         last_cents,
     ) in rows:
         fields: dict[str, FieldValue] = {
-            "ellity_credit": display_of(balance, locale),
+            "ellity_credit": (
+                shown[balance] if 0 <= balance < below else display_of(balance, locale)
+            ),
             "ellity_credit_num": balance // 100,
             "ellity_pin": "" if registered else (pin or ""),
             "ellity_registered": "registered" if registered else "anonymous",
-            "ellity_next_expiration_date": "" if next_on is None else next_on.isoformat(),
+            "ellity_next_expiration_date": "" if next_on is None else next_on,
             "ellity_next_expiration_value": (
-                "" if next_on is None else display_of(next_cents, locale)
+                ""
+                if next_on is None
+                else shown[next_cents]
+                if 0 <= next_cents < below
+                else display_of(next_cents, locale)
             ),
             "ellity_next_expiration_value_num": 0 if next_on is None else next_cents // 100,
-            "ellity_last_change_date": "" if last_on is None else last_on.isoformat(),
-            "ellity_last_change_value": "" if last_on is None else display_of(last_cents, locale),
+            "ellity_last_change_date": "" if last_on is None else last_on,
+            "ellity_last_change_value": (
+                ""
+                if last_on is None
+                else shown[last_cents]
+                if 0 <= last_cents < below
+                else display_of(last_cents, locale)
+            ),
             "ellity_referral_code": code,
             "ellity_referral_link": with_shop.replace("{code}", code),
         }

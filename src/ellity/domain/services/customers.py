@@ -46,7 +46,10 @@ from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.storage import UniqueViolation, UnitOfWork, UnitOfWorkFactory
 
 REFERRAL_CODE_ATTEMPTS = 10
-SNAPSHOT_BATCH = 5000
+#: Customers per page of ``all_contact_snapshots``: at a million customers on SQLite pages of
+#: 20 000 took a sixth less time than pages of 5 000 (fewer round trips to the driver's
+#: thread); a page's snapshots are some 20 MB.
+SNAPSHOT_BATCH = 20_000
 
 
 @dataclass(frozen=True, slots=True)

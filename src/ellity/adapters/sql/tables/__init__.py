@@ -1,12 +1,10 @@
-"""The database schema, one module per concept. SQLModel and SQLAlchemy live only in the
-``ellity.adapters.sql`` package.
+"""The database schema, one module per concept, in SQLAlchemy Core. SQLAlchemy lives only in
+the ``ellity.adapters.sql`` package.
 
 Importing this package declares every table, so ``metadata`` (what the migrations are
 compared with) always holds the whole schema, whichever table module was asked for. The
 migrations name the column type ``ellity.adapters.sql.tables.UtcDateTime``.
 """
-
-from sqlmodel import SQLModel
 
 from ellity.adapters.sql.tables import (
     contact_sync,
@@ -18,9 +16,7 @@ from ellity.adapters.sql.tables import (
     outbox,
     web_state,
 )
-from ellity.adapters.sql.tables.columns import UtcDateTime
-
-metadata = SQLModel.metadata
+from ellity.adapters.sql.tables.columns import UtcDateTime, metadata
 
 __all__ = [
     "UtcDateTime",

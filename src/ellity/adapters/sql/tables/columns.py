@@ -1,5 +1,9 @@
-"""Column types and helpers that every table and statement shares: aware UTC instants, big
-integer ids, and an INSERT that knows ON CONFLICT on either database."""
+"""The schema's ``metadata``, and the column types and helpers that every table and statement
+shares: aware UTC instants, big integer ids, and an INSERT that knows ON CONFLICT on either
+database.
+
+The tables are declared with SQLAlchemy Core: nothing more is needed to read and write them,
+and a process that only reads (``ellity export``) starts without loading a model layer."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field
+
+#: Every table of the schema (what the migrations are compared with).
+metadata = sa.MetaData()
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -44,14 +50,14 @@ def instant(value: datetime | None) -> sa.BindParameter[datetime | None]:
     return sa.literal(value, UtcDateTime())
 
 
-def timestamp(**kw: Any) -> Any:
+def timestamp(name: str, **kw: Any) -> sa.Column[datetime]:
     """A required ``UtcDateTime`` column."""
-    return Field(sa_column=sa.Column(UtcDateTime(), nullable=False, **kw))
+    return sa.Column(name, UtcDateTime(), nullable=False, **kw)
 
 
-def timestamp_or_none() -> Any:
+def timestamp_or_none(name: str) -> sa.Column[datetime]:
     """A ``UtcDateTime`` column that may be NULL."""
-    return Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+    return sa.Column(name, UtcDateTime(), nullable=True)
 
 
 #: Ids of the tables that grow with the customers: BIGINT, but SQLite's INTEGER so that the

@@ -2,89 +2,103 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
 
-from ellity.adapters.sql.tables.columns import UtcDateTime, timestamp, timestamp_or_none
+from ellity.adapters.sql.tables.columns import (
+    UtcDateTime,
+    metadata,
+    timestamp,
+    timestamp_or_none,
+)
 
-
-class MerchantRow(SQLModel, table=True):
-    __tablename__ = "merchants"
-
-    id: int | None = Field(default=None, primary_key=True)
-    slug: str = Field(max_length=63, unique=True)
-    name: str = Field(max_length=100)
-    shop_url: str = Field(max_length=500)
-    referral_link_template: str = Field(max_length=500)
-    referral_bonus_cents: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-    validity_months: int
-    locale: str = Field(max_length=2)
-    timezone: str = Field(max_length=64)
-    send_system_emails: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
-    smtp_host: str = Field(default="", max_length=253, sa_column_kwargs={"server_default": ""})
-    smtp_port: int = Field(default=587, sa_column_kwargs={"server_default": "587"})
-    smtp_username: str = Field(default="", max_length=254, sa_column_kwargs={"server_default": ""})
-    smtp_password_encrypted: str | None = Field(default=None, max_length=1000)
-    smtp_sender: str = Field(default="", max_length=254, sa_column_kwargs={"server_default": ""})
-    smtp_security: str = Field(
-        default="starttls", max_length=16, sa_column_kwargs={"server_default": "starttls"}
-    )
-    newsletter_reward_cents: int = Field(
-        default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0")
-    )
-    newsletter_take_back: bool = Field(
-        default=False, sa_column_kwargs={"server_default": sa.false()}
-    )
-    pre_expiry_notify: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
-    pre_expiry_days: int = Field(default=14, sa_column_kwargs={"server_default": "14"})
+merchants = sa.Table(
+    "merchants",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("slug", sa.String(63), nullable=False, unique=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("shop_url", sa.String(500), nullable=False),
+    sa.Column("referral_link_template", sa.String(500), nullable=False),
+    sa.Column("referral_bonus_cents", sa.BigInteger(), nullable=False),
+    sa.Column("validity_months", sa.Integer(), nullable=False),
+    sa.Column("locale", sa.String(2), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column(
+        "send_system_emails",
+        sa.Boolean(),
+        nullable=False,
+        default=False,
+        server_default=sa.false(),
+    ),
+    sa.Column("smtp_host", sa.String(253), nullable=False, default="", server_default=""),
+    sa.Column("smtp_port", sa.Integer(), nullable=False, default=587, server_default="587"),
+    sa.Column("smtp_username", sa.String(254), nullable=False, default="", server_default=""),
+    sa.Column("smtp_password_encrypted", sa.String(1000), nullable=True),
+    sa.Column("smtp_sender", sa.String(254), nullable=False, default="", server_default=""),
+    sa.Column(
+        "smtp_security",
+        sa.String(16),
+        nullable=False,
+        default="starttls",
+        server_default="starttls",
+    ),
+    sa.Column("newsletter_reward_cents", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column(
+        "newsletter_take_back",
+        sa.Boolean(),
+        nullable=False,
+        default=False,
+        server_default=sa.false(),
+    ),
+    sa.Column(
+        "pre_expiry_notify", sa.Boolean(), nullable=False, default=False, server_default=sa.false()
+    ),
+    sa.Column("pre_expiry_days", sa.Integer(), nullable=False, default=14, server_default="14"),
     # whom the contact sync adds to the Ecomail list (domain.model.consent.EcomailAdd)
-    ecomail_add: str = Field(
-        default="consented", max_length=16, sa_column_kwargs={"server_default": "consented"}
-    )
+    sa.Column(
+        "ecomail_add",
+        sa.String(16),
+        nullable=False,
+        default="consented",
+        server_default="consented",
+    ),
     # the merchant's local date of the last nightly run that finished; a run in progress
     # holds a claim (token, lease) that it drops when it ends, or that runs out if it died
-    last_nightly_on: date | None = None
-    nightly_claim_token: str | None = Field(default=None, max_length=64)
-    nightly_claimed_until: datetime | None = timestamp_or_none()
+    sa.Column("last_nightly_on", sa.Date(), nullable=True),
+    sa.Column("nightly_claim_token", sa.String(64), nullable=True),
+    timestamp_or_none("nightly_claimed_until"),
     # when a test email last went out through the SMTP account (the first-run checklist)
-    test_email_sent_at: datetime | None = timestamp_or_none()
-    created_at: datetime = timestamp()
+    timestamp_or_none("test_email_sent_at"),
+    timestamp("created_at"),
+)
 
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column(
+        "merchant_id", sa.Integer(), sa.ForeignKey("merchants.id"), nullable=False, index=True
+    ),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("email_key", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    timestamp("created_at"),
+    # the language of the user's pages (``cs``, ``en``); NULL: the merchant's.
+    sa.Column("ui_language", sa.String(2), nullable=True),
+)
 
-class StaffUserRow(SQLModel, table=True):
-    __tablename__ = "staff_users"
-
-    id: int | None = Field(default=None, primary_key=True)
-    merchant_id: int = Field(foreign_key="merchants.id", index=True)
-    email: str = Field(max_length=254)
-    email_key: str = Field(max_length=254, unique=True)
-    password_hash: str = Field(max_length=255)
-    created_at: datetime = timestamp()
-    #: The language of the user's pages (``cs``, ``en``); NULL: the merchant's.
-    ui_language: str | None = Field(default=None, max_length=2, nullable=True)
-
-
-class ApiTokenRow(SQLModel, table=True):
-    """E-shop API tokens: only a SHA-256 of the token is kept; ``hint`` is its last 4 characters."""
-
-    __tablename__ = "api_tokens"
-
-    id: int | None = Field(default=None, primary_key=True)
-    merchant_id: int = Field(foreign_key="merchants.id", index=True)
-    name: str = Field(max_length=100)
-    token_hash: str = Field(max_length=64, unique=True)
-    hint: str = Field(max_length=4)
-    created_at: datetime = timestamp()
-    last_used_at: datetime | None = Field(
-        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
-    )
-    revoked_at: datetime | None = Field(
-        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
-    )
-
-
-merchants = MerchantRow.__table__  # type: ignore[attr-defined]
-staff_users = StaffUserRow.__table__  # type: ignore[attr-defined]
-api_tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
+#: E-shop API tokens: only a SHA-256 of the token is kept; ``hint`` is its last 4 characters.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column(
+        "merchant_id", sa.Integer(), sa.ForeignKey("merchants.id"), nullable=False, index=True
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hint", sa.String(4), nullable=False),
+    timestamp("created_at"),
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
