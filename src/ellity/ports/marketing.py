@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Protocol, TypeAlias
 
 #: Custom-field types as the platform names them: "string", "int", "date".
@@ -58,12 +58,24 @@ class MarketingRateLimited(MarketingUnavailable):
     pass
 
 
-class BudgetExhausted(MarketingRateLimited):
-    """No request was sent: wait ``retry_after`` seconds for the request budget."""
+class BudgetHold(StrEnum):
+    """Why Ellity holds a request back."""
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    SPENT = "spent"  # the minute's share of the account's requests is used up
+    SLOW_DOWN = "slow_down"  # Ecomail's Retry-After is still running
+    COUNT_LOST = "count_lost"  # the count of recent requests was lost; a full minute passes
+
+
+class BudgetExhausted(MarketingRateLimited):
+    """No request was sent: wait ``retry_after`` seconds for the request budget (``hold``
+    says why, for the pages to say it in the reader's language)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float, hold: BudgetHold = BudgetHold.SPENT
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after: float = retry_after
+        self.hold = hold
 
 
 class MarketingRejected(MarketingError):

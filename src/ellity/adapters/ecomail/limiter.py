@@ -54,7 +54,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ellity.ports.marketing import BudgetExhausted, MarketingUnavailable
+from ellity.ports.marketing import BudgetExhausted, BudgetHold, MarketingUnavailable
 from ellity.ports.operations import OperationsUnavailable
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,17 @@ class _WaitingLimiter:
             if wait <= 0:
                 return
             if time.monotonic() + wait > deadline:
-                raise BudgetExhausted(_limited_message(wait, hold), retry_after=wait)
+                raise BudgetExhausted(
+                    _limited_message(wait, hold), retry_after=wait, hold=_HOLDS[hold]
+                )
             await asyncio.sleep(wait)
+
+
+_HOLDS = {
+    Hold.BUDGET: BudgetHold.SPENT,
+    Hold.RETRY_AFTER: BudgetHold.SLOW_DOWN,
+    Hold.RESTART: BudgetHold.COUNT_LOST,
+}
 
 
 def _limited_message(wait: float, hold: Hold) -> str:
