@@ -47,11 +47,7 @@ class FakeSpendingBudget:
         if now < self.next_slot:
             self.refused += 1
             wait = (self.next_slot - now).total_seconds()
-            raise BudgetExhausted(
-                "Ellity has used this Ecomail account's request budget for the minute;"
-                f" it will try again in {wait:.0f} s.",
-                retry_after=wait,
-            )
+            raise BudgetExhausted(retry_after=wait)
         self.next_slot = now + self.spacing
 
 

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ellity.adapters.ecomail.limiter import _HOLDS, Hold, _limited_message
 from ellity.domain.model.money import Points
 from ellity.domain.model.newsletter import AddAttempt, SubscriptionChange, echo_of
 from ellity.domain.model.reason import Reason
-from ellity.domain.services.newsletter_confirmation import budget_wait, confirmation_problem
-from ellity.ports.marketing import BudgetExhausted, Membership, SubscriptionStatus
+from ellity.domain.services.newsletter_confirmation import confirmation_problem
+from ellity.ports.marketing import BudgetExhausted, BudgetHold, Membership, SubscriptionStatus
 from ellity.web.i18n import NBSP, reason_text
 
 NOW = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
@@ -102,11 +101,11 @@ def test_measures_are_formatted_while_ids_others_words_and_old_texts_stay_as_the
     assert shown(reason, "cs") == czech
 
 
-@pytest.mark.parametrize("hold", list(Hold))
-def test_a_wait_for_the_request_budget_says_what_the_limiter_says(hold: Hold) -> None:
+@pytest.mark.parametrize("hold", list(BudgetHold))
+def test_a_wait_for_the_request_budget_says_what_the_limiter_says(hold: BudgetHold) -> None:
     """Stored in English as the limiter words it; on a Czech page in Czech, with its seconds."""
-    exhausted = BudgetExhausted(_limited_message(12.2, hold), retry_after=12.2, hold=_HOLDS[hold])
-    reason = budget_wait(exhausted)
+    exhausted = BudgetExhausted(retry_after=12.2, hold=hold)
+    reason = exhausted.reason
     assert reason.english() == str(exhausted)
     czech = shown(reason, "cs")
     assert "13 s" in czech

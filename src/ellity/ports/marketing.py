@@ -19,11 +19,14 @@ Messages are written for the merchant and never contain the API key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Protocol, TypeAlias
+
+from ellity.domain.model.reason import Reason
 
 #: Custom-field types as the platform names them: "string", "int", "date".
 FieldType: TypeAlias = str
@@ -66,14 +69,34 @@ class BudgetHold(StrEnum):
     COUNT_LOST = "count_lost"  # the count of recent requests was lost; a full minute passes
 
 
-class BudgetExhausted(MarketingRateLimited):
-    """No request was sent: wait ``retry_after`` seconds for the request budget (``hold``
-    says why, for the pages to say it in the reader's language)."""
+def budget_wait(hold: BudgetHold, retry_after: float) -> Reason:
+    """Why a request waits for Ellity's request budget, and for how many whole seconds."""
+    seconds = max(1, math.ceil(retry_after))
+    if hold is BudgetHold.SLOW_DOWN:
+        return Reason(
+            "Ecomail asked Ellity to slow down; Ellity will try again in %(seconds)s s.",
+            seconds=seconds,
+        )
+    if hold is BudgetHold.COUNT_LOST:
+        return Reason(
+            "Ellity's count of its recent requests to this Ecomail account was lost when Redis"
+            " restarted; it waits a full minute and tries again in %(seconds)s s.",
+            seconds=seconds,
+        )
+    return Reason(
+        "Ellity has used this Ecomail account's request budget for the minute;"
+        " it will try again in %(seconds)s s.",
+        seconds=seconds,
+    )
 
-    def __init__(
-        self, message: str, *, retry_after: float, hold: BudgetHold = BudgetHold.SPENT
-    ) -> None:
-        super().__init__(message, retry_after=retry_after)
+
+class BudgetExhausted(MarketingRateLimited):
+    """No request was sent: wait ``retry_after`` seconds for the request budget; ``reason``
+    says why (``hold``), for logs in English and for the pages in the reader's language."""
+
+    def __init__(self, *, retry_after: float, hold: BudgetHold = BudgetHold.SPENT) -> None:
+        self.reason = budget_wait(hold, retry_after)
+        super().__init__(self.reason.english(), retry_after=retry_after)
         self.retry_after: float = retry_after
         self.hold = hold
 

@@ -201,8 +201,9 @@ def N_(message: str) -> str:
 # -- extraction (``make messages``) -----------------------------------------------------------
 
 PACKAGE = LOCALE_DIR.parent
-#: Where the messages are: the pages (templates and web code) and the domain's errors.
-SOURCES = (PACKAGE / "web", PACKAGE / "domain")
+#: Where the messages are: the pages (templates and web code), the domain's errors and
+#: reasons, and the reasons the ports give (``BudgetExhausted``).
+SOURCES = (PACKAGE / "web", PACKAGE / "domain", PACKAGE / "ports")
 #: Besides gettext's names: the domain errors, ``Term``, ``Reason`` and a reason's ``joint``,
 #: whose first argument is the English message the pages translate.
 ERROR_KEYWORDS = (

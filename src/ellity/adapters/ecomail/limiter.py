@@ -113,9 +113,7 @@ class _WaitingLimiter:
             if wait <= 0:
                 return
             if time.monotonic() + wait > deadline:
-                raise BudgetExhausted(
-                    _limited_message(wait, hold), retry_after=wait, hold=_HOLDS[hold]
-                )
+                raise BudgetExhausted(retry_after=wait, hold=_HOLDS[hold])
             await asyncio.sleep(wait)
 
 
@@ -124,21 +122,6 @@ _HOLDS = {
     Hold.RETRY_AFTER: BudgetHold.SLOW_DOWN,
     Hold.RESTART: BudgetHold.COUNT_LOST,
 }
-
-
-def _limited_message(wait: float, hold: Hold) -> str:
-    seconds = max(1, math.ceil(wait))
-    if hold is Hold.RETRY_AFTER:
-        return f"Ecomail asked Ellity to slow down; Ellity will try again in {seconds} s."
-    if hold is Hold.RESTART:
-        return (
-            "Ellity's count of its recent requests to this Ecomail account was lost when Redis"
-            f" restarted; it waits a full minute and tries again in {seconds} s."
-        )
-    return (
-        "Ellity has used this Ecomail account's request budget for the minute;"
-        f" it will try again in {seconds} s."
-    )
 
 
 class LocalRequestLimiter(_WaitingLimiter):

@@ -10,7 +10,6 @@ the notification waits and is tried again.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +33,6 @@ from ellity.domain.services.ecomail_connection import (
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BudgetExhausted,
-    BudgetHold,
     InvalidApiKey,
     ListNotFound,
     MarketingRejected,
@@ -105,28 +103,6 @@ def confirmation_problem(
     )
 
 
-def budget_wait(exhausted: BudgetExhausted) -> Reason:
-    """Why a confirmation waits without asking Ecomail: Ellity's own request budget, in the
-    adapter's words (``ellity.adapters.ecomail.limiter``)."""
-    seconds = max(1, math.ceil(exhausted.retry_after))
-    if exhausted.hold is BudgetHold.SLOW_DOWN:
-        return Reason(
-            "Ecomail asked Ellity to slow down; Ellity will try again in %(seconds)s s.",
-            seconds=seconds,
-        )
-    if exhausted.hold is BudgetHold.COUNT_LOST:
-        return Reason(
-            "Ellity's count of its recent requests to this Ecomail account was lost when Redis"
-            " restarted; it waits a full minute and tries again in %(seconds)s s.",
-            seconds=seconds,
-        )
-    return Reason(
-        "Ellity has used this Ecomail account's request budget for the minute;"
-        " it will try again in %(seconds)s s.",
-        seconds=seconds,
-    )
-
-
 async def confirm(
     item: ClaimedNotification, *, connect: Connect, clock: Clock, retry: timedelta
 ) -> Membership | Verdict | Wait | None:
@@ -142,7 +118,7 @@ async def confirm(
     try:
         membership = await link.platform.membership(n.list_id, n.email)
     except BudgetExhausted as exc:  # nothing was sent: a wait, not an attempt
-        return Wait(timedelta(seconds=exc.retry_after), budget_wait(exc), False)
+        return Wait(timedelta(seconds=exc.retry_after), exc.reason, False)
     except MarketingUnavailable as exc:
         wait = max(retry, timedelta(seconds=exc.retry_after or 0))
         return Wait(wait, Reason("Ecomail could not confirm it yet: %(why)s", why=str(exc)), True)

@@ -92,7 +92,8 @@ def flash(request: AnyRequest, message: str, *, kind: str = "ok", **extra: str) 
 
 
 def _return_to(request: AnyRequest) -> str:
-    """Where switching the language leads back to: this page."""
+    """Where switching the language leads back to: this page (on a refused form's page, the
+    form's address, which leads to the page the form is on)."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 
