@@ -14,6 +14,7 @@ from ellity.adapters.sql.tables import (
     merchants,
     newsletter,
     outbox,
+    reconciliation,
     web_state,
 )
 from ellity.adapters.sql.tables.columns import UtcDateTime, metadata
@@ -28,5 +29,6 @@ __all__ = [
     "metadata",
     "newsletter",
     "outbox",
+    "reconciliation",
     "web_state",
 ]

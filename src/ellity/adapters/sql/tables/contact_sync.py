@@ -47,6 +47,9 @@ ecomail_integrations = sa.Table(
 #: taken as Ecomail's echo of that attempt, and ``echo_subscribed_at`` Ecomail's
 #: ``subscribed_at`` of that subscription. ``unsubscribe_due``: the customer refused
 #: marketing and Ellity still has to unsubscribe the contact.
+#:
+#: ``list_status``: the contact's status in the list as Ellity last saw it (a reconciliation
+#: run, a confirmation), ``seen_run_id`` the reconciliation run that saw it last.
 ecomail_contacts = sa.Table(
     "ecomail_contacts",
     metadata,
@@ -72,6 +75,11 @@ ecomail_contacts = sa.Table(
     sa.Column(
         "unsubscribe_due", sa.Boolean(), nullable=False, default=False, server_default=sa.false()
     ),
+    # the contact's status in the list (``SubscriptionStatus``) as Ellity last saw it, when,
+    # and the reconciliation run that saw it last
+    sa.Column("list_status", sa.SmallInteger(), nullable=True),
+    timestamp_or_none("list_status_at"),
+    sa.Column("seen_run_id", sa.BigInteger(), nullable=True),
     sa.Index(
         "ix_ecomail_contacts_pending",
         "merchant_id",

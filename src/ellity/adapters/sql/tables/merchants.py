@@ -62,6 +62,14 @@ merchants = sa.Table(
         default="consented",
         server_default="consented",
     ),
+    # how often the Ecomail list is reconciled (domain.model.reconciliation.Schedule)
+    sa.Column(
+        "ecomail_reconcile",
+        sa.String(8),
+        nullable=False,
+        default="weekly",
+        server_default="weekly",
+    ),
     # the merchant's local date of the last nightly run that finished; a run in progress
     # holds a claim (token, lease) that it drops when it ends, or that runs out if it died
     sa.Column("last_nightly_on", sa.Date(), nullable=True),

@@ -58,5 +58,7 @@ outbox = sa.Table(
     sa.Index("ix_outbox_status_available_at", "status", "available_at"),
     sa.Index("ix_outbox_merchant_status", "merchant_id", "status", "id"),
     sa.Index("ix_outbox_merchant_delivered_at", "merchant_id", "delivered_at"),
+    # a customer's last events (the customer page)
+    sa.Index("ix_outbox_customer_id_id", "customer_id", "id"),
     claim_token_index("outbox"),
 )
