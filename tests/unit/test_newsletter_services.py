@@ -670,6 +670,36 @@ async def test_a_confirmed_unsubscription_refuses_consent_without_unsubscribing_
     assert w.ecomail.call_names == ["membership"]
 
 
+async def test_a_confirmed_change_records_the_contacts_status_as_ecomail_reported_it(
+    w: World,
+) -> None:
+    def seen(customer: Customer) -> tuple[int | None, datetime | None]:
+        contact = w.store.state.contacts[customer.id]
+        return contact.list_status, contact.list_status_at
+
+    ann = await w.new_customer(w.shop, email="ann@example.cz", registered=True)
+    w.ecomail.add_member(LIST, "ann@example.cz")
+    await w.post("ann@example.cz")
+    await w.process()
+    assert seen(ann) == (
+        SubscriptionStatus.SUBSCRIBED,
+        w.clock.now(),
+    )
+    w.clock.advance(minutes=5)
+    w.ecomail.unsubscribe(LIST, "ann@example.cz")
+    await w.post("ann@example.cz", "UNSUBSCRIBED")
+    await w.process()
+    assert seen(ann) == (
+        SubscriptionStatus.UNSUBSCRIBED,
+        w.clock.now(),
+    )
+    w.clock.advance(minutes=5)
+    await w.post("ann@example.cz")  # Ecomail says unsubscribed: not confirmed, not recorded
+    await w.process()
+    assert w.notifications()[-1].outcome is Outcome.UNCONFIRMED
+    assert seen(ann) == (SubscriptionStatus.UNSUBSCRIBED, w.clock.now() - timedelta(minutes=5))
+
+
 async def test_what_could_change_nothing_is_not_asked_of_ecomail(w: World) -> None:
     ann = await w.form_subscriber("ann@example.cz")
     w.ecomail.unsubscribe(LIST, "ann@example.cz")

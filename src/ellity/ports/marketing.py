@@ -23,9 +23,11 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Protocol, TypeAlias
 
+# re-exported: a status is the domain's (``contact_state``), the platform reports it
+from ellity.domain.model.contact_state import SubscriptionStatus as SubscriptionStatus  # noqa: PLC0414
 from ellity.domain.model.reason import Reason
 
 #: Custom-field types as the platform names them: "string", "int", "date".
@@ -109,17 +111,6 @@ class MarketingRejected(MarketingError):
 
 class ListNotFound(MarketingRejected):
     pass
-
-
-class SubscriptionStatus(IntEnum):
-    """A contact's status in a list (Ecomail's numbers)."""
-
-    SUBSCRIBED = 1
-    UNSUBSCRIBED = 2
-    SOFT_BOUNCED = 3
-    HARD_BOUNCED = 4
-    COMPLAINED = 5
-    UNCONFIRMED = 6
 
 
 @dataclass(frozen=True, slots=True)

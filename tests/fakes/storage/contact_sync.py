@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ellity.domain.model.consent import MarketingConsent
+from ellity.domain.model.contact_state import SubscriptionStatus
 from ellity.domain.model.customer import email_key
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import SubscriptionChange
@@ -403,6 +404,19 @@ class InMemoryContactSyncRepository(ContactSyncRepository):
         row = self._uow.state.contacts.get(customer_id)
         if row is not None and row.merchant_id == merchant_id:
             row.echo_taken_at, row.echo_subscribed_at = at, subscribed_at
+
+    async def record_status(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        status: SubscriptionStatus,
+        *,
+        at: datetime,
+    ) -> None:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        if row is not None and row.merchant_id == merchant_id:
+            row.list_status, row.list_status_at = int(status), at
 
     async def mark_member(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, at: datetime

@@ -124,6 +124,11 @@ class ContactRecord:
     echo_taken_at: datetime | None = None
     echo_subscribed_at: datetime | None = None
     unsubscribe_due: bool = False
+    # the contact's status in the list (a ``SubscriptionStatus`` number) as last seen, when,
+    # and the reconciliation run that saw it last
+    list_status: int | None = None
+    list_status_at: datetime | None = None
+    seen_run_id: int | None = None
 
     @property
     def waiting(self) -> bool:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow, loyalty_row
+from ellity.domain.model.contact_state import status_of
 from ellity.domain.model.customer import Customer, email_domain_key, name_key
 from ellity.domain.model.customer_query import CustomerQuery, SearchField
 from ellity.domain.model.first_run import SetupFacts
@@ -21,10 +22,18 @@ from ellity.domain.model.outbox import (
     EmailProblem,
     FailedDelivery,
     OutboxStatus,
+    Topic,
 )
 from ellity.domain.model.reason import Reason
-from ellity.ports.storage import ContactSyncFailure, ContactSyncHealth, Views
+from ellity.ports.storage import (
+    ContactSyncFailure,
+    ContactSyncHealth,
+    ContactSyncRow,
+    SentEvent,
+    Views,
+)
 from tests.fakes.storage.ledger import loyalty_of
+from tests.fakes.storage.outbox import payload_of
 from tests.fakes.storage.state import ContactRecord, OutboxRecord, round_trip
 
 if TYPE_CHECKING:
@@ -285,6 +294,68 @@ class InMemoryViews(Views):
 
     def _contacts_of(self, merchant_id: MerchantId) -> Iterable[ContactRecord]:
         return (r for r in self._uow.state.contacts.values() if r.merchant_id == merchant_id)
+
+    async def contact_sync_row(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> ContactSyncRow | None:
+        await round_trip()
+        row = self._uow.state.contacts.get(customer_id)
+        if row is None or row.merchant_id != merchant_id:
+            return None
+        return ContactSyncRow(
+            in_list=row.in_list,
+            added_at=row.added_at,
+            synced_at=row.synced_at,
+            pending_since=row.pending_since,
+            last_error=row.last_error,
+            failed_at=row.failed_at,
+            unsubscribe_due=row.unsubscribe_due,
+            list_status=status_of(row.list_status),
+            list_status_at=row.list_status_at,
+        )
+
+    async def customer_events(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
+    ) -> list[SentEvent]:
+        await round_trip()
+        found = [r for r in self._events_of(merchant_id) if r.customer_id == customer_id]
+        return [self._event(r) for r in sorted(found, key=lambda r: -r.id)[:limit]]
+
+    async def sent_events(self, merchant_id: MerchantId, *, limit: int) -> list[SentEvent]:
+        await round_trip()
+        found = [
+            r
+            for r in self._events_of(merchant_id)
+            if r.status == OutboxStatus.DELIVERED.value and r.delivered_at is not None
+        ]
+        found.sort(key=lambda r: (r.delivered_at, r.id), reverse=True)
+        return [self._event(r) for r in found[:limit]]
+
+    def _events_of(self, merchant_id: MerchantId) -> list[OutboxRecord]:
+        return [
+            r
+            for r in self._uow.state.outbox.values()
+            if r.merchant_id == merchant_id
+            and r.topic == Topic.ECOMAIL_EVENT.value
+            and r.customer_id is not None
+            and r.customer_id in self._uow.state.customers
+        ]
+
+    def _event(self, record: OutboxRecord) -> SentEvent:
+        state = self._uow.state
+        assert record.customer_id is not None
+        payload = payload_of(state, record)
+        label = payload.get("label")
+        return SentEvent(
+            id=record.id,
+            customer_id=record.customer_id,
+            email=state.customers[record.customer_id].email,
+            label=label if isinstance(label, str) else "",
+            value=payload.get("value"),
+            status=OutboxStatus(record.status),
+            created_at=record.created_at,
+            delivered_at=record.delivered_at,
+        )
 
 
 def _search_keys(customer: Customer) -> dict[SearchField, str | None]:

@@ -28,6 +28,7 @@ from ellity.adapters.sql.work_queue import (
     unclaimed,
 )
 from ellity.domain.model.consent import MarketingConsent
+from ellity.domain.model.contact_state import SubscriptionStatus
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import AddAttempt, SubscriptionChange
 from ellity.ports.storage.contact_sync import ClaimedContact, ContactSyncRepository
@@ -413,6 +414,20 @@ class SqlContactSyncRepository(SqlContactMarks, ContactSyncRepository):
             ecomail_contacts.update()
             .where(_c.merchant_id == merchant_id, _c.customer_id == customer_id)
             .values(echo_taken_at=at, echo_subscribed_at=subscribed_at)
+        )
+
+    async def record_status(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        status: SubscriptionStatus,
+        *,
+        at: datetime,
+    ) -> None:
+        await self.conn.execute(
+            ecomail_contacts.update()
+            .where(_c.customer_id == customer_id, _c.merchant_id == merchant_id)
+            .values(list_status=int(status), list_status_at=at)
         )
 
     async def mark_member(

@@ -78,6 +78,18 @@ def _payload(row: Any, entries: dict[int, Entry]) -> Payload:
     return change_payload(row.topic, entries[row.entry_id], nxt)
 
 
+async def built_payloads(conn: AsyncConnection, rows: Sequence[Any]) -> list[Payload]:
+    """The payloads of outbox ``rows`` (with their ``topic``, ``payload``, ``entry_id`` and
+    ``next_expiry_*`` columns), in order: as stored, or built from the ledger entry each
+    refers to (the entries read at once)."""
+    ids = [row.entry_id for row in rows if row.entry_id is not None]
+    entries: dict[int, Entry] = {}
+    if ids:
+        found = await conn.execute(sa.select(ledger_entries).where(ledger_entries.c.id.in_(ids)))
+        entries = {row.id: entry_of_row(row) for row in found}
+    return [_payload(row, entries) for row in rows]
+
+
 class SqlOutboxRepository(OutboxRepository):
     """The outbox table. On PostgreSQL a claim picks its rows with ``FOR UPDATE SKIP LOCKED``,
     so claimers never wait for each other; on SQLite the claim runs inside the writer's
@@ -220,31 +232,22 @@ class SqlOutboxRepository(OutboxRepository):
             },
             returning=_OUTBOX_CLAIMED,
         )
-        entries = await self._entries([row.entry_id for row in rows if row.entry_id is not None])
+        payloads = await built_payloads(self.conn, rows)
         items = [
             OutboxItem(
                 id=row.id,
                 merchant_id=MerchantId(row.merchant_id),
                 customer_id=optional_customer_id(row.customer_id),
                 topic=row.topic,
-                payload=_payload(row, entries),
+                payload=payload,
                 attempts=row.attempts,
                 created_at=row.created_at,
                 interrupted=row.sending_since is not None,
                 request_id=row.request_id,
             )
-            for row in rows
+            for row, payload in zip(rows, payloads, strict=True)
         ]
         return sorted(items, key=lambda item: item.id)
-
-    async def _entries(self, ids: list[int]) -> dict[int, Entry]:
-        """The ledger entries that claimed items refer to (a claim takes a few items)."""
-        if not ids:
-            return {}
-        rows = await self.conn.execute(
-            sa.select(ledger_entries).where(ledger_entries.c.id.in_(ids))
-        )
-        return {row.id: entry_of_row(row) for row in rows}
 
     async def renew_claim(self, *, token: str, until: datetime) -> int:
         return await renew_claim(self.conn, outbox, token=token, until=until)

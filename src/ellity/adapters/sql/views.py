@@ -14,6 +14,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ellity.adapters.sql import activity, customer_search
 from ellity.adapters.sql.database import without_jit
 from ellity.adapters.sql.newsletter import notification_of, stored_reason
+from ellity.adapters.sql.outbox import built_payloads
 from ellity.adapters.sql.tables.contact_sync import ecomail_contacts, ecomail_integrations
 from ellity.adapters.sql.tables.customers import customers
 from ellity.adapters.sql.tables.merchants import api_tokens, merchants
@@ -23,6 +24,7 @@ from ellity.adapters.sql.valid_points import loyalty_columns, loyalty_of
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts, MarketingConsent
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
+from ellity.domain.model.contact_state import status_of
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
@@ -33,13 +35,22 @@ from ellity.domain.model.outbox import (
     EmailProblem,
     FailedDelivery,
     OutboxStatus,
+    Payload,
+    Topic,
 )
-from ellity.ports.storage.views import ContactSyncFailure, ContactSyncHealth, Views
+from ellity.ports.storage.views import (
+    ContactSyncFailure,
+    ContactSyncHealth,
+    ContactSyncRow,
+    SentEvent,
+    Views,
+)
 
 _c = ecomail_contacts.c
 _i = ecomail_integrations.c
 _n = newsletter_notifications.c
 _PENDING = OutboxStatus.PENDING.value
+_EVENT = Topic.ECOMAIL_EVENT.value
 _EMAIL_TOPICS = "email."  # the prefix of every email topic (``Topic``)
 _ROW_WIDTH = 12  # the length of a ``LoyaltyRow``
 
@@ -367,3 +378,99 @@ class SqlViews(Views):
         return ConsentCounts(
             granted=granted, refused=refused, unknown=unknown, without_email=without_email
         )
+
+    async def contact_sync_row(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> ContactSyncRow | None:
+        row = (
+            await self.conn.execute(
+                sa.select(
+                    _c.in_list,
+                    _c.added_at,
+                    _c.synced_at,
+                    _c.pending_since,
+                    _c.last_error,
+                    _c.failed_at,
+                    _c.unsubscribe_due,
+                    _c.list_status,
+                    _c.list_status_at,
+                ).where(_c.customer_id == customer_id, _c.merchant_id == merchant_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return ContactSyncRow(
+            in_list=bool(row.in_list),
+            added_at=row.added_at,
+            synced_at=row.synced_at,
+            pending_since=row.pending_since,
+            last_error=row.last_error,
+            failed_at=row.failed_at,
+            unsubscribe_due=bool(row.unsubscribe_due),
+            list_status=status_of(row.list_status),
+            list_status_at=row.list_status_at,
+        )
+
+    async def customer_events(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
+    ) -> list[SentEvent]:
+        rows = await self.conn.execute(
+            sa.select(*_EVENT_COLUMNS, customers.c.email)
+            .join(customers, customers.c.id == outbox.c.customer_id)
+            .where(
+                outbox.c.customer_id == customer_id,
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.topic == _EVENT,
+            )
+            .order_by(outbox.c.id.desc())
+            .limit(limit)
+        )
+        return await self._events(list(rows))
+
+    async def sent_events(self, merchant_id: MerchantId, *, limit: int) -> list[SentEvent]:
+        rows = await self.conn.execute(
+            sa.select(*_EVENT_COLUMNS, customers.c.email)
+            .join(customers, customers.c.id == outbox.c.customer_id)
+            .where(
+                outbox.c.merchant_id == merchant_id,
+                outbox.c.delivered_at.is_not(None),
+                outbox.c.status == OutboxStatus.DELIVERED.value,
+                outbox.c.topic == _EVENT,
+            )
+            .order_by(outbox.c.delivered_at.desc(), outbox.c.id.desc())
+            .limit(limit)
+        )
+        return await self._events(list(rows))
+
+    async def _events(self, rows: list[Any]) -> list[SentEvent]:
+        payloads = await built_payloads(self.conn, rows)
+        return [_event_of(row, payload) for row, payload in zip(rows, payloads, strict=True)]
+
+
+#: What a ``SentEvent`` is read from (with the customer's email), its payload's columns too.
+_EVENT_COLUMNS = (
+    outbox.c.id,
+    outbox.c.customer_id,
+    outbox.c.topic,
+    outbox.c.payload,
+    outbox.c.entry_id,
+    outbox.c.next_expiry_on,
+    outbox.c.next_expiry_cents,
+    outbox.c.status,
+    outbox.c.created_at,
+    outbox.c.delivered_at,
+)
+
+
+def _event_of(row: Any, payload: Payload) -> SentEvent:
+    label = payload.get("label")
+    return SentEvent(
+        id=row.id,
+        customer_id=CustomerId(row.customer_id),
+        email=row.email,
+        label=label if isinstance(label, str) else "",
+        value=payload.get("value"),
+        status=OutboxStatus(row.status),
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
+    )

@@ -1,34 +1,45 @@
 """What the staff's customer pages need beyond the shared customer use cases: the search with
-keyset paging, one customer with a page of their ledger and their consent history, and
-creating a customer by hand."""
+keyset paging, one customer with a page of their ledger, their consent history and their
+Ecomail sync state, and creating a customer by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ellity.domain.model.consent import ConsentChange, ConsentSource
 from ellity.domain.model.contact import CustomerLoyalty
-from ellity.domain.model.customer import clean_email, clean_shop_customer_id
+from ellity.domain.model.contact_state import ContactFacts, ContactState, contact_state
+from ellity.domain.model.customer import Customer, clean_email, clean_shop_customer_id
 from ellity.domain.model.customer_query import CustomerQuery, parse_customer_query
 from ellity.domain.model.errors import InvalidInput
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.merchant import Merchant
 from ellity.domain.services.common import (
     CustomerView,
+    customer_id_of,
     load_customer,
     load_merchant,
+    merchant_id_of,
     retried_on_conflict,
     today_of,
     view_of,
 )
 from ellity.domain.services.customers import CustomerInput, create_new_customer
 from ellity.ports.clock import Clock, RandomSource
-from ellity.ports.storage import StoredEntry, UnitOfWork, UnitOfWorkFactory
+from ellity.ports.storage import (
+    ContactSyncRow,
+    SentEvent,
+    StoredEntry,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 PAGE_SIZE = 50
 COUNT_UP_TO = 1_000  # a search finding more says "more than 1 000"
 LEDGER_PAGE_SIZE = 25
 CONSENT_HISTORY_SIZE = 100
+EVENTS_SHOWN = 10  # the customer's latest Ecomail events on their page
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +108,23 @@ async def search_customers(
 
 
 @dataclass(frozen=True, slots=True)
+class EcomailSync:
+    """The customer's contact in the merchant's Ecomail list: in it or not and why, the sync
+    row (none: never written), and the latest events for the customer, newest first."""
+
+    state: ContactState
+    row: ContactSyncRow | None
+    events: list[SentEvent]
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerDetail:
     merchant: Merchant
     view: CustomerView
     entries: list[StoredEntry]  # newest first
     next_before: int | None  # the cursor of the next (older) page of the ledger
     consent_changes: list[ConsentChange]  # newest first, at most CONSENT_HISTORY_SIZE
+    ecomail: EcomailSync | None = None  # None while the integration is not active
 
 
 async def customer_detail(
@@ -114,8 +136,9 @@ async def customer_detail(
     clock: Clock,
     limit: int = LEDGER_PAGE_SIZE,
 ) -> CustomerDetail:
-    """The customer, a page of their ledger, newest first, keyset-paged by entry id, and
-    their latest consent changes."""
+    """The customer, a page of their ledger, newest first, keyset-paged by entry id, their
+    latest consent changes and, while the Ecomail integration is active, their contact's
+    sync state and latest events."""
     async with uow:
         merchant = await load_merchant(uow, merchant_id)
         customer = await load_customer(uow, merchant_id, customer_id)
@@ -126,9 +149,39 @@ async def customer_detail(
         consent_changes = await uow.customers.consent_history(
             merchant_id, customer_id, limit=CONSENT_HISTORY_SIZE
         )
+        ecomail = await _ecomail_sync(uow, merchant, customer)
     shown = entries[:limit]
     more = len(entries) > limit
-    return CustomerDetail(merchant, view, shown, shown[-1].id if more else None, consent_changes)
+    return CustomerDetail(
+        merchant, view, shown, shown[-1].id if more else None, consent_changes, ecomail
+    )
+
+
+async def _ecomail_sync(
+    uow: UnitOfWork, merchant: Merchant, customer: Customer
+) -> EcomailSync | None:
+    merchant_id, customer_id = merchant_id_of(merchant), customer_id_of(customer)
+    if await uow.ecomail.active_list(merchant_id) is None:
+        return None
+    row = await uow.views.contact_sync_row(merchant_id, customer_id)
+    events = await uow.views.customer_events(merchant_id, customer_id, limit=EVENTS_SHOWN)
+    facts = ContactFacts(
+        integration_active=True,
+        has_email=customer.email is not None,
+        setting=merchant.settings.ecomail_add,
+        consent=customer.marketing_consent,
+    )
+    if row is not None:
+        facts = dataclasses.replace(
+            facts,
+            in_list=row.in_list,
+            pending=row.pending_since is not None,
+            failed=row.failed_at is not None,
+            unsubscribe_due=row.unsubscribe_due,
+            list_status=row.list_status,
+            list_status_at=row.list_status_at,
+        )
+    return EcomailSync(contact_state(facts), row, events)
 
 
 @retried_on_conflict

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ellity.domain.model.errors import Term
+from ellity.domain.model.contact_state import STATUS_TERMS
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.newsletter import (
     DOI_PATIENCE,
@@ -56,15 +56,6 @@ DOI_EXPIRED = Reason(
 )
 NOT_ACTIVE = Reason("The Ecomail integration is not active.")
 
-_STATUS_TEXT = {
-    SubscriptionStatus.SUBSCRIBED: Term("subscribed"),
-    SubscriptionStatus.UNSUBSCRIBED: Term("unsubscribed"),
-    SubscriptionStatus.SOFT_BOUNCED: Term("soft-bounced"),
-    SubscriptionStatus.HARD_BOUNCED: Term("hard-bounced"),
-    SubscriptionStatus.COMPLAINED: Term("marked as spam"),
-    SubscriptionStatus.UNCONFIRMED: Term("unconfirmed (double opt-in not confirmed yet)"),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Wait:
@@ -98,8 +89,8 @@ def confirmation_problem(
         return None
     return Reason(
         "Ecomail says the contact is %(status)s in the list now, not %(wanted)s: nothing changed.",
-        status=_STATUS_TEXT[membership.status],
-        wanted=_STATUS_TEXT[wanted],
+        status=STATUS_TERMS[membership.status],
+        wanted=STATUS_TERMS[wanted],
     )
 
 

@@ -292,12 +292,17 @@ async def _apply(
             verdict = ignored(INTEGRATION_CHANGED)
         elif customer is None or email_key(customer.email) != email_key(n.email):
             verdict = ignored(Reason("The customer's email changed while this was confirmed."))
-        elif n.change is SubscriptionChange.SUBSCRIBED:
-            verdict = await _subscribed(
-                uow, merchant, customer, item=item, membership=membership, now=now
-            )
         else:
-            verdict = await _unsubscribed(uow, merchant, customer, now=now)
+            if n.change is SubscriptionChange.SUBSCRIBED:
+                verdict = await _subscribed(
+                    uow, merchant, customer, item=item, membership=membership, now=now
+                )
+            else:
+                verdict = await _unsubscribed(uow, merchant, customer, now=now)
+            if membership is not None:  # the contact's status as Ecomail confirmed it
+                await uow.contacts.record_status(
+                    merchant_id, customer_id, membership.status, at=now
+                )
         held = await uow.newsletter.settle(
             item.id,
             token=token,

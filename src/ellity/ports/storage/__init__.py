@@ -31,7 +31,13 @@ from ellity.ports.storage.merchants import (
 from ellity.ports.storage.newsletter import KeptSignup, NewsletterRepository
 from ellity.ports.storage.outbox import OutboxRepository
 from ellity.ports.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from ellity.ports.storage.views import ContactSyncFailure, ContactSyncHealth, Views
+from ellity.ports.storage.views import (
+    ContactSyncFailure,
+    ContactSyncHealth,
+    ContactSyncRow,
+    SentEvent,
+    Views,
+)
 
 __all__ = [
     "AddAttempt",
@@ -40,6 +46,7 @@ __all__ = [
     "ContactSyncFailure",
     "ContactSyncHealth",
     "ContactSyncRepository",
+    "ContactSyncRow",
     "CustomerRepository",
     "DashboardRepository",
     "EcomailRepository",
@@ -53,6 +60,7 @@ __all__ = [
     "OldAddress",
     "OrderUse",
     "OutboxRepository",
+    "SentEvent",
     "StaffRepository",
     "StoredEntry",
     "TransientConflict",

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ellity.domain.model.consent import MarketingConsent
+from ellity.domain.model.contact_state import SubscriptionStatus
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.integration import EcomailIntegration
 from ellity.domain.model.newsletter import AddAttempt
@@ -263,6 +264,18 @@ class ContactSyncRepository(ClaimKeeping, Protocol):
     ) -> None:
         """A notification was taken as the echo of the contact's add attempt: record when,
         and Ecomail's ``subscribed_at`` of that subscription. Lock the customer first."""
+        ...
+
+    async def record_status(
+        self,
+        merchant_id: MerchantId,
+        customer_id: CustomerId,
+        status: SubscriptionStatus,
+        *,
+        at: datetime,
+    ) -> None:
+        """Ecomail reported the contact's status in the list (``at``: when it was asked): kept
+        as its status last seen. Nothing when the customer has no contact row."""
         ...
 
     async def mark_member(

@@ -10,13 +10,20 @@ from typing import Protocol
 from ellity.domain.model.activity import DayPeriod, DayTotals, ExpiryTotal
 from ellity.domain.model.consent import ConsentCounts
 from ellity.domain.model.contact import CustomerLoyalty, LoyaltyRow
+from ellity.domain.model.contact_state import SubscriptionStatus
 from ellity.domain.model.customer_query import CustomerQuery
 from ellity.domain.model.first_run import SetupFacts
 from ellity.domain.model.ids import CustomerId, MerchantId
 from ellity.domain.model.newsletter import (
     NotificationRecord,
 )
-from ellity.domain.model.outbox import DeliveryHealth, EmailProblem, FailedDelivery
+from ellity.domain.model.outbox import (
+    DeliveryHealth,
+    EmailProblem,
+    FailedDelivery,
+    JsonValue,
+    OutboxStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,40 @@ class ContactSyncFailure:
     email: str | None
     error: str
     failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSyncRow:
+    """One customer's contact sync row as the customer's page shows it (``ecomail_contacts``):
+    known in the list, when Ellity added it and last wrote its fields, a write waiting since,
+    the last error (and when the contact was given up on), an unsubscription due, and its
+    status in the list as last seen (none: never seen)."""
+
+    in_list: bool
+    added_at: datetime | None
+    synced_at: datetime | None
+    pending_since: datetime | None
+    last_error: str | None
+    failed_at: datetime | None
+    unsubscribe_due: bool
+    list_status: SubscriptionStatus | None
+    list_status_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvent:
+    """An ``ecomail.event`` outbox item: its label and JSON value (a reference item's built as
+    its claim builds it), its status, when it was recorded and delivered; ``email`` is the
+    customer's current one (none when they have none)."""
+
+    id: int
+    customer_id: CustomerId
+    email: str | None
+    label: str
+    value: JsonValue
+    status: OutboxStatus
+    created_at: datetime
+    delivered_at: datetime | None
 
 
 class Views(Protocol):
@@ -132,4 +173,23 @@ class Views(Protocol):
     ) -> int:
         """How many customers the query finds, but at most ``at_most + 1``: the count reads
         no more index entries than that."""
+        ...
+
+    async def contact_sync_row(
+        self, merchant_id: MerchantId, customer_id: CustomerId
+    ) -> ContactSyncRow | None:
+        """The customer's contact sync row; None when there is none (or it is another
+        merchant's). One read by primary key."""
+        ...
+
+    async def customer_events(
+        self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
+    ) -> list[SentEvent]:
+        """The customer's latest ``ecomail.event`` items, whatever their status, newest first
+        (by id); one read of the ``(customer_id, id)`` index."""
+        ...
+
+    async def sent_events(self, merchant_id: MerchantId, *, limit: int) -> list[SentEvent]:
+        """The merchant's ``ecomail.event`` items delivered last, newest delivery first; one
+        backward read of the ``(merchant_id, delivered_at)`` index."""
         ...
