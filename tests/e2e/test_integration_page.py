@@ -978,3 +978,98 @@ async def test_the_activity_log_says_what_each_notification_did_in_the_pages_lan
         assert {email: reason for email, reason in stored} == {
             email: why for email, (_, why) in rows.items()
         }
+
+
+# -- each customer's sync state, the events sent -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "texts"),
+    [
+        (
+            "en",
+            {
+                "ann": "In the list. Ellity writes the loyalty fields to the contact.",
+                "ann_status": "subscribed (as last seen, on ",
+                "sent": "sent",
+                "ben": "Not in the list. The customer has not given marketing consent; your"
+                " setting says Ellity adds only customers who gave it.",
+                "ben_status": "not seen yet",
+                "nothing_waiting": "nothing waiting",
+                "no_events": "No event has been sent for this customer yet.",
+                "title": "Last events sent",
+                "off": "Ecomail is not connected: nothing is sent for this customer. Connect it.",
+            },
+        ),
+        (
+            "cs",
+            {
+                "ann": "V seznamu. Ellity do kontaktu zapisuje věrnostní pole.",
+                "ann_status": "přihlášení (jak jej Ellity naposledy viděla, ",
+                "sent": "odeslána",
+                "ben": "Není v seznamu. Zákazník nedal marketingový souhlas; podle vašeho"
+                " nastavení Ellity přidává jen zákazníky, kteří ho dali.",
+                "ben_status": "zatím nezjištěn",
+                "nothing_waiting": "nic nečeká",
+                "no_events": "Za tohoto zákazníka zatím nebyla odeslána žádná událost.",
+                "title": "Naposledy odeslané události",
+                "off": "Ecomail není připojený: za tohoto zákazníka se nic neposílá. Připojit.",
+            },
+        ),
+    ],
+)
+async def test_the_customer_page_tells_the_contacts_sync_state_and_latest_events(
+    site: Site, language: str, texts: dict[str, str]
+) -> None:
+    """Ann signed up on the list's form (Ecomail confirmed her subscription) and earned
+    points; Ben gave no consent, so Ellity does not add him; Bob's shop has no Ecomail."""
+    account, list_id = ecomail_account(site)
+    ann = await customer_id_of(site, site.anna, "ann@anna-customers.cz")
+    ben = await customer_id_of(site, site.anna, "ben@anna-customers.cz")
+    async with logged_in(site, site.anna, language) as client:
+        await connected(site, client)
+        page = await followed(client, await post(client, "activate", list_id=str(list_id)))
+        path = WEBHOOK_URL.search(page.text).group(1).removeprefix(BASE_URL)
+        account.lists[list_id].add_member("ann@anna-customers.cz")  # her own sign-up
+        body = notification("ann@anna-customers.cz", "SUBSCRIBED", list_id)
+        assert (await client.post(path, json=body)).status_code == 200
+        await site.sync()
+        await points.earn_points(
+            site.anna.id,
+            CustomerId(ann),
+            Points.parse("12.50"),
+            order_ref="state-1",
+            uow=site.deps.uow(),
+            clock=site.clock,
+        )
+        await site.sync()
+
+        anns = await client.get(f"/customers/{ann}")
+        assert text_of(anns, "ecomail-state") == texts["ann"]
+        assert text_of(anns, "ecomail-status").startswith(texts["ann_status"])
+        assert text_of(anns, "ecomail-pending") == texts["nothing_waiting"]
+        assert text_of(anns, "ecomail-synced") not in ("never", "nikdy")
+        events = text_of(anns, "ecomail-events")
+        assert '"change":"12.50"' in events and '"order_ref":"state-1"' in events
+        assert f"credit {texts['sent']}" in events
+
+        bens = await client.get(f"/customers/{ben}")
+        assert text_of(bens, "ecomail-state") == texts["ben"]
+        assert text_of(bens, "ecomail-status") == texts["ben_status"]
+        assert texts["no_events"] in bens.text
+        assert 'id="ecomail-events"' not in bens.text
+
+        integration = await client.get(PAGE)
+        assert text_of(integration, "sent-events-title") == texts["title"]
+        sent = text_of(integration, "sent-events")
+        assert "ann@anna-customers.cz credit" in sent and '"order_ref":"state-1"' in sent
+        assert f'<a href="/customers/{ann}">ann@anna-customers.cz</a>' in integration.text
+        assert "ben@anna-customers.cz" not in sent
+
+    bobs = await customer_id_of(site, site.bob, None)
+    async with logged_in(site, site.bob, language) as client:
+        page = await client.get(f"/customers/{bobs}")
+        assert text_of(page, "ecomail-off") == texts["off"]
+        assert 'id="ecomail-state"' not in page.text
+        integration = await client.get(PAGE)
+        assert 'id="sent-events' not in integration.text  # nothing of Anna's, nothing at all

@@ -59,10 +59,12 @@ from ellity.ports.secrets import SecretBox, SecretUnreadable
 from ellity.ports.storage import (
     ContactSyncFailure,
     ContactSyncHealth,
+    SentEvent,
     UnitOfWorkFactory,
 )
 
 FAILURES_SHOWN = 20
+EVENTS_SHOWN = 100  # the events sent last, on the integration page
 
 
 class FieldsNotConfirmed(Conflict):
@@ -98,6 +100,7 @@ class IntegrationPage:
     counts: ConsentCounts  # the merchant's customers by marketing consent
     plan: MembershipPlan  # what the sync does with them under the current ``ecomail_add``
     other_plans: tuple[MembershipPlan, ...]  # ... and under each of the other two choices
+    sent_events: list[SentEvent]  # the events sent last, newest delivery first
 
     @property
     def unknown_left_out(self) -> int:
@@ -368,4 +371,5 @@ async def integration_page(
             other_plans=tuple(
                 membership_plan(other, counts) for other in EcomailAdd if other is not current
             ),
+            sent_events=await uow.views.sent_events(merchant_id, limit=EVENTS_SHOWN),
         )

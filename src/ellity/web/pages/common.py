@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -179,6 +180,11 @@ def entry_note(entry: Entry) -> str:
     return entry.note
 
 
+def compact_json(value: object) -> str:
+    """A JSON value as Ecomail receives it: compact, keys in the order they were built."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 FILTERS = {
     "points": points_text,
     "signed": signed_points,
@@ -187,4 +193,5 @@ FILTERS = {
     "day": day_text,
     "number": count_text,
     "entry_note": entry_note,
+    "json": compact_json,
 }

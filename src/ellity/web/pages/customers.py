@@ -14,6 +14,7 @@ from litestar.response import Response, Stream, Template
 
 from ellity.deps import Deps
 from ellity.domain.model.consent import MarketingConsent, parse_consent
+from ellity.domain.model.contact_state import STATUS_TERMS
 from ellity.domain.model.errors import DomainError, InvalidInput
 from ellity.domain.model.expiry import local_date
 from ellity.domain.model.ids import CustomerId, MerchantId, optional_customer_id
@@ -256,6 +257,7 @@ async def _customer_page(
         error=error_text(request, error) if error else "",
         before=before,
         consent_history_size=CONSENT_HISTORY_SIZE,
+        status_terms=STATUS_TERMS,
     )
 
 

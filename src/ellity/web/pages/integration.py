@@ -283,6 +283,7 @@ async def _page(
         event_category=EVENT_CATEGORY,
         event_action=EVENT_ACTION,
         event_json=event_json,
+        events_shown=integration.EVENTS_SHOWN,
         url_problem=error_message(panel.url_problem, language)
         if panel is not None and panel.url_problem is not None
         else "",
