@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from babel.messages.pofile import read_po
 from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from ellity.web.i18n import catalog_path
+from tests.ecomail_emulator import Emulator, EmulatorServer
 from tests.processes import free_port
 from tests.smtp_server import SmtpServer
 
 CHROMIUM = Path("/usr/bin/chromium")
+ECOMAIL_KEY = "anna-ecomail-key-7f3a9c"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -46,12 +49,15 @@ def smtp() -> Iterator[SmtpServer]:
         server.stop()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serving(tmp_path: Path, **settings: str) -> Iterator[str]:
+    """``ellity serve`` on a free port with a fresh SQLite file and ``settings`` (``ELLITY_*``
+    variables); its address."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELLITY_") and k != "REDIS_URL"}
     env["ELLITY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'ellity.db'}"
     env["ELLITY_SMTP_ALLOW_PRIVATE"] = "true"  # the test's SMTP server is on loopback
+    env.update(settings)
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "ellity.cli", "serve", "--port", str(port)],
@@ -80,6 +86,24 @@ def server(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    with serving(tmp_path) as base:
+        yield base
+
+
+@pytest.fixture
+def ecomail_server(tmp_path: Path) -> Iterator[str]:
+    """``ellity serve`` (its own worker included) talking to the Ecomail emulator, on a port
+    of its own, where Anna's account has two lists."""
+    with Emulator() as emu, EmulatorServer(emu, port=0) as api:
+        account = emu.add_account(ECOMAIL_KEY)
+        account.add_list("Old newsletter")
+        account.add_list("Loyal customers")
+        with serving(tmp_path, ELLITY_ECOMAIL_API_URL=api.url) as base:
+            yield base
 
 
 @pytest.fixture
@@ -412,6 +436,103 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
     assert len(walk.seen) == 15
     # no CSP violations, no script errors
     assert [p for p in problems if not asked_for.match(p)] == []
+    await context.close()
+
+
+ECOMAIL_TEXTS = {
+    "cs": {"in_list": "V seznamu.", "sent": "odeslána", "title": "Naposledy odeslané události"},
+    "en": {"in_list": "In the list.", "sent": "sent", "title": "Last events sent"},
+}
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("language", ["cs", "en"])
+async def test_a_customers_ecomail_sync_state_reads_well_in_either_language(
+    ecomail_server: str, browser: Browser, *, tmp_path: Path, language: str, width: int
+) -> None:
+    """With Ecomail connected (the emulator), a customer who gave consent is added to the list
+    and their points change reaches Ecomail as an event: the customer page's Ecomail section
+    and the integration page's events sent, on a desktop and a phone, screenshotted under
+    ``tmp_path``."""
+    server, texts = ecomail_server, ECOMAIL_TEXTS[language]
+    context = await browser.new_context(
+        locale=BROWSER_LOCALES[language], viewport={"width": width, "height": 900}
+    )
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    walk = Walk(page, language, width, tmp_path)
+    await page.goto(server + "/setup")
+    await submit(
+        page,
+        "form[action='/setup']",
+        {
+            "name": "Kavárna U Anny",
+            "shop_url": "https://anna.example.cz",
+            "email": "anna@example.cz",
+            "password": "a long password",
+            "password_again": "a long password",
+        },
+        LABELS[language]["create_programme"],
+    )
+    await submit(
+        page,
+        "form[action='/login']",
+        {"email": "anna@example.cz", "password": "a long password"},
+        LABELS[language]["log_in"],
+    )
+    if language == "en":
+        await page.click("form.language button")
+        await expect(page.locator("html")).to_have_attribute("lang", "en")
+
+    await page.goto(server + "/integrations/ecomail")
+    await page.fill("[name=api_key]", ECOMAIL_KEY)
+    await page.click("form[action='/integrations/ecomail/key'] button[type=submit]")
+    await page.wait_for_load_state()
+    chosen = page.locator("[name=list_id] option", has_text="Loyal customers")
+    await page.select_option("[name=list_id]", await chosen.get_attribute("value"))
+    await page.click("form[action='/integrations/ecomail/activate'] button[type=submit]")
+    await page.wait_for_load_state()
+    await expect(page.locator("#state")).to_have_text("active" if language == "en" else "aktivní")
+
+    await page.goto(server + "/customers/new")
+    await page.fill("[name=email]", "jana.dvorakova@example.cz")
+    await page.fill("[name=first_name]", "Jana")
+    await page.fill("[name=last_name]", "Dvořáková")
+    await page.click("form[action='/customers/new'] button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/customers/\d+$"))
+    customer = page.url
+    await page.check("form[action$='/consent'] input[value=granted]")
+    await page.click("form[action$='/consent'] button[type=submit]")
+    await page.wait_for_load_state()
+    await submit(
+        page,
+        "form[action$='/earn']",
+        {"points": "1250,50", "order_ref": "order-2024-001"},
+        LABELS[language]["add_points"],
+    )
+    deadline = time.monotonic() + 30  # the server's own worker writes the contact, then the event
+    newest = page.locator("#ecomail-events tbody tr").first
+    while True:
+        await page.goto(customer)
+        if await newest.count() and texts["sent"] in await newest.inner_text():
+            break
+        assert time.monotonic() < deadline, await page.inner_text("#ecomail")
+        await page.wait_for_timeout(500)
+    await expect(page.locator("#ecomail-state")).to_contain_text(texts["in_list"])
+    await expect(newest).to_contain_text('"order_ref":"order-2024-001"')
+    await expect(newest).to_contain_text("credit")
+    await page.locator("#ecomail").scroll_into_view_if_needed()
+    await walk.check("customer-ecomail")
+
+    await page.goto(server + "/integrations/ecomail")
+    await expect(page.locator("#sent-events-title")).to_have_text(texts["title"])
+    await expect(page.locator("#sent-events")).to_contain_text("jana.dvorakova@example.cz")
+    await walk.check("ecomail-active")
+    assert problems == []
     await context.close()
 
 

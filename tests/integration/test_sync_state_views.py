@@ -190,6 +190,7 @@ async def test_a_customers_latest_events_are_theirs_newest_first_whatever_their_
     ]
     assert found[0].created_at == NOW + 11 * MINUTE and found[0].delivered_at is None
     assert found[1].delivered_at == NOW + timedelta(hours=1)
+    assert [e.error for e in found[:3]] == [None, None, "gone"]  # why it was skipped
     assert [e.id for e in await events_of(uow_factory, shop, ann, limit=3)] == ids[-1:-4:-1]
 
 

@@ -355,6 +355,7 @@ class InMemoryViews(Views):
             status=OutboxStatus(record.status),
             created_at=record.created_at,
             delivered_at=record.delivered_at,
+            error=record.last_error,
         )
 
 

@@ -459,6 +459,7 @@ _EVENT_COLUMNS = (
     outbox.c.status,
     outbox.c.created_at,
     outbox.c.delivered_at,
+    outbox.c.last_error,
 )
 
 
@@ -473,4 +474,5 @@ def _event_of(row: Any, payload: Payload) -> SentEvent:
         status=OutboxStatus(row.status),
         created_at=row.created_at,
         delivered_at=row.delivered_at,
+        error=row.last_error,
     )

@@ -63,8 +63,9 @@ class ContactSyncRow:
 @dataclass(frozen=True, slots=True)
 class SentEvent:
     """An ``ecomail.event`` outbox item: its label and JSON value (a reference item's built as
-    its claim builds it), its status, when it was recorded and delivered; ``email`` is the
-    customer's current one (none when they have none)."""
+    its claim builds it), its status, when it was recorded and delivered, and why its last
+    attempt failed or it was skipped; ``email`` is the customer's current one (none when they
+    have none)."""
 
     id: int
     customer_id: CustomerId
@@ -74,6 +75,7 @@ class SentEvent:
     status: OutboxStatus
     created_at: datetime
     delivered_at: datetime | None
+    error: str | None = None
 
 
 class Views(Protocol):
