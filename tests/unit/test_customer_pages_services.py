@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ellity.domain.model.consent import MarketingConsent
+from ellity.domain.model.contact_state import JOINING, ContactState, Presence
 from ellity.domain.model.errors import DuplicateCustomer, InvalidInput
 from ellity.domain.model.ids import CustomerId
 from ellity.domain.model.merchant import Merchant
+from ellity.domain.model.outbox import Payload, Topic
 from ellity.domain.services import customer_pages
 from ellity.domain.services.customer_pages import create_customer
 from ellity.domain.services.customers import CustomerInput, get_customer
@@ -120,3 +123,35 @@ async def test_the_search_page_counts_what_it_finds_and_pages_back_to_the_first_
         merchant.id, "novak1", uow=uow_factory(read_only=True), clock=clock
     )
     assert (three.found, three.found_more_than) == (1, None)
+
+
+async def test_the_customer_detail_tells_the_ecomail_sync_state_while_the_integration_is_active(
+    merchant: Merchant, uow_factory: UnitOfWorkFactory, clock: FakeClock, new_customer: NewCustomer
+) -> None:
+    ann = await new_customer(
+        merchant, email="ann@example.cz", marketing_consent=MarketingConsent.GRANTED
+    )
+    assert ann.id is not None
+
+    async def detail() -> customer_pages.CustomerDetail:
+        return await customer_pages.customer_detail(
+            merchant.id, ann.id, uow=uow_factory(read_only=True), clock=clock
+        )
+
+    assert (await detail()).ecomail is None  # not connected: nothing to tell
+    async with uow_factory() as uow:
+        await uow.ecomail.save_key(merchant.id, encrypted="sealed", hint="1234", at=clock.now())
+        await uow.ecomail.activate(merchant.id, list_id="7", list_name="List", at=clock.now())
+        await uow.contacts.mark_changed(merchant.id, [ann.id], at=clock.now())
+        payload: Payload = {"label": "pin", "value": {"reason": "created"}}
+        await uow.outbox.add(
+            merchant.id, Topic.ECOMAIL_EVENT.value, payload, customer_id=ann.id, at=clock.now()
+        )
+        await uow.commit()
+
+    sync = (await detail()).ecomail
+
+    assert sync is not None
+    assert sync.state == ContactState(Presence.JOINING, JOINING)  # consent given, add pending
+    assert sync.row is not None and sync.row.pending_since == clock.now()
+    assert [(e.label, e.value) for e in sync.events] == [("pin", {"reason": "created"})]
