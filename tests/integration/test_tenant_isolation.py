@@ -11,7 +11,7 @@ from ellity.domain.model.errors import CustomerNotFound
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import MerchantSettings
 from ellity.domain.model.money import Points
-from ellity.domain.services import customers, merchants, points
+from ellity.domain.services import customer_pages, customers, merchants, points
 from ellity.ports.storage import UnitOfWorkFactory
 from tests.fakes import FakePasswordHasher
 
@@ -66,6 +66,7 @@ async def test_merchant_b_cannot_reach_merchant_a_customer_through_any_service(
             b, ann, Points(-100), note="x", uow=uow_factory(), clock=CLOCK
         ),
         "ledger": lambda: points.ledger_entries(b, ann, uow=uow_factory()),
+        "page": lambda: customer_pages.customer_detail(b, ann, uow=uow_factory(), clock=CLOCK),
     }
     for name, call in calls.items():
         with pytest.raises(CustomerNotFound):
