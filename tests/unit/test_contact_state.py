@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
@@ -38,7 +37,6 @@ GRANTED, REFUSED_C, UNKNOWN = (
 )
 CONSENTED, CUSTOMERS, NONE = EcomailAdd.CONSENTED, EcomailAdd.CUSTOMERS, EcomailAdd.NONE
 S = SubscriptionStatus
-SEEN_AT = datetime(2024, 3, 10, 9, 0, tzinfo=UTC)
 
 #: A customer with an email, marketing consent granted, the default setting, no sync row.
 BASE = ContactFacts(integration_active=True, has_email=True, setting=CONSENTED, consent=GRANTED)
@@ -138,8 +136,3 @@ def test_a_stored_status_number_is_read_as_ecomails_status(
     number: int | None, status: SubscriptionStatus | None
 ) -> None:
     assert status_of(number) is status
-
-
-def test_the_time_a_status_was_seen_does_not_change_the_state() -> None:
-    seen = facts(list_status=S.UNSUBSCRIBED)
-    assert contact_state(seen) == contact_state(replace(seen, list_status_at=SEEN_AT))

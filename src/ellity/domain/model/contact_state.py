@@ -12,7 +12,6 @@ stays so until the person subscribes again themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum, StrEnum
 
 from ellity.domain.model.consent import EcomailAdd, MarketingConsent, may_add
@@ -76,7 +75,6 @@ class ContactFacts:
     failed: bool = False
     unsubscribe_due: bool = False
     list_status: SubscriptionStatus | None = None
-    list_status_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

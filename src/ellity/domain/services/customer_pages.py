@@ -179,7 +179,6 @@ async def _ecomail_sync(
             failed=row.failed_at is not None,
             unsubscribe_due=row.unsubscribe_due,
             list_status=row.list_status,
-            list_status_at=row.list_status_at,
         )
     return EcomailSync(contact_state(facts), row, events)
 
