@@ -51,9 +51,7 @@ newsletter_notifications = sa.Table(
     sa.Column("campaign_id", sa.BigInteger(), nullable=True),
     # who reported it: Ecomail's ``webhook``, or a ``reconciliation`` run that found the
     # change in the list without a notification
-    sa.Column(
-        "origin", sa.String(16), nullable=False, default="webhook", server_default="webhook"
-    ),
+    sa.Column("origin", sa.String(16), nullable=False, default="webhook", server_default="webhook"),
     sa.Column("state", sa.String(16), nullable=False, default="pending"),
     sa.Column("outcome", sa.String(16), nullable=True),
     sa.Column("reason", sa.Text(), nullable=True),
