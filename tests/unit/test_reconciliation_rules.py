@@ -51,7 +51,7 @@ FACTS = CustomerFacts(
     notification_pending=False,
     signup_unconfirmed=False,
 )
-TERMS = Terms(reward_paid=True, take_back=True, listening_since=ACTIVATED)
+TERMS = Terms(reward_paid=True, listening_since=ACTIVATED)
 
 
 def member(status: SeenStatus = SeenStatus.SUBSCRIBED, **changes: object) -> Member:
@@ -122,12 +122,10 @@ def test_an_unsubscribed_member_with_unknown_consent_is_not_a_change_of_mind() -
     assert judge(gone, facts(consent=MarketingConsent.UNKNOWN), TERMS) == []
 
 
-def test_a_refused_customer_still_holding_a_reward_to_take_back_is_handled() -> None:
+def test_a_refused_customer_still_holding_a_reward_is_not_unsubscribed_again() -> None:
     gone = member(SeenStatus.UNSUBSCRIBED, unsubscribed_at=LATER)
     held = facts(consent=MarketingConsent.REFUSED, reward_held=True)
-    assert kinds(judge(gone, held, TERMS)) == [RepairKind.UNSUBSCRIBED]
-    no_take_back = dataclasses.replace(TERMS, take_back=False)
-    assert judge(gone, held, no_take_back) == []
+    assert judge(gone, held, TERMS) == []
 
 
 def test_consent_given_after_the_unsubscription_is_the_newer_wish() -> None:
@@ -150,6 +148,11 @@ def test_a_sign_up_without_a_notification_is_paid_once_when_nothing_is_held() ->
     assert kinds(judge(member(), signed, TERMS)) == [RepairKind.SIGNUP]
     held = facts(added_by_ellity=False, reward_held=True)
     assert judge(member(), held, TERMS) == []
+
+
+def test_a_sign_up_without_ellity_values_is_one_repair_its_processing_writes_them() -> None:
+    signed = facts(added_by_ellity=False, consent=MarketingConsent.UNKNOWN)
+    assert kinds(judge(member(fields={}), signed, TERMS)) == [RepairKind.SIGNUP]
 
 
 def test_a_confirmed_double_opt_in_is_told_apart_from_a_lost_notification() -> None:

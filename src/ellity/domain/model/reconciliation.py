@@ -15,9 +15,11 @@ What a member can need (``RepairKind``), each found once and repaired through th
 - ``ADDED`` (the sweep): a customer Ellity may add (``ecomail_add`` and consent) is not in the
   list: the contact is added.
 - ``UNSUBSCRIBED``: the member unsubscribed, bounced or complained while Ellity holds the
-  customer's consent as granted (or a reward to take back): handled as a confirmed
-  ``UNSUBSCRIBED`` notification. A consent the customer gave after the unsubscription is the
-  newer wish and stands.
+  customer's consent as granted: handled as a confirmed ``UNSUBSCRIBED`` notification (consent
+  refused, the reward taken back by the rules). A consent the customer gave after the
+  unsubscription is the newer wish and stands; with consent refused or unknown Ellity does not
+  believe otherwise, and a reward still held then (the customer had spent it) waits for the
+  next unsubscription, as with notifications.
 - ``CONFIRMED`` / ``SIGNUP``: a member who subscribed after the integration was activated
   (so Ecomail's notification was due), whom Ellity never added and never recorded as signed
   up (consent not granted, or a reward due and not held): handled as a confirmed
@@ -134,7 +136,6 @@ class Terms:
     """The merchant's settings the judgement depends on."""
 
     reward_paid: bool  # a newsletter reward above zero is set
-    take_back: bool
     #: since when Ecomail's notifications reach Ellity (the integration's activation): a
     #: sign-up from before it was never going to be notified, so none was lost
     listening_since: datetime | None
@@ -198,9 +199,11 @@ def judge(
     if facts.notification_pending:
         return findings
     if member.status in _GONE:
-        finding = _gone(member, facts, terms)
+        finding = _gone(member, facts)
     elif member.status is SeenStatus.SUBSCRIBED:
         finding = _signed_up(member, facts, terms)
+        if finding is not None:
+            return [finding]  # the sign-up, once confirmed, writes the contact's fields too
     else:
         finding = None
     return findings if finding is None else [*findings, finding]
@@ -215,18 +218,16 @@ _GONE_TEXT = {
 }
 
 
-def _gone(member: Member, facts: CustomerFacts, terms: Terms) -> Finding | None:
+def _gone(member: Member, facts: CustomerFacts) -> Finding | None:
+    if facts.consent is not MarketingConsent.GRANTED:
+        return None  # Ellity does not believe otherwise: its refusal was recorded already
     changed = facts.consent_changed_at
     if (
         changed is not None
         and member.unsubscribed_at is not None
         and changed > member.unsubscribed_at
-        and facts.consent is not MarketingConsent.REFUSED
     ):
         return None  # the customer's consent came after the unsubscription: it stands
-    take_back = terms.take_back and facts.reward_held
-    if facts.consent is not MarketingConsent.GRANTED and not take_back:
-        return None  # Ellity does not believe otherwise: nothing to record or take back
     return Finding(RepairKind.UNSUBSCRIBED, _GONE_TEXT[member.status])
 
 
