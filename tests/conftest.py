@@ -24,6 +24,8 @@ from tests.fakes import InMemoryStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "reconciliation_repairs",
+    "reconciliation_runs",
     "kept_day_totals",
     "kept_expiry_forecasts",
     "newsletter_signups",

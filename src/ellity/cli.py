@@ -169,6 +169,11 @@ def _add_ecomail_commands(commands: argparse._SubParsersAction[argparse.Argument
         "webhook-url", help="print the webhook URL to paste into the Ecomail list's settings"
     )
     webhook.add_argument("--merchant", required=True, metavar="SLUG")
+    reconcile = actions.add_parser(
+        "reconcile",
+        help="compare the Ecomail list with Ellity now and repair what differs, with progress",
+    )
+    reconcile.add_argument("--merchant", required=True, metavar="SLUG")
 
 
 def _manage(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""``ellity ecomail activate | webhook-url``: the Ecomail integration page's activation, and
-the newsletter webhook's URL, from the command line."""
+"""``ellity ecomail activate | webhook-url | reconcile``: the Ecomail integration page's
+activation, the newsletter webhook's URL, and a reconciliation of the list, from the command
+line."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import sys
 
 from ellity.bootstrap import build_deps
 from ellity.domain.model.errors import DomainError
-from ellity.domain.services import integration, merchants, newsletter_intake
+from ellity.domain.services import integration, merchants, newsletter_intake, reconciliation
 from ellity.domain.services.common import merchant_id_of
 from ellity.ports.marketing import MarketingError
+from ellity.ports.storage.reconciliation import Phase, ReconciliationRun, Trigger
 from ellity.settings import Settings
 
 
@@ -71,7 +73,90 @@ async def _webhook_url(settings: Settings, slug: str) -> str:
         )
 
 
+FOLLOW_EVERY = 1.0  # seconds between looks at a run another worker holds
+
+
+def progress_line(run: ReconciliationRun) -> str:
+    """One line of a run's progress: members checked of those expected, repairs so far."""
+    expected = run.expected or 0
+    share = f" ({min(100, 100 * run.checked // expected)} %)" if expected else ""
+    step = {
+        Phase.READ: f"reading the list: {run.checked} of {expected} members checked{share}",
+        Phase.SWEEP: f"looking for customers missing from the list (after id {run.sweep_after_id})",
+        Phase.DONE: f"{run.checked} of {expected} members checked",
+    }[run.phase]
+    return f"{step}, {run.repairs.total} repairs, {run.api_calls} API calls"
+
+
+def report(run: ReconciliationRun) -> str:
+    """The finished run, as ``ellity ecomail reconcile`` prints it."""
+    took = (run.finished_at or run.requested_at) - (run.started_at or run.requested_at)
+    r = run.repairs
+    lines = [
+        f"Reconciliation {run.id} of list {run.list_id}:"
+        f" {run.checked} members checked in {took.total_seconds():.1f} s,"
+        f" {run.api_calls} API calls.",
+        f"  fields rewritten:              {r.fields}",
+        f"  customers added to the list:   {r.added}",
+        f"  unsubscriptions recorded:      {r.unsubscribed}",
+        f"  double opt-ins confirmed:      {r.confirmed}",
+        f"  sign-ups without notification: {r.signup}",
+        f"  addresses cleared:             {r.cleared}",
+    ]
+    if run.error is not None:
+        lines.append(f"Stopped: {run.error.english()}")
+    return "\n".join(lines)
+
+
+async def _reconcile(settings: Settings, slug: str) -> ReconciliationRun:
+    """Request a run and work on it here, printing its progress to stderr; when a worker holds
+    it already, follow that worker's progress until the run is finished."""
+    async with build_deps(settings) as deps:
+        merchant = await merchants.merchant_by_slug(slug, uow=deps.uow(read_only=True))
+        merchant_id = merchant_id_of(merchant)
+        requested = await reconciliation.request_run(
+            merchant_id,
+            trigger=Trigger.COMMAND,
+            uow_factory=deps.uow,
+            clock=deps.clock,
+            queue=deps.queue,
+        )
+
+        async def show(run: ReconciliationRun) -> None:
+            print(progress_line(run), file=sys.stderr, flush=True)
+
+        from ellity.worker import new_worker_token  # noqa: PLC0415 - the worker's token shape
+
+        while True:
+            await reconciliation.run_reconciliation(
+                merchant_id,
+                uow_factory=deps.uow,
+                platforms=deps.marketing,
+                secret_box=deps.secret_box,
+                clock=deps.clock,
+                worker_token=new_worker_token(),
+                share=settings.reconcile_share,
+                progress=show,
+            )
+            async with deps.uow(read_only=True) as uow:
+                run = await uow.reconciliation.get(merchant_id, requested.run_id)
+            if run is None:
+                raise DomainError("The reconciliation run is gone.")
+            if run.finished:
+                return run
+            await show(run)
+            await asyncio.sleep(FOLLOW_EVERY)
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.ecomail_command == "reconcile":
+        try:
+            finished = asyncio.run(_reconcile(settings, args.merchant))
+        except DomainError as exc:
+            print(f"ellity: {exc}", file=sys.stderr)
+            return 2
+        print(report(finished))
+        return 0 if finished.error is None else 1
     if args.ecomail_command == "webhook-url":
         print(asyncio.run(_webhook_url(settings, args.merchant)))
         return 0

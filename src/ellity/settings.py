@@ -19,6 +19,8 @@ DEFAULT_DELIVERY_TIMEOUT = 30.0
 DEFAULT_DB_POOL_SIZE = 10
 DEFAULT_DB_MAX_OVERFLOW = 10
 MAX_DB_CONNECTIONS = 1000  # a sanity bound on either setting
+#: The share of each Ecomail key's request budget a reconciliation of the list may use.
+DEFAULT_RECONCILE_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Settings:
     #: The lowest level written (ELLITY_LOG_LEVEL): ``DEBUG``, ``INFO`` (the default),
     #: ``WARNING`` or ``ERROR``; the database drivers and httpx stay at WARNING.
     log_level: str = "INFO"
+    #: The share of an Ecomail key's request budget the reconciliation of the list may use
+    #: (ELLITY_RECONCILE_SHARE, above 0 and at most 1); the live sync keeps the rest.
+    reconcile_share: float = DEFAULT_RECONCILE_SHARE
 
     def __repr__(self) -> str:  # never print the secret key
         return f"Settings(database_url={self.database_url!r}, var_dir={str(self.var_dir)!r})"
@@ -115,6 +120,7 @@ def load_settings(
         metrics=_flag(env.get("ELLITY_METRICS") or "on", "ELLITY_METRICS"),
         log_format=_log_format(env.get("ELLITY_LOG_FORMAT")),
         log_level=_log_level(env.get("ELLITY_LOG_LEVEL")),
+        reconcile_share=_share(env.get("ELLITY_RECONCILE_SHARE"), "ELLITY_RECONCILE_SHARE"),
     )
 
 
@@ -177,3 +183,15 @@ def _count(value: str | None, default: int, name: str, *, least: int) -> int:
             f"{name} must be a whole number from {least} to {MAX_DB_CONNECTIONS}, not {value!r}"
         )
     return int(text)
+
+
+def _share(value: str | None, name: str) -> float:
+    if not value or not value.strip():
+        return DEFAULT_RECONCILE_SHARE
+    try:
+        share = float(value)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:  # also refuses nan
+        raise ValueError(f"{name} must be a number above 0 and at most 1, not {value!r}")
+    return share

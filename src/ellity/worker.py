@@ -38,11 +38,17 @@ from arq.typing import WorkerSettingsType
 from arq.worker import Worker, create_worker
 from redis.exceptions import RedisError
 
-from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, redis_settings
+from ellity.adapters.arq_queue import DELIVER_JOB, NIGHTLY_JOB, RECONCILE_JOB, redis_settings
 from ellity.bootstrap import build_deps
 from ellity.deps import Deps, DepsProvider
 from ellity.domain.model.ids import MerchantId
-from ellity.domain.services import contact_sync, delivery, newsletter_processing, nightly
+from ellity.domain.services import (
+    contact_sync,
+    delivery,
+    newsletter_processing,
+    nightly,
+    reconciliation,
+)
 from ellity.domain.services.work_loop import RUNNING, Stopping
 from ellity.logs import configure_logging
 from ellity.ports.operations import (
@@ -64,6 +70,9 @@ NIGHTLY_TIMEOUT = timedelta(minutes=30)  # one merchant's run; 1 000 000 custome
 # a night's claim outlasts its job, and arq's hold on a killed job's id (its timeout + 10 s)
 NIGHTLY_LEASE = 2 * NIGHTLY_TIMEOUT
 KEEP_NOTIFICATIONS = timedelta(days=90)  # the integration page's activity log reads them
+#: One job's share of a reconciliation run: a run of 1 000 000 members takes minutes; a longer
+#: one is given back when the job ends and goes on in the next (the minute tick queues it).
+RECONCILE_TIMEOUT = timedelta(hours=1)
 
 
 @asynccontextmanager
@@ -202,6 +211,34 @@ async def run_nightly(ctx: dict[str, Any], merchant_id: int, local_date: date) -
     return True
 
 
+async def reconcile_due(ctx: dict[str, Any]) -> int:
+    """The cron: request the reconciliations the merchants' schedules ask for, and queue a job
+    for every run no worker holds."""
+    deps: Deps = ctx["deps"]
+    queued = await reconciliation.queue_due_runs(
+        uow_factory=deps.uow, clock=deps.clock, queue=deps.queue
+    )
+    return len(queued)
+
+
+async def run_reconciliation(ctx: dict[str, Any], merchant_id: int) -> bool:
+    """Work on the merchant's reconciliation run under its claim; False when another worker
+    holds it (or there is none). When the job is cut off, the claim runs out and the run is
+    taken over from its last recorded page."""
+    deps: Deps = ctx["deps"]
+    run = await reconciliation.run_reconciliation(
+        MerchantId(merchant_id),
+        uow_factory=deps.uow,
+        platforms=deps.marketing,
+        secret_box=deps.secret_box,
+        clock=deps.clock,
+        worker_token=ctx["worker_token"],
+        share=deps.settings.reconcile_share,
+        stopping=ctx.get("stopping", RUNNING),
+    )
+    return run is not None
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     """Build the adapters once per worker process, from the settings ``ellity worker`` read."""
     stack = AsyncExitStack()
@@ -226,6 +263,13 @@ class WorkerSettings:
         # a job per merchant and night, each with its own time limit; no result is kept, so
         # the next tick can queue a night again whose job failed or was cut off
         func(run_nightly, name=NIGHTLY_JOB, timeout=NIGHTLY_TIMEOUT, keep_result=0, max_tries=1),
+        func(
+            run_reconciliation,
+            name=RECONCILE_JOB,
+            timeout=RECONCILE_TIMEOUT,
+            keep_result=0,
+            max_tries=1,
+        ),
     ]
     cron_jobs: ClassVar = [
         cron(deliver_outbox, name="cron:deliver_outbox", second=0, run_at_startup=True),
@@ -233,6 +277,8 @@ class WorkerSettings:
         # every merchant's night starts at 02:00 in its own time zone: look every 15 minutes,
         # and queue each due merchant's run as a job of its own
         cron(run_nightlies, name="cron:nightly", minute=NIGHTLY_MINUTES, second=0),
+        # scheduled reconciliations, and runs whose worker died (their claim ran out)
+        cron(reconcile_due, name="cron:reconcile", second=30, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

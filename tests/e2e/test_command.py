@@ -78,6 +78,7 @@ def test_create_merchant_then_read_and_change_its_settings(workdir: Path) -> Non
         "pre_expiry_notify": "false",
         "pre_expiry_days": "14",
         "ecomail_add": "consented",
+        "ecomail_reconcile": "weekly",
     }
 
 

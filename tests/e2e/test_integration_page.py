@@ -51,7 +51,17 @@ HTML = {"accept": "text/html", "accept-language": "en"}
 TOKEN_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 ANNA_KEY = "anna-ecomail-key-7f3a9c"
 BOB_KEY = "bob-ecomail-key-51d0e8"
-ACTIONS = ("key", "activate", "adding", "retry", "repush", "deactivate", "webhook/rotate")
+ACTIONS = (
+    "key",
+    "activate",
+    "adding",
+    "retry",
+    "repush",
+    "deactivate",
+    "webhook/rotate",
+    "reconcile",
+    "reconcile/schedule",
+)
 
 WRONG_KEY = (
     "Ecomail did not accept this API key: copy it again from Ecomail → account management"

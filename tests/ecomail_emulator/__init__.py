@@ -6,6 +6,9 @@
     with EmulatorServer(emu) as server:
         ...  # point the client at server.url with the header ``key: key-a``
 
+Change a list behind the client's back with the ``Emulator``'s controls (``edit_field``,
+``unsubscribe``, ``set_status``, ``delete_member``, ``confirm_double_optin``, ``add_member``,
+``seed_members``; also over HTTP under ``/_emulator``, see ``control_app``).
 Inspect ``account.lists[list_id].members``, ``account.events``, ``emu.requests``,
 ``emu.webhook_calls``; inject failures with ``emu.faults`` (see ``Faults``): answered before
 the request is processed (``fail_next``, ``fail_always``, ``rate_limit_next``, ``delay``), or

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
 from tests.ecomail_emulator import shapes, writes
+from tests.ecomail_emulator.control_app import control_app
 from tests.ecomail_emulator.gate import ACCOUNT, Gate
 from tests.ecomail_emulator.model import Account, MailingList
 from tests.ecomail_emulator.payload import Invalid, write_body
@@ -246,4 +247,4 @@ def create_app(emulator: Emulator) -> ASGIApp:
         openapi_config=None,
         request_max_body_size=64 * 1024 * 1024,
     )
-    return Gate(emulator, inner)
+    return Gate(emulator, inner, control_app(emulator))

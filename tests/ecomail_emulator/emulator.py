@@ -8,12 +8,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tests.ecomail_emulator.controls import ControlsMixin
 from tests.ecomail_emulator.faults import Faults
 from tests.ecomail_emulator.model import Account, Contact, MailingList, Member
 from tests.ecomail_emulator.webhooks import WebhookCall, WebhookSender
@@ -42,9 +43,11 @@ class RequestRecord:
     status: int
 
 
-class Emulator:
+class Emulator(ControlsMixin):
     """State is shared between the test thread and the server thread: every change happens
-    under ``lock``. Reading the plain attributes from a test needs no lock."""
+    under ``lock``. Reading the plain attributes from a test needs no lock. The changes made
+    behind the client's back (``edit_field``, ``unsubscribe``, ``delete_member``, ...) are in
+    ``ControlsMixin``."""
 
     def __init__(
         self,
@@ -61,8 +64,8 @@ class Emulator:
         self.requests: list[RequestRecord] = []
         self.clock = clock or (lambda: datetime.now(UTC))
         self.list_ids = itertools.count(1)
-        self.contact_ids = itertools.count(1001)
-        self.member_ids = itertools.count(1)
+        self.contact_ids: Iterator[int] = itertools.count(1001)
+        self.member_ids: Iterator[int] = itertools.count(1)
         self.event_ids = itertools.count(1)
         self._account_ids = itertools.count(1)
         self._served: dict[str, deque[float]] = {}
@@ -107,6 +110,11 @@ class Emulator:
                 start += 1
             most = max(most, end - start + 1)
         return most
+
+    def max_requests_per_minute(self, key: str) -> int:
+        """The most requests ``key`` sent in any 60 seconds (refused ones too): Ecomail allows
+        1000."""
+        return self.max_requests_in_window(key, 60.0)
 
     def now(self) -> datetime:
         return self.clock()

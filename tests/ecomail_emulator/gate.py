@@ -1,7 +1,8 @@
 """What every API request passes first: the request log, the delay, injected faults, the key
 check (401), the rate limit (429); webhooks fired by the request are sent after its answer,
 or before it when the answer is then lost or late (``Faults.lose_answer_next``,
-``Faults.answer_late_next``)."""
+``Faults.answer_late_next``). Requests under ``CONTROL_PREFIX`` go to the control app and
+pass none of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar.enums import ScopeType
 
+from tests.ecomail_emulator.controls import CONTROL_PREFIX
 from tests.ecomail_emulator.emulator import OUTBOX, RequestRecord
 from tests.ecomail_emulator.faults import AfterProcessing, message_for
 from tests.ecomail_emulator.model import Account
@@ -31,13 +33,17 @@ class Gate:
     request whose answer is to be lost or late is processed first, its webhooks are sent,
     and then it gets the lost answer's status, or its own answer after the wait."""
 
-    def __init__(self, emulator: Emulator, inner: ASGIApp) -> None:
+    def __init__(self, emulator: Emulator, inner: ASGIApp, controls: ASGIApp) -> None:
         self.emulator = emulator
         self.inner = inner
+        self.controls = controls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.inner(scope, receive, send)
+            return
+        if scope["path"] == CONTROL_PREFIX or scope["path"].startswith(CONTROL_PREFIX + "/"):
+            await self.controls(scope, receive, send)
             return
         arrived = time.monotonic()
         key = next(

@@ -213,11 +213,13 @@ class MailingList:
             return member
 
     def confirm_double_optin(self, email: str) -> Member:
-        """The person clicks the confirmation link: 6 -> 1; no webhook (§8)."""
+        """The person clicks the confirmation link: 6 -> 1 from now (``subscribed_at``); no
+        webhook (§8)."""
         with self.emulator.lock:
             member = self.members[email.strip().lower()]
             if member._status == UNCONFIRMED:
                 self.move(member, SUBSCRIBED)
+                member.subscribed_at = self.emulator.now()
             return member
 
     def unsubscribe_by_link(self, email: str, *, campaign_id: int | None = None) -> Member:

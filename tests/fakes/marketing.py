@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ellity.ports.clock import Clock
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    MEMBERS_PER_PAGE,
     BeforeSend,
     BudgetExhausted,
     ContactData,
@@ -21,9 +22,13 @@ from ellity.ports.marketing import (
     MarketingPlatform,
     MarketingPlatforms,
     MarketingRejected,
+    MemberFilter,
+    MemberPage,
     Membership,
     SubscriptionStatus,
     TrackerEvent,
+    check_member_page,
+    check_share,
 )
 from tests.fakes.clock import DEFAULT_NOW
 
@@ -83,6 +88,8 @@ class FakeMarketingPlatform(MarketingPlatform):
     - A custom field is created with its type on its first write; a later write of another
       type keeps the field's type.
     - ``send_event`` refuses (404) an email that is in none of the account's lists.
+    - ``members`` pages a list's members with one status in the order they joined the list
+      (``custom_fields`` as stored).
     - ``unsubscribe_contact`` sets a member's status to unsubscribed (a member unsubscribed
       before keeps its ``unsubscribed_at``) and returns True; False for an email not in the
       list.
@@ -217,14 +224,21 @@ class FakeMarketingPlatform(MarketingPlatform):
     async def membership(self, list_id: str, email: str) -> Membership | None:
         await self._call("membership")
         member = self._list(list_id).members.get(email.strip().lower())
-        if member is None:
-            return None
-        return Membership(
-            email=member.email,
-            status=member.status,
-            subscribed_at=member.subscribed_at,
-            unsubscribed_at=member.unsubscribed_at,
-            custom_fields=dict(member.fields),
+        return None if member is None else _membership(member)
+
+    async def members(
+        self, list_id: str, *, status: MemberFilter, page: int, per_page: int = MEMBERS_PER_PAGE
+    ) -> MemberPage:
+        check_member_page(page, per_page)
+        await self._call("members")
+        statuses = MemberFilter(status).statuses
+        chosen = [m for m in self._list(list_id).members.values() if m.status in statuses]
+        start = (page - 1) * per_page
+        return MemberPage(
+            members=[_membership(member) for member in chosen[start : start + per_page]],
+            page=page,
+            last_page=max(1, -(-len(chosen) // per_page)),
+            total=len(chosen),
         )
 
     async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
@@ -304,22 +318,38 @@ class FakeMarketingPlatform(MarketingPlatform):
             member.fields[key] = typed.value
 
 
+def _membership(member: FakeMember) -> Membership:
+    return Membership(
+        email=member.email,
+        status=member.status,
+        subscribed_at=member.subscribed_at,
+        unsubscribed_at=member.unsubscribed_at,
+        custom_fields=dict(member.fields),
+    )
+
+
 class FakeMarketingPlatforms(MarketingPlatforms):
     """Ecomail's accounts by API key. An unknown key gets an account whose every call raises
-    ``InvalidApiKey``. ``accounts_asked`` records whose traffic each platform was for."""
+    ``InvalidApiKey``. ``accounts_asked`` records whose traffic each platform was for and
+    ``shares_asked`` the share of the request budget it was given (``None``: no share)."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock
         self.accounts: dict[str, FakeMarketingPlatform] = {}
         self.accounts_asked: list[str] = []
+        self.shares_asked: list[float | None] = []
 
     def add_account(self, key: str) -> FakeMarketingPlatform:
         platform = FakeMarketingPlatform(key, clock=self.clock)
         self.accounts[key] = platform
         return platform
 
-    def for_key(self, api_key: str, *, account: str) -> FakeMarketingPlatform:
+    def for_key(
+        self, api_key: str, *, account: str, share: float | None = None
+    ) -> FakeMarketingPlatform:
+        check_share(share)
         self.accounts_asked.append(account)
+        self.shares_asked.append(share)
         platform = self.accounts.get(api_key)
         if platform is None:
             return FakeMarketingPlatform(api_key, valid=False, clock=self.clock)

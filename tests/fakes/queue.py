@@ -16,6 +16,7 @@ class FakeJobQueue(JobQueue):
     def __init__(self) -> None:
         self.nudges: list[datetime | None] = []
         self.nightlies: list[tuple[MerchantId, date]] = []
+        self.reconciliations: list[MerchantId] = []
 
     async def nudge_delivery(self, *, at: datetime | None = None) -> None:
         self.nudges.append(at)
@@ -26,4 +27,12 @@ class FakeJobQueue(JobQueue):
 
     def take_nightlies(self) -> list[tuple[MerchantId, date]]:
         taken, self.nightlies = self.nightlies, []
+        return taken
+
+    async def queue_reconciliation(self, merchant_id: MerchantId) -> None:
+        if merchant_id not in self.reconciliations:
+            self.reconciliations.append(merchant_id)
+
+    def take_reconciliations(self) -> list[MerchantId]:
+        taken, self.reconciliations = self.reconciliations, []
         return taken

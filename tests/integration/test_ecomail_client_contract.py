@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -33,12 +33,13 @@ from ellity.ports.marketing import (
     MarketingRateLimited,
     MarketingRejected,
     MarketingUnavailable,
+    MemberFilter,
     SubscriptionStatus,
     TrackerEvent,
     TypedValue,
 )
 from tests.ecomail_emulator import Account, Emulator, EmulatorServer, MailingList
-from tests.fakes.marketing import FakeMarketingPlatform
+from tests.fakes.marketing import FakeMarketingPlatform, FakeMarketingPlatforms
 from tests.processes import free_port
 
 KEY = "key-a-0123456789abcdef"
@@ -303,7 +304,12 @@ class Scene(Protocol):
     @property
     def list_id(self) -> str: ...
 
-    def add_member(self, email: str, status: SubscriptionStatus) -> None: ...
+    def add_member(
+        self,
+        email: str,
+        status: SubscriptionStatus,
+        fields: Mapping[str, str | int] | None = None,
+    ) -> None: ...
 
     def delete_list(self) -> None: ...
 
@@ -317,8 +323,13 @@ class EmulatorScene:
     def list_id(self) -> str:
         return str(self.ecomail.list_id)
 
-    def add_member(self, email: str, status: SubscriptionStatus) -> None:
-        self.ecomail.lst.add_member(email, status=int(status))
+    def add_member(
+        self,
+        email: str,
+        status: SubscriptionStatus,
+        fields: Mapping[str, str | int] | None = None,
+    ) -> None:
+        self.ecomail.lst.add_member(email, status=int(status), custom_fields=dict(fields or {}))
 
     def delete_list(self) -> None:
         self.ecomail.account.delete_list(self.ecomail.list_id)
@@ -329,8 +340,13 @@ class FakeScene:
     platform: FakeMarketingPlatform
     list_id: str
 
-    def add_member(self, email: str, status: SubscriptionStatus) -> None:
-        self.platform.add_member(self.list_id, email, status=status)
+    def add_member(
+        self,
+        email: str,
+        status: SubscriptionStatus,
+        fields: Mapping[str, str | int] | None = None,
+    ) -> None:
+        self.platform.add_member(self.list_id, email, status=status, fields=fields)
 
     def delete_list(self) -> None:
         self.platform.delete_list(self.list_id)
@@ -417,6 +433,104 @@ async def test_an_unsubscribe_whose_answer_was_lost_is_unavailable_and_true_when
     assert await platform.unsubscribe_contact(str(ecomail.list_id), "ann@example.cz") is True
 
 
+# --- members: a list read page by page, on the emulator (over HTTP) and on the fake ----------
+
+
+async def emails_on(scene: Scene, status: MemberFilter, page: int, per_page: int) -> list[str]:
+    found = await scene.platform.members(scene.list_id, status=status, page=page, per_page=per_page)
+    return [member.email for member in found.members]
+
+
+async def test_members_come_in_pages_of_per_page_in_the_order_they_joined_the_last_one_partial(
+    scene: Scene,
+) -> None:
+    for n in range(7):
+        scene.add_member(f"m{n}@example.cz", SubscriptionStatus.SUBSCRIBED)
+    scene.add_member("gone@example.cz", SubscriptionStatus.UNSUBSCRIBED)
+
+    pages = [
+        await scene.platform.members(
+            scene.list_id, status=MemberFilter.SUBSCRIBED, page=n, per_page=3
+        )
+        for n in (1, 2, 3, 4)
+    ]
+
+    assert [[m.email for m in p.members] for p in pages] == [
+        ["m0@example.cz", "m1@example.cz", "m2@example.cz"],
+        ["m3@example.cz", "m4@example.cz", "m5@example.cz"],
+        ["m6@example.cz"],
+        [],
+    ]
+    assert [(p.page, p.last_page, p.total) for p in pages] == [(n, 3, 7) for n in (1, 2, 3, 4)]
+    whole = await scene.platform.members(scene.list_id, status=MemberFilter.SUBSCRIBED, page=1)
+    assert (len(whole.members), whole.last_page, whole.total) == (7, 1, 7)
+
+
+async def test_each_status_filter_returns_only_its_members(scene: Scene) -> None:
+    for email, status in [
+        ("sub@example.cz", SubscriptionStatus.SUBSCRIBED),
+        ("unsub@example.cz", SubscriptionStatus.UNSUBSCRIBED),
+        ("soft@example.cz", SubscriptionStatus.SOFT_BOUNCED),
+        ("hard@example.cz", SubscriptionStatus.HARD_BOUNCED),
+        ("spam@example.cz", SubscriptionStatus.COMPLAINED),
+        ("doi@example.cz", SubscriptionStatus.UNCONFIRMED),
+    ]:
+        scene.add_member(email, status)
+
+    found = {}
+    for wanted in MemberFilter:
+        page = await scene.platform.members(scene.list_id, status=wanted, page=1, per_page=10)
+        found[wanted] = {(m.email, m.status) for m in page.members}
+        assert page.total == len(page.members)
+        assert {m.status for m in page.members} <= wanted.statuses
+
+    assert found == {
+        MemberFilter.SUBSCRIBED: {("sub@example.cz", SubscriptionStatus.SUBSCRIBED)},
+        MemberFilter.UNSUBSCRIBED: {("unsub@example.cz", SubscriptionStatus.UNSUBSCRIBED)},
+        MemberFilter.BOUNCED: {
+            ("soft@example.cz", SubscriptionStatus.SOFT_BOUNCED),
+            ("hard@example.cz", SubscriptionStatus.HARD_BOUNCED),
+        },
+        MemberFilter.COMPLAINED: {("spam@example.cz", SubscriptionStatus.COMPLAINED)},
+        MemberFilter.NOT_CONFIRMED: {("doi@example.cz", SubscriptionStatus.UNCONFIRMED)},
+    }
+
+
+async def test_a_members_fields_come_as_stored_and_no_fields_as_an_empty_mapping(
+    scene: Scene,
+) -> None:
+    scene.add_member("bare@example.cz", SubscriptionStatus.SUBSCRIBED)
+    scene.add_member(
+        "ann@example.cz",
+        SubscriptionStatus.UNSUBSCRIBED,
+        {"ELLITY_Points": 120, "ellity_tier": "gold"},
+    )
+
+    (bare,) = (
+        await scene.platform.members(scene.list_id, status=MemberFilter.SUBSCRIBED, page=1)
+    ).members
+    (ann,) = (
+        await scene.platform.members(scene.list_id, status=MemberFilter.UNSUBSCRIBED, page=1)
+    ).members
+
+    assert dict(bare.custom_fields) == {}
+    assert dict(ann.custom_fields) == {"ellity_points": 120, "ellity_tier": "gold"}
+    assert bare.subscribed_at is not None and bare.unsubscribed_at is None
+
+
+async def test_an_empty_list_has_one_empty_page(scene: Scene) -> None:
+    page = await scene.platform.members(scene.list_id, status=MemberFilter.BOUNCED, page=1)
+    assert (list(page.members), page.page, page.last_page, page.total) == ([], 1, 1, 0)
+
+
+async def test_the_members_of_a_deleted_list_are_not_found(scene: Scene) -> None:
+    scene.add_member("ann@example.cz", SubscriptionStatus.SUBSCRIBED)
+    scene.delete_list()
+
+    with pytest.raises(ListNotFound):
+        await scene.platform.members(scene.list_id, status=MemberFilter.SUBSCRIBED, page=1)
+
+
 async def test_the_fake_records_unsubscribe_contact_and_raises_its_queued_failures() -> None:
     fake = FakeMarketingPlatform(KEY)
     list_id = fake.add_list("Newsletter").id
@@ -500,3 +614,13 @@ async def test_two_workers_sharing_a_redis_limiter_stay_under_ecomails_limit(
     assert statuses.count(200) == 10
     assert 429 not in statuses
     assert ecomail.emu.max_requests_in_window(KEY, window=1.0) <= 5
+
+
+def test_the_fake_records_the_share_of_the_budget_each_platform_was_given() -> None:
+    platforms = FakeMarketingPlatforms()
+    platforms.add_account(KEY)
+    platforms.for_key(KEY, account="anna")
+    platforms.for_key(KEY, account="anna", share=0.3)
+    assert platforms.shares_asked == [None, 0.3]
+    with pytest.raises(ValueError, match="share"):
+        platforms.for_key(KEY, account="anna", share=0)

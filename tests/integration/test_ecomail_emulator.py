@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import pytest
 from ellity.adapters.ecomail import EcomailPlatforms, EcomailSettings, LocalRequestLimiter
 from ellity.ports.marketing import ContactData, MarketingUnavailable
 from tests.asgi import asgi_transport
-from tests.ecomail_emulator import Emulator, EmulatorServer, ThreadedServer
+from tests.ecomail_emulator import Emulator, EmulatorServer, RequestRecord, ThreadedServer
+from tests.ecomail_emulator.controls import SeedRow
 from tests.processes import clean_env, free_port
 
 KEY = "key-a"
@@ -1165,3 +1167,271 @@ async def test_a_refused_email_fails_the_whole_write_with_422_and_changes_nothin
         f"/lists/{list_id}/update-subscriber-bulk", json={"subscriber_data": items}
     )
     assert update.status_code == 422
+
+
+# --- member pages as §4 describes them ------------------------------------------------------
+
+
+async def test_a_member_page_without_parameters_is_page_1_of_20_subscribed_members(
+    emu: Emulator, api: httpx.AsyncClient, list_id: int
+) -> None:
+    emu.seed_members(list_id, ((f"c{n}@x.cz", 1, None) for n in range(25)))
+    emu.seed_members(list_id, [("gone@x.cz", 2, None)])
+
+    body = (await api.get(f"/lists/{list_id}/subscribers")).json()
+
+    assert (body["current_page"], body["per_page"], body["total"], body["last_page"]) == (
+        1,
+        20,
+        25,
+        2,
+    )
+    assert (body["from"], body["to"]) == (1, 20)
+    assert [m["email"] for m in body["data"]] == [f"c{n}@x.cz" for n in range(20)]
+
+
+# --- changes behind the client's back (no webhook ever) -----------------------------------------
+
+
+@pytest.fixture
+def hooked(emu: Emulator, list_id: int) -> int:
+    """The list with a webhook: a call is recorded even if nobody listens."""
+    emu.find_list(list_id).webhook_url = f"http://127.0.0.1:{free_port()}/hook"
+    return list_id
+
+
+def no_webhook_fired(emu: Emulator) -> bool:
+    emu.wait_for_webhooks()
+    return emu.webhook_calls == []
+
+
+async def page_of(api: httpx.AsyncClient, list_id: int, status: str) -> dict[str, Any]:
+    found = await api.get(f"/lists/{list_id}/subscribers", params={"status": status})
+    return {m["email"]: m for m in found.json()["data"]}
+
+
+async def test_a_field_edited_by_hand_is_read_back_and_fires_nothing(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    emu.add_member(hooked, "ann@x.cz", custom_fields={"ellity_points": 120})
+    emu.add_member(hooked, "bob@x.cz", custom_fields={"ellity_points": 7})
+
+    emu.edit_field(hooked, "Ann@x.cz", "ellity_points", 999)
+    emu.edit_field(hooked, "ann@x.cz", "NOTE", "edited")
+    emu.edit_field(hooked, "bob@x.cz", "ellity_points", None)
+
+    page = await page_of(api, hooked, "subscribed")
+    assert page["ann@x.cz"]["custom_fields"] == {"ellity_points": 999, "note": "edited"}
+    assert page["bob@x.cz"]["custom_fields"] == []
+    detail = (await api.get(f"/lists/{hooked}")).json()["list"]
+    assert detail["custom_fields"]["note"]["type"] == "string"
+    assert no_webhook_fired(emu)
+
+
+async def test_an_unsubscribe_by_another_tool_sets_status_2_and_its_time_and_fires_nothing(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    emu.add_member(hooked, "ann@x.cz")
+
+    emu.unsubscribe(hooked, "ann@x.cz")
+
+    assert await page_of(api, hooked, "subscribed") == {}
+    (ann,) = (await page_of(api, hooked, "unsubscribed")).values()
+    assert ann["status"] == 2 and ann["unsubscribed_at"] is not None
+    assert no_webhook_fired(emu)
+
+
+async def test_a_bounce_or_a_complaint_moves_the_member_to_its_page_and_fires_nothing(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    for email in ("soft@x.cz", "hard@x.cz", "spam@x.cz"):
+        emu.add_member(hooked, email)
+
+    emu.set_status(hooked, "soft@x.cz", 3)
+    emu.set_status(hooked, "hard@x.cz", 4)
+    emu.set_status(hooked, "spam@x.cz", 5)
+
+    bounced = await page_of(api, hooked, "bounced")
+    assert {email: m["status"] for email, m in bounced.items()} == {"soft@x.cz": 3, "hard@x.cz": 4}
+    assert list(await page_of(api, hooked, "complained")) == ["spam@x.cz"]
+    assert await page_of(api, hooked, "subscribed") == {}
+    assert emu.find_list(hooked).counts()["hard_bounced"] == 1
+    with pytest.raises(ValueError, match="status"):
+        emu.set_status(hooked, "spam@x.cz", 9)
+    assert no_webhook_fired(emu)
+
+
+async def test_a_member_deleted_by_the_merchant_is_gone_from_pages_counters_and_the_account(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    for n in range(3):
+        emu.add_member(hooked, f"c{n}@x.cz")
+
+    emu.delete_member(hooked, "c1@x.cz")
+
+    page = (await api.get(f"/lists/{hooked}/subscribers")).json()
+    assert [m["email"] for m in page["data"]] == ["c0@x.cz", "c2@x.cz"]
+    assert page["total"] == 2
+    assert (await api.get(f"/lists/{hooked}/subscriber/c1@x.cz")).status_code == 404
+    assert (await api.get("/subscribers/c1@x.cz")).status_code == 404
+    assert "c1@x.cz" not in emu.accounts[KEY].contacts  # in no list: the person is gone
+    with pytest.raises(KeyError):
+        emu.delete_member(hooked, "c1@x.cz")
+    emu.add_member(hooked, "c1@x.cz")  # may join again, at the end
+    page = (await api.get(f"/lists/{hooked}/subscribers")).json()
+    assert [m["email"] for m in page["data"]] == ["c0@x.cz", "c2@x.cz", "c1@x.cz"]
+    assert no_webhook_fired(emu)
+
+
+async def test_a_confirmed_double_opt_in_is_subscribed_from_then_and_fires_nothing_more() -> None:
+    now = [datetime(2026, 3, 1, 9, 0, tzinfo=UTC)]
+    emu = Emulator(clock=lambda: now[0])
+    doi = emu.add_account(KEY).add_list("DOI", double_optin=True)
+    emu.find_list(doi).webhook_url = f"http://127.0.0.1:{free_port()}/hook"
+    async with httpx.AsyncClient(
+        transport=asgi_transport(emu.app), base_url="http://e.test", headers={"key": KEY}
+    ) as client:
+        await subscribe(client, doi, subscriber_data={"email": "ann@x.cz"})
+        assert list(await page_of(client, doi, "not_confirmed")) == ["ann@x.cz"]
+        emu.wait_for_webhooks()
+        assert [call.body["payload"]["status"] for call in emu.webhook_calls] == ["SUBSCRIBED"]
+
+        now[0] = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
+        emu.confirm_double_optin(doi, "ann@x.cz")
+
+        (ann,) = (await page_of(client, doi, "subscribed")).values()
+    assert ann["status"] == 1
+    assert ann["subscribed_at"] == "2026-03-02T10:30:00.000000Z"
+    emu.wait_for_webhooks()
+    assert len(emu.webhook_calls) == 1  # only the sign-up's
+    emu.close()
+
+
+async def test_a_member_added_behind_the_clients_back_has_its_status_and_fields_and_no_webhook(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    emu.add_member(hooked, "Ann@x.cz", custom_fields={"ELLITY_Points": 5})
+    emu.add_member(hooked, "pending@x.cz", status=6)
+
+    (ann,) = (await page_of(api, hooked, "subscribed")).values()
+    assert (ann["email"], ann["custom_fields"]) == ("ann@x.cz", {"ellity_points": 5})
+    assert list(await page_of(api, hooked, "not_confirmed")) == ["pending@x.cz"]
+    with pytest.raises(ValueError, match="already"):
+        emu.add_member(hooked, "ann@x.cz")
+    assert no_webhook_fired(emu)
+
+
+async def test_seeded_members_keep_their_order_statuses_and_fields_and_skip_emails_seen(
+    emu: Emulator, api: httpx.AsyncClient, hooked: int
+) -> None:
+    shared = {"ellity_points": 1}
+    emu.add_member(hooked, "first@x.cz", custom_fields=shared)  # defines the field
+    rows: list[SeedRow] = [
+        ("a@x.cz", 1, shared),
+        ("B@x.cz", 4, {"ELLITY_TIER": "gold"}),
+        ("c@x.cz", 1, shared),
+        ("a@x.cz", 2, None),  # seen: skipped
+        ("d@x.cz", 2, None),
+    ]
+
+    assert emu.seed_members(hooked, iter(rows)) == 4
+
+    subscribed = await page_of(api, hooked, "subscribed")
+    assert list(subscribed) == ["first@x.cz", "a@x.cz", "c@x.cz"]
+    assert (await page_of(api, hooked, "bounced"))["b@x.cz"]["custom_fields"] == {
+        "ellity_tier": "gold"
+    }
+    (d,) = (await page_of(api, hooked, "unsubscribed")).values()
+    assert d["unsubscribed_at"] is not None and d["custom_fields"] == []
+    emu.edit_field(hooked, "a@x.cz", "ellity_points", 2)  # a shared dict is never changed
+    assert emu.find_member(hooked, "c@x.cz").custom_fields == {"ellity_points": 1}
+    assert (await api.get("/subscribers/d@x.cz")).status_code == 200
+    assert no_webhook_fired(emu)
+
+
+async def test_a_page_of_5000_stays_fast_in_a_list_of_300000(
+    emu: Emulator, api: httpx.AsyncClient, list_id: int
+) -> None:
+    started = time.perf_counter()
+    rows = ((f"m{n}@x.cz", 1 if n % 10 else 4, {"ellity_points": n}) for n in range(300_000))
+    emu.seed_members(list_id, rows)
+    seeded = time.perf_counter() - started
+    for n in range(1, 300_000, 50):  # holes in the subscribed sequence
+        if n % 10:
+            emu.unsubscribe(list_id, f"m{n}@x.cz")
+
+    started = time.perf_counter()
+    page = await api.get(f"/lists/{list_id}/subscribers", params={"page": 50, "per_page": 5000})
+    read = time.perf_counter() - started
+
+    body = page.json()
+    assert len(body["data"]) == 5000 and body["last_page"] == -(-body["total"] // 5000)
+    assert seeded < 5.0  # about 1 s here
+    assert read < 0.5  # about 25 ms here; a scan of the list would take far longer
+
+
+# --- the same controls over HTTP, for an emulator in another process --------------------------
+
+
+async def test_the_controls_answer_over_http_without_a_key_and_are_not_logged_as_api_requests(
+    emu: Emulator, list_id: int
+) -> None:
+    emu.find_list(list_id).webhook_url = f"http://127.0.0.1:{free_port()}/hook"
+    base = f"/_emulator/lists/{list_id}"
+    async with httpx.AsyncClient(
+        transport=asgi_transport(emu.app), base_url="http://e.test"
+    ) as http:
+        added = await http.post(
+            f"{base}/members", json={"email": "ann@x.cz", "custom_fields": {"ellity_points": 1}}
+        )
+        assert added.status_code == 200
+        assert added.json()["custom_fields"] == {"ellity_points": 1}
+        edited = await http.put(f"{base}/members/ann@x.cz/fields", json={"ellity_points": 50})
+        assert edited.json()["custom_fields"] == {"ellity_points": 50}
+        bounced = await http.put(f"{base}/members/ann@x.cz/status", json={"status": 4})
+        assert bounced.json()["status"] == 4
+        unsubscribed = await http.post(f"{base}/members/ann@x.cz/unsubscribe")
+        assert unsubscribed.json()["unsubscribed_at"] is not None
+        await http.post(f"{base}/members", json={"email": "doi@x.cz", "status": 6})
+        confirmed = await http.post(f"{base}/members/doi@x.cz/confirm")
+        assert confirmed.json()["status"] == 1
+        assert (await http.delete(f"{base}/members/doi@x.cz")).json() == {"deleted": True}
+        assert (await http.get(f"{base}/members/doi@x.cz")).status_code == 404
+        rows = await http.post(f"{base}/seed", json={"rows": [["r@x.cz", 1, None]]})
+        counted = await http.post(
+            f"{base}/seed", json={"count": 3, "email": "s{n}@x.cz", "status": 2}
+        )
+        assert (rows.json(), counted.json()) == ({"added": 1}, {"added": 3})
+        assert (await http.get(f"{base}/members/s2@x.cz")).json()["status"] == 2
+        assert (
+            await http.post("/_emulator/lists/999/members", json={"email": "x@x.cz"})
+        ).status_code == 404
+        bad = await http.put(f"{base}/members/ann@x.cz/status", json={"status": 9})
+        assert bad.status_code == 422 and "status" in bad.json()["message"]
+        assert (await http.get("/_emulator/no-such-control")).status_code == 404
+        await http.get("/lists", headers={"key": KEY})
+        await http.get("/lists", headers={"key": KEY})
+        requests = await http.get(f"/_emulator/keys/{KEY}/requests")
+
+    assert requests.json() == {"total": 2, "max_per_minute": 2}
+    assert [r.path for r in emu.requests] == ["/lists", "/lists"]
+    lst = emu.find_list(list_id)
+    assert lst.members["ann@x.cz"].status == 2
+    assert sorted(lst.members) == ["ann@x.cz", "r@x.cz", "s0@x.cz", "s1@x.cz", "s2@x.cz"]
+    assert no_webhook_fired(emu)
+
+
+async def test_max_requests_per_minute_is_the_busiest_minute_of_a_key(
+    emu: Emulator, api: httpx.AsyncClient
+) -> None:
+    for _ in range(3):
+        await api.get("/lists")
+    await api.get("/lists", headers={"key": "wrong"})
+
+    assert emu.max_requests_per_minute(KEY) == 3
+    assert emu.max_requests_per_minute("wrong") == 1
+    assert emu.max_requests_per_minute("nobody") == 0
+    first = emu.requests[0].at
+    for later in (30.0, 59.9, 60.0, 100.0):  # a minute from the first holds 3 + 2 of them
+        emu.requests.append(RequestRecord(first + later, KEY, "GET", "/lists", 200))
+    assert emu.max_requests_per_minute(KEY) == 5

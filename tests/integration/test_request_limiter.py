@@ -19,7 +19,12 @@ from redis.asyncio import Redis
 from ellity.adapters.ecomail import LocalRequestLimiter, RedisRequestLimiter, limiter_key
 from ellity.adapters.ecomail.limiter import RequestLimiter
 from ellity.adapters.embedded_redis import embedded_redis
-from ellity.ports.marketing import BudgetExhausted, MarketingRateLimited, MarketingUnavailable
+from ellity.ports.marketing import (
+    BudgetExhausted,
+    BudgetHold,
+    MarketingRateLimited,
+    MarketingUnavailable,
+)
 from tests.processes import free_port
 
 REDIS_URL = os.environ.get("ELLITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -150,6 +155,85 @@ async def test_a_shorter_retry_after_does_not_shorten_a_block(make: Make) -> Non
         await limiter.acquire("shop")
     assert raised.value.retry_after is not None
     assert raised.value.retry_after > 29
+
+
+# -- a share of the budget: background work takes at most its lane, live calls the rest ------
+
+
+async def used(limiter: RequestLimiter) -> dict[str, int]:
+    assert isinstance(limiter, LocalRequestLimiter | RedisRequestLimiter)
+    return await limiter.used()
+
+
+async def test_a_share_of_three_tenths_gets_three_of_ten_slots_and_plain_callers_the_other_seven(
+    make: Make,
+) -> None:
+    background = await make(limit=10, window=10.0, max_wait=0.0)
+    live = await make(limit=10, window=10.0, max_wait=0.0)
+
+    for _ in range(3):
+        await background.acquire("shop", share=0.3)
+    with pytest.raises(BudgetExhausted) as raised:
+        await background.acquire("shop", share=0.3)
+    assert raised.value.hold is BudgetHold.SPENT
+    assert 9.5 < raised.value.retry_after <= 10.0  # the lane's wait: its oldest slot leaves
+    for _ in range(7):  # the refused background call took no slot of the whole budget
+        await live.acquire("shop")
+    with pytest.raises(BudgetExhausted):
+        await live.acquire("shop")
+    assert await used(live) == {"shop": 10}  # the whole count, lane included
+
+
+async def test_a_share_lane_call_held_back_by_the_whole_budget_takes_no_slot_of_the_lane(
+    make: Make,
+) -> None:
+    limiter = await make(limit=20, window=1.0, max_wait=0.0)
+    for _ in range(2):
+        await limiter.acquire("shop", share=0.15)  # 3 slots a window
+    for _ in range(18):
+        await limiter.acquire("shop")
+    await asyncio.sleep(0.5)
+    with pytest.raises(BudgetExhausted) as raised:  # the lane has room, the budget has none
+        await limiter.acquire("shop", share=0.15)
+    assert raised.value.retry_after <= 0.55
+
+    await asyncio.sleep(raised.value.retry_after + 0.05)  # the first 20 left the window
+    for _ in range(3):
+        await limiter.acquire("shop", share=0.15)
+    with pytest.raises(BudgetExhausted):
+        await limiter.acquire("shop", share=0.15)
+
+
+async def test_concurrent_share_callers_on_two_workers_never_exceed_their_share_in_any_window(
+    make: Make,
+) -> None:
+    limit, window = 10, 0.5
+    workers = [await make(limit=limit, window=window, max_wait=10.0) for _ in range(2)]
+    background: list[float] = []
+    live: list[float] = []
+
+    async def call(limiter: RequestLimiter, share: float | None, granted: list[float]) -> None:
+        await limiter.acquire("shop", share=share)
+        granted.append(time.monotonic())
+
+    await asyncio.gather(
+        *(call(workers[n % 2], 0.3, background) for n in range(10)),
+        *(call(workers[n % 2], None, live) for n in range(14)),
+    )
+    assert (len(background), len(live)) == (10, 14)
+    assert most_in_any_window(background, window - 0.03) <= 3
+    assert most_in_any_window(background + live, window - 0.03) <= limit
+
+
+async def test_a_share_outside_zero_to_one_is_refused(make: Make) -> None:
+    limiter = await make(limit=10, window=1.0, max_wait=0.0)
+    for share in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            await limiter.acquire("shop", share=share)
+    await limiter.acquire("shop", share=0.01)  # a tiny share still gets one slot a window
+    with pytest.raises(BudgetExhausted):
+        await limiter.acquire("shop", share=0.01)
+    await limiter.acquire("shop", share=1.0)
 
 
 async def test_the_redis_keys_expire_and_never_hold_the_api_key(prefix: str) -> None:

@@ -133,3 +133,22 @@ def test_the_metrics_endpoint_is_on_unless_turned_off(tmp_path: Path) -> None:
     assert metrics_on(tmp_path, ELLITY_METRICS="on") is True
     with pytest.raises(ValueError, match="ELLITY_METRICS must be true or false"):
         metrics_on(tmp_path, ELLITY_METRICS="sometimes")
+
+
+def reconcile_share(tmp_path: Path, **env: str) -> float:
+    environ = {"ELLITY_SECRET_KEY": "unit-test-secret-key", "ELLITY_VAR_DIR": str(tmp_path), **env}
+    return load_settings(environ, dotenv=tmp_path / "no.env").reconcile_share
+
+
+@pytest.mark.parametrize(("value", "share"), [(None, 0.3), ("", 0.3), ("0.5", 0.5), ("1", 1.0)])
+def test_the_reconciliation_takes_thirty_percent_of_the_request_budget_unless_set(
+    tmp_path: Path, value: str | None, share: float
+) -> None:
+    env = {} if value is None else {"ELLITY_RECONCILE_SHARE": value}
+    assert reconcile_share(tmp_path, **env) == share
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.01", "30%", "nan", "inf"])
+def test_a_reconcile_share_outside_zero_to_one_stops_the_start(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ValueError, match="ELLITY_RECONCILE_SHARE"):
+        reconcile_share(tmp_path, ELLITY_RECONCILE_SHARE=value)

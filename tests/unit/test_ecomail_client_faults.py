@@ -20,6 +20,7 @@ from ellity.adapters.ecomail import EcomailPlatforms, EcomailSettings, LocalRequ
 from ellity.ports.marketing import (
     BULK_LIMIT,
     BudgetExhausted,
+    BudgetHold,
     ContactData,
     InvalidApiKey,
     JsonValue,
@@ -29,6 +30,7 @@ from ellity.ports.marketing import (
     MarketingRateLimited,
     MarketingRejected,
     MarketingUnavailable,
+    MemberFilter,
     SubscriptionStatus,
     TrackerEvent,
     TypedValue,
@@ -95,6 +97,7 @@ CALLS: dict[str, Callable[[MarketingPlatform], Any]] = {
     "add_contacts": lambda p: p.add_contacts("7", [contact()]),
     "update_contacts": lambda p: p.update_contacts("7", [contact()]),
     "membership": lambda p: p.membership("7", "ann@example.cz"),
+    "members": lambda p: p.members("7", status=MemberFilter.SUBSCRIBED, page=1),
     "unsubscribe_contact": lambda p: p.unsubscribe_contact("7", "ann@example.cz"),
     "send_event": lambda p: p.send_event(
         TrackerEvent(email="ann@example.cz", category="c", action="a", label="l", value={})
@@ -602,6 +605,11 @@ async def test_a_2xx_with_an_html_page_is_unavailable(
         ("add_contacts", ["inserts"]),
         ("update_contacts", {"updates": "many"}),
         ("membership", {"subscriber": {"email": "a@x.cz", "status": 99}}),
+        ("members", [{"email": "a@x.cz", "status": 1}]),
+        ("members", {"data": [{"email": "a@x.cz", "status": 1}]}),  # no total
+        ("members", {"data": [{"status": 1}], "total": 1}),
+        ("members", {"data": [{"email": "a@x.cz", "status": 1, "custom_fields": "x"}], "total": 1}),
+        ("members", {"data": ["a@x.cz"], "total": 1}),
     ],
 )
 async def test_a_2xx_with_json_of_the_wrong_shape_is_unavailable(
@@ -612,7 +620,7 @@ async def test_a_2xx_with_json_of_the_wrong_shape_is_unavailable(
         await CALLS[call](platform)
 
 
-@pytest.mark.parametrize("call", ["list_detail", "add_contacts", "update_contacts"])
+@pytest.mark.parametrize("call", ["list_detail", "add_contacts", "update_contacts", "members"])
 async def test_a_404_on_a_list_means_the_list_is_gone(
     ecomail: Ecomail, platform: MarketingPlatform, call: str
 ) -> None:
@@ -741,6 +749,109 @@ async def test_before_send_runs_once_the_add_may_go_and_never_when_the_budget_ho
             await platform.add_contacts("7", [contact()], before_send=before_send)
     assert seen == [0]  # before the one request that went, and not for the one held back
     assert len(ecomail.requests) == 1
+
+
+async def test_a_platform_with_a_share_stays_within_it_and_leaves_the_rest_to_the_others(
+    ecomail: Ecomail,
+) -> None:
+    ecomail.answer(200, json={})
+    async with EcomailPlatforms(
+        LocalRequestLimiter(limit=10, window=60.0, max_wait=0.0),
+        transport=httpx.MockTransport(ecomail),
+    ) as platforms:
+        background = platforms.for_key(KEY, account="anna", share=0.3)
+        for _ in range(3):
+            await background.check_key()
+        with pytest.raises(BudgetExhausted) as raised:
+            await background.check_key()
+        assert raised.value.hold is BudgetHold.SPENT
+        live = platforms.for_key(KEY, account="anna")
+        for _ in range(7):
+            await live.check_key()
+        with pytest.raises(BudgetExhausted):
+            await live.check_key()
+        with pytest.raises(ValueError, match="share"):
+            platforms.for_key(KEY, account="anna", share=1.5)
+    assert len(ecomail.requests) == 10
+
+
+# --- reading a list's members page by page ------------------------------------------------
+
+
+def member_item(email: str, status: int, fields: Any) -> dict[str, Any]:
+    return {
+        "id": 4,
+        "list_id": 7,
+        "email": email,
+        "status": status,
+        "subscribed_at": "2024-11-27T11:18:00.000000Z",
+        "unsubscribed_at": None,
+        "custom_fields": fields,
+        "groups": None,
+        "source": "app",
+        "subscriber": {"id": 1, "name": None, "email": email},
+    }
+
+
+async def test_members_asks_for_one_page_of_one_status_and_reads_each_membership(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    ecomail.answer(
+        200,
+        json={
+            "current_page": 2,
+            "data": [
+                member_item("ann@example.cz", 4, {"ELLITY_POINTS": 120, "note": None}),
+                member_item("bob@example.cz", 3, []),
+            ],
+            "per_page": 2,
+            "total": 5,
+            "last_page": 3,
+            "from": 3,
+            "to": 4,
+        },
+    )
+    page = await platform.members("7", status=MemberFilter.BOUNCED, page=2, per_page=2)
+
+    request = ecomail.requests[0]
+    assert (request.method, request.url.path) == ("GET", "/lists/7/subscribers")
+    assert dict(request.url.params) == {"status": "bounced", "page": "2", "per_page": "2"}
+    assert (page.page, page.last_page, page.total) == (2, 3, 5)
+    ann, bob = page.members
+    assert (ann.email, ann.status) == ("ann@example.cz", SubscriptionStatus.HARD_BOUNCED)
+    assert ann.subscribed_at == datetime(2024, 11, 27, 11, 18, tzinfo=UTC)
+    assert ann.unsubscribed_at is None
+    assert dict(ann.custom_fields) == {"ellity_points": 120, "note": ""}
+    assert (bob.status, dict(bob.custom_fields)) == (SubscriptionStatus.SOFT_BOUNCED, {})
+
+
+@pytest.mark.parametrize(
+    ("total", "per_page", "last_page"), [(0, 5000, 1), (5000, 5000, 1), (5001, 5000, 2), (7, 3, 3)]
+)
+async def test_members_without_a_last_page_computes_it_from_the_total(
+    ecomail: Ecomail, platform: MarketingPlatform, total: int, per_page: int, last_page: int
+) -> None:
+    ecomail.answer(200, json={"current_page": 1, "data": [], "per_page": per_page, "total": total})
+    page = await platform.members("7", status=MemberFilter.SUBSCRIBED, page=1, per_page=per_page)
+    assert (page.last_page, page.total, list(page.members)) == (last_page, total, [])
+
+
+@pytest.mark.parametrize(("page", "per_page"), [(0, 10), (-1, 10), (1, 0), (1, 5001)])
+async def test_members_refuses_a_page_or_page_size_ecomail_does_not_serve_without_a_call(
+    ecomail: Ecomail, platform: MarketingPlatform, page: int, per_page: int
+) -> None:
+    with pytest.raises(ValueError, match="page"):
+        await platform.members("7", status=MemberFilter.SUBSCRIBED, page=page, per_page=per_page)
+    assert ecomail.requests == []
+
+
+async def test_members_asks_for_5000_a_page_unless_told(
+    ecomail: Ecomail, platform: MarketingPlatform
+) -> None:
+    ecomail.answer(200, json={"current_page": 1, "data": [], "per_page": 5000, "total": 0})
+    await platform.members("7", status=MemberFilter.NOT_CONFIRMED, page=1)
+    assert ecomail.requests[0].url.params["per_page"] == "5000"
+    assert ecomail.requests[0].url.params["status"] == "not_confirmed"
 
 
 # --- what is logged -----------------------------------------------------------------------

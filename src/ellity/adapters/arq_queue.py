@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 DELIVER_JOB = "deliver_outbox"
 NIGHTLY_JOB = "run_nightly"
+RECONCILE_JOB = "run_reconciliation"
 SLOT_SECONDS = 0.5
 NUDGE_TIMEOUT = 1.0
 BACKOFF_FIRST = 5.0  # seconds without nudges after a failed one, doubled after each failure
@@ -118,6 +119,17 @@ class ArqJobQueue:
                 failure,
             )
 
+    async def queue_reconciliation(self, merchant_id: MerchantId) -> None:
+        job_id = f"{self._queue_name}:reconcile:{merchant_id}"
+        async with self._talking:
+            failure = await self._enqueue(RECONCILE_JOB, merchant_id, job_id=job_id)
+        if failure is not None:
+            logger.warning(
+                "could not queue the reconciliation of merchant %s (%s); the next tick asks again",
+                merchant_id,
+                failure,
+            )
+
     async def _enqueue(self, function: str, *args: Any, job_id: str, **options: Any) -> str | None:
         """Queue one job within the nudge timeout (the caller holds ``_talking``); None when
         it went through, else what went wrong."""
@@ -150,6 +162,9 @@ class NoJobQueue:
 
     async def queue_nightly(self, merchant_id: MerchantId, *, local_date: date) -> None:
         return None  # no worker ticks without Redis; ``ellity run-nightly`` runs it by hand
+
+    async def queue_reconciliation(self, merchant_id: MerchantId) -> None:
+        return None  # ``ellity ecomail reconcile`` runs it by hand
 
     async def close(self) -> None:
         return None

@@ -39,6 +39,9 @@ JsonValue: TypeAlias = (
 #: Bulk calls take at most this many contacts; the platform silently drops the rest.
 BULK_LIMIT = 3000
 
+#: Members per page when reading a whole list (Ecomail allows up to 5000).
+MEMBERS_PER_PAGE = 5000
+
 #: Called once a request has its place in the request budget, right before it is sent: what
 #: must be known even if the answer is lost is recorded there (an error from it cancels the
 #: request).
@@ -154,6 +157,46 @@ class Membership:
     custom_fields: Mapping[str, str | int] = field(default_factory=dict)
 
 
+class MemberFilter(StrEnum):
+    """The ``status`` filter of a list's member pages (Ecomail's query values). ``BOUNCED``
+    covers soft and hard bounces."""
+
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    NOT_CONFIRMED = "not_confirmed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+    @property
+    def statuses(self) -> frozenset[SubscriptionStatus]:
+        """The members' statuses this filter returns."""
+        return _FILTERED[self]
+
+
+_FILTERED = {
+    MemberFilter.SUBSCRIBED: frozenset({SubscriptionStatus.SUBSCRIBED}),
+    MemberFilter.UNSUBSCRIBED: frozenset({SubscriptionStatus.UNSUBSCRIBED}),
+    MemberFilter.NOT_CONFIRMED: frozenset({SubscriptionStatus.UNCONFIRMED}),
+    MemberFilter.BOUNCED: frozenset(
+        {SubscriptionStatus.SOFT_BOUNCED, SubscriptionStatus.HARD_BOUNCED}
+    ),
+    MemberFilter.COMPLAINED: frozenset({SubscriptionStatus.COMPLAINED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    """One page of a list's members with one status, in the platform's order.
+
+    ``members`` carry lower-case ``custom_fields`` keys; ``last_page`` is at least 1 (an empty
+    list has one empty page); ``total`` counts the members with this status in the list."""
+
+    members: Sequence[Membership]
+    page: int
+    last_page: int
+    total: int
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerEvent:
     email: str
@@ -198,6 +241,14 @@ class MarketingPlatform(Protocol):
         """The contact's membership in the list; ``None`` when it is not in it."""
         ...
 
+    async def members(
+        self, list_id: str, *, status: MemberFilter, page: int, per_page: int = MEMBERS_PER_PAGE
+    ) -> MemberPage:
+        """One page (1-based) of the list's members with ``status``; a page past the last is
+        empty. ``page`` below 1 or ``per_page`` outside 1..``MEMBERS_PER_PAGE`` raise
+        ``ValueError`` before any request. Raises ``ListNotFound`` and the others."""
+        ...
+
     async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
         """Unsubscribe the contact from the list (the only status change Ellity makes: the
         person refused marketing). True when the contact is now unsubscribed, also when it
@@ -214,8 +265,33 @@ class MarketingPlatform(Protocol):
         ...
 
 
+def check_member_page(page: int, per_page: int) -> None:
+    """The arguments of ``MarketingPlatform.members``, checked the same way by every
+    implementation."""
+    if page < 1:
+        raise ValueError(f"page must be 1 or more, not {page}")
+    if not 1 <= per_page <= MEMBERS_PER_PAGE:
+        raise ValueError(f"per_page must be from 1 to {MEMBERS_PER_PAGE}, not {per_page}")
+
+
+def check_share(share: float | None) -> None:
+    """A budget share is a fraction above 0, at most 1 (``None``: no share of its own)."""
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(
+            f"a share of the request budget must be above 0 and at most 1, not {share}"
+        )
+
+
 class MarketingPlatforms(Protocol):
     """Hands out a ``MarketingPlatform`` for an API key. ``account`` names whose traffic it is
-    (the merchant) for the shared request limit."""
+    (the merchant) for the shared request limit.
 
-    def for_key(self, api_key: str, *, account: str) -> MarketingPlatform: ...
+    With a ``share`` (0 < share <= 1) every request of the returned platform counts against
+    the key's whole budget as usual and also against a lane of the key's budget limited to
+    ``share`` of it: background work (the reconciliation of a list) takes at most that share
+    and the live sync keeps the rest. A hold caused by the lane raises ``BudgetExhausted``
+    with ``BudgetHold.SPENT`` and the lane's wait."""
+
+    def for_key(
+        self, api_key: str, *, account: str, share: float | None = None
+    ) -> MarketingPlatform: ...

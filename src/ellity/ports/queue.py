@@ -26,3 +26,10 @@ class JobQueue(Protocol):
         that cannot be queued is logged, not raised; the next tick asks again.
         """
         ...
+
+    async def queue_reconciliation(self, merchant_id: MerchantId) -> None:
+        """Ask a worker to go on with the merchant's unfinished reconciliation run, as a job
+        of its own. Asking again while that job waits or runs queues nothing more. Best
+        effort: a job that cannot be queued is logged, not raised; the worker's minute tick
+        looks for runs that no worker holds."""
+        ...

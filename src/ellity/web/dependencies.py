@@ -49,6 +49,7 @@ _PARTS = {
     "export_rows": "export_rows",
     "excel_encoder": "excel_encoder",
     "marketing": "marketing",
+    "queue": "queue",
     "mailer": "mailer",
     "login_attempts": "login_attempts",
 }

@@ -222,6 +222,43 @@ class RewardRow:
 
 
 @dataclass
+class RunRow:
+    """One reconciliation run, as the SQL adapter keeps it (the repairs counted by kind)."""
+
+    id: int
+    merchant_id: MerchantId
+    list_id: str
+    trigger: str
+    requested_at: datetime
+    available_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    claim_token: str | None = None
+    claimed_until: datetime | None = None
+    phase: str = "read"
+    status_index: int = 0
+    page: int = 1
+    sweep_after_id: int = 0
+    expected: int | None = None
+    checked: int = 0
+    api_calls: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    error: Reason | None = None
+
+
+@dataclass
+class RepairRow:
+    id: int
+    run_id: int
+    merchant_id: MerchantId
+    customer_id: CustomerId | None
+    email: str
+    kind: str
+    reason: Reason
+    at: datetime
+
+
+@dataclass
 class StoreState:
     """Everything stored, keyed by id. Tests may read it; they should not write it."""
 
@@ -263,6 +300,9 @@ class StoreState:
     #: What the nightly run keeps for the dashboard, per (merchant id, day) and merchant id.
     kept_days: dict[tuple[MerchantId, date], KeptDay] = field(default_factory=dict)
     forecasts: dict[MerchantId, ExpiryForecast] = field(default_factory=dict)
+    #: Per id: reconciliation runs of the Ecomail lists, and the repairs they made.
+    runs: dict[int, RunRow] = field(default_factory=dict)
+    repairs: dict[int, RepairRow] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, table: str) -> int:

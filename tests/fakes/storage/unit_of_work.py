@@ -22,6 +22,7 @@ from tests.fakes.storage.merchants import (
 )
 from tests.fakes.storage.newsletter import InMemoryNewsletterRepository
 from tests.fakes.storage.outbox import InMemoryOutboxRepository
+from tests.fakes.storage.reconciliation import InMemoryReconciliationRepository
 from tests.fakes.storage.state import StoreState, round_trip
 from tests.fakes.storage.views import InMemoryViews
 
@@ -42,6 +43,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.ecomail = InMemoryEcomailRepository(self)
         self.contacts = InMemoryContactSyncRepository(self)
         self.newsletter = InMemoryNewsletterRepository(self)
+        self.reconciliation = InMemoryReconciliationRepository(self)
         self.views = InMemoryViews(self)
         self.dashboard = InMemoryDashboardRepository(self)
         self.made_outbox_work = False  # outbox items or contact marks: the worker has work

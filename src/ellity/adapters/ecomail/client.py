@@ -36,6 +36,7 @@ from ellity.adapters.ecomail import wire
 from ellity.adapters.ecomail.limiter import RequestLimiter, limiter_key
 from ellity.ports.marketing import (
     BULK_LIMIT,
+    MEMBERS_PER_PAGE,
     BeforeSend,
     ContactData,
     ContactList,
@@ -45,8 +46,12 @@ from ellity.ports.marketing import (
     MarketingRateLimited,
     MarketingRejected,
     MarketingUnavailable,
+    MemberFilter,
+    MemberPage,
     Membership,
     TrackerEvent,
+    check_member_page,
+    check_share,
 )
 from ellity.ports.operations import ECOMAIL_RATE_LIMITED, WorkCounters
 
@@ -72,9 +77,12 @@ class EcomailMarketingPlatform:
         limiter: RequestLimiter | None = None,
         base_url: str = DEFAULT_BASE_URL,
         counters: WorkCounters | None = None,
+        share: float | None = None,
     ) -> None:
         """``limiter=None`` sends unpaced; only for tests and one-off calls. ``counters``
-        count the 429 answers."""
+        count the 429 answers. With a ``share`` every request also takes a slot of the key's
+        share lane (``MarketingPlatforms.for_key``)."""
+        check_share(share)
         self._http = http
         self._api_key = api_key.strip()
         self._account = account
@@ -82,6 +90,7 @@ class EcomailMarketingPlatform:
         self._limiter_key = limiter_key(self._api_key)
         self._base_url = base_url.rstrip("/")
         self._counters = counters
+        self._share = share
 
     def __repr__(self) -> str:  # never show the key
         return f"EcomailMarketingPlatform(account={self._account!r}, base_url={self._base_url!r})"
@@ -149,6 +158,19 @@ class EcomailMarketingPlatform:
         with _readable():
             return wire.membership(body, email)
 
+    async def members(
+        self, list_id: str, *, status: MemberFilter, page: int, per_page: int = MEMBERS_PER_PAGE
+    ) -> MemberPage:
+        check_member_page(page, per_page)
+        body = await self._call(
+            "GET",
+            f"/lists/{_segment(list_id)}/subscribers",
+            params={"status": MemberFilter(status).value, "page": page, "per_page": per_page},
+            list_id=list_id,
+        )
+        with _readable():
+            return wire.member_page(body, per_page=per_page)
+
     async def unsubscribe_contact(self, list_id: str, email: str) -> bool:
         path = f"/lists/{_segment(list_id)}/unsubscribe"
         body = await self._call(
@@ -190,7 +212,7 @@ class EcomailMarketingPlatform:
         if not _usable(self._api_key):
             raise InvalidApiKey(WRONG_KEY)
         if self._limiter is not None:
-            await self._limiter.acquire(self._limiter_key)
+            await self._limiter.acquire(self._limiter_key, share=self._share)
         if before_send is not None:
             await before_send()
         started = time.perf_counter()

@@ -16,6 +16,13 @@ neither burns 429s nor starves its other work:
   defers its work without counting an attempt.
 - ``block(key, seconds)`` records Ecomail's ``Retry-After``: every process waits it out before
   its next call with that key (also through ``BudgetExhausted``).
+- ``acquire(key, share=0.3)`` is background work's call (the reconciliation of a list): the
+  slot counts against the key's whole budget as usual and also against the key's share lane,
+  a second log that holds at most ``max(1, floor(share * limit))`` requests per window. A slot
+  is taken in both logs or in neither, so the background work never takes more than its share
+  and the live sync keeps the rest. Every caller with a share uses the key's one lane, each
+  stopping at its own share of it. A hold caused by the lane is ``BudgetHold.SPENT`` with the
+  lane's wait; ``used()`` still counts every request of the key.
 
 ``RedisRequestLimiter`` shares the budget through Redis (a sliding log in a sorted set, checked
 and updated by one Lua script, timed by the Redis server's clock so the workers' clocks do not
@@ -54,7 +61,12 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ellity.ports.marketing import BudgetExhausted, BudgetHold, MarketingUnavailable
+from ellity.ports.marketing import (
+    BudgetExhausted,
+    BudgetHold,
+    MarketingUnavailable,
+    check_share,
+)
 from ellity.ports.operations import OperationsUnavailable
 
 logger = logging.getLogger(__name__)
@@ -72,9 +84,10 @@ def limiter_key(api_key: str) -> str:
 
 
 class RequestLimiter(Protocol):
-    async def acquire(self, key: str) -> None:
-        """Take one request slot; raises ``BudgetExhausted`` (wait ``retry_after``, nothing
-        was sent) or ``MarketingUnavailable`` (the budget cannot be checked)."""
+    async def acquire(self, key: str, *, share: float | None = None) -> None:
+        """Take one request slot; with a ``share`` (0 < share <= 1) also one of the key's share
+        lane. Raises ``BudgetExhausted`` (wait ``retry_after``, nothing was sent) or
+        ``MarketingUnavailable`` (the budget cannot be checked)."""
         ...
 
     async def block(self, key: str, seconds: float) -> None:
@@ -102,14 +115,21 @@ class _WaitingLimiter:
         self.window = window
         self.max_wait = max_wait
 
-    async def _attempt(self, key: str) -> tuple[float, Hold]:
-        """Take a slot and return ``(0, ...)``, or return the seconds to wait and why."""
+    def lane_limit(self, share: float) -> int:
+        """Requests per window of the share lane for ``share`` of the budget."""
+        check_share(share)
+        return max(1, math.floor(share * self.limit + 1e-9))  # 0.3 * 10 is 3, not 2.99...
+
+    async def _attempt(self, key: str, lane_limit: int | None) -> tuple[float, Hold]:
+        """Take a slot (and one of the lane's, with a ``lane_limit``) and return ``(0, ...)``,
+        or return the seconds to wait and why."""
         raise NotImplementedError
 
-    async def acquire(self, key: str) -> None:
+    async def acquire(self, key: str, *, share: float | None = None) -> None:
+        lane_limit = None if share is None else self.lane_limit(share)
         deadline = time.monotonic() + self.max_wait
         while True:
-            wait, hold = await self._attempt(key)
+            wait, hold = await self._attempt(key, lane_limit)
             if wait <= 0:
                 return
             if time.monotonic() + wait > deadline:
@@ -136,21 +156,33 @@ class LocalRequestLimiter(_WaitingLimiter):
     ) -> None:
         super().__init__(limit=limit, window=window, max_wait=max_wait)
         self._log: dict[str, deque[float]] = {}
+        self._lanes: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
 
-    async def _attempt(self, key: str) -> tuple[float, Hold]:
+    async def _attempt(self, key: str, lane_limit: int | None) -> tuple[float, Hold]:
         # No await inside: the check and the update are one step on the event loop.
         now = time.monotonic()
         blocked = self._blocked_until.get(key, 0.0) - now
         if blocked > 0:
             return blocked, Hold.RETRY_AFTER
-        log = self._log.setdefault(key, deque())
+        log = self._pruned(self._log, key, now)
+        wait = _free_in(log, self.limit, self.window, now)
+        lane = None
+        if lane_limit is not None:
+            lane = self._pruned(self._lanes, key, now)
+            wait = max(wait, _free_in(lane, lane_limit, self.window, now))
+        if wait > 0:
+            return wait, Hold.BUDGET
+        log.append(now)
+        if lane is not None:
+            lane.append(now)
+        return 0.0, Hold.BUDGET
+
+    def _pruned(self, logs: dict[str, deque[float]], key: str, now: float) -> deque[float]:
+        log = logs.setdefault(key, deque())
         while log and log[0] <= now - self.window:
             log.popleft()
-        if len(log) < self.limit:
-            log.append(now)
-            return 0.0, Hold.BUDGET
-        return max(log[0] + self.window - now, 0.001), Hold.BUDGET
+        return log
 
     async def block(self, key: str, seconds: float) -> None:
         until = time.monotonic() + seconds
@@ -164,14 +196,25 @@ class LocalRequestLimiter(_WaitingLimiter):
 
     async def aclose(self) -> None:
         self._log.clear()
+        self._lanes.clear()
         self._blocked_until.clear()
 
 
+def _free_in(log: deque[float], limit: int, window: float, now: float) -> float:
+    """Seconds until ``log`` holds fewer than ``limit`` times of the last ``window``; 0 now."""
+    if len(log) < limit:
+        return 0.0
+    # the time that must leave the window before one more fits (the log may hold more than
+    # ``limit`` when a caller with a larger share filled it)
+    return max(log[len(log) - limit] + window - now, 0.001)
+
+
 # KEYS[1]: the sorted set of recent requests (score: server time in ms); KEYS[2]: the
-# "blocked until" marker; KEYS[3]: since when (server ms) the log is complete. ARGV: limit,
-# window in ms, a unique member for this request, and how many ms the store has kept its data
-# ("" when not asked yet). Returns {0, 0} when a slot was taken, {-1, 0} when the store must
-# be asked (no marker), else {ms to wait, Hold}.
+# "blocked until" marker; KEYS[3]: since when (server ms) the log is complete; KEYS[4]: the
+# share lane's log. ARGV: limit, window in ms, a unique member for this request, how many ms
+# the store has kept its data ("" when not asked yet), and the lane's limit ("" for a request
+# outside the lane). A slot is taken in both logs or in neither. Returns {0, 0} when a slot
+# was taken, {-1, 0} when the store must be asked (no marker), else {ms to wait, Hold}.
 _ACQUIRE = """
 local blocked = redis.call('PTTL', KEYS[2])
 if blocked > 0 then return {blocked, 1} end
@@ -186,14 +229,24 @@ if not since then
 end
 redis.call('PEXPIRE', KEYS[3], 2 * window)
 if now < since + window then return {since + window - now, 2} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return {0, 0}
+local function free_in(log, limit)
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+  local count = redis.call('ZCARD', log)
+  if count < limit then return 0 end
+  local leaving = redis.call('ZRANGE', log, count - limit, count - limit, 'WITHSCORES')
+  return math.max(1, tonumber(leaving[2]) + window - now)
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {math.max(1, tonumber(oldest[2]) + window - now), 0}
+local wait = free_in(KEYS[1], tonumber(ARGV[1]))
+local lane = ARGV[5] ~= ''
+if lane then wait = math.max(wait, free_in(KEYS[4], tonumber(ARGV[5]))) end
+if wait > 0 then return {wait, 0} end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+if lane then
+  redis.call('ZADD', KEYS[4], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], window)
+end
+return {0, 0}
 """
 
 # KEYS[1]: the "blocked until" marker; ARGV[1]: ms. Only ever lengthens a block.
@@ -237,16 +290,19 @@ class RedisRequestLimiter(_WaitingLimiter):
         self._block_script = self._redis.register_script(_BLOCK)
 
     def _keys(self, key: str) -> list[str]:
-        # One hash tag for all three keys, so a Redis Cluster keeps them on one node.
+        # One hash tag for all four keys, so a Redis Cluster keeps them on one node. The
+        # lane's name does not end in ":log": ``used()`` counts only the whole logs.
         return [
             f"{self._prefix}:{{{key}}}:log",
             f"{self._prefix}:{{{key}}}:blocked",
             f"{self._prefix}:{{{key}}}:since",
+            f"{self._prefix}:{{{key}}}:share-lane",
         ]
 
-    async def _attempt(self, key: str) -> tuple[float, Hold]:
+    async def _attempt(self, key: str, lane_limit: int | None) -> tuple[float, Hold]:
         window_ms = max(1, round(self.window * 1000))
-        args: list[Any] = [self.limit, window_ms, uuid.uuid4().hex, ""]
+        lane = "" if lane_limit is None else lane_limit
+        args: list[Any] = [self.limit, window_ms, uuid.uuid4().hex, "", lane]
         keys = self._keys(key)
         reply = await self._run(lambda: self._acquire_script(keys=keys, args=args))
         if int(reply[0]) == -1:  # no marker: the log may have been lost with a restart

@@ -62,7 +62,11 @@ class EcomailPlatforms:
             transport=transport,
         )
 
-    def for_key(self, api_key: str, *, account: str) -> EcomailMarketingPlatform:
+    def for_key(
+        self, api_key: str, *, account: str, share: float | None = None
+    ) -> EcomailMarketingPlatform:
+        """With a ``share``, the platform's requests stay within that share of the key's
+        budget (the limiter's share lane) besides counting against all of it."""
         return EcomailMarketingPlatform(
             self._http,
             api_key,
@@ -70,6 +74,7 @@ class EcomailPlatforms:
             limiter=self._limiter,
             base_url=self.settings.base_url,
             counters=self._counters,
+            share=share,
         )
 
     async def aclose(self) -> None:

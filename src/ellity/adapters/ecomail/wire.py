@@ -19,6 +19,7 @@ from ellity.ports.marketing import (
     ContactData,
     ContactList,
     ListDetail,
+    MemberPage,
     Membership,
     SubscriptionStatus,
     TrackerEvent,
@@ -121,11 +122,37 @@ def membership(body: Any, email: str) -> Membership:
     member = body.get("subscriber", body) if isinstance(body, Mapping) else None
     if not isinstance(member, Mapping):
         raise Unreadable("no subscriber in the answer")
+    return _membership(member, str(member.get("email") or email), null=None)
+
+
+def member_page(body: Any, *, per_page: int) -> MemberPage:
+    """A page of ``GET /lists/{id}/subscribers`` (Laravel's paginator). ``last_page`` is
+    computed from ``total`` and ``per_page`` when the answer lacks it; a null field value
+    reads as ``""``."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
+        raise Unreadable("the members are not a paginated array")
+    members = []
+    for item in body["data"]:
+        if not isinstance(item, Mapping):
+            raise Unreadable("a member is not an object")
+        members.append(_membership(item, str(_field(item, "email")), null=""))
+    total = _int(_field(body, "total"))
+    raw_last = body.get("last_page")
+    last_page = -(-total // per_page) if raw_last is None else _int(raw_last)
+    page = _int(body.get("current_page", 1))
+    if total < 0 or page < 1:
+        raise Unreadable(f"page {page} of {total} members")
+    return MemberPage(members=members, page=page, last_page=max(1, last_page), total=total)
+
+
+def _membership(member: Mapping[str, Any], email: str, *, null: str | None) -> Membership:
+    """A membership object; a null field value is left out (``null=None``) or read as
+    ``null``."""
     try:
         status = SubscriptionStatus(_int(_field(member, "status")))
     except ValueError:
         raise Unreadable(f"unknown subscription status {member.get('status')!r}") from None
-    fields = member.get("custom_fields") or {}
+    fields = member.get("custom_fields") or {}  # an empty PHP array arrives as []
     if not isinstance(fields, Mapping):
         raise Unreadable("custom_fields is neither an object nor empty")
     values: dict[str, str | int] = {}
@@ -135,8 +162,10 @@ def membership(body: Any, email: str) -> Membership:
             values[str(key).strip().lower()] = value
         elif value is not None:
             values[str(key).strip().lower()] = str(value)
+        elif null is not None:
+            values[str(key).strip().lower()] = null
     return Membership(
-        email=str(member.get("email") or email),
+        email=email,
         status=status,
         subscribed_at=timestamp(member.get("subscribed_at")),
         unsubscribed_at=timestamp(member.get("unsubscribed_at")),

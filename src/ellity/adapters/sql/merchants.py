@@ -17,6 +17,7 @@ from ellity.domain.model.consent import EcomailAdd
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.merchant import Merchant, MerchantSettings, SmtpSettings
 from ellity.domain.model.money import Points
+from ellity.domain.model.reconciliation import Schedule
 from ellity.ports.storage.merchants import MerchantRepository, NightlySchedule
 
 _NO_NIGHTLY_CLAIM: dict[str, Any] = {"nightly_claim_token": None, "nightly_claimed_until": None}
@@ -155,6 +156,7 @@ class SqlMerchantRepository(MerchantRepository):
             pre_expiry_notify=row["pre_expiry_notify"],
             pre_expiry_days=row["pre_expiry_days"],
             ecomail_add=EcomailAdd(row["ecomail_add"]),
+            ecomail_reconcile=Schedule(row["ecomail_reconcile"]),
         )
         smtp = SmtpSettings(
             host=row["smtp_host"],
@@ -181,4 +183,5 @@ def _settings_columns(settings: MerchantSettings) -> dict[str, Any]:
         "pre_expiry_notify": settings.pre_expiry_notify,
         "pre_expiry_days": settings.pre_expiry_days,
         "ecomail_add": settings.ecomail_add.value,
+        "ecomail_reconcile": settings.ecomail_reconcile.value,
     }

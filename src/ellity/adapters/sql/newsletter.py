@@ -40,6 +40,7 @@ from ellity.domain.model.newsletter import (
     ClaimedNotification,
     Notification,
     NotificationState,
+    Origin,
     Outcome,
     RewardHold,
     SubscriptionChange,
@@ -101,6 +102,7 @@ def notification_of(row: Any) -> Notification:
         change=SubscriptionChange(row.status),
         list_id=row.list_id,
         campaign_id=row.campaign_id,
+        origin=Origin(row.origin),
     )
 
 
@@ -181,6 +183,7 @@ class SqlNewsletterRepository(NewsletterRepository):
                     status=notification.change.value,
                     list_id=notification.list_id,
                     campaign_id=notification.campaign_id,
+                    origin=notification.origin.value,
                     state=_PENDING,
                     available_at=at,
                     attempts=0,
@@ -232,6 +235,7 @@ class SqlNewsletterRepository(NewsletterRepository):
                 _n.status,
                 _n.list_id,
                 _n.campaign_id,
+                _n.origin,
                 _n.received_at,
                 _n.attempts,
             ],

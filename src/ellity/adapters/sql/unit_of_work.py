@@ -24,6 +24,7 @@ from ellity.adapters.sql.ledger import SqlLedgerRepository
 from ellity.adapters.sql.merchants import SqlMerchantRepository
 from ellity.adapters.sql.newsletter import SqlNewsletterRepository
 from ellity.adapters.sql.outbox import SqlOutboxRepository
+from ellity.adapters.sql.reconciliation import SqlReconciliationRepository
 from ellity.adapters.sql.staff import SqlStaffRepository
 from ellity.adapters.sql.views import SqlViews
 from ellity.ports.storage import (
@@ -117,6 +118,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.newsletter = self._newsletter = SqlNewsletterRepository(
             conn, locks_rows=not self._database.is_sqlite
         )
+        self.reconciliation = SqlReconciliationRepository(conn)
         self.views = SqlViews(conn)
         self.dashboard = SqlDashboardRepository(conn)
         return self

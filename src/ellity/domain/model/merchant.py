@@ -13,6 +13,7 @@ from ellity.domain.model.errors import InvalidInput, Term
 from ellity.domain.model.expiry import MAX_VALIDITY_MONTHS, ExpiryPolicy, zone
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.money import LOCALES, Locale, Points
+from ellity.domain.model.reconciliation import DEFAULT_SCHEDULE, Schedule, parse_schedule
 from ellity.domain.model.referral import DEFAULT_LINK_TEMPLATE, validate_link_template
 
 MAX_PROGRAMME_NAME = 100
@@ -82,6 +83,7 @@ class MerchantSettings:
     pre_expiry_notify: bool = False  # True: "Notify Ecomail", False: "Do not send"
     pre_expiry_days: int = DEFAULT_PRE_EXPIRY_DAYS  # how many days ahead of the last valid day
     ecomail_add: EcomailAdd = DEFAULT_ECOMAIL_ADD  # whom the contact sync adds to the list
+    ecomail_reconcile: Schedule = DEFAULT_SCHEDULE  # how often the list is reconciled
 
     def __post_init__(self) -> None:
         name = self.name.strip()
@@ -131,6 +133,7 @@ class MerchantSettings:
             "pre_expiry_notify": _bool_text(self.pre_expiry_notify),
             "pre_expiry_days": str(self.pre_expiry_days),
             "ecomail_add": self.ecomail_add.value,
+            "ecomail_reconcile": self.ecomail_reconcile.value,
         }
 
     def with_changes(self, changes: dict[str, str]) -> MerchantSettings:
@@ -156,6 +159,8 @@ class MerchantSettings:
                 parsed[key] = cast(Locale, raw.strip())
             elif key == "ecomail_add":
                 parsed[key] = parse_ecomail_add(raw)
+            elif key == "ecomail_reconcile":
+                parsed[key] = parse_schedule(raw)
             else:
                 parsed[key] = raw
         return dataclasses.replace(self, **parsed)  # type: ignore[arg-type]
@@ -175,6 +180,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "pre_expiry_notify",
     "pre_expiry_days",
     "ecomail_add",
+    "ecomail_reconcile",
 )
 _BOOL_KEYS = frozenset(("send_system_emails", "newsletter_take_back", "pre_expiry_notify"))
 

@@ -126,14 +126,27 @@ class Outcome(StrEnum):
     UNCONFIRMED = "unconfirmed"  # Ecomail did not confirm the change: nothing changed
 
 
+class Origin(StrEnum):
+    """Who reported a subscription change."""
+
+    WEBHOOK = "webhook"  # Ecomail's list webhook
+    #: a reconciliation run found the change in the list, without a notification (Ecomail
+    #: fires none for an unsubscription through its API, a bounce, a complaint or a double
+    #: opt-in confirmation, and one may be lost): an unsubscription is then confirmed by any
+    #: status that ended the subscription, not only "unsubscribed"
+    RECONCILIATION = "reconciliation"
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A subscription change as Ecomail's webhook reported it (not yet confirmed)."""
+    """A subscription change as Ecomail's webhook reported it (not yet confirmed), or as a
+    reconciliation run found it (``origin``)."""
 
     email: str
     change: SubscriptionChange
     list_id: str
     campaign_id: int | None = None
+    origin: Origin = Origin.WEBHOOK
 
 
 # -- the webhook ---------------------------------------------------------------------------

@@ -38,13 +38,16 @@ async def connection(
     uow_factory: UnitOfWorkFactory,
     platforms: MarketingPlatforms,
     secret_box: SecretBox,
+    share: float | None = None,
 ) -> Connection | None:
     """The merchant's active integration ready to call; ``None`` when it is not active.
-    Raises ``SecretUnreadable`` when the stored key cannot be decrypted."""
+    ``share``: the platform uses at most this share of the key's request budget (background
+    work). Raises ``SecretUnreadable`` when the stored key cannot be decrypted."""
     async with uow_factory(read_only=True) as uow:
         list_id = await uow.ecomail.active_list(merchant_id)
         encrypted = await uow.ecomail.api_key(merchant_id)
     if list_id is None or encrypted is None:
         return None
     key = secret_box.decrypt(encrypted)
-    return Connection(platforms.for_key(key, account=f"merchant-{merchant_id}"), list_id)
+    platform = platforms.for_key(key, account=f"merchant-{merchant_id}", share=share)
+    return Connection(platform, list_id)

@@ -19,6 +19,7 @@ from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.newsletter import (
     DOI_PATIENCE,
     ClaimedNotification,
+    Origin,
     Outcome,
     SubscriptionChange,
     Verdict,
@@ -74,8 +75,20 @@ def unconfirmed(reason: Reason) -> Verdict:
     return Verdict(Outcome.UNCONFIRMED, reason)
 
 
+#: The statuses that confirm an unsubscription a reconciliation run found: any that ended the
+#: subscription (Ecomail notifies none of them).
+_ENDED = frozenset(
+    (
+        SubscriptionStatus.UNSUBSCRIBED,
+        SubscriptionStatus.SOFT_BOUNCED,
+        SubscriptionStatus.HARD_BOUNCED,
+        SubscriptionStatus.COMPLAINED,
+    )
+)
+
+
 def confirmation_problem(
-    change: SubscriptionChange, membership: Membership | None
+    change: SubscriptionChange, membership: Membership | None, origin: Origin = Origin.WEBHOOK
 ) -> Reason | None:
     """Why Ecomail's answer does not confirm the change; ``None`` when it does."""
     if membership is None:
@@ -86,6 +99,12 @@ def confirmation_problem(
         else SubscriptionStatus.UNSUBSCRIBED
     )
     if membership.status is wanted:
+        return None
+    if (
+        origin is Origin.RECONCILIATION
+        and change is SubscriptionChange.UNSUBSCRIBED
+        and membership.status in _ENDED
+    ):
         return None
     return Reason(
         "Ecomail says the contact is %(status)s in the list now, not %(wanted)s: nothing changed.",
@@ -121,7 +140,7 @@ async def confirm(
         return unconfirmed(
             Reason("Ecomail refused to confirm it (%(why)s): nothing changed.", why=str(exc))
         )
-    problem = confirmation_problem(n.change, membership)
+    problem = confirmation_problem(n.change, membership, n.origin)
     if problem is None:
         return membership
     if (

@@ -16,6 +16,7 @@ from ellity.ports.storage.merchants import (
 )
 from ellity.ports.storage.newsletter import NewsletterRepository
 from ellity.ports.storage.outbox import OutboxRepository
+from ellity.ports.storage.reconciliation import ReconciliationRepository
 from ellity.ports.storage.views import Views
 
 
@@ -31,6 +32,7 @@ class UnitOfWork(Protocol):
     ecomail: EcomailRepository
     contacts: ContactSyncRepository
     newsletter: NewsletterRepository
+    reconciliation: ReconciliationRepository
     views: Views
     dashboard: DashboardRepository
 

@@ -24,7 +24,8 @@ from ellity.domain.model.contact import FIELD_NAMES, FIELD_TYPES
 from ellity.domain.model.errors import DomainError
 from ellity.domain.model.ids import MerchantId
 from ellity.domain.model.integration import EVENT_ACTION, EVENT_CATEGORY, EventLabel, EventValue
-from ellity.domain.services import ecomail_fields, integration
+from ellity.domain.model.reconciliation import RepairKind, Schedule
+from ellity.domain.services import ecomail_fields, integration, reconciliation
 from ellity.domain.services import newsletter_intake as newsletter
 from ellity.ports.clock import Clock, RandomSource
 from ellity.ports.marketing import (
@@ -36,8 +37,10 @@ from ellity.ports.marketing import (
     MarketingRateLimited,
     MarketingUnavailable,
 )
+from ellity.ports.queue import JobQueue
 from ellity.ports.secrets import SecretBox
 from ellity.ports.storage import UnitOfWorkFactory
+from ellity.ports.storage.reconciliation import Trigger
 from ellity.settings import Settings
 from ellity.web.dependencies import Injected
 from ellity.web.i18n import N_, gettext_for, ngettext_for
@@ -80,6 +83,32 @@ class ActivateForm:
 @dataclass
 class AddingForm:
     ecomail_add: str = ""
+
+
+@dataclass
+class ScheduleForm:
+    ecomail_reconcile: str = ""
+
+
+#: The reconciliation schedule's choices (msgids, translated on the page).
+RECONCILE_CHOICES: tuple[tuple[str, str], ...] = (
+    (Schedule.WEEKLY.value, N_("Every week")),
+    (Schedule.DAILY.value, N_("Every day")),
+    (Schedule.OFF.value, N_("Never (only when I ask)")),
+)
+TRIGGER_TEXTS: dict[str, str] = {
+    Trigger.SCHEDULE.value: N_("scheduled"),
+    Trigger.MERCHANT.value: N_("you asked"),
+    Trigger.COMMAND.value: N_("command line"),
+}
+REPAIR_TEXTS: dict[str, str] = {
+    RepairKind.FIELDS.value: N_("fields written again"),
+    RepairKind.ADDED.value: N_("added to the list"),
+    RepairKind.UNSUBSCRIBED.value: N_("unsubscription recorded"),
+    RepairKind.CONFIRMED.value: N_("double opt-in recorded"),
+    RepairKind.SIGNUP.value: N_("sign-up recorded"),
+    RepairKind.CLEARED.value: N_("Ellity fields cleared"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +270,9 @@ async def _page(
     fields = await ecomail_fields.fields_panel(
         merchant_id, customer, uow=deps.uow(read_only=True), clock=deps.clock
     )
-    panel = None
+    panel = reconcile = None
     if page.integration is not None and page.integration.active:
+        reconcile = await reconciliation.reconciliation_panel(merchant_id, uow_factory=deps.uow)
         panel = await newsletter.newsletter_panel(
             merchant_id,
             uow_factory=deps.uow,
@@ -267,6 +297,10 @@ async def _page(
         status_code=status_for(shown) if shown is not None else 200,
         page=page,
         newsletter=panel,
+        reconcile=reconcile,
+        reconcile_choices=RECONCILE_CHOICES,
+        trigger_texts=TRIGGER_TEXTS,
+        repair_texts=REPAIR_TEXTS,
         lists=lists,
         lists_error="" if lists_error == error else lists_error,
         chosen=list_id or (page.integration.list_id if page.integration else None) or "",
@@ -400,6 +434,53 @@ async def choose_adding(
         )
     flash(request, saved)
     return see_other(PAGE)
+
+
+@post(f"{PAGE}/reconcile")
+@refused_form_page(_page_again())
+async def reconcile_now(
+    request: AnyRequest,
+    *,
+    merchant_id: NamedDependency[MerchantId],
+    uow_factory: Injected[UnitOfWorkFactory],
+    clock: Injected[Clock],
+    queue: Injected[JobQueue],
+) -> Response[Any]:
+    requested = await reconciliation.request_run(
+        merchant_id, trigger=Trigger.MERCHANT, uow_factory=uow_factory, clock=clock, queue=queue
+    )
+    _ = texts(request)
+    flash(
+        request,
+        _("The reconciliation has started; its progress is shown below.")
+        if requested.created
+        else _("A reconciliation is running already; its progress is shown below."),
+    )
+    return see_other(f"{PAGE}#reconciliation")
+
+
+@post(f"{PAGE}/reconcile/schedule")
+@refused_form_page(_page_again("schedule"))
+async def choose_reconcile_schedule(
+    request: AnyRequest,
+    data: URLEncodedBody[ScheduleForm],
+    *,
+    merchant_id: NamedDependency[MerchantId],
+    uow_factory: Injected[UnitOfWorkFactory],
+) -> Response[Any]:
+    schedule = await reconciliation.choose_schedule(
+        merchant_id, data.ecomail_reconcile, uow_factory=uow_factory
+    )
+    _ = texts(request)
+    flash(
+        request,
+        {
+            Schedule.WEEKLY: _("Saved: the list is reconciled every week."),
+            Schedule.DAILY: _("Saved: the list is reconciled every day."),
+            Schedule.OFF: _("Saved: the list is reconciled only when you ask."),
+        }[schedule],
+    )
+    return see_other(f"{PAGE}#reconciliation")
 
 
 @post(f"{PAGE}/retry")

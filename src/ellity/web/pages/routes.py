@@ -63,6 +63,8 @@ def pages_router(security: WebSecurity) -> Router:
             integration.save_key,
             integration.activate,
             integration.choose_adding,
+            integration.reconcile_now,
+            integration.choose_reconcile_schedule,
             integration.retry_failed,
             integration.repush,
             integration.deactivate,

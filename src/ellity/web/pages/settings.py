@@ -35,7 +35,7 @@ from ellity.web.pages.common import (
 from ellity.web.pages.errors import error_text, refused_form_page, status_for
 
 _CHECKBOXES = ("send_system_emails", "newsletter_take_back")
-_ELSEWHERE = ("ecomail_add",)  # chosen on the Ecomail integration page
+_ELSEWHERE = ("ecomail_add", "ecomail_reconcile")  # chosen on the Ecomail integration page
 COMMON_ZONES = ("Europe/Prague", "Europe/Bratislava", "Europe/Vienna", "Europe/Berlin", "UTC")
 
 
