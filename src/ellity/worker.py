@@ -159,12 +159,16 @@ async def deliver_outbox(ctx: dict[str, Any]) -> int:
 
 
 async def forget_settled_deliveries(ctx: dict[str, Any]) -> int:
-    """Delivered outbox items after 30 days, processed newsletter notifications after 90."""
+    """Delivered outbox items after 30 days, processed newsletter notifications and the
+    reconciliation's repairs after 90."""
     deps: Deps = ctx["deps"]
     forgotten = await delivery.forget_settled(
         uow_factory=deps.uow, clock=deps.clock, keep=KEEP_SETTLED
     )
-    return forgotten + await newsletter_processing.forget_processed(
+    forgotten += await newsletter_processing.forget_processed(
+        uow_factory=deps.uow, clock=deps.clock, keep=KEEP_NOTIFICATIONS
+    )
+    return forgotten + await reconciliation.forget_repairs(
         uow_factory=deps.uow, clock=deps.clock, keep=KEEP_NOTIFICATIONS
     )
 

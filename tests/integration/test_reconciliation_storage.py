@@ -250,6 +250,14 @@ async def test_a_recorded_page_marks_the_members_seen_counts_its_repairs_and_mov
     assert [r.email for r in listed] == ["gone@shop.cz", "bob@shop.cz", "ann@shop.cz"]
     assert listed[0].customer_id is None and listed[0].reason == WHY
     assert [(r.kind, r.customer_id) for r in anns] == [(RepairKind.FIELDS, ann)]
+    async with uow_factory() as uow:
+        assert await uow.reconciliation.purge_repairs(before=NOW) == 0
+        assert await uow.reconciliation.purge_repairs(before=NOW + timedelta(seconds=1)) == 3
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        assert await uow.reconciliation.repairs(shop, run_id, limit=10) == []
+        kept = await uow.reconciliation.get(shop, run_id)
+    assert kept is not None and kept.repairs.total == 3  # the run keeps its counts
 
 
 async def test_the_sweep_finds_the_customers_the_list_lacks(uow_factory: UnitOfWorkFactory) -> None:

@@ -5,6 +5,7 @@ nothing; runs are claimed by one worker, resume after a crash, and are scheduled
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -312,3 +313,20 @@ async def test_the_schedule_requests_a_run_a_week_after_the_last_and_queues_it(w
         assert held is not None
     finished = await run(w)
     assert await reconciliation.queue_due_runs(**tick) == []
+
+
+async def test_repairs_are_forgotten_after_the_time_kept_and_the_runs_keep_their_counts(
+    w: World,
+) -> None:
+    await customers_in_sync(w, "ann@shop.cz")
+    w.ecomail.member(LIST, "ann@shop.cz").fields["ellity_credit"] = "1"
+    finished = await reconcile(w)
+    keep = timedelta(days=90)
+    tidy: dict[str, Any] = {"uow_factory": w.uow_factory, "clock": w.clock, "keep": keep}
+    assert await reconciliation.forget_repairs(**tidy) == 0
+    w.clock.advance(days=91)
+    assert await reconciliation.forget_repairs(**tidy) == 1
+    assert await repairs(w, finished) == []
+    async with w.uow_factory(read_only=True) as uow:
+        kept = await uow.reconciliation.get(w.shop.id, finished.id)
+    assert kept is not None and kept.repairs.fields == 1

@@ -371,6 +371,13 @@ class InMemoryReconciliationRepository(ReconciliationRepository):
         ]
         return [_repair(r) for r in sorted(rows, key=lambda r: -r.id)[:limit]]
 
+    async def purge_repairs(self, *, before: datetime) -> int:
+        await round_trip()
+        old = [i for i, r in self._uow.state.repairs.items() if r.at < before]
+        for repair_id in old:
+            del self._uow.state.repairs[repair_id]
+        return len(old)
+
     async def customer_repairs(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
     ) -> list[RepairRecord]:

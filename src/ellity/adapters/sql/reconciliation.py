@@ -558,6 +558,10 @@ class SqlReconciliationRepository(ReconciliationRepository):
         )
         return [_repair_of(row) for row in rows]
 
+    async def purge_repairs(self, *, before: datetime) -> int:
+        done = await self.conn.execute(reconciliation_repairs.delete().where(_p.at < before))
+        return int(done.rowcount)
+
     async def customer_repairs(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
     ) -> list[RepairRecord]:

@@ -196,6 +196,14 @@ async def choose_schedule(
     return schedule
 
 
+async def forget_repairs(*, uow_factory: UnitOfWorkFactory, clock: Clock, keep: timedelta) -> int:
+    """Delete the repairs recorded longer than ``keep`` ago (each run keeps its counts)."""
+    async with uow_factory() as uow:
+        count = await uow.reconciliation.purge_repairs(before=clock.now() - keep)
+        await uow.commit()
+    return count
+
+
 async def queue_due_runs(
     *, uow_factory: UnitOfWorkFactory, clock: Clock, queue: JobQueue
 ) -> list[MerchantId]:

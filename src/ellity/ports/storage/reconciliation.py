@@ -244,6 +244,10 @@ class ReconciliationRepository(Protocol):
         """The run's repairs, newest first."""
         ...
 
+    async def purge_repairs(self, *, before: datetime) -> int:
+        """Delete repairs recorded before ``before`` (the runs and their counts stay)."""
+        ...
+
     async def customer_repairs(
         self, merchant_id: MerchantId, customer_id: CustomerId, *, limit: int
     ) -> list[RepairRecord]: ...
