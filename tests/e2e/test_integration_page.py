@@ -36,7 +36,7 @@ from ellity.domain.services.customers import contact_snapshots
 from ellity.ports.marketing import MarketingRateLimited, MarketingRejected, MarketingUnavailable
 from ellity.web.app import create_app
 from ellity.web.pages.integration import Error, error_message
-from ellity.worker import deliver_once
+from ellity.worker import deliver_once, run_reconciliation
 from tests.asgi import asgi_transport
 from tests.consenting import set_ecomail_add
 from tests.e2e.conftest import BASE_URL, deps_on, running
@@ -1083,3 +1083,34 @@ async def test_the_customer_page_tells_the_contacts_sync_state_and_latest_events
         assert 'id="ecomail-state"' not in page.text
         integration = await client.get(PAGE)
         assert 'id="sent-events' not in integration.text  # nothing of Anna's, nothing at all
+
+
+async def test_the_customer_page_shows_the_status_a_reconciliation_run_saw(site: Site) -> None:
+    """Ben's address bounced in Ecomail without a webhook: the run sees it, and his page says
+    so; Ann is seen subscribed."""
+    _, list_id = ecomail_account(site)
+    await set_ecomail_add(site.deps.uow, site.anna.id, EcomailAdd.CUSTOMERS)
+    ann = await customer_id_of(site, site.anna, "ann@anna-customers.cz")
+    ben = await customer_id_of(site, site.anna, "ben@anna-customers.cz")
+    async with logged_in(site, site.anna) as client:
+        await connected(site, client)
+        await followed(client, await post(client, "activate", list_id=str(list_id)))
+        await site.sync()
+        assert text_of(await client.get(f"/customers/{ben}"), "ecomail-status") == "not seen yet"
+        site.emu.set_status(list_id, "ben@anna-customers.cz", 4)  # a hard bounce
+        assert (await post(client, "reconcile")).status_code == 303  # "Reconcile now"
+        assert await run_reconciliation({"deps": site.deps, "worker_token": "w"}, site.anna.id)
+        await site.sync()
+
+        anns = await client.get(f"/customers/{ann}")
+        assert text_of(anns, "ecomail-state") == (
+            "In the list. Ellity writes the loyalty fields to the contact."
+        )
+        assert text_of(anns, "ecomail-status").startswith("subscribed (as last seen, on ")
+        bens = await client.get(f"/customers/{ben}")
+        assert text_of(bens, "ecomail-state") == (
+            "In the list, not subscribed. Ecomail last reported the contact as hard-bounced:"
+            " it gets no newsletters, and Ellity never subscribes it again; the loyalty fields"
+            " are still written."
+        )
+        assert text_of(bens, "ecomail-status").startswith("hard-bounced (as last seen, on ")
