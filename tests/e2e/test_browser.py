@@ -440,8 +440,18 @@ async def test_a_merchant_walks_from_setup_to_the_export_in_either_language(
 
 
 ECOMAIL_TEXTS = {
-    "cs": {"in_list": "V seznamu.", "sent": "odeslána", "title": "Naposledy odeslané události"},
-    "en": {"in_list": "In the list.", "sent": "sent", "title": "Last events sent"},
+    "cs": {
+        "in_list": "V seznamu.",
+        "sent": "odeslána",
+        "title": "Naposledy odeslané události",
+        "reconciled": "hotovo",
+    },
+    "en": {
+        "in_list": "In the list.",
+        "sent": "sent",
+        "title": "Last events sent",
+        "reconciled": "done",
+    },
 }
 
 
@@ -532,6 +542,18 @@ async def test_a_customers_ecomail_sync_state_reads_well_in_either_language(
     await expect(page.locator("#sent-events-title")).to_have_text(texts["title"])
     await expect(page.locator("#sent-events")).to_contain_text("jana.dvorakova@example.cz")
     await walk.check("ecomail-active")
+
+    # "Reconcile now": the server's own worker reads the list and reports the run
+    await page.click("form[action='/integrations/ecomail/reconcile'] button[type=submit]")
+    await expect(page.locator("#reconcile-runs")).to_be_visible()
+    deadline = time.monotonic() + 60
+    runs = page.locator("#reconcile-runs tbody tr").first
+    while texts["reconciled"] not in await runs.inner_text():
+        assert time.monotonic() < deadline, await page.inner_text("#reconcile-runs")
+        await page.wait_for_timeout(500)
+        await page.goto(server + "/integrations/ecomail")
+    await page.locator("#reconciliation").scroll_into_view_if_needed()
+    await walk.check("ecomail-reconciled")
     assert problems == []
     await context.close()
 
