@@ -244,7 +244,11 @@ def reconcile_figures(rec: dict[str, Any]) -> list[Figure]:
             rec["seconds"],
             rec["floor"]["seconds"],
             "reading every page, plain httpx",
-            note=f"{members}; repairs in the emulator {rec['repairs_delivered_s']:.1f} s later",
+            note=(
+                f"{members}; reading {rec['read_phase_s']:.1f} s, sweep"
+                f" {rec['sweep_phase_s']:.1f} s; repairs in the emulator"
+                f" {rec['repairs_delivered_s']:.1f} s later"
+            ),
         ),
         Figure(
             "reconcile_reads",
@@ -273,13 +277,14 @@ def reconcile_figures(rec: dict[str, Any]) -> list[Figure]:
             "reconcile_repairs",
             "  repairs",
             "repairs",
-            rec["repairs_total"],
+            rec["repairs_of_drift"],
             rec["drift"],
             "the drift made",
             target="ratio 1.00",
             note=(
                 f"fields {rec['repairs']['fields_rewritten']}, added {rec['repairs']['added']},"
-                f" cleared {rec['repairs']['cleared']}"
+                f" cleared {rec['repairs']['cleared']}; +{rec['repairs_of_changed_members']}"
+                " rewrites of members changed during the run"
             ),
         ),
         Figure(
