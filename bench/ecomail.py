@@ -10,7 +10,9 @@ Measures:
   floor is one bulk call per 3000 customers), and the worker's peak RSS (``measure``);
 - the latency from a points change (``POST /api/v1/customers/{id}/earn`` on ``ellity serve``
   with its in-process worker) to the emulator holding the new ``ellity_credit_num``:
-  median and p95 over a series of changes.
+  median and p95 over a series of changes;
+- then the reconciliation of the list after 1 % of it drifted, and the change latency while
+  it runs (``bench/reconcile.py``).
 
 The contacts are checked against the database (every customer with an email present, a
 sample's fields equal to the stored balance).
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import reconcile
 from benchdb import BenchDatabase, session
 from measure import run_measured
 from seeding import MERCHANT_ID, MERCHANT_SLUG
@@ -164,21 +167,31 @@ def latency(base: str, token: str, members: dict[str, Any], database: BenchDatab
     seconds = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
         for number, (customer_id, email) in enumerate(customers):
-            started = time.perf_counter()
-            answer = client.post(
-                f"/api/v1/customers/{customer_id}/earn",
-                json={"points": "10", "order_ref": f"bench-latency-{number}-{random.random()}"},
-            )
-            answer.raise_for_status()
-            wanted = int(answer.json()["balance"].split(".")[0])
-            deadline = started + 60
-            while members[email.lower()].custom_fields.get("ellity_credit_num") != wanted:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"{email} did not reach the emulator within 60 s")
-                time.sleep(0.002)
-            seconds.append(time.perf_counter() - started)
+            seconds.append(change(client, customer_id, email, members, f"bench-latency-{number}"))
             time.sleep(random.uniform(0.05, 0.3))  # changes arrive one by one, not in lockstep
     return seconds
+
+
+def change(
+    client: httpx.Client, customer_id: int, email: str, members: dict[str, Any], ref: str
+) -> float:
+    """Seconds from earning 10 points through the API to the emulator holding the customer's
+    new ``ellity_credit_num``."""
+    started = time.perf_counter()
+    answer = client.post(
+        f"/api/v1/customers/{customer_id}/earn",
+        json={"points": "10", "order_ref": f"{ref}-{random.random()}"},
+    )
+    answer.raise_for_status()
+    wanted = int(answer.json()["balance"].split(".")[0])
+    deadline = started + 60
+    while (member := members.get(email.lower())) is None or member.custom_fields.get(
+        "ellity_credit_num"
+    ) != wanted:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{email} did not reach the emulator within 60 s")
+        time.sleep(0.002)
+    return time.perf_counter() - started
 
 
 def run(database: BenchDatabase, n: int, folder: Path) -> dict[str, Any]:
@@ -235,6 +248,16 @@ def run(database: BenchDatabase, n: int, folder: Path) -> dict[str, Any]:
             f" p95 {p95:.0f} ms over {len(waits_ms)} changes (worker running in `ellity serve`)",
             flush=True,
         )
+        reconciled = reconcile.run(
+            database,
+            emulator=emulator,
+            server=server,
+            key=API_KEY,
+            list_id=list_id,
+            environ=environ,
+            var_dir=var_dir,
+            token=token,
+        )
     return {
         "customers": n,
         "backfill_s": seconds,
@@ -246,4 +269,5 @@ def run(database: BenchDatabase, n: int, folder: Path) -> dict[str, Any]:
         "max_requests_per_minute": emulator.max_requests_in_window(API_KEY),
         "change_latency_median_ms": statistics.median(waits_ms),
         "change_latency_p95_ms": p95,
+        "reconcile": reconciled,
     }

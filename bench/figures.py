@@ -51,7 +51,13 @@ class Figure:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    digits = 0 if abs(value) >= 1000 or unit in ("calls", "MB") else 1 if abs(value) >= 10 else 2
+    digits = (
+        0
+        if abs(value) >= 1000 or unit in ("calls", "MB", "repairs")
+        else 1
+        if abs(value) >= 10
+        else 2
+    )
     return f"{value:,.{digits}f} {unit}"
 
 

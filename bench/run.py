@@ -14,8 +14,9 @@ the end, also when a benchmark fails or the run is interrupted (Ctrl-C, SIGTERM)
 3. ``snapshots``: all contact snapshots against reading the stored summary columns;
 4. ``export``: ``ellity export`` against ``sqlite3 -csv`` / ``psql \\copy``;
 5. ``web``: the customer list pages, the searches and the dashboard over HTTP, p50 / p95;
-6. ``ecomail``: the backfill of every customer into the Ecomail emulator, and the latency of
-   a change (it changes the database, so it comes last);
+6. ``ecomail``: the backfill of every customer into the Ecomail emulator, the latency of a
+   change, then the reconciliation of the list with 1 % drift (``reconcile``) and the latency
+   of a change while it runs (it changes the database, so it comes last);
 7. ``webhook``: the newsletter webhook's intake against ``/health``, on a fresh database.
 
 The figures, their floors and ratios, the database and its version, N, the machine's load
@@ -43,6 +44,7 @@ from typing import Any, TypeVar
 import ecomail
 import export
 import nightly
+import reconcile
 import snapshots
 import web
 import webhook
@@ -213,6 +215,8 @@ def figures_of(results: dict[str, Any]) -> list[Figure]:
                 note=f"p50 {sync['change_latency_median_ms']:.0f} ms",
             ),
         ]
+        if "reconcile" in sync:
+            found += reconcile_figures(sync["reconcile"])
     if "webhook" in results:
         hook = results["webhook"]
         found.append(
@@ -228,6 +232,78 @@ def figures_of(results: dict[str, Any]) -> list[Figure]:
             )
         )
     return found
+
+
+def reconcile_figures(rec: dict[str, Any]) -> list[Figure]:
+    members = f"{rec['members_read']:,} members"
+    return [
+        Figure(
+            "reconcile",
+            "reconciliation (1 % drift)",
+            "s",
+            rec["seconds"],
+            rec["floor"]["seconds"],
+            "reading every page, plain httpx",
+            note=(
+                f"{members}; reading {rec['read_phase_s']:.1f} s, sweep"
+                f" {rec['sweep_phase_s']:.1f} s; repairs in the emulator"
+                f" {rec['repairs_delivered_s']:.1f} s later"
+            ),
+        ),
+        Figure(
+            "reconcile_reads",
+            "  its member-page reads",
+            "calls",
+            rec["reads"],
+            rec["ideal_reads"],
+            f"5 counts + one per {reconcile.PER_PAGE} members of a status",
+        ),
+        Figure(
+            "reconcile_calls",
+            "  its API calls",
+            "calls",
+            rec["api_calls"],
+            rec["ideal_calls"],
+            f"the reads + one clear per {reconcile.BULK} orphans of a page",
+        ),
+        Figure(
+            "reconcile_rss",
+            "  its peak RSS",
+            "MB",
+            rec["peak_rss_mb"],
+            target=f"< {reconcile.RSS_TARGET_MB} MB",
+        ),
+        Figure(
+            "reconcile_repairs",
+            "  repairs",
+            "repairs",
+            rec["repairs_of_drift"],
+            rec["drift"],
+            "the drift made",
+            target="ratio 1.00",
+            note=(
+                f"fields {rec['repairs']['fields_rewritten']}, added {rec['repairs']['added']},"
+                f" cleared {rec['repairs']['cleared']}; +{rec['repairs_of_changed_members']}"
+                " rewrites of members changed during the run"
+            ),
+        ),
+        Figure(
+            "reconcile_change_latency_p95",
+            "  change -> Ecomail p95 during it",
+            "ms",
+            rec["change_latency_p95_ms"],
+            target="< 2000 ms",
+            note=f"p50 {rec['change_latency_median_ms']:.0f} ms, {rec['changes']} changes",
+        ),
+        Figure(
+            "reconcile_max_per_minute",
+            "  most requests in a minute",
+            "calls",
+            rec["max_requests_per_minute"],
+            target="<= 1000",
+            note="the key's requests from the run's start to its end",
+        ),
+    ]
 
 
 def bench(databases: Databases, args: argparse.Namespace, steps: Steps) -> dict[str, Any]:
