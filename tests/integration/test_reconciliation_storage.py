@@ -413,3 +413,46 @@ async def test_a_notification_keeps_who_reported_it(uow_factory: UnitOfWorkFacto
     async with uow_factory(read_only=True) as uow:
         listed = await uow.views.recent_notifications(shop, limit=5)
     assert [n.notification.origin for n in listed] == [Origin.WEBHOOK, Origin.RECONCILIATION]
+
+
+async def test_a_full_page_of_members_is_recorded_in_a_few_statements(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """A page of 5000 members, half of them without a contact row yet: more values than
+    PostgreSQL takes in one statement if each were a parameter of its own."""
+    shop = await add_merchant(uow_factory)
+    await connect(uow_factory, shop)
+    emails = [f"m{n}@shop.cz" for n in range(5000)]
+    ids = await add_customers(uow_factory, shop, *emails)
+    await mark(uow_factory, shop, *ids[:2500])
+    run_id, _ = await request(uow_factory, shop)
+    await claim_run(uow_factory, shop, "w1")
+    async with uow_factory() as uow:
+        assert await uow.reconciliation.record_page(
+            run_id,
+            token="w1",
+            merchant_id=shop,
+            seen=[(i, 1) for i in ids],
+            repairs=[],
+            status_index=1,
+            page=2,
+            phase=Phase.READ,
+            checked=5000,
+            api_calls=1,
+            at=NOW,
+        )
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        facts = await uow.reconciliation.page_facts(shop, emails, today=TODAY)
+    assert len(facts.customers) == 5000
+    async with uow_factory() as uow:
+        chunk = await uow.reconciliation.sweep(
+            run_id,
+            token="w1",
+            merchant_id=shop,
+            setting=EcomailAdd.CUSTOMERS,
+            after_id=CustomerId(0),
+            limit=10_000,
+            since=NOW + timedelta(days=1),
+        )
+    assert chunk is not None and chunk.missing == []  # every one was seen by the run

@@ -404,35 +404,47 @@ class SqlReconciliationRepository(ReconciliationRepository):
         status: int,
         at: datetime,
     ) -> None:
-        insert = dialect_insert(self.conn.dialect, ecomail_contacts)
-        for start in range(0, len(ids), 5000):
-            rows = [
-                {
-                    "customer_id": customer_id,
-                    "merchant_id": merchant_id,
-                    "change_seq": 0,
-                    "attempts": 0,
-                    "in_list": True,
-                    "unsubscribe_due": False,
-                    "list_status": status,
-                    "list_status_at": at,
-                    "seen_run_id": run_id,
-                }
-                for customer_id in ids[start : start + 5000]
-            ]
-            statement = insert.values(rows)
-            excluded = statement.excluded
-            await self.conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[_c.customer_id],
-                    set_={
-                        "in_list": sa.true(),
-                        "list_status": excluded.list_status,
-                        "list_status_at": excluded.list_status_at,
-                        "seen_run_id": excluded.seen_run_id,
-                    },
-                )
+        """Two statements however many contacts (their ids bound as one expanding list, so
+        each is compiled once): the rows of customers without one yet are made, then every
+        contact gets what the run saw."""
+        made = (
+            sa.select(
+                customers.c.id,
+                customers.c.merchant_id,
+                sa.literal(0),
+                sa.literal(0),
+                sa.true(),
+                sa.false(),
             )
+            .where(
+                customers.c.merchant_id == merchant_id,
+                customers.c.id.in_(sa.bindparam("ids", expanding=True)),
+                ~sa.exists().where(_c.customer_id == customers.c.id),
+            )
+            .order_by(customers.c.id)
+        )
+        insert = dialect_insert(self.conn.dialect, ecomail_contacts)
+        columns = ["customer_id", "merchant_id", "change_seq", "attempts", "in_list"]
+        await self.conn.execute(
+            insert.from_select([*columns, "unsubscribe_due"], made).on_conflict_do_nothing(
+                index_elements=[_c.customer_id]
+            ),
+            {"ids": ids},
+        )
+        await self.conn.execute(
+            ecomail_contacts.update()
+            .where(
+                _c.merchant_id == merchant_id,
+                _c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+            )
+            .values(
+                in_list=True,
+                list_status=sa.bindparam("status", type_=sa.SmallInteger()),
+                list_status_at=sa.bindparam("at", type_=UtcDateTime()),
+                seen_run_id=sa.bindparam("run_id", type_=sa.BigInteger()),
+            ),
+            {"ids": ids, "status": status, "at": at, "run_id": run_id},
+        )
 
     async def _insert_repairs(
         self, run_id: int, merchant_id: MerchantId, repairs: Sequence[Repair], at: datetime
