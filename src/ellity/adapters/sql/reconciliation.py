@@ -230,7 +230,7 @@ class SqlReconciliationRepository(ReconciliationRepository):
                 list_id=row.list_id,
                 schedule=Schedule(row.ecomail_reconcile),
                 activated_at=row.activated_at,
-                last_requested_at=_aware(self.conn, row.last_requested_at),
+                last_requested_at=row.last_requested_at,
                 unfinished=bool(row.unfinished),
             )
             for row in rows
@@ -584,10 +584,3 @@ class SqlReconciliationRepository(ReconciliationRepository):
             .limit(limit)
         )
         return [_repair_of(row) for row in rows]
-
-
-def _aware(conn: AsyncConnection, value: Any) -> datetime | None:
-    """max() of a timestamp column loses its type on SQLite: read it as the column would be."""
-    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
-        return value
-    return UtcDateTime().process_result_value(value, conn.dialect)
